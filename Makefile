@@ -1,0 +1,30 @@
+# The two commands a newcomer needs (both create and use .venv in the repo root):
+#   make demo   # the whole Vega recipe end to end on embedded toy data, with a report
+#   make test   # the test suite (sets up .venv, KenLM and a local one-node SLURM first)
+# Real data: make demo GLUE_DIR=/path/to/glue CORPUS=/path/to/corpus
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+DEMO_OUT ?= demo_out
+GLUE_DIR ?=
+CORPUS ?=
+
+.PHONY: test demo venv venv-test slurm-start slurm-stop clean
+
+venv:
+	bash scripts/setup_env.sh
+
+venv-test:
+	bash scripts/setup_env.sh --test
+
+test: venv-test
+	@bash scripts/slurm_local.sh start || echo "[make test] local SLURM could not start: launcher tests will skip"
+	@status=0; $(PY) -m pytest tests $(PYTEST_ARGS) || status=$$?; \
+	  bash scripts/slurm_local.sh stop || true; exit $$status
+
+demo: venv
+	$(PY) -m vega_toolkit.demo --out $(DEMO_OUT) $(if $(GLUE_DIR),--glue-dir $(GLUE_DIR)) $(if $(CORPUS),--corpus $(CORPUS))
+
+clean:
+	rm -rf $(VENV) build third_party $(DEMO_OUT) .pytest_cache
