@@ -7,6 +7,12 @@ Importing this package registers every model, task and criterion into fairseq's 
 """
 from vega_toolkit import checkpoints  # noqa: F401  (allow-lists fairseq checkpoint contents before any load)
 from vega_toolkit import models, tasks, criterions  # noqa: F401  (registration side effects)
+from vega_toolkit.cli import full_help
+from vega_toolkit.data import batching
+
+# Narrow fixes of fairseq-fixed behaviour, each explained in its module:
+full_help.install()  # `--help` lists the chosen --arch/--task options
+batching.install()  # batch_by_size no longer drops a split's last examples
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,8 @@ run inside `torch.serialization.safe_globals(FAIRSEQ_CHECKPOINT_GLOBALS)`: the w
 only accepts, in addition to tensors and containers, the exact classes fairseq's own checkpoints contain
 (tests/test_checkpoints.py asserts this list against checkpoints written by real training runs).
 
-`install()` runs when `vega_toolkit` is imported, before any checkpoint is read.
+`install()` runs when `vega_toolkit` is imported, before any checkpoint is read; so does `install_atomic_writes()`,
+which makes every checkpoint fairseq writes or copies (checkpoint_last.pt included) appear atomically (see below).
 """
 import argparse
 import collections
@@ -20,7 +21,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 import torch
@@ -62,8 +63,6 @@ def _earlier_checkpoints(path: Path) -> List[str]:
 
 def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
     """fairseq's `load_checkpoint_to_cpu` with the weights-only allow-list and readable errors."""
-    from fairseq import checkpoint_utils
-
     path = str(path)
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -117,4 +116,89 @@ def install():
         distributed_utils._broadcast_object_slow = _safe_broadcast_object_slow
 
 
+# --- Atomic checkpoint writes ------------------------------------------------------------------------------------
+# fairseq writes the first checkpoint of a save through `torch_persistent_save` (a fixed `<name>.tmp` + rename, no
+# fsync) and then *copies* it onto the others, checkpoint_last.pt included, with `shutil.copyfile` straight onto the
+# destination: a job killed (SIGKILL, preemption, node failure) during that copy leaves a truncated
+# checkpoint_last.pt, which is exactly the file a restarted job resumes from. Here every checkpoint file, written or
+# copied, goes to a unique temporary file in the same folder, is fsync'ed and then `os.replace`d onto its name, so a
+# reader sees the old file or the new one, never a partial one.
+
+
+def _fsync_dir(folder: str):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(dst: str, write):
+    """Call `write(file_object)` on a temporary file next to `dst`, fsync it, then atomically rename it to `dst`."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(dst))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(dst) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def atomic_torch_save(obj, filename, async_write: bool = False):
+    """`fairseq.checkpoint_utils.torch_persistent_save` with an fsync'ed, uniquely named temporary file."""
+    from fairseq.file_io import PathManager
+
+    if async_write or PathManager.path_requires_pathmanager(filename):  # remote stores: fairseq's own path
+        return _original_torch_persistent_save(obj, filename, async_write=async_write)
+    _atomic_write(filename, lambda f: torch.save(obj, f))
+
+
+def atomic_copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+    """`PathManager.copy` for checkpoint_utils: copy `src_path` onto `dst_path` atomically (True on success)."""
+    import shutil
+    from fairseq.file_io import PathManager
+
+    if PathManager.path_requires_pathmanager(src_path) or PathManager.path_requires_pathmanager(dst_path):
+        return PathManager.copy(src_path, dst_path, overwrite=overwrite)
+    if os.path.exists(dst_path) and not overwrite:
+        return False
+
+    def copy(f):
+        with open(src_path, "rb") as src:
+            shutil.copyfileobj(src, f, 16 * 1024 * 1024)
+
+    _atomic_write(dst_path, copy)
+    return True
+
+
+_original_torch_persistent_save = None
+
+
+def install_atomic_writes():
+    """Route fairseq's checkpoint writes and copies through the atomic versions above (idempotent)."""
+    global _original_torch_persistent_save
+    from fairseq import checkpoint_utils
+    from fairseq.file_io import PathManager
+
+    if _original_torch_persistent_save is None:
+        _original_torch_persistent_save = checkpoint_utils.torch_persistent_save
+        checkpoint_utils.torch_persistent_save = atomic_torch_save
+        # Only checkpoint_utils' view of PathManager changes (it uses .copy for checkpoint_last.pt & co.); the rest
+        # of fairseq keeps the stock class.
+        checkpoint_utils.PathManager = type("AtomicCopyPathManager", (PathManager,),
+                                            {"copy": staticmethod(atomic_copy)})
+
+
 install()
+install_atomic_writes()

@@ -7,7 +7,8 @@ Differences from stock `fairseq-train`, each a fix rather than a feature:
 - the plugins are imported before fairseq builds its parser (so --arch/--task/--criterion choices include ours), and
   `--user-dir <installed vega_toolkit>` is injected so spawned distributed workers register them too;
 - checkpoints load under torch>=2.6's `weights_only=True` default (see vega_toolkit/checkpoints.py);
-- `--bf16` no longer switches fairseq onto its TPU code path (fairseq's legacy CLI sets `tpu=True` with bf16).
+- `--bf16` no longer switches fairseq onto its TPU code path (fairseq's legacy CLI sets `tpu=True` with bf16);
+- `vega-train --help` without `--arch` documents the `vega_encoder` options (as `--arch vega_base --help` does).
 """
 import os
 import sys
@@ -57,9 +58,14 @@ def cli_main(argv: Optional[List[str]] = None):
     from vega_toolkit.launch.submitit_launcher import split_launcher_args, submit
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    asks_help = any(a in ("-h", "--help") for a in argv)
+    if asks_help and not any(a in ("-a", "--arch") or a.startswith("--arch=") for a in argv):
+        # fairseq lists a model's options only once an --arch is chosen; ours are what a vega user looks for.
+        argv += ["--arch", "vega_base"]
     launcher, argv = split_launcher_args(argv)  # --launcher/--slurm-* flags (see vega_toolkit/launch)
     if launcher.launcher == "submitit":
-        return submit(launcher, argv)
+        submit(launcher, argv)
+        return
     run_training(argv)
 
 

@@ -1,0 +1,155 @@
+"""Training-step speed and memory: vega_encoder vs HF DebertaV2Model vs a plain SDPA encoder (no relative terms).
+
+    OMP_NUM_THREADS=2 python benchmarks/encoder_speed.py                       # CPU, fp32
+    python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12
+
+One training step = forward + backward of a squared-output loss (train mode, dropout on). vega and HF share the same
+weights (the HF model is converted with vega_toolkit.models.hf_conversion); the plain encoder has the same width and
+depth. Repetitions are interleaved (vega, hf, plain, vega, ...) so that machine noise hits all three alike; the
+median is reported. Memory: peak allocated on CUDA; on CPU the bytes of the tensors autograd saves for backward
+(the activation memory, which is what differs between the implementations).
+"""
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PlainSDPAEncoder(nn.Module):
+    """Post-LN encoder of the same shape without relative terms: the speed of light for this width/depth."""
+
+    def __init__(self, vocab, dim, heads, ffn, layers, dropout=0.1):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.embed = nn.Embedding(vocab, dim)
+        self.ln = nn.LayerNorm(dim, eps=1e-7)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(dict(qkv=nn.Linear(dim, 3 * dim), out=nn.Linear(dim, dim), ln1=nn.LayerNorm(dim, eps=1e-7),
+                               fc1=nn.Linear(dim, ffn), fc2=nn.Linear(ffn, dim), ln2=nn.LayerNorm(dim, eps=1e-7)))
+            for _ in range(layers)
+        )
+
+    def forward(self, tokens):
+        x = F.dropout(self.ln(self.embed(tokens)), self.dropout, self.training)
+        b, t, d = x.shape
+        for layer in self.layers:
+            q, k, v = layer["qkv"](x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+            x = layer["ln1"](x + F.dropout(layer["out"](a.transpose(1, 2).reshape(b, t, d)), self.dropout, self.training))
+            h = layer["fc2"](F.gelu(layer["fc1"](x)))
+            x = layer["ln2"](x + F.dropout(h, self.dropout, self.training))
+        return x
+
+
+def build_models(args):
+    import transformers
+    from fairseq.data import Dictionary
+
+    from vega_toolkit.models.hf_conversion import vega_config_from_hf, vega_state_from_hf
+    from vega_toolkit.models.vega_encoder import VegaEncoder, VegaEncoderConfig, VegaEncoderModel
+
+    hf_config = transformers.DebertaV2Config(
+        vocab_size=args.vocab, hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+        intermediate_size=4 * args.dim, max_position_embeddings=512, relative_attention=True, position_buckets=256,
+        norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"], position_biased_input=False,
+        type_vocab_size=0, layer_norm_eps=1e-7, hidden_act="gelu",
+    )
+    torch.manual_seed(0)
+    hf = transformers.DebertaV2Model(hf_config)
+    dictionary = Dictionary()
+    for i in range(args.vocab - len(dictionary)):
+        dictionary.add_symbol(f"w{i}")
+    cfg = VegaEncoderConfig(**vega_config_from_hf(hf_config.to_dict()))
+    vega = VegaEncoderModel(cfg, VegaEncoder(cfg, dictionary))
+    vega.load_state_dict(vega_state_from_hf(hf.state_dict(), list(range(args.vocab))))  # same weights as HF
+    plain = PlainSDPAEncoder(args.vocab, args.dim, args.heads, 4 * args.dim, args.layers)
+    return {
+        "vega_encoder": lambda t: vega(t, features_only=True)[0],
+        "HF DebertaV2Model": lambda t: hf(input_ids=t).last_hidden_state,
+        "plain SDPA encoder": plain,
+    }, [vega, hf, plain]
+
+
+def saved_bytes(fn, tokens):
+    """Bytes of the distinct tensors autograd saves during the forward (CPU memory proxy)."""
+    seen = {}
+
+    def pack(t):
+        seen[(t.untyped_storage().data_ptr(), t.device)] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(tokens)
+    del out
+    return sum(seen.values())
+
+
+def step(fn, tokens, args):
+    with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+        out = fn(tokens)
+    out.float().pow(2).mean().backward()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--heads", type=int, default=6)
+    p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--tokens", type=int, default=2048, help="tokens per batch: batch = tokens / L")
+    p.add_argument("--lengths", default="128,512")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--clock", choices=["wall", "process"], default="wall",
+                   help="process: CPU time of this process (time.process_time), robust on a shared, loaded machine "
+                        "when run with one thread; with N threads it sums their CPU time, so use wall there")
+    args = p.parse_args()
+
+    fns, modules = build_models(args)
+    for m in modules:
+        m.to(args.device).train()
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    rows = []
+    for length in map(int, args.lengths.split(",")):
+        tokens = torch.randint(4, args.vocab, (max(1, args.tokens // length), length), device=args.device)
+        times = {name: [] for name in fns}
+        memory = {}
+        for name, fn in fns.items():  # warm-up + memory
+            step(fn, tokens, args)
+            if args.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+                step(fn, tokens, args)
+                memory[name] = torch.cuda.max_memory_allocated()
+            else:
+                with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+                    memory[name] = saved_bytes(fn, tokens)
+        for _ in range(args.reps):  # interleaved repetitions
+            for name, fn in fns.items():
+                for m in modules:
+                    m.zero_grad(set_to_none=True)
+                sync()
+                start = clock()
+                step(fn, tokens, args)
+                sync()
+                times[name].append(clock() - start)
+        med = {name: statistics.median(t) for name, t in times.items()}
+        for name in fns:
+            rows.append((length, tokens.size(0), name, med[name] * 1e3, memory[name] / 2**20,
+                         med["HF DebertaV2Model"] / med[name], med[name] / med["plain SDPA encoder"]))
+    mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
+    print(f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
+          f"median of {args.reps} interleaved reps\n")
+    print(f"| L | batch | model | fwd+bwd ms | {mem_label} | speed vs HF | time vs plain SDPA |")
+    print("|---|---|---|---|---|---|---|")
+    for length, batch, name, ms, mib, vs_hf, vs_plain in rows:
+        print(f"| {length} | {batch} | {name} | {ms:.1f} | {mib:.1f} | {vs_hf:.2f}x | {vs_plain:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

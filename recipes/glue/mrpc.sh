@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# MRPC: starts from the MNLI-fine-tuned model (run mnli.sh first; encoder loaded, MRPC head fresh), as DeBERTa and RoBERTa.
+#
+#   GLUE_DIR=glue_data PRETRAINED=vega-model OUT=runs/glue SCALE=tiny bash recipes/glue/mrpc.sh
+#
+# Runs: vega-train $GLUE_DIR/MRPC --task glue --glue-task MRPC --finetune-from-model $OUT/MNLI/checkpoint_best.pt --criterion glue_prediction ... (see common.sh), then
+# vega-generate on $OUT/MRPC/checkpoint_best.pt --dev. Last line: `dev <metric>=<value>`. Extra args go to vega-train.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+MNLI_CHECKPOINT=${MNLI_CHECKPOINT:-$OUT/MNLI/checkpoint_best.pt}
+if [[ ! -f "$MNLI_CHECKPOINT" && "$DRY_RUN" != 1 ]]; then
+  echo "mrpc.sh: $MNLI_CHECKPOINT not found: run recipes/glue/mnli.sh first (or set MNLI_CHECKPOINT)" >&2
+  exit 2
+fi
+glue_finetune MRPC "$MNLI_CHECKPOINT" "${PLAIN_ARGS[@]}" "$@"

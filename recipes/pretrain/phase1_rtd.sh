@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Vega v1 phase 1: ternary replaced-token detection (shuffle 10% / replace 5%, labels original/shuffled/replaced).
+#
+#   DATA_BIN=data-bin/gutenberg SAVE_DIR=ckpt/phase1 bash recipes/pretrain/phase1_rtd.sh            # SCALE=tiny
+#   DATA_BIN=... SAVE_DIR=... SCALE=paper DRY_RUN=1 bash recipes/pretrain/phase1_rtd.sh              # print only
+#
+# SCALE=tiny (CPU, minutes) runs exactly:
+#   vega-train $DATA_BIN --task denoising_pretrain --criterion rtd_ternary --shuffle-prob 0.10 --replace-prob 0.05
+#     --save-dir $SAVE_DIR --optimizer adam --adam-betas '(0.9,0.98)' --adam-eps 1e-6 --weight-decay 0.01
+#     --clip-norm 1.0 --lr-scheduler polynomial_decay --log-format simple --no-epoch-checkpoints
+#     --arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr 2e-3 --warmup-updates 30
+#     --max-update 300 --total-num-update 300 --log-interval 25 --validate-interval-updates 100 --cpu --num-workers 0
+# SCALE=paper: vega_v1_1_3b (48 x 1536), 1M updates, AdamW (fairseq adam = decoupled weight decay), bf16, global
+# batch GLOBAL_BATCH sequences of 512 tokens reached with --update-freq = GLOBAL_BATCH / (NODES*GPUS_PER_NODE*
+# BATCH_PER_GPU). The Vega v1 paper does not publish its cluster, batch or learning rate (research/objectives.md
+# §8); the defaults below (16 nodes x 8 GPUs, 2048 x 512 tokens, lr 1e-4, warmup 10k as DeBERTa-v3's rtd.sh) are
+# assumptions to override. On a machine without GPUs SCALE=paper only prints the command.
+# Env: DATA_BIN, SAVE_DIR (required); SCALE, DRY_RUN, MAX_UPDATE, VEGA_TRAIN; NODES, GPUS_PER_NODE, BATCH_PER_GPU,
+# GLOBAL_BATCH, LR (paper). Extra arguments are appended to the command (e.g. --launcher submitit --slurm-nodes 16).
+set -euo pipefail
+: "${DATA_BIN:?set DATA_BIN to a vega-preprocess data-bin}"
+: "${SAVE_DIR:?set SAVE_DIR to the checkpoint directory}"
+SCALE=${SCALE:-tiny}
+DRY_RUN=${DRY_RUN:-0}
+here=$(dirname "${BASH_SOURCE[0]}")
+source "$here/common.sh"
+
+case "$SCALE" in
+  tiny)
+    MAX_UPDATE=${MAX_UPDATE:-300}
+    scale_args=(--arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr "${LR:-2e-3}" --warmup-updates 30
+                --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --log-interval 25
+                --validate-interval-updates 100 --cpu --num-workers 0) ;;
+  paper)
+    MAX_UPDATE=${MAX_UPDATE:-1000000}
+    paper_update_freq
+    scale_args=(--arch vega_v1_1_3b --tokens-per-sample 512 --batch-size "$BATCH_PER_GPU" --update-freq "$UPDATE_FREQ"
+                --distributed-world-size "$WORLD" --lr "${LR:-1e-4}" --warmup-updates 10000
+                --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --bf16 --checkpoint-activations
+                --find-unused-parameters --log-interval 100 --save-interval-updates 5000 --keep-interval-updates 5
+                --validate-interval-updates 5000 --num-workers 4) ;;
+  *) echo "phase1_rtd.sh: SCALE must be tiny or paper, got '$SCALE'" >&2; exit 2 ;;
+esac
+
+cmd=("${VEGA_TRAIN:-vega-train}" "$DATA_BIN" --task denoising_pretrain --criterion rtd_ternary
+     --shuffle-prob 0.10 --replace-prob 0.05 --save-dir "$SAVE_DIR" "${COMMON_ARGS[@]}" "${scale_args[@]}" "$@")
+run_or_print "${cmd[@]}"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Vega v1 phase 2: ternary RTD + SimCSE-style contrastive loss ([CLS] of original vs corrupted, tau 0.05),
+# starting from phase-1 weights with a fresh optimizer, lr schedule and update counter.
+#
+#   DATA_BIN=data-bin/gutenberg SAVE_DIR=ckpt/phase2 PHASE1_CKPT=ckpt/phase1/checkpoint_last.pt \
+#     bash recipes/pretrain/phase2_contrastive.sh                                                      # SCALE=tiny
+#   ... SCALE=paper DRY_RUN=1 bash recipes/pretrain/phase2_contrastive.sh                                # print only
+#
+# SCALE=tiny (CPU, minutes) runs exactly:
+#   vega-train $DATA_BIN --task denoising_pretrain --criterion rtd_contrastive --temperature 0.05
+#     --contrastive-weight 1.0 --contrastive-pooling cls --finetune-from-model $PHASE1_CKPT --save-dir $SAVE_DIR
+#     --optimizer adam --adam-betas '(0.9,0.98)' --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
+#     --lr-scheduler polynomial_decay --log-format simple --no-epoch-checkpoints
+#     --arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr 5e-4 --warmup-updates 20
+#     --max-update 200 --total-num-update 200 --log-interval 25 --validate-interval-updates 100 --cpu --num-workers 0
+# --finetune-from-model (not --restore-file + --reset-*) loads only the weights, and only while SAVE_DIR has no
+# checkpoint_last.pt, so a requeued SLURM job resumes phase 2 instead of restarting it (research/fairseq.md §0.1).
+# SCALE=paper: vega_v1_1_3b, 100K updates, bf16, same cluster math as phase 1 (see phase1_rtd.sh; assumptions).
+# Env: DATA_BIN, SAVE_DIR, PHASE1_CKPT (required); SCALE, DRY_RUN, MAX_UPDATE, VEGA_TRAIN, NODES, GPUS_PER_NODE,
+# BATCH_PER_GPU, GLOBAL_BATCH, LR, CONTRASTIVE_WEIGHT. Extra arguments are appended to the command.
+set -euo pipefail
+: "${DATA_BIN:?set DATA_BIN to a vega-preprocess data-bin}"
+: "${SAVE_DIR:?set SAVE_DIR to the checkpoint directory}"
+: "${PHASE1_CKPT:?set PHASE1_CKPT to the phase-1 checkpoint (e.g. ckpt/phase1/checkpoint_last.pt)}"
+SCALE=${SCALE:-tiny}
+DRY_RUN=${DRY_RUN:-0}
+here=$(dirname "${BASH_SOURCE[0]}")
+source "$here/common.sh"
+
+case "$SCALE" in
+  tiny)
+    MAX_UPDATE=${MAX_UPDATE:-200}
+    scale_args=(--arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr "${LR:-5e-4}" --warmup-updates 20
+                --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --log-interval 25
+                --validate-interval-updates 100 --cpu --num-workers 0) ;;
+  paper)
+    MAX_UPDATE=${MAX_UPDATE:-100000}
+    paper_update_freq
+    scale_args=(--arch vega_v1_1_3b --tokens-per-sample 512 --batch-size "$BATCH_PER_GPU" --update-freq "$UPDATE_FREQ"
+                --distributed-world-size "$WORLD" --lr "${LR:-5e-5}" --warmup-updates 5000
+                --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --bf16 --checkpoint-activations
+                --find-unused-parameters --log-interval 100 --save-interval-updates 5000 --keep-interval-updates 5
+                --validate-interval-updates 5000 --num-workers 4) ;;
+  *) echo "phase2_contrastive.sh: SCALE must be tiny or paper, got '$SCALE'" >&2; exit 2 ;;
+esac
+
+cmd=("${VEGA_TRAIN:-vega-train}" "$DATA_BIN" --task denoising_pretrain --criterion rtd_contrastive
+     --temperature 0.05 --contrastive-weight "${CONTRASTIVE_WEIGHT:-1.0}" --contrastive-pooling cls
+     --finetune-from-model "$PHASE1_CKPT" --save-dir "$SAVE_DIR" "${COMMON_ARGS[@]}" "${scale_args[@]}" "$@")
+run_or_print "${cmd[@]}"

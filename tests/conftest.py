@@ -1,0 +1,51 @@
+"""Shared pytest fixtures (keep each one small, generic and fast)."""
+import random
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_data_bin(tmp_path_factory):
+    """A real `vega-preprocess` data-bin (sentencepiece model, dict.txt, mmap train/valid) built once per session
+    from ~600 grammar-generated paragraphs (vega_toolkit.demo.toy_data): word order and vocabulary are learnable,
+    so short trainings show signal. Returns the data-bin directory (Path); treat it as read-only."""
+    from vega_toolkit.cli.preprocess import main as preprocess
+    from vega_toolkit.demo.toy_data import paragraph
+
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    rng = random.Random(0)
+    text = root / "toy.txt"
+    text.write_text("".join(paragraph(rng) + "\n" for _ in range(600)))
+    return preprocess([str(text), "--destdir", str(root / "data-bin"), "--vocab-size", "256", "--workers", "1",
+                       "--valid-fraction", "0.05", "--seed", "0"])
+
+
+@pytest.fixture(scope="session")
+def local_slurm():
+    """A running one-node SLURM cluster (scripts/slurm_local.sh; installs and starts the daemons if needed).
+
+    Sets SLURM_CONF for this process and its children. Skips, with the script's reason, where the daemons cannot
+    start (not root, no apt, no munge ...). Daemons this fixture started are stopped at the end of the session."""
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh")
+    was_running = subprocess.run(["bash", script, "status"], capture_output=True).returncode == 0
+    try:
+        proc = subprocess.run(["bash", script, "start"], capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        pytest.skip("local SLURM: scripts/slurm_local.sh start did not finish in 15 minutes")
+    found = re.search(r"^export SLURM_CONF=(\S+)$", proc.stdout, re.M)
+    if proc.returncode != 0 or not found:
+        pytest.skip("local SLURM could not start (scripts/slurm_local.sh start): " + proc.stderr.strip()[-500:])
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = found.group(1)
+    yield found.group(1)
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous
+    if not was_running:
+        subprocess.run(["bash", script, "stop"], capture_output=True)

@@ -1,0 +1,328 @@
+"""The round driver shared by `glue_transductive` (Algorithm 1) and `glue_self_calibrated` (Algorithm 2).
+
+    vega-train GLUE/RTE --task glue_transductive --glue-task RTE --finetune-from-model m0/checkpoint_best.pt \
+        --max-rounds 3 --converge-eps 0.01 --save-dir out/rte-td ...   # every other flag as for `--task glue`
+
+`vega-train` hands a task class that defines `run_rounds(argv, args)` its parsed command line instead of training
+once (vega_toolkit/cli/train.py). A round is one ordinary fairseq training (fairseq_cli.train.main) on a derived
+config: `--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, and the task's
+`--extra-train-data` = that round's pseudo-labelled rows. Predictions go through the GLUE prediction code
+(vega_toolkit/cli/generate.py `GluePredictor`), dev metrics through vega_toolkit/metrics.
+
+Everything a round produces stays on disk, and SAVE_DIR/adaptation_state.json (rewritten atomically after every
+step) records which steps are finished, so a killed job rerun with the same command continues at the first
+unfinished step; a round whose training was interrupted resumes from its own checkpoint_last.pt (fairseq ignores
+--finetune-from-model when one exists).
+"""
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections import Counter
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("vega_toolkit.adaptation")
+
+STATE_FILE = "adaptation_state.json"
+
+
+# --- state -------------------------------------------------------------------------------------------------------
+def atomic_write_text(path: str, text: str):
+    """Write via a temporary file in the same folder + rename: readers see the old or the new file, never half."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class AdaptationState:
+    """The JSON record of finished steps: {"rounds": [...], "done": bool, plus algorithm-specific keys}."""
+
+    def __init__(self, save_dir: str):
+        self.path = os.path.join(save_dir, STATE_FILE)
+        self.data = {"rounds": [], "done": False}
+        if os.path.isfile(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                try:
+                    self.data = json.load(f)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{self.path}: unreadable adaptation state ({err}); delete it to restart "
+                                     f"the loop from scratch") from None
+            logger.info(f"resuming from {self.path}: {len(self.rounds)} round(s) recorded")
+
+    @property
+    def rounds(self) -> List[dict]:
+        return self.data["rounds"]
+
+    def save(self):
+        atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+
+
+# --- one fairseq training ----------------------------------------------------------------------------------------
+def _reset_fairseq_globals():
+    # fairseq keeps the best validation metric and the early-stopping counter as function attributes; a second
+    # training in the same process would otherwise compare against the previous round's best and never write
+    # checkpoint_best.pt (or stop early at once).
+    from fairseq import checkpoint_utils
+    from fairseq_cli import train as fairseq_train
+
+    for fn, attrs in ((checkpoint_utils.save_checkpoint, ("best",)),
+                      (fairseq_train.should_stop_early, ("best", "num_runs"))):
+        for attr in attrs:
+            if hasattr(fn, attr):
+                delattr(fn, attr)
+
+
+def round_model(save_dir: str) -> str:
+    """The model a round hands on: its best checkpoint (by --best-checkpoint-metric), else its last."""
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+        path = os.path.join(save_dir, name)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"{save_dir}: the round's training wrote no checkpoint_best.pt/checkpoint_last.pt "
+                            f"(was --no-save given?)")
+
+
+def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence[str] = (),
+                extra_only: bool = False) -> str:
+    """Fine-tune `init_checkpoint` with the user's flags, into `save_dir`, on train (+ `extra_train` TSVs in the
+    task's train layout; only those with `extra_only`). Returns the round's model (see `round_model`)."""
+    from fairseq import distributed_utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli.train import main as train_main
+
+    a = copy.deepcopy(args)
+    a.finetune_from_model = init_checkpoint
+    a.save_dir = save_dir
+    a.extra_train_data = ",".join(extra_train)
+    a.train_on_extra_only = extra_only
+    if getattr(a, "tensorboard_logdir", None):
+        a.tensorboard_logdir = os.path.join(a.tensorboard_logdir, os.path.basename(save_dir))
+    os.makedirs(save_dir, exist_ok=True)
+    logger.info(f"training {save_dir} from {init_checkpoint}"
+                + (f" with extra data {a.extra_train_data}" if extra_train else ""))
+    _reset_fairseq_globals()
+    distributed_utils.call_main(convert_namespace_to_omegaconf(a), train_main)
+    return round_model(save_dir)
+
+
+def check_round_args(args):
+    """Flags that cannot work with a loop of trainings, as clear errors."""
+    if not getattr(args, "finetune_from_model", None):
+        raise ValueError(f"--task {args.task} needs --finetune-from-model: the fine-tuned model M0 (or, with "
+                         f"--train-initial-model, the pretrained model to fine-tune into M0)")
+    if not os.path.isfile(args.finetune_from_model):
+        raise FileNotFoundError(f"--finetune-from-model {args.finetune_from_model}: file not found")
+    if getattr(args, "restore_file", "checkpoint_last.pt") != "checkpoint_last.pt":
+        raise ValueError(f"--task {args.task} chains rounds with --finetune-from-model; --restore-file is not "
+                         f"supported (rerun the same command to resume)")
+    for flag in ("reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader"):
+        if getattr(args, flag, False):
+            raise ValueError(f"--{flag.replace('_', '-')} cannot be combined with --task {args.task} (each round "
+                             f"starts from the previous round's model with fresh optimizer state already)")
+    if args.max_rounds < 0:
+        raise ValueError(f"--max-rounds must be >= 0, got {args.max_rounds}")
+    if not 0.0 <= args.converge_eps <= 1.0:
+        raise ValueError(f"--converge-eps is a fraction in [0, 1], got {args.converge_eps}")
+
+
+# --- predictions and pseudo-labels -------------------------------------------------------------------------------
+class RoundPredictions:
+    """A model's predictions over the unlabelled rows: label strings (STS-B: clipped scores) and confidences."""
+
+    def __init__(self, labels: List[str], confidence: List[float]):
+        self.labels, self.confidence = labels, confidence
+
+    @classmethod
+    def from_logits(cls, glue, logits: torch.Tensor) -> "RoundPredictions":
+        if glue.is_regression:
+            scores = logits.view(-1).clamp(0.0, 5.0).tolist()
+            return cls([f"{x:.3f}" for x in scores], [math.nan] * len(scores))
+        probs = logits.float().softmax(-1)
+        conf, idx = probs.max(-1)
+        return cls([glue.labels[i] for i in idx.tolist()], conf.tolist())
+
+    def used(self, threshold: float) -> List[bool]:
+        return [not (c < threshold) for c in self.confidence]  # NaN (regression) is always used
+
+    def write(self, path: str, indices: Sequence[str], threshold: float):
+        lines = ["index\tprediction\tconfidence\tused"]
+        for index, label, conf, used in zip(indices, self.labels, self.confidence, self.used(threshold)):
+            lines.append(f"{index}\t{label}\t{conf:.6f}\t{int(used)}")
+        atomic_write_text(path, "\n".join(lines) + "\n")
+
+    @classmethod
+    def read(cls, path: str) -> "RoundPredictions":
+        labels, conf = [], []
+        with open(path, encoding="utf-8") as f:
+            next(f)
+            for number, line in enumerate(f, start=2):
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) != 4:
+                    raise ValueError(f"{path}:{number}: expected index, prediction, confidence, used")
+                labels.append(fields[1])
+                conf.append(float(fields[2]))
+        return cls(labels, conf)
+
+
+def count_changed(glue, old: List[str], new: List[str], tolerance: float) -> int:
+    """Number of rows whose pseudo-label changed (regression: |delta| > tolerance)."""
+    if len(old) != len(new):
+        raise ValueError(f"cannot compare {len(old)} and {len(new)} pseudo-labels")
+    if glue.is_regression:
+        return int(np.sum(np.abs(np.asarray(old, float) - np.asarray(new, float)) > tolerance))
+    return sum(a != b for a, b in zip(old, new))
+
+
+def label_distribution(glue, labels: List[str]) -> Dict[str, float]:
+    if glue.is_regression:
+        x = np.asarray(labels, dtype=float)
+        return {"mean": round(float(x.mean()), 3), "std": round(float(x.std()), 3),
+                "min": round(float(x.min()), 3), "max": round(float(x.max()), 3)}
+    counts = Counter(labels)
+    return {label: counts.get(label, 0) for label in glue.labels}
+
+
+def write_train_layout(path: str, glue, rows: Sequence[tuple]):
+    """Write (text_a, text_b, label) rows as a TSV in `glue`'s train-file layout, so the task's own reader loads
+    them (vega_toolkit/data/glue_readers.py): header, field count, text and label columns as the official file."""
+    spec = glue.splits["train"]
+    lines = ["\t".join(spec.header)] if spec.header is not None else []
+    for text_a, text_b, label in rows:
+        fields = [""] * spec.num_fields
+        texts = (text_a,) if text_b is None else (text_a, text_b)
+        for col, text in zip(spec.text_columns, texts):
+            fields[col] = " ".join(text.split())  # tabs/newlines inside a sentence would break the layout
+        fields[spec.label_column] = label
+        lines.append("\t".join(fields))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def unlabelled_examples(task, split: str):
+    """Raw test rows through the GLUE reader for unlabelled files. The test layout has no label column, so the
+    hidden labels cannot reach the pseudo-labels; checked here so a mis-declared split cannot slip through."""
+    from vega_toolkit.data.glue_readers import glue_split_path, read_glue_file
+
+    name = task.glue.split_name(split)
+    spec = task.glue.splits[name]
+    if spec.label_column is not None:
+        raise ValueError(f"--pseudo-label-split {split} ({task.glue.name} {name}) is a labelled split; "
+                         f"transductive pseudo-labels are for unlabelled test splits")
+    examples = read_glue_file(glue_split_path(task.cfg.data, task.glue, name), task.glue, name)
+    assert all(ex.label is None for ex in examples)
+    return examples
+
+
+def dev_metric(glue, dev: Dict[str, Dict[str, float]]) -> tuple:
+    """(metric name, value) reported for a model: the task's selection metric on its first dev split."""
+    first = next(iter(dev.values()))
+    name = glue.best_metric if glue.best_metric in first else glue.metrics[0]
+    return name, first[name]
+
+
+# --- Algorithm 1 -------------------------------------------------------------------------------------------------
+def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional[str] = None) -> dict:
+    """Algorithm 1 from the model `m0` (default: --finetune-from-model, or a fine-tune of it on train with
+    --train-initial-model). Returns the state dict; the last printed line is `dev <metric>=<value>`."""
+    from vega_toolkit.cli.generate import GluePredictor, score_dev
+
+    save_dir = args.save_dir
+    state = state or AdaptationState(save_dir)
+    rounds = state.rounds
+    if not rounds:
+        if m0 is None and args.train_initial_model:
+            m0 = train_round(args, args.finetune_from_model, os.path.join(save_dir, "round_0"))
+        rounds.append({"round": 0, "model": m0 or args.finetune_from_model})
+        state.save()
+    glue = None
+    while True:
+        cur = rounds[-1]
+        k = cur["round"]
+        if "predictions" not in cur:
+            predictor = GluePredictor.from_checkpoint(cur["model"])
+            glue = predictor.glue
+            if args.confidence_threshold and glue.is_regression:
+                raise ValueError(f"--confidence-threshold applies to classification; {glue.name} is regression "
+                                 f"(use --regression-tolerance for its convergence test)")
+            examples = unlabelled_examples(predictor.task, args.pseudo_label_split)
+            preds = RoundPredictions.from_logits(glue, predictor.logits(args.pseudo_label_split))
+            if len(preds.labels) != len(examples):
+                raise RuntimeError(f"{len(preds.labels)} predictions for {len(examples)} rows")
+            round_dir = os.path.join(save_dir, f"round_{k}")
+            pred_path = os.path.join(round_dir, "predictions.tsv")
+            preds.write(pred_path, [ex.index for ex in examples], args.confidence_threshold)
+            used = preds.used(args.confidence_threshold)
+            pseudo_path = os.path.join(round_dir, "pseudo_train.tsv")
+            write_train_layout(pseudo_path, glue, [(ex.text_a, ex.text_b, label) for ex, label, u
+                                                   in zip(examples, preds.labels, used) if u])
+            dev = score_dev(predictor)
+            del predictor
+            changed = None
+            if k > 0:
+                prev = RoundPredictions.read(rounds[-2]["predictions"])
+                changed = count_changed(glue, prev.labels, preds.labels, args.regression_tolerance)
+            metric, value = dev_metric(glue, dev)
+            cur.update({
+                "predictions": pred_path, "pseudo_train": pseudo_path, "n": len(examples), "used": int(sum(used)),
+                "changed": changed, "changed_fraction": None if changed is None else changed / len(examples),
+                "distribution": label_distribution(glue, preds.labels), "dev": dev, "dev_metric": [metric, value],
+            })
+            state.save()
+            logger.info(f"round {k}: {metric}={value:.2f} on dev; pseudo-labels {cur['distribution']}, "
+                        f"{cur['used']}/{cur['n']} used"
+                        + ("" if changed is None else f", {changed} changed ({cur['changed_fraction']:.2%})"))
+        if cur.get("changed_fraction") is not None and cur["changed_fraction"] < args.converge_eps:
+            state.data["stopped"] = f"converged: {cur['changed_fraction']:.2%} < --converge-eps {args.converge_eps}"
+            break
+        if k >= args.max_rounds:
+            state.data["stopped"] = f"--max-rounds {args.max_rounds} reached"
+            break
+        model = train_round(args, cur["model"], os.path.join(save_dir, f"round_{k + 1}"), [cur["pseudo_train"]])
+        rounds.append({"round": k + 1, "model": model})
+        state.save()
+    state.data["done"] = True
+    state.data["final_model"] = rounds[-1]["model"]
+    publish_final_model(rounds[-1]["model"], os.path.join(save_dir, "checkpoint_best.pt"))
+    state.save()
+    print_summary(state)
+    return state.data
+
+
+def publish_final_model(model: str, target: str):
+    """Copy the loop's final model to SAVE_DIR/checkpoint_best.pt (atomically), where every GLUE tool and recipe
+    (vega-generate, recipes/glue/all.sh) looks for a task's fine-tuned model."""
+    if os.path.abspath(model) == os.path.abspath(target):
+        return
+    tmp = target + ".tmp"
+    shutil.copyfile(model, tmp)
+    os.replace(tmp, target)
+
+
+def print_summary(state: AdaptationState):
+    print("| round | model | pseudo-labels used | changed | distribution | dev |")
+    print("|---|---|---|---|---|---|")
+    for r in state.rounds:
+        if "dev_metric" not in r:
+            continue
+        changed = "-" if r["changed"] is None else f"{r['changed']} ({r['changed_fraction']:.1%})"
+        metric, value = r["dev_metric"]
+        print(f"| {r['round']} | {r['model']} | {r['used']}/{r['n']} | {changed} | "
+              f"{json.dumps(r['distribution'])} | {metric}={value:.2f} |")
+    print(f"stopped: {state.data.get('stopped')}")
+    metric, value = state.rounds[-1]["dev_metric"]
+    print(f"dev {metric}={value:.2f}")

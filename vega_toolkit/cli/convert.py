@@ -1,0 +1,73 @@
+"""`vega-convert`: DeBERTa-v2/v3 checkpoints <-> vega model folders, and parameter counts of architectures.
+
+    vega-convert from-hf HF_DIR OUT_DIR          # config.json + model.safetensors|pytorch_model.bin + spm.model
+    vega-convert to-hf MODEL_DIR OUT_DIR         # model.pt + dict.txt + spm.model -> DebertaV2ForMaskedLM folder
+    vega-convert count-params --arch vega_v1_1_3b [--vocab-size 128100]
+
+count-params builds the model on the meta device (no memory, no init time) and prints the total, the embedding
+part, the encoder body (layers + relative table: the "backbone" DeBERTa's README quotes) and the LM head.
+"""
+import argparse
+import logging
+import sys
+
+
+def count_parameters(arch: str, vocab_size: int = 128100):
+    """(total, embedding, lm_head, body) parameter counts of ``arch`` with ``vocab_size`` rows (tied LM head)."""
+    import torch
+    from fairseq.data import Dictionary
+    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+
+    import vega_toolkit  # noqa: F401
+    from vega_toolkit.models.vega_encoder import VegaEncoder, VegaEncoderConfig
+
+    if arch not in ARCH_MODEL_REGISTRY or not arch.startswith("vega"):
+        raise SystemExit(f"--arch {arch!r} is not a vega_encoder architecture")
+    args = argparse.Namespace()
+    if arch in ARCH_CONFIG_REGISTRY:
+        ARCH_CONFIG_REGISTRY[arch](args)
+    cfg = VegaEncoderConfig(**{k: v for k, v in vars(args).items() if k in VegaEncoderConfig.__dataclass_fields__})
+    dictionary = Dictionary()
+    for i in range(vocab_size - len(dictionary)):
+        dictionary.add_symbol(f"w{i}")
+    with torch.device("meta"):
+        encoder = VegaEncoder(cfg, dictionary)
+    total = sum(p.numel() for p in encoder.parameters())  # the tied LM weight is counted once
+    embedding = encoder.embed_tokens.weight.numel()
+    lm_head = sum(p.numel() for n, p in encoder.lm_head.named_parameters() if n != "weight")
+    return total, embedding, lm_head, total - embedding - lm_head
+
+
+def cli_main(argv=None):
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
+    parser = argparse.ArgumentParser(prog="vega-convert", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("from-hf", help="HF DeBERTa-v2/v3 folder -> vega model folder")
+    p.add_argument("hf_dir")
+    p.add_argument("out_dir")
+    p = sub.add_parser("to-hf", help="vega model folder -> HF DebertaV2ForMaskedLM folder")
+    p.add_argument("model_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--checkpoint-file", default="model.pt", help="checkpoint inside MODEL_DIR (default model.pt)")
+    p = sub.add_parser("count-params", help="parameter count of a vega architecture")
+    p.add_argument("--arch", required=True)
+    p.add_argument("--vocab-size", type=int, default=128100, help="vocabulary rows (DeBERTa-v3 spm: 128100)")
+    args = parser.parse_args(argv)
+
+    if args.command == "from-hf":
+        from vega_toolkit.models.hf_conversion import convert_from_hf
+
+        print(convert_from_hf(args.hf_dir, args.out_dir))
+    elif args.command == "to-hf":
+        from vega_toolkit.models.hf_conversion import convert_to_hf
+
+        print(convert_to_hf(args.model_dir, args.out_dir, args.checkpoint_file))
+    else:
+        total, embedding, lm_head, body = count_parameters(args.arch, args.vocab_size)
+        print(f"{args.arch}: {total:,} parameters ({total / 1e9:.3f}B) = word embedding {embedding:,} "
+              f"+ encoder body {body:,} ({body / 1e9:.3f}B) + LM head {lm_head:,} "
+              f"(vocab {args.vocab_size}, output embedding tied, no task heads)")
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())

@@ -1,0 +1,223 @@
+"""`vega-generate`: GLUE leaderboard submission files (and dev scores) from fine-tuned `glue` checkpoints.
+
+    vega-generate out/*/checkpoint_best.pt --glue-dir glue_data --out-dir submission --dev
+    # -> submission/{CoLA,SST-2,MRPC,STS-B,QQP,MNLI-m,MNLI-mm,QNLI,RTE,WNLI,AX}.tsv + submission/submission.zip
+
+Each checkpoint knows its task (`--glue-task` is stored in its config); MNLI's also predicts AX (the diagnostic
+set, GLUE's rule). Files are `index<TAB>prediction` with the label strings of the task table (entailment /
+not_entailment / neutral / contradiction, 0/1, STS-B scores clipped to [0, 5] with 3 decimals), one row per test
+example in file order; the row count is checked against the test file. `--dev` scores every dev split with the
+GLUE metrics and prints the GLUE score over the tasks given. Prediction is batched by padded tokens
+(`--max-tokens`) over length-sorted examples, under `torch.inference_mode()`.
+
+In Python (a fine-tuned checkpoint as a classifier):
+
+    from vega_toolkit.cli.generate import GluePredictor
+    clf = GluePredictor.from_checkpoint("out/rte/checkpoint_best.pt")
+    clf.predict([("A man is eating.", "Someone eats.")])          # -> ['entailment']
+"""
+import argparse
+import logging
+import os
+import sys
+import zipfile
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("vega_toolkit.cli.generate")
+
+
+class GluePredictor:
+    """A fine-tuned `glue` checkpoint: its fairseq task (encoder, label table) and model, in eval mode."""
+
+    def __init__(self, task, model, path: str):
+        self.task, self.model, self.path = task, model, path
+        self.glue = task.glue
+        self.head = task.cfg.classification_head_name
+
+    @classmethod
+    def from_checkpoint(cls, path: str, glue_dir: Optional[str] = None, vocab_dir: Optional[str] = None,
+                        device: Optional[str] = None, cache_dir: Optional[str] = None) -> "GluePredictor":
+        import vega_toolkit  # noqa: F401  (registers the plugins and the safe checkpoint loader)
+        from fairseq import checkpoint_utils, tasks
+
+        from vega_toolkit.data.glue_tasks import get_glue_task
+
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        cfg = state["cfg"]
+        if cfg is None or "glue_task" not in cfg.task:
+            raise ValueError(f"{path}: not a checkpoint of the `glue` task (task: {getattr(cfg.task, '_name', None)})")
+        overrides = {}
+        if glue_dir is not None:
+            overrides["data"] = os.path.join(glue_dir, get_glue_task(cfg.task.glue_task).folder)
+        if vocab_dir is not None:
+            overrides["vocab_dir"] = vocab_dir
+        if cache_dir is not None:
+            overrides["glue_cache_dir"] = cache_dir
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            for key, value in overrides.items():
+                cfg.task[key] = value
+        task = tasks.setup_task(cfg.task)
+        model = task.build_model(cfg.model)
+        model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device).eval()
+        return cls(task, model, path)
+
+    def logits(self, split: str, max_tokens: int = 8192) -> torch.Tensor:
+        """Logits of fairseq split `split` of the checkpoint's task, in file order."""
+        return self.task.predict_logits(self.model, split, max_tokens)
+
+    def logits_for(self, encoded, max_tokens: int = 8192) -> torch.Tensor:
+        from vega_toolkit.tasks.glue import predict_logits
+
+        return predict_logits(self.model, encoded, self.head, self.task.encoder, self.task.max_length, max_tokens)
+
+    def labels_from_logits(self, logits: torch.Tensor) -> List[str]:
+        if self.glue.is_regression:
+            return [f"{x:.3f}" for x in logits.view(-1).clamp(0.0, 5.0).tolist()]
+        return [self.glue.labels[i] for i in logits.argmax(-1).tolist()]
+
+    def predict(self, examples: Sequence[Union[str, Tuple[str, str]]], max_tokens: int = 8192) -> List[str]:
+        """Label strings (STS-B: clipped scores) for raw sentences or sentence pairs."""
+        from vega_toolkit.data.glue_binarize import EncodedSplit
+
+        pairs = [(x, None) if isinstance(x, str) else tuple(x) for x in examples]
+        enc = self.task.encoder
+        a = enc.encode([p[0] for p in pairs])
+        b = enc.encode([p[1] for p in pairs]) if self.glue.is_pair else None
+        split = EncodedSplit(a, b, None, [str(i) for i in range(len(pairs))])
+        return self.labels_from_logits(self.logits_for(split, max_tokens))
+
+
+def write_submission_file(path: str, indices: Sequence[str], predictions: Sequence[str]):
+    if len(indices) != len(predictions):
+        raise ValueError(f"{path}: {len(predictions)} predictions for {len(indices)} test rows")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("index\tprediction\n")
+        for index, pred in zip(indices, predictions):
+            f.write(f"{index}\t{pred}\n")
+
+
+def _test_outputs(predictor: GluePredictor, glue_dir: str):
+    """(submission file, task row, encoded split) for every test set this checkpoint predicts."""
+    from vega_toolkit.data.glue_binarize import load_encoded_split
+    from vega_toolkit.data.glue_readers import glue_split_path
+    from vega_toolkit.data.glue_tasks import GLUE_TASKS
+
+    glue = predictor.glue
+    for split, file_name in glue.submission.items():
+        yield file_name, glue, predictor.task.encoded_split(glue.splits[split].fairseq_split)
+    for other in GLUE_TASKS.values():  # AX: no training data, predicted by the MNLI model
+        if other.predicted_by == glue.name:
+            for split, file_name in other.submission.items():
+                path = glue_split_path(glue_dir, other, split)
+                if not os.path.isfile(path):
+                    logger.warning(f"{other.name}: {path} not found, {file_name} not written")
+                    continue
+                yield file_name, other, load_encoded_split(path, other, split, predictor.task.encoder,
+                                                           predictor.task.cfg.glue_cache_dir or None)
+
+
+def score_dev(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[str, Dict[str, float]]:
+    """GLUE metrics of every dev split of the checkpoint's task: {split: {metric: value}}."""
+    from vega_toolkit.metrics.glue_metrics import task_metrics
+
+    glue, out = predictor.glue, {}
+    for name, spec in glue.splits.items():
+        if not name.startswith("dev"):
+            continue
+        encoded = predictor.task.encoded_split(spec.fairseq_split)
+        logits = predictor.logits_for(encoded, max_tokens)
+        if glue.is_regression:
+            preds, labels = logits.view(-1).numpy(), np.asarray([float(x) for x in encoded.labels])
+        else:
+            preds = [glue.labels[i] for i in logits.argmax(-1).tolist()]
+            labels = encoded.labels
+        out[name] = task_metrics(glue, preds, labels)
+    return out
+
+
+def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = False, zip_name: str = "submission.zip",
+             max_tokens: int = 8192, vocab_dir: Optional[str] = None, device: Optional[str] = None,
+             cache_dir: Optional[str] = None, out=sys.stdout) -> Dict[str, object]:
+    """Write the submission files of all `checkpoints` (one per task) and the zip; returns what was done."""
+    from vega_toolkit.data.glue_tasks import GLUE_TASKS
+    from vega_toolkit.metrics.glue_metrics import glue_score, task_score
+
+    os.makedirs(out_dir, exist_ok=True)
+    written, dev_scores, seen, first_dev = {}, {}, {}, {}
+    for path in checkpoints:
+        predictor = GluePredictor.from_checkpoint(path, glue_dir, vocab_dir, device, cache_dir)
+        if predictor.glue.name in seen:
+            raise ValueError(f"two checkpoints for {predictor.glue.name}: {seen[predictor.glue.name]} and {path}")
+        seen[predictor.glue.name] = path
+        for file_name, task_row, encoded in _test_outputs(predictor, glue_dir):
+            preds = predictor.labels_from_logits(predictor.logits_for(encoded, max_tokens))
+            target = os.path.join(out_dir, file_name)
+            write_submission_file(target, encoded.indices, preds)
+            written[file_name] = len(preds)
+            print(f"wrote {target}: {len(preds)} rows ({task_row.name} test, {path})", file=out)
+        if dev:
+            per_split = score_dev(predictor, max_tokens)
+            first_dev[predictor.glue.name] = next(iter(per_split.values()))
+            for split, metrics in per_split.items():
+                shown = " ".join(f"{k}={v:.2f}" for k, v in metrics.items())
+                print(f"dev {predictor.glue.name} {split} {shown}", file=out)
+            dev_scores[predictor.glue.name] = float(np.mean([task_score(predictor.glue, m)
+                                                             for m in per_split.values()]))
+    expected = [f for t in GLUE_TASKS.values() for f in t.submission.values()]
+    missing = [f for f in expected if f not in written]
+    if missing and len(checkpoints) > 1:
+        print(f"missing for a complete submission: {', '.join(missing)}", file=out)
+    zip_path = os.path.join(out_dir, zip_name)
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file_name in written:  # flat, no sub-directory (the leaderboard's layout)
+            zf.write(os.path.join(out_dir, file_name), arcname=file_name)
+    print(f"wrote {zip_path} ({len(written)} files)", file=out)
+    result = {"written": written, "missing": missing, "zip": zip_path, "dev": dev_scores}
+    if dev_scores:
+        result["glue_score"] = glue_score(dev_scores)
+        # the recipes' contract: the last line is `dev <metric>=<value>` (one task: its checkpoint-selection metric
+        # on its first dev split, MNLI: matched; several tasks: the GLUE score over them)
+        if len(dev_scores) == 1:
+            name = next(iter(dev_scores))
+            metric = GLUE_TASKS[name].best_metric
+            print(f"dev {metric}={first_dev[name][metric]:.2f}", file=out)
+        else:
+            print(f"dev glue_score={result['glue_score']:.2f}", file=out)
+    return result
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vega-generate", description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoints", nargs="+", help="fine-tuned `glue` checkpoints, one per task")
+    parser.add_argument("--glue-dir", required=True, help="the glue_data/ folder holding the test files")
+    parser.add_argument("--out-dir", required=True, help="where the TSV files and the zip are written")
+    parser.add_argument("--dev", action="store_true", help="also score the dev splits and print the GLUE score")
+    parser.add_argument("--zip-name", default="submission.zip", help="name of the zip inside --out-dir")
+    parser.add_argument("--max-tokens", type=int, default=8192, help="padded tokens per prediction batch")
+    parser.add_argument("--vocab-dir", help="override the model folder (spm.model, dict.txt) stored in checkpoints")
+    parser.add_argument("--glue-cache-dir", help="override where encoded splits are cached")
+    parser.add_argument("--cpu", action="store_true", help="predict on CPU even when a GPU is present")
+    return parser
+
+
+def cli_main(argv: Optional[List[str]] = None):
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s:%(name)s:%(message)s")
+    args = get_parser().parse_args(argv)
+    if args.max_tokens < 1:
+        sys.exit("vega-generate: --max-tokens must be positive")
+    for path in args.checkpoints:
+        if not os.path.isfile(path):
+            sys.exit(f"vega-generate: checkpoint {path} not found")
+    generate(args.checkpoints, args.glue_dir, args.out_dir, args.dev, args.zip_name, args.max_tokens,
+             args.vocab_dir, "cpu" if args.cpu else None, args.glue_cache_dir)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,143 @@
+"""`vega-glue`: sanity checks for a downloaded GLUE folder, and the small queries the GLUE recipes need.
+
+    vega-glue validate glue_data                  # every task folder present: rows per split vs the official count
+    vega-glue validate glue_data --tasks RTE,MNLI --strict   # exit 1 on a missing file or an unofficial row count
+    vega-glue info MNLI best_metric               # one field of the task table
+    vega-glue info RTE --glue-dir D --model-dir M # all fields as shell assignments (+ train rows, model flags)
+    vega-glue arch vega-small/                    # the vega-train flags that rebuild a model folder's encoder
+
+Each file is read with the same readers fine-tuning uses, so a malformed row is reported as `FILE:LINE: ...`.
+Exit status: 1 when a file is malformed (always) or, with --strict, when a split is missing or its row count differs
+from the official release.
+"""
+import argparse
+import os
+import shlex
+import sys
+from typing import List, Optional
+
+from vega_toolkit.data.glue_readers import GlueFormatError, glue_split_path, read_glue_file
+from vega_toolkit.data.glue_tasks import GLUE_TASKS, get_glue_task
+
+
+def validate(glue_dir: str, tasks: Optional[List[str]] = None, strict: bool = False, out=sys.stdout) -> int:
+    """Print one line per split (task, split, rows, official rows, status); return the number of problems."""
+    if not os.path.isdir(glue_dir):
+        raise FileNotFoundError(f"{glue_dir}: not a directory (expected the glue_data/ folder)")
+    chosen = [get_glue_task(t) for t in tasks] if tasks else list(GLUE_TASKS.values())
+    problems = 0
+    print(f"{'task':<6} {'split':<16} {'rows':>8} {'official':>9}  status", file=out)
+    for task in chosen:
+        if not os.path.isdir(os.path.join(glue_dir, task.folder)):
+            print(f"{task.name:<6} {'-':<16} {'-':>8} {'-':>9}  missing folder {task.folder}/", file=out)
+            problems += strict
+            continue
+        for split, spec in task.splits.items():
+            path = glue_split_path(glue_dir, task, split)
+            if not os.path.isfile(path):
+                print(f"{task.name:<6} {split:<16} {'-':>8} {spec.rows:>9}  missing {spec.file}", file=out)
+                problems += strict
+                continue
+            try:
+                rows = len(read_glue_file(path, task, split))
+            except GlueFormatError as err:
+                print(f"{task.name:<6} {split:<16} {'-':>8} {spec.rows:>9}  ERROR {err}", file=out)
+                problems += 1
+                continue
+            ok = rows == spec.rows
+            print(f"{task.name:<6} {split:<16} {rows:>8} {spec.rows:>9}  {'ok' if ok else 'differs'}", file=out)
+            problems += strict and not ok
+    return problems
+
+
+# training-time knobs a fine-tuning recipe sets itself; everything else in the model config is structure
+_NOT_STRUCTURE = {"_name", "dropout", "attention_dropout", "activation_dropout", "pooler_dropout", "attention_impl",
+                  "checkpoint_activations", "load_checkpoint_heads"}
+
+
+def arch_flags(model_dir: str) -> List[str]:
+    """`--arch NAME --encoder-layers N ...` reproducing the encoder stored in MODEL_DIR/model.pt.
+
+    `--max-relative-positions` is written out resolved, so a recipe may pass a shorter `--max-seq-len` without
+    changing the relative-position bucketing the model was pretrained with.
+    """
+    from vega_toolkit.checkpoints import load_checkpoint_to_cpu
+
+    path = os.path.join(model_dir, "model.pt")
+    cfg = load_checkpoint_to_cpu(path)["cfg"]
+    if cfg is None or cfg.get("model") is None:
+        raise ValueError(f"{path}: no model config in the checkpoint")
+    model = cfg.model
+    flags = ["--arch", str(model["_name"])]
+    for key, value in model.items():
+        if key in _NOT_STRUCTURE or value is None:
+            continue
+        if key == "max_relative_positions" and value < 1:
+            value = model["max_positions"]
+        if isinstance(value, bool):
+            if value:
+                flags.append("--" + key.replace("_", "-"))
+            continue
+        flags += ["--" + key.replace("_", "-"), str(value)]
+    return flags
+
+
+def task_info(task_name: str, glue_dir: Optional[str] = None, model_dir: Optional[str] = None) -> dict:
+    """The task-table fields a recipe needs; with glue_dir the train row count, with model_dir the arch flags."""
+    task = get_glue_task(task_name)
+    info = {"name": task.name, "folder": task.folder, "best_metric": task.best_metric,
+            "regression": str(int(task.is_regression)), "num_classes": str(task.num_classes),
+            "metrics": ",".join(task.metrics)}
+    if glue_dir is not None and "train" in task.splits:
+        info["train_rows"] = str(len(read_glue_file(glue_split_path(glue_dir, task, "train"), task, "train")))
+    if model_dir is not None:
+        info["arch_flags"] = " ".join(arch_flags(model_dir))
+    return info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vega-glue", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    val = sub.add_parser("validate", help="read every GLUE file and print rows per split")
+    val.add_argument("glue_dir", help="the glue_data/ folder (one sub-folder per task)")
+    val.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
+    val.add_argument("--strict", action="store_true",
+                     help="also fail on missing splits and row counts that differ from the official release")
+    info = sub.add_parser("info", help="print fields of the GLUE task table (all of them as shell assignments "
+                                       "glue_<field>=..., or one value)")
+    info.add_argument("task", help="GLUE task name")
+    info.add_argument("field", nargs="?", help="name, folder, best_metric, regression, num_classes, metrics, "
+                                               "train_rows (needs --glue-dir), arch_flags (needs --model-dir)")
+    info.add_argument("--glue-dir", help="GLUE folder: adds train_rows")
+    info.add_argument("--model-dir", help="model folder: adds arch_flags")
+    arch = sub.add_parser("arch", help="print the vega-train model flags of a model folder")
+    arch.add_argument("model_dir", help="model folder (model.pt, dict.txt, spm.model)")
+    return parser
+
+
+def cli_main(argv: Optional[List[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        tasks = [t for t in args.tasks.split(",") if t] or None
+        try:
+            problems = validate(args.glue_dir, tasks, strict=args.strict)
+        except (FileNotFoundError, KeyError) as err:
+            sys.exit(f"vega-glue: {err}")
+        sys.exit(1 if problems else 0)
+    try:
+        if args.command == "info":
+            info = task_info(args.task, args.glue_dir, args.model_dir)
+            if args.field is None:
+                print("\n".join(f"glue_{key}={shlex.quote(value)}" for key, value in info.items()))
+            elif args.field in info:
+                print(info[args.field])
+            else:
+                raise KeyError(f"unknown or unavailable field {args.field!r}; available: {', '.join(info)}")
+        elif args.command == "arch":
+            print(" ".join(arch_flags(args.model_dir)))
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as err:
+        sys.exit(f"vega-glue {args.command}: {err}")
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,133 @@
+"""The demo's results table (report.md) and figure (curves.png), from TensorBoard logs and dev-set predictions.
+
+Every number in the report is measured here: pretraining curves are read back from the event files fairseq
+wrote (`--tensorboard-logdir`), fine-tuned models are scored on the dev sets with the GLUE metrics, and each is
+compared with the trivial baseline (all-original tokens for RTD, 1/batch for InfoNCE, the majority class for GLUE).
+"""
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from vega_toolkit.metrics.tensorboard import read_scalars
+
+Curve = List[Tuple[int, float]]
+
+
+def final_checkpoint(save_dir: Path) -> Path:
+    """The checkpoint an adaptation run ends with: its `final.pt` link/file if it wrote one, else the best."""
+    for name in ("final.pt", "checkpoint_best.pt"):
+        if (Path(save_dir) / name).exists():
+            return Path(save_dir) / name
+    rounds = sorted(Path(save_dir).glob("round_*/checkpoint_best.pt"))
+    if rounds:
+        return rounds[-1]
+    raise FileNotFoundError(f"{save_dir}: no final.pt, checkpoint_best.pt or round_*/checkpoint_best.pt")
+
+
+def _curve(logdir: Path, split: str, tag: str) -> Curve:
+    # fairseq writes one sub-folder per split: train_inner (every --log-interval), train (epoch), valid
+    path = logdir / split
+    return read_scalars(path).get(tag, []) if path.is_dir() else []
+
+
+def _all_curves(tb: Path, prefix: str, split: str, tag: str) -> Curve:
+    points = []
+    for logdir in sorted(tb.glob(prefix + "*")):
+        points += _curve(logdir, split, tag)
+    return points
+
+
+def majority_baseline(glue_dir: Path, task: str) -> Dict[str, float]:
+    """The GLUE metrics of always predicting the most frequent training label, on the dev set."""
+    from vega_toolkit.data.glue_readers import read_glue_split
+    from vega_toolkit.metrics.glue_metrics import task_metrics
+
+    majority = Counter(e.label for e in read_glue_split(str(glue_dir), task, "train")).most_common(1)[0][0]
+    dev = [e.label for e in read_glue_split(str(glue_dir), task, "dev")]
+    return task_metrics(task, [majority] * len(dev), dev)
+
+
+def dev_metrics(checkpoint: Path, glue_dir: Path) -> Dict[str, float]:
+    from vega_toolkit.cli.generate import GluePredictor, score_dev
+
+    predictor = GluePredictor.from_checkpoint(str(checkpoint), str(glue_dir), device="cpu")
+    return next(iter(score_dev(predictor).values()))
+
+
+def _first_last(curve: Curve) -> Tuple[Optional[float], Optional[float]]:
+    return (curve[0][1], curve[-1][1]) if curve else (None, None)
+
+
+def _fmt(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def write_figure(path: Path, panels: Dict[str, Dict[str, Curve]]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for ax, (title, curves) in zip(axes, panels.items()):
+        for label, curve in curves.items():
+            if curve:
+                ax.plot([s for s, _ in curve], [v for _, v in curve], marker="." if len(curve) < 30 else None,
+                        label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timings: Dict[str, float]) -> Dict:
+    tb = out / "tb"
+    p1_valid = _curve(tb / "phase1", "valid", "rtd_acc")
+    p1_train = _curve(tb / "phase1", "train_inner", "rtd_acc")
+    p2_valid = _curve(tb / "phase2", "valid", "contrastive_acc")
+    p2_train = _curve(tb / "phase2", "train_inner", "contrastive_acc")
+    shuf = _curve(tb / "phase1", "valid", "shuf_frac")
+    repl = _curve(tb / "phase1", "valid", "repl_frac")
+    all_original = 1 - shuf[-1][1] - repl[-1][1] if shuf and repl else None
+    bsz = _curve(tb / "phase2", "train_inner", "bsz")
+    chance = 1 / bsz[-1][1] if bsz else None
+
+    rows = ["| stage | metric | first | last | baseline | above baseline |", "|---|---|---|---|---|---|"]
+
+    def row(stage, metric, first, last, baseline):
+        above = "yes" if last is not None and baseline is not None and last > baseline else "no"
+        rows.append(f"| {stage} | {metric} | {_fmt(first)} | {_fmt(last)} | {_fmt(baseline)} (trivial) | {above} |")
+
+    row("phase 1 (rtd_ternary)", "valid rtd_acc", *_first_last(p1_valid), all_original)
+    for tag in ("shuf_recall", "repl_recall"):
+        row("phase 1 (rtd_ternary)", f"valid {tag}", *_first_last(_curve(tb / "phase1", "valid", tag)), 0.0)
+    row("phase 2 (rtd_contrastive)", "valid contrastive_acc", *_first_last(p2_valid), chance)
+
+    task_rows = ["| task | recipe | dev metric | vega | majority baseline |", "|---|---|---|---|---|"]
+    recipes = {"SST-2": "SiFT (adversarial_ce)", "RTE": "transductive", "CoLA": "self-calibrated (KenLM)"}
+    ft_curves = {}
+    for task, save_dir in finetune_dirs.items():
+        metrics = dev_metrics(final_checkpoint(save_dir), glue_dir)
+        base = majority_baseline(glue_dir, task)
+        for name, value in metrics.items():
+            task_rows.append(f"| {task} | {recipes.get(task, '')} | {name} | {value:.3f} | {base[name]:.3f} |")
+        metric = "mcc" if task == "CoLA" else "accuracy"
+        ft_curves[f"{task} {metric}"] = _all_curves(tb, f"finetune_{task}", "valid", metric)
+
+    timing_rows = ["| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+    figure = out / "curves.png"
+    write_figure(figure, {
+        "phase 1: rtd_acc": {"train": p1_train, "valid": p1_valid},
+        "phase 2: contrastive_acc": {"train": p2_train, "valid": p2_valid},
+        "fine-tuning: dev metric per epoch": ft_curves,
+    })
+    report = out / "report.md"
+    report.write_text("\n".join([
+        "# Vega v1 recipe, toy scale: results", "",
+        "Pretraining (curves read back from the TensorBoard event files):", "", *rows, "",
+        "Fine-tuning (dev sets scored with the GLUE metrics):", "", *task_rows, "",
+        f"![curves]({figure.name})", "", "Time per stage:", "", *timing_rows, ""]))
+    return {"report": report, "figure": figure}

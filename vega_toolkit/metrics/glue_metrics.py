@@ -1,0 +1,125 @@
+"""GLUE metrics and the GLUE score, in percent (as fairseq's sentence_prediction criterion logs them).
+
+    from vega_toolkit.metrics.glue_metrics import task_metrics, task_score, glue_score
+    m = task_metrics("MRPC", preds, labels)      # {'f1': ..., 'accuracy': ..., 'acc_and_f1': ...}
+    glue_score({"CoLA": task_score("CoLA", m_cola), "MNLI": (s_m + s_mm) / 2, ...})
+
+Plain numpy implementations of the standard definitions (evaluate's glue metric uses sklearn's
+matthews_corrcoef/f1_score and scipy's pearsonr/spearmanr; tests/test_glue_metrics.py checks equality against them),
+so scoring predictions needs neither sklearn nor scipy at runtime. GLUE score (Wang et al. 2019): each task scores the
+unweighted mean of its metrics, MNLI averages matched and mismatched, and the score is the mean over the nine tasks;
+AX is excluded.
+"""
+from typing import Dict, Mapping, Sequence, Union
+
+import numpy as np
+
+from vega_toolkit.data.glue_tasks import GLUE_TASKS, GlueTask, get_glue_task
+
+ArrayLike = Union[Sequence, np.ndarray]
+
+
+def _pair(preds: ArrayLike, labels: ArrayLike, dtype=None):
+    p, t = np.asarray(preds, dtype=dtype), np.asarray(labels, dtype=dtype)
+    if p.shape != t.shape or p.ndim != 1:
+        raise ValueError(f"predictions {p.shape} and labels {t.shape} must be 1-D arrays of the same length")
+    if p.size == 0:
+        raise ValueError("cannot score an empty set of predictions")
+    return p, t
+
+
+def accuracy(preds: ArrayLike, labels: ArrayLike) -> float:
+    p, t = _pair(preds, labels)
+    return 100.0 * float(np.mean(p == t))
+
+
+def f1(preds: ArrayLike, labels: ArrayLike, positive=1) -> float:
+    """Binary F1 of the positive class (MRPC: paraphrase, QQP: duplicate); 0 when there is no true positive."""
+    p, t = _pair(preds, labels)
+    tp = float(np.sum((p == positive) & (t == positive)))
+    denom = float(np.sum(p == positive) + np.sum(t == positive))
+    return 100.0 * (2.0 * tp / denom if denom else 0.0)
+
+
+def matthews_corr(preds: ArrayLike, labels: ArrayLike) -> float:
+    """Multi-class Matthews correlation (Gorodkin's R_K, = the binary phi coefficient for two classes)."""
+    p, t = _pair(preds, labels)
+    classes, encoded = np.unique(np.concatenate([t, p]), return_inverse=True)
+    k, n = len(classes), len(t)
+    conf = np.zeros((k, k), dtype=np.float64)
+    np.add.at(conf, (encoded[:n], encoded[n:]), 1.0)
+    t_sum, p_sum = conf.sum(axis=1), conf.sum(axis=0)
+    correct, total = np.trace(conf), conf.sum()
+    cov_tp = correct * total - np.dot(t_sum, p_sum)
+    cov_pp = total * total - np.dot(p_sum, p_sum)
+    cov_tt = total * total - np.dot(t_sum, t_sum)
+    if cov_pp * cov_tt == 0:  # a constant predictor (or constant labels) has no correlation by convention
+        return 0.0
+    return 100.0 * float(cov_tp / np.sqrt(cov_tt * cov_pp))
+
+
+def pearson(preds: ArrayLike, labels: ArrayLike) -> float:
+    x, y = _pair(preds, labels, dtype=np.float64)
+    xc, yc = x - x.mean(), y - y.mean()
+    denom = np.sqrt(np.dot(xc, xc) * np.dot(yc, yc))
+    return 100.0 * float(np.dot(xc, yc) / denom) if denom else float("nan")
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    # ties share the mean of their ranks, as scipy.stats.rankdata(method="average")
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(preds: ArrayLike, labels: ArrayLike) -> float:
+    x, y = _pair(preds, labels, dtype=np.float64)
+    return pearson(_average_ranks(x), _average_ranks(y))
+
+
+_METRIC_FNS = {"accuracy": accuracy, "f1": f1, "mcc": matthews_corr, "pearson": pearson, "spearman": spearman}
+# the combined names fairseq's sentence_prediction criterion logs and --best-checkpoint-metric selects on
+_COMBINED = {"acc_and_f1": ("accuracy", "f1"), "pearson_and_spearman": ("pearson", "spearman")}
+
+
+def task_metrics(task: Union[str, GlueTask], preds: ArrayLike, labels: ArrayLike) -> Dict[str, float]:
+    """All metrics of `task` (plus its combined selection metric) for one dev split.
+
+    Classification predictions and labels may be label strings or label indices, as long as both use the same.
+    """
+    task = task if isinstance(task, GlueTask) else get_glue_task(task)
+    if not task.is_regression and len(task.labels) == 2 and "f1" in task.metrics:
+        # F1 is over the positive class "1"; accept label strings as well as indices
+        preds = np.asarray([int(x) for x in preds])
+        labels = np.asarray([int(x) for x in labels])
+    out = {name: _METRIC_FNS[name](preds, labels) for name in task.metrics}
+    for combined, parts in _COMBINED.items():
+        if all(p in out for p in parts):
+            out[combined] = (out[parts[0]] + out[parts[1]]) / 2.0
+    return out
+
+
+def task_score(task: Union[str, GlueTask], metrics: Mapping[str, float]) -> float:
+    """One split's contribution to the GLUE score: the unweighted mean of the task's metrics."""
+    task = task if isinstance(task, GlueTask) else get_glue_task(task)
+    missing = [m for m in task.metrics if m not in metrics]
+    if missing:
+        raise KeyError(f"{task.name} needs metrics {list(task.metrics)}, missing {missing}")
+    return float(np.mean([metrics[m] for m in task.metrics]))
+
+
+def glue_score(scores: Mapping[str, float]) -> float:
+    """Mean of per-task scores over the GLUE tasks given (AX is excluded even when present).
+
+    A full leaderboard score needs all nine; MNLI's score is the mean of its matched and mismatched scores.
+    """
+    used = [float(v) for name, v in scores.items() if get_glue_task(name).in_glue_score]
+    if not used:
+        raise ValueError("no GLUE task scores to average (AX does not count)")
+    return float(np.mean(used))
+
+
+ALL_SCORED_TASKS = tuple(name for name, t in GLUE_TASKS.items() if t.in_glue_score)

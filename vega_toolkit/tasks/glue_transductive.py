@@ -1,0 +1,80 @@
+"""`glue_transductive`: transductive fine-tuning (Vega v1, Algorithm 1) on any GLUE task.
+
+    vega-train GLUE/WNLI --task glue_transductive --glue-task WNLI --vocab-dir PRETRAINED \
+        --finetune-from-model wnli-m0/checkpoint_best.pt --max-rounds 3 --converge-eps 0.01 \
+        --confidence-threshold 0.9 --save-dir out/wnli-td  [every other `--task glue` flag]
+    # or start from the pretrained model, round 0 being the vanilla fine-tune:
+    vega-train ... --finetune-from-model PRETRAINED/model.pt --train-initial-model
+
+Loop (vega_toolkit/adaptation/rounds.py): M_i predicts the unlabelled test split -> pseudo-labels (only
+predictions with softmax confidence >= --confidence-threshold join); M_i is fine-tuned on train + the
+pseudo-labelled test rows -> M_{i+1}; stop when the fraction of test pseudo-labels that changed since the previous
+round is below --converge-eps (STS-B: a change is |delta| > --regression-tolerance) or after --max-rounds trainings.
+SAVE_DIR/round_K/ holds each round's checkpoints, predictions.tsv and pseudo_train.tsv; SAVE_DIR/
+adaptation_state.json the per-round log (changed labels, label distribution, dev metrics). Rerunning the same
+command resumes at the first unfinished step. Test rows are read with the test-file layout, which has no label
+column: the hidden test labels can never become pseudo-labels.
+
+The task itself is `glue` plus `--extra-train-data`: train-layout TSV files (as written by the loop) appended to the
+train split (or replacing it with `--train-on-extra-only`), read by the GLUE readers and cached like any split.
+"""
+import logging
+from dataclasses import dataclass, field
+
+from fairseq.tasks import register_task
+
+from vega_toolkit.data.glue_binarize import EncodedSplit, load_encoded_split
+from vega_toolkit.tasks.glue import GlueConfig, GlueTask
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GlueTransductiveConfig(GlueConfig):
+    max_rounds: int = field(default=3, metadata={"help": "at most this many pseudo-label fine-tuning rounds"})
+    converge_eps: float = field(
+        default=0.01, metadata={"help": "stop when the fraction of test pseudo-labels that changed since the previous "
+                                        "round is below this (0.5-1% is the usual range; 0 disables)"})
+    confidence_threshold: float = field(
+        default=0.0, metadata={"help": "only test predictions with max softmax probability >= this join the "
+                                       "training data (0 = all; classification only)"})
+    regression_tolerance: float = field(
+        default=0.5, metadata={"help": "regression (STS-B): a pseudo-label counts as changed when it moved by more "
+                                       "than this"})
+    pseudo_label_split: str = field(
+        default="test", metadata={"help": "fairseq split to pseudo-label (an unlabelled test split: test, test1)"})
+    train_initial_model: bool = field(
+        default=False, metadata={"help": "--finetune-from-model is a pretrained model: fine-tune it on train first "
+                                         "(round 0) to obtain M0"})
+    extra_train_data: str = field(
+        default="", metadata={"help": "comma-separated TSV files in the task's train layout appended to the train "
+                                      "split (the loop sets this per round)"})
+    train_on_extra_only: bool = field(
+        default=False, metadata={"help": "train on --extra-train-data alone, without the task's train split"})
+
+
+@register_task("glue_transductive", dataclass=GlueTransductiveConfig)
+class GlueTransductiveTask(GlueTask):
+    @classmethod
+    def run_rounds(cls, argv, args):
+        """vega-train's hook: run the whole loop instead of one training (see vega_toolkit/cli/train.py)."""
+        from vega_toolkit.adaptation.rounds import check_round_args, run_transductive
+
+        check_round_args(args)
+        return run_transductive(args)
+
+    def encoded_split(self, split: str) -> EncodedSplit:
+        if split != "train" or not self.cfg.extra_train_data:
+            return super().encoded_split(split)
+        parts = [] if self.cfg.train_on_extra_only else [super().encoded_split("train")]
+        for path in self.cfg.extra_train_data.split(","):
+            parts.append(load_encoded_split(path, self.glue, "train", self.encoder, self.cfg.glue_cache_dir or None))
+        merged = EncodedSplit(
+            a=[x for p in parts for x in p.a],
+            b=None if parts[0].b is None else [x for p in parts for x in p.b],
+            labels=[x for p in parts for x in p.labels],
+            indices=[x for p in parts for x in p.indices],
+        )
+        logger.info(f"train split: {' + '.join(str(len(p)) for p in parts)} = {len(merged)} examples "
+                    f"(extra: {self.cfg.extra_train_data})")
+        return merged
