@@ -104,6 +104,8 @@ def main():
     p.add_argument("--tokens", type=int, default=2048, help="tokens per batch: batch = tokens / L")
     p.add_argument("--lengths", default="128,512")
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--stat", choices=["median", "min"], default="median",
+                   help="statistic over the repetitions (min: on a loaded machine noise only ever adds time)")
     p.add_argument("--clock", choices=["wall", "process"], default="wall",
                    help="process: CPU time of this process (time.process_time), robust on a shared, loaded machine "
                         "when run with one thread; with N threads it sums their CPU time, so use wall there")
@@ -137,14 +139,15 @@ def main():
                 step(fn, tokens, args)
                 sync()
                 times[name].append(clock() - start)
-        med = {name: statistics.median(t) for name, t in times.items()}
+        stat = statistics.median if args.stat == "median" else min
+        med = {name: stat(t) for name, t in times.items()}
         for name in fns:
             rows.append((length, tokens.size(0), name, med[name] * 1e3, memory[name] / 2**20,
                          med["HF DebertaV2Model"] / med[name], med[name] / med["plain SDPA encoder"]))
     mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
     print(f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
-          f"median of {args.reps} interleaved reps\n")
+          f"{args.stat} of {args.reps} interleaved reps\n")
     print(f"| L | batch | model | fwd+bwd ms | {mem_label} | speed vs HF | time vs plain SDPA |")
     print("|---|---|---|---|---|---|---|")
     for length, batch, name, ms, mib, vs_hf, vs_plain in rows:

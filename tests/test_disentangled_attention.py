@@ -26,9 +26,8 @@ def inputs(batch=3, length=40, rows=32, padded=True):
     return x, rel, pad if padded else None
 
 
-# length 9: buckets are the identity, the fast path skews a GEMM over 2L - 1 distances;
-# length 40: log buckets leave fewer slots than distances, the fast path gathers from the slots instead.
-# grad on and off: SDPA picks different CPU kernels (math with a bias that needs a gradient, flash otherwise).
+# length 9: buckets are the identity; length 40: log buckets map several distances to one slot.
+# grad on and off: the CPU fast path runs its own attention core with a bias that needs a gradient, SDPA otherwise.
 @pytest.mark.parametrize("grad", [True, False])
 @pytest.mark.parametrize("length", [9, 40])
 @pytest.mark.parametrize("padded", [False, True])

@@ -1,12 +1,13 @@
-"""Log-bucket relative positions and the skew view of the fast path (research/deberta.md A.4)."""
+"""Log-bucket relative positions and the banded relative bias of the fast path (research/deberta.md A.4)."""
 import pytest
 import torch
 
 from vega_toolkit.modules.relative_position import (
+    band_view,
     log_bucket_position,
+    relative_bias,
     relative_columns,
     relative_index,
-    skew,
 )
 
 
@@ -37,12 +38,12 @@ def test_unbucketed_index_is_the_shifted_distance():
     assert idx[5, 0].item() == 7 and idx[0, 5].item() == 0 and idx[2, 3].item() == 3
 
 
-def test_skew_reads_column_j_minus_i_plus_l_minus_1():
-    length = 7
-    x = torch.randn(2, 3, length, 2 * length - 1)
-    out = skew(x)
-    i, j = torch.meshgrid(torch.arange(length), torch.arange(length), indexing="ij")
-    assert torch.equal(out, x[..., i, j - i + length - 1])
+def test_band_view_reads_column_c_minus_t_plus_block_minus_1():
+    length, rows = 7, 3
+    x = torch.randn(2, 3, rows, length + rows - 1)
+    out = band_view(x, length)
+    t, c = torch.meshgrid(torch.arange(rows), torch.arange(length), indexing="ij")
+    assert torch.equal(out, x[..., t, c - t + rows - 1])
 
 
 @pytest.mark.parametrize("length", [1, 9, 200, 700])
@@ -52,25 +53,36 @@ def test_columns_reproduce_the_dense_index(length):
     idx = relative_index(length, length, buckets, max_pos, torch.device("cpu"))
     c2p_slot = cols.slots[cols.c2p].float().expand(length, -1).contiguous()
     p2c_slot = cols.slots[cols.p2c].float().expand(length, -1).contiguous()
-    assert torch.equal(skew(c2p_slot).long(), idx)  # c2p[i, j] reads slot idx(i, j)
-    assert torch.equal(skew(p2c_slot).t().long(), idx)  # p2c[i, j] (computed over keys j) reads idx(i, j) too
+    assert torch.equal(band_view(c2p_slot, length).long(), idx)  # c2p[i, j] reads slot idx(i, j)
+    assert torch.equal(band_view(p2c_slot, length).t().long(), idx)  # p2c[i, j] (computed over keys j) too
     assert cols.slots.numel() == torch.unique(idx).numel()  # only the active slots are projected
 
 
-def test_skew_backward_scatters_into_the_read_columns_only():
-    length = 6
-    x = torch.randn(2, length, 2 * length - 1, requires_grad=True)
-    g = torch.randn(2, length, length)
-    (skew(x) * g).sum().backward()
+def dense_relative_bias(q, k, pos_key, pos_query, pad):
+    """The definition: bias[b, h, i, j] = <q_i, Kr[j - i + L - 1]> + <k_j, Qr[i - j + L - 1]>, pads = finfo.min."""
+    length = q.size(-2)
     i, j = torch.meshgrid(torch.arange(length), torch.arange(length), indexing="ij")
-    expected = torch.zeros_like(x)
-    expected[:, i, j - i + length - 1] = g
-    assert torch.equal(x.grad, expected)
+    bias = torch.einsum("bhid,hijd->bhij", q, pos_key[:, j - i + length - 1])
+    bias = bias + torch.einsum("bhjd,hijd->bhij", k, pos_query[:, i - j + length - 1])
+    return bias if pad is None else bias.masked_fill(pad[:, None, None, :], torch.finfo(bias.dtype).min)
 
 
-def test_slot_index_renumbers_the_dense_index_into_the_active_slots():
-    from vega_toolkit.modules.relative_position import relative_slot_index
+@pytest.mark.parametrize("length,block", [(1, 4), (5, 5), (13, 4), (13, 32)])
+def test_relative_bias_equals_its_definition_for_any_block_size(length, block):
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 3, length, 4), torch.randn(2, 3, length, 4)
+    pos_key, pos_query = torch.randn(3, 2 * length - 1, 4), torch.randn(3, 2 * length - 1, 4)
+    pad = torch.zeros(2, length, dtype=torch.bool)
+    pad[1, -1] = True
+    got = relative_bias(q, k, pos_key, pos_query, pad, block)
+    assert torch.allclose(got, dense_relative_bias(q, k, pos_key, pos_query, pad), atol=1e-5, rtol=0)
+    assert torch.allclose(relative_bias(q, k, pos_key, None, None, block),
+                          dense_relative_bias(q, k, pos_key, torch.zeros_like(pos_query), None), atol=1e-5, rtol=0)
 
-    cols = relative_columns(300, 64, 256, torch.device("cpu"))
-    dense = relative_index(300, 300, 64, 256, torch.device("cpu"))
-    assert torch.equal(cols.slots[relative_slot_index(300, 64, 256, torch.device("cpu"))], dense)
+
+def test_relative_bias_backward_passes_gradcheck_across_blocks():
+    torch.manual_seed(0)
+    length = 7
+    args = [torch.randn(2, 2, length, 3, dtype=torch.double, requires_grad=True) for _ in range(2)]
+    args += [torch.randn(2, 2 * length - 1, 3, dtype=torch.double, requires_grad=True) for _ in range(2)]
+    assert torch.autograd.gradcheck(lambda *a: relative_bias(*a, None, 3), args)

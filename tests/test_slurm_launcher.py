@@ -92,15 +92,16 @@ def test_wait_exits_non_zero_naming_the_state_and_log_when_the_job_fails(local_s
 
 # Submitted held (sbatch reads SBATCH_HOLD from the environment): SLURM clears a job's Dependency field once it is
 # satisfied, so the chain is inspected before anything runs.
-HELD = {"SBATCH_HOLD": "1"}
+HELD = ["--slurm-hold"]  # SLURM forgets a dependency once it is satisfied: keep the first job from finishing
 
 
 def test_dependency_flag_is_recorded_by_slurm(tiny_data_bin, tmp_path, jobs):
-    first, _ = submit(pretrain_args(tiny_data_bin, tmp_path / "a", 2) + ["--slurm-job-name", "vega-first"], HELD)
+    first, _ = submit(pretrain_args(tiny_data_bin, tmp_path / "a", 2) + ["--slurm-job-name", "vega-first"] + HELD)
     jobs.append(first)
-    second, _ = submit(pretrain_args(tiny_data_bin, tmp_path / "b", 2) + ["--slurm-dependency", f"afterok:{first}"],
-                       HELD)
+    second, _ = submit(pretrain_args(tiny_data_bin, tmp_path / "b", 2) + ["--slurm-dependency", f"afterok:{first}"]
+                       + HELD)
     jobs.append(second)
+    assert slurm.show_job(first)["JobState"] == "PENDING"  # held, as --slurm-hold asked
     info = slurm.show_job(second)
     assert info["Dependency"].startswith(f"afterok:{first}"), info["Dependency"]
     assert info["JobName"] == "vega-train" and slurm.show_job(first)["JobName"] == "vega-first"
@@ -110,14 +111,13 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "glue"
 
 
 def test_glue_all_sh_under_submitit_chains_rte_stsb_mrpc_after_mnli(local_slurm, tmp_path, jobs):
-    if "LAUNCHER" not in (RECIPES / "common.sh").read_text():
-        pytest.skip("recipes/glue/common.sh does not support LAUNCHER=submitit yet")
     from glue_helpers import FIXTURES, make_model_dir, recipe_env
 
     cache = str(tmp_path / "cache")
     model_dir = make_model_dir(str(tmp_path / "model"), cache)
+    # held: a 2-update MNLI job would finish (and SLURM forget the satisfied dependency) before the next recipe
     env = recipe_env(FIXTURES, model_dir, str(tmp_path / "out"), cache, LAUNCHER="submitit",
-                     PLAN="mnli rte stsb mrpc", MAX_UPDATE="2", **HELD)
+                     PLAN="mnli rte stsb mrpc", MAX_UPDATE="2", SLURM_ARGS="--slurm-hold")
     proc = subprocess.run(["bash", str(RECIPES / "all.sh")], capture_output=True, text=True, env=env, timeout=240)
     ids = re.findall(r"^Submitted job (\d+)$", proc.stdout, re.M)
     jobs.extend(ids)

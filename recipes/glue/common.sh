@@ -4,7 +4,9 @@
 #   env   GLUE_DIR (glue_data/), PRETRAINED (model folder: model.pt dict.txt spm.model), OUT, SCALE=tiny|paper
 #   out   $OUT/<TASK>/checkpoint_best.pt (TASK spelled as GLUE: SST-2, STS-B, ...), $OUT/<TASK>/predictions/
 #   last  line printed: `dev <metric>=<value>` (the task's checkpoint-selection metric on its dev set)
-# Optional env: DRY_RUN=1 (print the commands only; also automatic for SCALE=paper without nvidia-smi),
+# Optional env: LAUNCHER=local|submitit (submitit: each training is a SLURM job named vega-glue-<TASK>, printed as
+#   `Submitted job <id>`; AFTER_JOB=<id> makes it wait for that job with afterok; SLURM_ARGS adds --slurm-* flags),
+#   DRY_RUN=1 (print the commands only; also automatic for SCALE=paper without nvidia-smi),
 #   MAX_UPDATE (tiny: cap on updates per task, default 300), VEGA_TRAIN / VEGA_GENERATE / VEGA_GLUE (executables),
 #   GLUE_DEV_EVAL=0 (skip the per-task vega-generate; all.sh scores every task once at the end instead).
 set -euo pipefail
@@ -16,7 +18,14 @@ DRY_RUN=${DRY_RUN:-0}
 VEGA_TRAIN=${VEGA_TRAIN:-vega-train}
 VEGA_GENERATE=${VEGA_GENERATE:-vega-generate}
 VEGA_GLUE=${VEGA_GLUE:-vega-glue}
-if [[ "$SCALE" == paper ]] && ! command -v nvidia-smi >/dev/null 2>&1; then DRY_RUN=1; fi
+LAUNCHER=${LAUNCHER:-local}
+AFTER_JOB=${AFTER_JOB:-}
+read -r -a SLURM_EXTRA <<< "${SLURM_ARGS:-}"
+case "$LAUNCHER" in
+  local|submitit) ;;
+  *) echo "glue recipes: LAUNCHER must be local or submitit, not '$LAUNCHER'" >&2; exit 2 ;;
+esac
+if [[ "$SCALE" == paper && "$LAUNCHER" == local ]] && ! command -v nvidia-smi >/dev/null 2>&1; then DRY_RUN=1; fi
 
 # glue_hparams TASK: EPOCHS LR BSZ WARMUP CLS_DROP MAX_LEN.
 # paper = DeBERTa-V2-XXLarge (1.5B, the size class of Vega v1's 1.3B), MS@experiments/glue/<task>.sh, as tabulated in
@@ -84,12 +93,32 @@ glue_finetune() {
   if [[ "$task" == MNLI ]]; then task_args+=(--valid-subset valid,valid1); fi
   local arch
   read -r -a arch <<< "$glue_arch_flags"
+  local launch_args=()
+  if [[ "$LAUNCHER" == submitit ]]; then
+    launch_args=(--launcher submitit --slurm-job-name "vega-glue-$task" "${SLURM_EXTRA[@]}")
+    if [[ -n "$AFTER_JOB" ]]; then launch_args+=(--slurm-dependency "afterok:$AFTER_JOB"); fi
+  fi
   run_cmd "$VEGA_TRAIN" "$GLUE_DIR/$glue_folder" --task glue "${task_args[@]}" "${arch[@]}" \
     --finetune-from-model "$init" --save-dir "$save" --max-seq-len "$MAX_LEN" --pooler-dropout "$CLS_DROP" \
     --batch-size "$BSZ" --lr "$LR" --warmup-updates "$warmup" --total-num-update "$updates" --max-update "$updates" \
     "${GLUE_OPT_ARGS[@]}" --best-checkpoint-metric "$glue_best_metric" --maximize-best-checkpoint-metric \
-    --no-epoch-checkpoints --log-format simple --seed 1 "${scale_args[@]}" "$@"
-  if [[ "${GLUE_DEV_EVAL:-1}" != 0 ]]; then
+    --no-epoch-checkpoints --log-format simple --seed 1 "${scale_args[@]}" "$@" "${launch_args[@]}"
+  # under submitit the training has only been queued: score it once the job is done (all.sh prints the command)
+  if [[ "${GLUE_DEV_EVAL:-1}" != 0 && "$LAUNCHER" == local ]]; then
     run_cmd "$VEGA_GENERATE" "$save/checkpoint_best.pt" --glue-dir "$GLUE_DIR" --out-dir "$save/predictions" --dev
   fi
+}
+
+# glue_finetune_from_mnli TASK [extra vega-train args...]
+# RTE, STS-B and MRPC start from the MNLI-fine-tuned model (encoder loaded, their own head fresh), as DeBERTa and
+# RoBERTa do. Under LAUNCHER=submitit the MNLI job may still be queued: AFTER_JOB holds this one until it succeeded.
+glue_finetune_from_mnli() {
+  local task=$1
+  shift
+  local mnli=${MNLI_CHECKPOINT:-$OUT/MNLI/checkpoint_best.pt}
+  if [[ ! -f "$mnli" && "$DRY_RUN" != 1 && "$LAUNCHER" == local ]]; then
+    echo "$task: $mnli not found: run recipes/glue/mnli.sh first (or set MNLI_CHECKPOINT)" >&2
+    exit 2
+  fi
+  glue_finetune "$task" "$mnli" "$@"
 }

@@ -7,9 +7,4 @@
 # vega-generate on $OUT/RTE/checkpoint_best.pt --dev. Last line: `dev <metric>=<value>`. Extra args go to vega-train.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-MNLI_CHECKPOINT=${MNLI_CHECKPOINT:-$OUT/MNLI/checkpoint_best.pt}
-if [[ ! -f "$MNLI_CHECKPOINT" && "$DRY_RUN" != 1 ]]; then
-  echo "rte.sh: $MNLI_CHECKPOINT not found: run recipes/glue/mnli.sh first (or set MNLI_CHECKPOINT)" >&2
-  exit 2
-fi
-glue_finetune RTE "$MNLI_CHECKPOINT" "${PLAIN_ARGS[@]}" "$@"
+glue_finetune_from_mnli RTE "${PLAIN_ARGS[@]}" "$@"

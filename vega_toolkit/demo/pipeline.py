@@ -168,7 +168,8 @@ class Pipeline:
         self.rte_dir = self.out / "finetune" / "RTE"
         flags = self.finetune_flags("RTE", self.rte_dir, "accuracy")
         flags[flags.index("glue")] = "glue_transductive"
-        self.run("vega-train", flags + ["--criterion", "glue_prediction", "--max-rounds", self.size.rounds])
+        self.run("vega-train", flags + ["--criterion", "glue_prediction", "--train-initial-model",
+                                        "--max-rounds", self.size.rounds])
         self.done("RTE", t0)
 
     def cola(self):
@@ -176,16 +177,20 @@ class Pipeline:
         self.cola_dir = self.out / "finetune" / "CoLA"
         flags = self.finetune_flags("CoLA", self.cola_dir, "mcc")
         flags[flags.index("glue")] = "glue_self_calibrated"
-        external = ["--external-data", self.external] if self.external else []
-        self.run("vega-train", flags + ["--criterion", "glue_prediction", "--max-rounds", self.size.rounds]
-                 + external)
+        if self.external is None:  # real CoLA without a pool: its own test sentences, unlabelled (never dev)
+            pool = ["--external-data", self.glue_dir / "CoLA" / "test.tsv", "--external-format", "unlabelled"]
+        else:
+            pool = ["--external-data", self.external, "--external-format", "labelled"]
+        self.run("vega-train", flags + ["--criterion", "glue_prediction", "--train-initial-model",
+                                        "--max-rounds", self.size.rounds, "--selection-top-k",
+                                        self.size.task_sizes[0]] + pool)
         self.done("CoLA", t0)
 
     def generate(self):
         t0 = self.banner("generate: GLUE submission files + zip (vega-generate)")
         self.submission = self.out / "submission"
-        checkpoints = [self.sst2_dir / "checkpoint_best.pt", report.final_checkpoint(self.rte_dir),
-                       report.final_checkpoint(self.cola_dir)]
+        # adaptation tasks copy their final round's model to checkpoint_best.pt
+        checkpoints = [d / "checkpoint_best.pt" for d in (self.sst2_dir, self.rte_dir, self.cola_dir)]
         self.run("vega-generate", checkpoints + ["--glue-dir", self.glue_dir, "--out-dir", self.submission,
                                                  "--dev", "--cpu"])
         self.done("generate", t0)
@@ -193,7 +198,8 @@ class Pipeline:
     def report(self):
         t0 = self.banner("report: results table and curves")
         paths = report.write_report(self.out, self.glue_dir, {"SST-2": self.sst2_dir, "RTE": self.rte_dir,
-                                                              "CoLA": self.cola_dir}, self.timings)
+                                                              "CoLA": self.cola_dir}, self.timings,
+                                     contrastive_batch=self.size.batch_size)
         self.done("report", t0)
         print(f"\nDemo finished in {time.time() - self.start:.0f} s.")
         print(f"  report:     {paths['report']}")

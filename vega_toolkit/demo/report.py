@@ -13,17 +13,6 @@ from vega_toolkit.metrics.tensorboard import read_scalars
 Curve = List[Tuple[int, float]]
 
 
-def final_checkpoint(save_dir: Path) -> Path:
-    """The checkpoint an adaptation run ends with: its `final.pt` link/file if it wrote one, else the best."""
-    for name in ("final.pt", "checkpoint_best.pt"):
-        if (Path(save_dir) / name).exists():
-            return Path(save_dir) / name
-    rounds = sorted(Path(save_dir).glob("round_*/checkpoint_best.pt"))
-    if rounds:
-        return rounds[-1]
-    raise FileNotFoundError(f"{save_dir}: no final.pt, checkpoint_best.pt or round_*/checkpoint_best.pt")
-
-
 def _curve(logdir: Path, split: str, tag: str) -> Curve:
     # fairseq writes one sub-folder per split: train_inner (every --log-interval), train (epoch), valid
     path = logdir / split
@@ -63,9 +52,12 @@ def _fmt(x: Optional[float]) -> str:
 
 
 def write_figure(path: Path, panels: Dict[str, Dict[str, Curve]]):
+    import logging
+
     import matplotlib
 
     matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's logging setup would print font searches
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
@@ -83,7 +75,9 @@ def write_figure(path: Path, panels: Dict[str, Dict[str, Curve]]):
     plt.close(fig)
 
 
-def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timings: Dict[str, float]) -> Dict:
+def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timings: Dict[str, float],
+                 contrastive_batch: int) -> Dict:
+    """`contrastive_batch`: sequences per phase-2 batch (InfoNCE picks the positive among them: chance = 1/B)."""
     tb = out / "tb"
     p1_valid = _curve(tb / "phase1", "valid", "rtd_acc")
     p1_train = _curve(tb / "phase1", "train_inner", "rtd_acc")
@@ -92,8 +86,7 @@ def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timi
     shuf = _curve(tb / "phase1", "valid", "shuf_frac")
     repl = _curve(tb / "phase1", "valid", "repl_frac")
     all_original = 1 - shuf[-1][1] - repl[-1][1] if shuf and repl else None
-    bsz = _curve(tb / "phase2", "train_inner", "bsz")
-    chance = 1 / bsz[-1][1] if bsz else None
+    chance = 1 / contrastive_batch
 
     rows = ["| stage | metric | first | last | baseline | above baseline |", "|---|---|---|---|---|---|"]
 
@@ -106,14 +99,15 @@ def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timi
         row("phase 1 (rtd_ternary)", f"valid {tag}", *_first_last(_curve(tb / "phase1", "valid", tag)), 0.0)
     row("phase 2 (rtd_contrastive)", "valid contrastive_acc", *_first_last(p2_valid), chance)
 
-    task_rows = ["| task | recipe | dev metric | vega | majority baseline |", "|---|---|---|---|---|"]
+    task_rows = ["| task | recipe | dev metric | vega | majority baseline | above baseline |", "|---|---|---|---|---|---|"]
     recipes = {"SST-2": "SiFT (adversarial_ce)", "RTE": "transductive", "CoLA": "self-calibrated (KenLM)"}
     ft_curves = {}
     for task, save_dir in finetune_dirs.items():
-        metrics = dev_metrics(final_checkpoint(save_dir), glue_dir)
+        metrics = dev_metrics(save_dir / "checkpoint_best.pt", glue_dir)
         base = majority_baseline(glue_dir, task)
         for name, value in metrics.items():
-            task_rows.append(f"| {task} | {recipes.get(task, '')} | {name} | {value:.3f} | {base[name]:.3f} |")
+            above = "yes" if value > base[name] else "no"
+            task_rows.append(f"| {task} | {recipes.get(task, '')} | {name} | {value:.3f} | {base[name]:.3f} | {above} |")
         metric = "mcc" if task == "CoLA" else "accuracy"
         ft_curves[f"{task} {metric}"] = _all_curves(tb, f"finetune_{task}", "valid", metric)
 

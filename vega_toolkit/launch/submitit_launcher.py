@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 # Flags whose names, minus the prefix, are also the keys of a --slurm-config yaml.
 _YAML_KEYS = ("partition", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "time",
-              "account", "qos", "constraint", "exclude", "job_name", "job_dir", "dependency", "signal",
+              "account", "qos", "constraint", "exclude", "job_name", "job_dir", "dependency", "hold", "signal",
               "signal_delay_s", "max_num_timeout", "setup", "cluster")
 
 
@@ -83,6 +83,8 @@ def add_launcher_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                        help="folder for submitit's pickles and the job logs (%%j = job id); "
                             "default: <--save-dir>/slurm/%%j")
     group.add_argument("--slurm-dependency", help="SLURM dependency, e.g. afterok:1234 (recipes chain jobs)")
+    group.add_argument("--slurm-hold", action="store_true",
+                       help="submit the job held (sbatch --hold): inspect a chain, then `scontrol release <id>`")
     group.add_argument("--slurm-signal", default="USR2", choices=("USR1", "USR2"),
                        help="signal SLURM sends before preemption/time limit; it makes the job requeue itself")
     group.add_argument("--slurm-signal-delay-s", type=int, default=120,
@@ -294,6 +296,8 @@ def build_executor(args: argparse.Namespace, fairseq_argv: List[str]):
         additional = {"signal": f"{args.slurm_signal}@{args.slurm_signal_delay_s}"}
         if args.slurm_dependency:
             additional["dependency"] = args.slurm_dependency
+        if args.slurm_hold:
+            additional["hold"] = True
         setup = [f"export SUBMITIT_PREEMPT_SIGNAL={args.slurm_signal}", *(args.slurm_setup or [])]
         # --kill-on-bad-exit: a rank that crashes takes the others down instead of leaving them blocked in a
         # collective until the time limit.

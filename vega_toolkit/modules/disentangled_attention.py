@@ -15,12 +15,15 @@ Two implementations of the same math:
 
 * ``reference`` -- HF's formulation: C2P = Q Kr^T over the 2k table rows, gathered with the dense [L, L] index,
   pairwise padding mask filled with finfo.min, explicit softmax. The oracle in tests (and HF-equivalent).
-* ``sdpa`` (default) -- c2p + p2c become one additive bias of ``F.scaled_dot_product_attention`` (scale override s):
-  the position projections are computed once per layer for the active table rows only and never repeated over the
-  batch; each term is one GEMM against the 2L - 1 distances turned into [L, L] by a view (``skew``, no gather)
-  or, once log buckets make the active slots much fewer than 2L - 1, one GEMM against the slots + a gather.
-  The padding mask is key-only ([B, 1, 1, L]), so no row is fully masked and no NaN can appear. Under fp16 the bias
-  is computed in fp32 and clamped before the cast (bf16 has fp32's range).
+* ``sdpa`` (default) -- c2p + p2c become one additive [B, H, L, L] bias (``relative_bias``): the position
+  projections are computed once per layer for the active table rows only and never repeated over the batch, then
+  spread over the 2L - 1 distances; each term is a few GEMMs of query (key) row blocks against the distances they
+  see, turned into [L, L] by a strided view -- no gather and no scatter in the backward. On CUDA and in CPU
+  inference the bias goes to ``F.scaled_dot_product_attention`` (scale override s). CPU training would get SDPA's
+  unfused math path there, so it runs its own: the bias enters the score GEMM (baddbmm) and dropout draws 16-bit
+  random numbers instead of Bernoulli floats (p rounded to a multiple of 2^-16; ``dropout_keep_mask``).
+  The padding mask is key-only, so no row is fully masked and no NaN can appear. Under fp16 the bias is computed
+  in fp32 and clamped before the cast (bf16 has fp32's range).
 """
 import math
 from typing import Optional

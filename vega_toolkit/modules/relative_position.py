@@ -1,17 +1,20 @@
 """Log-bucket relative positions for disentangled attention (DeBERTa-v2/v3, research/deberta.md A.4).
 
-    from vega_toolkit.modules.relative_position import relative_index, relative_columns, skew
+    from vega_toolkit.modules.relative_position import relative_index, relative_columns, relative_bias
     idx = relative_index(L, L, buckets=256, max_position=512, device=x.device)     # [L, L] rows of the table
     cols = relative_columns(L, buckets=256, max_position=512, device=x.device)    # O(L) fast-path tables
+    bias = relative_bias(q, k, kr[:, cols.c2p], qr[:, cols.p2c], key_padding_mask)  # c2p + p2c, [B, H, L, L]
 
 Two views of the same gather index idx(i, j) = clamp(bucket(i - j) + k, 0, 2k - 1):
 
 * ``relative_index`` is the dense [Lq, Lk] table the reference math (and HF) gathers with.
 * ``relative_columns`` is what the fast path uses. idx depends only on the distance i - j, so a term like
-  c2p[i, j] = <Q_i, Kr[idx(i, j)]> can be computed against the 2L - 1 distances once (a GEMM with 2L - 1 columns)
-  and turned into the [L, L] matrix by a pure view (``skew``), with no gather and a cheap backward.
+  c2p[i, j] = <Q_i, Kr[idx(i, j)]> can be computed against the distances (GEMMs with the table rows spread over
+  the 2L - 1 distances) and turned into the [L, L] matrix by a pure view (``band_view``): no gather, no [L, L]
+  index, and a backward without scatter (``relative_bias``).
 
 Every table depends only on (L, buckets, max_position, device), so it is cached and shared by all layers.
+Also here: the CPU attention-dropout helpers of the fast path (``dropout_keep_mask``, ``apply_keep_mask``).
 """
 import functools
 import math
@@ -69,10 +72,10 @@ class RelativeColumns(NamedTuple):
 @functools.lru_cache(maxsize=64)
 @torch.inference_mode(False)  # cached tables built during inference_mode prediction must stay usable by training
 def relative_columns(length: int, buckets: int, max_position: int, device: torch.device) -> RelativeColumns:
-    """Column tables for the skewed fast path (cached per length and device, shared by every layer).
+    """Column tables for the banded fast path (cached per length and device, shared by every layer).
 
     Column m of the c2p GEMM stands for key offset j - i = m - (L - 1), i.e. distance i - j = L - 1 - m, so that
-    ``skew`` maps it to c2p[i, j]. The p2c GEMM runs over the keys, so its column m stands for i - j = m - (L - 1).
+    ``band_view`` with one block of L rows maps it to c2p[i, j]. The p2c GEMM runs over the keys, so its column m stands for i - j = m - (L - 1).
     Only the S distinct slots are projected (S <= min(2k, 2L - 1)); columns index into them.
     """
     m = torch.arange(2 * length - 1, dtype=torch.long)
@@ -87,7 +90,7 @@ class _RelativeBias(torch.autograd.Function):
 
     KrD / QrD [H, 2L - 1, d] are the projected table rows per distance (batch-independent). Rows are processed in
     blocks of T queries (keys for p2c): one GEMM of the T rows (all batch elements folded into the GEMM's M) against
-    the L + T - 1 distances they can see, turned into [T, L] by the skew view -- no gather, no [L, L] index, and
+    the L + T - 1 distances they can see, turned into [T, L] by ``band_view`` -- no gather, no [L, L] index, and
     only (T - 1) / L wasted columns, where a single skewed GEMM wastes L - 1 and a slot GEMM needs a gather (whose
     backward is a slow scatter_add). Only the small inputs are saved for backward, never a [B, H, L, *] tensor.
     Masked keys get no gradient correction: their softmax probability is exactly 0, so the incoming gradient is 0.
@@ -152,10 +155,10 @@ def _block_rows(x: torch.Tensor, start: int, rows: int) -> torch.Tensor:
 def _band(rows: torch.Tensor, window: torch.Tensor, batch: int, length: int) -> torch.Tensor:
     """[H, B*T, d] x [H, L + T - 1, d] -> the [B, H, T, L] view out[.., t, c] = <rows_t, window[c - t + T - 1]>."""
     scores = torch.bmm(rows, window.transpose(1, 2))
-    return _band_view(scores.view(scores.size(0), batch, -1, scores.size(-1)), length).transpose(0, 1)
+    return band_view(scores.view(scores.size(0), batch, -1, scores.size(-1)), length).transpose(0, 1)
 
 
-def _band_view(x: torch.Tensor, length: int) -> torch.Tensor:
+def band_view(x: torch.Tensor, length: int) -> torch.Tensor:
     """[..., T, L + T - 1] (contiguous) -> [..., T, L] view with out[..., t, c] = x[..., t, c - t + T - 1].
 
     Element (t, c) sits at flat offset t (L + T - 1) + c - t + T - 1 = t (L + T - 2) + c + T - 1: rows of stride
@@ -177,35 +180,11 @@ def _band_backward(grad: torch.Tensor, x: torch.Tensor, table: torch.Tensor, blo
         # band copy never writes them, so one zeroed buffer serves every block of the same size.
         if band is None or band.size(2) != rows:
             band = grad.new_zeros(heads, batch, rows, length + rows - 1)
-        _band_view(band, length).copy_(grad[:, :, start:start + rows].transpose(0, 1))
+        band_view(band, length).copy_(grad[:, :, start:start + rows].transpose(0, 1))
         flat = band.view(heads, batch * rows, -1)
         grad_x[:, :, start:start + rows] = torch.bmm(flat, table[:, window]).view(heads, batch, rows, dim)
         grad_table[:, window].baddbmm_(flat.transpose(1, 2), _block_rows(x, start, rows))
     return grad_x.transpose(0, 1), grad_table
-
-
-class _Skew(torch.autograd.Function):
-    # Autograd of the plain view chain would allocate and zero two full-size buffers; one is enough.
-    @staticmethod
-    def forward(ctx, x):
-        ctx.shape = x.shape
-        return _skew_view(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        out = grad.new_zeros(ctx.shape)
-        _skew_view(out).copy_(grad)
-        return out
-
-
-def skew(x: torch.Tensor) -> torch.Tensor:
-    """[..., L, 2L - 1] -> [..., L, L] with out[..., i, j] = x[..., i, j - i + L - 1] (a view in the forward)."""
-    return _Skew.apply(x) if x.requires_grad else _skew_view(x)
-
-
-def _skew_view(x: torch.Tensor) -> torch.Tensor:
-    """The view behind ``skew``: the band view with one block of all L rows."""
-    return _band_view(x.contiguous(), x.size(-2))
 
 
 def dropout_keep_mask(shape, p: float, device=None):
