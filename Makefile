@@ -5,12 +5,13 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-PYTEST_ARGS ?=
+# Two workers, one test file each (session fixtures and SLURM jobs stay within a file); one BLAS thread per worker.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_OUT ?= demo_out
 GLUE_DIR ?=
 CORPUS ?=
 
-.PHONY: test demo venv venv-test slurm-start slurm-stop clean
+.PHONY: test demo venv venv-test clean
 
 venv:
 	bash scripts/setup_env.sh
@@ -20,7 +21,7 @@ venv-test:
 
 test: venv-test
 	@bash scripts/slurm_local.sh start || echo "[make test] local SLURM could not start: launcher tests will skip"
-	@status=0; $(PY) -m pytest tests $(PYTEST_ARGS) || status=$$?; \
+	@status=0; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests $(PYTEST_ARGS) || status=$$?; \
 	  bash scripts/slurm_local.sh stop || true; exit $$status
 
 demo: venv

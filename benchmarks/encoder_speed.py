@@ -1,12 +1,15 @@
 """Training-step speed and memory: vega_encoder vs HF DebertaV2Model vs a plain SDPA encoder (no relative terms).
 
     OMP_NUM_THREADS=2 python benchmarks/encoder_speed.py                       # CPU, fp32
+    OMP_NUM_THREADS=1 python benchmarks/encoder_speed.py --clock process --stat min --reps 7   # shared, loaded CPU
+    OMP_NUM_THREADS=1 python benchmarks/encoder_speed.py --dim 768 --heads 12 --clock process --stat min
     python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12
 
 One training step = forward + backward of a squared-output loss (train mode, dropout on). vega and HF share the same
 weights (the HF model is converted with vega_toolkit.models.hf_conversion); the plain encoder has the same width and
 depth. Repetitions are interleaved (vega, hf, plain, vega, ...) so that machine noise hits all three alike; the
-median is reported. Memory: peak allocated on CUDA; on CPU the bytes of the tensors autograd saves for backward
+median (or min) is reported, and ratios are only taken within one run. On a machine shared with other jobs, wall
+time mostly measures the scheduler: use one thread with --clock process (this process's CPU time). Memory: peak allocated on CUDA; on CPU the bytes of the tensors autograd saves for backward
 (the activation memory, which is what differs between the implementations).
 """
 import argparse
@@ -38,7 +41,8 @@ class PlainSDPAEncoder(nn.Module):
         for layer in self.layers:
             q, k, v = layer["qkv"](x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
             a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-            x = layer["ln1"](x + F.dropout(layer["out"](a.transpose(1, 2).reshape(b, t, d)), self.dropout, self.training))
+            a = layer["out"](a.transpose(1, 2).reshape(b, t, d))
+            x = layer["ln1"](x + F.dropout(a, self.dropout, self.training))
             h = layer["fc2"](F.gelu(layer["fc1"](x)))
             x = layer["ln2"](x + F.dropout(h, self.dropout, self.training))
         return x

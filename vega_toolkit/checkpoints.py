@@ -136,7 +136,7 @@ def _fsync_dir(folder: str):
         os.close(fd)
 
 
-def _atomic_write(dst: str, write):
+def atomic_write(dst: str, write):
     """Call `write(file_object)` on a temporary file next to `dst`, fsync it, then atomically rename it to `dst`."""
     import tempfile
 
@@ -161,7 +161,7 @@ def atomic_torch_save(obj, filename, async_write: bool = False):
 
     if async_write or PathManager.path_requires_pathmanager(filename):  # remote stores: fairseq's own path
         return _original_torch_persistent_save(obj, filename, async_write=async_write)
-    _atomic_write(filename, lambda f: torch.save(obj, f))
+    atomic_write(filename, lambda f: torch.save(obj, f))
 
 
 def atomic_copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
@@ -178,7 +178,7 @@ def atomic_copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
         with open(src_path, "rb") as src:
             shutil.copyfileobj(src, f, 16 * 1024 * 1024)
 
-    _atomic_write(dst_path, copy)
+    atomic_write(dst_path, copy)
     return True
 
 

@@ -20,12 +20,13 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+
+from vega_toolkit.checkpoints import atomic_write
 
 logger = logging.getLogger("vega_toolkit.adaptation")
 
@@ -34,20 +35,9 @@ STATE_FILE = "adaptation_state.json"
 
 # --- state -------------------------------------------------------------------------------------------------------
 def atomic_write_text(path: str, text: str):
-    """Write via a temporary file in the same folder + rename: readers see the old or the new file, never half."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Readers see the old or the new file, never half of one (the same writer as checkpoint files)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 class AdaptationState:
@@ -78,7 +68,10 @@ def _reset_fairseq_globals():
     # fairseq keeps the best validation metric and the early-stopping counter as function attributes; a second
     # training in the same process would otherwise compare against the previous round's best and never write
     # checkpoint_best.pt (or stop early at once).
+    # Its TensorBoard writers are cached per split name ("train", "valid"), not per folder: without closing them,
+    # every round would log into the first round's --tensorboard-logdir.
     from fairseq import checkpoint_utils
+    from fairseq.logging import progress_bar
     from fairseq_cli import train as fairseq_train
 
     for fn, attrs in ((checkpoint_utils.save_checkpoint, ("best",)),
@@ -86,6 +79,8 @@ def _reset_fairseq_globals():
         for attr in attrs:
             if hasattr(fn, attr):
                 delattr(fn, attr)
+    progress_bar._close_writers()
+    progress_bar._tensorboard_writers.clear()
 
 
 def round_model(save_dir: str) -> str:

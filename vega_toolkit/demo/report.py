@@ -19,11 +19,13 @@ def _curve(logdir: Path, split: str, tag: str) -> Curve:
     return read_scalars(path).get(tag, []) if path.is_dir() else []
 
 
-def _all_curves(tb: Path, prefix: str, split: str, tag: str) -> Curve:
-    points = []
-    for logdir in sorted(tb.glob(prefix + "*")):
-        points += _curve(logdir, split, tag)
-    return points
+def _stage_curves(tb: Path, task: str, tag: str) -> Dict[str, Curve]:
+    """{label: curve} of one fine-tuning run: the plain run, or every round/stage of an adaptation loop."""
+    root = tb / f"finetune_{task}"
+    curves = {task: _curve(root, "valid", tag)} if (root / "valid").is_dir() else {}
+    for stage in sorted(p for p in root.glob("*") if (p / "valid").is_dir()):
+        curves[f"{task} {stage.name}"] = _curve(stage, "valid", tag)
+    return curves
 
 
 def majority_baseline(glue_dir: Path, task: str) -> Dict[str, float]:
@@ -60,8 +62,12 @@ def write_figure(path: Path, panels: Dict[str, Dict[str, Curve]]):
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's logging setup would print font searches
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
-    for ax, (title, curves) in zip(axes, panels.items()):
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (title, curves) in zip(axes.flat, panels.items()):
         for label, curve in curves.items():
             if curve:
                 ax.plot([s for s, _ in curve], [v for _, v in curve], marker="." if len(curve) < 30 else None,
@@ -101,7 +107,7 @@ def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timi
 
     task_rows = ["| task | recipe | dev metric | vega | majority baseline | above baseline |", "|---|---|---|---|---|---|"]
     recipes = {"SST-2": "SiFT (adversarial_ce)", "RTE": "transductive", "CoLA": "self-calibrated (KenLM)"}
-    ft_curves = {}
+    ft_panels = {}
     for task, save_dir in finetune_dirs.items():
         metrics = dev_metrics(save_dir / "checkpoint_best.pt", glue_dir)
         base = majority_baseline(glue_dir, task)
@@ -109,14 +115,14 @@ def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timi
             above = "yes" if value > base[name] else "no"
             task_rows.append(f"| {task} | {recipes.get(task, '')} | {name} | {value:.3f} | {base[name]:.3f} | {above} |")
         metric = "mcc" if task == "CoLA" else "accuracy"
-        ft_curves[f"{task} {metric}"] = _all_curves(tb, f"finetune_{task}", "valid", metric)
+        ft_panels[f"{task}, {recipes.get(task, 'fine-tuning')}: dev {metric}"] = _stage_curves(tb, task, metric)
 
     timing_rows = ["| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     figure = out / "curves.png"
     write_figure(figure, {
         "phase 1: rtd_acc": {"train": p1_train, "valid": p1_valid},
         "phase 2: contrastive_acc": {"train": p2_train, "valid": p2_valid},
-        "fine-tuning: dev metric per epoch": ft_curves,
+        **ft_panels,
     })
     report = out / "report.md"
     report.write_text("\n".join([

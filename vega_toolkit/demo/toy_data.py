@@ -5,7 +5,7 @@
 The grammar gives the pretraining corpus real word-order structure (so shuffled and replaced tokens are
 detectable) and each task a rule a small encoder can learn:
 - SST-2 (sentiment): the label is the polarity of the evaluative words, with negation flipping it;
-- RTE (entailment): the hypothesis either restates a fact of the premise or swaps its subject or object;
+- RTE (entailment): the hypothesis restates a fact of the premise, denies it, or swaps its subject or object;
 - CoLA (acceptability): grammatical sentences versus ones with two words swapped or an agreement error.
 Test files carry no labels, in the official formats, so the same readers and `vega-generate` apply.
 """
@@ -82,12 +82,15 @@ def entailment_pair(rng: random.Random) -> Tuple[str, str, str]:
     premise = f"{subject} {verb} {obj} {place} ."
     if rng.random() < 0.5:
         return premise, f"{subject} {verb} {obj} .", "entailment"
+    roll = rng.random()
+    if roll < 0.5:  # the hypothesis denies the premise's fact
+        return premise, f"{subject} did not {rng.choice(['see', 'find', 'get', 'like'])} {obj} .", "not_entailment"
     other = noun_phrase(rng)
     while other == subject:
         other = noun_phrase(rng)
-    if rng.random() < 0.5:
+    if roll < 0.75:  # somebody else did it
         return premise, f"{other} {verb} {obj} .", "not_entailment"
-    return premise, f"{subject} {verb} {object_phrase(rng)} {place} .", "not_entailment"
+    return premise, f"{subject} {verb} {object_phrase(rng)} {place} .", "not_entailment"  # something else
 
 
 def unacceptable(rng: random.Random) -> str:

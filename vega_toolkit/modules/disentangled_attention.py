@@ -46,7 +46,8 @@ ATTENTION_IMPLS = ("sdpa", "reference")
 
 class DisentangledSelfAttention(nn.Module):
     # Query rows per GEMM of the relative bias (``relative_bias``): each block wastes BLOCK - 1 of L + BLOCK - 1
-    # columns; smaller blocks make GEMMs too thin (measured on CPU, see benchmarks/encoder_speed.py).
+    # columns; smaller blocks make GEMMs too thin. CPU, L = 512, 6 heads: bias fwd+bwd 101 ms at 32, 111 at 64,
+    # 129 at 128 (one layer, 2048 tokens, one thread).
     BLOCK = 32
 
     def __init__(

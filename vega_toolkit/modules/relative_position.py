@@ -75,7 +75,8 @@ def relative_columns(length: int, buckets: int, max_position: int, device: torch
     """Column tables for the banded fast path (cached per length and device, shared by every layer).
 
     Column m of the c2p GEMM stands for key offset j - i = m - (L - 1), i.e. distance i - j = L - 1 - m, so that
-    ``band_view`` with one block of L rows maps it to c2p[i, j]. The p2c GEMM runs over the keys, so its column m stands for i - j = m - (L - 1).
+    ``band_view`` with one block of L rows maps it to c2p[i, j]. The p2c GEMM runs over the keys, so its column m
+    stands for i - j = m - (L - 1).
     Only the S distinct slots are projected (S <= min(2k, 2L - 1)); columns index into them.
     """
     m = torch.arange(2 * length - 1, dtype=torch.long)
@@ -130,7 +131,7 @@ class _RelativeBias(torch.autograd.Function):
         return tuple(grads)
 
 
-def relative_bias(q, k, pos_key, pos_query, key_padding_mask=None, block: int = 64):
+def relative_bias(q, k, pos_key, pos_query, key_padding_mask=None, block: int = 32):
     """c2p + p2c (+ key padding as finfo.min) as one [B, H, L, L] tensor; see ``_RelativeBias``.
 
     q, k [B, H, L, d]; pos_key / pos_query [H, 2L - 1, d] (row m = distance column m, as ``relative_columns``
