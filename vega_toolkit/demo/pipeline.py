@@ -40,6 +40,7 @@ class Size:
     phase1_updates: int
     phase2_updates: int
     finetune_epochs: int
+    finetune_max_updates: int  # per training: only bites on real GLUE data (SST-2 alone has 67k examples)
     batch_size: int
     tokens_per_sample: int
     rounds: int
@@ -47,9 +48,11 @@ class Size:
 
 SIZES = {
     "demo": Size(corpus_paragraphs=4000, task_sizes=(600, 200, 200), vocab_size=400, phase1_updates=500,
-                 phase2_updates=100, finetune_epochs=6, batch_size=16, tokens_per_sample=128, rounds=2),
+                 phase2_updates=100, finetune_epochs=6, finetune_max_updates=400, batch_size=16, tokens_per_sample=128,
+                 rounds=2),
     "smoke": Size(corpus_paragraphs=300, task_sizes=(64, 32, 32), vocab_size=200, phase1_updates=8,
-                  phase2_updates=4, finetune_epochs=1, batch_size=8, tokens_per_sample=64, rounds=1),
+                  phase2_updates=4, finetune_epochs=1, finetune_max_updates=8, batch_size=8, tokens_per_sample=64,
+                  rounds=1),
 }
 
 
@@ -98,7 +101,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- stages
     def data(self):
-        t0 = self.banner("data: toy corpus and GLUE-format tasks")
+        t0 = self.banner("data: pretraining corpus and GLUE-format tasks (generated unless given)")
         if self.glue_dir is None or self.corpus is None:
             toy = write_toy_data(self.out / "data", seed=self.seed, corpus_paragraphs=self.size.corpus_paragraphs,
                                  task_sizes=self.size.task_sizes)
@@ -152,7 +155,7 @@ class Pipeline:
                 "--classification-head-name", f"{task.lower().replace('-', '')}_head",
                 "--batch-size", s.batch_size, "--max-positions", s.tokens_per_sample,
                 "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", 3e-4, "--clip-norm", 1.0,
-                "--lr-scheduler", "fixed", "--max-epoch", s.finetune_epochs,
+                "--lr-scheduler", "fixed", "--max-epoch", s.finetune_epochs, "--max-update", s.finetune_max_updates,
                 "--best-checkpoint-metric", metric, "--maximize-best-checkpoint-metric",
                 "--valid-subset", "valid"] + self.common_train_flags(save_dir, f"finetune_{task}")
 
