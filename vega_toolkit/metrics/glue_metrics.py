@@ -4,15 +4,17 @@
     m = task_metrics("MRPC", preds, labels)      # {'f1': ..., 'accuracy': ..., 'acc_and_f1': ...}
     glue_score({"CoLA": task_score("CoLA", m_cola), "MNLI": (s_m + s_mm) / 2, ...})
 
-Plain numpy implementations of the standard definitions (evaluate's glue metric uses sklearn's
-matthews_corrcoef/f1_score and scipy's pearsonr/spearmanr; tests/test_glue_metrics.py checks equality against them),
-so scoring predictions needs neither sklearn nor scipy at runtime. GLUE score (Wang et al. 2019): each task scores the
+The standard implementations, as HF evaluate's glue metric uses them: scikit-learn's matthews_corrcoef/f1_score
+and scipy's pearsonr/spearmanr (both are dependencies already: fairseq's sentence_prediction criterion imports them),
+scaled to percent. GLUE score (Wang et al. 2019): each task scores the
 unweighted mean of its metrics, MNLI averages matched and mismatched, and the score is the mean over the nine tasks;
 AX is excluded.
 """
 from typing import Dict, Mapping, Sequence, Union
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
 
 from vega_toolkit.data.glue_tasks import GLUE_TASKS, GlueTask, get_glue_task
 
@@ -36,48 +38,29 @@ def accuracy(preds: ArrayLike, labels: ArrayLike) -> float:
 def f1(preds: ArrayLike, labels: ArrayLike, positive=1) -> float:
     """Binary F1 of the positive class (MRPC: paraphrase, QQP: duplicate); 0 when there is no true positive."""
     p, t = _pair(preds, labels)
-    tp = float(np.sum((p == positive) & (t == positive)))
-    denom = float(np.sum(p == positive) + np.sum(t == positive))
-    return 100.0 * (2.0 * tp / denom if denom else 0.0)
+    return 100.0 * float(f1_score(t, p, pos_label=positive, average="binary", zero_division=0.0))
 
 
 def matthews_corr(preds: ArrayLike, labels: ArrayLike) -> float:
-    """Multi-class Matthews correlation (Gorodkin's R_K, = the binary phi coefficient for two classes)."""
+    """Multi-class Matthews correlation (Gorodkin's R_K, = the binary phi coefficient for two classes); 0 for a
+    constant predictor."""
     p, t = _pair(preds, labels)
-    classes, encoded = np.unique(np.concatenate([t, p]), return_inverse=True)
-    k, n = len(classes), len(t)
-    conf = np.zeros((k, k), dtype=np.float64)
-    np.add.at(conf, (encoded[:n], encoded[n:]), 1.0)
-    t_sum, p_sum = conf.sum(axis=1), conf.sum(axis=0)
-    correct, total = np.trace(conf), conf.sum()
-    cov_tp = correct * total - np.dot(t_sum, p_sum)
-    cov_pp = total * total - np.dot(p_sum, p_sum)
-    cov_tt = total * total - np.dot(t_sum, t_sum)
-    if cov_pp * cov_tt == 0:  # a constant predictor (or constant labels) has no correlation by convention
-        return 0.0
-    return 100.0 * float(cov_tp / np.sqrt(cov_tt * cov_pp))
+    return 100.0 * float(matthews_corrcoef(t, p))
+
+
+def _correlation(fn, preds: ArrayLike, labels: ArrayLike) -> float:
+    x, y = _pair(preds, labels, dtype=np.float64)
+    if x.std() == 0 or y.std() == 0:  # undefined for a constant input (scipy would warn and return nan)
+        return float("nan")
+    return 100.0 * float(fn(x, y)[0])
 
 
 def pearson(preds: ArrayLike, labels: ArrayLike) -> float:
-    x, y = _pair(preds, labels, dtype=np.float64)
-    xc, yc = x - x.mean(), y - y.mean()
-    denom = np.sqrt(np.dot(xc, xc) * np.dot(yc, yc))
-    return 100.0 * float(np.dot(xc, yc) / denom) if denom else float("nan")
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(1, len(x) + 1)
-    # ties share the mean of their ranks, as scipy.stats.rankdata(method="average")
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return sums[inverse] / counts[inverse]
+    return _correlation(pearsonr, preds, labels)
 
 
 def spearman(preds: ArrayLike, labels: ArrayLike) -> float:
-    x, y = _pair(preds, labels, dtype=np.float64)
-    return pearson(_average_ranks(x), _average_ranks(y))
+    return _correlation(spearmanr, preds, labels)
 
 
 _METRIC_FNS = {"accuracy": accuracy, "f1": f1, "mcc": matthews_corr, "pearson": pearson, "spearman": spearman}
