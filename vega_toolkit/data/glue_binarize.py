@@ -13,13 +13,13 @@ atomic (tmp file + rename) so concurrent workers never read a partial cache.
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
 import numpy as np
 import torch
 
+from vega_toolkit.checkpoints import atomic_write
 from vega_toolkit.data.glue_readers import read_glue_file
 from vega_toolkit.data.glue_tasks import GlueTask, get_glue_task
 
@@ -156,10 +156,7 @@ def load_encoded_split(path: str, task: Union[str, GlueTask], split: str, encode
         blob["labels"] = labels
     try:
         os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-        os.close(fd)
-        torch.save(blob, tmp)
-        os.replace(tmp, cache_file)
+        atomic_write(cache_file, lambda f: torch.save(blob, f))
         logger.info(f"encoded {len(a)} {task.name} {split} examples from {path} into {cache_file}")
     except OSError as err:  # a read-only cache location only costs speed
         logger.warning(f"could not write the GLUE cache {cache_file}: {err}")

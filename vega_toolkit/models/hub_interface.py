@@ -29,7 +29,7 @@ class VegaHubInterface(nn.Module):
         super().__init__()
         self.cfg, self.task, self.model = cfg, task, model
         self.spm_path = spm_path
-        self._sp = None
+        self._text_encoder = None
         self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float))  # tracks the device
 
     @classmethod
@@ -55,23 +55,27 @@ class VegaHubInterface(nn.Module):
         return self.task.source_dictionary
 
     @property
-    def sp(self):
-        if self._sp is None:
+    def text_encoder(self):
+        """sentencepiece + dictionary lookup, the same encoder GLUE fine-tuning uses (control pieces -> <unk>)."""
+        if self._text_encoder is None:
             if self.spm_path is None:
                 raise FileNotFoundError(f"no {SPM_FILE} next to the checkpoint or in data_name_or_path: "
                                         f"encode/decode need the sentencepiece model")
-            import sentencepiece as spm
+            from vega_toolkit.data.glue_binarize import GlueEncoder
 
-            self._sp = spm.SentencePieceProcessor(model_file=self.spm_path)
-        return self._sp
+            self._text_encoder = GlueEncoder(self.spm_path, self.dictionary)
+        return self._text_encoder
+
+    @property
+    def sp(self):
+        return self.text_encoder.sp
 
     def encode(self, sentence: str, *addl_sentences: str) -> torch.LongTensor:
         """<s> a </s> [b </s> ...]: sentencepiece pieces looked up in the fairseq dictionary (unknown -> <unk>)."""
         d = self.dictionary
         ids = [d.bos()]
-        for text in (sentence,) + addl_sentences:
-            pieces = self.sp.encode(text, out_type=str)
-            ids += [d.index(p) for p in pieces] + [d.eos()]
+        for segment in self.text_encoder.encode([sentence, *addl_sentences]):
+            ids += segment.tolist() + [d.eos()]
         return torch.tensor(ids, dtype=torch.long)
 
     def decode(self, tokens: torch.LongTensor):
