@@ -107,6 +107,8 @@ def main():
     p.add_argument("--vocab", type=int, default=8000)
     p.add_argument("--tokens", type=int, default=2048, help="tokens per batch: batch = tokens / L")
     p.add_argument("--lengths", default="128,512")
+    p.add_argument("--bias-block", type=int, default=0,
+                   help="query rows per GEMM of vega's relative bias (0: DisentangledSelfAttention's BLOCK / CUDA_BLOCK)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--stat", choices=["median", "min"], default="median",
                    help="statistic over the repetitions (min: on a loaded machine noise only ever adds time)")
@@ -115,6 +117,10 @@ def main():
                         "when run with one thread; with N threads it sums their CPU time, so use wall there")
     args = p.parse_args()
 
+    if args.bias_block:
+        from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttention
+
+        DisentangledSelfAttention.BLOCK = DisentangledSelfAttention.CUDA_BLOCK = args.bias_block
     fns, modules = build_models(args)
     for m in modules:
         m.to(args.device).train()
@@ -151,7 +157,7 @@ def main():
     mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
     print(f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
-          f"{args.stat} of {args.reps} interleaved reps\n")
+          f"{args.stat} of {args.reps} interleaved reps, vega bias block {args.bias_block or 'default'}\n")
     print(f"| L | batch | model | fwd+bwd ms | {mem_label} | speed vs HF | time vs plain SDPA |")
     print("|---|---|---|---|---|---|---|")
     for length, batch, name, ms, mib, vs_hf, vs_plain in rows:

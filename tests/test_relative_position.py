@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from vega_toolkit.modules.relative_position import (
+    WIDTH_ALIGN,
+    _row_blocks,
     band_view,
     log_bucket_position,
     relative_bias,
@@ -38,12 +40,21 @@ def test_unbucketed_index_is_the_shifted_distance():
     assert idx[5, 0].item() == 7 and idx[0, 5].item() == 0 and idx[2, 3].item() == 3
 
 
-def test_band_view_reads_column_c_minus_t_plus_block_minus_1():
+@pytest.mark.parametrize("extra_columns", [0, 5])  # 5: an aligned (padded) GEMM width
+def test_band_view_reads_column_c_minus_t_plus_block_minus_1(extra_columns):
     length, rows = 7, 3
-    x = torch.randn(2, 3, rows, length + rows - 1)
+    x = torch.randn(2, 3, rows, length + rows - 1 + extra_columns)
     out = band_view(x, length)
     t, c = torch.meshgrid(torch.arange(rows), torch.arange(length), indexing="ij")
     assert torch.equal(out, x[..., t, c - t + rows - 1])
+
+
+@pytest.mark.parametrize("length,block", [(512, 32), (512, 128), (128, 128), (13, 4)])
+def test_skewed_gemm_widths_are_aligned_and_stay_inside_the_padded_table(length, block):
+    table_rows = 2 * length - 1 + WIDTH_ALIGN - 1
+    for _, rows, window in _row_blocks(length, block):
+        width = window.stop - window.start
+        assert width % WIDTH_ALIGN == 0 and width >= length + rows - 1 and window.stop <= table_rows
 
 
 @pytest.mark.parametrize("length", [1, 9, 200, 700])

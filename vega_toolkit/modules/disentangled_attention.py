@@ -49,6 +49,9 @@ class DisentangledSelfAttention(nn.Module):
     # columns; smaller blocks make GEMMs too thin. CPU, L = 512, 6 heads: bias fwd+bwd 101 ms at 32, 111 at 64,
     # 129 at 128 (one layer, 2048 tokens, one thread).
     BLOCK = 32
+    # On CUDA a GEMM of 32 rows is far too small: launches and strided copies dominate. H200, bf16, 12 x 768,
+    # L = 512, batch 128, fwd+bwd: see README (benchmarks/encoder_speed.py --bias-block).
+    CUDA_BLOCK = 128
 
     def __init__(
         self,
@@ -136,7 +139,7 @@ class DisentangledSelfAttention(nn.Module):
                 q.to(bias_dtype), k.to(bias_dtype),
                 pos_key.to(bias_dtype).index_select(1, cols.c2p) if self.c2p else None,
                 pos_query.to(bias_dtype).index_select(1, cols.p2c) if self.p2c else None,
-                key_padding_mask, self.BLOCK,
+                key_padding_mask, self.BLOCK if q.device.type == "cpu" else self.CUDA_BLOCK,
             )
             if q.dtype != bias_dtype:  # fp16: back to the activation dtype, within its range
                 info = torch.finfo(q.dtype)

@@ -100,6 +100,7 @@ class _RelativeBias(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, pos_key, pos_query, key_padding_mask, block):
         batch, heads, length, _ = q.shape
+        pos_key, pos_query = _pad_rows(pos_key), _pad_rows(pos_query)
         ctx.save_for_backward(q if pos_key is not None else None, k if pos_query is not None else None,
                               pos_key, pos_query)
         ctx.block = block
@@ -124,10 +125,13 @@ class _RelativeBias(torch.autograd.Function):
     def backward(ctx, grad):
         q, k, pos_key, pos_query = ctx.saved_tensors
         grads = [None] * 6
+        rows = 2 * grad.size(-1) - 1  # the caller's table rows, without the alignment padding
         if pos_key is not None:
             grads[0], grads[2] = _band_backward(grad, q, pos_key, ctx.block)
+            grads[2] = grads[2][:, :rows]
         if pos_query is not None:
             grads[1], grads[3] = _band_backward(grad.transpose(-1, -2), k, pos_query, ctx.block)
+            grads[3] = grads[3][:, :rows]
         return tuple(grads)
 
 
@@ -140,12 +144,28 @@ def relative_bias(q, k, pos_key, pos_query, key_padding_mask=None, block: int = 
     return _RelativeBias.apply(q, k, pos_key, pos_query, key_padding_mask, block)
 
 
+# Widths of the skewed GEMM outputs are rounded up to a multiple of this: cuBLAS's fast (sm80+/sm90) bf16 kernels
+# need 16-byte aligned leading dimensions, and an odd width (L + T - 1 = 543) fell back to slow sm75 kernels that
+# took a third of the H200 training step. The extra columns lie outside the band: never read, zero gradient.
+WIDTH_ALIGN = 8
+
+
+def _aligned(width: int) -> int:
+    return -(-width // WIDTH_ALIGN) * WIDTH_ALIGN
+
+
+def _pad_rows(table):
+    """[H, 2L - 1, d] -> [H, 2L - 1 + WIDTH_ALIGN - 1, d] with zero rows: room for the widest aligned window."""
+    return None if table is None else torch.nn.functional.pad(table, (0, 0, 0, WIDTH_ALIGN - 1))
+
+
 def _row_blocks(length: int, block: int):
-    """(first row, rows, distance window) per block: rows r0..r0+T see distance columns L - r0 - T .. 2L - 2 - r0."""
+    """(first row, rows, distance window) per block: rows r0..r0+T see distance columns L - r0 - T .. 2L - 2 - r0,
+    and the window is widened to an aligned width (``WIDTH_ALIGN``; the table is padded by ``_pad_rows``)."""
     for start in range(0, length, block):
         rows = min(block, length - start)
         first = length - start - rows
-        yield start, rows, slice(first, first + length + rows - 1)
+        yield start, rows, slice(first, first + _aligned(length + rows - 1))
 
 
 def _block_rows(x: torch.Tensor, start: int, rows: int) -> torch.Tensor:
@@ -160,13 +180,14 @@ def _band(rows: torch.Tensor, window: torch.Tensor, batch: int, length: int) -> 
 
 
 def band_view(x: torch.Tensor, length: int) -> torch.Tensor:
-    """[..., T, L + T - 1] (contiguous) -> [..., T, L] view with out[..., t, c] = x[..., t, c - t + T - 1].
+    """[..., T, W] (contiguous, W >= L + T - 1) -> [..., T, L] view with out[..., t, c] = x[..., t, c - t + T - 1].
 
-    Element (t, c) sits at flat offset t (L + T - 1) + c - t + T - 1 = t (L + T - 2) + c + T - 1: rows of stride
-    L + T - 2 starting T - 1 elements in line the diagonals up (Transformer-XL's relative shift, without a pad).
+    Element (t, c) sits at flat offset t W + c - t + T - 1 = t (W - 1) + c + T - 1: rows of stride W - 1 starting
+    T - 1 elements in line the diagonals up (Transformer-XL's relative shift, without a pad). Columns beyond
+    L + T - 1 are never read.
     """
     rows, width = x.shape[-2:]
-    assert width == length + rows - 1 and x.is_contiguous(), f"band view expects [..., T, L+T-1], got {tuple(x.shape)}"
+    assert width >= length + rows - 1 and x.is_contiguous(), f"band view expects [..., T, >=L+T-1], got {tuple(x.shape)}"
     return x.as_strided(x.shape[:-1] + (length,), x.stride()[:-2] + (width - 1, 1), x.storage_offset() + rows - 1)
 
 
@@ -180,7 +201,7 @@ def _band_backward(grad: torch.Tensor, x: torch.Tensor, table: torch.Tensor, blo
         # The skewed GEMM output had entries outside the band that no bias element read: their gradient is 0. The
         # band copy never writes them, so one zeroed buffer serves every block of the same size.
         if band is None or band.size(2) != rows:
-            band = grad.new_zeros(heads, batch, rows, length + rows - 1)
+            band = grad.new_zeros(heads, batch, rows, window.stop - window.start)
         band_view(band, length).copy_(grad[:, :, start:start + rows].transpose(0, 1))
         flat = band.view(heads, batch * rows, -1)
         grad_x[:, :, start:start + rows] = torch.bmm(flat, table[:, window]).view(heads, batch, rows, dim)
