@@ -45,6 +45,28 @@ def test_data_bin_holds_exactly_the_sentencepiece_encoding_of_every_line(tiny_da
     assert d.count[d.index("▁the")] > 100  # real counts, for --replace-weighting frequency
 
 
+def test_paragraphs_joins_hard_wrapped_lines_and_holds_out_whole_paragraphs(tmp_path):
+    rng = random.Random(2)
+    paragraphs = [paragraph(rng) for _ in range(120)]
+    wrapped = []
+    for text in paragraphs:  # Gutenberg style: ~40-character lines, a blank line (or several) between paragraphs
+        words, line = text.split(), []
+        for word in words:
+            if sum(len(w) + 1 for w in line) + len(word) > 40:
+                wrapped.append(" ".join(line))
+                line = []
+            line.append(word)
+        wrapped += [" ".join(line), "", ""][: 2 + (len(wrapped) % 2)]
+    (tmp_path / "book.txt").write_text("\n".join(wrapped).rstrip("\n"))  # the last paragraph ends the file
+    out = preprocess([str(tmp_path / "book.txt"), "--paragraphs", "--destdir", str(tmp_path / "bin"),
+                      "--vocab-size", "200", "--workers", "1", "--valid-fraction", "0.2"])
+    sp = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    _, train = decoded(out, "train")
+    _, valid = decoded(out, "valid")
+    assert len(train) + len(valid) == 120 and 10 <= len(valid) <= 40
+    assert sorted(train + valid) == sorted(" ".join(sp.encode(p, out_type=str)) for p in paragraphs)
+
+
 def test_multiprocess_encoding_gives_identical_files(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr("vega_toolkit.cli.preprocess.CHUNK_LINES", 7)  # many chunks: order across workers matters
     one = preprocess([str(corpus), "--destdir", str(tmp_path / "w1"), "--vocab-size", "200", "--workers", "1"])

@@ -1,11 +1,12 @@
 """`vega-preprocess`: raw text files -> sentencepiece model -> fairseq `data-bin/` for `denoising_pretrain`.
 
-    vega-preprocess $VEGA_CORPUS_DIR/gutenberg --destdir data-bin/gutenberg --vocab-size 8000 --workers 2
+    vega-preprocess $VEGA_CORPUS_DIR/gutenberg --paragraphs --destdir data-bin/gutenberg --vocab-size 8000
     vega-preprocess corpus/*.txt --destdir data-bin/x --spm-model deberta-v3/spm.model --srcdict deberta-v3/dict.txt
 
 Inputs are text files (directories contribute their `*.txt` files), one paragraph or sentence per line; blank
-lines are dropped. Steps:
-1. split the non-empty lines into train/valid (`--valid-fraction`, seeded, line level);
+lines are dropped. Hard-wrapped text (Project Gutenberg) takes `--paragraphs`: each blank-line separated paragraph
+becomes one line. Steps:
+1. split the non-empty lines (paragraphs) into train/valid (`--valid-fraction`, seeded);
 2. train a sentencepiece model on the train split (`--vocab-size`), or take `--spm-model`;
 3. encode both splits into pieces with a process pool over chunks of lines;
 4. write `dict.txt` with one line per sentencepiece piece (control/unknown pieces map onto fairseq's own
@@ -64,27 +65,42 @@ def _decode(raw: bytes, encoding: str, path: Path, lineno: int, warned: set) -> 
         return raw.decode("latin-1")
 
 
+def _text_units(path: Path, encoding: str, warned: set, paragraphs: bool) -> Iterator[str]:
+    """The non-empty lines of a file or, with `paragraphs`, its blank-line separated paragraphs as single lines."""
+    paragraph = []
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = _decode(raw, encoding, path, lineno, warned).strip()
+            if not paragraphs:
+                if line:
+                    yield line
+            elif line:
+                paragraph.append(line)
+            elif paragraph:
+                yield " ".join(paragraph)
+                paragraph = []
+    if paragraph:
+        yield " ".join(paragraph)
+
+
 def split_lines(files: List[Path], train_path: Path, valid_path: Path, valid_fraction: float, seed: int,
-                encoding: str = "auto"):
-    """Stream the non-empty lines of `files` into train/valid text files; returns (n_train, n_valid)."""
+                encoding: str = "auto", paragraphs: bool = False):
+    """Stream the non-empty lines (or paragraphs, see `_text_units`) of `files` into train/valid text files, one
+    unit per line; returns (n_train, n_valid)."""
     rng = random.Random(seed)
     n_train = n_valid = 0
     last_line = None
     warned = set()
     with train_path.open("w", encoding="utf-8") as train, valid_path.open("w", encoding="utf-8") as valid:
         for path in files:
-            with path.open("rb") as f:
-                for lineno, raw in enumerate(f, 1):
-                    line = _decode(raw, encoding, path, lineno, warned).strip()
-                    if not line:
-                        continue
-                    if rng.random() < valid_fraction:
-                        valid.write(line + "\n")
-                        n_valid += 1
-                    else:
-                        train.write(line + "\n")
-                        n_train += 1
-                        last_line = line
+            for line in _text_units(path, encoding, warned, paragraphs):
+                if rng.random() < valid_fraction:
+                    valid.write(line + "\n")
+                    n_valid += 1
+                else:
+                    train.write(line + "\n")
+                    n_train += 1
+                    last_line = line
         if n_valid == 0 and valid_fraction > 0 and last_line is not None:
             valid.write(last_line + "\n")  # tiny inputs: still give fairseq a non-empty valid split
             n_valid = 1
@@ -108,6 +124,8 @@ def train_sentencepiece(text: Path, prefix: Path, vocab_size: int, model_type: s
         num_threads=threads,
         # small corpora cannot always fill the requested vocabulary; take what exists instead of failing
         hard_vocab_limit=False,
+        # joined paragraphs (--paragraphs) run to several KB; the 4192-byte default would drop them from training
+        max_sentence_length=1 << 16,
         minloglevel=2,
     )
     return prefix.with_suffix(".model")
@@ -203,7 +221,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--character-coverage", type=float, default=0.9999, help="sentencepiece coverage")
     parser.add_argument("--input-sentence-size", type=int, default=2_000_000,
                         help="sentencepiece trains on at most this many (randomly sampled) lines")
-    parser.add_argument("--valid-fraction", type=float, default=0.01, help="fraction of lines held out as valid")
+    parser.add_argument("--valid-fraction", type=float, default=0.01,
+                        help="fraction of lines (paragraphs with --paragraphs) held out as valid")
+    parser.add_argument("--paragraphs", action="store_true",
+                        help="hard-wrapped text (Project Gutenberg): join each blank-line separated paragraph into "
+                             "one line before splitting and encoding, so held-out text is whole paragraphs and "
+                             "</s> marks paragraph ends rather than line wraps")
     parser.add_argument("--seed", type=int, default=1, help="seed of the train/valid split")
     parser.add_argument("--encoding", default="auto",
                         help="input encoding; 'auto' reads UTF-8 and falls back to Latin-1 line by line")
@@ -232,8 +255,9 @@ def main(argv: Optional[List[str]] = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="vega-preprocess-", dir=destdir) as tmp:
         tmp = Path(tmp)
         n_train, n_valid = split_lines(files, tmp / "train.txt", tmp / "valid.txt", args.valid_fraction, args.seed,
-                                       args.encoding)
-        logger.info("%d files -> %d train / %d valid lines", len(files), n_train, n_valid)
+                                       args.encoding, args.paragraphs)
+        unit = "paragraphs" if args.paragraphs else "lines"
+        logger.info("%d files -> %d train / %d valid %s", len(files), n_train, n_valid, unit)
         if args.spm_model:
             spm_model = Path(args.spm_model)
         else:
