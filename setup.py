@@ -39,6 +39,7 @@ setup(
             "vega-glue = vega_toolkit.cli.glue:cli_main",
             "vega-select = vega_toolkit.cli.select:cli_main",
             "vega-preprocess = vega_toolkit.cli.preprocess:cli_main",
+            "vega-study = vega_toolkit.cli.study:cli_main",
         ]
     },
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],

@@ -3,6 +3,8 @@
     vega-convert from-hf HF_DIR OUT_DIR          # config.json + model.safetensors|pytorch_model.bin + spm.model
     vega-convert to-hf MODEL_DIR OUT_DIR         # model.pt + dict.txt + spm.model -> DebertaV2ForMaskedLM folder
     vega-convert count-params --arch vega_v1_1_3b [--vocab-size 128100]
+    vega-convert export CHECKPOINT --data-bin DATA_BIN OUT_DIR     # pretraining checkpoint -> model folder
+    vega-convert export --random-init --arch vega_tiny --seed 1 --data-bin DATA_BIN OUT_DIR   # untrained, same spm
 
 count-params builds the model on the meta device (no memory, no init time) and prints the total, the embedding
 part, the encoder body (layers + relative table: the "backbone" DeBERTa's README quotes) and the LM head.
@@ -52,7 +54,25 @@ def cli_main(argv=None):
     p = sub.add_parser("count-params", help="parameter count of a vega architecture")
     p.add_argument("--arch", required=True)
     p.add_argument("--vocab-size", type=int, default=128100, help="vocabulary rows (DeBERTa-v3 spm: 128100)")
-    args = parser.parse_args(argv)
+    p = sub.add_parser("export", help="pretraining checkpoint (or --random-init) -> model folder for the GLUE recipes")
+    p.add_argument("paths", nargs="+", metavar="[CHECKPOINT] OUT_DIR",
+                   help="vega-train checkpoint (denoising_pretrain or masked_lm; omitted with --random-init), then "
+                        "the model folder to write")
+    p.add_argument("--data-bin", required=True, help="the data-bin the model was (or would be) pretrained on: "
+                                                     "its dict.txt and spm.model go into the folder")
+    p.add_argument("--random-init", action="store_true", help="no checkpoint: a freshly initialised --arch")
+    p.add_argument("--arch", help="architecture of --random-init (e.g. vega_tiny)")
+    p.add_argument("--seed", type=int, default=1, help="initialisation seed of --random-init")
+    # argparse cannot split one positional list around options (`export CKPT --data-bin D OUT`): gather the rest
+    args, rest = parser.parse_known_args(argv)
+    if rest and (args.command != "export" or any(r.startswith("-") for r in rest)):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "export":
+        args.paths += rest
+        if len(args.paths) != (1 if args.random_init else 2):
+            parser.error("export takes CHECKPOINT OUT_DIR, or --random-init --arch NAME OUT_DIR")
+        if args.random_init and not args.arch:
+            parser.error("export --random-init needs --arch")
 
     if args.command == "from-hf":
         from vega_toolkit.models.hf_conversion import convert_from_hf
@@ -62,6 +82,16 @@ def cli_main(argv=None):
         from vega_toolkit.models.hf_conversion import convert_to_hf
 
         print(convert_to_hf(args.model_dir, args.out_dir, args.checkpoint_file))
+    elif args.command == "export":
+        from vega_toolkit.models.model_folder import export_checkpoint, export_random_init
+
+        try:
+            if args.random_init:
+                print(export_random_init(args.arch, args.data_bin, args.paths[0], args.seed))
+            else:
+                print(export_checkpoint(args.paths[0], args.data_bin, args.paths[1]))
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f"vega-convert export: {e}")
     else:
         total, embedding, lm_head, body = count_parameters(args.arch, args.vocab_size)
         print(f"{args.arch}: {total:,} parameters ({total / 1e9:.3f}B) = word embedding {embedding:,} "

@@ -5,6 +5,7 @@
     vega-glue info MNLI best_metric               # one field of the task table
     vega-glue info RTE --glue-dir D --model-dir M # all fields as shell assignments (+ train rows, model flags)
     vega-glue arch vega-small/                    # the vega-train flags that rebuild a model folder's encoder
+    vega-glue text glue_data --tasks CoLA,SST-2 --out glue_train.txt   # unlabelled train text (task-adaptive corpus)
 
 Each file is read with the same readers fine-tuning uses, so a malformed row is reported as `FILE:LINE: ...`.
 Exit status: 1 when a file is malformed (always) or, with --strict, when a split is missing or its row count differs
@@ -52,6 +53,7 @@ def validate(glue_dir: str, tasks: Optional[List[str]] = None, strict: bool = Fa
 
 # training-time knobs a fine-tuning recipe sets itself; everything else in the model config is structure
 _NOT_STRUCTURE = {"_name", "dropout", "attention_dropout", "activation_dropout", "pooler_dropout", "attention_impl",
+                  "classification_pooling",
                   "checkpoint_activations", "load_checkpoint_heads"}
 
 
@@ -112,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model-dir", help="model folder: adds arch_flags")
     arch = sub.add_parser("arch", help="print the vega-train model flags of a model folder")
     arch.add_argument("model_dir", help="model folder (model.pt, dict.txt, spm.model)")
+    text = sub.add_parser("text", help="write the unlabelled sentences of training splits, one paragraph each, "
+                                       "for task-adaptive pretraining (dev and test text is never read)")
+    text.add_argument("glue_dir", help="the glue_data/ folder")
+    text.add_argument("--tasks", required=True, help="comma-separated task names")
+    text.add_argument("--out", required=True, help="text file to write")
     return parser
 
 
@@ -135,6 +142,12 @@ def cli_main(argv: Optional[List[str]] = None) -> None:
                 raise KeyError(f"unknown or unavailable field {args.field!r}; available: {', '.join(info)}")
         elif args.command == "arch":
             print(" ".join(arch_flags(args.model_dir)))
+        elif args.command == "text":
+            from vega_toolkit.data.glue_text import write_training_text
+
+            tasks = [t for t in args.tasks.split(",") if t]
+            n = write_training_text(args.glue_dir, tasks, args.out)
+            print(f"wrote {args.out}: {n} training sentences of {', '.join(tasks)}")
     except (FileNotFoundError, KeyError, ValueError, RuntimeError) as err:
         sys.exit(f"vega-glue {args.command}: {err}")
 

@@ -28,6 +28,7 @@ from fairseq.logging import metrics
 
 from vega_toolkit.criterions.rtd_ternary import RTDTernaryCriterion, reduce_rtd_metrics, rtd_loss_and_counts
 from vega_toolkit.data.noising import RTD_HEAD_NAME
+from vega_toolkit.models.heads import pool
 
 
 @dataclass
@@ -62,13 +63,6 @@ def gather_across_data_parallel(z: torch.Tensor):
     shards = [s[:n] for s, n in zip(shards, sizes)]
     shards[rank] = z
     return torch.cat(shards), sum(sizes[:rank])
-
-
-def pool(features: torch.Tensor, padding_mask: torch.Tensor, how: str) -> torch.Tensor:
-    if how == "cls":
-        return features[:, 0]
-    keep = (~padding_mask).unsqueeze(-1).type_as(features)
-    return (features * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
 @register_criterion("rtd_contrastive", dataclass=RTDContrastiveConfig)

@@ -34,22 +34,39 @@ class VegaLMHead(nn.Module):
         return F.linear(x, self.weight) + self.bias
 
 
+def pool(features: torch.Tensor, padding_mask: Optional[torch.Tensor], how: str) -> torch.Tensor:
+    """One vector per sequence: the <s> ([CLS]) state, or the mean over non-pad positions."""
+    if how == "cls":
+        return features[:, 0]
+    if padding_mask is None:
+        return features.mean(1)
+    keep = (~padding_mask).unsqueeze(-1).type_as(features)
+    return (features * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+
+POOLINGS = ("cls", "mean")
+
+
 class VegaClassificationHead(nn.Module):
-    """DeBERTa's ContextPooler + classifier: [CLS] -> dense -> activation -> dropout -> out_proj.
+    """DeBERTa's ContextPooler + classifier: pooled state -> dense -> activation -> dropout -> out_proj.
 
     DeBERTa's GLUE setup pools with dropout 0 before the dense layer and applies ``cls_drop_out`` (our
-    ``--pooler-dropout``) before the classifier (research/deberta.md A.8).
+    ``--pooler-dropout``) before the classifier (research/deberta.md A.8). ``pooling`` is DeBERTa's [CLS]
+    ("cls") or the mean over the sequence's tokens ("mean", see --classification-pooling).
     """
 
-    def __init__(self, input_dim, inner_dim, num_classes, activation_fn, pooler_dropout):
+    def __init__(self, input_dim, inner_dim, num_classes, activation_fn, pooler_dropout, pooling: str = "cls"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"classification pooling must be one of {POOLINGS}, not {pooling!r}")
+        self.pooling = pooling
         self.dense = nn.Linear(input_dim, inner_dim)
         self.activation_fn = utils.get_activation_fn(activation_fn)
         self.dropout = nn.Dropout(p=pooler_dropout)
         self.out_proj = nn.Linear(inner_dim, num_classes)
 
-    def forward(self, features: torch.Tensor, **kwargs) -> torch.Tensor:
-        x = self.activation_fn(self.dense(features[:, 0, :]))  # the <s> ([CLS]) position
+    def forward(self, features: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
+        x = self.activation_fn(self.dense(pool(features, padding_mask, self.pooling)))
         return self.out_proj(self.dropout(x))
 
 

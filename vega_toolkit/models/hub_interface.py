@@ -20,8 +20,7 @@ from fairseq.data import Dictionary, data_utils
 from torch import nn
 
 import vega_toolkit  # noqa: F401  (registers vega_encoder and the checkpoint loader before any load)
-
-SPM_FILE = "spm.model"
+from vega_toolkit.models.model_folder import MODEL_FILE, SPM_FILE, write_model_checkpoint
 
 
 class VegaHubInterface(nn.Module):
@@ -149,9 +148,4 @@ def save_model_folder(out_dir: str, model_fields: Dict, state: Dict[str, torch.T
             cfg.model[k] = v
     # fairseq's trainer stores the config as a plain container too (what its loader expects).
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    # The bookkeeping entries fairseq's checkpoint upgrade expects (a model folder has no optimizer state).
-    history = [{"criterion_name": "MaskedLmLoss", "optimizer_name": "none", "lr_scheduler_state": {},
-                "num_updates": 0}]
-    checkpoint = {"cfg": container, "model": state, "optimizer_history": history,
-                  "extra_state": {"train_iterator": {"epoch": 1}}, "last_optimizer_state": None}
-    torch.save(checkpoint, os.path.join(out_dir, "model.pt"))
+    write_model_checkpoint(os.path.join(out_dir, MODEL_FILE), container, state, criterion_name="MaskedLmLoss")

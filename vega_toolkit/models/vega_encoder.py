@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vega_toolkit.models.heads import (
+    POOLINGS,
     VegaClassificationHead,
     VegaLMHead,
     VegaTokenHead,
@@ -56,6 +57,12 @@ class VegaEncoderConfig(FairseqDataclass):
     attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention probabilities"})
     activation_dropout: float = field(default=0.0, metadata={"help": "dropout after the FFN activation"})
     pooler_dropout: float = field(default=0.1, metadata={"help": "dropout before the classifier (DeBERTa cls_drop_out)"})
+    classification_pooling: ChoiceEnum(list(POOLINGS)) = field(
+        default="cls",
+        metadata={"help": "what a classification head reads: the <s> ([CLS]) state as DeBERTa, or the mean of the "
+                          "sequence's states (mean: for encoders whose pretraining never trained [CLS], see README "
+                          "'Results on real data')"},
+    )
     pooler_activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
         default="gelu", metadata={"help": "activation of the classification head's pooler (DeBERTa: gelu)"}
     )
@@ -266,7 +273,7 @@ class VegaEncoderModel(FairseqEncoderModel):
             embedding_hook=embedding_hook,
         )
         if classification_head_name is not None:
-            x = self.classification_heads[classification_head_name](x)
+            x = self.classification_heads[classification_head_name](x, padding_mask=extra["padding_mask"])
         elif token_head_name is not None:
             x = self.token_heads[token_head_name](x)
         return x, extra
@@ -289,7 +296,7 @@ class VegaEncoderModel(FairseqEncoderModel):
                 )
         dim = self.cfg.encoder_embed_dim
         head = VegaClassificationHead(dim, inner_dim or dim, num_classes, self.cfg.pooler_activation_fn,
-                                      self.cfg.pooler_dropout)
+                                      self.cfg.pooler_dropout, getattr(self.cfg, "classification_pooling", "cls"))
         head.apply(init_deberta_weights)
         self.classification_heads[name] = head
 

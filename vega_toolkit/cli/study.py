@@ -1,0 +1,98 @@
+"""`vega-study`: run a declared grid of pretraining arms x GLUE tasks x learning rates x seeds, and report it.
+
+    vega-study run --scale smoke --out /tmp/study-smoke --jobs 2                  # toy data, about 2 minutes
+    vega-study run --scale cpu --out results/study-cpu --glue-dir glue_data --corpus corpus/gutenberg --jobs 2
+    vega-study report results/study-cpu                                         # report.md + study.png
+
+Each cell is a real vega-preprocess / vega-train / vega-convert / vega-generate run whose output goes to
+OUT/logs/<cell>.log; finished cells are JSON lines in OUT/results.jsonl, keyed by their resolved configuration,
+so the same command after a kill (or the end of a session) resumes where the study stopped. Arms and scales are
+declared in vega_toolkit/study/plan.py. The report's last line is
+`transfer rtd_ternary-vs-random avg_delta=<points> se=<points> tasks_better=<k>/<n>`.
+"""
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+
+def _split(value: Optional[str]):
+    return tuple(v for v in (value or "").split(",") if v) or None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vega-study", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or resume) a study")
+    run.add_argument("--scale", required=True, help="smoke | cpu | gpu (vega_toolkit/study/plan.py)")
+    run.add_argument("--out", required=True, help="study folder: results.jsonl, logs/, models/, report.md")
+    run.add_argument("--glue-dir", default=os.environ.get("VEGA_GLUE_DIR"),
+                     help="glue_data/ folder (default $VEGA_GLUE_DIR; the smoke scale generates toy data)")
+    run.add_argument("--corpus", default=None,
+                     help="pretraining text: a folder of *.txt or a file (default $VEGA_CORPUS_DIR/gutenberg)")
+    run.add_argument("--jobs", type=int, default=1, help="cells run side by side (one BLAS thread each)")
+    run.add_argument("--arms", help="comma-separated subset of the scale's arms")
+    run.add_argument("--tasks", help="comma-separated subset of the scale's GLUE tasks")
+    run.add_argument("--extra-finetune-args", default="",
+                     help="flags appended to every fine-tuning command (their cells get new keys and run again)")
+    run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    report = sub.add_parser("report", help="report.md, study.png and the transfer line of a study folder")
+    report.add_argument("out", help="study folder")
+    report.add_argument("--baseline", default="random", help="arm the others are compared with")
+    return parser
+
+
+def _default_corpus() -> Optional[str]:
+    base = os.environ.get("VEGA_CORPUS_DIR")
+    if not base:
+        return None
+    return os.path.join(base, "gutenberg") if os.path.isdir(os.path.join(base, "gutenberg")) else base
+
+
+def cli_main(argv: Optional[List[str]] = None) -> int:
+    import shlex
+
+    args = build_parser().parse_args(argv)
+    from vega_toolkit.study.report import write_report
+
+    if args.command == "report":
+        try:
+            print(write_report(Path(args.out), baseline=args.baseline))
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"vega-study report: {e}")
+        return 0
+
+    from vega_toolkit.study.plan import get_scale
+    from vega_toolkit.study.runner import StudyRunner
+
+    try:
+        scale = get_scale(args.scale)
+    except ValueError as e:
+        sys.exit(f"vega-study: {e}")
+    out = Path(args.out)
+    glue_dir, corpus = args.glue_dir, args.corpus or _default_corpus()
+    if scale.toy_data and not (args.glue_dir and args.corpus):
+        from vega_toolkit.demo.toy_data import write_toy_data
+
+        toy = write_toy_data(out / "toy_data", seed=1, corpus_paragraphs=300, task_sizes=(64, 32, 32))
+        glue_dir, corpus = str(toy / "glue"), str(toy / "corpus")
+    for flag, path in (("--glue-dir", glue_dir), ("--corpus", corpus)):
+        if not path or not os.path.exists(path):
+            sys.exit(f"vega-study: {flag} {path or '(unset)'} does not exist")
+    try:
+        runner = StudyRunner(scale, out, glue_dir, corpus, jobs=args.jobs,
+                             extra_finetune_args=tuple(shlex.split(args.extra_finetune_args)),
+                             arms=_split(args.arms), tasks=_split(args.tasks), log=lambda s: print(s, flush=True))
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"vega-study: {e}")
+    signal.signal(signal.SIGTERM, runner.terminate_children)
+    status = runner.run()
+    if not args.no_report:
+        print(write_report(out))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())

@@ -1,0 +1,8 @@
+"""`vega-study`: declared grids of pretraining arms x GLUE tasks x fine-tuning points x seeds, resumable.
+
+    vega-study run --scale cpu --out results/study-cpu --jobs 2     # every cell a real vega-train/vega-generate run
+    vega-study report results/study-cpu                             # report.md, figure, the transfer line
+
+plan.py declares arms and scales, cells.py turns them into keyed commands, runner.py runs and resumes them,
+report.py aggregates the JSON lines.
+"""

@@ -1,0 +1,165 @@
+"""A study's cells: one real command sequence each, keyed by its fully resolved configuration.
+
+Commands are templates over `{out}` (the study folder), `{glue}` and `{corpus}` (the data folders), so a key does
+not depend on where the study or the data live, only on what runs and on the data itself (file names and sizes).
+A cell's key covers its commands and, through their paths, the keys of the cells it reads from: changing the
+pretraining budget re-runs pretraining and every fine-tuning cell of that arm; changing one task's grid re-runs
+only that task's cells.
+"""
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from vega_toolkit.data.glue_readers import read_glue_split
+from vega_toolkit.study.plan import Arm, Scale, TaskPlan, get_arm
+
+KEY_CHARS = 12
+
+
+@dataclass
+class Cell:
+    kind: str  # preprocess | pretrain | finetune
+    name: str  # human-readable, unique within a study
+    commands: List[List[str]]  # each a program + args, templated over {out} {glue} {corpus}
+    workdir: str  # templated folder the cell writes into (wiped before a fine-tuning cell starts)
+    deps: Tuple[str, ...] = ()  # keys of the cells whose outputs the commands read
+    fields: Dict = field(default_factory=dict)  # what the report groups by (arm, task, lr, seed, ...)
+    threads: int = 1
+    key: str = ""
+
+    def resolve(self, paths: Dict[str, str]) -> List[List[str]]:
+        return [[arg.format(**paths) for arg in cmd] for cmd in self.commands]
+
+
+def fingerprint(folder: Optional[str], pattern: str = "**/*") -> List[Tuple[str, int]]:
+    """(relative name, size) of the data files a study reads: the data's identity, not its location."""
+    if not folder:
+        return []
+    root = Path(folder)
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.glob(pattern) if p.is_file())
+
+
+def _key(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:KEY_CHARS]
+
+
+def _keyed(cell: Cell, data_identity) -> Cell:
+    cell.key = _key({"kind": cell.kind, "commands": cell.commands, "deps": list(cell.deps), "data": data_identity})
+    return cell
+
+
+def _lr_name(lr: float) -> str:
+    return f"{lr:g}"
+
+
+def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_args: Tuple[str, ...] = (),
+                arms: Optional[Tuple[str, ...]] = None, tasks: Optional[Tuple[str, ...]] = None) -> List[Cell]:
+    """Every cell of SCALE in run order: preprocess, each arm's pretraining, then fine-tuning task by task."""
+    corpus_id = fingerprint(corpus_dir)
+    prep = _keyed(Cell(
+        kind="preprocess", name="preprocess",
+        commands=[["vega-preprocess", "{corpus}", "--destdir", "{out}/data-bin", *scale.preprocess_args,
+                   "--workers", "1", "--seed", "1"]],
+        workdir="{out}/data-bin", fields={}), corpus_id)
+    # the data-bin folder is named after its key, so a changed tokenizer never overwrites the old one
+    prep.commands[0][prep.commands[0].index("{out}/data-bin")] = f"{{out}}/data-bin-{prep.key}"
+    prep.workdir = f"{{out}}/data-bin-{prep.key}"
+    data_bin = prep.workdir
+    cells: List[Cell] = [prep]
+
+    model_dirs: Dict[str, Tuple[str, Tuple[str, ...]]] = {}  # arm -> (model folder template, deps)
+    arm_names = arms or scale.arms
+    for arm in map(get_arm, arm_names):
+        if not arm.pretrained:
+            continue
+        pre = _pretrain_cell(scale, arm, data_bin, prep.key)
+        cells.append(pre)
+        model_dirs[arm.name] = (f"{{out}}/models/{arm.name}-{pre.key}", (pre.key,))
+
+    for task in scale.tasks:
+        if tasks and task.name not in tasks:
+            continue
+        glue_id = fingerprint(glue_dir, f"{task.name}/*.tsv")
+        train_rows = len(read_glue_split(glue_dir, task.name, "train"))
+        for arm in map(get_arm, arm_names):
+            for lr in scale.learning_rates:
+                for seed in scale.seeds:
+                    cells.append(_keyed(_finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key,
+                                                       model_dirs.get(arm.name), train_rows,
+                                                       extra_finetune_args),
+                                        glue_id))
+    return cells
+
+
+def _pretrain_cell(scale: Scale, arm: Arm, data_bin: str, prep_key: str) -> Cell:
+    save_dir = f"{{out}}/pretrain/{arm.name}"
+    train = ["vega-train", data_bin, *arm.pretrain_args, "--arch", scale.arch, *scale.model_args,
+             *scale.pretrain_args, "--seed", "1", "--num-workers", "0", "--no-epoch-checkpoints",
+             "--log-format", "simple", "--log-interval", "50"]
+    cell = _keyed(Cell(kind="pretrain", name=f"pretrain {arm.name}", commands=[train], workdir=save_dir,
+                       deps=(prep_key,), fields={"arm": arm.name}, threads=scale.pretrain_threads), None)
+    # folders carry the key: a changed budget starts a new run instead of resuming the old one's checkpoint
+    cell.workdir = f"{save_dir}-{cell.key}"
+    train += ["--save-dir", cell.workdir, "--tensorboard-logdir", f"{{out}}/tb/pretrain-{arm.name}-{cell.key}"]
+    if not _on_gpu(scale):
+        train.append("--cpu")
+    export = ["vega-convert", "export", f"{cell.workdir}/checkpoint_last.pt", "--data-bin", data_bin,
+              f"{{out}}/models/{arm.name}-{cell.key}"]
+    cell.commands = [train, export]
+    return cell
+
+
+def _on_gpu(scale: Scale) -> bool:
+    return "--bf16" in scale.pretrain_args or "--fp16" in scale.pretrain_args
+
+
+def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int, data_bin: str, prep_key: str,
+                   pretrained: Optional[Tuple[str, Tuple[str, ...]]], train_rows: int,
+                   extra: Tuple[str, ...]) -> Cell:
+    from vega_toolkit.data.glue_tasks import get_glue_task
+
+    glue = get_glue_task(task.name)
+    name = f"{arm.name}/{task.name}/lr{_lr_name(lr)}/seed{seed}"
+    workdir = f"{{out}}/finetune/{name}"
+    commands = []
+    if pretrained is None:  # random init: a model folder of this seed's fresh weights, same tokenizer
+        model_dir, deps = f"{workdir}/init", (prep_key,)
+        commands.append(["vega-convert", "export", "--random-init", "--arch", scale.arch, "--seed", str(seed),
+                         "--data-bin", data_bin, model_dir])
+    else:
+        model_dir, deps = pretrained
+    head = task.name.replace("-", "").lower() + "_head"
+    train = ["vega-train", f"{{glue}}/{glue.folder}", "--task", "glue", "--glue-task", task.name,
+             "--vocab-dir", model_dir, "--arch", scale.arch, *scale.model_args,
+             "--finetune-from-model", f"{model_dir}/model.pt", "--classification-head-name", head,
+             *scale.finetune_args, "--batch-size", str(scale.batch_size), "--lr", str(lr), "--seed", str(seed),
+             "--max-epoch", str(task.epochs), *_update_budget(task, scale.batch_size, train_rows),
+             "--best-checkpoint-metric", glue.best_metric, "--maximize-best-checkpoint-metric",
+             "--save-dir", f"{workdir}/ckpt", "--no-epoch-checkpoints", "--no-last-checkpoints",
+             "--glue-cache-dir", "{out}/cache", "--num-workers", "0", "--log-format", "simple",
+             "--log-interval", "50", *arm.finetune_args, *extra]
+    if glue.is_regression:
+        train.append("--regression-target")
+    if task.validate_interval_updates:
+        train += ["--validate-interval-updates", str(task.validate_interval_updates)]
+    if not _on_gpu(scale):
+        train.append("--cpu")
+    commands.append(train)
+    generate = ["vega-generate", f"{workdir}/ckpt/checkpoint_best.pt", "--glue-dir", "{glue}",
+                "--out-dir", f"{workdir}/predictions", "--glue-cache-dir", "{out}/cache", "--dev"]
+    if not _on_gpu(scale):
+        generate.append("--cpu")
+    commands.append(generate)
+    fields = {"arm": arm.name, "task": task.name, "lr": lr, "seed": seed, "in_average": task.in_average}
+    return Cell(kind="finetune", name=name, commands=commands, workdir=workdir, deps=deps, fields=fields)
+
+
+def _update_budget(task: TaskPlan, batch_size: int, train_rows: int) -> List[str]:
+    """Whole epochs (or the task's cap) of updates, decayed linearly to 0 after a 10% linear warmup."""
+    updates = -(-train_rows // batch_size) * task.epochs
+    if task.max_update:
+        updates = min(updates, task.max_update)
+    return ["--max-update", str(updates), "--total-num-update", str(updates),
+            "--warmup-updates", str(max(1, updates // 10))]

@@ -1,0 +1,189 @@
+"""A study folder's results.jsonl -> report.md, study.png and the transfer line.
+
+Selection rule (as GLUE papers report): for each task and arm, the learning rate with the best median dev score over
+seeds; that point's median, mean ± std and n are reported, and the whole grid is listed below it. The GLUE-style
+average is over the tasks marked `in_average` (WNLI is reported, not averaged). The transfer comparison of an arm
+against the baseline uses the per-seed task averages at each arm's selected points: avg_delta is the difference of
+their means and se its standard error (Welch: sqrt(s1²/n1 + s2²/n2)).
+"""
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from vega_toolkit.study.runner import STUDY_FILE, read_results
+
+REPORT_FILE = "report.md"
+FIGURE_FILE = "study.png"
+HEADLINE_ARM = "rtd_ternary"  # the transfer line the issue tracker and the README quote, printed last
+
+
+def _grid(records: List[Dict]) -> Dict[Tuple[str, str], Dict[float, Dict[int, float]]]:
+    """(task, arm) -> lr -> seed -> score, the newest record winning when a cell was re-run."""
+    grid = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r.get("kind") == "finetune":
+            grid[(r["task"], r["arm"])][float(r["lr"])][int(r["seed"])] = float(r["score"])
+    return grid
+
+
+def best_point(by_lr: Dict[float, Dict[int, float]]) -> Tuple[float, Dict[int, float]]:
+    """The learning rate with the highest median over seeds (ties: the smaller learning rate)."""
+    lr = max(sorted(by_lr), key=lambda x: statistics.median(by_lr[x].values()))
+    return lr, by_lr[lr]
+
+
+def _mean_std(values: List[float]) -> Tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
+
+
+def compare(grid, tasks: List[str], arm: str, baseline: str) -> Optional[Dict]:
+    """Per-seed task averages of ARM and BASELINE at their selected points, their difference and its SE."""
+    tasks = [t for t in tasks if (t, arm) in grid and (t, baseline) in grid]
+    if not tasks:
+        return None
+    per_arm = {}
+    for name in (arm, baseline):
+        points = {t: best_point(grid[(t, name)])[1] for t in tasks}
+        seeds = sorted(set.intersection(*(set(p) for p in points.values())))
+        per_arm[name] = [statistics.fmean(points[t][s] for t in tasks) for s in seeds]
+    a, b = per_arm[arm], per_arm[baseline]
+    if not a or not b:
+        return None
+    delta = statistics.fmean(a) - statistics.fmean(b)
+    var = (statistics.variance(a) / len(a) if len(a) > 1 else float("nan")) + \
+          (statistics.variance(b) / len(b) if len(b) > 1 else float("nan"))
+    better = sum(statistics.median(best_point(grid[(t, arm)])[1].values())
+                 > statistics.median(best_point(grid[(t, baseline)])[1].values()) for t in tasks)
+    return {"arm": arm, "baseline": baseline, "delta": delta, "se": math.sqrt(var) if var == var else float("nan"),
+            "better": better, "tasks": len(tasks), "arm_avgs": a, "baseline_avgs": b}
+
+
+def transfer_line(c: Dict) -> str:
+    return (f"transfer {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
+            f"tasks_better={c['better']}/{c['tasks']}")
+
+
+def _fmt(values: List[float]) -> str:
+    mean, std = _mean_std(values)
+    return f"{statistics.median(values):.2f} ({mean:.2f} ± {std:.2f}, n={len(values)})"
+
+
+def write_report(out: Path, baseline: str = "random") -> str:
+    out = Path(out)
+    records = read_results(out)
+    if not records:
+        raise FileNotFoundError(f"{out}: no results.jsonl with finished cells")
+    study = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).exists() else {}
+    scale = study.get("scale", {})
+    task_order = [t["name"] for t in scale.get("tasks", [])] or sorted({r["task"] for r in records if "task" in r})
+    averaged = [t["name"] for t in scale.get("tasks", []) if t.get("in_average", True)] or task_order
+    grid = _grid(records)
+    arms = [a for a in scale.get("arms", []) if any(k[1] == a for k in grid)] or sorted({k[1] for k in grid})
+    lines = [f"# vega-study report: {scale.get('name', '?')} scale", ""]
+    commits = sorted({r.get("commit", "?") for r in records})
+    lines += [f"{len(records)} finished cells, {sum(r.get('wall_s', 0) for r in records) / 3600:.2f} h of cell time; "
+              f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.", ""]
+    if scale:
+        lines += [f"Scale: {scale.get('about', '')}. Architecture `{scale.get('arch')}`; fine-tuning batch "
+                  f"{scale.get('batch_size')}, learning rates {', '.join(map(str, scale.get('learning_rates', [])))}, "
+                  f"seeds {', '.join(map(str, scale.get('seeds', [])))}.", ""]
+    pretrain = [r for r in records if r.get("kind") == "pretrain"]
+    if pretrain:
+        lines += ["## Pretraining (held-out metrics at the last validation)", "",
+                  "| arm | updates | metrics | wall |", "|---|---|---|---|"]
+        for r in pretrain:
+            last = (r.get("valid_curve") or [{}])[-1]
+            shown = ", ".join(f"{k} {v:g}" for k, v in last.items()
+                              if k in ("loss", "rtd_acc", "orig_recall", "shuf_recall", "repl_recall", "ppl"))
+            lines.append(f"| `{r['arm']}` | {last.get('num_updates', '?'):g} | {shown} | {r['wall_s'] / 60:.1f} min |"
+                         if isinstance(last.get("num_updates"), float) else
+                         f"| `{r['arm']}` | ? | {shown} | {r['wall_s'] / 60:.1f} min |")
+        lines.append("")
+    lines += ["## Dev scores at each arm's best learning rate (median over seeds; mean ± std, n)", "",
+              "| task | " + " | ".join(f"`{a}`" for a in arms) + " |", "|---|" + "---|" * len(arms)]
+    for task in task_order:
+        cells = []
+        for arm in arms:
+            if (task, arm) not in grid:
+                cells.append("—")
+                continue
+            lr, seeds = best_point(grid[(task, arm)])
+            cells.append(f"{_fmt(list(seeds.values()))} @ lr {lr:g}")
+        suffix = "" if task in averaged else " (not averaged)"
+        lines.append(f"| {task}{suffix} | " + " | ".join(cells) + " |")
+    comparisons = []
+    for arm in arms:
+        if arm == baseline:
+            continue
+        c = compare(grid, averaged, arm, baseline)
+        if c:
+            comparisons.append(c)
+    avg_cells = []
+    for arm in arms:
+        c = next((c for c in comparisons if c["arm"] == arm), None) or \
+            next((dict(arm_avgs=c["baseline_avgs"]) for c in comparisons if c["baseline"] == arm), None)
+        avg_cells.append(_fmt(c["arm_avgs"]) if c else "—")
+    lines += [f"| **average** ({', '.join(averaged)}) | " + " | ".join(avg_cells) + " |", ""]
+    if comparisons:
+        lines += ["## Transfer", ""]
+        for c in comparisons:
+            if c["se"] == c["se"]:  # not NaN: at least two seeds on each side
+                ratio = f" ({c['delta'] / c['se']:+.1f} SE)" if c["se"] > 0 else ""
+                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`: average {c['delta']:+.2f} points, standard error "
+                             f"{c['se']:.2f}{ratio}; better on {c['better']} of {c['tasks']} tasks.")
+            else:
+                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`: average {c['delta']:+.2f} points (one seed: no "
+                             f"standard error); better on {c['better']} of {c['tasks']} tasks.")
+        lines.append("")
+    lines += ["## Whole grid (dev score per seed)", "", "| task | arm | lr | scores by seed | median |",
+              "|---|---|---|---|---|"]
+    for task in task_order:
+        for arm in arms:
+            for lr, seeds in sorted(grid.get((task, arm), {}).items()):
+                shown = ", ".join(f"s{s}: {v:.2f}" for s, v in sorted(seeds.items()))
+                lines.append(f"| {task} | `{arm}` | {lr:g} | {shown} | {statistics.median(seeds.values()):.2f} |")
+    lines.append("")
+    figure = _figure(out, grid, task_order, arms)
+    if figure:
+        lines += [f"![per-task seed scores]({FIGURE_FILE})", ""]
+    (out / REPORT_FILE).write_text("\n".join(lines), encoding="utf-8")
+    comparisons.sort(key=lambda c: c["arm"] == HEADLINE_ARM)
+    summary = [f"wrote {out / REPORT_FILE}" + (f" and {figure}" if figure else "")]
+    summary += [transfer_line(c) for c in comparisons]
+    return "\n".join(summary)
+
+
+def _figure(out: Path, grid, tasks: List[str], arms: List[str]) -> Optional[Path]:
+    """One panel per task: each arm's seed scores at its best learning rate as dots, the median as a bar."""
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import leaves the root logger at DEBUG
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in tasks if any((t, a) in grid for a in arms)]
+    if not tasks:
+        return None
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for i, arm in enumerate(arms):
+            if (task, arm) not in grid:
+                continue
+            lr, seeds = best_point(grid[(task, arm)])
+            values = list(seeds.values())
+            ax.scatter([i] * len(values), values, s=18, alpha=0.8)
+            ax.hlines(statistics.median(values), i - 0.25, i + 0.25, colors="k")
+        ax.set_xticks(range(len(arms)))
+        ax.set_xticklabels(arms, rotation=30, ha="right", fontsize=8)
+        ax.set_title(task, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = out / FIGURE_FILE
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

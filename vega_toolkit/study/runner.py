@@ -1,0 +1,223 @@
+"""Run a study's cells as real subprocesses, resumably.
+
+A finished cell is a JSON line in OUT/results.jsonl carrying its key; a re-run skips every cell whose key is there,
+so a killed study resumes at its first unfinished cell, and a cell whose configuration changed (new key) runs again.
+A pretraining cell that was killed resumes from its own checkpoint_last.pt (its folder carries its key); a
+fine-tuning cell is short and starts over in a wiped folder. Independent cells run side by side (`--jobs`), each
+with `Cell.threads` BLAS threads; every cell's output goes to OUT/logs/<cell>.log.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from vega_toolkit.study.cells import Cell, build_cells
+from vega_toolkit.study.plan import Scale
+
+RESULTS_FILE = "results.jsonl"
+STUDY_FILE = "study.json"
+BIN = Path(sys.executable).parent
+_DEV_LINE = re.compile(r"^dev (?P<task>\S+) (?P<split>\S+) (?P<metrics>(?:\S+=\S+ ?)+)$")
+_VALID_LINE = re.compile(r"\| valid on '(?P<subset>[^']+)' subset \| (?P<metrics>.*)$")
+
+
+class CellFailed(RuntimeError):
+    pass
+
+
+def read_results(out: Path) -> List[Dict]:
+    path = Path(out) / RESULTS_FILE
+    if not path.exists():
+        return []
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:  # a line cut by a kill during the append: that cell runs again
+                print(f"vega-study: {path}:{lineno}: unreadable result line ignored ({e})", file=sys.stderr)
+    return records
+
+
+def code_version() -> str:
+    """The toolkit's git commit (with -dirty when the checkout has uncommitted changes), or its version."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        from vega_toolkit import __version__
+
+        return f"vega-toolkit {__version__}"
+
+
+def parse_dev_scores(log_text: str) -> Dict[str, Dict[str, float]]:
+    """{split: {metric: value}} from vega-generate --dev's `dev TASK SPLIT metric=value ...` lines."""
+    scores = {}
+    for line in log_text.splitlines():
+        m = _DEV_LINE.match(line.strip())
+        if m:
+            scores[m["split"]] = {k: float(v) for k, v in (kv.split("=") for kv in m["metrics"].split())}
+    return scores
+
+
+def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
+    """Every `valid on 'valid' subset | k v | ...` line of a fairseq log as a dict of numbers."""
+    curve = []
+    for line in log_text.splitlines():
+        m = _VALID_LINE.search(line)
+        if not m or m["subset"] != "valid":
+            continue
+        point = {}
+        for part in m["metrics"].split(" | "):
+            name, _, value = part.strip().partition(" ")
+            try:
+                point[name] = float(value)
+            except ValueError:
+                pass
+        curve.append(point)
+    return curve
+
+
+class StudyRunner:
+    def __init__(self, scale: Scale, out: Path, glue_dir: str, corpus_dir: str, jobs: int = 1,
+                 extra_finetune_args: Tuple[str, ...] = (), arms=None, tasks=None,
+                 log: Callable[[str], None] = print):
+        self.scale, self.out, self.jobs, self.log = scale, Path(out).resolve(), max(1, jobs), log
+        self.paths = {"out": str(self.out), "glue": str(Path(glue_dir).resolve()),
+                      "corpus": str(Path(corpus_dir).resolve())}
+        self.cells = build_cells(scale, self.paths["glue"], self.paths["corpus"], tuple(extra_finetune_args),
+                                 arms, tasks)
+        self.commit = code_version()
+        self._lock = threading.Lock()
+        self._children: Dict[int, subprocess.Popen] = {}
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _append(self, record: Dict):
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self._lock, (self.out / RESULTS_FILE).open("a", encoding="utf-8") as f:
+            f.write(line)  # one write of one line: a kill leaves at most one torn last line, which is skipped
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _write_study_file(self):
+        study = {"scale": asdict(self.scale), "paths": self.paths, "cells": len(self.cells)}
+        (self.out / STUDY_FILE).write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
+
+    def _log_path(self, cell: Cell) -> Path:
+        return self.out / "logs" / (cell.name.replace("/", "_").replace(" ", "_") + ".log")
+
+    # ------------------------------------------------------------------ one cell
+    def _run_cell(self, cell: Cell) -> Dict:
+        workdir = Path(cell.workdir.format(**self.paths))
+        if cell.kind == "finetune" and workdir.exists():
+            shutil.rmtree(workdir)  # a killed fine-tuning restarts clean; pretraining resumes its checkpoint
+        log_path = self._log_path(cell)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads),
+                   PYTHONUNBUFFERED="1")
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        t0 = time.time()
+        commands = cell.resolve(self.paths)
+        with log_path.open("w", encoding="utf-8") as log:
+            for cmd in commands:
+                log.write("$ " + " ".join(cmd) + "\n")
+                log.flush()
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.out)
+                self._children[proc.pid] = proc
+                try:
+                    rc = proc.wait()
+                finally:
+                    self._children.pop(proc.pid, None)
+                if rc != 0:
+                    raise CellFailed(f"{cell.name}: `{cmd[0]}` exited with {rc}; see {log_path}")
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        record = {"kind": cell.kind, "name": cell.name, "key": cell.key, "scale": self.scale.name, **cell.fields,
+                  "commands": [" ".join(c) for c in cell.commands], "commit": self.commit,
+                  "wall_s": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if cell.kind == "finetune":
+            from vega_toolkit.metrics.glue_metrics import task_score
+
+            dev = parse_dev_scores(text)
+            if not dev:
+                raise CellFailed(f"{cell.name}: no dev scores in {log_path}")
+            record["dev"] = dev
+            record["score"] = task_score(cell.fields["task"], next(iter(dev.values())))
+            ckpt = workdir / "ckpt"
+            if ckpt.exists():  # the score and predictions are kept; 100 cells of optimizer state are not
+                shutil.rmtree(ckpt)
+        elif cell.kind == "pretrain":
+            record["valid_curve"] = parse_validation_curve(text)
+        return record
+
+    # ------------------------------------------------------------------ the grid
+    def run(self) -> int:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._write_study_file()
+        done = {r["key"] for r in read_results(self.out)}
+        pending = [c for c in self.cells if c.key not in done]
+        total, skipped = len(self.cells), len(self.cells) - len(pending)
+        self.log(f"vega-study: {self.scale.name} scale, {total} cells, {skipped} already finished "
+                 f"(skipped), {len(pending)} to run with --jobs {self.jobs}; results in {self.out / RESULTS_FILE}")
+        failed: List[str] = []
+        finished = set(done)
+        running = {}
+        started, t_start = 0, time.time()
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            def slots_used():
+                return sum(min(c.threads, self.jobs) for c in running.values())
+
+            while pending or running:
+                for cell in [c for c in pending if any(d in failed for d in c.deps)]:
+                    pending.remove(cell)
+                    failed.append(cell.key)
+                    self.log(f"  skipped {cell.name}: a cell it depends on failed")
+                for cell in list(pending):
+                    if any(d not in finished for d in cell.deps):
+                        continue
+                    if slots_used() + min(cell.threads, self.jobs) > self.jobs:
+                        break  # keep run order: wait for room rather than jump ahead
+                    pending.remove(cell)
+                    started += 1
+                    self.log(f"[{skipped + started}/{total}] {cell.kind} {cell.name} ...")
+                    running[pool.submit(self._run_cell, cell)] = cell
+                if not running:
+                    for cell in pending:
+                        failed.append(cell.key)
+                        self.log(f"  cannot run {cell.name}: its dependencies are not in this study")
+                    break
+                done_now, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done_now:
+                    cell = running.pop(future)
+                    try:
+                        record = future.result()
+                    except CellFailed as e:
+                        failed.append(cell.key)
+                        self.log(f"  FAILED {e}")
+                        continue
+                    self._append(record)
+                    finished.add(cell.key)
+                    shown = f" score={record['score']:.2f}" if "score" in record else ""
+                    self.log(f"  done {cell.name} in {record['wall_s']:.0f} s{shown}")
+        self.log(f"vega-study: {len(finished) - len(done)} cells run, {len(failed)} failed, "
+                 f"{time.time() - t_start:.0f} s")
+        return 1 if failed else 0
+
+    def terminate_children(self, *_):
+        for proc in list(self._children.values()):
+            proc.terminate()
+        raise SystemExit(128 + signal.SIGTERM)
