@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Union
 
 from vega_toolkit.data.glue_tasks import GlueSplit, GlueTask, get_glue_task
+from vega_toolkit.data.text_files import not_utf8_message
 
 
 class GlueFormatError(ValueError):
@@ -37,25 +38,7 @@ def _lines(path: str) -> Iterator[tuple]:
             for number, raw in enumerate(f, start=1):
                 yield number, raw[:-1] if raw.endswith("\n") else raw
         except UnicodeDecodeError:
-            raise GlueFormatError(not_utf8_message(path)) from None
-
-
-def not_utf8_message(path: str) -> str:
-    """`path:line: not UTF-8 ...` for a file that failed to decode: the first bad line, the byte, what to do."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            return (f"{path}:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8; convert it, "
-                    f"e.g. iconv -f UTF-16 -t UTF-8 {path} > converted.tsv")
-        f.seek(0)
-        for number, raw in enumerate(f, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                return (f"{path}:{number}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); the "
-                        f"official GLUE files are UTF-8: download the file again or convert it, e.g. "
-                        f"iconv -f WINDOWS-1252 -t UTF-8 {path} > converted.tsv")
-    return f"{path}: not UTF-8 text"
+            raise GlueFormatError(not_utf8_message(path)) from None  # names the line and the byte
 
 
 def _check_label(task: GlueTask, value: str, where: str) -> str:
