@@ -36,6 +36,10 @@ CHUNK_LINES = 2000  # lines per pool task: big enough to amortise pickling, smal
 MAX_UNIT_BYTES = 1 << 16
 # U+0080-U+009F: what Windows-1252 punctuation (curly quotes, dashes) becomes when read as Latin-1; never text
 _C1_CONTROLS = {chr(c) for c in range(0x80, 0xA0)}
+# Whitespace other than space and tab (U+0085 NEL, U+2028 LINE SEPARATOR, U+001C-U+001F, ...): sentencepiece keeps
+# some of them inside pieces, which then cannot be dict.txt entries ("piece '\x85' contains whitespace"); they
+# separate words like a space does, so they become one
+_ODD_SPACES = {c: " " for c in range(0x3001) if chr(c).isspace() and chr(c) not in " \t"}
 
 
 def list_input_files(inputs: List[str]) -> List[Path]:
@@ -65,7 +69,7 @@ def _decode(raw: bytes, encoding: str, path: Path, lineno: int, warned: set) -> 
             raise ValueError(f"vega-preprocess: {path}:{lineno} is not {encoding} ({e}); try --encoding auto") from None
     else:
         try:
-            return raw.decode("utf-8")
+            return raw.decode("utf-8").translate(_ODD_SPACES)
         except UnicodeDecodeError:
             pass
         # Older Project Gutenberg files are Latin-1, Windows editors write Windows-1252: the latter decodes both
@@ -84,7 +88,7 @@ def _decode(raw: bytes, encoding: str, path: Path, lineno: int, warned: set) -> 
         raise ValueError(f"vega-preprocess: {path}:{lineno} read as {encoding} gives the control character "
                          f"U+{ord(control):04X}: not the file's encoding (Windows-1252 text read as Latin-1?); pass "
                          f"--encoding cp1252 or the file's real encoding")
-    return text
+    return text.translate(_ODD_SPACES)
 
 
 def _text_units(path: Path, encoding: str, warned: set, paragraphs: bool) -> Iterator[str]:
