@@ -55,8 +55,9 @@ class GluePredictor:
         check_classification_head(path, state["model"], cfg.task.classification_head_name, glue.num_classes,
                                   f"--glue-task {glue.name}")
         overrides = {}
-        if glue_dir is not None:  # the GLUE root or the task's own folder: glue_split_path resolves both
-            overrides["data"] = glue_dir
+        if glue_dir is not None:  # the GLUE root or the task's own folder (glue_split_path names a missing file)
+            task_folder = os.path.join(glue_dir, glue.folder)
+            overrides["data"] = task_folder if os.path.isdir(task_folder) else glue_dir
         if vocab_dir is not None:
             overrides["vocab_dir"] = vocab_dir
         if cache_dir is not None:
