@@ -59,7 +59,7 @@ def resume_checkpoint(args) -> Optional[str]:
 
 def check_restored_heads(args, path: str):
     """A restored classification head must have the task's size: its optimizer state cannot fit another one."""
-    from vega_toolkit.checkpoints import peek_checkpoint
+    from vega_toolkit.checkpoints import CheckpointError, peek_checkpoint
     from vega_toolkit.data.glue_tasks import get_glue_task
     from vega_toolkit.models.heads import HeadMismatchError, classification_head_sizes
 
@@ -68,7 +68,11 @@ def check_restored_heads(args, path: str):
         getattr(args, "num_classes", -1)
     if head is None or num_classes < 1 or args.reset_optimizer:
         return
-    for name, size in classification_head_sizes(peek_checkpoint(path).get("model") or {}).items():
+    try:
+        stored = peek_checkpoint(path).get("model") or {}
+    except CheckpointError:  # fairseq's own load reports it (another rank may be repairing checkpoint_last.pt)
+        return
+    for name, size in classification_head_sizes(stored).items():
         if size != num_classes:
             task = f"--glue-task {args.glue_task}" if getattr(args, "glue_task", None) else f"--num-classes {num_classes}"
             raise HeadMismatchError(
@@ -80,15 +84,25 @@ def check_restored_heads(args, path: str):
 
 def finished_message(args, path: str) -> Optional[str]:
     """What to say when `path` (the save dir's checkpoint_last.pt) is already at --max-update."""
-    from vega_toolkit.checkpoints import read_num_updates
+    from vega_toolkit.checkpoints import CheckpointError, read_num_updates
 
     if args.restore_file != "checkpoint_last.pt" or not args.max_update:
         return None
-    num_updates = read_num_updates(path)
+    try:
+        num_updates = read_num_updates(path)
+    except CheckpointError:  # as above: fairseq's load reports it
+        return None
     if num_updates < args.max_update:
         return None
     return (f"vega-train: {path} is at update {num_updates} and --max-update is {args.max_update}: this run has "
             f"finished, nothing to do (raise --max-update to train further, or give another --save-dir)")
+
+
+def is_first_rank(args) -> bool:
+    """Whether this process is rank 0 of its job: the one that locks the save dir and repairs checkpoint_last.pt
+    (processes started per rank by SLURM tasks or torchrun would otherwise lock each other out)."""
+    env_ranks = (os.environ.get("RANK", "0"), os.environ.get("SLURM_PROCID", "0"))
+    return all(r == "0" for r in env_ranks) and (getattr(args, "distributed_rank", 0) or 0) == 0
 
 
 def run_training(argv: List[str]):
@@ -103,12 +117,13 @@ def run_training(argv: List[str]):
 
     argv = with_user_dir(argv)
     args = parse_training_args(argv)
-    with contextlib.nullcontext() if args.no_save else SaveDirLock(args.save_dir):
+    first = is_first_rank(args)
+    with SaveDirLock(args.save_dir) if first and not args.no_save else contextlib.nullcontext():
         # Adaptation tasks (transductive / self-calibrated) run several fairseq trainings in rounds.
         task_cls = TASK_REGISTRY.get(args.task)
         if task_cls is not None and hasattr(task_cls, "run_rounds"):
             return task_cls.run_rounds(argv, args)
-        if args.restore_file == "checkpoint_last.pt":
+        if first and args.restore_file == "checkpoint_last.pt":
             recover_checkpoint_last(args.save_dir)
         resume = resume_checkpoint(args)
         if resume is not None:

@@ -10,7 +10,8 @@ other's checkpoints (checkpoint_last.pt, checkpoint_best.pt, the interval checkp
 - A lock left by a dead process (SIGKILL, OOM kill) on this host is detected (its pid is gone, or now belongs to a
   process started later) and taken over with a warning.
 - A SLURM job requeued after preemption or a node failure keeps its job id: a lock holding the same SLURM_JOB_ID is
-  the job's own, taken over whatever the host (the ranks of a multi-node job share it the same way).
+  the job's own, taken over whatever the host. (Only rank 0 of a multi-process job takes the lock: vega-train's
+  `is_first_rank`.)
 - A lock held by a live run, or by a run on another host (whose liveness cannot be checked from here), is an error
   naming the holder; the message says how to remove a lock whose run is known to be dead.
 """
