@@ -43,3 +43,19 @@ def test_a_requeued_slurm_job_takes_over_its_own_lock(tiny_data_bin, tmp_path):
     log = vega_train(pretrain_args(tiny_data_bin, tmp_path, 3), env={"SLURM_JOB_ID": "4242"})
     assert "held by this SLURM job" in log and (tmp_path / "checkpoint_last.pt").exists()
     assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_only_rank_0_of_a_multi_process_job_takes_the_lock(monkeypatch):
+    from argparse import Namespace
+
+    from vega_toolkit.cli.train import is_first_rank
+
+    for var in ("RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(var, raising=False)
+    assert is_first_rank(Namespace(distributed_rank=0))
+    assert not is_first_rank(Namespace(distributed_rank=1))  # --distributed-rank of a SLURM task (submitit)
+    monkeypatch.setenv("SLURM_PROCID", "2")  # the third task of a SLURM job, whatever its flags
+    assert not is_first_rank(Namespace(distributed_rank=0))
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("RANK", "1")  # torchrun's second process
+    assert not is_first_rank(Namespace(distributed_rank=0))
