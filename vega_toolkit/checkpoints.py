@@ -12,7 +12,9 @@ only accepts, in addition to tensors and containers, the exact classes fairseq's
 (tests/test_checkpoints.py asserts this list against checkpoints written by real training runs).
 
 `install()` runs when `vega_toolkit` is imported, before any checkpoint is read; so does `install_atomic_writes()`,
-which makes every checkpoint fairseq writes or copies (checkpoint_last.pt included) appear atomically (see below).
+which makes every checkpoint fairseq writes or copies (checkpoint_last.pt included) appear atomically, with the
+umask's file mode (see below). `recover_checkpoint_last` is vega-train's answer to a truncated checkpoint_last.pt
+(from a copy made before these atomic writes, or by other tools): resume from the newest readable checkpoint.
 """
 import argparse
 import collections

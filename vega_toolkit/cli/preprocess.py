@@ -97,11 +97,11 @@ def _text_units(path: Path, encoding: str, warned: set, paragraphs: bool) -> Ite
     size = 0
 
     def checked(unit: str, lineno: int) -> str:
-        size = len(unit.encode("utf-8"))
-        if size > MAX_UNIT_BYTES:
+        n_bytes = len(unit.encode("utf-8"))
+        if n_bytes > MAX_UNIT_BYTES:
             what, hint = (("a paragraph", "drop --paragraphs if the file has no blank lines between paragraphs")
                           if paragraphs else ("a line", "split the text into lines, one sentence or paragraph each"))
-            raise ValueError(f"vega-preprocess: {path}:{lineno}: {what} of {size} or more bytes, more than the "
+            raise ValueError(f"vega-preprocess: {path}:{lineno}: {what} of {n_bytes} or more bytes, more than the "
                              f"{MAX_UNIT_BYTES} sentencepiece trains on: {hint}")
         return unit
 
@@ -114,7 +114,7 @@ def _text_units(path: Path, encoding: str, warned: set, paragraphs: bool) -> Ite
                     yield checked(line, lineno)
             elif line:
                 paragraph.append(line)
-                size += len(line) + 1
+                size += len(line) + 1  # characters: a lower bound of the bytes checked() counts
                 if size > MAX_UNIT_BYTES:  # stop early: the paragraph is already too long
                     checked(" ".join(paragraph), lineno)
             elif paragraph:

@@ -63,9 +63,8 @@ def check_restored_heads(args, path: str):
     from vega_toolkit.data.glue_tasks import get_glue_task
     from vega_toolkit.models.heads import HeadMismatchError, classification_head_sizes
 
-    head = getattr(args, "classification_head_name", None)
-    num_classes = get_glue_task(args.glue_task).num_classes if getattr(args, "glue_task", None) else \
-        getattr(args, "num_classes", -1)
+    head, glue_task = getattr(args, "classification_head_name", None), getattr(args, "glue_task", None)
+    num_classes = get_glue_task(glue_task).num_classes if glue_task else getattr(args, "num_classes", -1)
     if head is None or num_classes < 1 or args.reset_optimizer:
         return
     try:
@@ -74,7 +73,7 @@ def check_restored_heads(args, path: str):
         return
     for name, size in classification_head_sizes(stored).items():
         if size != num_classes:
-            task = f"--glue-task {args.glue_task}" if getattr(args, "glue_task", None) else f"--num-classes {num_classes}"
+            task = f"--glue-task {glue_task}" if glue_task else f"--num-classes {num_classes}"
             raise HeadMismatchError(
                 f"--restore-file {path}: its classification head '{name}' has {size} outputs, but {task} trains "
                 f"'{head}' with {num_classes}, and the checkpoint's optimizer state cannot be restored onto it. To "
