@@ -153,3 +153,10 @@ def test_binary_and_over_long_inputs_are_refused_before_sentencepiece(tmp_path):
     assert r.returncode != 0 and f"{long}:1: a line of 99999 or more bytes, more than the 65536" in r.stderr
     r = _preprocess_cli(tmp_path, long, "--vocab-size", "30", "--paragraphs")
     assert r.returncode != 0 and "drop --paragraphs" in r.stderr
+
+
+def test_a_vocabulary_too_small_for_the_characters_names_the_inputs_and_the_flag(tmp_path):
+    text = tmp_path / "chars.txt"
+    text.write_text("".join(f"{chr(0x4e00 + i)} {chr(0x4e40 + i)} line {i}\n" for i in range(60)))
+    r = _preprocess_cli(tmp_path, text, "--vocab-size", "20")
+    assert r.returncode != 0 and f"sentencepiece cannot train on ['{text}'] with --vocab-size 20" in r.stderr

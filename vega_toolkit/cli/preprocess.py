@@ -312,8 +312,13 @@ def main(argv: Optional[List[str]] = None) -> Path:
         if args.spm_model:
             spm_model = Path(args.spm_model)
         else:
-            spm_model = train_sentencepiece(tmp / "train.txt", tmp / "spm", args.vocab_size, args.model_type,
-                                            args.character_coverage, args.input_sentence_size, workers)
+            try:
+                spm_model = train_sentencepiece(tmp / "train.txt", tmp / "spm", args.vocab_size, args.model_type,
+                                                args.character_coverage, args.input_sentence_size, workers)
+            except RuntimeError as err:  # e.g. more distinct characters than --vocab-size: a flag to change
+                raise ValueError(f"vega-preprocess: sentencepiece cannot train on {[str(f) for f in files]} with "
+                                 f"--vocab-size {args.vocab_size} --character-coverage {args.character_coverage}: "
+                                 f"{str(err).strip()}") from None
         counts = encode_file(spm_model, tmp / "train.txt", tmp / "train.spm", workers)
         encode_file(spm_model, tmp / "valid.txt", tmp / "valid.spm", workers)
         if args.srcdict:
