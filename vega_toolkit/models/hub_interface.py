@@ -126,7 +126,7 @@ class VegaHubInterface(nn.Module):
         if head in self._own_heads:
             return
         if head not in self.model.classification_heads:
-            raise HeadMismatchError(f"{self.checkpoint_path}: no classification head '{head}' (the model has: "
+            raise HeadMismatchError(f"{self.checkpoint_path or 'model'}: no classification head '{head}' (it has: "
                                     f"{', '.join(self.model.classification_heads) or 'none'}); register one first")
         if self.checkpoint_path is None:
             return
