@@ -125,6 +125,13 @@ def test_valid_never_shares_a_line_with_train_on_tiny_inputs(tmp_path):
     _, train = decoded(out, "train")
     _, valid = decoded(out, "valid")
     assert len(train) == len(valid) == 1 and not set(train) & set(valid)
+    repeated = tmp_path / "repeated.txt"  # repeated lines (Gutenberg's "* * *"): no copy may land on both sides
+    repeated.write_text("".join(f"line number {i} of a corpus .\n* * *\nCHAPTER {i % 3}\n" for i in range(100)))
+    out = preprocess([str(repeated), "--destdir", str(tmp_path / "r"), "--vocab-size", "60", "--workers", "1",
+                      "--valid-fraction", "0.1"])
+    _, train = decoded(out, "train")
+    _, valid = decoded(out, "valid")
+    assert valid and not set(train) & set(valid) and len(train) + len(valid) == 300
     one = tmp_path / "one.txt"
     one.write_text("a single line .\n")
     r = _preprocess_cli(tmp_path, one, "--vocab-size", "20")

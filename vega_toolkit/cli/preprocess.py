@@ -131,12 +131,14 @@ def split_lines(files: List[Path], train_path: Path, valid_path: Path, valid_fra
     rng = random.Random(seed)
     n_train = n_valid = 0
     held_back = None  # the latest train unit, written one step late: tiny inputs move it to valid
+    valid_hashes = set()  # valid is the small split: its units' hashes find their copies in train afterwards
     warned = set()
     with train_path.open("w", encoding="utf-8") as train, valid_path.open("w", encoding="utf-8") as valid:
         for path in files:
             for line in _text_units(path, encoding, warned, paragraphs):
                 if rng.random() < valid_fraction:
                     valid.write(line + "\n")
+                    valid_hashes.add(hash(line))
                     n_valid += 1
                 else:
                     if held_back is not None:
@@ -151,12 +153,43 @@ def split_lines(files: List[Path], train_path: Path, valid_path: Path, valid_fra
                 raise ValueError(f"vega-preprocess: {n_train} {unit} in {[str(f) for f in files]}: too few to split "
                                  f"into train and valid (at least 2 are needed)")
             valid.write(held_back + "\n")
+            valid_hashes.add(hash(held_back))
             n_valid, n_train, held_back = 1, n_train - 1, None
         if held_back is not None:
             train.write(held_back + "\n")
+    moved = _move_train_copies_out_of_valid(train_path, valid_path, valid_hashes)
+    n_train, n_valid = n_train + moved, n_valid - moved
     if n_train == 0:
         raise ValueError(f"vega-preprocess: no non-empty lines in {[str(f) for f in files]}")
+    if n_valid == 0 and valid_fraction > 0:
+        raise ValueError(f"vega-preprocess: every held-out unit of {[str(f) for f in files]} also occurs in train "
+                         f"(repeated lines or paragraphs): too few distinct units to split; deduplicate the input")
     return n_train, n_valid
+
+
+def _move_train_copies_out_of_valid(train_path: Path, valid_path: Path, valid_hashes: set) -> int:
+    """Move the valid units that also occur in train (a corpus with repeated lines or paragraphs: Gutenberg's
+    "* * *", chapter headings) to train, so that valid never shares a unit with train; returns how many moved.
+    Only the small valid file is rewritten, and only when needed."""
+    if not valid_hashes:
+        return 0
+    with train_path.open(encoding="utf-8") as f:
+        shared = {h for h in (hash(line.rstrip("\n")) for line in f) if h in valid_hashes}
+    if not shared:
+        return 0
+    moved = 0
+    kept_path = valid_path.with_suffix(".kept")
+    with valid_path.open(encoding="utf-8") as f, kept_path.open("w", encoding="utf-8") as kept, \
+            train_path.open("a", encoding="utf-8") as train:
+        for line in f:
+            if hash(line.rstrip("\n")) in shared:
+                train.write(line)
+                moved += 1
+            else:
+                kept.write(line)
+    kept_path.replace(valid_path)
+    logger.info("%d valid units also occur in train: moved to train", moved)
+    return moved
 
 
 def train_sentencepiece(text: Path, prefix: Path, vocab_size: int, model_type: str, character_coverage: float,
