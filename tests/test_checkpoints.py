@@ -95,9 +95,29 @@ def test_corrupt_checkpoint_error_names_the_file_and_the_earlier_checkpoints(tra
         checkpoints.load_checkpoint_to_cpu(str(broken))
     message = str(error.value)
     assert str(broken) in message and "corrupt or truncated" in message
-    assert "checkpoint_1_3.pt" in message and "--restore-file" in message
+    # the advice holds for every run kind (GLUE runs cannot add --restore-file to their --finetune-from-model)
+    assert "checkpoint_1_3.pt" in message and "vega-train resumes from the newest readable one" in message
+    assert "--restore-file" not in message
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="not found"):
         checkpoints.load_checkpoint_to_cpu(str(tmp_path / "nope.pt"))
+
+
+def test_checkpoints_get_the_umask_mode_so_a_shared_folder_stays_readable(trained_run, tmp_path):
+    import os
+
+    umask = os.umask(0o022)  # what vega-train's subprocess ran with, read back; 0o022 for the write below
+    os.umask(umask)
+    save_dir, _ = trained_run
+    written = sorted(save_dir.glob("checkpoint*.pt"))
+    assert len(written) >= 3  # written (checkpoint_1_3.pt) and copied (checkpoint_best.pt, checkpoint_last.pt)
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path  # mkstemp alone gives 0o600
+    old = os.umask(0o027)
+    try:
+        checkpoints.atomic_write(str(tmp_path / "group.pt"), lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "group.pt").stat().st_mode & 0o777 == 0o640

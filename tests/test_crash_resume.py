@@ -1,6 +1,6 @@
 """Crash safety: a run killed with SIGKILL resumes to the uninterrupted result; checkpoint files are replaced
-atomically (a reader never sees a partial checkpoint_last.pt); a corrupt one is a clear error, the earlier ones
-stay usable."""
+atomically (a reader never sees a partial checkpoint_last.pt); a truncated one is put aside and the run resumes from
+the newest readable checkpoint; a finished run started again does nothing."""
 import os
 import signal
 import subprocess
@@ -57,23 +57,29 @@ def test_sigkilled_run_restarted_with_the_same_command_ends_with_the_uninterrupt
     assert_same_weights(weights, reference, atol=1e-6)
 
 
-def test_corrupt_checkpoint_last_stops_the_restart_with_an_error_and_the_earlier_checkpoint_still_resumes(
+def test_truncated_checkpoint_last_falls_back_to_the_newest_readable_checkpoint_and_is_kept_aside(
         killed_then_restarted, tiny_data_bin, tmp_path):
     save_dir = killed_then_restarted[0]
-    for name in ("checkpoint_1_10.pt", "checkpoint_last.pt"):
+    for name in ("checkpoint_1_5.pt", "checkpoint_1_10.pt", "checkpoint_last.pt"):
         (tmp_path / name).write_bytes((save_dir / name).read_bytes())
+        time.sleep(0.01)  # distinct mtimes: checkpoint_1_10.pt is the newest intact one
     last = tmp_path / "checkpoint_last.pt"
-    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # what a non-atomic copy leaves after a kill
-    args = pretrain_args(tiny_data_bin, tmp_path, 12)
-    proc = subprocess.run(TRAIN + args, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=240)
-    assert proc.returncode != 0
-    message = proc.stderr.strip().splitlines()[-1]
-    assert str(last) in message and "truncated" in message, message
-    assert str(tmp_path / "checkpoint_1_10.pt") in message and "--restore-file" in message, message
-    # the recovery the message suggests works: resume from the earlier checkpoint
-    log = vega_train(args + ["--restore-file", str(tmp_path / "checkpoint_1_10.pt")])
-    assert "@ 10 updates)" in log
+    truncated = last.read_bytes()[: last.stat().st_size // 2]  # what a non-atomic copy leaves after a kill
+    last.write_bytes(truncated)
+    log = vega_train(pretrain_args(tiny_data_bin, tmp_path, 12))
+    assert "is truncated or corrupt" in log and "resumes from " + str(tmp_path / "checkpoint_1_10.pt") in log
+    assert "@ 10 updates)" in log  # resumed at update 10, not restarted from 0
     assert load_last(tmp_path)[1] == 12
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("checkpoint_last.pt.broken-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == truncated  # renamed aside, never deleted
+
+
+def test_rerunning_a_finished_command_is_a_no_op_that_says_so(reference_run, tiny_data_bin):
+    last = reference_run / "checkpoint_last.pt"
+    before = (last.read_bytes(), last.stat().st_mtime_ns)
+    log = vega_train(pretrain_args(tiny_data_bin, reference_run, MAX_UPDATE))
+    assert f"{last} is at update {MAX_UPDATE} and --max-update is {MAX_UPDATE}: this run has finished" in log
+    assert (last.read_bytes(), last.stat().st_mtime_ns) == before and load_last(reference_run)[1] == MAX_UPDATE
 
 
 WRITER = textwrap.dedent("""

@@ -113,18 +113,30 @@ def test_criterion_reports_the_metric_of_the_task(vocab_dir, tmp_path):
     assert not _build(vocab_dir, tmp_path, "SST-2")[3].keep_pred_and_targ
 
 
-def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(vocab_dir, tmp_path):
-    cache = str(tmp_path / "cache")
-    mnli = str(tmp_path / "mnli")
-    r = vega_train(glue_train_args("MNLI", os.path.join(FIXTURES, "MNLI"), vocab_dir, mnli, cache,
+@pytest.fixture(scope="module")
+def mnli_run(vocab_dir, tmp_path_factory):
+    """A real MNLI fine-tuning run (one epoch on the fixture, head `mnli_head` with 3 outputs): its save dir."""
+    mnli = str(tmp_path_factory.mktemp("mnli"))
+    r = vega_train(glue_train_args("MNLI", os.path.join(FIXTURES, "MNLI"), vocab_dir, mnli,
+                                   str(tmp_path_factory.mktemp("cache")),
                                    ["--criterion", "glue_prediction", "--classification-head-name", "mnli_head",
                                     "--no-epoch-checkpoints"]))
     assert r.returncode == 0, r.stderr[-3000:]
-    rte = str(tmp_path / "rte")
-    args = glue_train_args("RTE", os.path.join(FIXTURES, "RTE"), vocab_dir, rte, cache,
+    return mnli
+
+
+def _rte_from_mnli(vocab_dir, mnli, save_dir, cache, *extra):
+    return glue_train_args("RTE", os.path.join(FIXTURES, "RTE"), vocab_dir, save_dir, cache,
                            ["--criterion", "glue_prediction", "--classification-head-name", "rte_head",
                             "--finetune-from-model", os.path.join(mnli, "checkpoint_best.pt"),
-                            "--no-epoch-checkpoints"])
+                            "--no-epoch-checkpoints", *extra])
+
+
+def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(vocab_dir, mnli_run, tmp_path):
+    cache = str(tmp_path / "cache")
+    mnli = mnli_run
+    rte = str(tmp_path / "rte")
+    args = _rte_from_mnli(vocab_dir, mnli, rte, cache)
     r = vega_train(args)
     assert r.returncode == 0, r.stderr[-3000:]
     assert re.search(r"dropping .*'mnli_head'", r.stderr)  # the model's upgrade dropped the MNLI head
@@ -142,3 +154,65 @@ def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(voca
     encoder_keys = [k for k in mnli_state if k.startswith("encoder.")]
     assert encoder_keys and all(k in rte_state for k in encoder_keys)
     assert checkpoints(rte)
+
+
+def test_a_truncated_checkpoint_last_of_a_fine_tuning_run_resumes_from_its_newest_readable_checkpoint(
+        vocab_dir, mnli_run, tmp_path):
+    rte, cache = str(tmp_path / "rte"), str(tmp_path / "cache")
+    r = vega_train(_rte_from_mnli(vocab_dir, mnli_run, rte, cache, "--save-interval-updates", "2",
+                                  "--max-update", "4"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    last = os.path.join(rte, "checkpoint_last.pt")
+    with open(last, "r+b") as f:
+        f.truncate(os.path.getsize(last) // 2)
+    # the same command (--finetune-from-model included, which rules out the old --restore-file advice), one more update
+    r = vega_train(_rte_from_mnli(vocab_dir, mnli_run, rte, cache, "--save-interval-updates", "2",
+                                  "--max-update", "5"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{last} is truncated or corrupt" in r.stderr
+    assert f"Loaded checkpoint {last} (epoch 1 @ 4 updates)" in r.stderr  # not restarted from MNLI at update 0
+    assert glob.glob(last + ".broken-*")
+
+
+def test_restoring_a_checkpoint_whose_head_has_another_size_names_the_head_and_the_flag(vocab_dir, mnli_run,
+                                                                                         tmp_path):
+    restore = os.path.join(mnli_run, "checkpoint_last.pt")
+    args = glue_train_args("RTE", os.path.join(FIXTURES, "RTE"), vocab_dir, str(tmp_path / "rte"),
+                           str(tmp_path / "cache"), ["--criterion", "glue_prediction", "--classification-head-name",
+                                                     "rte_head", "--restore-file", restore])
+    r = vega_train(args)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert (f"--restore-file {restore}: its classification head 'mnli_head' has 3 outputs, but --glue-task RTE "
+            f"trains 'rte_head' with 2") in r.stderr
+    assert f"--finetune-from-model {restore}" in r.stderr
+
+
+def test_a_test_file_without_rows_stops_training_at_its_start(vocab_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "SST-2"
+    shutil.copytree(os.path.join(FIXTURES, "SST-2"), data)
+    test = data / "test.tsv"
+    test.write_text(test.read_text().splitlines()[0] + "\n")  # header only
+    save = tmp_path / "save"
+    r = vega_train(glue_train_args("SST-2", str(data), vocab_dir, str(save), str(tmp_path / "cache"),
+                                   ["--criterion", "glue_prediction"]))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert f"{test}: no data rows for SST-2 test" in r.stderr
+    assert not glob.glob(str(save / "*.pt"))  # stopped before any training, not after the whole run
+
+
+def test_a_corrupt_cache_file_is_named_and_rebuilt(vocab_dir, tmp_path, caplog):
+    enc = GlueEncoder.from_model_dir(vocab_dir)
+    src = os.path.join(FIXTURES, "RTE", "dev.tsv")
+    cache = tmp_path / "cache"
+    first = load_encoded_split(src, "RTE", "dev", enc, str(cache))
+    (cache_file,) = glob.glob(str(cache / "*.pt"))
+    with open(cache_file, "r+b") as f:
+        f.truncate(100)
+    again = load_encoded_split(src, "RTE", "dev", enc, str(cache))
+    assert f"GLUE cache file {cache_file} is unreadable" in caplog.text
+    assert again.indices == first.indices and all(np.array_equal(x, y) for x, y in zip(again.a, first.a))
+    caplog.clear()
+    load_encoded_split(src, "RTE", "dev", enc, str(cache))  # rewritten: a clean hit now
+    assert "unreadable" not in caplog.text

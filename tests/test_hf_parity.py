@@ -159,5 +159,22 @@ def test_to_hf_then_from_hf_round_trip_is_exact(converted, tmp_path):
 
 def test_missing_spm_model_is_reported_with_the_folder(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="spm.model"):
+    with pytest.raises(SystemExit, match=f"{tmp_path}: spm.model is missing"):  # a message, not a traceback
         vega_convert(["from-hf", str(tmp_path), str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("with_spm", [False, True])
+def test_another_model_type_is_refused_first_naming_the_supported_one(tmp_path, with_spm):
+    from transformers import BertConfig, BertModel
+
+    from glue_helpers import vega_cli
+
+    hf_dir = tmp_path / "bert"
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(hf_dir)
+    if with_spm:  # past the missing-file check, the old code died on a KeyError of the weight names
+        (hf_dir / "spm.model").write_bytes(b"not read")
+    r = vega_cli("convert", ["from-hf", str(hf_dir), str(tmp_path / "out")])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert f"{hf_dir}/config.json: model_type 'bert' is not supported; vega-convert converts model_type " \
+           f"'deberta-v2' only" in r.stderr

@@ -205,3 +205,30 @@ def test_real_cola_lm_ranks_held_out_cola_above_out_of_domain_text(tmp_path):
     print(f"precision@{k}: perplexity {precision['ppl']:.3f}, Moore-Lewis {precision['ml']:.3f}")
     assert precision["ppl"] >= 0.8
     assert precision["ml"] >= 0.9
+
+
+def test_a_pool_in_another_encoding_is_named_with_its_line_before_any_lm_is_trained(corpora, tmp_path, capsys):
+    root, _, _ = corpora
+    pool = tmp_path / "pool.txt"
+    pool.write_bytes("The cat sat .\nThe caf\u00e9 dog ran .\n".encode("latin-1"))
+    out = tmp_path / "o.txt"
+    rc = cli_main(["--train", str(root / "train.txt"), "--pool", str(pool), "--top-k", "1", "--order", "3",
+                   "--discount-fallback", "--out", str(out), "--work-dir", str(tmp_path / "work")])
+    assert rc == 2
+    assert f"{pool}:2: not UTF-8 (byte 0xe9 at column 8)" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists() or not os.listdir(tmp_path / "work")  # no LM trained first
+    assert not out.exists() and not (tmp_path / "o.txt.tmp").exists()
+
+
+def test_a_failed_selection_leaves_no_temporary_file(corpora, tmp_path):
+    from vega_toolkit.selection.select import select_file
+
+    class Failing:
+        def score(self, segments):
+            raise RuntimeError("scorer died")
+
+    root, _, _ = corpora
+    out = tmp_path / "o.txt"
+    with pytest.raises(RuntimeError, match="scorer died"):
+        select_file(str(root / "pool.txt"), str(out), Failing(), top_k=1)
+    assert os.listdir(tmp_path) == []

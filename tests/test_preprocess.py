@@ -108,3 +108,62 @@ def test_bad_inputs_are_reported_clearly(tmp_path):
     with pytest.raises(ValueError, match="--valid-fraction"):
         preprocess([str(tmp_path / "empty.txt"), "--destdir", str(tmp_path / "o"), "--vocab-size", "50",
                     "--valid-fraction", "1.5"])
+
+
+def _preprocess_cli(tmp_path, *args):
+    from glue_helpers import vega_cli
+
+    r = vega_cli("preprocess", [*map(str, args), "--destdir", str(tmp_path / "bin"), "--workers", "1"])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    return r
+
+
+def test_valid_never_shares_a_line_with_train_on_tiny_inputs(tmp_path):
+    two = tmp_path / "two.txt"
+    two.write_text("the first line of text .\nthe second line of text .\n")
+    out = preprocess([str(two), "--destdir", str(tmp_path / "a"), "--vocab-size", "20", "--workers", "1"])
+    _, train = decoded(out, "train")
+    _, valid = decoded(out, "valid")
+    assert len(train) == len(valid) == 1 and not set(train) & set(valid)
+    repeated = tmp_path / "repeated.txt"  # repeated lines (Gutenberg's "* * *"): no copy may land on both sides
+    repeated.write_text("".join(f"line number {i} of a corpus .\n* * *\nCHAPTER {i % 3}\n" for i in range(100)))
+    out = preprocess([str(repeated), "--destdir", str(tmp_path / "r"), "--vocab-size", "60", "--workers", "1",
+                      "--valid-fraction", "0.1"])
+    _, train = decoded(out, "train")
+    _, valid = decoded(out, "valid")
+    assert valid and not set(train) & set(valid) and len(train) + len(valid) == 300
+    one = tmp_path / "one.txt"
+    one.write_text("a single line .\n")
+    r = _preprocess_cli(tmp_path, one, "--vocab-size", "20")
+    assert r.returncode != 0 and f"1 non-empty line in ['{one}']: too few to split into train and valid" in r.stderr
+
+
+def test_windows_1252_text_is_decoded_and_never_turned_into_control_characters(tmp_path):
+    text = tmp_path / "win.txt"
+    text.write_bytes("".join(f"\u201cquoted {i}\u201d \u2013 done\n" for i in range(40)).encode("cp1252"))
+    out = preprocess([str(text), "--destdir", str(tmp_path / "a"), "--vocab-size", "30", "--workers", "1"])
+    symbols = (out / "dict.txt").read_text(encoding="utf-8")
+    assert not any(0x80 <= ord(c) < 0xA0 for c in symbols) and "\u201c" in symbols
+    r = _preprocess_cli(tmp_path, text, "--vocab-size", "30", "--encoding", "latin-1")
+    assert r.returncode != 0 and f"{text}:1 read as latin-1 gives the control character U+0093" in r.stderr
+    assert "--encoding cp1252" in r.stderr
+
+
+def test_binary_and_over_long_inputs_are_refused_before_sentencepiece(tmp_path):
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"some text\n" + bytes(random.Random(0).randrange(256) for _ in range(4000)) + b"\0\n")
+    r = _preprocess_cli(tmp_path, binary, "--vocab-size", "30")
+    assert r.returncode != 0 and f"{binary}:" in r.stderr and ("binary file" in r.stderr), r.stderr
+    long = tmp_path / "long.txt"
+    long.write_text("word " * 20000 + "\n" + "a short line .\n" * 5)
+    r = _preprocess_cli(tmp_path, long, "--vocab-size", "30")
+    assert r.returncode != 0 and f"{long}:1: a line of 99999 or more bytes, more than the 65536" in r.stderr
+    r = _preprocess_cli(tmp_path, long, "--vocab-size", "30", "--paragraphs")
+    assert r.returncode != 0 and "drop --paragraphs" in r.stderr
+
+
+def test_a_vocabulary_too_small_for_the_characters_names_the_inputs_and_the_flag(tmp_path):
+    text = tmp_path / "chars.txt"
+    text.write_text("".join(f"{chr(0x4e00 + i)} {chr(0x4e40 + i)} line {i}\n" for i in range(60)))
+    r = _preprocess_cli(tmp_path, text, "--vocab-size", "20")
+    assert r.returncode != 0 and f"sentencepiece cannot train on ['{text}'] with --vocab-size 20" in r.stderr

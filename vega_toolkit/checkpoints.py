@@ -12,7 +12,9 @@ only accepts, in addition to tensors and containers, the exact classes fairseq's
 (tests/test_checkpoints.py asserts this list against checkpoints written by real training runs).
 
 `install()` runs when `vega_toolkit` is imported, before any checkpoint is read; so does `install_atomic_writes()`,
-which makes every checkpoint fairseq writes or copies (checkpoint_last.pt included) appear atomically (see below).
+which makes every checkpoint fairseq writes or copies (checkpoint_last.pt included) appear atomically, with the
+umask's file mode (see below). `recover_checkpoint_last` is vega-train's answer to a truncated checkpoint_last.pt
+(from a copy made before these atomic writes, or by other tools): resume from the newest readable checkpoint.
 """
 import argparse
 import collections
@@ -83,13 +85,73 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
 
 def _corrupt(path: str, error: Exception) -> CheckpointError:
     earlier = _earlier_checkpoints(Path(path))
+    # --restore-file is not a general answer: GLUE runs pass --finetune-from-model, which fairseq refuses to combine
+    # with it. vega-train itself falls back to the newest readable checkpoint (recover_checkpoint_last below).
     hint = (
         "Earlier checkpoints in the same folder (newest first): " + ", ".join(earlier[:5]) +
-        ". To resume from one of them, pass --restore-file <that file> (or move the broken file away)."
-        if earlier else "No other checkpoint is in the same folder."
+        ". vega-train resumes from the newest readable one of them by itself (renaming the broken file aside); "
+        "elsewhere, load one of them instead."
+        if earlier else "No other checkpoint is in the same folder: move the broken file away to start the run over."
     )
     return CheckpointError(f"{path} is corrupt or truncated and cannot be loaded ({type(error).__name__}: "
                            f"{error}). {hint}")
+
+
+def peek_checkpoint(path) -> dict:
+    """Checkpoint `path` with its tensors memory-mapped, not read (torch.load with mmap): the update count or the
+    head shapes of a checkpoint of many GB in milliseconds. Raises CheckpointError like load_checkpoint_to_cpu."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(checkpoint_globals()):
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise _corrupt(path, e) from e
+    except pickle.UnpicklingError:  # outside the allow-list, or garbled: the full loader tells which, naming the file
+        pass
+    except (EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise _corrupt(path, e) from e
+    return load_checkpoint_to_cpu(path)  # torch's legacy (non-zip) format cannot be mapped: read it whole
+
+
+def read_num_updates(path) -> int:
+    """The update count stored in checkpoint `path` (cheap: see peek_checkpoint)."""
+    history = peek_checkpoint(path).get("optimizer_history") or [{}]
+    return int(history[-1].get("num_updates", 0))
+
+
+def recover_checkpoint_last(save_dir) -> None:
+    """Replace an unreadable (e.g. truncated) `save_dir/checkpoint_last.pt` by the newest readable checkpoint of the
+    same folder, so that the run resumes from there instead of failing or restarting from update 0 (which would
+    overwrite checkpoint_best.pt and the interval checkpoints). The broken file is renamed aside, never deleted.
+    Does nothing when checkpoint_last.pt is absent or readable; raises CheckpointError when no fallback is readable.
+    """
+    import time
+
+    last = Path(save_dir) / "checkpoint_last.pt"
+    if not last.exists():
+        return
+    try:
+        read_num_updates(last)
+        return
+    except CheckpointError as error:
+        broken = error
+    for candidate in _earlier_checkpoints(last):
+        try:
+            num_updates = load_checkpoint_to_cpu(candidate)["optimizer_history"][-1]["num_updates"]
+        except (CheckpointError, KeyError, IndexError, TypeError) as e:
+            logger.warning(f"{candidate} is not readable either ({e}); trying an older checkpoint")
+            continue
+        aside = f"{last}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(last, aside)
+        atomic_copy(candidate, str(last))
+        logger.warning("\n" + "!" * 100 + f"\n{last} is truncated or corrupt: it was renamed to {aside} (kept, "
+                       f"not deleted) and this run resumes from {candidate} (update {num_updates}), the newest "
+                       f"readable checkpoint of {save_dir}. The updates after it are trained again.\n" + "!" * 100)
+        return
+    raise broken
 
 
 def _safe_broadcast_object_slow(*args, **kwargs):
@@ -136,6 +198,12 @@ def _fsync_dir(folder: str):
         os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; restored at once
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(dst: str, write):
     """Call `write(file_object)` on a temporary file next to `dst`, fsync it, then atomically rename it to `dst`."""
     import tempfile
@@ -143,6 +211,9 @@ def atomic_write(dst: str, write):
     folder = os.path.dirname(os.path.abspath(dst))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(dst) + ".", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600; a checkpoint or cache in a shared cluster folder must stay readable by the
+        # others, so give it the mode open() would (0666 minus the umask)
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

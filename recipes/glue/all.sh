@@ -34,7 +34,8 @@ for recipe in $PLAN; do
   fi
   checkpoints+=("$OUT/${TASK_OF[$recipe]}/checkpoint_best.pt")
 done
-generate=("$VEGA_GENERATE" "${checkpoints[@]}" --glue-dir "$GLUE_DIR" --out-dir "$OUT/submission" --dev)
+generate=("$VEGA_GENERATE" "${checkpoints[@]}" --glue-dir "$GLUE_DIR" --out-dir "$OUT/submission" --dev
+          ${GENERATE_EXTRA[@]+"${GENERATE_EXTRA[@]}"})
 if [[ "$LAUNCHER" == submitit ]]; then
   echo "all.sh: jobs submitted; once they have finished, pack the submission with:"
   printf '%q ' "${generate[@]}"; echo

@@ -8,7 +8,8 @@
 #   `Submitted job <id>`; AFTER_JOB=<id> makes it wait for that job with afterok; SLURM_ARGS adds --slurm-* flags),
 #   DRY_RUN=1 (print the commands only; also automatic for SCALE=paper without nvidia-smi),
 #   MAX_UPDATE (tiny: cap on updates per task, default 300), VEGA_TRAIN / VEGA_GENERATE / VEGA_GLUE (executables),
-#   GLUE_DEV_EVAL=0 (skip the per-task vega-generate; all.sh scores every task once at the end instead).
+#   GLUE_DEV_EVAL=0 (skip the per-task vega-generate; all.sh scores every task once at the end instead),
+#   GENERATE_ARGS (extra vega-generate flags, e.g. --allow-partial for test files that are not the official ones).
 set -euo pipefail
 : "${GLUE_DIR:?set GLUE_DIR to the glue_data folder}"
 : "${PRETRAINED:?set PRETRAINED to a model folder (model.pt, dict.txt, spm.model)}"
@@ -21,6 +22,7 @@ VEGA_GLUE=${VEGA_GLUE:-vega-glue}
 LAUNCHER=${LAUNCHER:-local}
 AFTER_JOB=${AFTER_JOB:-}
 read -r -a SLURM_EXTRA <<< "${SLURM_ARGS:-}"
+read -r -a GENERATE_EXTRA <<< "${GENERATE_ARGS:-}"
 case "$LAUNCHER" in
   local|submitit) ;;
   *) echo "glue recipes: LAUNCHER must be local or submitit, not '$LAUNCHER'" >&2; exit 2 ;;
@@ -105,7 +107,8 @@ glue_finetune() {
     --no-epoch-checkpoints --log-format simple --seed 1 "${scale_args[@]}" "$@" "${launch_args[@]}"
   # under submitit the training has only been queued: score it once the job is done (all.sh prints the command)
   if [[ "${GLUE_DEV_EVAL:-1}" != 0 && "$LAUNCHER" == local ]]; then
-    run_cmd "$VEGA_GENERATE" "$save/checkpoint_best.pt" --glue-dir "$GLUE_DIR" --out-dir "$save/predictions" --dev
+    run_cmd "$VEGA_GENERATE" "$save/checkpoint_best.pt" --glue-dir "$GLUE_DIR" --out-dir "$save/predictions" --dev \
+      ${GENERATE_EXTRA[@]+"${GENERATE_EXTRA[@]}"}
   fi
 }
 

@@ -77,7 +77,10 @@ def cli_main(argv=None):
     if args.command == "from-hf":
         from vega_toolkit.models.hf_conversion import convert_from_hf
 
-        print(convert_from_hf(args.hf_dir, args.out_dir))
+        try:
+            print(convert_from_hf(args.hf_dir, args.out_dir))
+        except (FileNotFoundError, ValueError) as err:
+            sys.exit(f"vega-convert from-hf: {err}")  # a folder it cannot convert: the message says why
     elif args.command == "to-hf":
         from vega_toolkit.models.hf_conversion import convert_to_hf
 

@@ -6,7 +6,8 @@
 Each checkpoint knows its task (`--glue-task` is stored in its config); MNLI's also predicts AX (the diagnostic
 set, GLUE's rule). Files are `index<TAB>prediction` with the label strings of the task table (entailment /
 not_entailment / neutral / contradiction, 0/1, STS-B scores clipped to [0, 5] with 3 decimals), one row per test
-example in file order; the row count is checked against the test file. `--dev` scores every dev split with the
+example in file order. A test file whose row count is not the official one (a cut download: the leaderboard rejects
+the submission) is an error unless `--allow-partial` is given. `--dev` scores every dev split with the
 GLUE metrics and prints the GLUE score over the tasks given. Prediction is batched by padded tokens
 (`--max-tokens`) over length-sorted examples, under `torch.inference_mode()`.
 
@@ -44,14 +45,19 @@ class GluePredictor:
         from fairseq import checkpoint_utils, tasks
 
         from vega_toolkit.data.glue_tasks import get_glue_task
+        from vega_toolkit.models.heads import check_classification_head
 
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
         cfg = state["cfg"]
         if cfg is None or "glue_task" not in cfg.task:
             raise ValueError(f"{path}: not a checkpoint of the `glue` task (task: {getattr(cfg.task, '_name', None)})")
+        glue = get_glue_task(cfg.task.glue_task)
+        check_classification_head(path, state["model"], cfg.task.classification_head_name, glue.num_classes,
+                                  f"--glue-task {glue.name}")
         overrides = {}
-        if glue_dir is not None:
-            overrides["data"] = os.path.join(glue_dir, get_glue_task(cfg.task.glue_task).folder)
+        if glue_dir is not None:  # the GLUE root or the task's own folder (glue_split_path names a missing file)
+            task_folder = os.path.join(glue_dir, glue.folder)
+            overrides["data"] = task_folder if os.path.isdir(task_folder) else glue_dir
         if vocab_dir is not None:
             overrides["vocab_dir"] = vocab_dir
         if cache_dir is not None:
@@ -103,15 +109,34 @@ def write_submission_file(path: str, indices: Sequence[str], predictions: Sequen
             f.write(f"{index}\t{pred}\n")
 
 
+class PartialTestSetError(ValueError):
+    """A test file without the official number of rows: its submission file would be rejected."""
+
+
+def check_test_rows(path: str, task_row, split: str, rows: int, allow_partial: bool):
+    """The leaderboard only accepts the official row count; a cut test file would otherwise give a shorter, silently
+    wrong submission."""
+    official = task_row.splits[split].rows
+    if rows == official:
+        return
+    message = (f"{path}: {rows} rows, but the official {task_row.name} {split} set has {official} (a truncated or "
+               f"edited file?)")
+    if not allow_partial:
+        raise PartialTestSetError(message + ": the leaderboard rejects such a submission. Download the file again, "
+                                            "or pass --allow-partial to write it anyway (e.g. for a subset)")
+    logger.warning(message + "; written anyway (--allow-partial)")
+
+
 def _test_outputs(predictor: GluePredictor, glue_dir: str):
-    """(submission file, task row, encoded split) for every test set this checkpoint predicts."""
+    """(submission file, task row, split, test file, encoded split) for every test set this checkpoint predicts."""
     from vega_toolkit.data.glue_binarize import load_encoded_split
     from vega_toolkit.data.glue_readers import glue_split_path
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
 
     glue = predictor.glue
     for split, file_name in glue.submission.items():
-        yield file_name, glue, predictor.task.encoded_split(glue.splits[split].fairseq_split)
+        path = glue_split_path(predictor.task.cfg.data, glue, split)
+        yield file_name, glue, split, path, predictor.task.encoded_split(glue.splits[split].fairseq_split)
     for other in GLUE_TASKS.values():  # AX: no training data, predicted by the MNLI model
         if other.predicted_by == glue.name:
             for split, file_name in other.submission.items():
@@ -119,8 +144,8 @@ def _test_outputs(predictor: GluePredictor, glue_dir: str):
                 if not os.path.isfile(path):
                     logger.warning(f"{other.name}: {path} not found, {file_name} not written")
                     continue
-                yield file_name, other, load_encoded_split(path, other, split, predictor.task.encoder,
-                                                           predictor.task.cfg.glue_cache_dir or None)
+                yield file_name, other, split, path, load_encoded_split(path, other, split, predictor.task.encoder,
+                                                                        predictor.task.cfg.glue_cache_dir or None)
 
 
 def score_dev(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[str, Dict[str, float]]:
@@ -144,8 +169,9 @@ def score_dev(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[str, Dic
 
 def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = False, zip_name: str = "submission.zip",
              max_tokens: int = 8192, vocab_dir: Optional[str] = None, device: Optional[str] = None,
-             cache_dir: Optional[str] = None, out=sys.stdout) -> Dict[str, object]:
-    """Write the submission files of all `checkpoints` (one per task) and the zip; returns what was done."""
+             cache_dir: Optional[str] = None, out=sys.stdout, allow_partial: bool = False) -> Dict[str, object]:
+    """Write the submission files of all `checkpoints` (one per task) and the zip; returns what was done.
+    A test file without the official row count is an error (PartialTestSetError) unless `allow_partial`."""
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
     from vega_toolkit.metrics.glue_metrics import glue_score, task_score
 
@@ -156,7 +182,8 @@ def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = Fa
         if predictor.glue.name in seen:
             raise ValueError(f"two checkpoints for {predictor.glue.name}: {seen[predictor.glue.name]} and {path}")
         seen[predictor.glue.name] = path
-        for file_name, task_row, encoded in _test_outputs(predictor, glue_dir):
+        for file_name, task_row, split, test_path, encoded in _test_outputs(predictor, glue_dir):
+            check_test_rows(test_path, task_row, split, len(encoded), allow_partial)
             preds = predictor.labels_from_logits(predictor.logits_for(encoded, max_tokens))
             target = os.path.join(out_dir, file_name)
             write_submission_file(target, encoded.indices, preds)
@@ -204,6 +231,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vocab-dir", help="override the model folder (spm.model, dict.txt) stored in checkpoints")
     parser.add_argument("--glue-cache-dir", help="override where encoded splits are cached")
     parser.add_argument("--cpu", action="store_true", help="predict on CPU even when a GPU is present")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="write submission files for test files without the official row count (subsets); "
+                             "without it such a file is an error")
     return parser
 
 
@@ -215,8 +245,15 @@ def cli_main(argv: Optional[List[str]] = None):
     for path in args.checkpoints:
         if not os.path.isfile(path):
             sys.exit(f"vega-generate: checkpoint {path} not found")
-    generate(args.checkpoints, args.glue_dir, args.out_dir, args.dev, args.zip_name, args.max_tokens,
-             args.vocab_dir, "cpu" if args.cpu else None, args.glue_cache_dir)
+    from vega_toolkit.checkpoints import CheckpointError
+    from vega_toolkit.data.glue_readers import GlueFormatError
+    from vega_toolkit.models.heads import HeadMismatchError
+
+    try:
+        generate(args.checkpoints, args.glue_dir, args.out_dir, args.dev, args.zip_name, args.max_tokens,
+                 args.vocab_dir, "cpu" if args.cpu else None, args.glue_cache_dir, allow_partial=args.allow_partial)
+    except (PartialTestSetError, HeadMismatchError, CheckpointError, GlueFormatError, FileNotFoundError) as err:
+        sys.exit(f"vega-generate: {err}")  # bad input: the message says what to do, a traceback would bury it
 
 
 if __name__ == "__main__":

@@ -31,6 +31,15 @@ from typing import Iterator, List, Optional
 logger = logging.getLogger("vega_toolkit.cli.preprocess")
 
 CHUNK_LINES = 2000  # lines per pool task: big enough to amortise pickling, small enough to balance 2+ workers
+# sentencepiece's max_sentence_length below: a longer unit is left out of its training, and an input made only of
+# such units (a 50 MB single line) leaves it nothing to train on
+MAX_UNIT_BYTES = 1 << 16
+# U+0080-U+009F: what Windows-1252 punctuation (curly quotes, dashes) becomes when read as Latin-1; never text
+_C1_CONTROLS = {chr(c) for c in range(0x80, 0xA0)}
+# Whitespace other than space and tab (U+0085 NEL, U+2028 LINE SEPARATOR, U+001C-U+001F, ...): sentencepiece keeps
+# some of them inside pieces, which then cannot be dict.txt entries ("piece '\x85' contains whitespace"); they
+# separate words like a space does, so they become one
+_ODD_SPACES = {c: " " for c in range(0x3001) if chr(c).isspace() and chr(c) not in " \t"}
 
 
 def list_input_files(inputs: List[str]) -> List[Path]:
@@ -50,37 +59,69 @@ def list_input_files(inputs: List[str]) -> List[Path]:
 
 
 def _decode(raw: bytes, encoding: str, path: Path, lineno: int, warned: set) -> str:
+    if b"\0" in raw:
+        raise ValueError(f"vega-preprocess: {path}:{lineno} contains NUL bytes: a binary file? The inputs must be "
+                         f"text files")
     if encoding != "auto":
         try:
-            return raw.decode(encoding)
+            text = raw.decode(encoding)
         except UnicodeDecodeError as e:
             raise ValueError(f"vega-preprocess: {path}:{lineno} is not {encoding} ({e}); try --encoding auto") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # Older Project Gutenberg files are Latin-1; every byte string decodes as Latin-1.
+    else:
+        try:
+            return raw.decode("utf-8").translate(_ODD_SPACES)
+        except UnicodeDecodeError:
+            pass
+        # Older Project Gutenberg files are Latin-1, Windows editors write Windows-1252: the latter decodes both
+        # (it only adds printable characters where Latin-1 has control characters)
         if path not in warned:
-            logger.warning("%s:%d is not UTF-8; decoding its non-UTF-8 lines as Latin-1", path, lineno)
+            logger.warning("%s:%d is not UTF-8; decoding its non-UTF-8 lines as Windows-1252", path, lineno)
             warned.add(path)
-        return raw.decode("latin-1")
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"vega-preprocess: {path}:{lineno} is neither UTF-8 nor Windows-1252 (byte "
+                             f"0x{raw[e.start]:02x}): a binary file, or pass the file's --encoding") from None
+        encoding = "Windows-1252"
+    control = next((c for c in text if c in _C1_CONTROLS), None)
+    if control is not None and encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise ValueError(f"vega-preprocess: {path}:{lineno} read as {encoding} gives the control character "
+                         f"U+{ord(control):04X}: not the file's encoding (Windows-1252 text read as Latin-1?); pass "
+                         f"--encoding cp1252 or the file's real encoding")
+    return text.translate(_ODD_SPACES)
 
 
 def _text_units(path: Path, encoding: str, warned: set, paragraphs: bool) -> Iterator[str]:
     """The non-empty lines of a file or, with `paragraphs`, its blank-line separated paragraphs as single lines."""
     paragraph = []
+    size = 0
+
+    def checked(unit: str, lineno: int) -> str:
+        n_bytes = len(unit.encode("utf-8"))
+        if n_bytes > MAX_UNIT_BYTES:
+            what, hint = (("a paragraph", "drop --paragraphs if the file has no blank lines between paragraphs")
+                          if paragraphs else ("a line", "split the text into lines, one sentence or paragraph each"))
+            raise ValueError(f"vega-preprocess: {path}:{lineno}: {what} of {n_bytes} or more bytes, more than the "
+                             f"{MAX_UNIT_BYTES} sentencepiece trains on: {hint}")
+        return unit
+
+    lineno = 0
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             line = _decode(raw, encoding, path, lineno, warned).strip()
             if not paragraphs:
                 if line:
-                    yield line
+                    yield checked(line, lineno)
             elif line:
                 paragraph.append(line)
+                size += len(line) + 1  # characters: a lower bound of the bytes checked() counts
+                if size > MAX_UNIT_BYTES:  # stop early: the paragraph is already too long
+                    checked(" ".join(paragraph), lineno)
             elif paragraph:
-                yield " ".join(paragraph)
-                paragraph = []
+                yield checked(" ".join(paragraph), lineno - 1)
+                paragraph, size = [], 0
     if paragraph:
-        yield " ".join(paragraph)
+        yield checked(" ".join(paragraph), lineno)
 
 
 def split_lines(files: List[Path], train_path: Path, valid_path: Path, valid_fraction: float, seed: int,
@@ -89,24 +130,66 @@ def split_lines(files: List[Path], train_path: Path, valid_path: Path, valid_fra
     unit per line; returns (n_train, n_valid)."""
     rng = random.Random(seed)
     n_train = n_valid = 0
-    last_line = None
+    held_back = None  # the latest train unit, written one step late: tiny inputs move it to valid
+    valid_hashes = set()  # valid is the small split: its units' hashes find their copies in train afterwards
     warned = set()
     with train_path.open("w", encoding="utf-8") as train, valid_path.open("w", encoding="utf-8") as valid:
         for path in files:
             for line in _text_units(path, encoding, warned, paragraphs):
                 if rng.random() < valid_fraction:
                     valid.write(line + "\n")
+                    valid_hashes.add(hash(line))
                     n_valid += 1
                 else:
-                    train.write(line + "\n")
+                    if held_back is not None:
+                        train.write(held_back + "\n")
+                    held_back = line
                     n_train += 1
-                    last_line = line
-        if n_valid == 0 and valid_fraction > 0 and last_line is not None:
-            valid.write(last_line + "\n")  # tiny inputs: still give fairseq a non-empty valid split
-            n_valid = 1
+        if n_valid == 0 and valid_fraction > 0 and held_back is not None:
+            # tiny inputs: fairseq needs a non-empty valid split. It gets a train unit moved (never copied: valid
+            # text seen in training would make every valid score a lie), so there must be two units at least
+            if n_train < 2:
+                unit = "paragraph" if paragraphs else "non-empty line"
+                raise ValueError(f"vega-preprocess: {n_train} {unit} in {[str(f) for f in files]}: too few to split "
+                                 f"into train and valid (at least 2 are needed)")
+            valid.write(held_back + "\n")
+            valid_hashes.add(hash(held_back))
+            n_valid, n_train, held_back = 1, n_train - 1, None
+        if held_back is not None:
+            train.write(held_back + "\n")
+    moved = _move_train_copies_out_of_valid(train_path, valid_path, valid_hashes)
+    n_train, n_valid = n_train + moved, n_valid - moved
     if n_train == 0:
         raise ValueError(f"vega-preprocess: no non-empty lines in {[str(f) for f in files]}")
+    if n_valid == 0 and valid_fraction > 0:
+        raise ValueError(f"vega-preprocess: every held-out unit of {[str(f) for f in files]} also occurs in train "
+                         f"(repeated lines or paragraphs): too few distinct units to split; deduplicate the input")
     return n_train, n_valid
+
+
+def _move_train_copies_out_of_valid(train_path: Path, valid_path: Path, valid_hashes: set) -> int:
+    """Move the valid units that also occur in train (a corpus with repeated lines or paragraphs: Gutenberg's
+    "* * *", chapter headings) to train, so that valid never shares a unit with train; returns how many moved.
+    Only the small valid file is rewritten, and only when needed."""
+    if not valid_hashes:
+        return 0
+    with train_path.open(encoding="utf-8") as f:
+        shared = {h for h in (hash(line.rstrip("\n")) for line in f) if h in valid_hashes}
+    if not shared:
+        return 0
+    moved = 0
+    kept_path = valid_path.with_suffix(".kept")
+    with valid_path.open(encoding="utf-8") as f, kept_path.open("w", encoding="utf-8") as kept, \
+            train_path.open("a", encoding="utf-8") as train:
+        for line in f:
+            if hash(line.rstrip("\n")) in shared:
+                train.write(line)
+                moved += 1
+            else:
+                kept.write(line)
+    kept_path.replace(valid_path)
+    logger.info("%d valid units also occur in train: moved to train", moved)
+    return moved
 
 
 def train_sentencepiece(text: Path, prefix: Path, vocab_size: int, model_type: str, character_coverage: float,
@@ -125,7 +208,7 @@ def train_sentencepiece(text: Path, prefix: Path, vocab_size: int, model_type: s
         # small corpora cannot always fill the requested vocabulary; take what exists instead of failing
         hard_vocab_limit=False,
         # joined paragraphs (--paragraphs) run to several KB; the 4192-byte default would drop them from training
-        max_sentence_length=1 << 16,
+        max_sentence_length=MAX_UNIT_BYTES,
         minloglevel=2,
     )
     return prefix.with_suffix(".model")
@@ -229,7 +312,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "</s> marks paragraph ends rather than line wraps")
     parser.add_argument("--seed", type=int, default=1, help="seed of the train/valid split")
     parser.add_argument("--encoding", default="auto",
-                        help="input encoding; 'auto' reads UTF-8 and falls back to Latin-1 line by line")
+                        help="input encoding; 'auto' reads UTF-8 and falls back to Windows-1252 (a superset of "
+                             "Latin-1's text) line by line")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="processes for encoding and binarizing")
     return parser
@@ -261,8 +345,13 @@ def main(argv: Optional[List[str]] = None) -> Path:
         if args.spm_model:
             spm_model = Path(args.spm_model)
         else:
-            spm_model = train_sentencepiece(tmp / "train.txt", tmp / "spm", args.vocab_size, args.model_type,
-                                            args.character_coverage, args.input_sentence_size, workers)
+            try:
+                spm_model = train_sentencepiece(tmp / "train.txt", tmp / "spm", args.vocab_size, args.model_type,
+                                                args.character_coverage, args.input_sentence_size, workers)
+            except RuntimeError as err:  # e.g. more distinct characters than --vocab-size: a flag to change
+                raise ValueError(f"vega-preprocess: sentencepiece cannot train on {[str(f) for f in files]} with "
+                                 f"--vocab-size {args.vocab_size} --character-coverage {args.character_coverage}: "
+                                 f"{str(err).strip()}") from None
         counts = encode_file(spm_model, tmp / "train.txt", tmp / "train.spm", workers)
         encode_file(spm_model, tmp / "valid.txt", tmp / "valid.spm", workers)
         if args.srcdict:
@@ -281,7 +370,11 @@ def main(argv: Optional[List[str]] = None) -> Path:
 def cli_main():
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stdout)
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:  # bad input: the message names the file (and line) or the flag
+        message = str(err)
+        sys.exit(message if message.startswith("vega-preprocess") else f"vega-preprocess: {message}")
 
 
 if __name__ == "__main__":

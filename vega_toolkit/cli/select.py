@@ -19,6 +19,7 @@ import sys
 import tempfile
 from typing import List, Optional
 
+from vega_toolkit.data.text_files import require_utf8
 from vega_toolkit.selection.lm import KenLMNotFoundError
 from vega_toolkit.selection.select import DomainScorer, PoolFormat, read_rows, reservoir_sample, select_file
 
@@ -92,6 +93,8 @@ def run(args) -> int:
     for flag, path in (("--train", args.train), ("--pool", args.pool), ("--general", args.general)):
         if path is not None and not os.path.isfile(path):
             raise SystemExit(f"vega-select: {flag} {path}: file not found")
+        if path is not None:
+            require_utf8(path)  # now, not after the language models were trained
     with tempfile.TemporaryDirectory(prefix="vega-select-") as tmp:
         work = args.work_dir or tmp
         if args.general:

@@ -8,8 +8,17 @@ Differences from stock `fairseq-train`, each a fix rather than a feature:
   `--user-dir <installed vega_toolkit>` is injected so spawned distributed workers register them too;
 - checkpoints load under torch>=2.6's `weights_only=True` default (see vega_toolkit/checkpoints.py);
 - `--bf16` no longer switches fairseq onto its TPU code path (fairseq's legacy CLI sets `tpu=True` with bf16);
-- `vega-train --help` without `--arch` documents the `vega_encoder` options (as `--arch vega_base --help` does).
+- `vega-train --help` without `--arch` documents the `vega_encoder` options (as `--arch vega_base --help` does);
+- the save dir is locked for the life of the run (vega_toolkit/launch/save_dir_lock.py), so a second run with the
+  same `--save-dir` stops instead of overwriting the first one's checkpoints;
+- a truncated `checkpoint_last.pt` is replaced by the newest readable checkpoint of the save dir (the broken file is
+  renamed aside), instead of stopping the run or restarting it from update 0;
+- re-running a finished command (checkpoint_last.pt at `--max-update`) is a no-op that says so, where fairseq would
+  train one more update and rewrite the checkpoints;
+- `--restore-file` with a classification head of another size than the task's is an error naming the head and
+  the flag to use, not a shape error deep inside the optimizer.
 """
+import contextlib
 import os
 import sys
 from typing import List, Optional
@@ -37,6 +46,64 @@ def parse_training_args(argv: List[str]):
     return args
 
 
+def resume_checkpoint(args) -> Optional[str]:
+    """The checkpoint fairseq will resume this run from (fairseq's `load_checkpoint` rule); None on a fresh start
+    or where the rule is fairseq's alone (sharded checkpoints with a suffix)."""
+    if getattr(args, "checkpoint_suffix", ""):
+        return None
+    if args.restore_file == "checkpoint_last.pt":
+        last = os.path.join(args.save_dir, "checkpoint_last.pt")
+        return last if os.path.exists(last) else None
+    return args.restore_file
+
+
+def check_restored_heads(args, path: str):
+    """A restored classification head must have the task's size: its optimizer state cannot fit another one."""
+    from vega_toolkit.checkpoints import CheckpointError, peek_checkpoint
+    from vega_toolkit.data.glue_tasks import get_glue_task
+    from vega_toolkit.models.heads import HeadMismatchError, classification_head_sizes
+
+    head, glue_task = getattr(args, "classification_head_name", None), getattr(args, "glue_task", None)
+    num_classes = get_glue_task(glue_task).num_classes if glue_task else getattr(args, "num_classes", -1)
+    if head is None or num_classes < 1 or args.reset_optimizer:
+        return
+    try:
+        stored = peek_checkpoint(path).get("model") or {}
+    except CheckpointError:  # fairseq's own load reports it (another rank may be repairing checkpoint_last.pt)
+        return
+    for name, size in classification_head_sizes(stored).items():
+        if size != num_classes:
+            task = f"--glue-task {glue_task}" if glue_task else f"--num-classes {num_classes}"
+            raise HeadMismatchError(
+                f"--restore-file {path}: its classification head '{name}' has {size} outputs, but {task} trains "
+                f"'{head}' with {num_classes}, and the checkpoint's optimizer state cannot be restored onto it. To "
+                f"start a new fine-tuning from its weights, pass it as --finetune-from-model {path} (fresh head and "
+                f"optimizer) instead of --restore-file.")
+
+
+def finished_message(args, path: str) -> Optional[str]:
+    """What to say when `path` (the save dir's checkpoint_last.pt) is already at --max-update."""
+    from vega_toolkit.checkpoints import CheckpointError, read_num_updates
+
+    if args.restore_file != "checkpoint_last.pt" or not args.max_update:
+        return None
+    try:
+        num_updates = read_num_updates(path)
+    except CheckpointError:  # as above: fairseq's load reports it
+        return None
+    if num_updates < args.max_update:
+        return None
+    return (f"vega-train: {path} is at update {num_updates} and --max-update is {args.max_update}: this run has "
+            f"finished, nothing to do (raise --max-update to train further, or give another --save-dir)")
+
+
+def is_first_rank(args) -> bool:
+    """Whether this process is rank 0 of its job: the one that locks the save dir and repairs checkpoint_last.pt
+    (processes started per rank by SLURM tasks or torchrun would otherwise lock each other out)."""
+    env_ranks = (os.environ.get("RANK", "0"), os.environ.get("SLURM_PROCID", "0"))
+    return all(r == "0" for r in env_ranks) and (getattr(args, "distributed_rank", 0) or 0) == 0
+
+
 def run_training(argv: List[str]):
     """Parse `argv` like fairseq-train and train in this process (spawning local DDP workers as fairseq does)."""
     from fairseq import distributed_utils
@@ -44,14 +111,28 @@ def run_training(argv: List[str]):
     from fairseq.tasks import TASK_REGISTRY
     from fairseq_cli.train import main as train_main
 
+    from vega_toolkit.checkpoints import recover_checkpoint_last
+    from vega_toolkit.launch.save_dir_lock import SaveDirLock
+
     argv = with_user_dir(argv)
     args = parse_training_args(argv)
-    # Adaptation tasks (transductive / self-calibrated) run several fairseq trainings in rounds.
-    task_cls = TASK_REGISTRY.get(args.task)
-    if task_cls is not None and hasattr(task_cls, "run_rounds"):
-        return task_cls.run_rounds(argv, args)
-    cfg = convert_namespace_to_omegaconf(args)
-    distributed_utils.call_main(cfg, train_main)
+    first = is_first_rank(args)
+    with SaveDirLock(args.save_dir) if first and not args.no_save else contextlib.nullcontext():
+        # Adaptation tasks (transductive / self-calibrated) run several fairseq trainings in rounds.
+        task_cls = TASK_REGISTRY.get(args.task)
+        if task_cls is not None and hasattr(task_cls, "run_rounds"):
+            return task_cls.run_rounds(argv, args)
+        if first and args.restore_file == "checkpoint_last.pt":
+            recover_checkpoint_last(args.save_dir)
+        resume = resume_checkpoint(args)
+        if resume is not None:
+            check_restored_heads(args, resume)
+            finished = finished_message(args, resume)
+            if finished:
+                print(finished, flush=True)
+                return
+        cfg = convert_namespace_to_omegaconf(args)
+        distributed_utils.call_main(cfg, train_main)
 
 
 def cli_main(argv: Optional[List[str]] = None):
@@ -66,7 +147,15 @@ def cli_main(argv: Optional[List[str]] = None):
     if launcher.launcher == "submitit":
         submit(launcher, argv)
         return
-    run_training(argv)
+    from vega_toolkit.checkpoints import CheckpointError
+    from vega_toolkit.data.glue_readers import GlueFormatError
+    from vega_toolkit.launch.save_dir_lock import SaveDirLockedError
+    from vega_toolkit.models.heads import HeadMismatchError
+
+    try:
+        run_training(argv)
+    except (SaveDirLockedError, CheckpointError, HeadMismatchError, GlueFormatError) as err:
+        sys.exit(f"vega-train: {err}")  # bad input: the message says what to do, a traceback would bury it
 
 
 if __name__ == "__main__":

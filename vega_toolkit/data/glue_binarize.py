@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vega_toolkit.checkpoints import atomic_write
-from vega_toolkit.data.glue_readers import read_glue_file
+from vega_toolkit.data.glue_readers import read_glue_file, require_glue_file
 from vega_toolkit.data.glue_tasks import GlueTask, get_glue_task
 
 logger = logging.getLogger(__name__)
@@ -133,14 +133,19 @@ def load_encoded_split(path: str, task: Union[str, GlueTask], split: str, encode
                        cache_dir: Optional[str] = None) -> EncodedSplit:
     """Read + encode one GLUE file, through the cache (`cache_dir`, default `default_cache_dir()`)."""
     task = task if isinstance(task, GlueTask) else get_glue_task(task)
+    require_glue_file(path, task, split)
     cache_dir = cache_dir or default_cache_dir()
     fingerprint = encoder.fingerprint or _sha256(encoder.spm_model)
     key = hashlib.sha256(f"{CACHE_VERSION}|{task.name}|{split}|{_sha256(path)}|{fingerprint}".encode()).hexdigest()
     cache_file = os.path.join(cache_dir, f"{task.name}-{split}-{key[:24]}.pt")
     if os.path.isfile(cache_file):
-        blob = torch.load(cache_file, weights_only=True)
-        b = _unpack(blob["b"], blob["b_len"]) if "b" in blob else None
-        return EncodedSplit(_unpack(blob["a"], blob["a_len"]), b, blob.get("labels"), blob["indices"])
+        try:
+            blob = torch.load(cache_file, weights_only=True)
+            b = _unpack(blob["b"], blob["b_len"]) if "b" in blob else None
+            return EncodedSplit(_unpack(blob["a"], blob["a_len"]), b, blob.get("labels"), blob["indices"])
+        except Exception as err:  # any damage (cut, overwritten, foreign file): the cache is only a copy, rebuild it
+            logger.warning(f"GLUE cache file {cache_file} is unreadable ({type(err).__name__}: {str(err)[:200]}); "
+                           f"encoding {path} again and rewriting it")
 
     examples = read_glue_file(path, task, split)
     a = encoder.encode([ex.text_a for ex in examples])

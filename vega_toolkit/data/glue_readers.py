@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Union
 
 from vega_toolkit.data.glue_tasks import GlueSplit, GlueTask, get_glue_task
+from vega_toolkit.data.text_files import not_utf8_message
 
 
 class GlueFormatError(ValueError):
@@ -33,8 +34,11 @@ class GlueExample:
 def _lines(path: str) -> Iterator[tuple]:
     # utf-8-sig drops MRPC's BOM; newline="" keeps "\r" inside fields visible so we can strip exactly one ending
     with open(path, encoding="utf-8-sig", newline="") as f:
-        for number, raw in enumerate(f, start=1):
-            yield number, raw[:-1] if raw.endswith("\n") else raw
+        try:
+            for number, raw in enumerate(f, start=1):
+                yield number, raw[:-1] if raw.endswith("\n") else raw
+        except UnicodeDecodeError:
+            raise GlueFormatError(not_utf8_message(path)) from None  # names the line and the byte
 
 
 def _check_label(task: GlueTask, value: str, where: str) -> str:
@@ -57,8 +61,7 @@ def read_glue_file(path: str, task: Union[str, GlueTask], split: str) -> List[Gl
     if split not in task.splits:
         raise KeyError(f"GLUE task {task.name} has no split {split!r} (known: {', '.join(task.splits)})")
     spec: GlueSplit = task.splits[split]
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: missing {task.name} {split} file (expected {spec.file})")
+    require_glue_file(path, task, split)
     examples: List[GlueExample] = []
     pending_blank = None  # a blank line is only allowed as the very last line of a file
     for number, line in _lines(path):
@@ -94,14 +97,23 @@ def read_glue_file(path: str, task: Union[str, GlueTask], split: str) -> List[Gl
     return examples
 
 
+def require_glue_file(path: str, task: GlueTask, split: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing {task.name} {split} file (expected {task.splits[split].file})")
+
+
 def glue_split_path(glue_dir: str, task: Union[str, GlueTask], split: str) -> str:
-    """Path of `split` of `task` under a GLUE root (glue_data/) or directly inside the task folder."""
+    """Path of `split` of `task` under a GLUE root (glue_data/) or directly inside the task folder. When the file
+    exists in neither, the path it should have (so that an error names the right place)."""
     task = task if isinstance(task, GlueTask) else get_glue_task(task)
     spec = task.splits[split]
     nested = os.path.join(glue_dir, task.folder, spec.file)
-    return nested if os.path.isfile(nested) or not os.path.isfile(os.path.join(glue_dir, spec.file)) else (
-        os.path.join(glue_dir, spec.file)
-    )
+    direct = os.path.join(glue_dir, spec.file)
+    if os.path.isfile(nested):
+        return nested
+    if os.path.isfile(direct) or os.path.basename(os.path.normpath(glue_dir)) == task.folder:
+        return direct
+    return nested
 
 
 def read_glue_split(glue_dir: str, task: Union[str, GlueTask], split: str) -> List[GlueExample]:

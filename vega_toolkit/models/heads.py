@@ -102,3 +102,30 @@ def init_deberta_weights(module: nn.Module, std: float = 0.02):
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+class HeadMismatchError(ValueError):
+    """A checkpoint lacks the classification head a task needs, or has it with another number of outputs."""
+
+
+def classification_head_sizes(model_state) -> dict:
+    """{head name: number of outputs} of the classification heads stored in a checkpoint's model state dict."""
+    prefix, suffix = "classification_heads.", ".out_proj.weight"
+    return {k[len(prefix):-len(suffix)]: int(v.shape[0]) for k, v in model_state.items()
+            if k.startswith(prefix) and k.endswith(suffix)}
+
+
+def check_classification_head(checkpoint: str, model_state, head: str, num_classes: int, needed_by: str):
+    """Raise HeadMismatchError unless `checkpoint`'s model state has head `head` with `num_classes` outputs.
+
+    fairseq's head upgrade would silently put a freshly initialised head in place of a missing or mis-sized one;
+    predicting from it gives random labels (here: an error naming the checkpoint, the head and both sizes)."""
+    stored = classification_head_sizes(model_state)
+    if head not in stored:
+        has = ", ".join(f"'{n}' ({s} outputs)" for n, s in sorted(stored.items())) or "none"
+        raise HeadMismatchError(f"{checkpoint}: no classification head '{head}', which {needed_by} needs with "
+                                f"{num_classes} outputs (heads in the checkpoint: {has}). Is this the checkpoint "
+                                f"fine-tuned for it?")
+    if stored[head] != num_classes:
+        raise HeadMismatchError(f"{checkpoint}: classification head '{head}' has {stored[head]} outputs, but "
+                                f"{needed_by} needs {num_classes}")

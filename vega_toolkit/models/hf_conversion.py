@@ -62,10 +62,15 @@ VOCAB_ROWS = {"encoder.embeddings.embed_tokens.weight", "encoder.lm_head.bias"}
 
 
 # ---------------------------------------------------------------------------------------------- configuration
+def check_model_type(hf: Dict):
+    if hf.get("model_type", "deberta-v2") != "deberta-v2":
+        raise ValueError(f"config.json: model_type {hf.get('model_type')!r} is not supported; vega-convert converts "
+                         f"model_type 'deberta-v2' only (the DeBERTa-v2 and DeBERTa-v3 checkpoints)")
+
+
 def vega_config_from_hf(hf: Dict) -> Dict:
     """VegaEncoderConfig fields from a DeBERTa-v2/v3 config.json (absent keys take HF's code defaults)."""
-    if hf.get("model_type", "deberta-v2") != "deberta-v2":
-        raise ValueError(f"config.json: model_type {hf.get('model_type')!r} is not deberta-v2 (DeBERTa-v2/v3)")
+    check_model_type(hf)
     if not hf.get("relative_attention", False):
         raise ValueError("config.json: relative_attention=false models are not disentangled-attention models")
     act = hf.get("hidden_act", "gelu")
@@ -299,12 +304,19 @@ def convert_from_hf(hf_dir: str, out_dir: str) -> str:
     """HF DeBERTa-v2/v3 folder -> vega model folder (model.pt, dict.txt, spm.model). Returns out_dir."""
     from vega_toolkit.models.hub_interface import save_model_folder
 
-    for required in ("config.json", "spm.model"):
-        if not os.path.exists(os.path.join(hf_dir, required)):
-            raise FileNotFoundError(f"{hf_dir}: {required} is missing (a DeBERTa-v2/v3 folder needs config.json, "
+    def require(name):
+        if not os.path.exists(os.path.join(hf_dir, name)):
+            raise FileNotFoundError(f"{hf_dir}: {name} is missing (a DeBERTa-v2/v3 folder needs config.json, "
                                     f"model.safetensors or pytorch_model.bin, and spm.model)")
+
+    require("config.json")
     with open(os.path.join(hf_dir, "config.json")) as f:
         hf_cfg = json.load(f)
+    try:  # the model type first: another model's folder (BERT, RoBERTa) fails on its missing files or keys otherwise
+        check_model_type(hf_cfg)
+    except ValueError as e:
+        raise ValueError(f"{hf_dir}/{e}") from None
+    require("spm.model")
     spm_path = os.path.join(hf_dir, "spm.model")
     names = hf_vocabulary(spm_path, hf_cfg["vocab_size"], mask_id_from_tokenizer_files(hf_dir))
     fs_to_hf = fairseq_to_hf(names)

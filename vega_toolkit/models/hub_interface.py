@@ -24,10 +24,15 @@ from vega_toolkit.models.model_folder import MODEL_FILE, SPM_FILE, write_model_c
 
 
 class VegaHubInterface(nn.Module):
-    def __init__(self, cfg, task, model, spm_path: Optional[str] = None):
+    def __init__(self, cfg, task, model, spm_path: Optional[str] = None, checkpoint_path: Optional[str] = None):
         super().__init__()
         self.cfg, self.task, self.model = cfg, task, model
         self.spm_path = spm_path
+        # heads whose weights predict() may use: those loaded from the checkpoint with their stored size, and those
+        # the caller registers itself (fairseq's upgrade silently puts fresh weights in place of any other)
+        self.checkpoint_path = checkpoint_path
+        self._checkpoint_state = None
+        self._own_heads = set()
         self._text_encoder = None
         self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float))  # tracks the device
 
@@ -43,7 +48,7 @@ class VegaHubInterface(nn.Module):
         models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=arg_overrides)
         spm_candidates = [os.path.join(d, SPM_FILE) for d in (model_name_or_path, data)]
         spm_path = next((p for p in spm_candidates if os.path.exists(p)), None)
-        return cls(cfg, task, models[0], spm_path).eval()
+        return cls(cfg, task, models[0], spm_path, path).eval()
 
     @property
     def device(self):
@@ -110,8 +115,29 @@ class VegaHubInterface(nn.Module):
 
     def register_classification_head(self, name: str, num_classes: int = None, inner_dim: int = None, **kwargs):
         self.model.register_classification_head(name, num_classes=num_classes, inner_dim=inner_dim, **kwargs)
+        self._own_heads.add(name)
+
+    def _check_head(self, head: str):
+        """A head predict() uses must be the checkpoint's own (same size) or one the caller registered."""
+        from vega_toolkit.checkpoints import peek_checkpoint
+        from vega_toolkit.models.heads import HeadMismatchError, check_classification_head
+
+        if head in self._own_heads:
+            return
+        if head not in self.model.classification_heads:
+            raise HeadMismatchError(f"{self.checkpoint_path or 'model'}: no classification head '{head}' (it has: "
+                                    f"{', '.join(self.model.classification_heads) or 'none'}); register one first")
+        if self.checkpoint_path is None:
+            return
+        if self._checkpoint_state is None:
+            stored = peek_checkpoint(self.checkpoint_path).get("model") or {}
+            self._checkpoint_state = {k: v for k, v in stored.items() if k.startswith("classification_heads.")}
+        outputs = self.model.classification_heads[head].out_proj.out_features
+        check_classification_head(self.checkpoint_path, self._checkpoint_state, head, outputs,
+                                  f"the model built for its task ({self.task.__class__.__name__})")
 
     def predict(self, head: str, tokens: torch.LongTensor, return_logits: bool = False):
+        self._check_head(head)
         logits, _ = self.model(self._batch(tokens), classification_head_name=head)
         return logits if return_logits else F.log_softmax(logits.float(), dim=-1)
 

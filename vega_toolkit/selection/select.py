@@ -173,17 +173,22 @@ def select_file(pool: str, out: str, scorer: DomainScorer, fmt: PoolFormat = Poo
     header = read_header(pool, fmt)
     rows = ((line, segments) for _, line, segments in read_rows(pool, fmt))
     tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f, \
-            (open(scores_out, "w", encoding="utf-8") if scores_out else open(os.devnull, "w")) as fs:
-        if header is not None:
-            f.write(header + "\n")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f, \
+                (open(scores_out, "w", encoding="utf-8") if scores_out else open(os.devnull, "w")) as fs:
+            if header is not None:
+                f.write(header + "\n")
 
-        def write(line, score, ppl):
-            f.write(line + "\n")
-            fs.write(f"{score:.6f}\t{ppl:.2f}\t{line}\n")
+            def write(line, score, ppl):
+                f.write(line + "\n")
+                fs.write(f"{score:.6f}\t{ppl:.2f}\t{line}\n")
 
-        kept, stats = select_stream(rows, scorer, top_k, max_ppl, max_score, on_keep=write)
-        for score, ppl, line in kept:
-            write(line, score, ppl)
+            kept, stats = select_stream(rows, scorer, top_k, max_ppl, max_score, on_keep=write)
+            for score, ppl, line in kept:
+                write(line, score, ppl)
+    except BaseException:
+        if os.path.exists(tmp):  # a failed selection leaves no half-written file behind
+            os.unlink(tmp)
+        raise
     os.replace(tmp, out)
     return stats

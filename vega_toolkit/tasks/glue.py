@@ -40,7 +40,7 @@ from fairseq.tasks.sentence_prediction import SentencePredictionConfig, Sentence
 from omegaconf import MISSING, open_dict
 
 from vega_toolkit.data.glue_binarize import GlueEncoder, load_encoded_split
-from vega_toolkit.data.glue_readers import glue_split_path
+from vega_toolkit.data.glue_readers import glue_split_path, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASK_NAMES, get_glue_task
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,19 @@ class GlueTask(SentencePredictionTask):
         index = {label: i for i, label in enumerate(self.glue.labels)}
         return [index[x] for x in labels]
 
+    def check_test_splits(self):
+        """Read the task's test files now: a broken one (e.g. header only) should stop training at its start, not
+        fail vega-generate after the whole run. A missing one is only a warning (dev-only experiments need none)."""
+        for split in self.glue.submission:
+            path = glue_split_path(self.cfg.data, self.glue, split)
+            if os.path.isfile(path):
+                read_glue_file(path, self.glue, split)
+            else:
+                logger.warning(f"{path}: no {self.glue.name} {split} file; vega-generate will need it")
+
     def load_dataset(self, split, combine=False, **kwargs):
+        if split == "train":
+            self.check_test_splits()
         encoded = self.encoded_split(split)
         bos, eos, max_pos = self.encoder.bos, self.encoder.eos, self.max_length
         tokens = [encoded.tokens(i, bos, eos, max_pos) for i in range(len(encoded))]
