@@ -9,15 +9,16 @@ def test_demo_pipeline_writes_report_figure_and_submission(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vega_toolkit.demo", "--out", str(out), "--size", "smoke"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for stage in range(1, 10):
-        assert f"[{stage}/9]" in proc.stdout  # a banner per stage
+    for stage in range(1, 11):
+        assert f"[{stage}/10]" in proc.stdout  # a banner per stage
     tail = proc.stdout.strip().splitlines()[-3:]
     assert [line.split(":")[0].strip() for line in tail] == ["report", "figure", "submission"]
 
     report = (out / "report.md").read_text()
     for row in ("phase 1 (rtd_ternary) | valid rtd_acc", "phase 2 (rtd_contrastive) | valid contrastive_acc",
-                "| SST-2 |", "| RTE |", "| CoLA |"):
+                "| SST-2 |", "| RTE |", "| CoLA |", "random init, same fine-tuning"):
         assert row in report
+    assert (out / "finetune_random" / "RTE" / "checkpoint_best.pt").exists()  # the baseline rows ran for real
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with zipfile.ZipFile(out / "submission" / "submission.zip") as zf:
         assert sorted(zf.namelist()) == ["CoLA.tsv", "RTE.tsv", "SST-2.tsv"]

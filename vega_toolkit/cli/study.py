@@ -3,6 +3,7 @@
     vega-study run --scale smoke --out /tmp/study-smoke --jobs 2                  # toy data, about 2 minutes
     vega-study run --scale cpu --out results/study-cpu --glue-dir glue_data --corpus corpus/gutenberg --jobs 2
     vega-study report results/study-cpu                                         # report.md + study.png
+    vega-study probe MODEL_DIR [MODEL_DIR ...] --glue-dir glue_data --task SST-2  # frozen-feature probes per layer
 
 Each cell is a real vega-preprocess / vega-train / vega-convert / vega-generate run whose output goes to
 OUT/logs/<cell>.log; finished cells are JSON lines in OUT/results.jsonl, keyed by their resolved configuration,
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="report.md, study.png and the transfer line of a study folder")
     report.add_argument("out", help="study folder")
     report.add_argument("--baseline", default="random", help="arm the others are compared with")
+    probe = sub.add_parser("probe", help="logistic probes of each layer's [CLS] and mean-pooled states (no "
+                                         "fine-tuning): does a model folder's [CLS] carry anything?")
+    probe.add_argument("model_dirs", nargs="+", help="model folders (vega-convert export)")
+    probe.add_argument("--glue-dir", default=os.environ.get("VEGA_GLUE_DIR"), help="glue_data/ (default "
+                                                                                    "$VEGA_GLUE_DIR)")
+    probe.add_argument("--task", default="SST-2", help="a single-sentence task (SST-2 or CoLA)")
+    probe.add_argument("--train-examples", type=int, default=4000, help="training sentences the probe sees")
     return parser
 
 
@@ -57,6 +65,21 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from vega_toolkit.study.report import write_report
 
+    if args.command == "probe":
+        from vega_toolkit.study.probe import probe_model
+
+        if not args.glue_dir:
+            sys.exit("vega-study probe: --glue-dir (or $VEGA_GLUE_DIR) is required")
+        for model_dir in args.model_dirs:
+            try:
+                rows = probe_model(model_dir, args.glue_dir, args.task, args.train_examples)
+            except (FileNotFoundError, ValueError) as e:
+                sys.exit(f"vega-study probe: {e}")
+            print(f"{model_dir}: {args.task} dev, majority class {rows[0]['majority']:.3f}")
+            print("  layer  cls_probe  mean_probe  mean_cos")
+            for r in rows:
+                print(f"  {r['layer']:5d}  {r['cls_probe']:9.3f}  {r['mean_probe']:10.3f}  {r['mean_cos']:8.3f}")
+        return 0
     if args.command == "report":
         try:
             print(write_report(Path(args.out), baseline=args.baseline))

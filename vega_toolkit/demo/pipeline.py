@@ -12,8 +12,9 @@ Stages (each one a real CLI call, printed before it runs, so every step can be r
  5. SST-2            vega-train --task glue --criterion adversarial_ce (SiFT)
  6. RTE              vega-train --task glue_transductive (pseudo-labelled test set, rounds until stable)
  7. CoLA             vega-train --task glue_self_calibrated (real KenLM selects from an external pool)
- 8. generate         vega-generate: GLUE submission TSVs + zip, dev scores
- 9. report           report.md (results table) + curves.png (pretraining and fine-tuning curves from TensorBoard)
+ 8. random init     vega-convert export --random-init, then stages 5-7 again from it (same budget, no pretraining)
+ 9. generate         vega-generate: GLUE submission TSVs + zip, dev scores
+10. report           report.md (results table) + curves.png (pretraining and fine-tuning curves from TensorBoard)
 """
 import json
 import os
@@ -56,6 +57,9 @@ SIZES = {
 }
 
 
+STAGE_COUNT = 10  # the numbered stages of the module docstring, each printed as a banner [k/10]
+
+
 class Pipeline:
     def __init__(self, out: Path, size: Size, glue_dir: Optional[Path], corpus: Optional[Path], seed: int = 1):
         self.out, self.size, self.seed = out, size, seed
@@ -70,7 +74,7 @@ class Pipeline:
     # ---------------------------------------------------------------- plumbing
     def banner(self, name: str):
         self.stage_no += 1
-        line = f"===== [{self.stage_no}/9] {name} ====="
+        line = f"===== [{self.stage_no}/{STAGE_COUNT}] {name} ====="
         print("\n" + line, flush=True)
         self.log.write(line + "\n")
         return time.time()
@@ -148,38 +152,35 @@ class Pipeline:
         self.pretrained = self.phase2_dir / "checkpoint_last.pt"
         self.done("phase 2", t0)
 
-    def finetune_flags(self, task: str, save_dir: Path, metric: str) -> List[str]:
+    def finetune_flags(self, task: str, save_dir: Path, metric: str, init: Path) -> List[str]:
         s = self.size
         return [self.glue_dir / task, "--task", "glue", "--glue-task", task, "--vocab-dir", self.data_bin,
                 "--glue-cache-dir", self.out / "cache",
-                "--arch", "vega_tiny", "--finetune-from-model", self.pretrained,
+                "--arch", "vega_tiny", "--finetune-from-model", init,
                 "--classification-head-name", f"{task.lower().replace('-', '')}_head",
                 "--batch-size", s.batch_size, "--max-positions", s.tokens_per_sample,
                 "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", 3e-4, "--clip-norm", 1.0,
                 "--lr-scheduler", "fixed", "--max-epoch", s.finetune_epochs, "--max-update", s.finetune_max_updates,
                 "--best-checkpoint-metric", metric, "--maximize-best-checkpoint-metric",
-                "--valid-subset", "valid"] + self.common_train_flags(save_dir, f"finetune_{task}")
+                "--valid-subset", "valid"] + self.common_train_flags(save_dir, f"{save_dir.parent.name}_{task}")
 
-    def sst2(self):
-        t0 = self.banner("SST-2: fine-tuning with SiFT (adversarial_ce)")
-        self.sst2_dir = self.out / "finetune" / "SST-2"
-        self.run("vega-train", self.finetune_flags("SST-2", self.sst2_dir, "accuracy")
+    def sst2(self, init: Path, root: Path) -> Path:
+        save_dir = root / "SST-2"
+        self.run("vega-train", self.finetune_flags("SST-2", save_dir, "accuracy", init)
                  + ["--criterion", "adversarial_ce", "--adv-lambda", 1.0])
-        self.done("SST-2", t0)
+        return save_dir
 
-    def rte(self):
-        t0 = self.banner("RTE: transductive fine-tuning (glue_transductive)")
-        self.rte_dir = self.out / "finetune" / "RTE"
-        flags = self.finetune_flags("RTE", self.rte_dir, "accuracy")
+    def rte(self, init: Path, root: Path) -> Path:
+        save_dir = root / "RTE"
+        flags = self.finetune_flags("RTE", save_dir, "accuracy", init)
         flags[flags.index("glue")] = "glue_transductive"
         self.run("vega-train", flags + ["--criterion", "glue_prediction", "--train-initial-model",
                                         "--max-rounds", self.size.rounds])
-        self.done("RTE", t0)
+        return save_dir
 
-    def cola(self):
-        t0 = self.banner("CoLA: self-calibrated fine-tuning with KenLM selection (glue_self_calibrated)")
-        self.cola_dir = self.out / "finetune" / "CoLA"
-        flags = self.finetune_flags("CoLA", self.cola_dir, "mcc")
+    def cola(self, init: Path, root: Path) -> Path:
+        save_dir = root / "CoLA"
+        flags = self.finetune_flags("CoLA", save_dir, "mcc", init)
         flags[flags.index("glue")] = "glue_self_calibrated"
         if self.external is None:  # real CoLA without a pool: its own test sentences, unlabelled (never dev)
             pool = ["--external-data", self.glue_dir / "CoLA" / "test.tsv", "--external-format", "unlabelled"]
@@ -188,13 +189,34 @@ class Pipeline:
         self.run("vega-train", flags + ["--criterion", "glue_prediction", "--train-initial-model",
                                         "--max-rounds", self.size.rounds, "--selection-top-k",
                                         self.size.task_sizes[0]] + pool)
-        self.done("CoLA", t0)
+        return save_dir
+
+    TASK_STAGES = (("SST-2", "fine-tuning with SiFT (adversarial_ce)", "sst2"),
+                   ("RTE", "transductive fine-tuning (glue_transductive)", "rte"),
+                   ("CoLA", "self-calibrated fine-tuning with KenLM selection (glue_self_calibrated)", "cola"))
+
+    def finetune_pretrained(self):
+        self.finetune_dirs = {}
+        for task, what, method in self.TASK_STAGES:
+            t0 = self.banner(f"{task}: {what}")
+            self.finetune_dirs[task] = getattr(self, method)(self.pretrained, self.out / "finetune")
+            self.done(task, t0)
+
+    def finetune_random_init(self):
+        """The same three fine-tunings from a freshly initialised encoder: what pretraining adds, same budget."""
+        t0 = self.banner("random init: the same fine-tunings without pretraining (vega-convert export --random-init)")
+        random_dir = self.out / "pretrain" / "random_init"
+        self.run("vega-convert", ["export", "--random-init", "--arch", "vega_tiny", "--seed", self.seed,
+                                  "--data-bin", self.data_bin, random_dir])
+        self.random_dirs = {task: getattr(self, method)(random_dir / "model.pt", self.out / "finetune_random")
+                            for task, _, method in self.TASK_STAGES}
+        self.done("random init", t0)
 
     def generate(self):
         t0 = self.banner("generate: GLUE submission files + zip (vega-generate)")
         self.submission = self.out / "submission"
         # adaptation tasks copy their final round's model to checkpoint_best.pt
-        checkpoints = [d / "checkpoint_best.pt" for d in (self.sst2_dir, self.rte_dir, self.cola_dir)]
+        checkpoints = [d / "checkpoint_best.pt" for d in self.finetune_dirs.values()]
         # toy test files do not have the official row counts vega-generate otherwise insists on
         partial = ["--allow-partial"] if self.toy_glue else []
         self.run("vega-generate", checkpoints + ["--glue-dir", self.glue_dir, "--out-dir", self.submission,
@@ -203,9 +225,8 @@ class Pipeline:
 
     def report(self):
         t0 = self.banner("report: results table and curves")
-        paths = report.write_report(self.out, self.glue_dir, {"SST-2": self.sst2_dir, "RTE": self.rte_dir,
-                                                              "CoLA": self.cola_dir}, self.timings,
-                                     contrastive_batch=self.size.batch_size)
+        paths = report.write_report(self.out, self.glue_dir, self.finetune_dirs, self.timings,
+                                     contrastive_batch=self.size.batch_size, random_init_dirs=self.random_dirs)
         self.done("report", t0)
         print(f"\nDemo finished in {time.time() - self.start:.0f} s.")
         print(f"  report:     {paths['report']}")
@@ -214,8 +235,8 @@ class Pipeline:
         return paths
 
     def run_all(self):
-        for stage in (self.data, self.preprocess, self.phase1, self.phase2, self.sst2, self.rte, self.cola,
-                      self.generate):
+        for stage in (self.data, self.preprocess, self.phase1, self.phase2, self.finetune_pretrained,
+                      self.finetune_random_init, self.generate):
             stage()
         paths = self.report()
         (self.out / "timings.json").write_text(json.dumps(self.timings, indent=1))

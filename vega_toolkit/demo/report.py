@@ -82,7 +82,7 @@ def write_figure(path: Path, panels: Dict[str, Dict[str, Curve]]):
 
 
 def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timings: Dict[str, float],
-                 contrastive_batch: int) -> Dict:
+                 contrastive_batch: int, random_init_dirs: Optional[Dict[str, Path]] = None) -> Dict:
     """`contrastive_batch`: sequences per phase-2 batch (InfoNCE picks the positive among them: chance = 1/B)."""
     tb = out / "tb"
     p1_valid = _curve(tb / "phase1", "valid", "rtd_acc")
@@ -105,15 +105,20 @@ def write_report(out: Path, glue_dir: Path, finetune_dirs: Dict[str, Path], timi
         row("phase 1 (rtd_ternary)", f"valid {tag}", *_first_last(_curve(tb / "phase1", "valid", tag)), 0.0)
     row("phase 2 (rtd_contrastive)", "valid contrastive_acc", *_first_last(p2_valid), chance)
 
-    task_rows = ["| task | recipe | dev metric | vega | majority baseline | above baseline |", "|---|---|---|---|---|---|"]
+    random_init_dirs = random_init_dirs or {}
+    task_rows = ["| task | recipe | dev metric | vega (pretrained) | random init, same fine-tuning | majority baseline "
+                 "| above baseline |", "|---|---|---|---|---|---|---|"]
     recipes = {"SST-2": "SiFT (adversarial_ce)", "RTE": "transductive", "CoLA": "self-calibrated (KenLM)"}
     ft_panels = {}
     for task, save_dir in finetune_dirs.items():
         metrics = dev_metrics(save_dir / "checkpoint_best.pt", glue_dir)
         base = majority_baseline(glue_dir, task)
+        random_init = (dev_metrics(random_init_dirs[task] / "checkpoint_best.pt", glue_dir)
+                       if task in random_init_dirs else {})
         for name, value in metrics.items():
             above = "yes" if value > base[name] else "no"
-            task_rows.append(f"| {task} | {recipes.get(task, '')} | {name} | {value:.3f} | {base[name]:.3f} | {above} |")
+            task_rows.append(f"| {task} | {recipes.get(task, '')} | {name} | {value:.3f} | "
+                             f"{_fmt(random_init.get(name))} | {base[name]:.3f} | {above} |")
         metric = "mcc" if task == "CoLA" else "accuracy"
         ft_panels[f"{task}, {recipes.get(task, 'fine-tuning')}: dev {metric}"] = _stage_curves(tb, task, metric)
 

@@ -169,6 +169,18 @@ class StudyRunner:
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_study_file()
         done = {r["key"] for r in read_results(self.out)}
+        # a finished cell whose outputs are gone (a fresh checkout of a committed study) runs again if a cell
+        # still to run reads them; pretraining is seeded, so it reproduces the same model
+        rerun = True
+        while rerun:  # to a fixed point: re-running pretraining needs the data-bin too
+            rerun = False
+            needed = {d for c in self.cells if c.key not in done for d in c.deps}
+            for cell in self.cells:
+                missing = [p for p in cell.outputs if not Path(p.format(**self.paths)).exists()]
+                if cell.key in needed and cell.key in done and missing:
+                    self.log(f"vega-study: {cell.name} finished before but {missing[0]} is missing: running it again")
+                    done.discard(cell.key)
+                    rerun = True
         pending = [c for c in self.cells if c.key not in done]
         total, skipped = len(self.cells), len(self.cells) - len(pending)
         self.log(f"vega-study: {self.scale.name} scale, {total} cells, {skipped} already finished "
