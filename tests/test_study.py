@@ -69,7 +69,7 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     assert changed.returncode == 0, changed.stdout[-3000:]
     rte_cells = len(SCALES["smoke"].arms) * len(SCALES["smoke"].seeds)
     assert "pretrain rtd_ternary finished before but" in changed.stdout
-    assert f"{2 + rte_cells} cells, 1 already finished (skipped), {1 + rte_cells} to run" in changed.stdout
+    assert f"{3 + rte_cells} cells, 2 already finished (skipped), {1 + rte_cells} to run" in changed.stdout
     rerun = [r for r in results(out)[total:] if r["kind"] == "finetune"]
     assert len(rerun) == rte_cells and all(r["task"] == "RTE" and "--weight-decay 0.02" in r["commands"][-2]
                                            for r in rerun)
@@ -92,12 +92,17 @@ def test_cell_keys_follow_the_configuration_they_run(tmp_path):
     for name, cell in cells.items():
         upstream_changed = name.startswith(("pretrain", "rtd_ternary/"))
         assert (cell.key != changed[name].key) == upstream_changed, name
-    # the data is part of the key: an edited training file changes that task's cells only
-    with open(toy / "glue" / "RTE" / "train.tsv", "a") as f:
+    # the data is part of the key: an edited dev file changes that task's cells only; an edited training file
+    # changes the task-adaptive pretraining text, hence the tokenizer, hence every cell after it
+    with open(toy / "glue" / "RTE" / "dev.tsv", "a") as f:
         f.write("99\tA new premise.\tA new hypothesis.\tentailment\n")
     edited = {c.name: c for c in build_cells(scale, str(toy / "glue"), str(toy / "corpus"))}
     for name, cell in cells.items():
         assert (cell.key != edited[name].key) == ("/RTE/" in name), name
+    with open(toy / "glue" / "CoLA" / "train.tsv", "a") as f:
+        f.write("x\t1\t\tA new sentence .\n")
+    retrained = {c.name: c for c in build_cells(scale, str(toy / "glue"), str(toy / "corpus"))}
+    assert [n for n in cells if cells[n].key == retrained[n].key] == []
 
 
 def test_report_selects_each_arms_best_learning_rate_by_median_and_computes_the_standard_error(tmp_path):

@@ -57,19 +57,31 @@ def _lr_name(lr: float) -> str:
 
 def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_args: Tuple[str, ...] = (),
                 arms: Optional[Tuple[str, ...]] = None, tasks: Optional[Tuple[str, ...]] = None) -> List[Cell]:
-    """Every cell of SCALE in run order: preprocess, each arm's pretraining, then fine-tuning task by task."""
+    """Every cell of SCALE in run order: the task-adaptive text (if any), preprocess, each arm's pretraining, then
+    fine-tuning task by task."""
     corpus_id = fingerprint(corpus_dir)
+    cells: List[Cell] = []
+    inputs, prep_deps = ["{corpus}"], ()
+    if scale.task_adaptive_text:
+        text = _keyed(Cell(kind="corpus", name="glue training text",
+                           commands=[["vega-glue", "text", "{glue}", "--tasks", ",".join(scale.task_adaptive_text),
+                                      "--out", "{out}/glue-train-text.txt"]],
+                           workdir="{out}"), [fingerprint(glue_dir, f"{t}/train*.tsv") for t in scale.task_adaptive_text])
+        text.commands[0][-1] = f"{{out}}/glue-train-text-{text.key}.txt"
+        text.outputs = (text.commands[0][-1],)
+        cells.append(text)
+        inputs, prep_deps = ["{corpus}", text.commands[0][-1]], (text.key,)
     prep = _keyed(Cell(
         kind="preprocess", name="preprocess",
-        commands=[["vega-preprocess", "{corpus}", "--destdir", "{out}/data-bin", *scale.preprocess_args,
+        commands=[["vega-preprocess", *inputs, "--destdir", "{out}/data-bin", *scale.preprocess_args,
                    "--workers", "1", "--seed", "1"]],
-        workdir="{out}/data-bin", fields={}), corpus_id)
+        workdir="{out}/data-bin", deps=prep_deps, fields={}), corpus_id)
     # the data-bin folder is named after its key, so a changed tokenizer never overwrites the old one
     prep.commands[0][prep.commands[0].index("{out}/data-bin")] = f"{{out}}/data-bin-{prep.key}"
     prep.workdir = f"{{out}}/data-bin-{prep.key}"
     prep.outputs = (f"{prep.workdir}/dict.txt", f"{prep.workdir}/spm.model")
+    cells.append(prep)
     data_bin = prep.workdir
-    cells: List[Cell] = [prep]
 
     model_dirs: Dict[str, Tuple[str, Tuple[str, ...]]] = {}  # arm -> (model folder template, deps)
     arm_names = arms or scale.arms
