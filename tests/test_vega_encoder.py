@@ -144,3 +144,32 @@ def test_bf16_autocast_forward_backward_is_finite(tmp_path):
     logits.float().logsumexp(-1).mean().backward()
     assert torch.isfinite(logits.float()).all()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_mean_pooling_head_reads_the_average_of_the_real_tokens_only(tmp_path):
+    model, _ = build(tmp_path, "--classification-pooling", "mean")
+    model.register_classification_head("h", num_classes=3)
+    model.eval()  # the new head was created in training mode (dropout)
+    head = model.classification_heads["h"]
+    with torch.no_grad():
+        logits, extra = model(TOKENS, classification_head_name="h")
+        states, _ = model(TOKENS, features_only=True)
+    real = ~TOKENS.eq(1)
+    expected = [(states[i][real[i]]).mean(0) for i in range(len(TOKENS))]
+    manual = head.out_proj(head.activation_fn(head.dense(torch.stack(expected))))
+    assert torch.allclose(logits, manual, atol=1e-6)
+    # pads do not matter: the padded row scores as it does alone
+    with torch.no_grad():
+        alone, _ = model(TOKENS[1:, :4], classification_head_name="h")
+    assert torch.allclose(logits[1], alone[0], atol=1e-5)
+
+
+def test_cls_pooling_head_reads_position_zero(tmp_path):
+    model, _ = build(tmp_path)
+    model.register_classification_head("h", num_classes=2)
+    model.eval()
+    head = model.classification_heads["h"]
+    with torch.no_grad():
+        logits, _ = model(TOKENS, classification_head_name="h")
+        states, _ = model(TOKENS, features_only=True)
+    assert torch.allclose(logits, head.out_proj(head.activation_fn(head.dense(states[:, 0]))), atol=1e-6)
