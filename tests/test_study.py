@@ -130,3 +130,22 @@ def test_report_selects_each_arms_best_learning_rate_by_median_and_computes_the_
     assert last == "transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2"
     report = (tmp_path / "report.md").read_text()
     assert "52.00 (52.00 ± 2.00, n=3) @ lr 0.001" in report and "s3: 90.00" in report
+
+
+def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_path):
+    """README tables come from results/, never typed: the block is what `vega-study report --readme` writes."""
+    import shutil
+
+    from vega_toolkit.study.report import SUMMARY_FILE, readme_block
+
+    root = Path(__file__).resolve().parents[1]
+    committed = root / "results" / "study-cpu"
+    if not (committed / "results.jsonl").exists():
+        pytest.skip("no committed cpu study")
+    copy = tmp_path / "study-cpu"
+    copy.mkdir()
+    for name in ("results.jsonl", "study.json"):
+        shutil.copy(committed / name, copy / name)
+    write_report(copy)
+    assert (copy / SUMMARY_FILE).read_text() == (committed / SUMMARY_FILE).read_text()
+    assert readme_block(copy) in (root / "README.md").read_text()

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="report.md, study.png and the transfer line of a study folder")
     report.add_argument("out", help="study folder")
     report.add_argument("--baseline", default="random", help="arm the others are compared with")
+    report.add_argument("--readme", help="also rewrite this README's block <!-- vega-study:<folder name> --> ... "
+                                         "<!-- /vega-study:<folder name> --> from the report")
     probe = sub.add_parser("probe", help="logistic probes of each layer's [CLS] and mean-pooled states (no "
                                          "fine-tuning): does a model folder's [CLS] carry anything?")
     probe.add_argument("model_dirs", nargs="+", help="model folders (vega-convert export)")
@@ -81,10 +83,15 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
                 print(f"  {r['layer']:5d}  {r['cls_probe']:9.3f}  {r['mean_probe']:10.3f}  {r['mean_cos']:8.3f}")
         return 0
     if args.command == "report":
+        from vega_toolkit.study.report import update_readme
+
         try:
-            print(write_report(Path(args.out), baseline=args.baseline))
+            summary = write_report(Path(args.out), baseline=args.baseline)
         except (FileNotFoundError, ValueError) as e:
             sys.exit(f"vega-study report: {e}")
+        if args.readme and not update_readme(Path(args.readme), Path(args.out)):
+            sys.exit(f"vega-study report: {args.readme} has no <!-- vega-study:{Path(args.out).name} --> block")
+        print(summary)
         return 0
 
     from vega_toolkit.study.plan import get_scale

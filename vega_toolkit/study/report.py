@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 from vega_toolkit.study.runner import STUDY_FILE, read_results
 
 REPORT_FILE = "report.md"
+SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
 FIGURE_FILE = "study.png"
 HEADLINE_ARM = "rtd_ternary"  # the transfer line the issue tracker and the README quote, printed last
 
@@ -102,6 +103,7 @@ def write_report(out: Path, baseline: str = "random") -> str:
                          if isinstance(last.get("num_updates"), float) else
                          f"| `{r['arm']}` | ? | {shown} | {r['wall_s'] / 60:.1f} min |")
         lines.append("")
+    summary_start = len(lines)
     lines += ["## Dev scores at each arm's best learning rate (median over seeds; mean ± std, n)", "",
               "| task | " + " | ".join(f"`{a}`" for a in arms) + " |", "|---|" + "---|" * len(arms)]
     for task in task_order:
@@ -138,6 +140,7 @@ def write_report(out: Path, baseline: str = "random") -> str:
                 lines.append(f"- `{c['arm']}` vs `{c['baseline']}`: average {c['delta']:+.2f} points (one seed: no "
                              f"standard error); better on {c['better']} of {c['tasks']} tasks.")
         lines.append("")
+    summary = lines[summary_start:]
     lines += ["## Whole grid (dev score per seed)", "", "| task | arm | lr | scores by seed | median |",
               "|---|---|---|---|---|"]
     for task in task_order:
@@ -150,6 +153,7 @@ def write_report(out: Path, baseline: str = "random") -> str:
     if figure:
         lines += [f"![per-task seed scores]({FIGURE_FILE})", ""]
     (out / REPORT_FILE).write_text("\n".join(lines), encoding="utf-8")
+    (out / SUMMARY_FILE).write_text("\n".join(summary).replace("## ", "#### "), encoding="utf-8")
     comparisons.sort(key=lambda c: c["arm"] == HEADLINE_ARM)
     summary = [f"wrote {out / REPORT_FILE}" + (f" and {figure}" if figure else "")]
     summary += [transfer_line(c) for c in comparisons]
@@ -187,3 +191,23 @@ def _figure(out: Path, grid, tasks: List[str], arms: List[str]) -> Optional[Path
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def readme_block(out: Path) -> str:
+    """The README block of a study folder: between `<!-- vega-study:NAME -->` and `<!-- /vega-study:NAME -->`."""
+    name = Path(out).name
+    body = (Path(out) / SUMMARY_FILE).read_text(encoding="utf-8").strip()
+    return f"<!-- vega-study:{name} -->\n{body}\n<!-- /vega-study:{name} -->"
+
+
+def update_readme(readme: Path, out: Path) -> bool:
+    """Replace the study's block in README (generated from its summary, never edited by hand); False if absent."""
+    import re
+
+    name = re.escape(Path(out).name)
+    text = Path(readme).read_text(encoding="utf-8")
+    pattern = re.compile(rf"<!-- vega-study:{name} -->.*?<!-- /vega-study:{name} -->", re.S)
+    if not pattern.search(text):
+        return False
+    Path(readme).write_text(pattern.sub(lambda _: readme_block(out), text), encoding="utf-8")
+    return True
