@@ -131,8 +131,10 @@ SCALES: Dict[str, Scale] = {
         ),
         Scale(
             name="gpu",
-            about="one GPU (bf16): vega_small pretrained 20k updates of 64 x 128 tokens, the same tasks and grid "
-                  "with 5 seeds; expected about 2 hours on one H200-class GPU",
+            about="one GPU (bf16 pretraining): vega_small pretrained 20k updates of 64 x 128 tokens, the same tasks "
+                  "and grid with 5 seeds; estimated (not yet run on a GPU) from the H200 step times in README "
+                  "'Benchmarks': about 20 min of pretraining and 180 fine-tuning cells of 30-60 s each, about "
+                  "1.5 h with --jobs 4",
             arch="vega_small",
             model_args=(),
             preprocess_args=("--paragraphs", "--vocab-size", "8000", "--valid-fraction", "0.02"),
