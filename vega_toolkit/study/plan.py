@@ -60,7 +60,10 @@ class Scale:
     learning_rates: Tuple[float, ...]
     seeds: Tuple[int, ...]
     arms: Tuple[str, ...] = ("random", "rtd_ternary")
-    pretrain_threads: int = 2  # one long run: both cores (cells run side by side only after it)
+    # BLAS threads of a pretraining run. 1 on a shared 2-core machine: a 2-thread run next to any other process
+    # fell from 1.5 to 0.3-0.5 updates/s (OpenMP threads waiting on each other), and with one thread the random
+    # arm's fine-tuning cells, which need no pretraining, use the other core meanwhile.
+    pretrain_threads: int = 1
     toy_data: bool = False  # no --glue-dir/--corpus needed: generate the demo's toy data
     # task-adaptive pretraining: the unlabelled *training* text of these tasks joins the corpus (never dev/test)
     task_adaptive_text: Tuple[str, ...] = ()
