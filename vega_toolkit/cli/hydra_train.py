@@ -1,0 +1,112 @@
+"""`vega-hydra-train`: fairseq-hydra-train with the vega plugins loaded and the shipped configs found by name.
+
+    vega-hydra-train --config-name phase1_tiny task.data=data-bin/gutenberg checkpoint.save_dir=ckpt/phase1
+    vega-hydra-train --config-name sst2 task.data=glue_data/SST-2 task.vocab_dir=vega-model \
+        checkpoint.finetune_from_model=vega-model/model.pt
+    vega-hydra-train --config-name sst2 ... -m 'optimization.lr=[1e-5],[2e-5]' common.seed=1,2,3   # a sweep
+    vega-hydra-train --config-name sst2 ... -m hydra/launcher=submitit_slurm ...                    # ... on SLURM
+
+The same configs run with stock fairseq (the plugins found through `common.user_dir`):
+
+    fairseq-hydra-train --config-dir "$(vega-config-dir)/glue" --config-name sst2 \
+        common.user_dir="$(dirname "$(vega-config-dir)")" task.data=... 
+
+Differences from stock `fairseq-hydra-train`, each so that a config behaves as its shell recipe does:
+- the plugins are imported before Hydra composes the config (so `criterion=...`-style group selection finds ours),
+  and `common.user_dir` points at the installed package (so DDP workers and SLURM jobs register them too);
+- `--config-dir` defaults to the shipped folder that holds `--config-name` (vega_toolkit/conf/{pretrain,glue});
+- tasks that run several trainings in rounds (glue_transductive, glue_self_calibrated) run their whole loop, as
+  under vega-train, instead of one training.
+Never give Hydra a version_base >= 1.2 in this process: fairseq's own config code breaks (research/fairseq.md §0.1).
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from vega_toolkit.cli.train import PLUGIN_DIR
+
+CONF_DIR = Path(PLUGIN_DIR) / "conf"
+
+
+def shipped_config_dir(config_name: str) -> Optional[Path]:
+    """The shipped folder holding `<config_name>.yaml` (names are unique across the folders), or None."""
+    found = sorted(CONF_DIR.glob(f"*/{config_name}.yaml"))
+    return found[0].parent if found else None
+
+
+def _option(argv: List[str], *names: str) -> Optional[str]:
+    """The value of a Hydra command-line option (`--config-name X`, `--config-name=X`, `-cn X`)."""
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def hydra_argv(argv: List[str]) -> List[str]:
+    """`argv` plus what vega-hydra-train adds: the shipped config folder and `common.user_dir`, unless given."""
+    argv = list(argv)
+    name = _option(argv, "--config-name", "-cn")
+    if name and _option(argv, "--config-dir", "-cd") is None:
+        folder = shipped_config_dir(name)
+        if folder is not None:
+            argv = ["--config-dir", str(folder)] + argv  # before the overrides: Hydra's parser takes them last
+    if not any(a.lstrip("+").startswith("common.user_dir=") for a in argv):
+        argv.append(f"common.user_dir={PLUGIN_DIR}")
+    return argv
+
+
+def config_to_namespace(cfg) -> argparse.Namespace:
+    """A resolved fairseq config flattened into the Namespace that fairseq's legacy parser would have produced
+    (what the round drivers of vega_toolkit/adaptation take): every group's fields, and the component names
+    (`task`, `arch`, `criterion`, ...) from the groups' `_name`."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    flat = {}
+    for group, values in container.items():
+        if isinstance(values, dict):
+            flat.update({k: v for k, v in values.items() if k != "_name"})
+    for group, values in container.items():
+        if group in ("model", "task", "criterion", "optimizer", "lr_scheduler", "bpe", "tokenizer", "scoring"):
+            name = values.get("_name") if isinstance(values, dict) else values
+            flat["arch" if group == "model" else group] = name
+    return argparse.Namespace(**flat)
+
+
+def train_from_config(cfg):
+    """Hydra's task function: fairseq-hydra-train's, except for round-based tasks (their whole loop)."""
+    from fairseq.dataclass.initialize import add_defaults
+    from fairseq.tasks import TASK_REGISTRY
+    from fairseq_cli.hydra_train import _hydra_main
+
+    task_cls = TASK_REGISTRY.get(cfg.task._name)
+    if task_cls is not None and hasattr(task_cls, "run_rounds"):
+        add_defaults(cfg)
+        task_cls.run_rounds(None, config_to_namespace(cfg))
+        return None
+    return _hydra_main(cfg)
+
+
+def cli_main(argv: Optional[List[str]] = None):
+    import hydra
+    from fairseq.dataclass.initialize import hydra_init
+
+    import vega_toolkit  # noqa: F401  (registers the plugins before Hydra composes)
+
+    sys.argv = [sys.argv[0]] + hydra_argv(sys.argv[1:] if argv is None else argv)
+    # as fairseq-hydra-train: the FairseqConfig schema is stored under the primary config's name, and fairseq's
+    # bundled config folder is the primary search path (its defaults list is used when --config-name is not given)
+    hydra_init(_option(sys.argv, "--config-name", "-cn") or "config")
+    import fairseq_cli
+
+    fairseq_config = os.path.join(os.path.dirname(os.path.dirname(fairseq_cli.__file__)), "fairseq", "config")
+    hydra.main(config_path=fairseq_config, config_name="config")(train_from_config)()
+
+
+if __name__ == "__main__":
+    cli_main()
