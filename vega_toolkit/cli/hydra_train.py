@@ -23,7 +23,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from vega_toolkit.cli.train import PLUGIN_DIR
 
@@ -76,6 +76,33 @@ def config_to_namespace(cfg) -> argparse.Namespace:
             name = values.get("_name") if isinstance(values, dict) else values
             flat["arch" if group == "model" else group] = name
     return argparse.Namespace(**flat)
+
+
+def shipped_config_names() -> List[str]:
+    """Every config a user can run (files starting with `_` are the shared pieces they include)."""
+    return sorted(p.stem for p in CONF_DIR.glob("*/*.yaml") if not p.name.startswith("_"))
+
+
+def compose_config(config_name: str, overrides: Sequence[str] = (), config_dir: Optional[str] = None):
+    """The config `fairseq-hydra-train --config-name NAME OVERRIDES` trains with, resolved: composed by Hydra with
+    fairseq's schema, the plugins of `common.user_dir` imported, the components' dataclass defaults added
+    (fairseq's add_defaults), interpolations resolved. Call it in a process that uses no other Hydra context."""
+    from fairseq import utils
+    from fairseq.dataclass.initialize import add_defaults, hydra_init
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    folder = config_dir or shipped_config_dir(config_name)
+    if folder is None:
+        raise FileNotFoundError(f"no shipped config named {config_name!r} (known: {shipped_config_names()})")
+    hydra_init(config_name)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(folder), version_base="1.1"):  # never >= 1.2 next to fairseq
+        cfg = compose(config_name, overrides=list(overrides))
+    utils.import_user_module(cfg.common)
+    add_defaults(cfg)
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
 def train_from_config(cfg):
