@@ -15,6 +15,8 @@ Differences from stock `fairseq-hydra-train`, each so that a config behaves as i
 - the plugins are imported before Hydra composes the config (so `criterion=...`-style group selection finds ours),
   and `common.user_dir` points at the installed package (so DDP workers and SLURM jobs register them too);
 - `--config-dir` defaults to the shipped folder that holds `--config-name` (vega_toolkit/conf/{pretrain,glue});
+- each job of a local sweep starts from fairseq's clean state (fairseq remembers the best validation score in a
+  function attribute, so later jobs of a stock sweep may never write their checkpoint_best.pt);
 - tasks that run several trainings in rounds (glue_transductive, glue_self_calibrated) run their whole loop, as
   under vega-train, instead of one training.
 Never give Hydra a version_base >= 1.2 in this process: fairseq's own config code breaks (research/fairseq.md §0.1).
@@ -111,6 +113,9 @@ def train_from_config(cfg):
     from fairseq.tasks import TASK_REGISTRY
     from fairseq_cli.hydra_train import _hydra_main
 
+    from vega_toolkit.adaptation.rounds import reset_fairseq_globals
+
+    reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
     task_cls = TASK_REGISTRY.get(cfg.task._name)
     if task_cls is not None and hasattr(task_cls, "run_rounds"):
         add_defaults(cfg)
