@@ -49,14 +49,36 @@ def _option(argv: List[str], *names: str) -> Optional[str]:
     return None
 
 
+# Hydra's options that take a value (`--info` takes one only from its list)
+_VALUE_OPTIONS = {"--config-name", "-cn", "--config-dir", "-cd", "--config-path", "-cp", "--cfg", "-c", "--package",
+                  "-p", "--experimental-rerun"}
+_INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def options_first(argv: List[str]) -> List[str]:
+    """Hydra's options before its overrides: its parser rejects overrides followed by an option (`x=1 -m`)."""
+    options, overrides, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        takes_value = arg in _VALUE_OPTIONS or (arg == "--info" and i + 1 < len(argv) and argv[i + 1] in _INFO_VALUES)
+        if arg.startswith("-") and not arg.startswith(("++", "+")):
+            options += argv[i:i + 2] if takes_value else [arg]
+            i += 2 if takes_value else 1
+        else:
+            overrides.append(arg)
+            i += 1
+    return options + overrides
+
+
 def hydra_argv(argv: List[str]) -> List[str]:
-    """`argv` plus what vega-hydra-train adds: the shipped config folder and `common.user_dir`, unless given."""
-    argv = list(argv)
+    """`argv` plus what vega-hydra-train adds: the shipped config folder and `common.user_dir`, unless given;
+    Hydra's options are moved before the overrides."""
+    argv = options_first(list(argv))
     name = _option(argv, "--config-name", "-cn")
     if name and _option(argv, "--config-dir", "-cd") is None:
         folder = shipped_config_dir(name)
         if folder is not None:
-            argv = ["--config-dir", str(folder)] + argv  # before the overrides: Hydra's parser takes them last
+            argv = ["--config-dir", str(folder)] + argv
     if not any(a.lstrip("+").startswith("common.user_dir=") for a in argv):
         argv.append(f"common.user_dir={PLUGIN_DIR}")
     return argv
@@ -141,4 +163,8 @@ def cli_main(argv: Optional[List[str]] = None):
 
 
 if __name__ == "__main__":
-    cli_main()
+    # through the package's module, not __main__: SLURM jobs (hydra/launcher=submitit_slurm) unpickle the task
+    # function by its importable name
+    from vega_toolkit.cli.hydra_train import cli_main as main
+
+    main()
