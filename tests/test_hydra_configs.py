@@ -88,6 +88,14 @@ def dry_run(recipe, env):
     return shlex.split(line)[1:]
 
 
+def model_overrides(model_dir):
+    """The Hydra overrides for the encoder of a model folder: what the recipes read with `vega-glue info`."""
+    from vega_toolkit.cli.glue import arch_flags
+
+    arch = arch_flags(model_dir)  # `--arch vega_tiny --encoder-layers 1 ...`
+    return [f"model._name={arch[1]}"] + flag_overrides(arch, "model", {a for a in arch[2:] if a.startswith("--")})
+
+
 def flag_overrides(argv, group, flags):
     """`--encoder-layers 1` -> `++model.encoder_layers=1` for the given flags of argv."""
     out = []
@@ -128,7 +136,13 @@ def test_pretrain_recipe_and_its_config_resolve_to_the_same_fairseq_config(recip
 
 
 @pytest.fixture(scope="module")
-def official_glue(tmp_path_factory):
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrained")
+    return make_model_dir(str(root / "model"), str(root / "cache"))
+
+
+@pytest.fixture(scope="module")
+def official_glue(tmp_path_factory, model_dir):
     """The GLUE fixtures with train.tsv repeated to the official row count, so the recipes compute the paper's
     number of updates from it (vega-glue info counts the rows), and a tiny pretrained model folder."""
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
@@ -142,8 +156,7 @@ def official_glue(tmp_path_factory):
         lines = train.read_text().splitlines()
         header, rows = (lines[:1], lines[1:]) if task.splits["train"].header else ([], lines)
         train.write_text("\n".join(header + [rows[i % len(rows)] for i in range(task.splits["train"].rows)]) + "\n")
-    model = make_model_dir(str(root / "model"), str(root / "cache"))
-    return str(root / "glue"), model
+    return str(root / "glue"), model_dir
 
 
 GLUE = [("mnli.sh", "paper", "mnli"), ("qqp.sh", "paper", "qqp"), ("qnli.sh", "paper", "qnli"),
@@ -160,10 +173,7 @@ def test_glue_recipe_and_its_config_resolve_to_the_same_fairseq_config(recipe, s
     argv = dry_run(f"glue/{recipe}", env)
     # the paths, and the encoder's size: the recipe reads it from the pretrained model folder, a config user passes
     # it as overrides (the config's own is vega_v1_1_3b, or vega_tiny at tiny scale)
-    from vega_toolkit.cli.glue import arch_flags
-
-    arch = arch_flags(model_dir)  # what the recipe read: `--arch vega_tiny --encoder-layers 1 ...`
-    model = [f"model._name={arch[1]}"] + flag_overrides(arch, "model", {a for a in arch[2:] if a.startswith("--")})
+    model = model_overrides(model_dir)
     overrides = [f"task.data={argv[0]}", f"task.vocab_dir={model_dir}",
                  "checkpoint.save_dir=" + argv[argv.index("--save-dir") + 1],
                  "checkpoint.finetune_from_model=" + argv[argv.index("--finetune-from-model") + 1],
@@ -171,3 +181,63 @@ def test_glue_recipe_and_its_config_resolve_to_the_same_fairseq_config(recipe, s
     if "task.external_data" in {o.split("=")[0] for o in required_overrides(name)}:
         overrides.append("task.external_data=POOL.tsv")
     assert_same_config(compose_config(name, overrides), recipe_config(argv))
+
+
+# --- tiny configs train ---------------------------------------------------------------------------------------
+def run(cmd, cwd, timeout=300):
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def last_valid(log):
+    return [line for line in log.splitlines() if "valid on 'valid' subset" in line][-1]
+
+
+def test_pretraining_configs_train_with_stock_fairseq_and_with_vega_hydra_train(tiny_data_bin, tmp_path):
+    short = ["optimization.max_update=3", "dataset.validate_interval_updates=3", "common.log_interval=1"]
+    # stock fairseq-hydra-train: the plugins come only from common.user_dir
+    log = run(STOCK + ["--config-dir", str(CONF_DIR / "pretrain"), "--config-name", "phase1_tiny",
+                       f"common.user_dir={PLUGIN_DIR}", f"task.data={tiny_data_bin}",
+                       f"checkpoint.save_dir={tmp_path / 'phase1'}"] + short, cwd=tmp_path)
+    assert "rtd_acc" in last_valid(log) and "num_updates 3" in last_valid(log)
+    # vega-hydra-train: no config dir, no user_dir; phase 2 starts from phase 1's weights
+    log = run(VEGA + ["--config-name", "phase2_tiny", f"task.data={tiny_data_bin}",
+                      f"checkpoint.save_dir={tmp_path / 'phase2'}",
+                      f"checkpoint.finetune_from_model={tmp_path / 'phase1' / 'checkpoint_last.pt'}"] + short,
+              cwd=tmp_path)
+    assert "loading pretrained model from" in log and "contrastive_loss" in last_valid(log)
+    log = run(VEGA + ["--config-name", "mlm_tiny", f"task.data={tiny_data_bin}",
+                      f"checkpoint.save_dir={tmp_path / 'mlm'}"] + short, cwd=tmp_path)
+    assert "masked_lm" in log and (tmp_path / "mlm" / "checkpoint_last.pt").is_file()
+
+
+def glue_overrides(task, model_dir, save_dir):
+    return [f"task.data={os.path.join(FIXTURES, task)}", f"task.vocab_dir={model_dir}",
+            f"checkpoint.finetune_from_model={model_dir}/model.pt", f"checkpoint.save_dir={save_dir}",
+            "optimization.max_update=3"] + model_overrides(model_dir)
+
+
+def test_sst2_tiny_fine_tunes_with_stock_fairseq_hydra_train(model_dir, tmp_path):
+    log = run(STOCK + ["--config-dir", str(CONF_DIR / "glue"), "--config-name", "sst2_tiny",
+                       f"common.user_dir={PLUGIN_DIR}"] + glue_overrides("SST-2", model_dir, tmp_path / "sst2"),
+              cwd=tmp_path)
+    assert "accuracy" in last_valid(log) and (tmp_path / "sst2" / "checkpoint_best.pt").is_file()
+
+
+def test_wnli_config_runs_the_transductive_rounds_under_vega_hydra_train(model_dir, tmp_path):
+    tiny = ["common.cpu=true", "common.fp16=false", "dataset.num_workers=0", "dataset.batch_size=8",
+            "lr_scheduler.warmup_updates=1", "task.max_rounds=1"]
+    log = run(VEGA + ["--config-name", "wnli"] + glue_overrides("WNLI", model_dir, tmp_path / "wnli") + tiny,
+              cwd=tmp_path)
+    state = (tmp_path / "wnli" / "adaptation_state.json").read_text()
+    assert '"round": 1' in state and (tmp_path / "wnli" / "round_1").is_dir()
+    assert re.search(r"^dev accuracy=\d", log, re.M)
+
+
+def test_hydra_options_may_follow_the_overrides():
+    from vega_toolkit.cli.hydra_train import hydra_argv
+
+    argv = hydra_argv(["x=1", "-m", "hydra/launcher=submitit_slurm", "--config-name", "sst2", "+y=2"])
+    assert argv[:5] == ["--config-dir", str(CONF_DIR / "glue"), "-m", "--config-name", "sst2"]
+    assert argv[5:] == ["x=1", "hydra/launcher=submitit_slurm", "+y=2", f"common.user_dir={PLUGIN_DIR}"]
