@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from glue_helpers import FIXTURES, make_model_dir, recipe_env
+from glue_helpers import FIXTURES, make_model_dir, model_overrides, recipe_env
 from vega_toolkit.cli.hydra_train import CONF_DIR, PLUGIN_DIR, compose_config, shipped_config_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,25 +86,6 @@ def dry_run(recipe, env):
     assert out.returncode == 0, out.stderr[-2000:]
     line = [x for x in out.stdout.splitlines() if x.startswith("vega-train ")][0]
     return shlex.split(line)[1:]
-
-
-def model_overrides(model_dir):
-    """The Hydra overrides for the encoder of a model folder: what the recipes read with `vega-glue info`."""
-    from vega_toolkit.cli.glue import arch_flags
-
-    arch = arch_flags(model_dir)  # `--arch vega_tiny --encoder-layers 1 ...`
-    return [f"model._name={arch[1]}"] + flag_overrides(arch, "model", {a for a in arch[2:] if a.startswith("--")})
-
-
-def flag_overrides(argv, group, flags):
-    """`--encoder-layers 1` -> `++model.encoder_layers=1` for the given flags of argv."""
-    out = []
-    for i, arg in enumerate(argv):
-        if arg in flags:
-            value = argv[i + 1]
-            value = value if re.fullmatch(r"-?[0-9.e-]+", value) else f"'{value}'"
-            out.append(f"++{group}.{arg[2:].replace('-', '_')}={value}")  # ++: set, whether the yaml has it or not
-    return out
 
 
 def assert_same_config(yaml_cfg, recipe_cfg):

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from glue_helpers import FIXTURES, make_model_dir
-from test_hydra_configs import model_overrides
+from glue_helpers import FIXTURES, make_model_dir, model_overrides
 
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 VEGA = [sys.executable, "-m", "vega_toolkit.cli.hydra_train"]
