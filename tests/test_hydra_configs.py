@@ -216,6 +216,14 @@ def test_wnli_config_runs_the_transductive_rounds_under_vega_hydra_train(model_d
     assert re.search(r"^dev accuracy=\d", log, re.M)
 
 
+def test_glue_config_without_the_pretrained_model_stops_with_a_message(model_dir, tmp_path):
+    overrides = [o for o in glue_overrides("SST-2", model_dir, tmp_path / "sst2") if "finetune_from_model" not in o]
+    proc = subprocess.run(VEGA + ["--config-name", "sst2_tiny"] + overrides, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=ENV)
+    assert proc.returncode == 1 and "give checkpoint.finetune_from_model=" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "sst2").exists()
+
+
 def test_hydra_options_may_follow_the_overrides():
     from vega_toolkit.cli.hydra_train import hydra_argv
 

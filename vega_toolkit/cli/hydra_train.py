@@ -15,6 +15,8 @@ Differences from stock `fairseq-hydra-train`, each so that a config behaves as i
 - the plugins are imported before Hydra composes the config (so `criterion=...`-style group selection finds ours),
   and `common.user_dir` points at the installed package (so DDP workers and SLURM jobs register them too);
 - `--config-dir` defaults to the shipped folder that holds `--config-name` (vega_toolkit/conf/{pretrain,glue});
+- a GLUE config run without `checkpoint.finetune_from_model` stops with a message instead of fine-tuning a random
+  encoder;
 - each job of a local sweep starts from fairseq's clean state (fairseq remembers the best validation score in a
   function attribute, so later jobs of a stock sweep may never write their checkpoint_best.pt);
 - tasks that run several trainings in rounds (glue_transductive, glue_self_calibrated) run their whole loop, as
@@ -129,6 +131,15 @@ def compose_config(config_name: str, overrides: Sequence[str] = (), config_dir: 
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
+def check_init_model(cfg):
+    """GLUE fine-tuning without `checkpoint.finetune_from_model` would silently start from a random encoder (a
+    config cannot require it: fairseq's schema default, None, wins over a `???`)."""
+    if cfg.task.get("glue_task") and not cfg.checkpoint.finetune_from_model \
+            and cfg.checkpoint.restore_file == "checkpoint_last.pt":
+        sys.exit(f"vega-hydra-train: {cfg.task.glue_task} fine-tunes a pretrained model: give "
+                 f"checkpoint.finetune_from_model=<model folder>/model.pt (RTE, STS-B, MRPC: the MNLI model)")
+
+
 def train_from_config(cfg):
     """Hydra's task function: fairseq-hydra-train's, except for round-based tasks (their whole loop)."""
     from fairseq.dataclass.initialize import add_defaults
@@ -138,6 +149,7 @@ def train_from_config(cfg):
     from vega_toolkit.adaptation.rounds import reset_fairseq_globals
 
     reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
+    check_init_model(cfg)
     task_cls = TASK_REGISTRY.get(cfg.task._name)
     if task_cls is not None and hasattr(task_cls, "run_rounds"):
         add_defaults(cfg)
