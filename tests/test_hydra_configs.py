@@ -69,6 +69,30 @@ def test_every_shipped_config_resolves_to_registered_components(name):
         assert not cfg.common.tpu  # fairseq's legacy --bf16 would set it; the Hydra path does not
 
 
+@pytest.mark.parametrize("entry_point", ["fairseq-hydra-train", "vega-hydra-train"])
+@pytest.mark.parametrize("name", shipped_config_names())
+def test_every_shipped_config_loads_through_both_entry_points(name, entry_point, monkeypatch, capsys):
+    """`--cfg job --resolve`: the entry point composes the config, resolves it and prints it (training nothing)."""
+    import fairseq_cli.hydra_train
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vega_toolkit.cli import hydra_train
+    from vega_toolkit.cli.hydra_train import shipped_config_dir
+
+    argv = ["--config-name", name, "--cfg", "job", "--resolve"] + required_overrides(name)
+    GlobalHydra.instance().clear()
+    if entry_point == "fairseq-hydra-train":
+        argv = ["--config-dir", str(shipped_config_dir(name))] + argv + [f"common.user_dir={PLUGIN_DIR}"]
+        monkeypatch.setattr(sys, "argv", [entry_point] + argv)
+        fairseq_cli.hydra_train.cli_main()
+    else:
+        monkeypatch.setattr(sys, "argv", [entry_point])
+        hydra_train.cli_main(argv)
+    printed = OmegaConf.create(capsys.readouterr().out)
+    assert printed.common.user_dir == PLUGIN_DIR and printed.task.data == "DATA"
+    assert printed.lr_scheduler.total_num_update == printed.optimization.max_update > 0  # resolved
+
+
 # --- one source of truth: each recipe's resolved config equals its yaml's, field by field ----------------------
 def recipe_config(argv):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
