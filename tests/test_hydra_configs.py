@@ -206,6 +206,10 @@ def test_pretraining_configs_train_with_stock_fairseq_and_with_vega_hydra_train(
                        f"common.user_dir={PLUGIN_DIR}", f"task.data={tiny_data_bin}",
                        f"checkpoint.save_dir={tmp_path / 'phase1'}"] + short, cwd=tmp_path)
     assert "rtd_acc" in last_valid(log) and "num_updates 3" in last_valid(log)
+    # vega-hydra-train keeps vega-train's guards: the same finished run again is a no-op that says so
+    log = run(VEGA + ["--config-name", "phase1_tiny", f"task.data={tiny_data_bin}",
+                      f"checkpoint.save_dir={tmp_path / 'phase1'}"] + short, cwd=tmp_path)
+    assert "this run has finished, nothing to do" in log
     # vega-hydra-train: no config dir, no user_dir; phase 2 starts from phase 1's weights
     log = run(VEGA + ["--config-name", "phase2_tiny", f"task.data={tiny_data_bin}",
                       f"checkpoint.save_dir={tmp_path / 'phase2'}",

@@ -19,6 +19,8 @@ Differences from stock `fairseq-hydra-train`, each so that a config behaves as i
   encoder;
 - each job of a local sweep starts from fairseq's clean state (fairseq remembers the best validation score in a
   function attribute, so later jobs of a stock sweep may never write their checkpoint_best.pt);
+- vega-train's guards apply: the save dir is locked, a truncated checkpoint_last.pt is repaired, a finished run is a
+  no-op that says so, a restored head of the wrong size is a clear error;
 - tasks that run several trainings in rounds (glue_transductive, glue_self_calibrated) run their whole loop, as
   under vega-train, instead of one training.
 Never give Hydra a version_base >= 1.2 in this process: fairseq's own config code breaks (research/fairseq.md §0.1).
@@ -141,21 +143,22 @@ def check_init_model(cfg):
 
 
 def train_from_config(cfg):
-    """Hydra's task function: fairseq-hydra-train's, except for round-based tasks (their whole loop)."""
+    """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards (save-dir lock,
+    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/cli/train.py `train_guarded`), or the
+    whole loop of a round-based task."""
     from fairseq.dataclass.initialize import add_defaults
-    from fairseq.tasks import TASK_REGISTRY
     from fairseq_cli.hydra_train import _hydra_main
 
     from vega_toolkit.adaptation.rounds import reset_fairseq_globals
+    from vega_toolkit.cli.train import train_guarded, user_errors
 
     reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
     check_init_model(cfg)
-    task_cls = TASK_REGISTRY.get(cfg.task._name)
-    if task_cls is not None and hasattr(task_cls, "run_rounds"):
-        add_defaults(cfg)
-        task_cls.run_rounds(None, config_to_namespace(cfg))
-        return None
-    return _hydra_main(cfg)
+    add_defaults(cfg)
+    try:
+        return train_guarded(config_to_namespace(cfg), lambda: _hydra_main(cfg))
+    except user_errors() as err:
+        sys.exit(f"vega-hydra-train: {err}")
 
 
 def cli_main(argv: Optional[List[str]] = None):
