@@ -40,6 +40,9 @@ setup(
             "vega-select = vega_toolkit.cli.select:cli_main",
             "vega-preprocess = vega_toolkit.cli.preprocess:cli_main",
             "vega-study = vega_toolkit.cli.study:cli_main",
+            "vega-hydra-train = vega_toolkit.cli.hydra_train:cli_main",
+            "vega-config-dir = vega_toolkit.cli.config_dir:cli_main",
+            "vega-sweep-report = vega_toolkit.cli.sweep_report:cli_main",
         ]
     },
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],

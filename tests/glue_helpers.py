@@ -3,6 +3,7 @@ the synthetic fixtures in tests/fixtures/glue."""
 import collections
 import glob
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,22 @@ def save_glue_checkpoint(path, cfg, model):
                     {"criterion_name": "GluePredictionCriterion", "optimizer_name": "Adam", "lr_scheduler_state": {},
                      "num_updates": 0}]}, path)
     return path
+
+
+def model_overrides(model_dir):
+    """The Hydra overrides for the encoder of a model folder: what the recipes read with `vega-glue info`."""
+    from vega_toolkit.cli.glue import arch_flags
+
+    arch = arch_flags(model_dir)  # `--arch vega_tiny --encoder-layers 1 ...`
+    return [f"model._name={arch[1]}"] + flag_overrides(arch, "model", {a for a in arch[2:] if a.startswith("--")})
+
+
+def flag_overrides(argv, group, flags):
+    """`--encoder-layers 1` -> `++model.encoder_layers=1` for the given flags of argv."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg in flags:
+            value = argv[i + 1]
+            value = value if re.fullmatch(r"-?[0-9.e-]+", value) else f"'{value}'"
+            out.append(f"++{group}.{arg[2:].replace('-', '_')}={value}")  # ++: set, whether the yaml has it or not
+    return out

@@ -15,6 +15,8 @@
 # train layout | unlabelled = its test layout | text), TOP_K (tiny 1000, paper 20000), GENERAL (general-domain text:
 # Moore-Lewis selection), MAX_ROUNDS (tiny 1, paper 3), CONVERGE_EPS (0.01), CONFIDENCE (0).
 # Last line: `dev mcc=<value>`. Extra args go to vega-train.
+# As a Hydra config (vega-hydra-train): vega_toolkit/conf/glue/cola
+# (equal to this recipe field by field: tests/test_hydra_configs.py).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if [[ -z "${EXTERNAL:-}" ]]; then

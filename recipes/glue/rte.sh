@@ -5,6 +5,8 @@
 #
 # Runs: vega-train $GLUE_DIR/RTE --task glue --glue-task RTE --finetune-from-model $OUT/MNLI/checkpoint_best.pt --criterion glue_prediction ... (see common.sh), then
 # vega-generate on $OUT/RTE/checkpoint_best.pt --dev. Last line: `dev <metric>=<value>`. Extra args go to vega-train.
+# As a Hydra config (vega-hydra-train): vega_toolkit/conf/glue/rte
+# (equal to this recipe field by field: tests/test_hydra_configs.py).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 glue_finetune_from_mnli RTE "${PLAIN_ARGS[@]}" "$@"

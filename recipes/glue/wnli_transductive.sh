@@ -11,6 +11,8 @@
 # pseudo-labels: $OUT/WNLI/round_K/, log: $OUT/WNLI/adaptation_state.json; rerunning resumes an interrupted loop.
 # Optional env: MAX_ROUNDS (tiny 2, paper 3), CONVERGE_EPS (0.01), CONFIDENCE (softmax floor for pseudo-labels, 0).
 # Last line: `dev accuracy=<value>`. Extra args go to vega-train.
+# As a Hydra config (vega-hydra-train): vega_toolkit/conf/glue/wnli
+# (equal to this recipe field by field: tests/test_hydra_configs.py).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if [[ "$SCALE" == tiny ]]; then MAX_ROUNDS=${MAX_ROUNDS:-2}; else MAX_ROUNDS=${MAX_ROUNDS:-3}; fi

@@ -17,6 +17,8 @@
 # assumptions to override. On a machine without GPUs SCALE=paper only prints the command.
 # Env: DATA_BIN, SAVE_DIR (required); SCALE, DRY_RUN, MAX_UPDATE, VEGA_TRAIN; NODES, GPUS_PER_NODE, BATCH_PER_GPU,
 # GLOBAL_BATCH, LR (paper). Extra arguments are appended to the command (e.g. --launcher submitit --slurm-nodes 16).
+# As a Hydra config (vega-hydra-train): vega_toolkit/conf/pretrain/phase1_tiny and pretrain/phase1_paper
+# (equal to this recipe field by field: tests/test_hydra_configs.py).
 set -euo pipefail
 : "${DATA_BIN:?set DATA_BIN to a vega-preprocess data-bin}"
 : "${SAVE_DIR:?set SAVE_DIR to the checkpoint directory}"

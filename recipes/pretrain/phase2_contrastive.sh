@@ -18,6 +18,8 @@
 # SCALE=paper: vega_v1_1_3b, 100K updates, bf16, same cluster math as phase 1 (see phase1_rtd.sh; assumptions).
 # Env: DATA_BIN, SAVE_DIR, PHASE1_CKPT (required); SCALE, DRY_RUN, MAX_UPDATE, VEGA_TRAIN, NODES, GPUS_PER_NODE,
 # BATCH_PER_GPU, GLOBAL_BATCH, LR, CONTRASTIVE_WEIGHT. Extra arguments are appended to the command.
+# As a Hydra config (vega-hydra-train): vega_toolkit/conf/pretrain/phase2_tiny and pretrain/phase2_paper
+# (equal to this recipe field by field: tests/test_hydra_configs.py).
 set -euo pipefail
 : "${DATA_BIN:?set DATA_BIN to a vega-preprocess data-bin}"
 : "${SAVE_DIR:?set SAVE_DIR to the checkpoint directory}"

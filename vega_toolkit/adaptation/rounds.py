@@ -64,7 +64,8 @@ class AdaptationState:
 
 
 # --- one fairseq training ----------------------------------------------------------------------------------------
-def _reset_fairseq_globals():
+def reset_fairseq_globals():
+    """Forget what a previous fairseq training in this process left behind (round drivers, local sweeps)."""
     # fairseq keeps the best validation metric and the early-stopping counter as function attributes; a second
     # training in the same process would otherwise compare against the previous round's best and never write
     # checkpoint_best.pt (or stop early at once).
@@ -111,7 +112,7 @@ def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence
     os.makedirs(save_dir, exist_ok=True)
     logger.info(f"training {save_dir} from {init_checkpoint}"
                 + (f" with extra data {a.extra_train_data}" if extra_train else ""))
-    _reset_fairseq_globals()
+    reset_fairseq_globals()
     distributed_utils.call_main(convert_namespace_to_omegaconf(a), train_main)
     return round_model(save_dir)
 

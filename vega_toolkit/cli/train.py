@@ -21,7 +21,7 @@ Differences from stock `fairseq-train`, each a fix rather than a feature:
 import contextlib
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import vega_toolkit
 
@@ -108,17 +108,25 @@ def run_training(argv: List[str]):
     """Parse `argv` like fairseq-train and train in this process (spawning local DDP workers as fairseq does)."""
     from fairseq import distributed_utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.tasks import TASK_REGISTRY
     from fairseq_cli.train import main as train_main
+
+    argv = with_user_dir(argv)
+    args = parse_training_args(argv)
+    return train_guarded(args, lambda: distributed_utils.call_main(convert_namespace_to_omegaconf(args), train_main),
+                         argv)
+
+
+def train_guarded(args, train: Callable[[], Any], argv: Optional[List[str]] = None):
+    """`train()` (one fairseq training of `args`) inside vega-train's guards: the save-dir lock, the
+    checkpoint_last.pt repair, the restored-head check and the finished-run no-op. Round-based tasks (transductive /
+    self-calibrated) run their whole loop of trainings instead. vega-hydra-train shares it."""
+    from fairseq.tasks import TASK_REGISTRY
 
     from vega_toolkit.checkpoints import recover_checkpoint_last
     from vega_toolkit.launch.save_dir_lock import SaveDirLock
 
-    argv = with_user_dir(argv)
-    args = parse_training_args(argv)
     first = is_first_rank(args)
     with SaveDirLock(args.save_dir) if first and not args.no_save else contextlib.nullcontext():
-        # Adaptation tasks (transductive / self-calibrated) run several fairseq trainings in rounds.
         task_cls = TASK_REGISTRY.get(args.task)
         if task_cls is not None and hasattr(task_cls, "run_rounds"):
             return task_cls.run_rounds(argv, args)
@@ -130,9 +138,18 @@ def run_training(argv: List[str]):
             finished = finished_message(args, resume)
             if finished:
                 print(finished, flush=True)
-                return
-        cfg = convert_namespace_to_omegaconf(args)
-        distributed_utils.call_main(cfg, train_main)
+                return None
+        return train()
+
+
+def user_errors() -> Tuple[type, ...]:
+    """Errors of bad input whose message says what to do: printed without a traceback, which would bury it."""
+    from vega_toolkit.checkpoints import CheckpointError
+    from vega_toolkit.data.glue_readers import GlueFormatError
+    from vega_toolkit.launch.save_dir_lock import SaveDirLockedError
+    from vega_toolkit.models.heads import HeadMismatchError
+
+    return SaveDirLockedError, CheckpointError, HeadMismatchError, GlueFormatError
 
 
 def cli_main(argv: Optional[List[str]] = None):
@@ -147,15 +164,10 @@ def cli_main(argv: Optional[List[str]] = None):
     if launcher.launcher == "submitit":
         submit(launcher, argv)
         return
-    from vega_toolkit.checkpoints import CheckpointError
-    from vega_toolkit.data.glue_readers import GlueFormatError
-    from vega_toolkit.launch.save_dir_lock import SaveDirLockedError
-    from vega_toolkit.models.heads import HeadMismatchError
-
     try:
         run_training(argv)
-    except (SaveDirLockedError, CheckpointError, HeadMismatchError, GlueFormatError) as err:
-        sys.exit(f"vega-train: {err}")  # bad input: the message says what to do, a traceback would bury it
+    except user_errors() as err:
+        sys.exit(f"vega-train: {err}")
 
 
 if __name__ == "__main__":

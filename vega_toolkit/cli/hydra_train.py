@@ -1,0 +1,185 @@
+"""`vega-hydra-train`: fairseq-hydra-train with the vega plugins loaded and the shipped configs found by name.
+
+    vega-hydra-train --config-name phase1_tiny task.data=data-bin/gutenberg checkpoint.save_dir=ckpt/phase1
+    vega-hydra-train --config-name sst2 task.data=glue_data/SST-2 task.vocab_dir=vega-model \
+        checkpoint.finetune_from_model=vega-model/model.pt
+    vega-hydra-train --config-name sst2 ... -m 'optimization.lr=[1e-5],[2e-5]' common.seed=1,2,3   # a sweep
+    vega-hydra-train --config-name sst2 ... -m hydra/launcher=submitit_slurm ...                    # ... on SLURM
+
+The same configs run with stock fairseq (the plugins found through `common.user_dir`):
+
+    fairseq-hydra-train --config-dir "$(vega-config-dir)/glue" --config-name sst2 \
+        common.user_dir="$(dirname "$(vega-config-dir)")" task.data=... 
+
+Differences from stock `fairseq-hydra-train`, each so that a config behaves as its shell recipe does:
+- the plugins are imported before Hydra composes the config (so `criterion=...`-style group selection finds ours),
+  and `common.user_dir` points at the installed package (so DDP workers and SLURM jobs register them too);
+- `--config-dir` defaults to the shipped folder that holds `--config-name` (vega_toolkit/conf/{pretrain,glue});
+- a GLUE config run without `checkpoint.finetune_from_model` stops with a message instead of fine-tuning a random
+  encoder;
+- each job of a local sweep starts from fairseq's clean state (fairseq remembers the best validation score in a
+  function attribute, so later jobs of a stock sweep may never write their checkpoint_best.pt);
+- vega-train's guards apply: the save dir is locked, a truncated checkpoint_last.pt is repaired, a finished run is a
+  no-op that says so, a restored head of the wrong size is a clear error;
+- tasks that run several trainings in rounds (glue_transductive, glue_self_calibrated) run their whole loop, as
+  under vega-train, instead of one training.
+Never give Hydra a version_base >= 1.2 in this process: fairseq's own config code breaks (research/fairseq.md §0.1).
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from vega_toolkit.cli.train import PLUGIN_DIR
+
+CONF_DIR = Path(PLUGIN_DIR) / "conf"
+
+
+def shipped_config_dir(config_name: str) -> Optional[Path]:
+    """The shipped folder holding `<config_name>.yaml` (names are unique across the folders), or None."""
+    found = sorted(CONF_DIR.glob(f"*/{config_name}.yaml"))
+    return found[0].parent if found else None
+
+
+def _option(argv: List[str], *names: str) -> Optional[str]:
+    """The value of a Hydra command-line option (`--config-name X`, `--config-name=X`, `-cn X`)."""
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+# Hydra's options that take a value (`--info` takes one only from its list)
+_VALUE_OPTIONS = {"--config-name", "-cn", "--config-dir", "-cd", "--config-path", "-cp", "--cfg", "-c", "--package",
+                  "-p", "--experimental-rerun"}
+_INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def options_first(argv: List[str]) -> List[str]:
+    """Hydra's options before its overrides: its parser rejects overrides followed by an option (`x=1 -m`)."""
+    options, overrides, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        takes_value = arg in _VALUE_OPTIONS or (arg == "--info" and i + 1 < len(argv) and argv[i + 1] in _INFO_VALUES)
+        if arg.startswith("-") and not arg.startswith(("++", "+")):
+            options += argv[i:i + 2] if takes_value else [arg]
+            i += 2 if takes_value else 1
+        else:
+            overrides.append(arg)
+            i += 1
+    return options + overrides
+
+
+def hydra_argv(argv: List[str]) -> List[str]:
+    """`argv` plus what vega-hydra-train adds: the shipped config folder and `common.user_dir`, unless given;
+    Hydra's options are moved before the overrides."""
+    argv = options_first(list(argv))
+    name = _option(argv, "--config-name", "-cn")
+    if name and _option(argv, "--config-dir", "-cd") is None:
+        folder = shipped_config_dir(name)
+        if folder is not None:
+            argv = ["--config-dir", str(folder)] + argv
+    if not any(a.lstrip("+").startswith("common.user_dir=") for a in argv):
+        argv.append(f"common.user_dir={PLUGIN_DIR}")
+    return argv
+
+
+def config_to_namespace(cfg) -> argparse.Namespace:
+    """A resolved fairseq config flattened into the Namespace that fairseq's legacy parser would have produced
+    (what the round drivers of vega_toolkit/adaptation take): every group's fields, and the component names
+    (`task`, `arch`, `criterion`, ...) from the groups' `_name`."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    flat = {}
+    for group, values in container.items():
+        if isinstance(values, dict):
+            flat.update({k: v for k, v in values.items() if k != "_name"})
+    for group, values in container.items():
+        if group in ("model", "task", "criterion", "optimizer", "lr_scheduler", "bpe", "tokenizer", "scoring"):
+            name = values.get("_name") if isinstance(values, dict) else values
+            flat["arch" if group == "model" else group] = name
+    return argparse.Namespace(**flat)
+
+
+def shipped_config_names() -> List[str]:
+    """Every config a user can run (files starting with `_` are the shared pieces they include)."""
+    return sorted(p.stem for p in CONF_DIR.glob("*/*.yaml") if not p.name.startswith("_"))
+
+
+def compose_config(config_name: str, overrides: Sequence[str] = (), config_dir: Optional[str] = None):
+    """The config `fairseq-hydra-train --config-name NAME OVERRIDES` trains with, resolved: composed by Hydra with
+    fairseq's schema, the plugins of `common.user_dir` imported, the components' dataclass defaults added
+    (fairseq's add_defaults), interpolations resolved. Call it in a process that uses no other Hydra context."""
+    from fairseq import utils
+    from fairseq.dataclass.initialize import add_defaults, hydra_init
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    folder = config_dir or shipped_config_dir(config_name)
+    if folder is None:
+        raise FileNotFoundError(f"no shipped config named {config_name!r} (known: {shipped_config_names()})")
+    hydra_init(config_name)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(folder), version_base="1.1"):  # never >= 1.2 next to fairseq
+        cfg = compose(config_name, overrides=list(overrides))
+    utils.import_user_module(cfg.common)
+    add_defaults(cfg)
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
+def check_init_model(cfg):
+    """GLUE fine-tuning without `checkpoint.finetune_from_model` would silently start from a random encoder (a
+    config cannot require it: fairseq's schema default, None, wins over a `???`)."""
+    if cfg.task.get("glue_task") and not cfg.checkpoint.finetune_from_model \
+            and cfg.checkpoint.restore_file == "checkpoint_last.pt":
+        sys.exit(f"vega-hydra-train: {cfg.task.glue_task} fine-tunes a pretrained model: give "
+                 f"checkpoint.finetune_from_model=<model folder>/model.pt (RTE, STS-B, MRPC: the MNLI model)")
+
+
+def train_from_config(cfg):
+    """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards (save-dir lock,
+    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/cli/train.py `train_guarded`), or the
+    whole loop of a round-based task."""
+    from fairseq.dataclass.initialize import add_defaults
+    from fairseq_cli.hydra_train import _hydra_main
+
+    from vega_toolkit.adaptation.rounds import reset_fairseq_globals
+    from vega_toolkit.cli.train import train_guarded, user_errors
+
+    reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
+    check_init_model(cfg)
+    add_defaults(cfg)
+    try:
+        return train_guarded(config_to_namespace(cfg), lambda: _hydra_main(cfg))
+    except user_errors() as err:
+        sys.exit(f"vega-hydra-train: {err}")
+
+
+def cli_main(argv: Optional[List[str]] = None):
+    import hydra
+    from fairseq.dataclass.initialize import hydra_init
+
+    import vega_toolkit  # noqa: F401  (registers the plugins before Hydra composes)
+
+    sys.argv = [sys.argv[0]] + hydra_argv(sys.argv[1:] if argv is None else argv)
+    # as fairseq-hydra-train: the FairseqConfig schema is stored under the primary config's name, and fairseq's
+    # bundled config folder is the primary search path (its defaults list is used when --config-name is not given)
+    hydra_init(_option(sys.argv, "--config-name", "-cn") or "config")
+    import fairseq_cli
+
+    fairseq_config = os.path.join(os.path.dirname(os.path.dirname(fairseq_cli.__file__)), "fairseq", "config")
+    hydra.main(config_path=fairseq_config, config_name="config")(train_from_config)()
+
+
+if __name__ == "__main__":
+    # through the package's module, not __main__: SLURM jobs (hydra/launcher=submitit_slurm) unpickle the task
+    # function by its importable name
+    from vega_toolkit.cli.hydra_train import cli_main as main
+
+    main()
