@@ -149,3 +149,14 @@ def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_pa
     write_report(copy)
     assert (copy / SUMMARY_FILE).read_text() == (committed / SUMMARY_FILE).read_text()
     assert readme_block(copy) in (root / "README.md").read_text()
+
+
+def test_threads_flag_sets_every_cells_blas_threads_without_changing_keys(tmp_path):
+    from vega_toolkit.demo.toy_data import write_toy_data
+    from vega_toolkit.study.runner import StudyRunner
+
+    toy = write_toy_data(tmp_path, corpus_paragraphs=20, task_sizes=(16, 8, 8))
+    default = StudyRunner(SCALES["smoke"], tmp_path / "a", str(toy / "glue"), str(toy / "corpus"))
+    two = StudyRunner(SCALES["smoke"], tmp_path / "b", str(toy / "glue"), str(toy / "corpus"), threads=2)
+    assert {c.threads for c in default.cells} == {1} and {c.threads for c in two.cells} == {2}
+    assert [c.key for c in default.cells] == [c.key for c in two.cells]

@@ -33,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="glue_data/ folder (default $VEGA_GLUE_DIR; the smoke scale generates toy data)")
     run.add_argument("--corpus", default=None,
                      help="pretraining text: a folder of *.txt or a file (default $VEGA_CORPUS_DIR/gutenberg)")
-    run.add_argument("--jobs", type=int, default=1, help="cells run side by side (one BLAS thread each)")
+    run.add_argument("--jobs", type=int, default=1, help="cells run side by side")
+    run.add_argument("--threads", type=int, default=None,
+                     help="BLAS threads per cell (default: 1 for fine-tuning, the scale's pretrain_threads for "
+                          "pretraining); benchmarks/study_parallel.py compares --jobs 2 --threads 1 with --jobs 1 "
+                          "--threads 2")
     run.add_argument("--arms", help="comma-separated subset of the scale's arms")
     run.add_argument("--tasks", help="comma-separated subset of the scale's GLUE tasks")
     run.add_argument("--extra-finetune-args", default="",
@@ -114,7 +118,8 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
     try:
         runner = StudyRunner(scale, out, glue_dir, corpus, jobs=args.jobs,
                              extra_finetune_args=tuple(shlex.split(args.extra_finetune_args)),
-                             arms=_split(args.arms), tasks=_split(args.tasks), log=lambda s: print(s, flush=True))
+                             arms=_split(args.arms), tasks=_split(args.tasks), threads=args.threads,
+                             log=lambda s: print(s, flush=True))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"vega-study: {e}")
     signal.signal(signal.SIGTERM, runner.terminate_children)

@@ -95,13 +95,16 @@ def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
 
 class StudyRunner:
     def __init__(self, scale: Scale, out: Path, glue_dir: str, corpus_dir: str, jobs: int = 1,
-                 extra_finetune_args: Tuple[str, ...] = (), arms=None, tasks=None,
+                 extra_finetune_args: Tuple[str, ...] = (), arms=None, tasks=None, threads: Optional[int] = None,
                  log: Callable[[str], None] = print):
         self.scale, self.out, self.jobs, self.log = scale, Path(out).resolve(), max(1, jobs), log
         self.paths = {"out": str(self.out), "glue": str(Path(glue_dir).resolve()),
                       "corpus": str(Path(corpus_dir).resolve())}
         self.cells = build_cells(scale, self.paths["glue"], self.paths["corpus"], tuple(extra_finetune_args),
                                  arms, tasks)
+        if threads:  # BLAS threads per cell, whatever the scale declares (keys do not depend on it)
+            for cell in self.cells:
+                cell.threads = threads
         self.commit = code_version()
         self._lock = threading.Lock()
         self._children: Dict[int, subprocess.Popen] = {}
