@@ -59,7 +59,7 @@ def compare(grid, tasks: List[str], arm: str, baseline: str) -> Optional[Dict]:
     better = sum(statistics.median(best_point(grid[(t, arm)])[1].values())
                  > statistics.median(best_point(grid[(t, baseline)])[1].values()) for t in tasks)
     return {"arm": arm, "baseline": baseline, "delta": delta, "se": math.sqrt(var) if var == var else float("nan"),
-            "better": better, "tasks": len(tasks), "arm_avgs": a, "baseline_avgs": b}
+            "better": better, "tasks": len(tasks), "task_names": tasks, "arm_avgs": a, "baseline_avgs": b}
 
 
 def transfer_line(c: Dict) -> str:
@@ -85,6 +85,12 @@ def write_report(out: Path, baseline: str = "random") -> str:
     arms = [a for a in scale.get("arms", []) if any(k[1] == a for k in grid)] or sorted({k[1] for k in grid})
     lines = [f"# vega-study report: {scale.get('name', '?')} scale", ""]
     commits = sorted({r.get("commit", "?") for r in records})
+    planned, finished = study.get("cells"), len({r["key"] for r in records})
+    incomplete = []
+    if planned and finished < planned:
+        incomplete = [f"**Incomplete: {finished} of {planned} cells finished.** Resume with the same `vega-study run` "
+                      f"command; averages below cover only the tasks both arms have finished.", ""]
+    lines += incomplete
     lines += [f"{len(records)} finished cells, {sum(r.get('wall_s', 0) for r in records) / 3600:.2f} h of cell time; "
               f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.", ""]
     if scale:
@@ -128,7 +134,8 @@ def write_report(out: Path, baseline: str = "random") -> str:
         c = next((c for c in comparisons if c["arm"] == arm), None) or \
             next((dict(arm_avgs=c["baseline_avgs"]) for c in comparisons if c["baseline"] == arm), None)
         avg_cells.append(_fmt(c["arm_avgs"]) if c else "—")
-    lines += [f"| **average** ({', '.join(averaged)}) | " + " | ".join(avg_cells) + " |", ""]
+    used = comparisons[0]["task_names"] if comparisons else averaged
+    lines += [f"| **average** ({', '.join(used)}) | " + " | ".join(avg_cells) + " |", ""]
     if comparisons:
         lines += ["## Transfer", ""]
         for c in comparisons:
@@ -140,7 +147,7 @@ def write_report(out: Path, baseline: str = "random") -> str:
                 lines.append(f"- `{c['arm']}` vs `{c['baseline']}`: average {c['delta']:+.2f} points (one seed: no "
                              f"standard error); better on {c['better']} of {c['tasks']} tasks.")
         lines.append("")
-    summary = lines[summary_start:]
+    summary = incomplete + lines[summary_start:]
     lines += ["## Whole grid (dev score per seed)", "", "| task | arm | lr | scores by seed | median |",
               "|---|---|---|---|---|"]
     for task in task_order:
