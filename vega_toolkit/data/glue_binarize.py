@@ -21,7 +21,7 @@ import torch
 
 from vega_toolkit.checkpoints import atomic_write
 from vega_toolkit.data.glue_readers import read_glue_file, require_glue_file
-from vega_toolkit.data.glue_tasks import GlueTask, get_glue_task
+from vega_toolkit.data.glue_tasks import GlueTaskSpec, get_glue_task
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +129,10 @@ def _unpack(flat: torch.Tensor, lengths: torch.Tensor) -> List[np.ndarray]:
     return np.split(flat.numpy().astype(np.int64), np.cumsum(lengths.numpy())[:-1])
 
 
-def load_encoded_split(path: str, task: Union[str, GlueTask], split: str, encoder: GlueEncoder,
+def load_encoded_split(path: str, task: Union[str, GlueTaskSpec], split: str, encoder: GlueEncoder,
                        cache_dir: Optional[str] = None) -> EncodedSplit:
     """Read + encode one GLUE file, through the cache (`cache_dir`, default `default_cache_dir()`)."""
-    task = task if isinstance(task, GlueTask) else get_glue_task(task)
+    task = get_glue_task(task)
     require_glue_file(path, task, split)
     cache_dir = cache_dir or default_cache_dir()
     fingerprint = encoder.fingerprint or _sha256(encoder.spm_model)
