@@ -28,7 +28,7 @@ import torch
 
 from vega_toolkit.checkpoints import atomic_write
 
-logger = logging.getLogger("vega_toolkit.adaptation")
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "adaptation_state.json"
 

@@ -67,13 +67,13 @@ def gather_across_data_parallel(z: torch.Tensor):
 
 @register_criterion("rtd_contrastive", dataclass=RTDContrastiveConfig)
 class RTDContrastiveCriterion(RTDTernaryCriterion):
-    def __init__(self, task, temperature=0.05, contrastive_weight=1.0, contrastive_pooling="cls"):
-        super().__init__(task)
-        if temperature <= 0:
-            raise ValueError(f"--temperature must be > 0, got {temperature}")
-        self.temperature = temperature
-        self.contrastive_weight = contrastive_weight
-        self.contrastive_pooling = contrastive_pooling
+    def __init__(self, cfg: RTDContrastiveConfig, task):
+        super().__init__(cfg, task)
+        if cfg.temperature <= 0:
+            raise ValueError(f"--temperature must be > 0, got {cfg.temperature}")
+        self.temperature = cfg.temperature
+        self.contrastive_weight = cfg.contrastive_weight
+        self.contrastive_pooling = cfg.contrastive_pooling
 
     def forward(self, model, sample, reduce=True):
         corrupted = sample["net_input"]["src_tokens"]

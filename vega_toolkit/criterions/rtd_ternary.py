@@ -63,6 +63,10 @@ def reduce_rtd_metrics(logging_outputs, loss_key="loss"):
 
 @register_criterion("rtd_ternary", dataclass=FairseqDataclass)
 class RTDTernaryCriterion(FairseqCriterion):
+    def __init__(self, cfg: FairseqDataclass, task):
+        super().__init__(task)
+        self.cfg = cfg
+
     def forward(self, model, sample, reduce=True):
         logits, _ = model(sample["net_input"]["src_tokens"], token_head_name=RTD_HEAD_NAME)
         loss, counts = rtd_loss_and_counts(logits, sample["target"])
