@@ -7,7 +7,7 @@ One forward pass over cat([corrupted, original]) (DDP sees a single forward per 
 corrupted half gives the `rtd_ternary` loss; the pooled vector ([CLS] or masked mean) of original i is the anchor,
 its corrupted copy the positive, and every other corrupted sequence of the *global* batch a negative (gathered
 from all data-parallel ranks; the local shard keeps its gradient, SimCSE's recipe). Similarity = cosine / tau,
-tau = 0.05 as SimCSE (../shared/research/objectives.md §3.1).
+tau = 0.05 as SimCSE (Gao et al. 2021, §3; princeton-nlp/SimCSE simcse/models.py).
 
 Objective = mean RTD CE per eligible token + contrastive_weight * mean InfoNCE per sequence. fairseq divides the
 summed loss by sample_size (eligible tokens), so the per-sequence InfoNCE mean is scaled by the local
