@@ -19,14 +19,13 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from vega_toolkit.checkpoints import atomic_write
+from vega_toolkit.checkpoints import atomic_copy, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -311,11 +310,8 @@ def score_round(args, rounds: list):
 def publish_final_model(model: str, target: str):
     """Copy the loop's final model to SAVE_DIR/checkpoint_best.pt (atomically), where every GLUE tool and recipe
     (vega-generate, recipes/glue/all.sh) looks for a task's fine-tuned model."""
-    if os.path.abspath(model) == os.path.abspath(target):
-        return
-    tmp = target + ".tmp"
-    shutil.copyfile(model, tmp)
-    os.replace(tmp, target)
+    if os.path.abspath(model) != os.path.abspath(target):
+        atomic_copy(model, target, overwrite=True)  # fsync'ed temporary file, then rename
 
 
 def print_summary(state: AdaptationState):
