@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 # Two workers, one test file each (session fixtures and SLURM jobs stay within a file); one BLAS thread per worker.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_OUT ?= demo_out
+# Under CI=true a local SLURM that cannot start fails `make test` instead of skipping the launcher and DDP tests.
+SLURM_LOCAL ?= scripts/slurm_local.sh
 GLUE_DIR ?=
 CORPUS ?=
 
@@ -20,9 +22,11 @@ venv-test:
 	bash scripts/setup_env.sh --test
 
 test: venv-test
-	@bash scripts/slurm_local.sh start || echo "[make test] local SLURM could not start: launcher tests will skip"
+	@bash $(SLURM_LOCAL) start || { \
+	  if [ "$(CI)" = true ]; then echo "[make test] CI=true: local SLURM could not start" >&2; exit 1; fi; \
+	  echo "[make test] local SLURM could not start: launcher tests will skip"; }
 	@status=0; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests $(PYTEST_ARGS) || status=$$?; \
-	  bash scripts/slurm_local.sh stop || true; exit $$status
+	  bash $(SLURM_LOCAL) stop || true; exit $$status
 
 demo: venv
 	$(PY) -m vega_toolkit.demo --out $(DEMO_OUT) $(if $(GLUE_DIR),--glue-dir $(GLUE_DIR)) $(if $(CORPUS),--corpus $(CORPUS))

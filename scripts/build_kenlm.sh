@@ -6,8 +6,8 @@
 #
 # Why this script: the PyPI `kenlm` package (installed from requirements/base.txt) only builds the Python query
 # module, and Debian has no kenlm package. The same PyPI sdist ships the full lm/builder sources, so we compile
-# lmplz/build_binary/query from it with cmake against Debian's Boost (research/objectives.md §4.2: ~35 s on
-# 2 cores). Idempotent: does nothing when the three programs are already installed and run.
+# lmplz/build_binary/query from it with cmake against Debian's Boost, as kpu/kenlm's README builds them (about 35 s
+# on 2 cores). Idempotent: does nothing when the three programs are already installed and run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

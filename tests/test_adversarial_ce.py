@@ -112,7 +112,7 @@ def test_symmetric_kl_is_zero_for_equal_logits_and_has_debertas_gradients():
     assert symmetric_kl(a.detach(), a.detach()).abs().max() < 1e-6
     symmetric_kl(a, t).sum().backward()
     p_a, p_t = F.softmax(a, -1).detach(), F.softmax(t, -1).detach()
-    assert torch.allclose(a.grad, p_a - p_t, atol=1e-6)  # research/deberta.md C.2
+    assert torch.allclose(a.grad, p_a - p_t, atol=1e-6)  # microsoft/DeBERTa DeBERTa/apps/run.py symmetric-kl
     assert torch.allclose(t.grad, p_t - p_a, atol=1e-6)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from glue_helpers import FIXTURES, build_glue, checkpoints, glue_train_args, make_vocab_dir, vega_train
-from vega_toolkit.data.glue_binarize import GlueEncoder, load_encoded_split, pair_tokens, truncate_pair
+from vega_toolkit.data.glue_binarize import TextEncoder, load_encoded_split, pair_tokens, truncate_pair
 from vega_toolkit.data.glue_readers import read_glue_split
 
 
@@ -43,7 +43,7 @@ def test_pair_layout_is_cls_a_sep_b_sep_and_fits_max_positions():
 
 
 def test_encoding_matches_sentencepiece_pieces_looked_up_in_the_dictionary(vocab_dir):
-    enc = GlueEncoder.from_model_dir(vocab_dir)
+    enc = TextEncoder.from_model_dir(vocab_dir)
     text = read_glue_split(FIXTURES, "RTE", "dev")[0].text_a
     expected = [enc.dictionary.index(p) for p in enc.sp.encode(text, out_type=str)]
     assert enc.encode([text])[0].tolist() == expected
@@ -51,7 +51,7 @@ def test_encoding_matches_sentencepiece_pieces_looked_up_in_the_dictionary(vocab
 
 
 def test_split_is_encoded_once_and_reencoded_when_the_file_changes(vocab_dir, tmp_path):
-    enc = GlueEncoder.from_model_dir(vocab_dir)
+    enc = TextEncoder.from_model_dir(vocab_dir)
     src = tmp_path / "dev.tsv"
     src.write_text(open(os.path.join(FIXTURES, "RTE", "dev.tsv")).read())
     cache = tmp_path / "cache"
@@ -203,7 +203,7 @@ def test_a_test_file_without_rows_stops_training_at_its_start(vocab_dir, tmp_pat
 
 
 def test_a_corrupt_cache_file_is_named_and_rebuilt(vocab_dir, tmp_path, caplog):
-    enc = GlueEncoder.from_model_dir(vocab_dir)
+    enc = TextEncoder.from_model_dir(vocab_dir)
     src = os.path.join(FIXTURES, "RTE", "dev.tsv")
     cache = tmp_path / "cache"
     first = load_encoded_split(src, "RTE", "dev", enc, str(cache))

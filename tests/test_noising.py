@@ -161,3 +161,28 @@ def test_bad_probabilities_are_rejected_naming_the_flags(dictionary):
         TokenNoiser.from_dictionary(dictionary, shuffle_prob=0.8, replace_prob=0.5)
     with pytest.raises(ValueError, match="--replace-weighting"):
         TokenNoiser.from_dictionary(dictionary, replace_weighting="zipf")
+
+
+@pytest.mark.parametrize("n_tokens", [4, 6, 8, 10, 12, 15, 20])
+def test_short_rows_realise_the_shuffle_rate_exactly_in_expectation(dictionary, n_tokens):
+    """A shuffle count of one is a 1-cycle (nothing moves); short rows must still realise --shuffle-prob."""
+    noiser = TokenNoiser.from_dictionary(dictionary, shuffle_prob=0.10, replace_prob=0.05)
+    g = torch.Generator().manual_seed(n_tokens)
+    # Distinct words per row, so a moved token always differs from the one it replaces.
+    words = torch.rand(20000, len(dictionary) - 1 - dictionary.nspecial, generator=g).argsort(1)[:, :n_tokens]
+    body = words + dictionary.nspecial
+    bos = torch.full((len(body), 1), dictionary.bos())
+    eos = torch.full((len(body), 1), dictionary.eos())
+    _, labels = noiser(torch.cat([bos, body, eos], 1), generator=seeded_generator(7, 1, n_tokens))
+    shuf = (labels == SHUFFLED).sum(1).float() / n_tokens  # per-row fraction of eligible tokens
+    rate, stderr = shuf.mean().item(), shuf.std().item() / len(shuf) ** 0.5
+    assert abs(rate - 0.10) < 4 * stderr + 1e-3, (n_tokens, rate, stderr)
+    repl = (labels == REPLACED).float().sum().item() / labels.ne(IGNORE_INDEX).sum().item()
+    assert abs(repl - 0.05) < 0.005, (n_tokens, repl)
+
+
+def test_a_row_never_has_exactly_one_shuffled_token(dictionary):
+    noiser = TokenNoiser.from_dictionary(dictionary, shuffle_prob=0.10, replace_prob=0.05)
+    _, labels = noiser(random_blocks(dictionary, 5000, 16), generator=seeded_generator(2, 1, 0))
+    per_row = (labels == SHUFFLED).sum(1)
+    assert int((per_row == 1).sum()) == 0

@@ -75,6 +75,13 @@ def test_paper_dry_runs_parse_as_vega_train_commands_with_the_cluster_math():
             assert args.finetune_from_model == "P1.pt" and args.criterion == "rtd_contrastive"
 
 
+def test_paper_default_cluster_is_the_papers_40_dgx_nodes_of_8_gpus():
+    from vega_toolkit.cli.train import parse_training_args
+
+    args = parse_training_args(dry_run("phase1_rtd.sh", SCALE="paper")[1:])
+    assert args.distributed_world_size == 40 * 8 and args.batch_size * args.update_freq[0] * 320 == 2560
+
+
 def test_paper_batch_that_does_not_divide_the_cluster_is_rejected():
     out = subprocess.run(["bash", str(RECIPES / "phase1_rtd.sh")], capture_output=True, text=True,
                          env={**os.environ, "DATA_BIN": "D", "SAVE_DIR": "S", "SCALE": "paper", "DRY_RUN": "1",

@@ -118,7 +118,7 @@ def test_vega_train_runs_selection_calibration_and_the_transductive_loop(setup, 
     assert out[-1].startswith("dev accuracy=")
     # a rerun of a finished run does no new work
     r2 = vega_train(args)
-    assert r2.returncode == 0 and "vega_toolkit.adaptation:training " not in r2.stderr
+    assert r2.returncode == 0 and "vega_toolkit.adaptation.rounds:training " not in r2.stderr
 
 
 def test_missing_external_pool_and_bad_format_are_clear_errors(tmp_path):

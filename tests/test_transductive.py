@@ -124,7 +124,7 @@ def test_interrupted_loop_resumes_at_the_first_unfinished_step(setup, full_run, 
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming from" in r.stderr
     assert os.stat(round1_ckpt).st_mtime_ns == before  # round 1 was not trained again
-    trained = [line for line in r.stderr.splitlines() if "vega_toolkit.adaptation:training " in line]
+    trained = [line for line in r.stderr.splitlines() if "vega_toolkit.adaptation.rounds:training " in line]
     assert len(trained) == 1 and f"training {copy / 'round_2'} from " in trained[0]
     resumed = state_of(copy)
     assert [x["round"] for x in resumed["rounds"]] == [0, 1, 2] and resumed["done"]

@@ -31,7 +31,7 @@ if [[ "$SCALE" == paper && "$LAUNCHER" == local ]] && ! command -v nvidia-smi >/
 
 # glue_hparams TASK: EPOCHS LR BSZ WARMUP CLS_DROP MAX_LEN.
 # paper = DeBERTa-V2-XXLarge (1.5B, the size class of Vega v1's 1.3B), MS@experiments/glue/<task>.sh, as tabulated in
-# research/deberta.md §D; MNLI with SiFT trains 6 epochs instead of 3 (mnli.sh xxlarge-v2-sift).
+# microsoft/DeBERTa experiments/glue/<task>.sh; MNLI with SiFT trains 6 epochs instead of 3 (mnli.sh xxlarge-v2-sift).
 glue_hparams() {
   if [[ "$SCALE" == tiny ]]; then
     # seconds on fixtures, a few CPU minutes on real data: one epoch capped at MAX_UPDATE updates
@@ -53,7 +53,7 @@ glue_hparams() {
   esac
 }
 
-# DeBERTa's optimiser (research/deberta.md §D): Adam b=(0.9,0.999) eps 1e-6, decoupled weight decay 0.01, clip 1.0,
+# DeBERTa's optimiser (microsoft/DeBERTa DeBERTa/optims/args.py, xadam.py): Adam b=(0.9,0.999) eps 1e-6, decoupled weight decay 0.01, clip 1.0,
 # linear warmup then linear decay to 0 (polynomial_decay, power 1). fairseq's Adam bias-corrects, XAdam does not.
 GLUE_OPT_ARGS=(--optimizer adam --adam-betas '(0.9,0.999)' --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
                --lr-scheduler polynomial_decay --end-learning-rate 0)

@@ -7,10 +7,10 @@ COMMON_ARGS=(--optimizer adam --adam-betas '(0.9,0.98)' --adam-eps 1e-6 --weight
 
 # Global batch = NODES * GPUS_PER_NODE * BATCH_PER_GPU * UPDATE_FREQ sequences of 512 tokens.
 paper_update_freq() {
-  NODES=${NODES:-16}
+  NODES=${NODES:-40}            # the paper's cluster: 40 DGX nodes x 8 A100 (phase1_rtd.sh header)
   GPUS_PER_NODE=${GPUS_PER_NODE:-8}
   BATCH_PER_GPU=${BATCH_PER_GPU:-8}
-  GLOBAL_BATCH=${GLOBAL_BATCH:-2048}
+  GLOBAL_BATCH=${GLOBAL_BATCH:-2560}  # an assumption (not in the paper): 320 GPUs x 8 sequences, update_freq 1
   WORLD=$((NODES * GPUS_PER_NODE))
   local per_step=$((WORLD * BATCH_PER_GPU))
   if (( GLOBAL_BATCH % per_step != 0 )); then

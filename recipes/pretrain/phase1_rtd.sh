@@ -12,11 +12,12 @@
 #     --max-update 300 --total-num-update 300 --log-interval 25 --validate-interval-updates 100 --cpu --num-workers 0
 # SCALE=paper: vega_v1_1_3b (48 x 1536), 1M updates, AdamW (fairseq adam = decoupled weight decay), bf16, global
 # batch GLOBAL_BATCH sequences of 512 tokens reached with --update-freq = GLOBAL_BATCH / (NODES*GPUS_PER_NODE*
-# BATCH_PER_GPU). The Vega v1 paper does not publish its cluster, batch or learning rate (research/objectives.md
-# §8); the defaults below (16 nodes x 8 GPUs, 2048 x 512 tokens, lr 1e-4, warmup 10k as DeBERTa-v3's rtd.sh) are
-# assumptions to override. On a machine without GPUs SCALE=paper only prints the command.
+# BATCH_PER_GPU). The cluster is the paper's: Vega v1 pretrained on 40 DGX nodes x 8 A100 GPUs, about 20 days
+# for 1M steps (Zhong et al. 2022, arXiv 2302.09268, pretraining setup), so NODES=40 GPUS_PER_NODE=8 by default. The paper does not give the batch or
+# the learning rate: global batch 2560 x 512 tokens (320 GPUs x 8, update_freq 1), lr 1e-4 and warmup 10k (as
+# DeBERTa-v3's rtd.sh) are assumptions to override. On a machine without GPUs SCALE=paper only prints the command.
 # Env: DATA_BIN, SAVE_DIR (required); SCALE, DRY_RUN, MAX_UPDATE, VEGA_TRAIN; NODES, GPUS_PER_NODE, BATCH_PER_GPU,
-# GLOBAL_BATCH, LR (paper). Extra arguments are appended to the command (e.g. --launcher submitit --slurm-nodes 16).
+# GLOBAL_BATCH, LR (paper). Extra arguments are appended to the command (e.g. --launcher submitit --slurm-nodes 40).
 # As a Hydra config (vega-hydra-train): vega_toolkit/conf/pretrain/phase1_tiny and pretrain/phase1_paper
 # (equal to this recipe field by field: tests/test_hydra_configs.py).
 set -euo pipefail

@@ -14,7 +14,7 @@
 #     --arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr 5e-4 --warmup-updates 20
 #     --max-update 200 --total-num-update 200 --log-interval 25 --validate-interval-updates 100 --cpu --num-workers 0
 # --finetune-from-model (not --restore-file + --reset-*) loads only the weights, and only while SAVE_DIR has no
-# checkpoint_last.pt, so a requeued SLURM job resumes phase 2 instead of restarting it (research/fairseq.md §0.1).
+# checkpoint_last.pt, so a requeued SLURM job resumes phase 2 instead of restarting it (fairseq/checkpoint_utils.py `load_checkpoint`).
 # SCALE=paper: vega_v1_1_3b, 100K updates, bf16, same cluster math as phase 1 (see phase1_rtd.sh; assumptions).
 # Env: DATA_BIN, SAVE_DIR, PHASE1_CKPT (required); SCALE, DRY_RUN, MAX_UPDATE, VEGA_TRAIN, NODES, GPUS_PER_NODE,
 # BATCH_PER_GPU, GLOBAL_BATCH, LR, CONTRASTIVE_WEIGHT. Extra arguments are appended to the command.

@@ -19,16 +19,15 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from vega_toolkit.checkpoints import atomic_write
+from vega_toolkit.checkpoints import atomic_copy, atomic_write
 
-logger = logging.getLogger("vega_toolkit.adaptation")
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "adaptation_state.json"
 
@@ -234,9 +233,9 @@ def dev_metric(glue, dev: Dict[str, Dict[str, float]]) -> tuple:
 # --- Algorithm 1 -------------------------------------------------------------------------------------------------
 def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional[str] = None) -> dict:
     """Algorithm 1 from the model `m0` (default: --finetune-from-model, or a fine-tune of it on train with
-    --train-initial-model). Returns the state dict; the last printed line is `dev <metric>=<value>`."""
-    from vega_toolkit.cli.generate import GluePredictor, score_dev
+    --train-initial-model). Returns the state dict; the last printed line is `dev <metric>=<value>`.
 
+    The loop keeps only the stop rules; `score_round` predicts, writes and scores each round."""
     save_dir = args.save_dir
     state = state or AdaptationState(save_dir)
     rounds = state.rounds
@@ -245,43 +244,12 @@ def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional
             m0 = train_round(args, args.finetune_from_model, os.path.join(save_dir, "round_0"))
         rounds.append({"round": 0, "model": m0 or args.finetune_from_model})
         state.save()
-    glue = None
     while True:
         cur = rounds[-1]
         k = cur["round"]
         if "predictions" not in cur:
-            predictor = GluePredictor.from_checkpoint(cur["model"])
-            glue = predictor.glue
-            if args.confidence_threshold and glue.is_regression:
-                raise ValueError(f"--confidence-threshold applies to classification; {glue.name} is regression "
-                                 f"(use --regression-tolerance for its convergence test)")
-            examples = unlabelled_examples(predictor.task, args.pseudo_label_split)
-            preds = RoundPredictions.from_logits(glue, predictor.logits(args.pseudo_label_split))
-            if len(preds.labels) != len(examples):
-                raise RuntimeError(f"{len(preds.labels)} predictions for {len(examples)} rows")
-            round_dir = os.path.join(save_dir, f"round_{k}")
-            pred_path = os.path.join(round_dir, "predictions.tsv")
-            preds.write(pred_path, [ex.index for ex in examples], args.confidence_threshold)
-            used = preds.used(args.confidence_threshold)
-            pseudo_path = os.path.join(round_dir, "pseudo_train.tsv")
-            write_train_layout(pseudo_path, glue, [(ex.text_a, ex.text_b, label) for ex, label, u
-                                                   in zip(examples, preds.labels, used) if u])
-            dev = score_dev(predictor)
-            del predictor
-            changed = None
-            if k > 0:
-                prev = RoundPredictions.read(rounds[-2]["predictions"])
-                changed = count_changed(glue, prev.labels, preds.labels, args.regression_tolerance)
-            metric, value = dev_metric(glue, dev)
-            cur.update({
-                "predictions": pred_path, "pseudo_train": pseudo_path, "n": len(examples), "used": int(sum(used)),
-                "changed": changed, "changed_fraction": None if changed is None else changed / len(examples),
-                "distribution": label_distribution(glue, preds.labels), "dev": dev, "dev_metric": [metric, value],
-            })
+            score_round(args, rounds)
             state.save()
-            logger.info(f"round {k}: {metric}={value:.2f} on dev; pseudo-labels {cur['distribution']}, "
-                        f"{cur['used']}/{cur['n']} used"
-                        + ("" if changed is None else f", {changed} changed ({cur['changed_fraction']:.2%})"))
         if cur.get("changed_fraction") is not None and cur["changed_fraction"] < args.converge_eps:
             state.data["stopped"] = f"converged: {cur['changed_fraction']:.2%} < --converge-eps {args.converge_eps}"
             break
@@ -299,14 +267,51 @@ def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional
     return state.data
 
 
+def score_round(args, rounds: list):
+    """Round K = rounds[-1]: predict --pseudo-label-split with its model, write SAVE_DIR/round_K/predictions.tsv
+    and pseudo_train.tsv, score dev, count the labels changed since round K-1, and record it all in rounds[-1]."""
+    from vega_toolkit.cli.generate import GluePredictor, score_dev
+
+    cur = rounds[-1]
+    k = cur["round"]
+    predictor = GluePredictor.from_checkpoint(cur["model"])
+    glue = predictor.glue
+    if args.confidence_threshold and glue.is_regression:
+        raise ValueError(f"--confidence-threshold applies to classification; {glue.name} is regression "
+                         f"(use --regression-tolerance for its convergence test)")
+    examples = unlabelled_examples(predictor.task, args.pseudo_label_split)
+    preds = RoundPredictions.from_logits(glue, predictor.logits(args.pseudo_label_split))
+    if len(preds.labels) != len(examples):
+        raise RuntimeError(f"{len(preds.labels)} predictions for {len(examples)} rows")
+    round_dir = os.path.join(args.save_dir, f"round_{k}")
+    pred_path = os.path.join(round_dir, "predictions.tsv")
+    preds.write(pred_path, [ex.index for ex in examples], args.confidence_threshold)
+    used = preds.used(args.confidence_threshold)
+    pseudo_path = os.path.join(round_dir, "pseudo_train.tsv")
+    write_train_layout(pseudo_path, glue, [(ex.text_a, ex.text_b, label) for ex, label, u
+                                           in zip(examples, preds.labels, used) if u])
+    dev = score_dev(predictor)
+    del predictor
+    changed = None
+    if k > 0:
+        prev = RoundPredictions.read(rounds[-2]["predictions"])
+        changed = count_changed(glue, prev.labels, preds.labels, args.regression_tolerance)
+    metric, value = dev_metric(glue, dev)
+    cur.update({
+        "predictions": pred_path, "pseudo_train": pseudo_path, "n": len(examples), "used": int(sum(used)),
+        "changed": changed, "changed_fraction": None if changed is None else changed / len(examples),
+        "distribution": label_distribution(glue, preds.labels), "dev": dev, "dev_metric": [metric, value],
+    })
+    logger.info(f"round {k}: {metric}={value:.2f} on dev; pseudo-labels {cur['distribution']}, "
+                f"{cur['used']}/{cur['n']} used"
+                + ("" if changed is None else f", {changed} changed ({cur['changed_fraction']:.2%})"))
+
+
 def publish_final_model(model: str, target: str):
     """Copy the loop's final model to SAVE_DIR/checkpoint_best.pt (atomically), where every GLUE tool and recipe
     (vega-generate, recipes/glue/all.sh) looks for a task's fine-tuned model."""
-    if os.path.abspath(model) == os.path.abspath(target):
-        return
-    tmp = target + ".tmp"
-    shutil.copyfile(model, tmp)
-    os.replace(tmp, target)
+    if os.path.abspath(model) != os.path.abspath(target):
+        atomic_copy(model, target, overwrite=True)  # fsync'ed temporary file, then rename
 
 
 def print_summary(state: AdaptationState):

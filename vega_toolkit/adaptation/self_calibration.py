@@ -14,7 +14,7 @@ from vega_toolkit.adaptation.rounds import (
     write_train_layout,
 )
 
-logger = logging.getLogger("vega_toolkit.adaptation")
+logger = logging.getLogger(__name__)
 
 
 def read_external(path: str, glue, fmt: str) -> List[tuple]:

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-logger = logging.getLogger("vega_toolkit.cli.generate")
+logger = logging.getLogger(__name__)
 
 
 class GluePredictor:

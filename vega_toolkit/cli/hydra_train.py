@@ -23,7 +23,9 @@ Differences from stock `fairseq-hydra-train`, each so that a config behaves as i
   no-op that says so, a restored head of the wrong size is a clear error;
 - tasks that run several trainings in rounds (glue_transductive, glue_self_calibrated) run their whole loop, as
   under vega-train, instead of one training.
-Never give Hydra a version_base >= 1.2 in this process: fairseq's own config code breaks (research/fairseq.md §0.1).
+Never give Hydra a version_base >= 1.2 in this process: fairseq's own config code breaks (its
+convert_namespace_to_omegaconf, fairseq/dataclass/utils.py, calls hydra.experimental.initialize/compose, which
+hydra 1.3 refuses under a version_base >= 1.2).
 """
 import argparse
 import os

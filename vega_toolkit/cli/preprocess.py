@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-logger = logging.getLogger("vega_toolkit.cli.preprocess")
+logger = logging.getLogger(__name__)
 
 CHUNK_LINES = 2000  # lines per pool task: big enough to amortise pickling, small enough to balance 2+ workers
 # sentencepiece's max_sentence_length below: a longer unit is left out of its training, and an input made only of

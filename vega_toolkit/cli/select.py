@@ -23,7 +23,7 @@ from vega_toolkit.data.text_files import require_utf8
 from vega_toolkit.selection.lm import KenLMNotFoundError
 from vega_toolkit.selection.select import DomainScorer, PoolFormat, read_rows, reservoir_sample, select_file
 
-logger = logging.getLogger("vega_toolkit.select")
+logger = logging.getLogger(__name__)
 
 
 def _columns(text: str) -> tuple:

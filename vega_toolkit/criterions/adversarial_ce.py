@@ -3,7 +3,7 @@
     vega-train glue_data/MNLI --task glue --glue-task MNLI --criterion adversarial_ce \
         --adv-lambda 5 --adv-init-perturbation 1e-2 --adv-learning-rate 1e-4 --adv-loss symmetric-kl ...
 
-One training step (research/deberta.md C, MS@DeBERTa/sift/sift.py + apps/run.py):
+One training step (microsoft/DeBERTa DeBERTa/sift/sift.py + DeBERTa/apps/run.py `adv_loss_fn`):
 1. clean pass: the model's `embedding_hook` replaces the word embeddings e by z = LN0(e), a non-affine LayerNorm
    (eps 1e-7), right before the model's own embedding LayerNorm; z is stored;
 2. delta0 ~ N(0, sigma^2) clipped to +-2 sigma (sigma = --adv-init-perturbation), fp32 even under fp16/bf16;

@@ -7,7 +7,7 @@ One forward pass over cat([corrupted, original]) (DDP sees a single forward per 
 corrupted half gives the `rtd_ternary` loss; the pooled vector ([CLS] or masked mean) of original i is the anchor,
 its corrupted copy the positive, and every other corrupted sequence of the *global* batch a negative (gathered
 from all data-parallel ranks; the local shard keeps its gradient, SimCSE's recipe). Similarity = cosine / tau,
-tau = 0.05 as SimCSE (../shared/research/objectives.md §3.1).
+tau = 0.05 as SimCSE (Gao et al. 2021, §3; princeton-nlp/SimCSE simcse/models.py).
 
 Objective = mean RTD CE per eligible token + contrastive_weight * mean InfoNCE per sequence. fairseq divides the
 summed loss by sample_size (eligible tokens), so the per-sequence InfoNCE mean is scaled by the local
@@ -67,13 +67,13 @@ def gather_across_data_parallel(z: torch.Tensor):
 
 @register_criterion("rtd_contrastive", dataclass=RTDContrastiveConfig)
 class RTDContrastiveCriterion(RTDTernaryCriterion):
-    def __init__(self, task, temperature=0.05, contrastive_weight=1.0, contrastive_pooling="cls"):
-        super().__init__(task)
-        if temperature <= 0:
-            raise ValueError(f"--temperature must be > 0, got {temperature}")
-        self.temperature = temperature
-        self.contrastive_weight = contrastive_weight
-        self.contrastive_pooling = contrastive_pooling
+    def __init__(self, cfg: RTDContrastiveConfig, task):
+        super().__init__(cfg, task)
+        if cfg.temperature <= 0:
+            raise ValueError(f"--temperature must be > 0, got {cfg.temperature}")
+        self.temperature = cfg.temperature
+        self.contrastive_weight = cfg.contrastive_weight
+        self.contrastive_pooling = cfg.contrastive_pooling
 
     def forward(self, model, sample, reduce=True):
         corrupted = sample["net_input"]["src_tokens"]

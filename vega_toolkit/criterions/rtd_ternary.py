@@ -4,8 +4,8 @@
 
 A per-token 3-class head (no vocabulary softmax; registered by the task as token head "rtd") and cross-entropy
 over every eligible token, originals included, as Yamaguchi et al. and ELECTRA average over all real tokens
-(../shared/research/objectives.md §1.1, §2.1). sample_size = number of eligible tokens, so fairseq's gradient
-normalisation gives the per-token mean.
+(gucci-j/light-transformer-emnlp2021 src/model/data_collator.py; google-research/electra run_pretraining.py).
+sample_size = number of eligible tokens, so fairseq's gradient normalisation gives the per-token mean.
 
 Logged (summed over workers and batches, ratios derived at the end, so they are exact over a log interval):
 loss (base 2, like fairseq's other criterions), rtd_acc, orig_recall / shuf_recall / repl_recall (recall of
@@ -63,6 +63,10 @@ def reduce_rtd_metrics(logging_outputs, loss_key="loss"):
 
 @register_criterion("rtd_ternary", dataclass=FairseqDataclass)
 class RTDTernaryCriterion(FairseqCriterion):
+    def __init__(self, cfg: FairseqDataclass, task):
+        super().__init__(task)
+        self.cfg = cfg
+
     def forward(self, model, sample, reduce=True):
         logits, _ = model(sample["net_input"]["src_tokens"], token_head_name=RTD_HEAD_NAME)
         loss, counts = rtd_loss_and_counts(logits, sample["target"])

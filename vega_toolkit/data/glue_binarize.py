@@ -1,7 +1,7 @@
 """Encode GLUE splits once with a model's sentencepiece + dictionary and cache the token ids.
 
-    from vega_toolkit.data.glue_binarize import GlueEncoder, load_encoded_split, pair_tokens
-    enc = GlueEncoder.from_model_dir("vega-small/")           # spm.model + dict.txt of the model folder
+    from vega_toolkit.data.glue_binarize import TextEncoder, load_encoded_split, pair_tokens
+    enc = TextEncoder.from_model_dir("vega-small/")           # spm.model + dict.txt of the model folder
     split = load_encoded_split("glue_data/MNLI/dev_matched.tsv", "MNLI", "dev_matched", enc)  # cached after 1st call
     tokens = pair_tokens(split.a[0], split.b[0], enc.bos, enc.eos, max_positions=256)     # <s> a </s> b </s>
 
@@ -21,7 +21,7 @@ import torch
 
 from vega_toolkit.checkpoints import atomic_write
 from vega_toolkit.data.glue_readers import read_glue_file, require_glue_file
-from vega_toolkit.data.glue_tasks import GlueTask, get_glue_task
+from vega_toolkit.data.glue_tasks import GlueTaskSpec, get_glue_task
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-class GlueEncoder:
-    """Text -> dictionary ids through sentencepiece; pieces are the dictionary's symbols (docs/ARCHITECTURE.md)."""
+class TextEncoder:
+    """Text -> dictionary ids through sentencepiece; pieces are the dictionary's symbols (docs/ARCHITECTURE.md).
+    The general text encoder of a model folder: GLUE binarization and the hub interface both use it."""
 
     def __init__(self, spm_model: str, dictionary):
         import sentencepiece as spm
@@ -64,7 +65,7 @@ class GlueEncoder:
         self.fingerprint = None  # hash of spm.model + dict.txt, set by from_model_dir
 
     @classmethod
-    def from_model_dir(cls, model_dir: str, dictionary=None) -> "GlueEncoder":
+    def from_model_dir(cls, model_dir: str, dictionary=None) -> "TextEncoder":
         """Encoder for a model folder (model.pt + dict.txt + spm.model)."""
         from fairseq.data import Dictionary
 
@@ -129,10 +130,10 @@ def _unpack(flat: torch.Tensor, lengths: torch.Tensor) -> List[np.ndarray]:
     return np.split(flat.numpy().astype(np.int64), np.cumsum(lengths.numpy())[:-1])
 
 
-def load_encoded_split(path: str, task: Union[str, GlueTask], split: str, encoder: GlueEncoder,
+def load_encoded_split(path: str, task: Union[str, GlueTaskSpec], split: str, encoder: TextEncoder,
                        cache_dir: Optional[str] = None) -> EncodedSplit:
     """Read + encode one GLUE file, through the cache (`cache_dir`, default `default_cache_dir()`)."""
-    task = task if isinstance(task, GlueTask) else get_glue_task(task)
+    task = get_glue_task(task)
     require_glue_file(path, task, split)
     cache_dir = cache_dir or default_cache_dir()
     fingerprint = encoder.fingerprint or _sha256(encoder.spm_model)

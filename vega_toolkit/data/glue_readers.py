@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Union
 
-from vega_toolkit.data.glue_tasks import GlueSplit, GlueTask, get_glue_task
+from vega_toolkit.data.glue_tasks import GlueSplit, GlueTaskSpec, get_glue_task
 from vega_toolkit.data.text_files import not_utf8_message
 
 
@@ -41,7 +41,7 @@ def _lines(path: str) -> Iterator[tuple]:
             raise GlueFormatError(not_utf8_message(path)) from None  # names the line and the byte
 
 
-def _check_label(task: GlueTask, value: str, where: str) -> str:
+def _check_label(task: GlueTaskSpec, value: str, where: str) -> str:
     if task.is_regression:
         try:
             score = float(value)
@@ -55,12 +55,10 @@ def _check_label(task: GlueTask, value: str, where: str) -> str:
     return value
 
 
-def read_glue_file(path: str, task: Union[str, GlueTask], split: str) -> List[GlueExample]:
+def read_glue_file(path: str, task: Union[str, GlueTaskSpec], split: str) -> List[GlueExample]:
     """Read one GLUE TSV `path` laid out as `task`'s `split` (e.g. "train", "dev_matched", "test")."""
-    task = task if isinstance(task, GlueTask) else get_glue_task(task)
-    if split not in task.splits:
-        raise KeyError(f"GLUE task {task.name} has no split {split!r} (known: {', '.join(task.splits)})")
-    spec: GlueSplit = task.splits[split]
+    task = get_glue_task(task)
+    spec = split_spec(task, split)
     require_glue_file(path, task, split)
     examples: List[GlueExample] = []
     pending_blank = None  # a blank line is only allowed as the very last line of a file
@@ -97,16 +95,22 @@ def read_glue_file(path: str, task: Union[str, GlueTask], split: str) -> List[Gl
     return examples
 
 
-def require_glue_file(path: str, task: GlueTask, split: str):
+def split_spec(task: GlueTaskSpec, split: str) -> GlueSplit:
+    if split not in task.splits:
+        raise KeyError(f"GLUE task {task.name} has no split {split!r} (known: {', '.join(task.splits)})")
+    return task.splits[split]
+
+
+def require_glue_file(path: str, task: GlueTaskSpec, split: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing {task.name} {split} file (expected {task.splits[split].file})")
 
 
-def glue_split_path(glue_dir: str, task: Union[str, GlueTask], split: str) -> str:
+def glue_split_path(glue_dir: str, task: Union[str, GlueTaskSpec], split: str) -> str:
     """Path of `split` of `task` under a GLUE root (glue_data/) or directly inside the task folder. When the file
     exists in neither, the path it should have (so that an error names the right place)."""
-    task = task if isinstance(task, GlueTask) else get_glue_task(task)
-    spec = task.splits[split]
+    task = get_glue_task(task)
+    spec = split_spec(task, split)
     nested = os.path.join(glue_dir, task.folder, spec.file)
     direct = os.path.join(glue_dir, spec.file)
     if os.path.isfile(nested):
@@ -116,9 +120,6 @@ def glue_split_path(glue_dir: str, task: Union[str, GlueTask], split: str) -> st
     return nested
 
 
-def read_glue_split(glue_dir: str, task: Union[str, GlueTask], split: str) -> List[GlueExample]:
+def read_glue_split(glue_dir: str, task: Union[str, GlueTaskSpec], split: str) -> List[GlueExample]:
     """Read `split` of `task` from a GLUE root folder (or from the task's own folder)."""
-    task = task if isinstance(task, GlueTask) else get_glue_task(task)
-    if split not in task.splits:
-        raise KeyError(f"GLUE task {task.name} has no split {split!r} (known: {', '.join(task.splits)})")
     return read_glue_file(glue_split_path(glue_dir, task, split), task, split)

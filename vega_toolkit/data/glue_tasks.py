@@ -10,7 +10,7 @@ hard-coded by fairseq's examples/roberta/preprocess_GLUE_tasks.sh. Row counts ar
 (huggingface/datasets glue card; ../shared/glue/SOURCES.md); `vega-glue validate` and the tests compare against them.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class GlueSplit:
 
 
 @dataclass(frozen=True)
-class GlueTask:
+class GlueTaskSpec:
     name: str  # official spelling, e.g. "SST-2"
     folder: str  # folder inside GLUE_DIR
     splits: Dict[str, GlueSplit]
@@ -79,10 +79,10 @@ def _tsv(file, num_fields, text, label=None, index=None, header=None, rows=None,
     return GlueSplit(file, num_fields, text, label, index, header, rows, fairseq_split)
 
 
-GLUE_TASKS: Dict[str, GlueTask] = {
+GLUE_TASKS: Dict[str, GlueTaskSpec] = {
     t.name: t
     for t in [
-        GlueTask(
+        GlueTaskSpec(
             "CoLA", "CoLA",
             {
                 # train/dev: source, label, original-mark, sentence; no header (the only such files in GLUE)
@@ -93,7 +93,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             _BINARY, ("mcc",), "mcc", {"test": "CoLA.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             "SST-2", "SST-2",
             {
                 "train": _tsv("train.tsv", 2, (0,), label=1, header=_h("sentence label"), rows=67349,
@@ -105,7 +105,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             _BINARY, ("accuracy",), "accuracy", {"test": "SST-2.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             "MRPC", "MRPC",
             {
                 # the official train/dev header starts with a UTF-8 BOM; readers decode with utf-8-sig
@@ -118,7 +118,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             _BINARY, ("f1", "accuracy"), "acc_and_f1", {"test": "MRPC.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             "STS-B", "STS-B",
             {
                 "train": _tsv("train.tsv", 10, (7, 8), label=9, header=_h(_STSB + " score"), rows=5749,
@@ -129,7 +129,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             (), ("pearson", "spearman"), "pearson_and_spearman", {"test": "STS-B.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             "QQP", "QQP",
             {
                 "train": _tsv("train.tsv", 6, (3, 4), label=5, header=_h("id qid1 qid2 question1 question2 "
@@ -143,7 +143,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             _BINARY, ("f1", "accuracy"), "acc_and_f1", {"test": "QQP.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             "MNLI", "MNLI",
             {
                 "train": _tsv("train.tsv", 12, (8, 9), label=11, header=_h(_MNLI_PREFIX + " label1 gold_label"),
@@ -161,7 +161,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             _NLI3, ("accuracy",), "accuracy", {"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             "QNLI", "QNLI",
             {
                 "train": _tsv("train.tsv", 4, (1, 2), label=3, header=_h("index question sentence label"),
@@ -173,7 +173,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             _NLI2, ("accuracy",), "accuracy", {"test": "QNLI.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             "RTE", "RTE",
             {
                 "train": _tsv("train.tsv", 4, (1, 2), label=3, header=_RTE_LIKE, rows=2490, fairseq_split="train"),
@@ -182,7 +182,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             _NLI2, ("accuracy",), "accuracy", {"test": "RTE.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             "WNLI", "WNLI",
             {
                 "train": _tsv("train.tsv", 4, (1, 2), label=3, header=_RTE_LIKE, rows=635, fairseq_split="train"),
@@ -191,7 +191,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
             },
             _BINARY, ("accuracy",), "accuracy", {"test": "WNLI.tsv"},
         ),
-        GlueTask(
+        GlueTaskSpec(
             # the diagnostic set: test only, predicted with the MNLI model, not part of the GLUE score
             "AX", "diagnostic",
             {
@@ -208,8 +208,11 @@ _ALIASES = {name.lower().replace("-", ""): name for name in GLUE_TASKS}
 _ALIASES["diagnostic"] = "AX"
 
 
-def get_glue_task(name: str) -> GlueTask:
-    """Look a task up by its official name or any case/dash variant ("sst2", "sts-b", "mnli")."""
+def get_glue_task(name: Union[str, GlueTaskSpec]) -> GlueTaskSpec:
+    """Look a task up by its official name or any case/dash variant ("sst2", "sts-b", "mnli"); a GlueTaskSpec is
+    returned as it is, so every function taking a task accepts either."""
+    if isinstance(name, GlueTaskSpec):
+        return name
     key = str(name).lower().replace("-", "").replace("_", "")
     if key not in _ALIASES:
         raise KeyError(f"unknown GLUE task {name!r}; choose one of {', '.join(GLUE_TASK_NAMES)}")

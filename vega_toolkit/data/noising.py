@@ -7,13 +7,16 @@
 This is the ONE implementation of the corruption: the `denoising_pretrain` task (through `RTDNoisingDataset`),
 the tests and `benchmarks/pretrain_step.py` all call it.
 
-Decisions (background: ../shared/research/objectives.md §1.2, which lists what earlier code got wrong):
+Decisions:
 - Eligible positions are the non-special, non-pad tokens of each sequence; `<s>`, `</s>`, `<pad>`, `<unk>`,
   `<mask>` and the other dictionary specials are never corrupted and get label IGNORE_INDEX (-100).
 - Counts are exact per sequence, not Bernoulli: n_shuf = stochastic_round(shuffle_prob * n_eligible), likewise
   n_repl. Stochastic rounding keeps the expected rate exactly at the flag even for short sequences, while the
   spread across sequences is far tighter than independent coin flips (a 128-token block gets 12 or 13 shuffled
-  tokens, never 5 or 20). The two sets are disjoint by construction (one random ranking of the eligible
+  tokens, never 5 or 20). A shuffle count of one would be a 1-cycle, i.e. no change at all, so it is rounded
+  again to 0 or 2 with equal odds: the expected number of *moved* tokens stays shuffle_prob * n_eligible for
+  every n_eligible >= 2 (a 12-token row realises 10%, not the ~3% a lone 1-cycle gave). A row with a single
+  eligible token is never shuffled (nothing to swap with). The two sets are disjoint by construction (one random ranking of the eligible
   positions: the first n_shuf ranks are shuffled, the next n_repl are replaced), so replace_prob is the real
   replace rate, not replace_prob * (1 - shuffle_prob) as in Yamaguchi et al.'s collator.
 - Shuffling permutes the chosen positions of *each* sequence among themselves (not one column permutation shared
@@ -123,6 +126,12 @@ class TokenNoiser:
         n_shuf = _stochastic_round(n_eligible * self.shuffle_prob, generator)
         n_repl = _stochastic_round(n_eligible * self.replace_prob, generator)
         n_shuf = torch.minimum(n_shuf, n_eligible)
+        # A 1-cycle is the identity: one chosen position would shuffle nothing. Round it to 0 or 2 with equal
+        # odds (same expectation); a row with a single eligible token cannot be shuffled at all.
+        coin = torch.rand(n_shuf.shape, generator=generator, device=device) < 0.5
+        lone = n_shuf == 1
+        n_shuf = torch.where(lone & (n_eligible >= 2), 2 * coin.long(), n_shuf)
+        n_shuf = torch.where(n_eligible < 2, torch.zeros_like(n_shuf), n_shuf)
         n_repl = torch.minimum(n_repl, n_eligible - n_shuf)
 
         # One random ranking of each row's eligible positions (ineligible ones sort last).

@@ -244,7 +244,11 @@ class Pipeline:
 
 
 def _worth_showing(line: str) -> bool:
-    # fairseq's progress lines and our own summaries; model dumps and INFO chatter stay in demo.log
+    # fairseq's progress lines and our own summaries; model dumps, INFO chatter and fairseq's configuration dict
+    # (several KB, logged by every training, so by every adaptation round; it matches "round" in max_rounds) stay
+    # in demo.log
+    if "{'_name'" in line or "Namespace(" in line:
+        return False
     keys = ("INFO:train:", "INFO:valid:", "INFO:train_inner:", "round", "pseudo", "selected", "agreement",
             "calibrated", "dev ", "wrote", "GLUE score", "rror", "Traceback")
     return any(k in line for k in keys)

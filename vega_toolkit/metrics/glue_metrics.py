@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from vega_toolkit.data.glue_tasks import GLUE_TASKS, GlueTask, get_glue_task
+from vega_toolkit.data.glue_tasks import GlueTaskSpec, get_glue_task
 
 ArrayLike = Union[Sequence, np.ndarray]
 
@@ -68,12 +68,12 @@ _METRIC_FNS = {"accuracy": accuracy, "f1": f1, "mcc": matthews_corr, "pearson": 
 _COMBINED = {"acc_and_f1": ("accuracy", "f1"), "pearson_and_spearman": ("pearson", "spearman")}
 
 
-def task_metrics(task: Union[str, GlueTask], preds: ArrayLike, labels: ArrayLike) -> Dict[str, float]:
+def task_metrics(task: Union[str, GlueTaskSpec], preds: ArrayLike, labels: ArrayLike) -> Dict[str, float]:
     """All metrics of `task` (plus its combined selection metric) for one dev split.
 
     Classification predictions and labels may be label strings or label indices, as long as both use the same.
     """
-    task = task if isinstance(task, GlueTask) else get_glue_task(task)
+    task = get_glue_task(task)
     if not task.is_regression and len(task.labels) == 2 and "f1" in task.metrics:
         # F1 is over the positive class "1"; accept label strings as well as indices
         preds = np.asarray([int(x) for x in preds])
@@ -85,9 +85,9 @@ def task_metrics(task: Union[str, GlueTask], preds: ArrayLike, labels: ArrayLike
     return out
 
 
-def task_score(task: Union[str, GlueTask], metrics: Mapping[str, float]) -> float:
+def task_score(task: Union[str, GlueTaskSpec], metrics: Mapping[str, float]) -> float:
     """One split's contribution to the GLUE score: the unweighted mean of the task's metrics."""
-    task = task if isinstance(task, GlueTask) else get_glue_task(task)
+    task = get_glue_task(task)
     missing = [m for m in task.metrics if m not in metrics]
     if missing:
         raise KeyError(f"{task.name} needs metrics {list(task.metrics)}, missing {missing}")
@@ -105,4 +105,3 @@ def glue_score(scores: Mapping[str, float]) -> float:
     return float(np.mean(used))
 
 
-ALL_SCORED_TASKS = tuple(name for name, t in GLUE_TASKS.items() if t.in_glue_score)

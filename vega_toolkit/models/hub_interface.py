@@ -65,9 +65,9 @@ class VegaHubInterface(nn.Module):
             if self.spm_path is None:
                 raise FileNotFoundError(f"no {SPM_FILE} next to the checkpoint or in data_name_or_path: "
                                         f"encode/decode need the sentencepiece model")
-            from vega_toolkit.data.glue_binarize import GlueEncoder
+            from vega_toolkit.data.glue_binarize import TextEncoder
 
-            self._text_encoder = GlueEncoder(self.spm_path, self.dictionary)
+            self._text_encoder = TextEncoder(self.spm_path, self.dictionary)
         return self._text_encoder
 
     @property

@@ -3,7 +3,7 @@
     vega-train DATA_BIN --task masked_lm --criterion masked_lm --arch vega_tiny --tokens-per-sample 128 ...
     vega-train DATA_BIN --arch vega_base --attention-impl reference ...     # the plain (HF-equivalent) math
 
-Architectures (research/deberta.md B): vega_tiny, vega_small, vega_base, vega_large, vega_v1_1_3b (48 x 1536,
+Architectures (microsoft/DeBERTa experiments/language_model/*.json): vega_tiny, vega_small, vega_base, vega_large, vega_v1_1_3b (48 x 1536,
 24 heads x 64, FFN 6144). Read top to bottom: config, embeddings, layer, encoder, model, architectures.
 
 The forward contract (docs/ARCHITECTURE.md):

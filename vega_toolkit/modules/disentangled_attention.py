@@ -3,7 +3,7 @@
     attn = DisentangledSelfAttention(768, 12, head_dim=64, attention_dropout=0.1, pos_dropout=0.1)
     y = attn(x, rel_embeddings, key_padding_mask)      # x [B, L, D], rel_embeddings [2k, D], mask [B, L] True = pad
 
-Scores, per head, with s = 1 / sqrt(d * (1 + |pos_att_type|)) (research/deberta.md A.5):
+Scores, per head, with s = 1 / sqrt(d * (1 + |pos_att_type|)) (microsoft/DeBERTa deberta/disentangled_attention.py):
 
     A[i, j] = s <Q_i, K_j>  +  s <Q_i, Kr[idx(i, j)]>  +  s <K_j, Qr[idx(i, j)]>
                  c2c                  c2p                        p2c

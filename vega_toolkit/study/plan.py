@@ -69,7 +69,7 @@ class Scale:
     task_adaptive_text: Tuple[str, ...] = ()
 
 
-# Pretraining optimizer of every scale (research/deberta.md: DeBERTa/RoBERTa pretraining Adam settings).
+# Pretraining optimizer of every scale (RoBERTa's pretraining Adam settings, Liu et al. 2019, Table 9).
 _PRETRAIN_OPT = ("--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
                  "--clip-norm", "1.0", "--lr-scheduler", "polynomial_decay")
 # Fine-tuning optimizer of every scale: the GLUE recipes' (recipes/glue/common.sh GLUE_OPT_ARGS). Classification

@@ -39,7 +39,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 from omegaconf import MISSING, open_dict
 
-from vega_toolkit.data.glue_binarize import GlueEncoder, load_encoded_split
+from vega_toolkit.data.glue_binarize import TextEncoder, load_encoded_split
 from vega_toolkit.data.glue_readers import glue_split_path, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASK_NAMES, get_glue_task
 
@@ -82,7 +82,7 @@ def label_dictionary_for(glue_task) -> Dictionary:
 
 @register_task("glue", dataclass=GlueConfig)
 class GlueTask(SentencePredictionTask):
-    def __init__(self, cfg: GlueConfig, data_dictionary, label_dictionary, encoder: GlueEncoder):
+    def __init__(self, cfg: GlueConfig, data_dictionary, label_dictionary, encoder: TextEncoder):
         super().__init__(cfg, data_dictionary, label_dictionary)
         self.glue = get_glue_task(cfg.glue_task)
         self.encoder = encoder
@@ -103,7 +103,7 @@ class GlueTask(SentencePredictionTask):
         with open_dict(cfg):
             cfg.num_classes = glue.num_classes
         dictionary = load_vega_dictionary(cfg.vocab_dir)
-        encoder = GlueEncoder.from_model_dir(cfg.vocab_dir, dictionary)
+        encoder = TextEncoder.from_model_dir(cfg.vocab_dir, dictionary)
         logger.info(f"GLUE {glue.name}: {glue.num_classes} output(s), dictionary {len(dictionary)} types")
         return cls(cfg, dictionary, label_dictionary_for(glue) if not glue.is_regression else dictionary, encoder)
 
@@ -178,7 +178,7 @@ class GlueTask(SentencePredictionTask):
 
 
 @torch.inference_mode()
-def predict_logits(model, encoded, head_name: str, encoder: GlueEncoder, max_positions: int,
+def predict_logits(model, encoded, head_name: str, encoder: TextEncoder, max_positions: int,
                    max_tokens: int = 8192) -> torch.Tensor:
     """Batched prediction over an EncodedSplit: length-sorted batches of at most `max_tokens` padded tokens (so
     little compute is spent on padding), results returned in the split's original order."""
