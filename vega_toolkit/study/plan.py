@@ -9,7 +9,7 @@ MLM baseline of the ablation study:
 Every arm of a scale gets the same corpus, tokenizer, architecture, pretraining budget, fine-tuning grid and seeds;
 only its declared flags differ. A scale fixes everything else and says how long it takes.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 
