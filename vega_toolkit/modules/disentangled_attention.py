@@ -25,6 +25,7 @@ Two implementations of the same math:
   The padding mask is key-only, so no row is fully masked and no NaN can appear. Under fp16 the bias is computed
   in fp32 and clamped before the cast (bf16 has fp32's range).
 """
+import importlib
 import math
 from typing import Optional
 
@@ -41,7 +42,7 @@ from vega_toolkit.modules.relative_position import (
     relative_index,
 )
 
-ATTENTION_IMPLS = ("sdpa", "reference")
+ATTENTION_IMPLS = ("sdpa", "reference", "fused")
 
 
 class DisentangledSelfAttention(nn.Module):
@@ -52,6 +53,8 @@ class DisentangledSelfAttention(nn.Module):
     # On a GPU, blocks of 32 rows make launches and strided copies dominate. H200, bf16, 12 x 768, L = 512,
     # batch 128, encoder fwd+bwd: 318 ms at 64, 329 at 128, 337 at 256, 343 at 512; at L = 128, 128 is best.
     CUDA_BLOCK = 128
+    # Tile of the fused kernel (None: fused_disentangled_attention's default); tests set small ones.
+    FUSED_BLOCK = None
 
     def __init__(
         self,
@@ -116,6 +119,8 @@ class DisentangledSelfAttention(nn.Module):
         v = self._heads(self.value_proj(x))
         if self.attention_impl == "sdpa":
             ctx = self._sdpa(q, k, v, rel_embeddings, key_padding_mask)
+        elif self.attention_impl == "fused":
+            ctx = self._fused(q, k, v, rel_embeddings, key_padding_mask)
         else:
             ctx = self._reference(q, k, v, rel_embeddings, key_padding_mask)
         return self.out_proj(ctx.transpose(1, 2).flatten(2))
@@ -149,6 +154,23 @@ class DisentangledSelfAttention(nn.Module):
             if q.device.type == "cpu" and q.dtype != torch.float16 and cpu_training:
                 return self._cpu_attention(q, k, v, bias, dropout_p)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=self.scale)
+
+    def _fused(self, q, k, v, rel_embeddings, key_padding_mask):
+        """The Triton kernel of fused_disentangled_attention.py: the same math without any [L, L] tensor."""
+        try:
+            fused = importlib.import_module("vega_toolkit.modules.fused_disentangled_attention")
+        except ImportError as error:
+            raise RuntimeError(f"--attention-impl fused needs triton ({error}); it comes with CUDA builds of torch, "
+                               "or `pip install triton` (see requirements/test.txt)") from error
+        fused.check_device(q.device)
+        cols = relative_columns(q.size(-2), self.position_buckets, self.max_relative_positions, q.device)
+        pos_key = pos_query = None
+        if self.c2p or self.p2c:
+            pos_key, pos_query = self._pos_projections(self.pos_dropout(rel_embeddings.index_select(0, cols.slots)))
+        dropout_p = self.attention_dropout if self.training else 0.0
+        with torch.autocast(device_type=q.device.type, enabled=False):  # the kernel chooses its own precisions
+            return fused.fused_disentangled_attention(q, k, v, pos_key, pos_query, cols.c2p, key_padding_mask,
+                                                      self.scale, dropout_p, block=self.FUSED_BLOCK)
 
     def _cpu_attention(self, q, k, v, bias, dropout_p):
         """softmax(s Q K^T + bias) V for CPU training, where SDPA can only take its unfused math path.
