@@ -92,6 +92,20 @@ def test_fused_row_with_a_single_real_key_is_finite_and_exact():
     assert max_error(fast, ref, x, rel, pad) <= 1e-5
 
 
+def test_fused_fp16_scores_beyond_the_fp16_range_stay_finite_and_close_to_fp32():
+    fast, ref = make_pair()
+    x, rel, pad = inputs(45, 16)
+    x, rel = (x * 1000).detach(), (rel * 1000).detach()  # scores of order 1e6: the fp16 reference overflows
+    want = ref(x, rel, pad)
+    half = fast.half()
+    x16 = x.half().requires_grad_()
+    got = half(x16, rel.half(), pad)
+    got.float().sum().backward()
+    assert not torch.isfinite(ref.half()(x.half(), rel.half(), pad)).all()
+    assert torch.isfinite(got).all() and torch.isfinite(x16.grad).all()
+    assert ((got.float() - want)[~pad].abs().max() / want.abs().max()).item() < 2e-3  # fp16 rounding, 6e-4 seen
+
+
 def test_fused_dropout_equals_reference_given_the_kernels_keep_mask(monkeypatch):
     p = 0.3
     fast, ref = make_pair(dropout=p)
@@ -127,6 +141,17 @@ def test_fused_without_triton_names_what_is_missing(monkeypatch):
     fast, _ = make_pair()
     with pytest.raises(RuntimeError, match="needs triton"):
         fast(*inputs(9, 16))
+
+
+def test_vega_encoder_with_attention_impl_fused_equals_reference_on_real_tokens(tmp_path):
+    from test_vega_encoder import TOKENS, build
+
+    model, _ = build(tmp_path, "--attention-impl", "fused")  # vega_tiny: 2 layers, 2 heads of 64, 256 buckets
+    assert model.encoder.layers[0].self_attn.attention_impl == "fused"
+    fast = model(TOKENS, features_only=True)[0]
+    model.encoder.set_attention_impl("reference")
+    ref = model(TOKENS, features_only=True)[0]
+    assert (fast - ref)[TOKENS.ne(1)].abs().max() <= 1e-5
 
 
 def test_fused_is_a_choice_of_the_encoder_config_but_not_the_default():

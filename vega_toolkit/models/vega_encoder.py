@@ -93,7 +93,8 @@ class VegaEncoderConfig(FairseqDataclass):
         default="tanh", metadata={"help": "activation of the conv layer (DeBERTa default tanh; v2-xlarge/xxlarge gelu)"}
     )
     attention_impl: ChoiceEnum(list(ATTENTION_IMPLS)) = field(
-        default="sdpa", metadata={"help": "sdpa: relative terms as an SDPA bias (fast); reference: explicit softmax"}
+        default="sdpa", metadata={"help": "sdpa: relative terms as an SDPA bias (fast); reference: explicit softmax; "
+                                    "fused: one Triton kernel without any L x L tensor (CUDA; experimental)"}
     )
     checkpoint_activations: bool = field(
         default=False, metadata={"help": "recompute each layer's activations in backward to save memory"}
@@ -211,7 +212,7 @@ class VegaEncoder(FairseqEncoder):
         return self.embeddings.embed_tokens
 
     def set_attention_impl(self, impl: str):
-        """Switch every layer between the SDPA fast path and the reference math (same weights)."""
+        """Switch every layer between the SDPA fast path, the reference math and the fused kernel (same weights)."""
         for layer in self.layers:
             layer.self_attn.attention_impl = impl
 

@@ -162,7 +162,7 @@ class DisentangledSelfAttention(nn.Module):
         except ImportError as error:
             raise RuntimeError(f"--attention-impl fused needs triton ({error}); it comes with CUDA builds of torch, "
                                "or `pip install triton` (see requirements/test.txt)") from error
-        fused.check_device(q.device)
+        fused.check_device(q.device, q.dtype)
         cols = relative_columns(q.size(-2), self.position_buckets, self.max_relative_positions, q.device)
         pos_key = pos_query = None
         if self.c2p or self.p2c:

@@ -217,8 +217,11 @@ def _keep_mask_kernel(KEEP, L, dropout_p, seed, BLOCK_M: tl.constexpr, BLOCK_N: 
              mask=(offs_m[:, None] < L) & (offs_n[None, :] < L))
 
 
-def check_device(device: torch.device):
+def check_device(device: torch.device, dtype: torch.dtype = torch.float32):
     """Compiled kernels need CUDA; CPU tensors need the interpreter, chosen before triton is imported."""
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        # Triton 3.9's interpreter multiplies bf16 tiles wrongly (tl.dot returns garbage; loads are right).
+        raise RuntimeError("--attention-impl fused: bf16 runs on CUDA only (Triton's interpreter has no bf16 dot)")
     if device.type == "cpu" and not INTERPRETED:
         raise RuntimeError(
             "--attention-impl fused runs Triton kernels: on CPU tensors only in Triton's interpreter, which must be "
@@ -315,7 +318,7 @@ def fused_disentangled_attention(q, k, v, pos_key, pos_query, slot_of, key_paddi
     slot_of [2L - 1]: slot of distance j - i at index j - i + L - 1 (``relative_columns(L).c2p``);
     key_padding_mask [B, L], True = pad; seed: Philox seed of the dropout (drawn with ``draw_seed`` if None).
     """
-    check_device(q.device)
+    check_device(q.device, q.dtype)
     if dropout_p > 0 and seed is None:
         seed = draw_seed()
     block = block or (CPU_BLOCK if q.device.type == "cpu" else CUDA_BLOCK)
