@@ -4,11 +4,16 @@
     OMP_NUM_THREADS=1 python benchmarks/encoder_speed.py --clock process --stat min --reps 7   # shared, loaded CPU
     OMP_NUM_THREADS=1 python benchmarks/encoder_speed.py --dim 768 --heads 12 --clock process --stat min
     python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12
+    python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12 \
+        --vega-impls sdpa,fused,reference --lengths 2048,4096 --max-positions 4096 --tokens 65536
 
 One training step = forward + backward of a squared-output loss (train mode, dropout on). vega and HF share the same
 weights (the HF model is converted with vega_toolkit.models.hf_conversion); the plain encoder has the same width and
 depth. Repetitions are interleaved (vega, hf, plain, vega, ...) so that machine noise hits all three alike; the
-median (or min) is reported, and ratios are only taken within one run. On a machine shared with other jobs, wall
+median (or min) is reported, and ratios are only taken within one run. --vega-impls measures several attention
+implementations of the same vega model (``fused``: the Triton kernel, CUDA only); --max-positions raises the maximum
+length with the same log buckets (256 buckets over 512 relative positions). A model that runs out of GPU memory at
+a length is reported as OOM there. On a machine shared with other jobs, wall
 time mostly measures the scheduler: use one thread with --clock process (this process's CPU time). Memory: peak allocated on CUDA; on CPU the bytes of the tensors autograd saves for backward
 (the activation memory, which is what differs between the implementations).
 """
@@ -57,7 +62,8 @@ def build_models(args):
 
     hf_config = transformers.DebertaV2Config(
         vocab_size=args.vocab, hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        intermediate_size=4 * args.dim, max_position_embeddings=512, relative_attention=True, position_buckets=256,
+        intermediate_size=4 * args.dim, max_position_embeddings=args.max_positions, max_relative_positions=512,
+        relative_attention=True, position_buckets=256,
         norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"], position_biased_input=False,
         type_vocab_size=0, layer_norm_eps=1e-7, hidden_act="gelu",
     )
@@ -70,11 +76,20 @@ def build_models(args):
     vega = VegaEncoderModel(cfg, VegaEncoder(cfg, dictionary))
     vega.load_state_dict(vega_state_from_hf(hf.state_dict(), list(range(args.vocab))))  # same weights as HF
     plain = PlainSDPAEncoder(args.vocab, args.dim, args.heads, 4 * args.dim, args.layers)
+    fns = {f"vega_encoder {impl}": vega_with(vega, impl) for impl in args.vega_impls.split(",")}
     return {
-        "vega_encoder": lambda t: vega(t, features_only=True)[0],
+        **fns,
         "HF DebertaV2Model": lambda t: hf(input_ids=t).last_hidden_state,
         "plain SDPA encoder": plain,
     }, [vega, hf, plain]
+
+
+def vega_with(vega, impl):
+    """The vega model's forward with every layer switched to attention implementation ``impl`` (same weights)."""
+    def forward(tokens):
+        vega.encoder.set_attention_impl(impl)
+        return vega(tokens, features_only=True)[0]
+    return forward
 
 
 def saved_bytes(fn, tokens):
@@ -89,6 +104,25 @@ def saved_bytes(fn, tokens):
         out = fn(tokens)
     del out
     return sum(seen.values())
+
+
+def warm_up(fn, tokens, args, modules):
+    """One untimed step, then the memory of one step: peak allocated on CUDA, saved-for-backward bytes on CPU."""
+    for m in modules:
+        m.zero_grad(set_to_none=True)
+    try:
+        step(fn, tokens, args)
+        if not args.device.startswith("cuda"):
+            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+                return saved_bytes(fn, tokens)
+        torch.cuda.reset_peak_memory_stats()
+        step(fn, tokens, args)
+        return torch.cuda.max_memory_allocated()
+    finally:
+        for m in modules:
+            m.zero_grad(set_to_none=True)
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
 
 def step(fn, tokens, args):
@@ -107,6 +141,9 @@ def main():
     p.add_argument("--vocab", type=int, default=8000)
     p.add_argument("--tokens", type=int, default=2048, help="tokens per batch: batch = tokens / L")
     p.add_argument("--lengths", default="128,512")
+    p.add_argument("--max-positions", type=int, default=512, help="longest length the models accept")
+    p.add_argument("--vega-impls", default="sdpa",
+                   help="comma-separated --attention-impl values to measure for vega (sdpa, reference, fused)")
     p.add_argument("--bias-block", type=int, default=0,
                    help="query rows per GEMM of vega's relative bias (0: DisentangledSelfAttention's BLOCK / CUDA_BLOCK)")
     p.add_argument("--reps", type=int, default=5)
@@ -129,19 +166,16 @@ def main():
     rows = []
     for length in map(int, args.lengths.split(",")):
         tokens = torch.randint(4, args.vocab, (max(1, args.tokens // length), length), device=args.device)
-        times = {name: [] for name in fns}
         memory = {}
         for name, fn in fns.items():  # warm-up + memory
-            step(fn, tokens, args)
-            if args.device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
-                step(fn, tokens, args)
-                memory[name] = torch.cuda.max_memory_allocated()
-            else:
-                with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
-                    memory[name] = saved_bytes(fn, tokens)
+            try:
+                memory[name] = warm_up(fn, tokens, args, modules)
+            except torch.OutOfMemoryError:
+                memory[name] = None
+        running = {name: fn for name, fn in fns.items() if memory[name] is not None}
+        times = {name: [] for name in running}
         for _ in range(args.reps):  # interleaved repetitions
-            for name, fn in fns.items():
+            for name, fn in running.items():
                 for m in modules:
                     m.zero_grad(set_to_none=True)
                 sync()
@@ -152,16 +186,21 @@ def main():
         stat = statistics.median if args.stat == "median" else min
         med = {name: stat(t) for name, t in times.items()}
         for name in fns:
-            rows.append((length, tokens.size(0), name, med[name] * 1e3, memory[name] / 2**20,
-                         med["HF DebertaV2Model"] / med[name], med[name] / med["plain SDPA encoder"]))
+            rows.append((length, tokens.size(0), name, med.get(name), memory[name],
+                         med.get("HF DebertaV2Model"), med.get("plain SDPA encoder")))
     mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
     print(f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
           f"{args.stat} of {args.reps} interleaved reps, vega bias block {args.bias_block or 'default'}\n")
     print(f"| L | batch | model | fwd+bwd ms | {mem_label} | speed vs HF | time vs plain SDPA |")
     print("|---|---|---|---|---|---|---|")
-    for length, batch, name, ms, mib, vs_hf, vs_plain in rows:
-        print(f"| {length} | {batch} | {name} | {ms:.1f} | {mib:.1f} | {vs_hf:.2f}x | {vs_plain:.2f}x |")
+    for length, batch, name, sec, mem, hf, plain in rows:
+        if sec is None:
+            print(f"| {length} | {batch} | {name} | OOM | OOM | - | - |")
+            continue
+        vs_hf = f"{hf / sec:.2f}x" if hf else "HF OOM"
+        vs_plain = f"{sec / plain:.2f}x" if plain else "-"
+        print(f"| {length} | {batch} | {name} | {sec * 1e3:.1f} | {mem / 2**20:.1f} | {vs_hf} | {vs_plain} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""On a CUDA GPU: the SDPA fast path equals the reference math, mixed precision stays finite, vega-train trains in
-bf16/fp16 and its checkpoints reload. Skipped where torch sees no GPU (CI has none): `pytest tests/test_cuda.py`."""
+"""On a CUDA GPU: the SDPA fast path and the fused Triton kernel equal the reference math, mixed precision stays
+finite, vega-train trains in bf16/fp16 and its checkpoints reload. Skipped where torch sees no GPU (CI has none): `pytest tests/test_cuda.py`."""
 import copy
 import re
 import subprocess
@@ -25,10 +25,10 @@ def exact_fp32_matmuls():
     torch.backends.cuda.matmul.allow_tf32 = previous
 
 
-def attention_pair(dim=64, heads=4, seed=0):
+def attention_pair(dim=64, heads=4, seed=0, impl="sdpa"):
     """Fast and reference modules with the same weights, on the GPU, real (256 / 512) log-bucket settings."""
     torch.manual_seed(seed)
-    fast = DisentangledSelfAttention(dim, heads, attention_impl="sdpa").cuda()
+    fast = DisentangledSelfAttention(dim, heads, attention_impl=impl).cuda()
     ref = copy.deepcopy(fast)
     ref.attention_impl = "reference"
     return fast, ref
@@ -114,6 +114,72 @@ def test_pure_fp16_module_stays_finite_with_huge_scores():
     with torch.no_grad():
         out = fast((x * 1000).half(), rel.half(), pad)
     assert out.dtype == torch.float16 and torch.isfinite(out).all()
+
+
+@pytest.fixture
+def fused_kernel():
+    """The fused attention module, compiled (imported here: test_fused_attention.py may set TRITON_INTERPRET)."""
+    fused = pytest.importorskip("vega_toolkit.modules.fused_disentangled_attention")
+    if fused.INTERPRETED:
+        pytest.skip("TRITON_INTERPRET=1: the compiled kernels are what this file checks")
+    return fused
+
+
+def fused_outputs_and_grads(module, x, rel, pad, dtype=None):
+    """Output (real rows) and the gradients of x, the relative table and the query / key projections."""
+    keep = real_rows(pad, x)
+    x.grad = rel.grad = None
+    module.zero_grad()
+    with torch.autocast("cuda", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        out = module(x, rel, pad)
+    (out.float() * keep.unsqueeze(-1)).square().sum().backward()
+    return [out.float()[keep], x.grad, rel.grad, module.query_proj.weight.grad, module.key_proj.weight.grad]
+
+
+@pytest.mark.parametrize("length", [40, 300])
+@pytest.mark.parametrize("padded", [False, True])
+def test_fused_kernel_equals_reference_on_cuda_in_fp32(fused_kernel, length, padded):
+    fast, ref = attention_pair(impl="fused")
+    x, rel, pad = cuda_inputs(length=length, padded=padded)
+    got, want = fused_outputs_and_grads(fast, x, rel, pad), fused_outputs_and_grads(ref, x, rel, pad)
+    assert (got[0] - want[0]).abs().max().item() <= 1e-5
+    for g, w in zip(got[1:], want[1:]):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), (g - w).abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fused_kernel_under_autocast_is_close_to_fp32_reference(fused_kernel, dtype):
+    fast, ref = attention_pair(impl="fused")
+    x, rel, pad = cuda_inputs(length=300)
+    got, want = fused_outputs_and_grads(fast, x, rel, pad, dtype), fused_outputs_and_grads(ref, x, rel, pad)
+    assert (got[0] - want[0]).abs().max().item() < 0.05  # the sdpa path's bound above
+    for g, w in zip(got[1:], want[1:]):  # mixed-precision gradients: within a few % of the largest entry
+        assert torch.isfinite(g).all() and (g - w).abs().max() <= 0.05 * w.abs().max(), (g - w).abs().max()
+
+
+def test_fused_kernel_huge_scores_stay_finite_in_fp16(fused_kernel):
+    fast, _ = attention_pair(impl="fused")
+    x, rel, pad = cuda_inputs()
+    with torch.autocast("cuda", dtype=torch.float16):
+        out = fast(x * 1000, rel, pad)
+    out.float().sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+
+
+def test_fused_kernel_dropout_equals_reference_given_its_keep_mask(fused_kernel, monkeypatch):
+    fast, ref = attention_pair(impl="fused")
+    fast.attention_dropout = ref.attention_dropout = 0.1
+    fast.train(), ref.train()
+    x, rel, pad = cuda_inputs(length=300)
+    torch.manual_seed(3)
+    keep = fused_kernel.keep_mask(fused_kernel.draw_seed(), x.size(0), 4, x.size(1), 0.1, x.device)
+    torch.manual_seed(3)  # the same seed for the forward (pos_dropout is 0)
+    got = fused_outputs_and_grads(fast, x, rel, pad)
+    monkeypatch.setattr(torch.nn.functional, "dropout", lambda probs, p, training: probs * keep / (1 - p))
+    want = fused_outputs_and_grads(ref, x, rel, pad)
+    assert abs(keep.float().mean().item() - 0.9) < 0.01
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), (g - w).abs().max()
 
 
 @pytest.mark.parametrize("precision", ["--bf16", "--fp16"])

@@ -170,7 +170,8 @@ def _backward_kv_kernel(Q, K, V, DO, LSE, DELTA, C2P, P2C, SLOT, PAD, DK, DV, DP
         q = _load_rows(Q + row, offs_m, offs_d, L, HEAD_DIM)
         do = _load_rows(DO + row, offs_m, offs_d, L, HEAD_DIM)
         ds, p = _tile_grad(q, k, v, do, LSE + bh * L, DELTA + bh * L, offs_m, offs_n, C2P + table, P2C + table,
-                           SLOT, PAD + b * L, L, S, scale, dropout_p, seed, bh, HAS_C2P, HAS_P2C, HAS_PAD, DROPOUT, PRECISION)
+                           SLOT, PAD + b * L, L, S, scale, dropout_p, seed, bh,
+                           HAS_C2P, HAS_P2C, HAS_PAD, DROPOUT, PRECISION)
         dv += tl.dot(tl.trans(p).to(do.dtype), do, input_precision=PRECISION)
         dk += tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PRECISION)
         if HAS_P2C:
@@ -200,7 +201,8 @@ def _backward_q_kernel(Q, K, V, DO, LSE, DELTA, C2P, P2C, SLOT, PAD, DQ, DC2P,
         k = _load_rows(K + row, offs_n, offs_d, L, HEAD_DIM)
         v = _load_rows(V + row, offs_n, offs_d, L, HEAD_DIM)
         ds, p = _tile_grad(q, k, v, do, LSE + bh * L, DELTA + bh * L, offs_m, offs_n, C2P + table, P2C + table,
-                           SLOT, PAD + b * L, L, S, scale, dropout_p, seed, bh, HAS_C2P, HAS_P2C, HAS_PAD, DROPOUT, PRECISION)
+                           SLOT, PAD + b * L, L, S, scale, dropout_p, seed, bh,
+                           HAS_C2P, HAS_P2C, HAS_PAD, DROPOUT, PRECISION)
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
         if HAS_C2P:
             _add_to_table(DC2P + table, ds, offs_m, offs_n, False, SLOT, L, S)
