@@ -11,7 +11,7 @@ Scores, per head, with s = 1 / sqrt(d * (1 + |pos_att_type|)) (microsoft/DeBERTa
 where Kr / Qr are the shared relative table projected by this layer's key / query Linear (``share_att_key``) or by
 separate ``pos_key_proj`` / ``pos_query_proj``, and idx is the log-bucket index of i - j.
 
-Two implementations of the same math:
+Three implementations of the same math:
 
 * ``reference`` -- HF's formulation: C2P = Q Kr^T over the 2k table rows, gathered with the dense [L, L] index,
   pairwise padding mask filled with finfo.min, explicit softmax. The oracle in tests (and HF-equivalent).
@@ -24,6 +24,9 @@ Two implementations of the same math:
   random numbers instead of Bernoulli floats (p rounded to a multiple of 2^-16; ``dropout_keep_mask``).
   The padding mask is key-only, so no row is fully masked and no NaN can appear. Under fp16 the bias is computed
   in fp32 and clamped before the cast (bf16 has fp32's range).
+* ``fused`` (experimental, CUDA) -- one Triton kernel, flash-attention style, without any [L, L] tensor: compact
+  c2p / p2c tables [B, H, L, S] gathered per tile through the distance -> slot map (fused_disentangled_attention.py).
+  On CPU tensors only under TRITON_INTERPRET=1 (tests); not the default until measured on a GPU.
 """
 import importlib
 import math
