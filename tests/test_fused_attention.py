@@ -121,6 +121,20 @@ def test_fused_dropout_equals_reference_given_the_kernels_keep_mask(monkeypatch)
     assert not torch.equal(got[0], outputs_and_grads(fast.eval(), x, rel, pad)[0])  # dropout did act
 
 
+def test_fused_dropout_mask_is_redrawn_identically_under_activation_checkpointing():
+    # torch's checkpoint restores the CPU generator before recomputing, so the kernel gets the same Philox seed.
+    fast, _ = make_pair(dropout=0.3)
+    fast.train()
+    x, rel, pad = inputs(20, 16)
+    grads = []
+    for wrap in (lambda *a: fast(*a), lambda *a: torch.utils.checkpoint.checkpoint(fast, *a, use_reentrant=False)):
+        x.grad = None
+        torch.manual_seed(5)
+        wrap(x, rel, pad).pow(2).sum().backward()
+        grads.append(x.grad.clone())
+    assert torch.equal(*grads)
+
+
 def test_keep_mask_keeps_one_minus_p_and_depends_only_on_the_seed():
     first = fused.keep_mask(11, 2, 3, 64, 0.25, "cpu")
     assert torch.equal(first, fused.keep_mask(11, 2, 3, 64, 0.25, "cpu"))
