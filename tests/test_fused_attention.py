@@ -85,6 +85,22 @@ def test_fused_equals_reference_for_each_relative_term_and_separate_projections(
     assert max_error(fast, ref, *inputs(37, 16)) <= 1e-5
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_fused_kernel_gradients_of_q_k_v_equal_reference(padded):
+    fast, ref = make_pair()
+    generator = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(2, HEADS, 45, HEAD_DIM, generator=generator).requires_grad_() for _ in range(3))
+    _, rel, pad = inputs(45, 16, padded=padded)
+    real = torch.ones(2, 45, dtype=torch.bool) if pad is None else ~pad
+    results = []
+    for attention in (fast._fused, ref._reference):
+        q.grad = k.grad = v.grad = None
+        out = attention(q, k, v, rel, pad) * real[:, None, :, None]
+        out.pow(2).sum().backward()
+        results.append([out, q.grad, k.grad, v.grad])
+    assert max((a - b).abs().max().item() for a, b in zip(*results)) <= 1e-5
+
+
 def test_fused_row_with_a_single_real_key_is_finite_and_exact():
     fast, ref = make_pair()
     x, rel, pad = inputs(40, 16)
