@@ -126,7 +126,7 @@ def test_fused_dropout_equals_reference_given_the_kernels_keep_mask(monkeypatch)
     p = 0.3
     fast, ref = make_pair(dropout=p)
     fast.train(), ref.train()
-    x, rel, pad = inputs(45, 16)
+    x, rel, pad = inputs(21, 16)  # 2 x 2 tiles, the last ones partial (Philox is slow in the interpreter)
     torch.manual_seed(7)
     keep = fused.keep_mask(fused.draw_seed(), x.size(0), HEADS, x.size(1), p, x.device)
     torch.manual_seed(7)  # the fused forward draws the same seed (pos_dropout is 0: nothing else is drawn)
@@ -141,7 +141,7 @@ def test_fused_dropout_mask_is_redrawn_identically_under_activation_checkpointin
     # torch's checkpoint restores the CPU generator before recomputing, so the kernel gets the same Philox seed.
     fast, _ = make_pair(dropout=0.3)
     fast.train()
-    x, rel, pad = inputs(20, 16)
+    x, rel, pad = inputs(9, 16)
     grads = []
     for wrap in (lambda *a: fast(*a), lambda *a: torch.utils.checkpoint.checkpoint(fast, *a, use_reentrant=False)):
         x.grad = None
