@@ -171,9 +171,8 @@ class DisentangledSelfAttention(nn.Module):
         if self.c2p or self.p2c:
             pos_key, pos_query = self._pos_projections(self.pos_dropout(rel_embeddings.index_select(0, cols.slots)))
         dropout_p = self.attention_dropout if self.training else 0.0
-        with torch.autocast(device_type=q.device.type, enabled=False):  # the kernel chooses its own precisions
-            return fused.fused_disentangled_attention(q, k, v, pos_key, pos_query, cols.c2p, key_padding_mask,
-                                                      self.scale, dropout_p, block=self.FUSED_BLOCK)
+        return fused.fused_disentangled_attention(q, k, v, pos_key, pos_query, cols.c2p, key_padding_mask, self.scale,
+                                                  dropout_p, block=self.FUSED_BLOCK)
 
     def _cpu_attention(self, q, k, v, bias, dropout_p):
         """softmax(s Q K^T + bias) V for CPU training, where SDPA can only take its unfused math path.

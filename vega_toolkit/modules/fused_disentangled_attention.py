@@ -30,8 +30,6 @@ import triton.language as tl
 
 # Triton picks interpreted or compiled kernels when @triton.jit runs, i.e. when this module is imported.
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
-# Padded keys: a finite score, so that a row whose keys are all padded stays finite (uniform), never NaN.
-MASKED = -1.0e30
 # Tile sizes: 64 x 64 is the usual flash-attention tile for d = 64 on sm80+ (not yet tuned on a GPU); the
 # interpreter runs fewer, larger numpy tiles faster.
 CUDA_BLOCK = 64
@@ -41,7 +39,7 @@ CPU_BLOCK = 32
 @triton.jit
 def _tile_scores(q, k, offs_m, offs_n, c2p_rows, p2c_rows, slot_of, pad_row, L, S, scale,
                  HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_PAD: tl.constexpr, PRECISION: tl.constexpr):
-    """Scores [BM, BN] of query rows offs_m against key rows offs_n; -inf beyond L, MASKED on padded keys."""
+    """Scores [BM, BN] of query rows offs_m against key rows offs_n; -inf beyond L, -1e30 on padded keys."""
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
     valid = (offs_m[:, None] < L) & (offs_n[None, :] < L)
     if HAS_C2P or HAS_P2C:
@@ -52,7 +50,7 @@ def _tile_scores(q, k, offs_m, offs_n, c2p_rows, p2c_rows, slot_of, pad_row, L, 
             s += tl.load(p2c_rows + offs_n[None, :] * S + slot, mask=valid, other=0.0).to(tl.float32)
     if HAS_PAD:
         pad = tl.load(pad_row + offs_n, mask=offs_n < L, other=0)
-        s = tl.where(pad[None, :] != 0, -1.0e30, s)
+        s = tl.where(pad[None, :] != 0, -1.0e30, s)  # finite: a row whose keys are all padded stays finite
     return tl.where(offs_n[None, :] < L, s, float("-inf"))
 
 
@@ -293,7 +291,9 @@ class _FusedDisentangledAttention(torch.autograd.Function):
         dummy = q.new_zeros(1)
         grad_c2p = None if c2p is None else torch.zeros(c2p.shape, dtype=torch.float32, device=q.device)
         grad_p2c = None if p2c is None else torch.zeros(p2c.shape, dtype=torch.float32, device=q.device)
-        dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+        # dQ / dK in fp32 while the tables' parts are still to be added: one rounding to the input dtype at the end.
+        dq, dk = (torch.empty(t.shape, dtype=torch.float32, device=t.device) for t in (q, k))
+        dv = torch.empty_like(v)
         inputs = (q, k, v, grad_out, lse, delta, c2p if c2p is not None else dummy,
                   p2c if p2c is not None else dummy, slot_of, pad)
         grid = (triton.cdiv(length, common["BLOCK_N"]), batch * heads)
@@ -304,12 +304,12 @@ class _FusedDisentangledAttention(torch.autograd.Function):
         grad_pos_key = grad_pos_query = None
         # The tables' own GEMMs: C2P = Q Kr^T gives dQ += dC2P Kr and dKr = sum_b dC2P^T Q (P2C likewise with K, Qr).
         if c2p is not None:
-            dq = (dq.float() + torch.matmul(grad_c2p, pos_key.float())).to(q.dtype)
+            dq += torch.matmul(grad_c2p, pos_key.float())
             grad_pos_key = torch.einsum("bhls,bhld->hsd", grad_c2p, q.float()).to(pos_key.dtype)
         if p2c is not None:
-            dk = (dk.float() + torch.matmul(grad_p2c, pos_query.float())).to(k.dtype)
+            dk += torch.matmul(grad_p2c, pos_query.float())
             grad_pos_query = torch.einsum("bhls,bhld->hsd", grad_p2c, k.float()).to(pos_query.dtype)
-        return dq, dk, dv, grad_pos_key, grad_pos_query, None, None, None, None, None, None
+        return dq.to(q.dtype), dk.to(k.dtype), dv, grad_pos_key, grad_pos_query, None, None, None, None, None, None
 
 
 def fused_disentangled_attention(q, k, v, pos_key, pos_query, slot_of, key_padding_mask=None, scale=1.0,
@@ -324,5 +324,6 @@ def fused_disentangled_attention(q, k, v, pos_key, pos_query, slot_of, key_paddi
     if dropout_p > 0 and seed is None:
         seed = draw_seed()
     block = block or (CPU_BLOCK if q.device.type == "cpu" else CUDA_BLOCK)
-    return _FusedDisentangledAttention.apply(q, k, v, pos_key, pos_query, slot_of, key_padding_mask, float(scale),
-                                             float(dropout_p), int(seed or 0), block)
+    with torch.autocast(device_type=q.device.type, enabled=False):  # the kernel chooses its own precisions
+        return _FusedDisentangledAttention.apply(q, k, v, pos_key, pos_query, slot_of, key_padding_mask,
+                                                 float(scale), float(dropout_p), int(seed or 0), block)
