@@ -118,13 +118,13 @@ SCALES: Dict[str, Scale] = {
         ),
         Scale(
             name="cpu",
-            about="the 2-core CPU machine: vega_tiny pretrained 1,500 updates on the Gutenberg books plus the GLUE "
+            about="the 2-core CPU machine: vega_tiny pretrained 10,000 updates on the Gutenberg books plus the GLUE "
                   "training text, 5 GLUE tasks + WNLI, 3 learning rates x 3 seeds; see README 'Results on real data' "
                   "for the measured time",
             arch="vega_tiny",
             model_args=(),
             preprocess_args=("--paragraphs", "--vocab-size", "8000", "--valid-fraction", "0.02"),
-            pretrain_args=_pretrain_budget(updates=1500, lr=3e-3, batch=32, tokens=128, warmup=100),
+            pretrain_args=_pretrain_budget(updates=10000, lr=3e-3, batch=32, tokens=128, warmup=100),
             finetune_args=_FINETUNE_OPT,
             batch_size=32,
             tasks=_GLUE_TASKS_WITH_TRAIN,
