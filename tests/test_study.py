@@ -132,6 +132,33 @@ def test_report_selects_each_arms_best_learning_rate_by_median_and_computes_the_
     assert "52.00 (52.00 ± 2.00, n=3) @ lr 0.001" in report and "s3: 90.00" in report
 
 
+def test_records_of_a_superseded_pretraining_enter_no_table(tmp_path):
+    """A longer pretraining budget re-keys the arm: until its fine-tunings are re-run, the old ones are history."""
+    from vega_toolkit.study.report import current_records
+
+    def finetune(key, seed, model, score):
+        return {"kind": "finetune", "name": f"rtd_ternary/A/lr0.001/seed{seed}", "key": key, "arm": "rtd_ternary",
+                "task": "A", "lr": 1e-3, "seed": seed, "score": score, "wall_s": 1.0,
+                "commands": [f"vega-train {{glue}}/A --finetune-from-model {{out}}/models/rtd_ternary-{model}/model.pt"]}
+
+    old, new = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
+    pretrain = {"kind": "pretrain", "arm": "rtd_ternary", "commands": [], "wall_s": 1.0}
+    records = [dict(pretrain, name="pretrain rtd_ternary", key=old), finetune("k1", 1, old, 10.0),
+               finetune("k2", 2, old, 11.0), dict(pretrain, name="pretrain rtd_ternary", key=new),
+               finetune("k3", 1, new, 20.0),
+               {"kind": "finetune", "name": "random/A/lr0.001/seed1", "key": "k4", "arm": "random", "task": "A",
+                "lr": 1e-3, "seed": 1, "score": 5.0, "wall_s": 1.0,
+                "commands": ["vega-convert export --random-init {out}/finetune/random/A/lr0.001/seed1/init"]}]
+    current, superseded = current_records(records)
+    assert sorted(r["key"] for r in current) == [new, "k3", "k4"]
+    assert sorted(r["key"] for r in superseded) == [old, "k1", "k2"]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "3 earlier records of a changed configuration" in report
+    assert "| A | `rtd_ternary` | 0.001 | s1: 20.00 | 20.00 |" in report and "s2: 11.00" not in report
+
+
 def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_path):
     """README tables come from results/, never typed: the block is what `vega-study report --readme` writes."""
     import shutil

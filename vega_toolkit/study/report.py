@@ -8,6 +8,7 @@ their means and se its standard error (Welch: sqrt(s1²/n1 + s2²/n2)).
 """
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +20,24 @@ REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
 FIGURE_FILE = "study.png"
 HEADLINE_ARM = "rtd_ternary"  # the transfer line the issue tracker and the README quote, printed last
+
+
+_MODEL_FOLDER = re.compile(r"/models/(?P<arm>[^/\s]+)-(?P<key>[0-9a-f]{12})/")
+
+
+def current_records(records: List[Dict]) -> Tuple[List[Dict], List[Dict]]:
+    """(current, superseded): the newest record of each cell name, and only fine-tunings of the model folders the
+    newest pretraining records produced. A changed configuration (e.g. a longer pretraining budget) leaves its
+    predecessors in results.jsonl as history, but no report mixes them with the cells that replace them."""
+    newest: Dict[str, Dict] = {}
+    for r in records:
+        newest[r.get("name", r["key"])] = r
+    models = {r["arm"]: r["key"] for r in newest.values() if r.get("kind") == "pretrain"}
+    current = [r for r in newest.values()
+               if all(models.get(m["arm"], m["key"]) == m["key"]
+                      for m in _MODEL_FOLDER.finditer(" ".join(r.get("commands", []))))]
+    kept = {id(r) for r in current}
+    return current, [r for r in records if id(r) not in kept]
 
 
 def _grid(records: List[Dict]) -> Dict[Tuple[str, str], Dict[float, Dict[int, float]]]:
@@ -74,7 +93,7 @@ def _fmt(values: List[float]) -> str:
 
 def write_report(out: Path, baseline: str = "random") -> str:
     out = Path(out)
-    records = read_results(out)
+    records, superseded = current_records(read_results(out))
     if not records:
         raise FileNotFoundError(f"{out}: no results.jsonl with finished cells")
     study = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).exists() else {}
@@ -93,6 +112,9 @@ def write_report(out: Path, baseline: str = "random") -> str:
     lines += incomplete
     lines += [f"{len(records)} finished cells, {sum(r.get('wall_s', 0) for r in records) / 3600:.2f} h of cell time; "
               f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.", ""]
+    if superseded:
+        lines += [f"{len(superseded)} earlier records of a changed configuration (e.g. a shorter pretraining) are "
+                  f"superseded: they stay in results.jsonl as history and enter no table below.", ""]
     if scale:
         lines += [f"Scale: {scale.get('about', '')}. Architecture `{scale.get('arch')}`; fine-tuning batch "
                   f"{scale.get('batch_size')}, learning rates {', '.join(map(str, scale.get('learning_rates', [])))}, "
