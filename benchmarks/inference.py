@@ -147,7 +147,7 @@ def main(argv=None):
     from omegaconf import OmegaConf
 
     from vega_toolkit.cli.generate import GluePredictor
-    from vega_toolkit.checkpoints import load_checkpoint_to_cpu
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
     from vega_toolkit.data.glue_binarize import EncodedSplit
 
     with tempfile.TemporaryDirectory() as workdir:

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from vega_toolkit.checkpoints import atomic_copy, atomic_write
+from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy, atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -245,7 +245,7 @@ def cli_main(argv: Optional[List[str]] = None):
     for path in args.checkpoints:
         if not os.path.isfile(path):
             sys.exit(f"vega-generate: checkpoint {path} not found")
-    from vega_toolkit.checkpoints import CheckpointError
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
     from vega_toolkit.data.glue_readers import GlueFormatError
     from vega_toolkit.models.heads import HeadMismatchError
 

@@ -6,8 +6,8 @@
 Differences from stock `fairseq-train`, each a fix rather than a feature:
 - the plugins are imported before fairseq builds its parser (so --arch/--task/--criterion choices include ours), and
   `--user-dir <installed vega_toolkit>` is injected so spawned distributed workers register them too;
-- checkpoints load under torch>=2.6's `weights_only=True` default (see vega_toolkit/checkpoints.py);
-- `--bf16` no longer switches fairseq onto its TPU code path (fairseq's legacy CLI sets `tpu=True` with bf16);
+- the fixes of vega_toolkit/fairseq_fixes apply (checkpoints load under torch>=2.6's `weights_only=True` default and
+  are written atomically, `--bf16` no longer selects fairseq's TPU code path, batches keep every example);
 - `vega-train --help` without `--arch` documents the `vega_encoder` options (as `--arch vega_base --help` does);
 - the save dir is locked for the life of the run (vega_toolkit/launch/save_dir_lock.py), so a second run with the
   same `--save-dir` stops instead of overwriting the first one's checkpoints;
@@ -36,14 +36,11 @@ def with_user_dir(argv: List[str]) -> List[str]:
 
 
 def parse_training_args(argv: List[str]):
-    """fairseq's training parser over `argv` (plugins loaded), with the bf16/tpu fix applied."""
+    """fairseq's training parser over `argv` (plugins loaded; `--bf16` keeps `tpu=False`: fairseq_fixes/bf16.py)."""
     from fairseq import options
 
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, input_args=argv)
-    if getattr(args, "bf16", False) and "--tpu" not in argv:
-        args.tpu = False
-    return args
+    return options.parse_args_and_arch(parser, input_args=argv)
 
 
 def resume_checkpoint(args) -> Optional[str]:
@@ -59,8 +56,8 @@ def resume_checkpoint(args) -> Optional[str]:
 
 def check_restored_heads(args, path: str):
     """A restored classification head must have the task's size: its optimizer state cannot fit another one."""
-    from vega_toolkit.checkpoints import CheckpointError, peek_checkpoint
     from vega_toolkit.data.glue_tasks import get_glue_task
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
     from vega_toolkit.models.heads import HeadMismatchError, classification_head_sizes
 
     head, glue_task = getattr(args, "classification_head_name", None), getattr(args, "glue_task", None)
@@ -83,7 +80,8 @@ def check_restored_heads(args, path: str):
 
 def finished_message(args, path: str) -> Optional[str]:
     """What to say when `path` (the save dir's checkpoint_last.pt) is already at --max-update."""
-    from vega_toolkit.checkpoints import CheckpointError, read_num_updates
+    from vega_toolkit.checkpoints import read_num_updates
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
 
     if args.restore_file != "checkpoint_last.pt" or not args.max_update:
         return None
@@ -144,8 +142,8 @@ def train_guarded(args, train: Callable[[], Any], argv: Optional[List[str]] = No
 
 def user_errors() -> Tuple[type, ...]:
     """Errors of bad input whose message says what to do: printed without a traceback, which would bury it."""
-    from vega_toolkit.checkpoints import CheckpointError
     from vega_toolkit.data.glue_readers import GlueFormatError
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
     from vega_toolkit.launch.save_dir_lock import SaveDirLockedError
     from vega_toolkit.models.heads import HeadMismatchError
 
