@@ -48,7 +48,7 @@ def test_a_requeued_slurm_job_takes_over_its_own_lock(tiny_data_bin, tmp_path):
 def test_only_rank_0_of_a_multi_process_job_takes_the_lock(monkeypatch):
     from argparse import Namespace
 
-    from vega_toolkit.cli.train import is_first_rank
+    from vega_toolkit.training import is_first_rank
 
     for var in ("RANK", "SLURM_PROCID"):
         monkeypatch.delenv(var, raising=False)

@@ -4,7 +4,7 @@
         --max-rounds 3 --converge-eps 0.01 --save-dir out/rte-td ...   # every other flag as for `--task glue`
 
 `vega-train` hands a task class that defines `run_rounds(argv, args)` its parsed command line instead of training
-once (vega_toolkit/cli/train.py). A round is one ordinary fairseq training (fairseq_cli.train.main) on a derived
+once (vega_toolkit/launch/local.py). A round is one ordinary fairseq training (vega_toolkit/training.py) on a derived
 config: `--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, and the task's
 `--extra-train-data` = that round's pseudo-labelled rows. Predictions go through the GLUE prediction code
 (vega_toolkit/cli/generate.py `GluePredictor`), dev metrics through vega_toolkit/metrics.
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy, atomic_write
+from vega_toolkit.training import reset_fairseq_globals, train_once
 
 logger = logging.getLogger(__name__)
 
@@ -63,26 +64,6 @@ class AdaptationState:
 
 
 # --- one fairseq training ----------------------------------------------------------------------------------------
-def reset_fairseq_globals():
-    """Forget what a previous fairseq training in this process left behind (round drivers, local sweeps)."""
-    # fairseq keeps the best validation metric and the early-stopping counter as function attributes; a second
-    # training in the same process would otherwise compare against the previous round's best and never write
-    # checkpoint_best.pt (or stop early at once).
-    # Its TensorBoard writers are cached per split name ("train", "valid"), not per folder: without closing them,
-    # every round would log into the first round's --tensorboard-logdir.
-    from fairseq import checkpoint_utils
-    from fairseq.logging import progress_bar
-    from fairseq_cli import train as fairseq_train
-
-    for fn, attrs in ((checkpoint_utils.save_checkpoint, ("best",)),
-                      (fairseq_train.should_stop_early, ("best", "num_runs"))):
-        for attr in attrs:
-            if hasattr(fn, attr):
-                delattr(fn, attr)
-    progress_bar._close_writers()
-    progress_bar._tensorboard_writers.clear()
-
-
 def round_model(save_dir: str) -> str:
     """The model a round hands on: its best checkpoint (by --best-checkpoint-metric), else its last."""
     for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
@@ -97,10 +78,6 @@ def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence
                 extra_only: bool = False) -> str:
     """Fine-tune `init_checkpoint` with the user's flags, into `save_dir`, on train (+ `extra_train` TSVs in the
     task's train layout; only those with `extra_only`). Returns the round's model (see `round_model`)."""
-    from fairseq import distributed_utils
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq_cli.train import main as train_main
-
     a = copy.deepcopy(args)
     a.finetune_from_model = init_checkpoint
     a.save_dir = save_dir
@@ -112,7 +89,7 @@ def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence
     logger.info(f"training {save_dir} from {init_checkpoint}"
                 + (f" with extra data {a.extra_train_data}" if extra_train else ""))
     reset_fairseq_globals()
-    distributed_utils.call_main(convert_namespace_to_omegaconf(a), train_main)
+    train_once(a)
     return round_model(save_dir)
 
 

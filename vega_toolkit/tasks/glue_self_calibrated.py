@@ -51,7 +51,7 @@ class GlueSelfCalibratedConfig(GlueTransductiveConfig):
 class GlueSelfCalibratedTask(GlueTransductiveTask):
     @classmethod
     def run_rounds(cls, argv, args):
-        """vega-train's hook: self-calibration, then the transductive loop (vega_toolkit/cli/train.py)."""
+        """vega-train's hook: self-calibration, then the transductive loop (vega_toolkit/launch/local.py)."""
         from vega_toolkit.adaptation.rounds import check_round_args
         from vega_toolkit.adaptation.self_calibration import run_self_calibrated
 

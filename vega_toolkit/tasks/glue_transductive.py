@@ -57,7 +57,7 @@ class GlueTransductiveConfig(GlueConfig):
 class GlueTransductiveTask(GlueTask):
     @classmethod
     def run_rounds(cls, argv, args):
-        """vega-train's hook: run the whole loop instead of one training (see vega_toolkit/cli/train.py)."""
+        """vega-train's hook: run the whole loop instead of one training (see vega_toolkit/launch/local.py)."""
         from vega_toolkit.adaptation.rounds import check_round_args, run_transductive
 
         check_round_args(args)
