@@ -146,7 +146,7 @@ def main(argv=None):
     import vega_toolkit  # noqa: F401
     from omegaconf import OmegaConf
 
-    from vega_toolkit.cli.generate import GluePredictor
+    from vega_toolkit.models.glue_predictor import GluePredictor
     from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
     from vega_toolkit.data.glue_binarize import EncodedSplit
 

@@ -76,7 +76,7 @@ def test_unlabelled_pool_keeps_every_selected_row_with_its_pseudo_label(setup, t
     record = calibrate(calib_args(setup, external_data=str(text), external_format="text"), setup["m0"],
                        str(tmp_path))
     assert record["agreement_rate"] is None and record["calibrated"] == record["selected"] == 60
-    from vega_toolkit.cli.generate import GluePredictor
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     rows = [line.split("\t") for line in open(record["calibrated_path"]).read().splitlines()[1:]]
     predicted = GluePredictor.from_checkpoint(setup["m0"]).predict([s for s, _ in rows])

@@ -59,7 +59,7 @@ def test_loop_runs_max_rounds_keeps_every_round_and_ends_with_the_dev_line(full_
 
 
 def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(setup, full_run):
-    from vega_toolkit.cli.generate import GluePredictor
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     save, _ = full_run
     predictor = GluePredictor.from_checkpoint(setup["m0"])
@@ -82,7 +82,7 @@ def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(se
 
 def test_pseudo_labelling_a_labelled_split_is_refused(setup):
     from vega_toolkit.adaptation.rounds import unlabelled_examples
-    from vega_toolkit.cli.generate import GluePredictor
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     task = GluePredictor.from_checkpoint(setup["m0"]).task
     with pytest.raises(ValueError, match="labelled split"):

@@ -7,7 +7,7 @@
 once (vega_toolkit/launch/local.py). A round is one ordinary fairseq training (vega_toolkit/training.py) on a derived
 config: `--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, and the task's
 `--extra-train-data` = that round's pseudo-labelled rows. Predictions go through the GLUE prediction code
-(vega_toolkit/cli/generate.py `GluePredictor`), dev metrics through vega_toolkit/metrics.
+(vega_toolkit/models/glue_predictor.py: `GluePredictor`, the label decoding and the dev scores).
 
 Everything a round produces stays on disk, and SAVE_DIR/adaptation_state.json (rewritten atomically after every
 step) records which steps are finished, so a killed job rerun with the same command continues at the first
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy, atomic_write
+from vega_toolkit.models.glue_predictor import decode_labels
 from vega_toolkit.training import reset_fairseq_globals, train_once
 
 logger = logging.getLogger(__name__)
@@ -122,12 +123,10 @@ class RoundPredictions:
 
     @classmethod
     def from_logits(cls, glue, logits: torch.Tensor) -> "RoundPredictions":
+        labels = decode_labels(glue, logits)
         if glue.is_regression:
-            scores = logits.view(-1).clamp(0.0, 5.0).tolist()
-            return cls([f"{x:.3f}" for x in scores], [math.nan] * len(scores))
-        probs = logits.float().softmax(-1)
-        conf, idx = probs.max(-1)
-        return cls([glue.labels[i] for i in idx.tolist()], conf.tolist())
+            return cls(labels, [math.nan] * len(labels))
+        return cls(labels, logits.float().softmax(-1).max(-1).values.tolist())
 
     def used(self, threshold: float) -> List[bool]:
         return [not (c < threshold) for c in self.confidence]  # NaN (regression) is always used
@@ -247,7 +246,7 @@ def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional
 def score_round(args, rounds: list):
     """Round K = rounds[-1]: predict --pseudo-label-split with its model, write SAVE_DIR/round_K/predictions.tsv
     and pseudo_train.tsv, score dev, count the labels changed since round K-1, and record it all in rounds[-1]."""
-    from vega_toolkit.cli.generate import GluePredictor, score_dev
+    from vega_toolkit.models.glue_predictor import GluePredictor, score_dev
 
     cur = rounds[-1]
     k = cur["round"]

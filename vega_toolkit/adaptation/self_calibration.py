@@ -63,8 +63,7 @@ def select_in_domain(args, glue, pool: List[tuple], work_dir: str) -> List[tuple
 
 def calibrate(args, m0: str, out_dir: str) -> dict:
     """Steps 1-3: returns the record {pool, selected, agreed, agreement_rate, calibrated, calibrated_path}."""
-    from vega_toolkit.cli.generate import GluePredictor
-    from vega_toolkit.data.glue_binarize import EncodedSplit
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     predictor = GluePredictor.from_checkpoint(m0)
     glue = predictor.glue
@@ -74,10 +73,7 @@ def calibrate(args, m0: str, out_dir: str) -> dict:
     # D*_s for inspection: sentence(s) and the pool's label ("-" for an unlabelled pool)
     atomic_write_text(os.path.join(out_dir, "selected.tsv"), "".join(
         "\t".join([a] + ([b] if glue.is_pair else []) + [label or "-"]) + "\n" for a, b, label in selected))
-    enc = predictor.task.encoder
-    encoded = EncodedSplit(enc.encode([r[0] for r in selected]),
-                           enc.encode([r[1] for r in selected]) if glue.is_pair else None,
-                           None, [str(i) for i in range(len(selected))])
+    encoded = predictor.encode([(a, b) if glue.is_pair else a for a, b, _ in selected])
     preds = RoundPredictions.from_logits(glue, predictor.logits_for(encoded))
     confident = preds.used(args.confidence_threshold)
     calibrated, agreed = [], 0
