@@ -3,11 +3,13 @@
     vega-train GLUE/RTE --task glue_transductive --glue-task RTE --finetune-from-model m0/checkpoint_best.pt \
         --max-rounds 3 --converge-eps 0.01 --save-dir out/rte-td ...   # every other flag as for `--task glue`
 
-`vega-train` hands a task class that defines `run_rounds(argv, args)` its parsed command line instead of training
-once (vega_toolkit/launch/local.py). A round is one ordinary fairseq training (vega_toolkit/training.py) on a derived
-config: `--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, and the task's
-`--extra-train-data` = that round's pseudo-labelled rows. Predictions go through the GLUE prediction code
-(vega_toolkit/models/glue_predictor.py: `GluePredictor`, the label decoding and the dev scores).
+vega-train's local launcher (vega_toolkit/launch/local.py) looks the task up in the table of round drivers
+(vega_toolkit/adaptation/__init__.py) and hands `drive_transductive` the parsed command line instead of training
+once. A round is one ordinary fairseq training (vega_toolkit/training.py `train_once`) on a derived config:
+`--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, the task's
+`--extra-train-data` = that round's pseudo-labelled rows, and `--adaptation-round` (without which the task refuses
+a plain fairseq-train). Predictions go through vega_toolkit/models/glue_predictor.py (`GluePredictor`, the label
+decoding and the dev scores).
 
 Everything a round produces stays on disk, and SAVE_DIR/adaptation_state.json (rewritten atomically after every
 step) records which steps are finished, so a killed job rerun with the same command continues at the first
@@ -84,6 +86,7 @@ def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence
     a.save_dir = save_dir
     a.extra_train_data = ",".join(extra_train)
     a.train_on_extra_only = extra_only
+    a.adaptation_round = True  # the task's marker: this training is one round of a loop (tasks/glue_transductive.py)
     if getattr(a, "tensorboard_logdir", None):
         a.tensorboard_logdir = os.path.join(a.tensorboard_logdir, os.path.basename(save_dir))
     os.makedirs(save_dir, exist_ok=True)
@@ -207,6 +210,12 @@ def dev_metric(glue, dev: Dict[str, Dict[str, float]]) -> tuple:
 
 
 # --- Algorithm 1 -------------------------------------------------------------------------------------------------
+def drive_transductive(args) -> dict:
+    """The round driver of `--task glue_transductive` (vega_toolkit/adaptation/__init__.py `ROUND_DRIVERS`)."""
+    check_round_args(args)
+    return run_transductive(args)
+
+
 def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional[str] = None) -> dict:
     """Algorithm 1 from the model `m0` (default: --finetune-from-model, or a fine-tune of it on train with
     --train-initial-model). Returns the state dict; the last printed line is `dev <metric>=<value>`.

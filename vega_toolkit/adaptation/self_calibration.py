@@ -1,6 +1,7 @@
 """Algorithm 2 (self-calibrated fine-tuning): KenLM selection from an external pool, relabelling by M0, the
-agreement filter, fine-tuning M0 on the calibrated data, then Algorithm 1. Driven by `glue_self_calibrated`
-(vega_toolkit/tasks/glue_self_calibrated.py, whose docstring gives the command line)."""
+agreement filter, fine-tuning M0 on the calibrated data, then Algorithm 1. `drive_self_calibrated` is the round
+driver of `--task glue_self_calibrated` (vega_toolkit/tasks/glue_self_calibrated.py, whose docstring gives the
+command line and whose config holds the flags)."""
 import logging
 import os
 from typing import List, Optional
@@ -9,10 +10,12 @@ from vega_toolkit.adaptation.rounds import (
     AdaptationState,
     RoundPredictions,
     atomic_write_text,
+    check_round_args,
     run_transductive,
     train_round,
     write_train_layout,
 )
+from vega_toolkit.tasks.glue_self_calibrated import EXTERNAL_FORMATS
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,21 @@ def calibrate(args, m0: str, out_dir: str) -> dict:
         rate="n/a (unlabelled pool)" if not labelled else f"{agreed}/{len(selected)} = {record['agreement_rate']:.1%}",
         **record))
     return record
+
+
+def drive_self_calibrated(args) -> dict:
+    """The round driver of `--task glue_self_calibrated` (vega_toolkit/adaptation/__init__.py `ROUND_DRIVERS`):
+    the flags checked, then self-calibration and the transductive loop."""
+    check_round_args(args)
+    if not args.external_data:
+        raise ValueError("--task glue_self_calibrated needs --external-data (the external pool D*)")
+    if not os.path.isfile(args.external_data):
+        raise FileNotFoundError(f"--external-data {args.external_data}: file not found")
+    if args.external_format not in EXTERNAL_FORMATS:
+        raise ValueError(f"--external-format {args.external_format!r}: choose one of {', '.join(EXTERNAL_FORMATS)}")
+    if args.selection_top_k < 0 or args.selection_max_ppl < 0:
+        raise ValueError("--selection-top-k and --selection-max-ppl must be >= 0")
+    return run_self_calibrated(args)
 
 
 def run_self_calibrated(args, state: Optional[AdaptationState] = None) -> dict:

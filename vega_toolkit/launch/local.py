@@ -2,26 +2,25 @@
 local GPU itself. The SLURM launcher (submitit_launcher.py) runs this same function in every task of its job.
 
     from vega_toolkit.launch.local import run_local
-    run_local(["DATA_BIN", "--task", "glue", ...])   # = vega-train DATA_BIN --task glue ...
+    run_local(["DATA_BIN", "--task", "glue_transductive", ...])   # = vega-train DATA_BIN --task glue_transductive ...
 
-What runs is chosen here and only here: a task that runs in rounds (transductive and self-calibrated fine-tuning)
-runs its whole loop of trainings; any other task trains once, inside vega-train's guards
-(vega_toolkit/training.py). Either way the save dir is locked for the life of the run.
+What runs is chosen here and only here: a task with a round driver in vega_toolkit/adaptation (`ROUND_DRIVERS`:
+transductive and self-calibrated fine-tuning) runs its whole loop of trainings; any other task trains once, inside
+vega-train's guards (vega_toolkit/training.py). Either way the save dir is locked for the life of the run.
 """
 from typing import Any, Callable, List
 
+from vega_toolkit.adaptation import round_driver
 from vega_toolkit.training import guarded_training, locked_save_dir, parse_training_args, train_once, with_user_dir
 
 
 def run_guarded(args, train: Callable[[], Any]):
-    """Under the save-dir lock: the loop of a round-based task, or `train()` (one training of `args`) inside the
+    """Under the save-dir lock: the round driver of `args.task`, or `train()` (one training of `args`) inside the
     guards. vega-hydra-train passes its own `train` (fairseq-hydra-train's main on the composed config)."""
-    from fairseq.tasks import TASK_REGISTRY
-
     with locked_save_dir(args):
-        task_cls = TASK_REGISTRY.get(args.task)
-        if task_cls is not None and hasattr(task_cls, "run_rounds"):
-            return task_cls.run_rounds(None, args)
+        driver = round_driver(args.task)
+        if driver is not None:
+            return driver(args)
         return guarded_training(args, train)
 
 
