@@ -7,7 +7,7 @@ import socket
 import subprocess
 
 from launch_helpers import ENV, TRAIN, pretrain_args, vega_train, wait_for_file
-from vega_toolkit.launch.save_dir_lock import LOCK_FILE
+from vega_toolkit.save_dir_lock import LOCK_FILE
 
 
 def test_a_second_run_in_the_same_save_dir_stops_and_a_killed_runs_lock_is_taken_over(tiny_data_bin, tmp_path):

@@ -7,7 +7,7 @@
 Who calls it: the local launcher (vega_toolkit/launch/local.py: `vega-train`, `vega-hydra-train` and every SLURM
 task of `--launcher submitit`), the round drivers of vega_toolkit/adaptation (one `train_once` per round) and the
 benchmarks. The guards (`guarded_training`), each a fix rather than a feature:
-- the save dir is locked for the life of the run (`locked_save_dir`, vega_toolkit/launch/save_dir_lock.py), so a
+- the save dir is locked for the life of the run (`locked_save_dir`, vega_toolkit/save_dir_lock.py), so a
   second run with the same `--save-dir` stops instead of overwriting the first one's checkpoints;
 - a truncated `checkpoint_last.pt` is replaced by the newest readable checkpoint of the save dir (the broken file is
   renamed aside), instead of stopping the run or restarting it from update 0;
@@ -132,7 +132,7 @@ def is_first_rank(args) -> bool:
 
 def locked_save_dir(args):
     """The save-dir lock of this run (rank 0 only; none with --no-save), as a context manager."""
-    from vega_toolkit.launch.save_dir_lock import SaveDirLock
+    from vega_toolkit.save_dir_lock import SaveDirLock
 
     return SaveDirLock(args.save_dir) if is_first_rank(args) and not args.no_save else contextlib.nullcontext()
 
@@ -158,7 +158,7 @@ def user_errors() -> Tuple[type, ...]:
     """Errors of bad input whose message says what to do: printed without a traceback, which would bury it."""
     from vega_toolkit.data.glue_readers import GlueFormatError
     from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
-    from vega_toolkit.launch.save_dir_lock import SaveDirLockedError
+    from vega_toolkit.save_dir_lock import SaveDirLockedError
     from vega_toolkit.models.heads import HeadMismatchError
 
     return SaveDirLockedError, CheckpointError, HeadMismatchError, GlueFormatError

@@ -2,5 +2,5 @@
 (submitit_launcher.py, a SLURM job whose every task runs local.py's `run_local`).
 
 See vega_toolkit/launch/submitit_launcher.py for the SLURM flags, and scripts/slurm_local.sh for a one-node test
-cluster. save_dir_lock.py keeps two runs from sharing a save dir; slurm.py reads job states from `scontrol`.
+cluster. slurm.py reads job states from `scontrol`.
 """
