@@ -53,7 +53,8 @@ def test_legacy_checkpoint_resumes_although_plain_torch_load_refuses_it(legacy_a
         torch.load(save_dir / "checkpoint_last.pt")
     out = subprocess.run(TRAIN + args + ["--max-update", "5"], check=True, capture_output=True, text=True)
     assert "Loaded checkpoint" in out.stdout + out.stderr
-    assert checkpoint_loading.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))["cfg"].model.encoder_layers == 1
+    state = checkpoint_loading.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
+    assert state["cfg"].model.encoder_layers == 1
 
 
 def test_training_resumes_from_checkpoint_last(trained_run):

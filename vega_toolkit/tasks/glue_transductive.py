@@ -10,10 +10,10 @@ The loop is vega-train's (vega_toolkit/adaptation/rounds.py, chosen by the table
 plain `fairseq-train --task glue_transductive` would train one round and stop, so the task refuses to start a
 training unless `--adaptation-round` is set, which the loop sets on each of its rounds.
 
-Loop: M_i predicts the unlabelled test split -> pseudo-labels (only
-predictions with softmax confidence >= --confidence-threshold join); M_i is fine-tuned on train + the
-pseudo-labelled test rows -> M_{i+1}; stop when the fraction of test pseudo-labels that changed since the previous
-round is below --converge-eps (STS-B: a change is |delta| > --regression-tolerance) or after --max-rounds trainings.
+Loop: M_i predicts the unlabelled test split -> pseudo-labels (only predictions with softmax confidence >=
+--confidence-threshold join); M_i is fine-tuned on train + the pseudo-labelled test rows -> M_{i+1}; stop when
+the fraction of test pseudo-labels that changed since the previous round is below --converge-eps (STS-B: a change
+is |delta| > --regression-tolerance) or after --max-rounds trainings.
 SAVE_DIR/round_K/ holds each round's checkpoints, predictions.tsv and pseudo_train.tsv; SAVE_DIR/
 adaptation_state.json the per-round log (changed labels, label distribution, dev metrics). Rerunning the same
 command resumes at the first unfinished step. Test rows are read with the test-file layout, which has no label
