@@ -4,7 +4,7 @@ import pytest
 from fairseq.data import data_utils
 
 import vega_toolkit  # noqa: F401  (installs the fix)
-from vega_toolkit.data import batching
+from vega_toolkit.fairseq_fixes import batching
 
 
 @pytest.mark.parametrize("n,batch_size,multiple", [(277, 32, 8), (5, 32, 8), (100, 3, 8), (64, 32, 8), (33, 4, 1)])

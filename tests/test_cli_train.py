@@ -43,11 +43,17 @@ def test_help_lists_the_chosen_task_and_criterion_options():
 
 
 def test_bf16_does_not_select_fairseqs_tpu_code_path(tiny_data_bin):
-    from vega_toolkit.cli.train import parse_training_args, with_user_dir
+    """vega-train's parser and fairseq's own (what `fairseq-train --user-dir user_dir` uses) alike."""
+    from fairseq import options
 
-    args = parse_training_args(with_user_dir([str(tiny_data_bin), "--task", "masked_lm", "--arch", "vega_tiny",
-                                              "--bf16", "--cpu"]))
+    from vega_toolkit.training import parse_training_args, with_user_dir
+
+    argv = [str(tiny_data_bin), "--task", "masked_lm", "--arch", "vega_tiny", "--bf16", "--cpu"]
+    args = parse_training_args(with_user_dir(argv))
     assert args.bf16 and not args.tpu
+    stock = options.parse_args_and_arch(options.get_training_parser(), input_args=argv)
+    assert stock.bf16 and not stock.tpu
+    assert options.parse_args_and_arch(options.get_training_parser(), input_args=argv + ["--tpu"]).tpu
 
 
 def test_unknown_architecture_is_reported_by_flag():

@@ -8,7 +8,8 @@ import torch
 
 from glue_helpers import FIXTURES, build_glue, make_vocab_dir, save_glue_checkpoint, vega_cli
 from test_glue_readers import OFFICIAL_ROWS
-from vega_toolkit.cli.generate import GluePredictor, generate, write_submission_file
+from vega_toolkit.cli.generate import generate, write_submission_file
+from vega_toolkit.models.glue_predictor import GluePredictor
 from vega_toolkit.models.heads import HeadMismatchError
 from vega_toolkit.data.glue_tasks import GLUE_TASKS
 
@@ -98,6 +99,22 @@ def test_predictor_labels_raw_pairs_like_the_submission_path(checkpoints):
     assert len(labels) == 2 and set(labels) <= {"entailment", "not_entailment"}
     stsb = GluePredictor.from_checkpoint(checkpoints["STS-B"], glue_dir=FIXTURES, device="cpu")
     assert stsb.predict([("a b", "c d")]) == ["5.000"]
+
+
+def test_logits_decode_to_table_labels_and_clipped_stsb_scores_everywhere():
+    """One decoding for submission files, pseudo-labels and dev scores (vega_toolkit/models/glue_predictor.py)."""
+    import torch
+
+    from vega_toolkit.adaptation.rounds import RoundPredictions
+    from vega_toolkit.data.glue_tasks import get_glue_task
+    from vega_toolkit.models.glue_predictor import decode_labels
+
+    mnli, stsb = get_glue_task("MNLI"), get_glue_task("STS-B")
+    logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]])
+    assert decode_labels(mnli, logits) == [mnli.labels[1], mnli.labels[0]]
+    assert decode_labels(stsb, torch.tensor([[-0.5], [2.34567], [7.0]])) == ["0.000", "2.346", "5.000"]
+    assert RoundPredictions.from_logits(mnli, logits).labels == decode_labels(mnli, logits)
+    assert RoundPredictions.from_logits(stsb, torch.tensor([[7.0]])).labels == ["5.000"]
 
 
 def test_predictions_do_not_depend_on_batching_or_length_sorting(checkpoints, tmp_path):

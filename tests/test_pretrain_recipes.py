@@ -62,7 +62,7 @@ def test_tiny_dry_run_prints_the_command_in_the_header_comment(name):
 
 
 def test_paper_dry_runs_parse_as_vega_train_commands_with_the_cluster_math():
-    from vega_toolkit.cli.train import parse_training_args
+    from vega_toolkit.training import parse_training_args
 
     for name, updates in (("phase1_rtd.sh", 1_000_000), ("phase2_contrastive.sh", 100_000)):
         cmd = dry_run(name, SCALE="paper", NODES=4, GPUS_PER_NODE=8, BATCH_PER_GPU=8, GLOBAL_BATCH=2048)
@@ -76,7 +76,7 @@ def test_paper_dry_runs_parse_as_vega_train_commands_with_the_cluster_math():
 
 
 def test_paper_default_cluster_is_the_papers_40_dgx_nodes_of_8_gpus():
-    from vega_toolkit.cli.train import parse_training_args
+    from vega_toolkit.training import parse_training_args
 
     args = parse_training_args(dry_run("phase1_rtd.sh", SCALE="paper")[1:])
     assert args.distributed_world_size == 40 * 8 and args.batch_size * args.update_freq[0] * 320 == 2560

@@ -76,7 +76,7 @@ def test_unlabelled_pool_keeps_every_selected_row_with_its_pseudo_label(setup, t
     record = calibrate(calib_args(setup, external_data=str(text), external_format="text"), setup["m0"],
                        str(tmp_path))
     assert record["agreement_rate"] is None and record["calibrated"] == record["selected"] == 60
-    from vega_toolkit.cli.generate import GluePredictor
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     rows = [line.split("\t") for line in open(record["calibrated_path"]).read().splitlines()[1:]]
     predicted = GluePredictor.from_checkpoint(setup["m0"]).predict([s for s, _ in rows])
@@ -122,18 +122,18 @@ def test_vega_train_runs_selection_calibration_and_the_transductive_loop(setup, 
 
 
 def test_missing_external_pool_and_bad_format_are_clear_errors(tmp_path):
-    from vega_toolkit.tasks.glue_self_calibrated import GlueSelfCalibratedTask
+    from vega_toolkit.adaptation import round_driver
 
+    drive = round_driver("glue_self_calibrated")
     (tmp_path / "m0.pt").write_bytes(b"")
     (tmp_path / "pool.tsv").write_text("sentence\tlabel\n")
     args = dict(task="glue_self_calibrated", finetune_from_model=str(tmp_path / "m0.pt"), restore_file="checkpoint_last.pt",
                 max_rounds=1, converge_eps=0.01, external_data=str(tmp_path / "missing.tsv"),
                 external_format="labelled", selection_top_k=10, selection_max_ppl=0.0)
     with pytest.raises(FileNotFoundError, match="--external-data .*missing.tsv: file not found"):
-        GlueSelfCalibratedTask.run_rounds([], Namespace(**args))
+        drive(Namespace(**args))
     with pytest.raises(ValueError, match="--external-format 'csv'"):
-        GlueSelfCalibratedTask.run_rounds([], Namespace(**{**args, "external_data": str(tmp_path / "pool.tsv"),
-                                                          "external_format": "csv"}))
+        drive(Namespace(**{**args, "external_data": str(tmp_path / "pool.tsv"), "external_format": "csv"}))
 
 
 def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(tmp_path):

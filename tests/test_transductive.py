@@ -59,7 +59,7 @@ def test_loop_runs_max_rounds_keeps_every_round_and_ends_with_the_dev_line(full_
 
 
 def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(setup, full_run):
-    from vega_toolkit.cli.generate import GluePredictor
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     save, _ = full_run
     predictor = GluePredictor.from_checkpoint(setup["m0"])
@@ -82,7 +82,7 @@ def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(se
 
 def test_pseudo_labelling_a_labelled_split_is_refused(setup):
     from vega_toolkit.adaptation.rounds import unlabelled_examples
-    from vega_toolkit.cli.generate import GluePredictor
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     task = GluePredictor.from_checkpoint(setup["m0"]).task
     with pytest.raises(ValueError, match="labelled split"):
@@ -180,6 +180,36 @@ def test_loop_flag_mistakes_are_clear_errors(setup):
     with pytest.raises(ValueError, match="--converge-eps"):
         check_round_args(Namespace(**{**ok, "converge_eps": 5.0}))
     check_round_args(Namespace(**ok))
+
+
+@pytest.mark.parametrize("task", ["glue_transductive", "glue_self_calibrated"])
+def test_plain_fairseq_train_of_a_loop_task_stops_and_names_vega_train(setup, tmp_path, task):
+    """fairseq-train would train one round and exit 0, as if it were the algorithm; the task stops at setup
+    instead, saying the loop is vega-train's (a round of the loop itself passes --adaptation-round)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    save = tmp_path / "plain"
+    args = loop_args(task, "SST-2", setup["data"], setup["vocab"], str(save), setup["cache"],
+                     ["--finetune-from-model", setup["m0"], "--max-rounds", "1"])
+    r = subprocess.run([str(Path(sys.executable).parent / "fairseq-train"), "--user-dir", "user_dir", *args],
+                       cwd=repo, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode != 0
+    assert f"--task {task} is a loop of several trainings" in r.stderr and "vega-train <same arguments>" in r.stderr
+    assert not (save / "checkpoint_last.pt").exists() and not (save / "checkpoint_best.pt").exists()
+
+
+def test_a_loop_task_loads_from_its_checkpoint_for_prediction(full_run):
+    """The refusal is for trainings only: a round's checkpoint (task glue_transductive) still loads to predict."""
+    from vega_toolkit.models.glue_predictor import GluePredictor
+
+    save, _ = full_run
+    predictor = GluePredictor.from_checkpoint(str(save / "checkpoint_best.pt"), device="cpu")
+    assert predictor.task.cfg._name == "glue_transductive" and predictor.task.cfg.adaptation_round
+    assert len(predictor.predict(["the cat likes music ."])) == 1
 
 
 def test_wnli_transductive_recipe_runs_at_tiny_scale_on_real_wnli(tmp_path):

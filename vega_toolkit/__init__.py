@@ -1,18 +1,16 @@
 """vega-toolkit: the Vega v1 recipe as fairseq plugins.
 
-Importing this package registers every model, task and criterion into fairseq's registries:
+Importing this package installs the fairseq fixes (vega_toolkit/fairseq_fixes) and registers every model, task and
+criterion into fairseq's registries:
 
     import vega_toolkit                       # then fairseq sees --arch vega_base, --task denoising_pretrain, ...
     from vega_toolkit import VegaModel        # hub interface: VegaModel.from_pretrained(DIR)
 """
-from vega_toolkit import checkpoints  # noqa: F401  (allow-lists fairseq checkpoint contents before any load)
-from vega_toolkit import models, tasks, criterions  # noqa: F401  (registration side effects)
-from vega_toolkit.cli import full_help
-from vega_toolkit.data import batching
+from vega_toolkit import fairseq_fixes
 
-# Narrow fixes of fairseq-fixed behaviour, each explained in its module:
-full_help.install()  # `--help` lists the chosen --arch/--task options
-batching.install()  # batch_by_size no longer drops a split's last examples
+fairseq_fixes.install()  # before any checkpoint is read or any parser built
+
+from vega_toolkit import models, tasks, criterions  # noqa: E402,F401  (registration side effects)
 
 __version__ = "0.1.0"
 

@@ -3,11 +3,13 @@
     vega-train GLUE/RTE --task glue_transductive --glue-task RTE --finetune-from-model m0/checkpoint_best.pt \
         --max-rounds 3 --converge-eps 0.01 --save-dir out/rte-td ...   # every other flag as for `--task glue`
 
-`vega-train` hands a task class that defines `run_rounds(argv, args)` its parsed command line instead of training
-once (vega_toolkit/cli/train.py). A round is one ordinary fairseq training (fairseq_cli.train.main) on a derived
-config: `--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, and the task's
-`--extra-train-data` = that round's pseudo-labelled rows. Predictions go through the GLUE prediction code
-(vega_toolkit/cli/generate.py `GluePredictor`), dev metrics through vega_toolkit/metrics.
+vega-train's local launcher (vega_toolkit/launch/local.py) looks the task up in the table of round drivers
+(vega_toolkit/adaptation/__init__.py) and hands `drive_transductive` the parsed command line instead of training
+once. A round is one ordinary fairseq training (vega_toolkit/training.py `train_once`) on a derived config:
+`--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, the task's
+`--extra-train-data` = that round's pseudo-labelled rows, and `--adaptation-round` (without which the task refuses
+a plain fairseq-train). Predictions go through vega_toolkit/models/glue_predictor.py (`GluePredictor`, the label
+decoding and the dev scores).
 
 Everything a round produces stays on disk, and SAVE_DIR/adaptation_state.json (rewritten atomically after every
 step) records which steps are finished, so a killed job rerun with the same command continues at the first
@@ -25,7 +27,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from vega_toolkit.checkpoints import atomic_copy, atomic_write
+from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy, atomic_write
+from vega_toolkit.models.glue_predictor import decode_labels
+from vega_toolkit.training import reset_fairseq_globals, train_once
 
 logger = logging.getLogger(__name__)
 
@@ -63,26 +67,6 @@ class AdaptationState:
 
 
 # --- one fairseq training ----------------------------------------------------------------------------------------
-def reset_fairseq_globals():
-    """Forget what a previous fairseq training in this process left behind (round drivers, local sweeps)."""
-    # fairseq keeps the best validation metric and the early-stopping counter as function attributes; a second
-    # training in the same process would otherwise compare against the previous round's best and never write
-    # checkpoint_best.pt (or stop early at once).
-    # Its TensorBoard writers are cached per split name ("train", "valid"), not per folder: without closing them,
-    # every round would log into the first round's --tensorboard-logdir.
-    from fairseq import checkpoint_utils
-    from fairseq.logging import progress_bar
-    from fairseq_cli import train as fairseq_train
-
-    for fn, attrs in ((checkpoint_utils.save_checkpoint, ("best",)),
-                      (fairseq_train.should_stop_early, ("best", "num_runs"))):
-        for attr in attrs:
-            if hasattr(fn, attr):
-                delattr(fn, attr)
-    progress_bar._close_writers()
-    progress_bar._tensorboard_writers.clear()
-
-
 def round_model(save_dir: str) -> str:
     """The model a round hands on: its best checkpoint (by --best-checkpoint-metric), else its last."""
     for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
@@ -97,22 +81,19 @@ def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence
                 extra_only: bool = False) -> str:
     """Fine-tune `init_checkpoint` with the user's flags, into `save_dir`, on train (+ `extra_train` TSVs in the
     task's train layout; only those with `extra_only`). Returns the round's model (see `round_model`)."""
-    from fairseq import distributed_utils
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq_cli.train import main as train_main
-
     a = copy.deepcopy(args)
     a.finetune_from_model = init_checkpoint
     a.save_dir = save_dir
     a.extra_train_data = ",".join(extra_train)
     a.train_on_extra_only = extra_only
+    a.adaptation_round = True  # the task's marker: this training is one round of a loop (tasks/glue_transductive.py)
     if getattr(a, "tensorboard_logdir", None):
         a.tensorboard_logdir = os.path.join(a.tensorboard_logdir, os.path.basename(save_dir))
     os.makedirs(save_dir, exist_ok=True)
     logger.info(f"training {save_dir} from {init_checkpoint}"
                 + (f" with extra data {a.extra_train_data}" if extra_train else ""))
     reset_fairseq_globals()
-    distributed_utils.call_main(convert_namespace_to_omegaconf(a), train_main)
+    train_once(a)
     return round_model(save_dir)
 
 
@@ -145,12 +126,10 @@ class RoundPredictions:
 
     @classmethod
     def from_logits(cls, glue, logits: torch.Tensor) -> "RoundPredictions":
+        labels = decode_labels(glue, logits)
         if glue.is_regression:
-            scores = logits.view(-1).clamp(0.0, 5.0).tolist()
-            return cls([f"{x:.3f}" for x in scores], [math.nan] * len(scores))
-        probs = logits.float().softmax(-1)
-        conf, idx = probs.max(-1)
-        return cls([glue.labels[i] for i in idx.tolist()], conf.tolist())
+            return cls(labels, [math.nan] * len(labels))
+        return cls(labels, logits.float().softmax(-1).max(-1).values.tolist())
 
     def used(self, threshold: float) -> List[bool]:
         return [not (c < threshold) for c in self.confidence]  # NaN (regression) is always used
@@ -231,6 +210,12 @@ def dev_metric(glue, dev: Dict[str, Dict[str, float]]) -> tuple:
 
 
 # --- Algorithm 1 -------------------------------------------------------------------------------------------------
+def drive_transductive(args) -> dict:
+    """The round driver of `--task glue_transductive` (vega_toolkit/adaptation/__init__.py `ROUND_DRIVERS`)."""
+    check_round_args(args)
+    return run_transductive(args)
+
+
 def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional[str] = None) -> dict:
     """Algorithm 1 from the model `m0` (default: --finetune-from-model, or a fine-tune of it on train with
     --train-initial-model). Returns the state dict; the last printed line is `dev <metric>=<value>`.
@@ -270,7 +255,7 @@ def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional
 def score_round(args, rounds: list):
     """Round K = rounds[-1]: predict --pseudo-label-split with its model, write SAVE_DIR/round_K/predictions.tsv
     and pseudo_train.tsv, score dev, count the labels changed since round K-1, and record it all in rounds[-1]."""
-    from vega_toolkit.cli.generate import GluePredictor, score_dev
+    from vega_toolkit.models.glue_predictor import GluePredictor, score_dev
 
     cur = rounds[-1]
     k = cur["round"]

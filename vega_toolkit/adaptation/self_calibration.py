@@ -1,6 +1,7 @@
 """Algorithm 2 (self-calibrated fine-tuning): KenLM selection from an external pool, relabelling by M0, the
-agreement filter, fine-tuning M0 on the calibrated data, then Algorithm 1. Driven by `glue_self_calibrated`
-(vega_toolkit/tasks/glue_self_calibrated.py, whose docstring gives the command line)."""
+agreement filter, fine-tuning M0 on the calibrated data, then Algorithm 1. `drive_self_calibrated` is the round
+driver of `--task glue_self_calibrated` (vega_toolkit/tasks/glue_self_calibrated.py, whose docstring gives the
+command line and whose config holds the flags)."""
 import logging
 import os
 from typing import List, Optional
@@ -9,10 +10,12 @@ from vega_toolkit.adaptation.rounds import (
     AdaptationState,
     RoundPredictions,
     atomic_write_text,
+    check_round_args,
     run_transductive,
     train_round,
     write_train_layout,
 )
+from vega_toolkit.tasks.glue_self_calibrated import EXTERNAL_FORMATS
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +66,7 @@ def select_in_domain(args, glue, pool: List[tuple], work_dir: str) -> List[tuple
 
 def calibrate(args, m0: str, out_dir: str) -> dict:
     """Steps 1-3: returns the record {pool, selected, agreed, agreement_rate, calibrated, calibrated_path}."""
-    from vega_toolkit.cli.generate import GluePredictor
-    from vega_toolkit.data.glue_binarize import EncodedSplit
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     predictor = GluePredictor.from_checkpoint(m0)
     glue = predictor.glue
@@ -74,10 +76,7 @@ def calibrate(args, m0: str, out_dir: str) -> dict:
     # D*_s for inspection: sentence(s) and the pool's label ("-" for an unlabelled pool)
     atomic_write_text(os.path.join(out_dir, "selected.tsv"), "".join(
         "\t".join([a] + ([b] if glue.is_pair else []) + [label or "-"]) + "\n" for a, b, label in selected))
-    enc = predictor.task.encoder
-    encoded = EncodedSplit(enc.encode([r[0] for r in selected]),
-                           enc.encode([r[1] for r in selected]) if glue.is_pair else None,
-                           None, [str(i) for i in range(len(selected))])
+    encoded = predictor.encode([(a, b) if glue.is_pair else a for a, b, _ in selected])
     preds = RoundPredictions.from_logits(glue, predictor.logits_for(encoded))
     confident = preds.used(args.confidence_threshold)
     calibrated, agreed = [], 0
@@ -101,6 +100,21 @@ def calibrate(args, m0: str, out_dir: str) -> dict:
         rate="n/a (unlabelled pool)" if not labelled else f"{agreed}/{len(selected)} = {record['agreement_rate']:.1%}",
         **record))
     return record
+
+
+def drive_self_calibrated(args) -> dict:
+    """The round driver of `--task glue_self_calibrated` (vega_toolkit/adaptation/__init__.py `ROUND_DRIVERS`):
+    the flags checked, then self-calibration and the transductive loop."""
+    check_round_args(args)
+    if not args.external_data:
+        raise ValueError("--task glue_self_calibrated needs --external-data (the external pool D*)")
+    if not os.path.isfile(args.external_data):
+        raise FileNotFoundError(f"--external-data {args.external_data}: file not found")
+    if args.external_format not in EXTERNAL_FORMATS:
+        raise ValueError(f"--external-format {args.external_format!r}: choose one of {', '.join(EXTERNAL_FORMATS)}")
+    if args.selection_top_k < 0 or args.selection_max_ppl < 0:
+        raise ValueError("--selection-top-k and --selection-max-ppl must be >= 0")
+    return run_self_calibrated(args)
 
 
 def run_self_calibrated(args, state: Optional[AdaptationState] = None) -> dict:

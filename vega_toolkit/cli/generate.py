@@ -11,93 +11,20 @@ the submission) is an error unless `--allow-partial` is given. `--dev` scores ev
 GLUE metrics and prints the GLUE score over the tasks given. Prediction is batched by padded tokens
 (`--max-tokens`) over length-sorted examples, under `torch.inference_mode()`.
 
-In Python (a fine-tuned checkpoint as a classifier):
-
-    from vega_toolkit.cli.generate import GluePredictor
-    clf = GluePredictor.from_checkpoint("out/rte/checkpoint_best.pt")
-    clf.predict([("A man is eating.", "Someone eats.")])          # -> ['entailment']
+In Python, a fine-tuned checkpoint as a classifier: vega_toolkit/models/glue_predictor.py `GluePredictor`.
 """
 import argparse
 import logging
 import os
 import sys
 import zipfile
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
+
+from vega_toolkit.models.glue_predictor import GluePredictor, score_dev
 
 logger = logging.getLogger(__name__)
-
-
-class GluePredictor:
-    """A fine-tuned `glue` checkpoint: its fairseq task (encoder, label table) and model, in eval mode."""
-
-    def __init__(self, task, model, path: str):
-        self.task, self.model, self.path = task, model, path
-        self.glue = task.glue
-        self.head = task.cfg.classification_head_name
-
-    @classmethod
-    def from_checkpoint(cls, path: str, glue_dir: Optional[str] = None, vocab_dir: Optional[str] = None,
-                        device: Optional[str] = None, cache_dir: Optional[str] = None) -> "GluePredictor":
-        import vega_toolkit  # noqa: F401  (registers the plugins and the safe checkpoint loader)
-        from fairseq import checkpoint_utils, tasks
-
-        from vega_toolkit.data.glue_tasks import get_glue_task
-        from vega_toolkit.models.heads import check_classification_head
-
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
-        cfg = state["cfg"]
-        if cfg is None or "glue_task" not in cfg.task:
-            raise ValueError(f"{path}: not a checkpoint of the `glue` task (task: {getattr(cfg.task, '_name', None)})")
-        glue = get_glue_task(cfg.task.glue_task)
-        check_classification_head(path, state["model"], cfg.task.classification_head_name, glue.num_classes,
-                                  f"--glue-task {glue.name}")
-        overrides = {}
-        if glue_dir is not None:  # the GLUE root or the task's own folder (glue_split_path names a missing file)
-            task_folder = os.path.join(glue_dir, glue.folder)
-            overrides["data"] = task_folder if os.path.isdir(task_folder) else glue_dir
-        if vocab_dir is not None:
-            overrides["vocab_dir"] = vocab_dir
-        if cache_dir is not None:
-            overrides["glue_cache_dir"] = cache_dir
-        from omegaconf import open_dict
-
-        with open_dict(cfg):
-            for key, value in overrides.items():
-                cfg.task[key] = value
-        task = tasks.setup_task(cfg.task)
-        model = task.build_model(cfg.model)
-        model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model.to(device).eval()
-        return cls(task, model, path)
-
-    def logits(self, split: str, max_tokens: int = 8192) -> torch.Tensor:
-        """Logits of fairseq split `split` of the checkpoint's task, in file order."""
-        return self.task.predict_logits(self.model, split, max_tokens)
-
-    def logits_for(self, encoded, max_tokens: int = 8192) -> torch.Tensor:
-        from vega_toolkit.tasks.glue import predict_logits
-
-        return predict_logits(self.model, encoded, self.head, self.task.encoder, self.task.max_length, max_tokens)
-
-    def labels_from_logits(self, logits: torch.Tensor) -> List[str]:
-        if self.glue.is_regression:
-            return [f"{x:.3f}" for x in logits.view(-1).clamp(0.0, 5.0).tolist()]
-        return [self.glue.labels[i] for i in logits.argmax(-1).tolist()]
-
-    def predict(self, examples: Sequence[Union[str, Tuple[str, str]]], max_tokens: int = 8192) -> List[str]:
-        """Label strings (STS-B: clipped scores) for raw sentences or sentence pairs."""
-        from vega_toolkit.data.glue_binarize import EncodedSplit
-
-        pairs = [(x, None) if isinstance(x, str) else tuple(x) for x in examples]
-        enc = self.task.encoder
-        a = enc.encode([p[0] for p in pairs])
-        b = enc.encode([p[1] for p in pairs]) if self.glue.is_pair else None
-        split = EncodedSplit(a, b, None, [str(i) for i in range(len(pairs))])
-        return self.labels_from_logits(self.logits_for(split, max_tokens))
 
 
 def write_submission_file(path: str, indices: Sequence[str], predictions: Sequence[str]):
@@ -146,25 +73,6 @@ def _test_outputs(predictor: GluePredictor, glue_dir: str):
                     continue
                 yield file_name, other, split, path, load_encoded_split(path, other, split, predictor.task.encoder,
                                                                         predictor.task.cfg.glue_cache_dir or None)
-
-
-def score_dev(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[str, Dict[str, float]]:
-    """GLUE metrics of every dev split of the checkpoint's task: {split: {metric: value}}."""
-    from vega_toolkit.metrics.glue_metrics import task_metrics
-
-    glue, out = predictor.glue, {}
-    for name, spec in glue.splits.items():
-        if not name.startswith("dev"):
-            continue
-        encoded = predictor.task.encoded_split(spec.fairseq_split)
-        logits = predictor.logits_for(encoded, max_tokens)
-        if glue.is_regression:
-            preds, labels = logits.view(-1).numpy(), np.asarray([float(x) for x in encoded.labels])
-        else:
-            preds = [glue.labels[i] for i in logits.argmax(-1).tolist()]
-            labels = encoded.labels
-        out[name] = task_metrics(glue, preds, labels)
-    return out
 
 
 def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = False, zip_name: str = "submission.zip",
@@ -245,7 +153,7 @@ def cli_main(argv: Optional[List[str]] = None):
     for path in args.checkpoints:
         if not os.path.isfile(path):
             sys.exit(f"vega-generate: checkpoint {path} not found")
-    from vega_toolkit.checkpoints import CheckpointError
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
     from vega_toolkit.data.glue_readers import GlueFormatError
     from vega_toolkit.models.heads import HeadMismatchError
 

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from vega_toolkit.cli.train import PLUGIN_DIR
+from vega_toolkit.training import PLUGIN_DIR
 
 CONF_DIR = Path(PLUGIN_DIR) / "conf"
 
@@ -146,19 +146,19 @@ def check_init_model(cfg):
 
 def train_from_config(cfg):
     """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards (save-dir lock,
-    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/cli/train.py `train_guarded`), or the
-    whole loop of a round-based task."""
+    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/training.py), or the whole loop of a
+    round-based task (vega_toolkit/launch/local.py `run_guarded`, as vega-train)."""
     from fairseq.dataclass.initialize import add_defaults
     from fairseq_cli.hydra_train import _hydra_main
 
-    from vega_toolkit.adaptation.rounds import reset_fairseq_globals
-    from vega_toolkit.cli.train import train_guarded, user_errors
+    from vega_toolkit.launch.local import run_guarded
+    from vega_toolkit.training import reset_fairseq_globals, user_errors
 
     reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
     check_init_model(cfg)
     add_defaults(cfg)
     try:
-        return train_guarded(config_to_namespace(cfg), lambda: _hydra_main(cfg))
+        return run_guarded(config_to_namespace(cfg), lambda: _hydra_main(cfg))
     except user_errors() as err:
         sys.exit(f"vega-hydra-train: {err}")
 

@@ -39,7 +39,7 @@ def majority_baseline(glue_dir: Path, task: str) -> Dict[str, float]:
 
 
 def dev_metrics(checkpoint: Path, glue_dir: Path) -> Dict[str, float]:
-    from vega_toolkit.cli.generate import GluePredictor, score_dev
+    from vega_toolkit.models.glue_predictor import GluePredictor, score_dev
 
     predictor = GluePredictor.from_checkpoint(str(checkpoint), str(glue_dir), device="cpu")
     return next(iter(score_dev(predictor).values()))

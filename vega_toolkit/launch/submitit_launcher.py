@@ -11,7 +11,8 @@ without the `slurm-` prefix, e.g. `partition: gpu`); flags on the command line w
 
 How the job runs:
 - The submitted callable is `FairseqTrainingJob(argv)`, an importable class of this package (submitit pickles it by
-  reference, so it must not come from a `--user-dir`); each SLURM task unpickles it and calls `run_training(argv)`.
+  reference, so it must not come from a `--user-dir`); each SLURM task unpickles it and calls the local launcher's
+  `run_local(argv)` (vega_toolkit/launch/local.py: one guarded training, or a task's whole loop of rounds).
 - fairseq infers rank and world size from the SLURM environment (fairseq/distributed/utils.py `_infer_slurm_init`):
   with `--slurm-tasks-per-node` > 1 every task is one rank; with one task per node fairseq spawns one rank per
   visible GPU. The job adds `--distributed-world-size` and an explicit `--distributed-port` (without it fairseq falls
@@ -30,7 +31,7 @@ Recipes chain jobs by parsing the `Submitted job <id>` line:
     vega-train ... --launcher submitit --slurm-dependency afterok:$MNLI
 
 `--wait` follows the job through requeues with `scontrol` (submitit's own `job.result()` needs `sacct`, i.e. SLURM
-accounting). Integration in `vega_toolkit/cli/train.py` (`cli_main`):
+accounting). `vega-train` (vega_toolkit/cli/train.py `cli_main`) chooses between this launcher and the local one:
 
     launcher, argv = split_launcher_args(argv)
     if launcher.launcher == "submitit":
@@ -174,10 +175,10 @@ class FairseqTrainingJob:
         env = submitit.JobEnvironment()
         argv = distributed_argv(self.argv, env)
         logger.info("%s: fairseq training with %s", env, " ".join(argv))
-        from vega_toolkit.cli.train import run_training
+        from vega_toolkit.launch.local import run_local
 
         with _last_trainer() as last:
-            run_training(argv)
+            run_local(argv)
         trainer = last.get("trainer")
         if trainer is None:  # e.g. --no-save or a task that trains in rounds
             return {"rank": env.global_rank}
@@ -318,7 +319,7 @@ def submit(args: argparse.Namespace, fairseq_argv: List[str]):
 
     Returns the submitit Job (its `.job_id` is the SLURM job id).
     """
-    from vega_toolkit.cli.train import parse_training_args, with_user_dir
+    from vega_toolkit.training import parse_training_args, with_user_dir
 
     # Fail on bad fairseq flags here, not minutes later in the queue.
     parse_training_args(with_user_dir(fairseq_argv))

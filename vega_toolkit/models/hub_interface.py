@@ -7,9 +7,9 @@
     feats = m.extract_features(ids)                    # [1, T, H]; 2-D input padded with m.dictionary.pad() works
     m.register_classification_head("mnli", num_classes=3); m.predict("mnli", ids)
 
-Loading goes through fairseq's ``checkpoint_utils.load_model_ensemble_and_task`` (whose checkpoint reads
-vega_toolkit.checkpoints makes safe under torch's weights_only default), so the model is rebuilt by its own task
-exactly as in training.
+Loading goes through `load_model` (vega_toolkit/models/loading.py: fairseq's ``load_model_ensemble_and_task``, the
+path GLUE prediction takes too), so the model is rebuilt by its own task exactly as in training. A fine-tuned `glue`
+checkpoint as a GLUE classifier (label strings, dev scores): vega_toolkit/models/glue_predictor.py.
 """
 import os
 from typing import Dict, List, Optional
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from fairseq.data import Dictionary, data_utils
 from torch import nn
 
-import vega_toolkit  # noqa: F401  (registers vega_encoder and the checkpoint loader before any load)
+from vega_toolkit.models.loading import load_model
 from vega_toolkit.models.model_folder import MODEL_FILE, SPM_FILE, write_model_checkpoint
 
 
@@ -38,17 +38,15 @@ class VegaHubInterface(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=None, **overrides):
-        from fairseq import checkpoint_utils
-
         path = os.path.join(model_name_or_path, checkpoint_file)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} not found (a model folder holds model.pt, dict.txt and spm.model)")
         data = data_name_or_path or model_name_or_path
         arg_overrides = {"data": data, "load_checkpoint_heads": True, **overrides}
-        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=arg_overrides)
+        model, cfg, task = load_model(path, arg_overrides)
         spm_candidates = [os.path.join(d, SPM_FILE) for d in (model_name_or_path, data)]
         spm_path = next((p for p in spm_candidates if os.path.exists(p)), None)
-        return cls(cfg, task, models[0], spm_path, path).eval()
+        return cls(cfg, task, model, spm_path, path).eval()
 
     @property
     def device(self):
@@ -119,7 +117,7 @@ class VegaHubInterface(nn.Module):
 
     def _check_head(self, head: str):
         """A head predict() uses must be the checkpoint's own (same size) or one the caller registered."""
-        from vega_toolkit.checkpoints import peek_checkpoint
+        from vega_toolkit.fairseq_fixes.checkpoint_loading import peek_checkpoint
         from vega_toolkit.models.heads import HeadMismatchError, check_classification_head
 
         if head in self._own_heads:

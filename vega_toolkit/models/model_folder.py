@@ -30,7 +30,7 @@ PRETRAINING_HEAD_PREFIXES = ("token_heads.", "classification_heads.")
 def write_model_checkpoint(path: str, cfg_container: Dict, state: Dict[str, torch.Tensor],
                            criterion_name: str = "none") -> None:
     """A fairseq checkpoint holding weights and config only, with the bookkeeping fairseq's loader upgrades."""
-    from vega_toolkit.checkpoints import atomic_torch_save
+    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_torch_save
 
     history = [{"criterion_name": criterion_name, "optimizer_name": "none", "lr_scheduler_state": {},
                 "num_updates": 0}]
@@ -43,8 +43,6 @@ def _pretraining_config(data_bin: str, arch_args: Iterable[str]):
     """fairseq's resolved config of `denoising_pretrain` on DATA_BIN with ARCH_ARGS (the model folder's task)."""
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    import vega_toolkit  # noqa: F401  (registers the vega task and architectures before parsing)
 
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, [data_bin, "--task", "denoising_pretrain", *map(str, arch_args)])
@@ -75,7 +73,7 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
     from fairseq.data import Dictionary
     from omegaconf import open_dict
 
-    from vega_toolkit.checkpoints import load_checkpoint_to_cpu
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
 
     ckpt = load_checkpoint_to_cpu(checkpoint)
     cfg = ckpt.get("cfg")

@@ -18,7 +18,6 @@ Steps (state in SAVE_DIR/adaptation_state.json; a rerun resumes at the first unf
 Logged: pool size, selection size, agreement rate, calibrated size.
 """
 import logging
-import os
 from dataclasses import dataclass, field
 
 from fairseq.tasks import register_task
@@ -49,19 +48,4 @@ class GlueSelfCalibratedConfig(GlueTransductiveConfig):
 
 @register_task("glue_self_calibrated", dataclass=GlueSelfCalibratedConfig)
 class GlueSelfCalibratedTask(GlueTransductiveTask):
-    @classmethod
-    def run_rounds(cls, argv, args):
-        """vega-train's hook: self-calibration, then the transductive loop (vega_toolkit/cli/train.py)."""
-        from vega_toolkit.adaptation.rounds import check_round_args
-        from vega_toolkit.adaptation.self_calibration import run_self_calibrated
-
-        check_round_args(args)
-        if not args.external_data:
-            raise ValueError("--task glue_self_calibrated needs --external-data (the external pool D*)")
-        if not os.path.isfile(args.external_data):
-            raise FileNotFoundError(f"--external-data {args.external_data}: file not found")
-        if args.external_format not in EXTERNAL_FORMATS:
-            raise ValueError(f"--external-format {args.external_format!r}: choose one of {', '.join(EXTERNAL_FORMATS)}")
-        if args.selection_top_k < 0 or args.selection_max_ppl < 0:
-            raise ValueError("--selection-top-k and --selection-max-ppl must be >= 0")
-        return run_self_calibrated(args)
+    """GLUE fine-tuning with the flags of Algorithm 2; its loop: vega_toolkit/adaptation/self_calibration.py."""

@@ -6,10 +6,14 @@
     # or start from the pretrained model, round 0 being the vanilla fine-tune:
     vega-train ... --finetune-from-model PRETRAINED/model.pt --train-initial-model
 
-Loop (vega_toolkit/adaptation/rounds.py): M_i predicts the unlabelled test split -> pseudo-labels (only
-predictions with softmax confidence >= --confidence-threshold join); M_i is fine-tuned on train + the
-pseudo-labelled test rows -> M_{i+1}; stop when the fraction of test pseudo-labels that changed since the previous
-round is below --converge-eps (STS-B: a change is |delta| > --regression-tolerance) or after --max-rounds trainings.
+The loop is vega-train's (vega_toolkit/adaptation/rounds.py, chosen by the table in vega_toolkit/adaptation): a
+plain `fairseq-train --task glue_transductive` would train one round and stop, so the task refuses to start a
+training unless `--adaptation-round` is set, which the loop sets on each of its rounds.
+
+Loop: M_i predicts the unlabelled test split -> pseudo-labels (only predictions with softmax confidence >=
+--confidence-threshold join); M_i is fine-tuned on train + the pseudo-labelled test rows -> M_{i+1}; stop when
+the fraction of test pseudo-labels that changed since the previous round is below --converge-eps (STS-B: a change
+is |delta| > --regression-tolerance) or after --max-rounds trainings.
 SAVE_DIR/round_K/ holds each round's checkpoints, predictions.tsv and pseudo_train.tsv; SAVE_DIR/
 adaptation_state.json the per-round log (changed labels, label distribution, dev metrics). Rerunning the same
 command resumes at the first unfinished step. Test rows are read with the test-file layout, which has no label
@@ -51,17 +55,28 @@ class GlueTransductiveConfig(GlueConfig):
                                       "split (the loop sets this per round)"})
     train_on_extra_only: bool = field(
         default=False, metadata={"help": "train on --extra-train-data alone, without the task's train split"})
+    adaptation_round: bool = field(
+        default=False, metadata={"help": "this training is one round of vega-train's loop (the loop sets it); "
+                                         "without it a training of this task stops at setup: run the loop with "
+                                         "vega-train"})
+
+
+def needs_vega_train(task_name: str) -> str:
+    """Why a plain fairseq training of a round-based task stops (vega-train runs the loop)."""
+    return (f"--task {task_name} is a loop of several trainings (vega_toolkit/adaptation), which vega-train runs: "
+            f"`vega-train <same arguments>` instead of fairseq-train or fairseq-hydra-train (vega-hydra-train for a "
+            f"Hydra config). A plain fairseq training would silently train one round only. To train a single round "
+            f"on purpose, pass --adaptation-round.")
 
 
 @register_task("glue_transductive", dataclass=GlueTransductiveConfig)
 class GlueTransductiveTask(GlueTask):
     @classmethod
-    def run_rounds(cls, argv, args):
-        """vega-train's hook: run the whole loop instead of one training (see vega_toolkit/cli/train.py)."""
-        from vega_toolkit.adaptation.rounds import check_round_args, run_transductive
-
-        check_round_args(args)
-        return run_transductive(args)
+    def setup_task(cls, cfg: GlueTransductiveConfig, **kwargs):
+        # a checkpoint being loaded (prediction, the hub) is no training; a training outside the loop is refused
+        if not kwargs.get("from_checkpoint") and not cfg.adaptation_round:
+            raise ValueError(needs_vega_train(cfg._name))
+        return super().setup_task(cfg, **kwargs)
 
     def encoded_split(self, split: str) -> EncodedSplit:
         if split != "train" or not self.cfg.extra_train_data:
