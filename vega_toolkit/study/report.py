@@ -80,9 +80,9 @@ def baseline_of(arm: str) -> str:
 
 
 def effect_line(c: Dict) -> str:
-    ratio = c["delta"] / c["se"] if c["se"] == c["se"] and c["se"] > 0 else float("nan")
+    ratio = f"{c['delta'] / c['se']:+.1f}" if c["se"] == c["se"] and c["se"] > 0 else "nan"  # nan: one seed
     return (f"effect {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
-            f"delta_over_se={ratio:+.1f} tasks_better={c['better']}/{c['tasks']}")
+            f"delta_over_se={ratio} tasks_better={c['better']}/{c['tasks']}")
 
 
 def transfer_line(c: Dict) -> str:
@@ -137,10 +137,15 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
                          if isinstance(last.get("num_updates"), float) else
                          f"| `{r['arm']}` | ? | {shown} | {r['wall_s'] / 60:.1f} min |")
         lines.append("")
-        lines += ["## Pretraining curves (held-out loss at each validation; phase 2 restarts the update count)", ""]
+        lines += ["## Pretraining curves (held-out loss at each validation, update: loss)", ""]
         for r in pretrain:
-            points = [f"{p['num_updates']:g}: {p['loss']:.3f}" for p in r.get("valid_curve") or []
-                      if isinstance(p.get("num_updates"), float) and "loss" in p]
+            points, last = [], 0.0
+            for p in r.get("valid_curve") or []:
+                if isinstance(p.get("num_updates"), float) and "loss" in p:
+                    # a second phase starts its own update count (rtd_ternary+rtd_contrastive)
+                    points.append(("phase 2: " if p["num_updates"] < last else "")
+                                  + f"{p['num_updates']:g}: {p['loss']:.3f}")
+                    last = p["num_updates"]
             lines.append(f"- `{r['arm']}`: " + (", ".join(points) or "no validation"))
         lines.append("")
     if any(_declared(a) and (_declared(a).starts_from or _declared(a).compare_with != "random") for a in arms):
