@@ -44,6 +44,12 @@ class Arm:
     # never any dev/test split), one sentence per line, written by a keyed `vega-glue text` cell
     external_pool: bool = False
 
+    def __post_init__(self):
+        if self.external_pool != ("{pool}" in self.finetune_args):
+            raise ValueError(f"arm {self.name}: `{{pool}}` in finetune_args goes with external_pool=True")
+        if self.starts_from and self.pretrain_args:
+            raise ValueError(f"arm {self.name}: an adaptation arm (starts_from) has no pretraining of its own")
+
     @property
     def pretrained(self) -> bool:
         return bool(self.pretrain_args)
