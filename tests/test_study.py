@@ -87,7 +87,7 @@ def test_cell_keys_follow_the_configuration_they_run(tmp_path):
     cells = {c.name: c for c in build_cells(scale, str(toy / "glue"), str(toy / "corpus"))}
     same = {c.name: c for c in build_cells(scale, str(toy / "glue"), str(toy / "corpus"))}
     assert {n: c.key for n, c in cells.items()} == {n: c.key for n, c in same.items()}
-    longer = replace(scale, pretrain_args=scale.pretrain_args[:-2] + ("--keep-interval-updates", "3"))
+    longer = replace(scale, pretrain=replace(scale.pretrain, extra=("--keep-interval-updates", "3")))
     changed = {c.name: c for c in build_cells(longer, str(toy / "glue"), str(toy / "corpus"))}
     for name, cell in cells.items():
         upstream_changed = name.startswith(("pretrain", "rtd_ternary/"))
@@ -187,3 +187,190 @@ def test_threads_flag_sets_every_cells_blas_threads_without_changing_keys(tmp_pa
     two = StudyRunner(SCALES["smoke"], tmp_path / "b", str(toy / "glue"), str(toy / "corpus"), threads=2)
     assert {c.threads for c in default.cells} == {1} and {c.threads for c in two.cells} == {2}
     assert [c.key for c in default.cells] == [c.key for c in two.cells]
+
+
+# ---------------------------------------------------------------------------------------------- the ablation arms
+def _committed_cpu_study():
+    root = Path(__file__).resolve().parents[1]
+    return root / "results" / "study-cpu"
+
+
+def test_declaring_the_ablation_keeps_every_key_of_the_committed_cpu_study():
+    """The running cpu study is keyed by its cells' commands: adding arms must not change one of its keys."""
+    committed = _committed_cpu_study()
+    if not (committed / "results.jsonl").exists():
+        pytest.skip("no committed cpu study")
+    recorded = json.loads((committed / "study.json").read_text())["paths"]  # where the runner read the data
+    corpus_base = os.environ.get("VEGA_CORPUS_DIR")
+    glue = os.environ.get("VEGA_GLUE_DIR") or recorded["glue"]
+    corpus = os.path.join(corpus_base, "gutenberg") if corpus_base else recorded["corpus"]
+    if not (os.path.isdir(glue) and os.path.isdir(corpus)):
+        pytest.skip(f"the real data ({glue}, {corpus}) is not here: set VEGA_GLUE_DIR and VEGA_CORPUS_DIR")
+    from vega_toolkit.study.report import current_records
+
+    # records of a superseded configuration (the 1,500-update pretraining) are history, not the running plan
+    finished = [r for r in current_records(results(committed))[0] if r["kind"] in ("finetune", "pretrain")]
+    assert {r["arm"] for r in finished} == {"random", "rtd_ternary"} and len(finished) > 30
+    for arms in (None, ("all",)):
+        cells = {c.key: c for c in build_cells(SCALES["cpu"], glue, corpus, arms=arms)}
+        for r in finished:
+            assert r["key"] in cells, (arms, r["name"])
+            assert [" ".join(cmd) for cmd in cells[r["key"]].commands] == r["commands"], r["name"]
+
+
+def _toy_cells(tmp_path, arms):
+    from vega_toolkit.demo.toy_data import write_toy_data
+
+    toy = tmp_path / "toy"
+    if not toy.exists():
+        write_toy_data(toy, corpus_paragraphs=20, task_sizes=(16, 8, 8))
+    return {c.name: c for c in build_cells(SCALES["smoke"], str(toy / "glue"), str(toy / "corpus"), arms=arms)}
+
+
+def _flag(cmd, name):
+    return cmd[cmd.index(name) + 1]
+
+
+def test_every_arm_is_declared_with_registry_names_and_equal_pretraining_compute(tmp_path):
+    from vega_toolkit.study.plan import ARMS
+
+    default, everything = _toy_cells(tmp_path, None), _toy_cells(tmp_path, ("all",))
+    for name, cell in default.items():  # the default arms' cells do not move when the others join
+        assert (cell.key, cell.commands) == (everything[name].key, everything[name].commands), name
+    assert set(SCALES["smoke"].ablation_arms) == set(ARMS)
+    finetuned = {c.fields["arm"] for c in everything.values() if c.kind == "finetune"}
+    assert finetuned == set(ARMS)
+
+    # pretraining arms: the same command but for the objective's flags and the keyed folders
+    def budget(arm):
+        cmd = everything[f"pretrain {arm}"].commands[0]
+        objective = ARMS[arm].pretrain_args
+        assert cmd[2:2 + len(objective)] == list(objective)
+        rest = cmd[:2] + cmd[2 + len(objective):]
+        return [a for a in rest if not a.startswith(("{out}/pretrain", "{out}/tb"))]
+
+    for arm in ("masked_lm", "rtd_replace_only", "rtd_shuffle_only"):
+        assert budget(arm) == budget("rtd_ternary"), arm
+    assert everything["pretrain masked_lm"].commands[0][2:6] == ["--task", "masked_lm", "--criterion", "masked_lm"]
+    replace_only = everything["pretrain rtd_replace_only"].commands[0]
+    assert (_flag(replace_only, "--shuffle-prob"), _flag(replace_only, "--replace-prob")) == ("0", "0.15")
+
+    # rtd_ternary then rtd_contrastive: 90% + 10% of the same updates, phase 2 from phase 1's weights at half its lr
+    phase1, phase2, export = everything["pretrain rtd_ternary+rtd_contrastive"].commands
+    total = int(_flag(everything["pretrain rtd_ternary"].commands[0], "--max-update"))
+    assert int(_flag(phase1, "--max-update")) + int(_flag(phase2, "--max-update")) == total
+    assert float(_flag(phase2, "--lr")) == 0.5 * float(_flag(phase1, "--lr"))
+    assert _flag(phase2, "--criterion") == "rtd_contrastive" and _flag(phase1, "--criterion") == "rtd_ternary"
+    assert _flag(phase2, "--finetune-from-model") == _flag(phase1, "--save-dir") + "/checkpoint_last.pt"
+    assert export[2] == _flag(phase2, "--save-dir") + "/checkpoint_last.pt"
+
+    # adaptation arms fine-tune rtd_ternary's model on their tasks, with their flags after the plain ones
+    rtd, pool = everything["pretrain rtd_ternary"], everything["external pool"]
+    for name, cell in everything.items():
+        arm = ARMS.get(cell.fields.get("arm"))
+        if cell.kind != "finetune" or not arm.starts_from:
+            continue
+        assert rtd.key in cell.deps and arm.runs_on(cell.fields["task"]), name
+        train = cell.commands[0]
+        assert _flag(train, "--finetune-from-model") == rtd.outputs[0]
+        # the arm's flags come last (before --cpu), so its --task / --criterion win over the plain ones
+        assert train[-1 - len(arm.finetune_args):-1] == [a.replace("{pool}", pool.outputs[0])
+                                                         for a in arm.finetune_args], name
+    assert {c.fields["task"] for c in everything.values() if c.fields.get("arm") == "glue_transductive"} == {"RTE"}
+
+    # the self-calibrated pool: other tasks' training text only, built by its own keyed cell
+    assert _flag(pool.commands[0], "--tasks") == "SST-2,RTE"
+    for arm in ("glue_self_calibrated", "glue_self_calibrated+moore_lewis"):
+        cell = everything[f"{arm}/CoLA/lr0.001/seed1"]
+        assert pool.key in cell.deps and _flag(cell.commands[0], "--external-data") == pool.outputs[0]
+    moore_lewis = everything["glue_self_calibrated+moore_lewis/CoLA/lr0.001/seed1"].commands[0]
+    assert "--selection-general" in moore_lewis
+    assert "--selection-general" not in everything["glue_self_calibrated/CoLA/lr0.001/seed1"].commands[0]
+
+
+def test_report_compares_each_arm_with_its_declared_baseline_and_prints_the_transfer_line_last(tmp_path):
+    scores = {  # (arm, task) -> scores of seeds 1..3, one learning rate
+        ("random", "A"): [50, 52, 54], ("random", "B"): [60, 60, 60],
+        ("rtd_ternary", "A"): [55, 57, 59], ("rtd_ternary", "B"): [61, 59, 66],
+        ("masked_lm", "A"): [53, 55, 57], ("masked_lm", "B"): [58, 59, 60],
+        ("glue_transductive", "B"): [62, 60, 67],
+    }
+    records = [{"kind": "finetune", "key": f"{arm}{task}{seed}", "arm": arm, "task": task, "lr": 1e-3, "seed": seed,
+                "score": score, "commands": [], "commit": "x", "wall_s": 1.0}
+               for (arm, task), values in scores.items() for seed, score in enumerate(values, 1)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    from vega_toolkit.study import report as report_module
+    from vega_toolkit.study.plan import ARMS, Arm
+
+    # glue_transductive on task B only (its declaration names GLUE tasks; these are stand-ins)
+    arms = dict(ARMS, glue_transductive=Arm("glue_transductive", starts_from="rtd_ternary", only_tasks=("B",),
+                                            compare_with="rtd_ternary"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("vega_toolkit.study.plan.ARMS", arms)
+        lines = report_module.write_report(tmp_path).splitlines()
+    assert lines[-1] == "transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2"
+    # masked_lm per-seed averages (55.5, 57, 58.5) vs rtd_ternary's (58, 58, 62.5): se = sqrt(2.25/3 + 6.75/3)
+    assert "effect masked_lm-vs-rtd_ternary avg_delta=-2.50 se=1.73 delta_over_se=-1.4 tasks_better=0/2" in lines
+    # glue_transductive is measured on its own task only: (62, 60, 67) vs (61, 59, 66)
+    assert "effect glue_transductive-vs-rtd_ternary avg_delta=+1.00 se=2.94 delta_over_se=+0.3 tasks_better=1/1" \
+        in lines
+    report = (tmp_path / "report.md").read_text()
+    assert "- `glue_transductive` vs `rtd_ternary` on B: average +1.00 points" in report
+    assert "| `masked_lm` | `rtd_ternary` |" in report and "MNLI is not in the GLUE data" in report
+    average = next(line for line in report.splitlines() if line.startswith("| **average**"))
+    assert average.endswith("| — |")  # an arm measured on one task has no GLUE average
+
+
+def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
+    from vega_toolkit.demo.toy_data import write_toy_data
+
+    toy = write_toy_data(tmp_path / "toy", corpus_paragraphs=20, task_sizes=(16, 8, 8))
+    refused = study("run", "--scale", "paper", "--out", tmp_path / "paper", "--glue-dir", toy / "glue",
+                    "--corpus", toy / "corpus")
+    assert refused.returncode != 0 and "vega-study plan --scale paper" in refused.stderr
+    assert not (tmp_path / "paper").exists()
+    plan = study("plan", "--scale", "paper", "--arms", "all", "--tasks", "RTE,CoLA", "--out", tmp_path / "paper",
+                 "--glue-dir", toy / "glue", "--corpus", toy / "corpus")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    trainings = [line for line in plan.stdout.splitlines() if line.startswith("vega-train ")]
+    assert trainings and all("--launcher submitit --wait" in line and "--cpu" not in line for line in trainings)
+    pretrain = [line for line in trainings if "--task denoising_pretrain" in line or "--task masked_lm" in line]
+    assert len(pretrain) == 6  # five pretraining arms, one of them in two phases
+    assert all("--arch vega_v1_1_3b" in line and "--slurm-nodes 40" in line and "--bf16" in line for line in pretrain)
+    from vega_toolkit.study.plan import ARMS
+
+    for arm in ARMS:
+        assert f"# finetune {arm}/" in plan.stdout, arm
+    assert not (tmp_path / "paper").exists()  # printed, not run
+
+
+def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_path):
+    """CI's ablation smoke test: every arm's real commands on toy data, a few updates each. To stay short it runs one
+    seed, every arm but the CoLA-only ones on RTE, then those with their baseline on CoLA, into the same study."""
+    from dataclasses import replace
+
+    from vega_toolkit.demo.toy_data import write_toy_data
+    from vega_toolkit.study.plan import ARMS, find_task
+    from vega_toolkit.study.runner import StudyRunner
+
+    smoke = SCALES["smoke"]
+    scale = replace(smoke, seeds=(1,), tasks=(find_task(smoke, "RTE"), find_task(smoke, "CoLA")))
+    toy = write_toy_data(tmp_path / "toy_data", seed=1, corpus_paragraphs=300, task_sizes=(64, 32, 32))
+    out = tmp_path / "study"
+    cola_only = tuple(a for a in ARMS if ARMS[a].only_tasks == ("CoLA",))
+    for arms, task in ((tuple(a for a in ARMS if a not in cola_only), "RTE"), (("rtd_ternary",) + cola_only, "CoLA")):
+        runner = StudyRunner(scale, out, str(toy / "glue"), str(toy / "corpus"), jobs=2, arms=arms, tasks=(task,),
+                             log=print)
+        assert runner.run() == 0
+    finetune = [r for r in results(out) if r["kind"] == "finetune"]
+    assert {r["arm"] for r in finetune} == set(ARMS) and all("score" in r and r["dev"] for r in finetune)
+    pretrain = {r["arm"]: r for r in results(out) if r["kind"] == "pretrain"}
+    assert set(pretrain) == {a for a in ARMS if ARMS[a].pretrained}  # rtd_ternary's ran once, for both runs
+    assert all(r["valid_curve"] for r in pretrain.values())
+    lines = write_report(out).splitlines()
+    assert TRANSFER_LINE.match(lines[-1]), lines
+    for arm in ARMS:
+        if arm not in ("random", "rtd_ternary"):
+            assert any(line.startswith(f"effect {arm}-vs-{ARMS[arm].compare_with} ") for line in lines), arm
+    report = (out / "report.md").read_text()
+    assert all(f"`{arm}`" in report for arm in ARMS)

@@ -2,13 +2,16 @@
 
     vega-study run --scale smoke --out /tmp/study-smoke --jobs 2                  # toy data, about 2 minutes
     vega-study run --scale cpu --out results/study-cpu --glue-dir glue_data --corpus corpus/gutenberg --jobs 2
+    vega-study run --scale cpu --arms all ...                                     # the whole ablation study
+    vega-study plan --scale paper --arms all --glue-dir glue_data --corpus corpus --out STUDY > study.sh  # SLURM
     vega-study report results/study-cpu                                         # report.md + study.png
     vega-study probe MODEL_DIR [MODEL_DIR ...] --glue-dir glue_data --task SST-2  # frozen-feature probes per layer
 
 Each cell is a real vega-preprocess / vega-train / vega-convert / vega-generate run whose output goes to
 OUT/logs/<cell>.log; finished cells are JSON lines in OUT/results.jsonl, keyed by their resolved configuration,
 so the same command after a kill (or the end of a session) resumes where the study stopped. Arms and scales are
-declared in vega_toolkit/study/plan.py. The report's last line is
+declared in vega_toolkit/study/plan.py; `--arms all` runs the scale's ablation arms. The report prints one
+`effect ARM-vs-BASELINE ...` line per arm compared with its declared baseline; its last line is
 `transfer rtd_ternary-vs-random avg_delta=<points> se=<points> tasks_better=<k>/<n>`.
 """
 import argparse
@@ -27,25 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vega-study", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or resume) a study")
-    run.add_argument("--scale", required=True, help="smoke | cpu | gpu (vega_toolkit/study/plan.py)")
-    run.add_argument("--out", required=True, help="study folder: results.jsonl, logs/, models/, report.md")
-    run.add_argument("--glue-dir", default=os.environ.get("VEGA_GLUE_DIR"),
-                     help="glue_data/ folder (default $VEGA_GLUE_DIR; the smoke scale generates toy data)")
-    run.add_argument("--corpus", default=None,
-                     help="pretraining text: a folder of *.txt or a file (default $VEGA_CORPUS_DIR/gutenberg)")
+    plan = sub.add_parser("plan", help="print a study's commands as a script (for the paper scale: SLURM jobs "
+                                       "through vega-train --launcher submitit); runs nothing")
+    for p in (run, plan):
+        _add_study_args(p)
     run.add_argument("--jobs", type=int, default=1, help="cells run side by side")
     run.add_argument("--threads", type=int, default=None,
                      help="BLAS threads per cell (default: 1 for fine-tuning, the scale's pretrain_threads for "
                           "pretraining); benchmarks/study_parallel.py compares --jobs 2 --threads 1 with --jobs 1 "
                           "--threads 2")
-    run.add_argument("--arms", help="comma-separated subset of the scale's arms")
-    run.add_argument("--tasks", help="comma-separated subset of the scale's GLUE tasks")
     run.add_argument("--extra-finetune-args", default="",
                      help="flags appended to every fine-tuning command (their cells get new keys and run again)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     report = sub.add_parser("report", help="report.md, study.png and the transfer line of a study folder")
     report.add_argument("out", help="study folder")
-    report.add_argument("--baseline", default="random", help="arm the others are compared with")
+    report.add_argument("--baseline", default=None,
+                        help="compare every arm with this one (default: each arm's declared compare_with)")
     report.add_argument("--readme", help="also rewrite this README's block <!-- vega-study:<folder name> --> ... "
                                          "<!-- /vega-study:<folder name> --> from the report")
     probe = sub.add_parser("probe", help="logistic probes of each layer's [CLS] and mean-pooled states (no "
@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--task", default="SST-2", help="a single-sentence task (SST-2 or CoLA)")
     probe.add_argument("--train-examples", type=int, default=4000, help="training sentences the probe sees")
     return parser
+
+
+def _add_study_args(p: argparse.ArgumentParser):
+    p.add_argument("--scale", required=True, help="smoke | cpu | gpu | paper (vega_toolkit/study/plan.py)")
+    p.add_argument("--out", required=True, help="study folder: results.jsonl, logs/, models/, report.md")
+    p.add_argument("--glue-dir", default=os.environ.get("VEGA_GLUE_DIR"),
+                   help="glue_data/ folder (default $VEGA_GLUE_DIR; the smoke scale generates toy data)")
+    p.add_argument("--corpus", default=None,
+                   help="pretraining text: a folder of *.txt or a file (default $VEGA_CORPUS_DIR/gutenberg)")
+    p.add_argument("--arms", help="comma-separated arms (default: the scale's `arms`); `all`: its `ablation_arms`")
+    p.add_argument("--tasks", help="comma-separated subset of the scale's GLUE tasks")
 
 
 def _default_corpus() -> Optional[str]:
@@ -107,6 +118,23 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
         sys.exit(f"vega-study: {e}")
     out = Path(args.out)
     glue_dir, corpus = args.glue_dir, args.corpus or _default_corpus()
+    if args.command == "plan":
+        from vega_toolkit.study.cells import build_cells
+        from vega_toolkit.study.cluster import cluster_script
+
+        if not glue_dir or not os.path.isdir(glue_dir):
+            sys.exit(f"vega-study plan: --glue-dir {glue_dir or '(unset)'} does not exist (cells are keyed by it)")
+        paths = {"out": str(out.resolve()), "glue": str(Path(glue_dir).resolve()),
+                 "corpus": str(Path(corpus or "corpus").resolve())}
+        try:
+            cells = build_cells(scale, paths["glue"], paths["corpus"], arms=_split(args.arms), tasks=_split(args.tasks))
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"vega-study plan: {e}")
+        print(cluster_script(scale, cells, paths), end="")
+        return 0
+    if not scale.local:
+        sys.exit(f"vega-study: the {scale.name} scale never runs here (it needs a GPU cluster): "
+                 f"`vega-study plan --scale {scale.name} ...` prints its SLURM commands")
     if scale.toy_data and not (args.glue_dir and args.corpus):
         from vega_toolkit.demo.toy_data import write_toy_data
 

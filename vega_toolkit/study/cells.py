@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from vega_toolkit.data.glue_readers import read_glue_split
-from vega_toolkit.study.plan import Arm, Scale, TaskPlan, get_arm
+from vega_toolkit.study.plan import Arm, Scale, TaskPlan, get_arm, resolve_arms
 
 KEY_CHARS = 12
 
@@ -57,20 +57,16 @@ def _lr_name(lr: float) -> str:
 
 def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_args: Tuple[str, ...] = (),
                 arms: Optional[Tuple[str, ...]] = None, tasks: Optional[Tuple[str, ...]] = None) -> List[Cell]:
-    """Every cell of SCALE in run order: the task-adaptive text (if any), preprocess, each arm's pretraining, then
-    fine-tuning task by task."""
+    """Every cell of SCALE in run order: the task-adaptive text (if any), preprocess, the external pool of the
+    self-calibrated arms (if any), each pretraining, then fine-tuning task by task. ARMS: names, ("all",) for the
+    scale's ablation arms, None for its default arms."""
     corpus_id = fingerprint(corpus_dir)
     cells: List[Cell] = []
     inputs, prep_deps = ["{corpus}"], ()
     if scale.task_adaptive_text:
-        text = _keyed(Cell(kind="corpus", name="glue training text",
-                           commands=[["vega-glue", "text", "{glue}", "--tasks", ",".join(scale.task_adaptive_text),
-                                      "--out", "{out}/glue-train-text.txt"]],
-                           workdir="{out}"), [fingerprint(glue_dir, f"{t}/train*.tsv") for t in scale.task_adaptive_text])
-        text.commands[0][-1] = f"{{out}}/glue-train-text-{text.key}.txt"
-        text.outputs = (text.commands[0][-1],)
+        text = _glue_text_cell("glue training text", scale.task_adaptive_text, glue_dir, "glue-train-text")
         cells.append(text)
-        inputs, prep_deps = ["{corpus}", text.commands[0][-1]], (text.key,)
+        inputs, prep_deps = ["{corpus}", text.outputs[0]], (text.key,)
     prep = _keyed(Cell(
         kind="preprocess", name="preprocess",
         commands=[["vega-preprocess", *inputs, "--destdir", "{out}/data-bin", *scale.preprocess_args,
@@ -83,11 +79,18 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
     cells.append(prep)
     data_bin = prep.workdir
 
-    model_dirs: Dict[str, Tuple[str, Tuple[str, ...]]] = {}  # arm -> (model folder template, deps)
-    arm_names = arms or scale.arms
-    for arm in map(get_arm, arm_names):
-        if not arm.pretrained:
-            continue
+    selected = [get_arm(a) for a in resolve_arms(scale, arms)]
+    pool = None
+    pooled = [a for a in selected if a.external_pool]
+    if pooled:  # the other tasks' training text: never the adapted task's own text, never dev/test
+        own = {t for a in pooled for t in a.only_tasks}
+        pool = _glue_text_cell("external pool", tuple(t.name for t in scale.tasks if t.name not in own), glue_dir,
+                               "external-pool")
+        cells.append(pool)
+
+    model_dirs: Dict[str, Tuple[str, Tuple[str, ...]]] = {}  # pretrained arm -> (model folder template, deps)
+    pretrained = [a.name for a in selected if a.pretrained] + [a.starts_from for a in selected if a.starts_from]
+    for arm in map(get_arm, dict.fromkeys(pretrained)):  # unique, in order
         pre = _pretrain_cell(scale, arm, data_bin, prep.key)
         cells.append(pre)
         model_dirs[arm.name] = (f"{{out}}/models/{arm.name}-{pre.key}", (pre.key,))
@@ -97,31 +100,69 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
             continue
         glue_id = fingerprint(glue_dir, f"{task.name}/*.tsv")
         train_rows = len(read_glue_split(glue_dir, task.name, "train"))
-        for arm in map(get_arm, arm_names):
+        for arm in selected:
+            if not arm.runs_on(task.name):
+                continue
+            model = model_dirs.get(arm.starts_from or arm.name)
+            arm_args = tuple(a.replace("{pool}", pool.outputs[0]) if pool else a
+                             for a in arm.finetune_args + scale.extra_arm_args(arm.name))
+            if arm.external_pool:
+                model = (model[0], model[1] + (pool.key,))
             for lr in scale.learning_rates:
                 for seed in scale.seeds:
-                    cells.append(_keyed(_finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key,
-                                                       model_dirs.get(arm.name), train_rows,
-                                                       extra_finetune_args),
+                    cells.append(_keyed(_finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, model,
+                                                       train_rows, arm_args, extra_finetune_args),
                                         glue_id))
     return cells
 
 
+def _glue_text_cell(name: str, tasks: Tuple[str, ...], glue_dir: str, stem: str) -> Cell:
+    """`vega-glue text` of TASKS' training splits into {out}/STEM-<key>.txt, keyed by those files."""
+    cell = _keyed(Cell(kind="corpus", name=name,
+                       commands=[["vega-glue", "text", "{glue}", "--tasks", ",".join(tasks),
+                                  "--out", f"{{out}}/{stem}.txt"]],
+                       workdir="{out}"), [fingerprint(glue_dir, f"{t}/train*.tsv") for t in tasks])
+    cell.commands[0][-1] = f"{{out}}/{stem}-{cell.key}.txt"
+    cell.outputs = (cell.commands[0][-1],)
+    return cell
+
+
 def _pretrain_cell(scale: Scale, arm: Arm, data_bin: str, prep_key: str) -> Cell:
+    """One pretraining run (two for an arm with a second phase) and the model folder export."""
     save_dir = f"{{out}}/pretrain/{arm.name}"
-    train = ["vega-train", data_bin, *arm.pretrain_args, "--arch", scale.arch, *scale.model_args,
-             *scale.pretrain_args, "--seed", "1", "--num-workers", "0", "--no-epoch-checkpoints",
-             "--log-format", "simple", "--log-interval", "50"]
-    cell = _keyed(Cell(kind="pretrain", name=f"pretrain {arm.name}", commands=[train], workdir=save_dir,
+    budget, second = scale.pretrain, None
+    if arm.second_phase_args:
+        budget, second = budget.split(arm.second_phase_fraction, arm.second_phase_lr_ratio)
+
+    def train(objective, phase_budget):
+        return ["vega-train", data_bin, *objective, "--arch", scale.arch, *scale.model_args, *phase_budget.args(),
+                "--seed", "1", "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple",
+                "--log-interval", "50"]
+
+    first = train(arm.pretrain_args, budget)
+    cell = _keyed(Cell(kind="pretrain", name=f"pretrain {arm.name}", commands=[first], workdir=save_dir,
                        deps=(prep_key,), fields={"arm": arm.name}, threads=scale.pretrain_threads), None)
+    if second:  # the second phase's commands are part of the key too
+        cell.commands.append(train(arm.second_phase_args, second))
+        cell = _keyed(cell, None)
     # folders carry the key: a changed budget starts a new run instead of resuming the old one's checkpoint
     cell.workdir = f"{save_dir}-{cell.key}"
-    train += ["--save-dir", cell.workdir, "--tensorboard-logdir", f"{{out}}/tb/pretrain-{arm.name}-{cell.key}"]
+    first += ["--save-dir", cell.workdir, "--tensorboard-logdir", f"{{out}}/tb/pretrain-{arm.name}-{cell.key}"]
+    cell.commands = [first]
+    last_ckpt = f"{cell.workdir}/checkpoint_last.pt"
+    if second:
+        # phase 2 loads only phase 1's weights (fresh optimizer, schedule and update counter), and only while its
+        # own checkpoint_last.pt is absent, so a killed phase 2 resumes (recipes/pretrain/phase2_contrastive.sh)
+        phase2_dir = f"{cell.workdir}/phase2"
+        cell.commands.append(train(arm.second_phase_args, second) + [
+            "--finetune-from-model", last_ckpt, "--save-dir", phase2_dir,
+            "--tensorboard-logdir", f"{{out}}/tb/pretrain-{arm.name}-{cell.key}-phase2"])
+        last_ckpt = f"{phase2_dir}/checkpoint_last.pt"
     if not _on_gpu(scale):
-        train.append("--cpu")
-    export = ["vega-convert", "export", f"{cell.workdir}/checkpoint_last.pt", "--data-bin", data_bin,
-              f"{{out}}/models/{arm.name}-{cell.key}"]
-    cell.commands = [train, export]
+        for command in cell.commands:
+            command.append("--cpu")
+    export = ["vega-convert", "export", last_ckpt, "--data-bin", data_bin, f"{{out}}/models/{arm.name}-{cell.key}"]
+    cell.commands.append(export)
     cell.outputs = (f"{{out}}/models/{arm.name}-{cell.key}/model.pt",)
     return cell
 
@@ -131,7 +172,7 @@ def _on_gpu(scale: Scale) -> bool:
 
 
 def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int, data_bin: str, prep_key: str,
-                   pretrained: Optional[Tuple[str, Tuple[str, ...]]], train_rows: int,
+                   pretrained: Optional[Tuple[str, Tuple[str, ...]]], train_rows: int, arm_args: Tuple[str, ...],
                    extra: Tuple[str, ...]) -> Cell:
     from vega_toolkit.data.glue_tasks import get_glue_task
 
@@ -154,7 +195,7 @@ def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int,
              "--best-checkpoint-metric", glue.best_metric, "--maximize-best-checkpoint-metric",
              "--save-dir", f"{workdir}/ckpt", "--no-epoch-checkpoints", "--no-last-checkpoints",
              "--glue-cache-dir", "{out}/cache", "--num-workers", "0", "--log-format", "simple",
-             "--log-interval", "50", *arm.finetune_args, *extra]
+             "--log-interval", "50", *arm_args, *extra]
     if glue.is_regression:
         train.append("--regression-target")
     if task.validate_interval_updates:

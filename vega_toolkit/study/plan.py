@@ -1,16 +1,29 @@
-"""What a study runs: pretraining arms and scales, declared as data.
+"""What a study runs: arms and scales, declared as data.
 
-An arm is a way to obtain the encoder that GLUE fine-tuning starts from. Adding one is a declaration here, e.g. the
-MLM baseline of the ablation study:
+An arm is a way to obtain the fine-tuned GLUE model that is scored. A pretraining arm declares the flags of its
+objective (same corpus, tokenizer, architecture, budget and optimizer as every other pretraining arm of the scale);
+an adaptation arm fine-tunes another arm's model with its own fine-tuning flags (`starts_from`) and is compared with
+that arm (`compare_with`). Adding one is a declaration here, e.g.
 
-    ARMS["masked_lm"] = Arm("masked_lm", pretrain_args=("--task", "masked_lm", "--criterion", "masked_lm"),
-                            about="fairseq's masked_lm on the same data-bin, budget and optimizer")
+    Arm("masked_lm", pretrain_args=("--task", "masked_lm", "--criterion", "masked_lm"), compare_with="rtd_ternary")
 
-Every arm of a scale gets the same corpus, tokenizer, architecture, pretraining budget, fine-tuning grid and seeds;
-only its declared flags differ. A scale fixes everything else and says how long it takes.
+Arm names are the registry names (tasks, criterions) a reader finds in the code; `a+b` is `a` followed by `b`.
+A scale fixes everything else and says how long it takes; its default `arms` stay the transfer study's two, the
+whole ablation is `ablation_arms` (`vega-study run --scale cpu --arms all`).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
+
+# SiFT as DeBERTa's *-sift scripts (recipes/glue/common.sh SIFT_ARGS): lambda 5, ascent step 1e-4, initial
+# perturbation 1e-2, symmetric KL
+_SIFT_ARGS = ("--criterion", "adversarial_ce", "--adv-lambda", "5", "--adv-learning-rate", "1e-4",
+              "--adv-init-perturbation", "1e-2", "--adv-loss", "symmetric-kl")
+# recipes/glue/wnli_transductive.sh and cola_selfcal.sh at SCALE=tiny; the paper scale overrides the rounds and
+# the selection size with the recipes' paper values (Scale.arm_args)
+_ROUND_ARGS = ("--train-initial-model", "--converge-eps", "0.01", "--confidence-threshold", "0")
+_TRANSDUCTIVE_ARGS = ("--task", "glue_transductive", *_ROUND_ARGS, "--max-rounds", "2")
+_SELF_CALIBRATED_ARGS = ("--task", "glue_self_calibrated", *_ROUND_ARGS, "--max-rounds", "1",
+                         "--external-data", "{pool}", "--external-format", "text", "--selection-top-k", "1000")
 
 
 @dataclass(frozen=True)
@@ -19,21 +32,100 @@ class Arm:
     pretrain_args: Tuple[str, ...] = ()  # vega-train flags of the objective; () = no pretraining (random init)
     finetune_args: Tuple[str, ...] = ()  # extra fine-tuning flags of this arm (e.g. SiFT)
     about: str = ""
+    # a second pretraining phase: these flags for the last `second_phase_fraction` of the updates, from the first
+    # phase's weights (--finetune-from-model: fresh optimizer and schedule) at `second_phase_lr_ratio` x its lr
+    second_phase_args: Tuple[str, ...] = ()
+    second_phase_fraction: float = 0.1
+    second_phase_lr_ratio: float = 0.5
+    starts_from: Optional[str] = None  # an adaptation arm: fine-tunes this arm's pretrained model
+    only_tasks: Tuple[str, ...] = ()  # the GLUE tasks this arm runs on (() = all of the scale's)
+    compare_with: str = "random"  # the arm the report measures this one against
+    # `{pool}` in finetune_args: the unlabelled training text of the scale's *other* tasks (never this arm's tasks,
+    # never any dev/test split), one sentence per line, written by a keyed `vega-glue text` cell
+    external_pool: bool = False
+
+    def __post_init__(self):
+        if self.external_pool != ("{pool}" in self.finetune_args):
+            raise ValueError(f"arm {self.name}: `{{pool}}` in finetune_args goes with external_pool=True")
+        if self.starts_from and self.pretrain_args:
+            raise ValueError(f"arm {self.name}: an adaptation arm (starts_from) has no pretraining of its own")
 
     @property
     def pretrained(self) -> bool:
         return bool(self.pretrain_args)
 
+    def runs_on(self, task: str) -> bool:
+        return not self.only_tasks or task in self.only_tasks
+
+
+_RTD = ("--task", "denoising_pretrain", "--criterion", "rtd_ternary")
 
 ARMS: Dict[str, Arm] = {
     arm.name: arm
     for arm in (
         Arm("random", about="no pretraining: the same architecture and tokenizer, initialised with the fine-tuning "
                             "seed (vega-convert export --random-init)"),
-        Arm("rtd_ternary", pretrain_args=("--task", "denoising_pretrain", "--criterion", "rtd_ternary"),
+        Arm("rtd_ternary", pretrain_args=_RTD,
             about="Vega phase 1: shuffle 10% / replace 5%, 3-way token classification"),
+        # the ablation: pretraining arms at equal compute, each against the Vega recipe (rtd_ternary)
+        Arm("masked_lm", pretrain_args=("--task", "masked_lm", "--criterion", "masked_lm"),
+            compare_with="rtd_ternary",
+            about="fairseq's masked_lm (15% masked, 80/10/10) on the same data-bin: the baseline RTD replaces; "
+                  "vega-convert export drops its <mask> row"),
+        Arm("rtd_ternary+rtd_contrastive", pretrain_args=_RTD, compare_with="rtd_ternary",
+            second_phase_args=("--task", "denoising_pretrain", "--criterion", "rtd_contrastive", "--temperature",
+                               "0.05", "--contrastive-weight", "1.0", "--contrastive-pooling", "cls"),
+            about="Vega phases 1+2: rtd_ternary for 90% of the updates, then rtd_contrastive (SimCSE-style [CLS] "
+                  "InfoNCE + RTD) for the last 10% at half the learning rate, as the paper's 1M + 100k steps "
+                  "(recipes/pretrain/phase2_contrastive.sh: 1e-4 -> 5e-5)"),
+        Arm("rtd_replace_only", pretrain_args=_RTD + ("--shuffle-prob", "0", "--replace-prob", "0.15"),
+            compare_with="rtd_ternary",
+            about="rtd_ternary with --shuffle-prob 0 --replace-prob 0.15: binary replaced-token detection (what the "
+                  "shuffle class adds)"),
+        Arm("rtd_shuffle_only", pretrain_args=_RTD + ("--shuffle-prob", "0.15", "--replace-prob", "0"),
+            compare_with="rtd_ternary",
+            about="rtd_ternary with --shuffle-prob 0.15 --replace-prob 0: shuffled-token detection only (what the "
+                  "replace class adds)"),
+        # adaptation arms: the rtd_ternary model fine-tuned another way, against its plain fine-tuning
+        Arm("adversarial_ce", finetune_args=_SIFT_ARGS, starts_from="rtd_ternary", compare_with="rtd_ternary",
+            about="SiFT (criterions/adversarial_ce.py): lambda 5, step 1e-4, init 1e-2, symmetric KL, every task"),
+        Arm("glue_transductive", finetune_args=_TRANSDUCTIVE_ARGS, starts_from="rtd_ternary",
+            only_tasks=("RTE", "WNLI"), compare_with="rtd_ternary",
+            about="Algorithm 1 (tasks/glue_transductive.py): round 0 = plain fine-tuning, then rounds on train + "
+                  "the pseudo-labelled (unlabelled) test split; the loop's final model is SAVE_DIR/checkpoint_best.pt"),
+        Arm("glue_self_calibrated", finetune_args=_SELF_CALIBRATED_ARGS, starts_from="rtd_ternary",
+            only_tasks=("CoLA",), compare_with="rtd_ternary", external_pool=True,
+            about="Algorithm 2 (tasks/glue_self_calibrated.py): KenLM (CoLA train) selects the most CoLA-like "
+                  "sentences of the other tasks' training text, M0 labels them, M0 -> M0' on them, then Algorithm 1"),
+        Arm("glue_self_calibrated+moore_lewis",
+            finetune_args=_SELF_CALIBRATED_ARGS + ("--selection-general", "{pool}"), starts_from="rtd_ternary",
+            only_tasks=("CoLA",), compare_with="rtd_ternary", external_pool=True,
+            about="glue_self_calibrated ranked by Moore-Lewis (--selection-general): in-domain minus general "
+                  "cross-entropy, the general LM trained on the pool itself (Moore & Lewis 2010's setting)"),
     )
 }
+ALL_ARMS = tuple(ARMS)
+
+
+@dataclass(frozen=True)
+class PretrainBudget:
+    """The pretraining budget and optimizer, identical for every pretrained arm of a scale."""
+    updates: int
+    lr: float
+    batch: int
+    tokens: int
+    warmup: int
+    extra: Tuple[str, ...] = ()  # e.g. --bf16
+
+    def args(self) -> Tuple[str, ...]:
+        return _pretrain_budget(self.updates, self.lr, self.batch, self.tokens, self.warmup) + self.extra
+
+    def split(self, fraction: float, lr_ratio: float) -> Tuple["PretrainBudget", "PretrainBudget"]:
+        """Two phases of the same total updates: the first keeps the lr and warmup, the second (the last
+        FRACTION of the updates) starts at LR_RATIO x lr with 10% warmup."""
+        second = max(1, round(self.updates * fraction))
+        return (replace(self, updates=self.updates - second),
+                replace(self, updates=second, lr=self.lr * lr_ratio, warmup=max(1, second // 10)))
 
 
 @dataclass(frozen=True)
@@ -53,13 +145,16 @@ class Scale:
     arch: str
     model_args: Tuple[str, ...]  # encoder flags shared by pretraining and fine-tuning
     preprocess_args: Tuple[str, ...]  # vega-preprocess flags (tokenizer, split)
-    pretrain_args: Tuple[str, ...]  # the pretraining budget and optimizer, identical for every pretrained arm
+    pretrain: PretrainBudget  # the pretraining budget and optimizer, identical for every pretrained arm
     finetune_args: Tuple[str, ...]  # everything fixed in fine-tuning except learning rate and seed
     batch_size: int
     tasks: Tuple[TaskPlan, ...]
     learning_rates: Tuple[float, ...]
     seeds: Tuple[int, ...]
-    arms: Tuple[str, ...] = ("random", "rtd_ternary")
+    arms: Tuple[str, ...] = ("random", "rtd_ternary")  # what `vega-study run` runs without --arms
+    ablation_arms: Tuple[str, ...] = ALL_ARMS  # `--arms all`
+    # per-arm flags appended at this scale (the paper scale's rounds and selection size)
+    arm_args: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
     # BLAS threads of a pretraining run. 1 on a shared 2-core machine: a 2-thread run next to any other process
     # fell from 1.5 to 0.3-0.5 updates/s (OpenMP threads waiting on each other), and with one thread the random
     # arm's fine-tuning cells, which need no pretraining, use the other core meanwhile.
@@ -67,6 +162,14 @@ class Scale:
     toy_data: bool = False  # no --glue-dir/--corpus needed: generate the demo's toy data
     # task-adaptive pretraining: the unlabelled *training* text of these tasks joins the corpus (never dev/test)
     task_adaptive_text: Tuple[str, ...] = ()
+    local: bool = True  # False: `vega-study plan` prints its cluster commands; `run` refuses
+
+    @property
+    def pretrain_args(self) -> Tuple[str, ...]:
+        return self.pretrain.args()
+
+    def extra_arm_args(self, arm: str) -> Tuple[str, ...]:
+        return dict(self.arm_args).get(arm, ())
 
 
 # Pretraining optimizer of every scale (RoBERTa's pretraining Adam settings, Liu et al. 2019, Table 9).
@@ -102,11 +205,12 @@ SCALES: Dict[str, Scale] = {
     for scale in (
         Scale(
             name="smoke",
-            about="CI: toy data from vega_toolkit/demo, a few updates per cell, 2 seeds; about 2 minutes on 2 cores",
+            about="CI: toy data from vega_toolkit/demo, a few updates per cell, 2 seeds; about 2 minutes on 2 cores "
+                  "(`--arms all`: every arm of the ablation, a few minutes more)",
             arch="vega_tiny",
             model_args=(),
             preprocess_args=("--vocab-size", "200", "--valid-fraction", "0.05"),
-            pretrain_args=_pretrain_budget(updates=6, lr=1e-3, batch=8, tokens=64, warmup=1),
+            pretrain=PretrainBudget(updates=6, lr=1e-3, batch=8, tokens=64, warmup=1),
             finetune_args=_FINETUNE_OPT,
             batch_size=8,
             tasks=(TaskPlan("SST-2", epochs=1, max_update=4), TaskPlan("RTE", epochs=1, max_update=4),
@@ -124,7 +228,7 @@ SCALES: Dict[str, Scale] = {
             arch="vega_tiny",
             model_args=(),
             preprocess_args=("--paragraphs", "--vocab-size", "8000", "--valid-fraction", "0.02"),
-            pretrain_args=_pretrain_budget(updates=10000, lr=3e-3, batch=32, tokens=128, warmup=100),
+            pretrain=PretrainBudget(updates=10000, lr=3e-3, batch=32, tokens=128, warmup=100),
             finetune_args=_FINETUNE_OPT,
             batch_size=32,
             tasks=_GLUE_TASKS_WITH_TRAIN,
@@ -137,18 +241,46 @@ SCALES: Dict[str, Scale] = {
             about="one GPU (bf16 pretraining): vega_small pretrained 20k updates of 64 x 128 tokens, the same tasks "
                   "and grid with 5 seeds; estimated (not yet run on a GPU) from the H200 step times in README "
                   "'Benchmarks': about 20 min of pretraining and 180 fine-tuning cells of 30-60 s each, about "
-                  "1.5 h with --jobs 4",
+                  "1.5 h with --jobs 4. With --arms all (estimated the same way, not run): 5 pretrainings (about "
+                  "1.7 h) and about 900 fine-tuning cells counting SiFT's extra forward/backward and the rounds of the "
+                  "transductive and self-calibrated cells, about 5 h with --jobs 4",
             arch="vega_small",
             model_args=(),
             preprocess_args=("--paragraphs", "--vocab-size", "8000", "--valid-fraction", "0.02"),
-            pretrain_args=_pretrain_budget(updates=20000, lr=1.5e-3, batch=64, tokens=128, warmup=1000)
-            + ("--bf16",),
+            pretrain=PretrainBudget(updates=20000, lr=1.5e-3, batch=64, tokens=128, warmup=1000, extra=("--bf16",)),
             finetune_args=_FINETUNE_OPT,
             batch_size=32,
             tasks=_GLUE_TASKS_WITH_TRAIN,
             learning_rates=(1e-4, 3e-4, 1e-3),
             seeds=(1, 2, 3, 4, 5),
             task_adaptive_text=tuple(t.name for t in _GLUE_TASKS_WITH_TRAIN),
+        ),
+        Scale(
+            name="paper",
+            about="a SLURM cluster, never run here (`vega-study plan --scale paper` prints the commands): "
+                  "vega_v1_1_3b pretrained as recipes/pretrain/phase1_rtd.sh at SCALE=paper (1M updates of 2560 x "
+                  "512 tokens on 40 nodes x 8 A100, lr 1e-4, warmup 10k; phase 2 = the last 100k at 5e-5), "
+                  "fine-tuned with the GLUE recipes' optimizer, epochs and learning rates (recipes/glue/common.sh, "
+                  "DeBERTa-V2-XXLarge's), 3 seeds; about 20 days per pretraining arm (the paper's own figure)",
+            arch="vega_v1_1_3b",
+            model_args=(),
+            preprocess_args=("--paragraphs", "--vocab-size", "128000", "--valid-fraction", "0.001"),
+            pretrain=PretrainBudget(
+                updates=1_000_000, lr=1e-4, batch=8, tokens=512, warmup=10000,
+                extra=("--bf16", "--update-freq", "1", "--distributed-world-size", "320", "--checkpoint-activations",
+                       "--find-unused-parameters", "--save-interval-updates", "5000", "--keep-interval-updates", "5",
+                       "--validate-interval-updates", "5000")),
+            finetune_args=_FINETUNE_OPT + ("--fp16", "--pooler-dropout", "0.2"),
+            batch_size=32,
+            tasks=(TaskPlan("CoLA", epochs=10), TaskPlan("SST-2", epochs=4), TaskPlan("MRPC", epochs=6),
+                   TaskPlan("STS-B", epochs=4), TaskPlan("RTE", epochs=6), TaskPlan("WNLI", epochs=6, in_average=False)),
+            learning_rates=(2e-6, 2.5e-6, 3e-6),  # the recipes' per-task values (common.sh glue_hparams), as a grid
+            seeds=(1, 2, 3),
+            task_adaptive_text=(),
+            arm_args=(("glue_transductive", ("--max-rounds", "3")),  # the recipes' paper values
+                      ("glue_self_calibrated", ("--max-rounds", "3", "--selection-top-k", "20000")),
+                      ("glue_self_calibrated+moore_lewis", ("--max-rounds", "3", "--selection-top-k", "20000"))),
+            local=False,
         ),
     )
 }
@@ -158,6 +290,17 @@ def get_scale(name: str) -> Scale:
     if name not in SCALES:
         raise ValueError(f"--scale {name!r}: choose one of {', '.join(SCALES)}")
     return SCALES[name]
+
+
+def resolve_arms(scale: Scale, names: Optional[Tuple[str, ...]]) -> Tuple[str, ...]:
+    """--arms: None = the scale's default arms, ("all",) = its ablation arms, else the names given."""
+    if not names:
+        return scale.arms
+    if tuple(names) == ("all",):
+        return scale.ablation_arms
+    for name in names:
+        get_arm(name)
+    return tuple(names)
 
 
 def get_arm(name: str) -> Arm:

@@ -2,9 +2,11 @@
 
 Selection rule (as GLUE papers report): for each task and arm, the learning rate with the best median dev score over
 seeds; that point's median, mean ± std and n are reported, and the whole grid is listed below it. The GLUE-style
-average is over the tasks marked `in_average` (WNLI is reported, not averaged). The transfer comparison of an arm
-against the baseline uses the per-seed task averages at each arm's selected points: avg_delta is the difference of
-their means and se its standard error (Welch: sqrt(s1²/n1 + s2²/n2)).
+average is over the tasks marked `in_average` (WNLI is reported, not averaged). Each arm is compared with its
+declared baseline (`Arm.compare_with` in plan.py: random for rtd_ternary, rtd_ternary for every ablation) on the
+per-seed task averages at each arm's selected points, over the averaged tasks or the arm's own `only_tasks`:
+avg_delta is the difference of their means and se its standard error (Welch: sqrt(s1²/n1 + s2²/n2)). One line per
+comparison, `effect ARM-vs-BASELINE ...`, the transfer line `transfer rtd_ternary-vs-random ...` last.
 """
 import json
 import math
@@ -19,7 +21,9 @@ from vega_toolkit.study.runner import STUDY_FILE, read_results
 REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
 FIGURE_FILE = "study.png"
-HEADLINE_ARM = "rtd_ternary"  # the transfer line the issue tracker and the README quote, printed last
+HEADLINE = ("rtd_ternary", "random")  # the transfer line the issue tracker and the README quote, printed last
+NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured: "
+                "MNLI is not in the GLUE data of this study.")
 
 
 _MODEL_FOLDER = re.compile(r"/models/(?P<arm>[^/\s]+)-(?P<key>[0-9a-f]{12})/")
@@ -64,12 +68,7 @@ def compare(grid, tasks: List[str], arm: str, baseline: str) -> Optional[Dict]:
     tasks = [t for t in tasks if (t, arm) in grid and (t, baseline) in grid]
     if not tasks:
         return None
-    per_arm = {}
-    for name in (arm, baseline):
-        points = {t: best_point(grid[(t, name)])[1] for t in tasks}
-        seeds = sorted(set.intersection(*(set(p) for p in points.values())))
-        per_arm[name] = [statistics.fmean(points[t][s] for t in tasks) for s in seeds]
-    a, b = per_arm[arm], per_arm[baseline]
+    a, b = seed_averages(grid, tasks, arm), seed_averages(grid, tasks, baseline)
     if not a or not b:
         return None
     delta = statistics.fmean(a) - statistics.fmean(b)
@@ -79,6 +78,30 @@ def compare(grid, tasks: List[str], arm: str, baseline: str) -> Optional[Dict]:
                  > statistics.median(best_point(grid[(t, baseline)])[1].values()) for t in tasks)
     return {"arm": arm, "baseline": baseline, "delta": delta, "se": math.sqrt(var) if var == var else float("nan"),
             "better": better, "tasks": len(tasks), "task_names": tasks, "arm_avgs": a, "baseline_avgs": b}
+
+
+def seed_averages(grid, tasks: List[str], arm: str) -> List[float]:
+    """ARM's average over TASKS of each seed's score at the task's selected learning rate (seeds every task has)."""
+    points = {t: best_point(grid[(t, arm)])[1] for t in tasks}
+    seeds = sorted(set.intersection(*(set(p) for p in points.values())))
+    return [statistics.fmean(points[t][s] for t in tasks) for s in seeds]
+
+
+def _declared(arm: str):
+    from vega_toolkit.study.plan import ARMS
+
+    return ARMS.get(arm)
+
+
+def baseline_of(arm: str) -> str:
+    declared = _declared(arm)
+    return declared.compare_with if declared else "random"
+
+
+def effect_line(c: Dict) -> str:
+    ratio = f"{c['delta'] / c['se']:+.1f}" if c["se"] == c["se"] and c["se"] > 0 else "nan"  # nan: one seed
+    return (f"effect {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
+            f"delta_over_se={ratio} tasks_better={c['better']}/{c['tasks']}")
 
 
 def transfer_line(c: Dict) -> str:
@@ -91,7 +114,8 @@ def _fmt(values: List[float]) -> str:
     return f"{statistics.median(values):.2f} ({mean:.2f} ± {std:.2f}, n={len(values)})"
 
 
-def write_report(out: Path, baseline: str = "random") -> str:
+def write_report(out: Path, baseline: Optional[str] = None) -> str:
+    """BASELINE: compare every arm with this one instead of each arm's declared baseline."""
     out = Path(out)
     records, superseded = current_records(read_results(out))
     if not records:
@@ -101,7 +125,11 @@ def write_report(out: Path, baseline: str = "random") -> str:
     task_order = [t["name"] for t in scale.get("tasks", [])] or sorted({r["task"] for r in records if "task" in r})
     averaged = [t["name"] for t in scale.get("tasks", []) if t.get("in_average", True)] or task_order
     grid = _grid(records)
-    arms = [a for a in scale.get("arms", []) if any(k[1] == a for k in grid)] or sorted({k[1] for k in grid})
+    from vega_toolkit.study.plan import ALL_ARMS
+
+    in_grid = {k[1] for k in grid}  # every arm with results, in the study's order, then the declaration order
+    arms = [a for a in dict.fromkeys([*(study.get("arms") or scale.get("arms", [])), *ALL_ARMS]) if a in in_grid]
+    arms += sorted(in_grid - set(arms))
     lines = [f"# vega-study report: {scale.get('name', '?')} scale", ""]
     commits = sorted({r.get("commit", "?") for r in records})
     planned, finished = study.get("cells"), len({r["key"] for r in records})
@@ -131,6 +159,25 @@ def write_report(out: Path, baseline: str = "random") -> str:
                          if isinstance(last.get("num_updates"), float) else
                          f"| `{r['arm']}` | ? | {shown} | {r['wall_s'] / 60:.1f} min |")
         lines.append("")
+        lines += ["## Pretraining curves (held-out loss at each validation, update: loss)", ""]
+        for r in pretrain:
+            points, last = [], 0.0
+            for p in r.get("valid_curve") or []:
+                if isinstance(p.get("num_updates"), float) and "loss" in p:
+                    # a second phase starts its own update count (rtd_ternary+rtd_contrastive)
+                    points.append(("phase 2: " if p["num_updates"] < last else "")
+                                  + f"{p['num_updates']:g}: {p['loss']:.3f}")
+                    last = p["num_updates"]
+            lines.append(f"- `{r['arm']}`: " + (", ".join(points) or "no validation"))
+        lines.append("")
+    if any(_declared(a) and (_declared(a).starts_from or _declared(a).compare_with != "random") for a in arms):
+        lines += ["## Arms (registry names: vega_toolkit/study/plan.py ARMS)", "", "| arm | compared with | what it is |",
+                  "|---|---|---|"]
+        for arm in arms:
+            declared = _declared(arm)
+            lines.append(f"| `{arm}` | {'—' if arm == baseline_of(arm) else f'`{baseline_of(arm)}`'} | "
+                         f"{declared.about if declared else ''} |")
+        lines += ["", NOT_MEASURED, ""]
     summary_start = len(lines)
     lines += ["## Dev scores at each arm's best learning rate (median over seeds; mean ± std, n)", "",
               "| task | " + " | ".join(f"`{a}`" for a in arms) + " |", "|---|" + "---|" * len(arms)]
@@ -146,28 +193,32 @@ def write_report(out: Path, baseline: str = "random") -> str:
         lines.append(f"| {task}{suffix} | " + " | ".join(cells) + " |")
     comparisons = []
     for arm in arms:
-        if arm == baseline:
+        base = baseline or baseline_of(arm)
+        if arm == base or base not in arms:
             continue
-        c = compare(grid, averaged, arm, baseline)
+        declared = _declared(arm)
+        own = [t for t in task_order if declared and t in declared.only_tasks]
+        c = compare(grid, own or averaged, arm, base)
         if c:
+            c["own_tasks"] = bool(own)
             comparisons.append(c)
-    avg_cells = []
-    for arm in arms:
-        c = next((c for c in comparisons if c["arm"] == arm), None) or \
-            next((dict(arm_avgs=c["baseline_avgs"]) for c in comparisons if c["baseline"] == arm), None)
-        avg_cells.append(_fmt(c["arm_avgs"]) if c else "—")
-    used = comparisons[0]["task_names"] if comparisons else averaged
+    # the average row: each arm over the averaged tasks every pretraining arm has finished
+    full = [a for a in arms if not (_declared(a) and (_declared(a).starts_from or _declared(a).only_tasks))] or arms
+    used = [t for t in averaged if all((t, a) in grid for a in full)]
+    avg_cells = [_fmt(seed_averages(grid, used, arm)) if used and all((t, arm) in grid for t in used) else "—"
+                 for arm in arms]
     lines += [f"| **average** ({', '.join(used)}) | " + " | ".join(avg_cells) + " |", ""]
     if comparisons:
         lines += ["## Transfer", ""]
         for c in comparisons:
+            on = f" on {', '.join(c['task_names'])}" if c["own_tasks"] else ""
             if c["se"] == c["se"]:  # not NaN: at least two seeds on each side
                 ratio = f" ({c['delta'] / c['se']:+.1f} SE)" if c["se"] > 0 else ""
-                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`: average {c['delta']:+.2f} points, standard error "
-                             f"{c['se']:.2f}{ratio}; better on {c['better']} of {c['tasks']} tasks.")
+                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points, standard "
+                             f"error {c['se']:.2f}{ratio}; better on {c['better']} of {c['tasks']} tasks.")
             else:
-                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`: average {c['delta']:+.2f} points (one seed: no "
-                             f"standard error); better on {c['better']} of {c['tasks']} tasks.")
+                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points (one seed: "
+                             f"no standard error); better on {c['better']} of {c['tasks']} tasks.")
         lines.append("")
     summary = incomplete + lines[summary_start:]
     lines += ["## Whole grid (dev score per seed)", "", "| task | arm | lr | scores by seed | median |",
@@ -183,9 +234,9 @@ def write_report(out: Path, baseline: str = "random") -> str:
         lines += [f"![per-task seed scores]({FIGURE_FILE})", ""]
     (out / REPORT_FILE).write_text("\n".join(lines), encoding="utf-8")
     (out / SUMMARY_FILE).write_text("\n".join(summary).replace("## ", "#### "), encoding="utf-8")
-    comparisons.sort(key=lambda c: c["arm"] == HEADLINE_ARM)
+    comparisons.sort(key=lambda c: (c["arm"], c["baseline"]) == HEADLINE)
     summary = [f"wrote {out / REPORT_FILE}" + (f" and {figure}" if figure else "")]
-    summary += [transfer_line(c) for c in comparisons]
+    summary += [transfer_line(c) if (c["arm"], c["baseline"]) == HEADLINE else effect_line(c) for c in comparisons]
     return "\n".join(summary)
 
 

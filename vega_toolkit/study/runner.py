@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from vega_toolkit.study.cells import Cell, build_cells
-from vega_toolkit.study.plan import Scale
+from vega_toolkit.study.plan import Scale, resolve_arms
 
 RESULTS_FILE = "results.jsonl"
 STUDY_FILE = "study.json"
@@ -100,8 +100,12 @@ class StudyRunner:
         self.scale, self.out, self.jobs, self.log = scale, Path(out).resolve(), max(1, jobs), log
         self.paths = {"out": str(self.out), "glue": str(Path(glue_dir).resolve()),
                       "corpus": str(Path(corpus_dir).resolve())}
+        if not scale.local:
+            raise ValueError(f"the {scale.name} scale has no local execution: `vega-study plan --scale {scale.name}` "
+                             f"prints its cluster commands")
+        self.arms = resolve_arms(scale, arms)
         self.cells = build_cells(scale, self.paths["glue"], self.paths["corpus"], tuple(extra_finetune_args),
-                                 arms, tasks)
+                                 self.arms, tasks)
         if threads:  # BLAS threads per cell, whatever the scale declares (keys do not depend on it)
             for cell in self.cells:
                 cell.threads = threads
@@ -118,7 +122,7 @@ class StudyRunner:
             os.fsync(f.fileno())
 
     def _write_study_file(self):
-        study = {"scale": asdict(self.scale), "paths": self.paths, "cells": len(self.cells)}
+        study = {"scale": asdict(self.scale), "arms": list(self.arms), "paths": self.paths, "cells": len(self.cells)}
         (self.out / STUDY_FILE).write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
 
     def _log_path(self, cell: Cell) -> Path:
