@@ -1,0 +1,37 @@
+"""`vega-study --arms all` on the smoke scale: every ablation arm's real commands end to end (a file of its own, so that
+`make test`'s xdist workers run it beside tests/test_study.py's kill-and-resume smoke study, not after it)."""
+from test_study import TRANSFER_LINE, results
+from vega_toolkit.study.plan import SCALES
+from vega_toolkit.study.report import write_report
+
+
+def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_path):
+    """CI's ablation smoke test: every arm's real commands on toy data, a few updates each. To stay short it runs one
+    seed, every arm but the CoLA-only ones on RTE, then those with their baseline on CoLA, into the same study."""
+    from dataclasses import replace
+
+    from vega_toolkit.demo.toy_data import write_toy_data
+    from vega_toolkit.study.plan import ARMS, find_task
+    from vega_toolkit.study.runner import StudyRunner
+
+    smoke = SCALES["smoke"]
+    scale = replace(smoke, seeds=(1,), tasks=(find_task(smoke, "RTE"), find_task(smoke, "CoLA")))
+    toy = write_toy_data(tmp_path / "toy_data", seed=1, corpus_paragraphs=300, task_sizes=(64, 32, 32))
+    out = tmp_path / "study"
+    cola_only = tuple(a for a in ARMS if ARMS[a].only_tasks == ("CoLA",))
+    for arms, task in ((tuple(a for a in ARMS if a not in cola_only), "RTE"), (("rtd_ternary",) + cola_only, "CoLA")):
+        runner = StudyRunner(scale, out, str(toy / "glue"), str(toy / "corpus"), jobs=2, arms=arms, tasks=(task,),
+                             log=print)
+        assert runner.run() == 0
+    finetune = [r for r in results(out) if r["kind"] == "finetune"]
+    assert {r["arm"] for r in finetune} == set(ARMS) and all("score" in r and r["dev"] for r in finetune)
+    pretrain = {r["arm"]: r for r in results(out) if r["kind"] == "pretrain"}
+    assert set(pretrain) == {a for a in ARMS if ARMS[a].pretrained}  # rtd_ternary's ran once, for both runs
+    assert all(r["valid_curve"] for r in pretrain.values())
+    lines = write_report(out).splitlines()
+    assert TRANSFER_LINE.match(lines[-1]), lines
+    for arm in ARMS:
+        if arm not in ("random", "rtd_ternary"):
+            assert any(line.startswith(f"effect {arm}-vs-{ARMS[arm].compare_with} ") for line in lines), arm
+    report = (out / "report.md").read_text()
+    assert all(f"`{arm}`" in report for arm in ARMS)
