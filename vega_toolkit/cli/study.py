@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_study_args(p: argparse.ArgumentParser):
-    p.add_argument("--scale", required=True, help="smoke | cpu | gpu | paper (vega_toolkit/study/plan.py)")
+    from vega_toolkit.study.plan import SCALES  # dataclass declarations only: cheap at parser time
+
+    p.add_argument("--scale", required=True, help=" | ".join(SCALES) + " (vega_toolkit/study/plan.py)")
     p.add_argument("--out", required=True, help="study folder: results.jsonl, logs/, models/, report.md")
     p.add_argument("--glue-dir", default=os.environ.get("VEGA_GLUE_DIR"),
                    help="glue_data/ folder (default $VEGA_GLUE_DIR; the smoke scale generates toy data)")
