@@ -12,6 +12,7 @@ set -euo pipefail
 OUT=${1:?usage: diagnose_transfer.sh OUT_DIR}
 GLUE=${VEGA_GLUE_DIR:?set VEGA_GLUE_DIR}
 BOOKS=${VEGA_CORPUS_DIR:?set VEGA_CORPUS_DIR}/gutenberg
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mkdir -p "$OUT"
 cd "$OUT"
 export OMP_NUM_THREADS=1
@@ -23,33 +24,7 @@ PRETRAIN=(--arch vega_tiny --tokens-per-sample 128 --batch-size 32 --optimizer a
           --validate-interval-updates 500)
 RTD=(--task denoising_pretrain --criterion rtd_ternary)
 
-# fine_tune MODEL_DIR TASK LR SEED [extra vega-train flags]: the study's fine-tuning (vega_toolkit/study/plan.py)
-fine_tune() {
-  local model=$1 task=$2 lr=$3 seed=$4 epochs metric cap=0 extra=()
-  shift 4
-  case $task in
-    SST-2) epochs=1 cap=1000 metric=accuracy extra=(--validate-interval-updates 250) ;;
-    CoLA) epochs=3 metric=mcc ;;
-    *) echo "fine_tune: $task is not part of the diagnosis" >&2; return 2 ;;
-  esac
-  local rows updates save="ft/$(basename "$model")-$task-lr$lr-s$seed-$(echo "$*" | tr -dc 'a-z0-9')"
-  rows=$(vega-glue info "$task" train_rows --glue-dir "$GLUE")
-  updates=$(( (rows + 31) / 32 * epochs ))
-  (( cap > 0 && updates > cap )) && updates=$cap
-  rm -rf "$save"
-  vega-train "$GLUE/$task" --task glue --glue-task "$task" --vocab-dir "$model" --arch vega_tiny \
-    --finetune-from-model "$model/model.pt" --classification-head-name head --optimizer adam \
-    --adam-betas '(0.9,0.999)' --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 --lr-scheduler polynomial_decay \
-    --end-learning-rate 0 --criterion glue_prediction --max-seq-len 128 --batch-size 32 --lr "$lr" --seed "$seed" \
-    --max-epoch "$epochs" --max-update "$updates" --total-num-update "$updates" --warmup-updates $((updates / 10)) \
-    --best-checkpoint-metric "$metric" --maximize-best-checkpoint-metric --save-dir "$save/ckpt" \
-    --no-epoch-checkpoints --no-last-checkpoints --glue-cache-dir cache --num-workers 0 --log-format simple \
-    --log-interval 100 --cpu "${extra[@]}" "$@" > "$save.train.log" 2>&1
-  vega-generate "$save/ckpt/checkpoint_best.pt" --glue-dir "$GLUE" --out-dir "$save/pred" --glue-cache-dir cache \
-    --dev --cpu > "$save.generate.log" 2>&1
-  echo "$task $(basename "$model") lr=$lr seed=$seed $* : $(grep '^dev ' "$save.generate.log" | head -1)"
-  rm -rf "$save/ckpt"
-}
+source "$HERE/lib/diagnosis.sh"  # fine_tune
 
 # 1. data: the books alone, and the books + the GLUE training text (task-adaptive; never dev or test text)
 vega-preprocess "$BOOKS" --paragraphs --valid-fraction 0.02 --destdir data-bin/books --vocab-size 8000 --workers 2
