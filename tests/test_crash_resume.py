@@ -1,7 +1,9 @@
-"""Crash safety: a run killed with SIGKILL resumes to the uninterrupted result; checkpoint files are replaced
+"""Crash safety: a run killed with SIGKILL resumes to the uninterrupted result; one stopped with SIGTERM saves
+checkpoint_last.pt at the update it reached, exits 143 and resumes from there; checkpoint files are replaced
 atomically (a reader never sees a partial checkpoint_last.pt); a truncated one is put aside and the run resumes from
 the newest readable checkpoint; a finished run started again does nothing."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +57,30 @@ def test_sigkilled_run_restarted_with_the_same_command_ends_with_the_uninterrupt
     # Model, Adam state, lr schedule, data-iterator position and the per-update seed are all restored, so the
     # resumed run repeats the uninterrupted one exactly (atol 1e-6 only guards against platform rounding).
     assert_same_weights(weights, reference, atol=1e-6)
+
+
+def test_sigterm_saves_the_update_reached_exits_143_and_the_same_command_resumes_to_the_uninterrupted_weights(
+        reference_run, tiny_data_bin, tmp_path):
+    args = pretrain_args(tiny_data_bin, tmp_path, MAX_UPDATE)
+    proc = subprocess.Popen(TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_file(tmp_path / "checkpoint_1_10.pt", timeout_s=120, alive=lambda: proc.poll() is None)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    stopped = re.search(r"stopped by SIGTERM at update (\d+);", out)
+    assert stopped, out[-3000:]
+    stopped_at = int(stopped.group(1))
+    # saved where it stopped, not at the last --save-interval-updates checkpoint (SIGKILL loses those updates)
+    assert 10 <= stopped_at < MAX_UPDATE and load_last(tmp_path)[1] == stopped_at
+    log = vega_train(args)
+    assert f"@ {stopped_at} updates)" in log
+    weights, updates = load_last(tmp_path)
+    assert updates == MAX_UPDATE
+    assert_same_weights(weights, load_last(reference_run)[0], atol=1e-6)
 
 
 def test_truncated_checkpoint_last_falls_back_to_the_newest_readable_checkpoint_and_is_kept_aside(

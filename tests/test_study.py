@@ -342,3 +342,24 @@ def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
     for arm in ARMS:
         assert f"# finetune {arm}/" in plan.stdout, arm
     assert not (tmp_path / "paper").exists()  # printed, not run
+
+
+def test_a_stopped_study_waits_for_its_pretraining_to_save_the_update_it_reached(tiny_data_bin, tmp_path):
+    from launch_helpers import ENV, TRAIN, load_last, pretrain_args, wait_for_file
+    from vega_toolkit.study.runner import StudyRunner
+
+    glue = Path(__file__).parent / "fixtures" / "glue"
+    runner = StudyRunner(SCALES["smoke"], tmp_path / "study", str(glue), str(tmp_path))
+    save_dir = tmp_path / "pretrain"
+    proc = subprocess.Popen(TRAIN + pretrain_args(tiny_data_bin, save_dir, 100_000), env={**os.environ, **ENV},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runner._children[proc.pid] = proc  # a running pretraining cell, as _run_cell registers it
+    try:
+        wait_for_file(save_dir / "checkpoint_1_10.pt", timeout_s=120, alive=lambda: proc.poll() is None)
+        with pytest.raises(SystemExit) as stopped:
+            runner.terminate_children()  # what `vega-study run` does on SIGTERM
+    finally:
+        proc.kill()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    # the cell had exited, with its checkpoint saved, before the runner did
+    assert proc.returncode == 128 + signal.SIGTERM and load_last(save_dir)[1] >= 10

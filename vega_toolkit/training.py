@@ -14,7 +14,9 @@ benchmarks. The guards (`guarded_training`), each a fix rather than a feature:
 - re-running a finished command (checkpoint_last.pt at `--max-update`) is a no-op that says so, where fairseq would
   train one more update and rewrite the checkpoints;
 - `--restore-file` with a classification head of another size than the task's is an error naming the head and
-  the flag to use, not a shape error deep inside the optimizer.
+  the flag to use, not a shape error deep inside the optimizer;
+- SIGTERM or SIGUSR1 (preemption, a stopped study) stop a single-process run at its next update with
+  checkpoint_last.pt saved, and the command exits with 128 + the signal (vega_toolkit/graceful_stop.py).
 The fixes of fairseq itself (checkpoint loading under torch>=2.6, atomic checkpoint writes, `--bf16` without the TPU
 path, full `--help`, batching) are installed on `import vega_toolkit` (vega_toolkit/fairseq_fixes).
 """
@@ -141,6 +143,7 @@ def guarded_training(args, train: Callable[[], Any]):
     """`train()` (one fairseq training of `args`) after vega-train's checks: the checkpoint_last.pt repair, the
     restored-head check and the finished-run no-op. The caller holds the save-dir lock (`locked_save_dir`)."""
     from vega_toolkit.checkpoints import recover_checkpoint_last
+    from vega_toolkit.graceful_stop import stop_with_checkpoint
 
     if is_first_rank(args) and args.restore_file == "checkpoint_last.pt":
         recover_checkpoint_last(args.save_dir)
@@ -151,7 +154,12 @@ def guarded_training(args, train: Callable[[], Any]):
         if finished:
             print(finished, flush=True)
             return None
-    return train()
+    with stop_with_checkpoint(args) as stop:
+        result = train()
+    if stop is not None and stop.stopped:
+        print(stop.exit_message(args.save_dir), flush=True)
+        raise SystemExit(128 + stop.signum)  # not 0: the run has not finished (callers, SLURM requeue)
+    return result
 
 
 def user_errors() -> Tuple[type, ...]:

@@ -23,6 +23,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 from vega_toolkit.study.cells import Cell, build_cells
 from vega_toolkit.study.plan import Scale, resolve_arms
 
+# how long a stopped study waits for its cells' checkpoints (one update and one validation of the slowest scale run here)
+STOP_GRACE_S = 300
+
 RESULTS_FILE = "results.jsonl"
 STUDY_FILE = "study.json"
 BIN = Path(sys.executable).parent
@@ -237,6 +240,16 @@ class StudyRunner:
         return 1 if failed else 0
 
     def terminate_children(self, *_):
-        for proc in list(self._children.values()):
+        """SIGTERM to the study: each running cell gets it too, and a pretraining saves checkpoint_last.pt at its
+        next update (vega_toolkit/graceful_stop.py). Wait for those saves, so the next `vega-study run` resumes
+        from them rather than from the last --save-interval-updates checkpoint."""
+        children = list(self._children.values())
+        for proc in children:
             proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in children:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
         raise SystemExit(128 + signal.SIGTERM)

@@ -1,0 +1,84 @@
+"""Stop a training at its next update with checkpoint_last.pt saved, on SIGTERM or SIGUSR1.
+
+Why: a run is stopped from outside long before `--max-update` — SLURM preemption or a time limit (SIGTERM, or
+`--signal=USR1@120`), a study runner stopped at the end of a working session, `kill`. fairseq dies at once and loses
+every update since the last `--save-interval-updates` checkpoint: on one CPU core, up to 25 minutes of a pretraining.
+
+How: fairseq calls `fairseq_cli.train.validate_and_save` after every update. Once a signal has arrived, that call
+sees a time limit (`--stop-time-hours`) already spent, so it validates, saves checkpoint_last.pt and stops training
+exactly as on its own time limit. The command then exits with 128 + the signal number, so whoever waits on it (the
+study runner, SLURM, a shell loop) does not take it for a finished run; the same command resumes from that
+checkpoint. A second signal kills at once (the default action), for a user who will not wait for the save.
+
+Only where it helps and is safe: a single-process run that writes checkpoint_last.pt. Several ranks would each stop
+at their own update, and the others would wait forever in the next all-reduce; a run with --no-save or
+--no-last-checkpoints has nothing to resume from. Those keep fairseq's behaviour.
+"""
+import contextlib
+import logging
+import signal
+import threading
+from typing import Iterator, Optional
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopRequest:
+    """The signal that asked this run to stop, and the update at which training stopped for it."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self.stopped_at_update: Optional[int] = None
+
+    def handle(self, signum, _frame):
+        self.signum = signum
+        signal.signal(signum, signal.SIG_DFL)  # a second signal kills at once
+        logger.warning(f"{signal.Signals(signum).name}: stopping after this update with checkpoint_last.pt saved "
+                       f"(send it again to kill at once)")
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at_update is not None
+
+    def exit_message(self, save_dir: str) -> str:
+        return (f"vega-train: stopped by {signal.Signals(self.signum).name} at update {self.stopped_at_update}; "
+                f"{save_dir}/checkpoint_last.pt is saved there, and the same command resumes from it")
+
+
+def applies_to(args) -> bool:
+    """Whether a stop signal can end this run with a checkpoint to resume from (see the module docstring)."""
+    return (threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread
+            and (getattr(args, "distributed_world_size", 1) or 1) == 1
+            and not args.no_save and not args.no_last_checkpoints)
+
+
+@contextlib.contextmanager
+def stop_with_checkpoint(args) -> Iterator[Optional[StopRequest]]:
+    """While training `args`: SIGTERM/SIGUSR1 stop it at the next update, checkpoint saved. Yields the StopRequest
+    (None where `applies_to(args)` is false)."""
+    if not applies_to(args):
+        yield None
+        return
+    from fairseq_cli import train as fairseq_train
+    from omegaconf import open_dict
+
+    request = StopRequest()
+    original = fairseq_train.validate_and_save
+
+    def validate_and_save(cfg, trainer, *rest, **kwargs):
+        if request.signum is not None and not request.stopped:
+            with open_dict(cfg):
+                cfg.optimization.stop_time_hours = 1e-9  # already spent: validate, save and stop, as fairseq does
+            request.stopped_at_update = trainer.get_num_updates()
+        return original(cfg, trainer, *rest, **kwargs)
+
+    previous = {signum: signal.signal(signum, request.handle) for signum in STOP_SIGNALS}
+    fairseq_train.validate_and_save = validate_and_save
+    try:
+        yield request
+    finally:
+        fairseq_train.validate_and_save = original
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
