@@ -10,7 +10,8 @@ exactly as on its own time limit. The command then exits with 128 + the signal n
 study runner, SLURM, a shell loop) does not take it for a finished run; the same command resumes from that
 checkpoint. A second signal kills at once (the default action), for a user who will not wait for the save.
 
-Only where it helps and is safe: a single-process run that writes checkpoint_last.pt. Several ranks would each stop
+Only where it helps and is safe: a single-process run that writes checkpoint_last.pt, and only for a signal that
+has no handler yet (under `--launcher submitit`, submitit's handlers requeue the job and stay in charge). Several ranks would each stop
 at their own update, and the others would wait forever in the next all-reduce; a run with --no-save or
 --no-last-checkpoints has nothing to resume from. Those keep fairseq's behaviour.
 """
@@ -74,7 +75,13 @@ def stop_with_checkpoint(args) -> Iterator[Optional[StopRequest]]:
             request.stopped_at_update = trainer.get_num_updates()
         return original(cfg, trainer, *rest, **kwargs)
 
-    previous = {signum: signal.signal(signum, request.handle) for signum in STOP_SIGNALS}
+    # a signal somebody else already handles stays theirs: under --launcher submitit, SLURM's warning signal
+    # makes submitit requeue the job (vega_toolkit/launch/submitit_launcher.py)
+    ours = [signum for signum in STOP_SIGNALS if signal.getsignal(signum) == signal.SIG_DFL]
+    if not ours:
+        yield None
+        return
+    previous = {signum: signal.signal(signum, request.handle) for signum in ours}
     fairseq_train.validate_and_save = validate_and_save
     try:
         yield request
