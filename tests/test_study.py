@@ -363,3 +363,23 @@ def test_a_stopped_study_waits_for_its_pretraining_to_save_the_update_it_reached
     assert stopped.value.code == 128 + signal.SIGTERM
     # the cell had exited, with its checkpoint saved, before the runner did
     assert proc.returncode == 128 + signal.SIGTERM and load_last(save_dir)[1] >= 10
+
+
+def test_an_intermediate_task_arm_starts_each_seed_from_its_own_intermediate_model():
+    glue = str(Path(__file__).parent / "fixtures" / "glue")
+    cpu = SCALES["cpu"]
+    cells = build_cells(cpu, glue, glue, arms=("intermediate_task",))
+    first = {c.fields["seed"]: c for c in cells if c.kind == "intermediate"}
+    assert sorted(first) == list(cpu.seeds)
+    assert {c.fields["task"] for c in first.values()} == {"STS-B"}
+    assert {c.fields["lr"] for c in first.values()} == {cpu.learning_rates[1]}  # the middle of the grid
+    targets = [c for c in cells if c.kind == "finetune"]
+    assert {c.fields["task"] for c in targets} == {"MRPC", "RTE"}
+    for cell in targets:
+        start = first[cell.fields["seed"]]
+        assert start.key in cell.deps  # a re-run intermediate model re-runs the cells that start from it
+        train = cell.commands[0]
+        assert train[train.index("--finetune-from-model") + 1] == start.outputs[0]
+    # a study of other tasks needs no intermediate model
+    assert not [c for c in build_cells(cpu, glue, glue, arms=("intermediate_task",), tasks=("CoLA",))
+                if c.kind == "intermediate"]

@@ -15,7 +15,8 @@ def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_p
     from vega_toolkit.study.runner import StudyRunner
 
     smoke = SCALES["smoke"]
-    scale = replace(smoke, seeds=(1,), tasks=(find_task(smoke, "RTE"), find_task(smoke, "CoLA")))
+    tasks = tuple(find_task(smoke, t) for t in ("RTE", "CoLA", smoke.intermediate_task))
+    scale = replace(smoke, seeds=(1,), tasks=tasks)
     toy = write_toy_data(tmp_path / "toy_data", seed=1, corpus_paragraphs=300, task_sizes=(64, 32, 32))
     out = tmp_path / "study"
     cola_only = tuple(a for a in ARMS if ARMS[a].only_tasks == ("CoLA",))
@@ -28,6 +29,13 @@ def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_p
     pretrain = {r["arm"]: r for r in results(out) if r["kind"] == "pretrain"}
     assert set(pretrain) == {a for a in ARMS if ARMS[a].pretrained}  # rtd_ternary's ran once, for both runs
     assert all(r["valid_curve"] for r in pretrain.values())
+    # intermediate_task: one intermediate fine-tuning per seed, kept, and its RTE cell starts from it
+    intermediate = [r for r in results(out) if r["kind"] == "intermediate"]
+    assert [(r["arm"], r["task"]) for r in intermediate] == [("intermediate_task", smoke.intermediate_task)]
+    kept = out / "finetune" / intermediate[0]["name"] / "ckpt" / "checkpoint_best.pt"
+    assert kept.exists()
+    (rte,) = [r for r in finetune if r["arm"] == "intermediate_task"]
+    assert f"--finetune-from-model {{out}}/finetune/{intermediate[0]['name']}/ckpt/checkpoint_best.pt" in rte["commands"][0]
     lines = write_report(out).splitlines()
     assert TRANSFER_LINE.match(lines[-1]), lines
     for arm in ARMS:

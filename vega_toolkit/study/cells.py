@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from vega_toolkit.data.glue_readers import read_glue_split
-from vega_toolkit.study.plan import Arm, Scale, TaskPlan, get_arm, resolve_arms
+from vega_toolkit.study.plan import Arm, Scale, TaskPlan, find_task, get_arm, resolve_arms
 
 KEY_CHARS = 12
 
@@ -95,6 +95,25 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
         cells.append(pre)
         model_dirs[arm.name] = (f"{{out}}/models/{arm.name}-{pre.key}", (pre.key,))
 
+    intermediates: Dict[Tuple[str, int], Cell] = {}  # (arm, seed) -> its intermediate fine-tuning
+    for arm in (a for a in selected if a.intermediate):
+        if not any(arm.runs_on(t.name) and (not tasks or t.name in tasks) for t in scale.tasks):
+            continue  # none of its tasks is run: no intermediate model is needed
+        task = find_task(scale, scale.intermediate_task)
+        if task is None:
+            raise ValueError(f"arm {arm.name}: the {scale.name} scale's intermediate task {scale.intermediate_task} "
+                             f"is not one of its tasks")
+        glue_id = fingerprint(glue_dir, f"{task.name}/*.tsv")
+        train_rows = len(read_glue_split(glue_dir, task.name, "train"))
+        lr = scale.learning_rates[len(scale.learning_rates) // 2]
+        for seed in scale.seeds:
+            cell = _finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, model_dirs[arm.starts_from],
+                                  train_rows, (), extra_finetune_args)
+            cell.kind = "intermediate"
+            cell.outputs = (f"{cell.workdir}/ckpt/checkpoint_best.pt",)
+            intermediates[(arm.name, seed)] = _keyed(cell, glue_id)
+            cells.append(cell)
+
     for task in scale.tasks:
         if tasks and task.name not in tasks:
             continue
@@ -110,7 +129,11 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
                 model = (model[0], model[1] + (pool.key,))
             for lr in scale.learning_rates:
                 for seed in scale.seeds:
-                    cells.append(_keyed(_finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, model,
+                    start = model
+                    if arm.intermediate:  # that seed's intermediate model: its weights, the same tokenizer
+                        first = intermediates[(arm.name, seed)]
+                        start = (model[0], model[1] + (first.key,), first.outputs[0])
+                    cells.append(_keyed(_finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, start,
                                                        train_rows, arm_args, extra_finetune_args),
                                         glue_id))
     return cells
@@ -172,8 +195,10 @@ def _on_gpu(scale: Scale) -> bool:
 
 
 def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int, data_bin: str, prep_key: str,
-                   pretrained: Optional[Tuple[str, Tuple[str, ...]]], train_rows: int, arm_args: Tuple[str, ...],
+                   pretrained: Optional[Tuple], train_rows: int, arm_args: Tuple[str, ...],
                    extra: Tuple[str, ...]) -> Cell:
+    """PRETRAINED: None (random init), (model folder, deps) or (model folder, deps, checkpoint to start from
+    instead of the folder's model.pt)."""
     from vega_toolkit.data.glue_tasks import get_glue_task
 
     glue = get_glue_task(task.name)
@@ -185,11 +210,12 @@ def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int,
         commands.append(["vega-convert", "export", "--random-init", "--arch", scale.arch, "--seed", str(seed),
                          "--data-bin", data_bin, model_dir])
     else:
-        model_dir, deps = pretrained
+        model_dir, deps = pretrained[:2]
+    start = pretrained[2] if pretrained and len(pretrained) > 2 else f"{model_dir}/model.pt"
     head = task.name.replace("-", "").lower() + "_head"
     train = ["vega-train", f"{{glue}}/{glue.folder}", "--task", "glue", "--glue-task", task.name,
              "--vocab-dir", model_dir, "--arch", scale.arch, *scale.model_args,
-             "--finetune-from-model", f"{model_dir}/model.pt", "--classification-head-name", head,
+             "--finetune-from-model", start, "--classification-head-name", head,
              *scale.finetune_args, "--batch-size", str(scale.batch_size), "--lr", str(lr), "--seed", str(seed),
              "--max-epoch", str(task.epochs), *_update_budget(task, scale.batch_size, train_rows),
              "--best-checkpoint-metric", glue.best_metric, "--maximize-best-checkpoint-metric",

@@ -43,10 +43,16 @@ class Arm:
     # `{pool}` in finetune_args: the unlabelled training text of the scale's *other* tasks (never this arm's tasks,
     # never any dev/test split), one sentence per line, written by a keyed `vega-glue text` cell
     external_pool: bool = False
+    # an intermediate-task arm: `starts_from`'s model is first fine-tuned on the scale's `intermediate_task` (at the
+    # middle learning rate of its grid, once per seed), and each task of the arm starts from that model, as the
+    # recipes start RTE, STS-B and MRPC from the MNLI model
+    intermediate: bool = False
 
     def __post_init__(self):
         if self.external_pool != ("{pool}" in self.finetune_args):
             raise ValueError(f"arm {self.name}: `{{pool}}` in finetune_args goes with external_pool=True")
+        if self.intermediate and not self.starts_from:
+            raise ValueError(f"arm {self.name}: an intermediate-task arm fine-tunes another arm's model (starts_from)")
         if self.starts_from and self.pretrain_args:
             raise ValueError(f"arm {self.name}: an adaptation arm (starts_from) has no pretraining of its own")
 
@@ -102,6 +108,11 @@ ARMS: Dict[str, Arm] = {
             only_tasks=("CoLA",), compare_with="rtd_ternary", external_pool=True,
             about="glue_self_calibrated ranked by Moore-Lewis (--selection-general): in-domain minus general "
                   "cross-entropy, the general LM trained on the pool itself (Moore & Lewis 2010's setting)"),
+        Arm("intermediate_task", starts_from="rtd_ternary", intermediate=True, only_tasks=("MRPC", "RTE"),
+            compare_with="rtd_ternary",
+            about="the recipes' MNLI initialisation with a task that is present: the rtd_ternary model fine-tuned on "
+                  "the scale's intermediate task (STS-B on real data, the task it transfers to best) before "
+                  "MRPC and RTE (--finetune-from-model of that checkpoint, a fresh head)"),
     )
 }
 ALL_ARMS = tuple(ARMS)
@@ -163,6 +174,9 @@ class Scale:
     # task-adaptive pretraining: the unlabelled *training* text of these tasks joins the corpus (never dev/test)
     task_adaptive_text: Tuple[str, ...] = ()
     local: bool = True  # False: `vega-study plan` prints its cluster commands; `run` refuses
+    # the task intermediate-task arms fine-tune on first (one of `tasks`); MNLI, the recipes' choice, is not in the
+    # shared GLUE data
+    intermediate_task: str = "STS-B"
 
     @property
     def pretrain_args(self) -> Tuple[str, ...]:
@@ -245,6 +259,7 @@ SCALES: Dict[str, Scale] = {
             seeds=(1, 2),
             toy_data=True,
             task_adaptive_text=("SST-2", "RTE", "CoLA"),
+            intermediate_task="SST-2",  # the toy data has no STS-B
         ),
         _CPU,
         _CPU_SMALL,

@@ -22,8 +22,9 @@ REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
 FIGURE_FILE = "study.png"
 HEADLINE = ("rtd_ternary", "random")  # the transfer line the issue tracker and the README quote, printed last
-NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured: "
-                "MNLI is not in the GLUE data of this study.")
+NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured as "
+                "such: MNLI is not in the GLUE data of this study. Arm `intermediate_task` measures the same mechanism "
+                "with a task that is present (the scale's `intermediate_task`).")
 
 
 _MODEL_FOLDER = re.compile(r"/models/(?P<arm>[^/\s]+)-(?P<key>[0-9a-f]{12})/")

@@ -23,6 +23,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 from vega_toolkit.study.cells import Cell, build_cells
 from vega_toolkit.study.plan import Scale, resolve_arms
 
+# cells that fine-tune on a GLUE task and are scored on its dev set; an "intermediate" one's model is the start
+# of other cells (intermediate-task arms) and enters no table
+FINE_TUNINGS = ("finetune", "intermediate")
 # how long a stopped study waits for its cells' checkpoints (one update and one validation of the slowest scale run here)
 STOP_GRACE_S = 300
 
@@ -134,7 +137,7 @@ class StudyRunner:
     # ------------------------------------------------------------------ one cell
     def _run_cell(self, cell: Cell) -> Dict:
         workdir = Path(cell.workdir.format(**self.paths))
-        if cell.kind == "finetune" and workdir.exists():
+        if cell.kind in FINE_TUNINGS and workdir.exists():
             shutil.rmtree(workdir)  # a killed fine-tuning restarts clean; pretraining resumes its checkpoint
         log_path = self._log_path(cell)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +162,7 @@ class StudyRunner:
         record = {"kind": cell.kind, "name": cell.name, "key": cell.key, "scale": self.scale.name, **cell.fields,
                   "commands": [" ".join(c) for c in cell.commands], "commit": self.commit,
                   "wall_s": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        if cell.kind == "finetune":
+        if cell.kind in FINE_TUNINGS:
             from vega_toolkit.metrics.glue_metrics import task_score
 
             dev = parse_dev_scores(text)
@@ -168,7 +171,9 @@ class StudyRunner:
             record["dev"] = dev
             record["score"] = task_score(cell.fields["task"], next(iter(dev.values())))
             ckpt = workdir / "ckpt"
-            if ckpt.exists():  # the score and predictions are kept; 100 cells of optimizer state are not
+            if cell.kind == "finetune" and ckpt.exists():
+                # the score and predictions are kept; 100 cells of optimizer state are not (an intermediate
+                # fine-tuning's checkpoint is what later cells start from)
                 shutil.rmtree(ckpt)
         elif cell.kind == "pretrain":
             record["valid_curve"] = parse_validation_curve(text)
