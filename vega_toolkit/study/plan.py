@@ -80,10 +80,11 @@ ARMS: Dict[str, Arm] = {
                   "vega-convert export drops its <mask> row"),
         Arm("rtd_ternary+rtd_contrastive", pretrain_args=_RTD, compare_with="rtd_ternary",
             second_phase_args=("--task", "denoising_pretrain", "--criterion", "rtd_contrastive", "--temperature",
-                               "0.05", "--contrastive-weight", "1.0", "--contrastive-pooling", "cls"),
+                               "0.05", "--contrastive-weight", "1.0", "--contrastive-pooling", "mean"),
             about="Vega phases 1+2: rtd_ternary for 90% of the updates, then rtd_contrastive (SimCSE-style [CLS] "
                   "InfoNCE + RTD) for the last 10% at half the learning rate, as the paper's 1M + 100k steps "
-                  "(recipes/pretrain/phase2_contrastive.sh: 1e-4 -> 5e-5)"),
+                  "(recipes/pretrain/phase2_contrastive.sh: 1e-4 -> 5e-5); the sentence vector is the mean of the "
+                  "token states, the one the study's heads read (the paper's heads, and so its phase 2, read [CLS])"),
         Arm("rtd_replace_only", pretrain_args=_RTD + ("--shuffle-prob", "0", "--replace-prob", "0.15"),
             compare_with="rtd_ternary",
             about="rtd_ternary with --shuffle-prob 0 --replace-prob 0.15: binary replaced-token detection (what the "
