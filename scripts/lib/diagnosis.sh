@@ -19,6 +19,7 @@ fine_tune() {
   esac
   epochs=${EPOCHS:-$epochs} cap=${CAP:-$cap}
   metric=$(vega-glue info "$task" best_metric)
+  [[ $(vega-glue info "$task" regression) == 1 ]] && extra+=(--regression-target)
   local rows updates save="ft/$(basename "$model")-$task-lr$lr-s$seed-e$epochs-$(echo "$*" | tr -dc 'a-z0-9')"
   rows=$(vega-glue info "$task" train_rows --glue-dir "$GLUE")
   updates=$(( (rows + 31) / 32 * epochs ))
