@@ -3,6 +3,7 @@ exactly the cells whose configuration changed, and reports medians, spreads and 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -272,7 +273,8 @@ def test_every_arm_is_declared_with_registry_names_and_equal_pretraining_compute
             continue
         assert rtd.key in cell.deps and arm.runs_on(cell.fields["task"]), name
         train = cell.commands[0]
-        assert _flag(train, "--finetune-from-model") == rtd.outputs[0]
+        # an intermediate-task arm starts from its intermediate model (test_an_intermediate_task_arm_starts...)
+        assert (_flag(train, "--finetune-from-model") == rtd.outputs[0]) != arm.intermediate, name
         # the arm's flags come last (before --cpu), so its --task / --criterion win over the plain ones
         assert train[-1 - len(arm.finetune_args):-1] == [a.replace("{pool}", pool.outputs[0])
                                                          for a in arm.finetune_args], name
@@ -325,6 +327,8 @@ def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
     from vega_toolkit.demo.toy_data import write_toy_data
 
     toy = write_toy_data(tmp_path / "toy", corpus_paragraphs=20, task_sizes=(16, 8, 8))
+    # the intermediate task of the paper scale (STS-B), which the toy data lacks
+    shutil.copytree(Path(__file__).parent / "fixtures" / "glue" / "STS-B", toy / "glue" / "STS-B")
     refused = study("run", "--scale", "paper", "--out", tmp_path / "paper", "--glue-dir", toy / "glue",
                     "--corpus", toy / "corpus")
     assert refused.returncode != 0 and "vega-study plan --scale paper" in refused.stderr
