@@ -133,6 +133,19 @@ def test_report_selects_each_arms_best_learning_rate_by_median_and_computes_the_
     assert "52.00 (52.00 ± 2.00, n=3) @ lr 0.001" in report and "s3: 90.00" in report
 
 
+def test_fine_tunings_outside_the_declared_grid_enter_no_table():
+    """A learning rate or seed dropped from the scale's grid (study.json) leaves its cells as history."""
+    from vega_toolkit.study.report import current_records
+
+    records = [{"kind": "finetune", "name": f"random/A/lr{lr:g}/seed{seed}", "key": f"k{lr:g}-{seed}", "arm": "random",
+                "task": "A", "lr": lr, "seed": seed, "score": 1.0, "commands": []}
+               for lr in (3e-4, 2e-3) for seed in (1, 4)]
+    current, superseded = current_records(records, {"learning_rates": [1e-4, 3e-4], "seeds": [1, 2, 3]})
+    assert [r["key"] for r in current] == ["k0.0003-1"]
+    assert len(superseded) == 3
+    assert len(current_records(records)[0]) == 4  # no declaration: nothing to compare with
+
+
 def test_records_of_a_superseded_pretraining_enter_no_table(tmp_path):
     """A longer pretraining budget re-keys the arm: until its fine-tunings are re-run, the old ones are history."""
     from vega_toolkit.study.report import current_records

@@ -30,17 +30,23 @@ NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from
 _MODEL_FOLDER = re.compile(r"/models/(?P<arm>[^/\s]+)-(?P<key>[0-9a-f]{12})/")
 
 
-def current_records(records: List[Dict]) -> Tuple[List[Dict], List[Dict]]:
-    """(current, superseded): the newest record of each cell name, and only fine-tunings of the model folders the
-    newest pretraining records produced. A changed configuration (e.g. a longer pretraining budget) leaves its
-    predecessors in results.jsonl as history, but no report mixes them with the cells that replace them."""
+def current_records(records: List[Dict], scale: Optional[Dict] = None) -> Tuple[List[Dict], List[Dict]]:
+    """(current, superseded): the newest record of each cell name, only fine-tunings of the model folders the
+    newest pretraining records produced and, given the declared SCALE (study.json), only fine-tunings at its
+    learning rates and seeds. A changed configuration (e.g. a longer pretraining budget, another learning-rate grid)
+    leaves its predecessors in results.jsonl as history, but no report mixes them with the cells that replace them."""
     newest: Dict[str, Dict] = {}
     for r in records:
         newest[r.get("name", r["key"])] = r
     models = {r["arm"]: r["key"] for r in newest.values() if r.get("kind") == "pretrain"}
+    lrs, seeds = set(map(float, (scale or {}).get("learning_rates", []))), set((scale or {}).get("seeds", []))
+
+    def declared(r: Dict) -> bool:
+        return r.get("kind") != "finetune" or ((not lrs or float(r["lr"]) in lrs) and (not seeds or r["seed"] in seeds))
+
     current = [r for r in newest.values()
-               if all(models.get(m["arm"], m["key"]) == m["key"]
-                      for m in _MODEL_FOLDER.finditer(" ".join(r.get("commands", []))))]
+               if declared(r) and all(models.get(m["arm"], m["key"]) == m["key"]
+                                      for m in _MODEL_FOLDER.finditer(" ".join(r.get("commands", []))))]
     kept = {id(r) for r in current}
     return current, [r for r in records if id(r) not in kept]
 
@@ -118,11 +124,11 @@ def _fmt(values: List[float]) -> str:
 def write_report(out: Path, baseline: Optional[str] = None) -> str:
     """BASELINE: compare every arm with this one instead of each arm's declared baseline."""
     out = Path(out)
-    records, superseded = current_records(read_results(out))
-    if not records:
-        raise FileNotFoundError(f"{out}: no results.jsonl with finished cells")
     study = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).exists() else {}
     scale = study.get("scale", {})
+    records, superseded = current_records(read_results(out), scale)
+    if not records:
+        raise FileNotFoundError(f"{out}: no results.jsonl with finished cells")
     task_order = [t["name"] for t in scale.get("tasks", [])] or sorted({r["task"] for r in records if "task" in r})
     averaged = [t["name"] for t in scale.get("tasks", []) if t.get("in_average", True)] or task_order
     grid = _grid(records)
@@ -142,8 +148,8 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
     lines += [f"{len(records)} finished cells, {sum(r.get('wall_s', 0) for r in records) / 3600:.2f} h of cell time; "
               f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.", ""]
     if superseded:
-        lines += [f"{len(superseded)} earlier records of a changed configuration (e.g. a shorter pretraining) are "
-                  f"superseded: they stay in results.jsonl as history and enter no table below.", ""]
+        lines += [f"{len(superseded)} earlier records of a changed configuration (e.g. a shorter pretraining, "
+                  f"another learning-rate grid) are superseded: they stay in results.jsonl as history and enter no table below.", ""]
     if scale:
         lines += [f"Scale: {scale.get('about', '')}. Architecture `{scale.get('arch')}`; fine-tuning batch "
                   f"{scale.get('batch_size')}, learning rates {', '.join(map(str, scale.get('learning_rates', [])))}, "
