@@ -400,3 +400,22 @@ def test_an_intermediate_task_arm_starts_each_seed_from_its_own_intermediate_mod
     # a study of other tasks needs no intermediate model
     assert not [c for c in build_cells(cpu, glue, glue, arms=("intermediate_task",), tasks=("CoLA",))
                 if c.kind == "intermediate"]
+
+
+def test_a_resumed_pretraining_log_gives_one_curve_in_update_order_and_the_time_of_every_attempt():
+    from vega_toolkit.study.runner import logged_run_s, parse_validation_curve
+
+    first = ("# vega-study: pretrain rtd_ternary started 2026-11-29T15:00:00\n$ vega-train ...\n"
+             "INFO:valid:epoch 001 | valid on 'valid' subset | loss 0.6 | num_updates 1000 | wall 400\n"
+             "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.55 | num_updates 1500 | wall 600\n"
+             "# vega-study: `vega-train` ran 700.0 s\n")  # stopped with SIGTERM, checkpoint at update 1600
+    # killed with its runner after validating update 2000, before saving it: no `ran` line, and the next attempt
+    # repeats update 2000 from update 1600
+    killed = ("# vega-study: pretrain rtd_ternary started 2026-11-29T16:00:00\n$ vega-train ...\n"
+              "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.52 | num_updates 2000 | wall 300\n")
+    resumed = ("# vega-study: pretrain rtd_ternary started 2026-11-29T17:00:00\n$ vega-train ...\n"
+               "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.51 | num_updates 2000 | wall 250\n"
+               "# vega-study: `vega-train` ran 900.5 s\n$ vega-convert export ...\n# vega-study: `vega-convert` ran 4.5 s\n")
+    curve = parse_validation_curve(first + killed + resumed)
+    assert [(p["num_updates"], p["loss"]) for p in curve] == [(1000, 0.6), (1500, 0.55), (2000, 0.51)]
+    assert logged_run_s(first + killed + resumed) == 1605.0

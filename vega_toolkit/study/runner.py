@@ -82,7 +82,8 @@ def parse_dev_scores(log_text: str) -> Dict[str, Dict[str, float]]:
 
 
 def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
-    """Every `valid on 'valid' subset | k v | ...` line of a fairseq log as a dict of numbers."""
+    """Every `valid on 'valid' subset | k v | ...` line of a fairseq log as a dict of numbers, in update order. A
+    pretraining's log holds all its attempts (a resumed run may validate an update twice): the last one counts."""
     curve = []
     for line in log_text.splitlines():
         m = _VALID_LINE.search(line)
@@ -96,7 +97,18 @@ def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
             except ValueError:
                 pass
         curve.append(point)
-    return curve
+    by_update = {p.get("num_updates", i): p for i, p in enumerate(curve)}
+    return [by_update[u] for u in sorted(by_update)]
+
+
+_RAN = re.compile(r"^# vega-study: `[^`]+` ran (?P<s>\d+(?:\.\d+)?) s", re.M)
+
+
+def logged_run_s(log_text: str) -> float:
+    """The seconds of every command a cell's log records (`# vega-study: `CMD` ran N s`), over all its attempts: a
+    resumed pretraining's own clock sees only its last attempt. An attempt killed with its runner (SIGKILL) leaves
+    no such line and is not counted."""
+    return sum(float(m["s"]) for m in _RAN.finditer(log_text))
 
 
 class StudyRunner:
@@ -146,16 +158,20 @@ class StudyRunner:
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         t0 = time.time()
         commands = cell.resolve(self.paths)
-        with log_path.open("w", encoding="utf-8") as log:
+        # a pretraining resumes its checkpoint, so its log keeps every attempt; a fine-tuning restarts clean
+        with log_path.open("a" if cell.kind == "pretrain" else "w", encoding="utf-8") as log:
+            log.write(f"# vega-study: {cell.name} started {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
             for cmd in commands:
                 log.write("$ " + " ".join(cmd) + "\n")
                 log.flush()
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.out)
                 self._children[proc.pid] = proc
+                started = time.time()
                 try:
                     rc = proc.wait()
                 finally:
                     self._children.pop(proc.pid, None)
+                    log.write(f"# vega-study: `{cmd[0]}` ran {time.time() - started:.1f} s\n")
                 if rc != 0:
                     raise CellFailed(f"{cell.name}: `{cmd[0]}` exited with {rc}; see {log_path}")
         text = log_path.read_text(encoding="utf-8", errors="replace")
@@ -177,6 +193,7 @@ class StudyRunner:
                 shutil.rmtree(ckpt)
         elif cell.kind == "pretrain":
             record["valid_curve"] = parse_validation_curve(text)
+            record["wall_s"] = round(max(record["wall_s"], logged_run_s(text)), 1)
         return record
 
     # ------------------------------------------------------------------ the grid
