@@ -415,7 +415,8 @@ def test_a_resumed_pretraining_log_gives_one_curve_in_update_order_and_the_time_
               "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.52 | num_updates 2000 | wall 300\n")
     resumed = ("# vega-study: pretrain rtd_ternary started 2026-11-29T17:00:00\n$ vega-train ...\n"
                "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.51 | num_updates 2000 | wall 250\n"
-               "# vega-study: `vega-train` ran 900.5 s\n$ vega-convert export ...\n# vega-study: `vega-convert` ran 4.5 s\n")
+               "# vega-study: `vega-train` ran 900.5 s\n"
+               "$ vega-convert export ...\n# vega-study: `vega-convert` ran 4.5 s\n")
     curve = parse_validation_curve(first + killed + resumed)
     assert [(p["num_updates"], p["loss"]) for p in curve] == [(1000, 0.6), (1500, 0.55), (2000, 0.51)]
     assert logged_run_s(first + killed + resumed) == 1605.0

@@ -35,7 +35,8 @@ def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_p
     kept = out / "finetune" / intermediate[0]["name"] / "ckpt" / "checkpoint_best.pt"
     assert kept.exists()
     (rte,) = [r for r in finetune if r["arm"] == "intermediate_task"]
-    assert f"--finetune-from-model {{out}}/finetune/{intermediate[0]['name']}/ckpt/checkpoint_best.pt" in rte["commands"][0]
+    start = f"{{out}}/finetune/{intermediate[0]['name']}/ckpt/checkpoint_best.pt"
+    assert f"--finetune-from-model {start}" in rte["commands"][0]
     lines = write_report(out).splitlines()
     assert TRANSFER_LINE.match(lines[-1]), lines
     for arm in ARMS:

@@ -11,9 +11,9 @@ study runner, SLURM, a shell loop) does not take it for a finished run; the same
 checkpoint. A second signal kills at once (the default action), for a user who will not wait for the save.
 
 Only where it helps and is safe: a single-process run that writes checkpoint_last.pt, and only for a signal that
-has no handler yet (under `--launcher submitit`, submitit's handlers requeue the job and stay in charge). Several ranks would each stop
-at their own update, and the others would wait forever in the next all-reduce; a run with --no-save or
---no-last-checkpoints has nothing to resume from. Those keep fairseq's behaviour.
+has no handler yet (under `--launcher submitit`, submitit's handlers requeue the job and stay in charge). Several
+ranks would each stop at their own update, and the others would wait forever in the next all-reduce; a run with
+--no-save or --no-last-checkpoints has nothing to resume from. Those keep fairseq's behaviour.
 """
 import contextlib
 import logging
@@ -58,8 +58,11 @@ def applies_to(args) -> bool:
 @contextlib.contextmanager
 def stop_with_checkpoint(args) -> Iterator[Optional[StopRequest]]:
     """While training `args`: SIGTERM/SIGUSR1 stop it at the next update, checkpoint saved. Yields the StopRequest
-    (None where `applies_to(args)` is false)."""
-    if not applies_to(args):
+    (None where `applies_to(args)` is false or every stop signal already has a handler)."""
+    # a signal somebody else already handles stays theirs: under --launcher submitit, SLURM's warning signal
+    # makes submitit requeue the job (vega_toolkit/launch/submitit_launcher.py)
+    ours = [signum for signum in STOP_SIGNALS if signal.getsignal(signum) == signal.SIG_DFL]
+    if not (ours and applies_to(args)):
         yield None
         return
     from fairseq_cli import train as fairseq_train
@@ -75,12 +78,6 @@ def stop_with_checkpoint(args) -> Iterator[Optional[StopRequest]]:
             request.stopped_at_update = trainer.get_num_updates()
         return original(cfg, trainer, *rest, **kwargs)
 
-    # a signal somebody else already handles stays theirs: under --launcher submitit, SLURM's warning signal
-    # makes submitit requeue the job (vega_toolkit/launch/submitit_launcher.py)
-    ours = [signum for signum in STOP_SIGNALS if signal.getsignal(signum) == signal.SIG_DFL]
-    if not ours:
-        yield None
-        return
     previous = {signum: signal.signal(signum, request.handle) for signum in ours}
     fairseq_train.validate_and_save = validate_and_save
     try:

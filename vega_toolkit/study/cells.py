@@ -129,12 +129,12 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
                 model = (model[0], model[1] + (pool.key,))
             for lr in scale.learning_rates:
                 for seed in scale.seeds:
-                    start = model
+                    start, deps = None, model
                     if arm.intermediate:  # that seed's intermediate model: its weights, the same tokenizer
                         first = intermediates[(arm.name, seed)]
-                        start = (model[0], model[1] + (first.key,), first.outputs[0])
-                    cells.append(_keyed(_finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, start,
-                                                       train_rows, arm_args, extra_finetune_args),
+                        start, deps = first.outputs[0], (model[0], model[1] + (first.key,))
+                    cells.append(_keyed(_finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, deps,
+                                                       train_rows, arm_args, extra_finetune_args, start),
                                         glue_id))
     return cells
 
@@ -195,10 +195,10 @@ def _on_gpu(scale: Scale) -> bool:
 
 
 def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int, data_bin: str, prep_key: str,
-                   pretrained: Optional[Tuple], train_rows: int, arm_args: Tuple[str, ...],
-                   extra: Tuple[str, ...]) -> Cell:
-    """PRETRAINED: None (random init), (model folder, deps) or (model folder, deps, checkpoint to start from
-    instead of the folder's model.pt)."""
+                   pretrained: Optional[Tuple[str, Tuple[str, ...]]], train_rows: int, arm_args: Tuple[str, ...],
+                   extra: Tuple[str, ...], start: Optional[str] = None) -> Cell:
+    """PRETRAINED: (model folder, deps), None for random init. START: the checkpoint to fine-tune from instead of the
+    folder's model.pt (an intermediate-task arm's intermediate model)."""
     from vega_toolkit.data.glue_tasks import get_glue_task
 
     glue = get_glue_task(task.name)
@@ -210,8 +210,8 @@ def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int,
         commands.append(["vega-convert", "export", "--random-init", "--arch", scale.arch, "--seed", str(seed),
                          "--data-bin", data_bin, model_dir])
     else:
-        model_dir, deps = pretrained[:2]
-    start = pretrained[2] if pretrained and len(pretrained) > 2 else f"{model_dir}/model.pt"
+        model_dir, deps = pretrained
+    start = start or f"{model_dir}/model.pt"
     head = task.name.replace("-", "").lower() + "_head"
     train = ["vega-train", f"{{glue}}/{glue.folder}", "--task", "glue", "--glue-task", task.name,
              "--vocab-dir", model_dir, "--arch", scale.arch, *scale.model_args,

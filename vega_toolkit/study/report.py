@@ -42,7 +42,9 @@ def current_records(records: List[Dict], scale: Optional[Dict] = None) -> Tuple[
     lrs, seeds = set(map(float, (scale or {}).get("learning_rates", []))), set((scale or {}).get("seeds", []))
 
     def declared(r: Dict) -> bool:
-        return r.get("kind") != "finetune" or ((not lrs or float(r["lr"]) in lrs) and (not seeds or r["seed"] in seeds))
+        if r.get("kind") != "finetune":
+            return True
+        return (not lrs or float(r["lr"]) in lrs) and (not seeds or r["seed"] in seeds)
 
     current = [r for r in newest.values()
                if declared(r) and all(models.get(m["arm"], m["key"]) == m["key"]
@@ -149,7 +151,8 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
               f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.", ""]
     if superseded:
         lines += [f"{len(superseded)} earlier records of a changed configuration (e.g. a shorter pretraining, "
-                  f"another learning-rate grid) are superseded: they stay in results.jsonl as history and enter no table below.", ""]
+                  f"another learning-rate grid) are superseded: they stay in results.jsonl as history and enter no "
+                  f"table below.", ""]
     if scale:
         lines += [f"Scale: {scale.get('about', '')}. Architecture `{scale.get('arch')}`; fine-tuning batch "
                   f"{scale.get('batch_size')}, learning rates {', '.join(map(str, scale.get('learning_rates', [])))}, "

@@ -26,7 +26,8 @@ from vega_toolkit.study.plan import Scale, resolve_arms
 # cells that fine-tune on a GLUE task and are scored on its dev set; an "intermediate" one's model is the start
 # of other cells (intermediate-task arms) and enters no table
 FINE_TUNINGS = ("finetune", "intermediate")
-# how long a stopped study waits for its cells' checkpoints (one update and one validation of the slowest scale run here)
+# how long a stopped study waits for its cells' checkpoints (one update and one validation of the slowest scale
+# run here)
 STOP_GRACE_S = 300
 
 RESULTS_FILE = "results.jsonl"
