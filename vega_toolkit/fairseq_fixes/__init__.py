@@ -8,11 +8,14 @@
 - batching.py: `batch_by_size` dropped a split's last examples (rounding to --required-batch-size-multiple); now
   they form extra batches;
 - full_help.py: `--help` listed no option of the chosen --arch/--task/--criterion; now it does;
-- bf16.py: `--bf16` set `tpu=True` (fairseq's XLA code path); now `tpu` stays as given.
+- bf16.py: `--bf16` set `tpu=True` (fairseq's XLA code path); now `tpu` stays as given;
+- prefetch_thread_exit.py: a training stopped mid-epoch could abort at exit (SIGABRT) in fairseq's batch-prefetch
+  thread; now that thread is stopped before the interpreter ends it.
 """
-from vega_toolkit.fairseq_fixes import atomic_writes, batching, bf16, checkpoint_loading, full_help
+from vega_toolkit.fairseq_fixes import (atomic_writes, batching, bf16, checkpoint_loading, full_help,
+                                        prefetch_thread_exit)
 
-FIXES = (checkpoint_loading, atomic_writes, batching, full_help, bf16)
+FIXES = (checkpoint_loading, atomic_writes, batching, full_help, bf16, prefetch_thread_exit)
 
 
 def install():
