@@ -14,7 +14,7 @@ import pytest
 
 from vega_toolkit.study.cells import build_cells
 from vega_toolkit.study.plan import SCALES
-from vega_toolkit.study.report import best_point, compare, write_report
+from vega_toolkit.study.report import best_point, compare, task_effect, write_report
 
 TRANSFER_LINE = re.compile(r"^transfer rtd_ternary-vs-random avg_delta=[+-]\d+\.\d\d se=(\d+\.\d\d|nan) "
                            r"tasks_better=\d+/\d+$")
@@ -131,6 +131,10 @@ def test_report_selects_each_arms_best_learning_rate_by_median_and_computes_the_
     assert last == "transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2"
     report = (tmp_path / "report.md").read_text()
     assert "52.00 (52.00 ± 2.00, n=3) @ lr 0.001" in report and "s3: 90.00" in report
+    # per task: mean difference at the selected points ± Welch SE (A: 57 vs 52, variances 4 and 4; B: 62 vs 60,
+    # variances 13 and 0)
+    assert task_effect(grid, "A", "rtd_ternary", "random") == pytest.approx((5.0, (8 / 3) ** 0.5))
+    assert "| A | +5.00 ± 1.63 (+3.1 SE) |" in report and "| B | +2.00 ± 2.08 (+1.0 SE) |" in report
 
 
 def test_fine_tunings_outside_the_declared_grid_enter_no_table():

@@ -89,6 +89,20 @@ def compare(grid, tasks: List[str], arm: str, baseline: str) -> Optional[Dict]:
             "better": better, "tasks": len(tasks), "task_names": tasks, "arm_avgs": a, "baseline_avgs": b}
 
 
+def task_effect(grid, task: str, arm: str, baseline: str) -> Tuple[float, float]:
+    """ARM minus BASELINE on one task at their selected learning rates: the difference of the seed means and its
+    Welch standard error (NaN with a single seed on either side)."""
+    a, b = (list(best_point(grid[(task, x)])[1].values()) for x in (arm, baseline))
+    var = sum(statistics.variance(v) / len(v) if len(v) > 1 else float("nan") for v in (a, b))
+    return statistics.fmean(a) - statistics.fmean(b), math.sqrt(var) if var == var else float("nan")
+
+
+def _fmt_effect(delta: float, se: float) -> str:
+    if se != se:
+        return f"{delta:+.2f} (one seed)"
+    return f"{delta:+.2f} ± {se:.2f}" + (f" ({delta / se:+.1f} SE)" if se > 0 else "")
+
+
 def seed_averages(grid, tasks: List[str], arm: str) -> List[float]:
     """ARM's average over TASKS of each seed's score at the task's selected learning rate (seeds every task has)."""
     points = {t: best_point(grid[(t, arm)])[1] for t in tasks}
@@ -229,6 +243,15 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
             else:
                 lines.append(f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points (one seed: "
                              f"no standard error); better on {c['better']} of {c['tasks']} tasks.")
+        # per task: which differences stand out of the seed noise, and which are noise at a task's floor
+        lines += ["", "Per task (difference of the seed means at the selected learning rates ± its standard error):",
+                  "", "| task | " + " | ".join(f"`{c['arm']}` − `{c['baseline']}`" for c in comparisons) + " |",
+                  "|---|" + "---|" * len(comparisons)]
+        for task in task_order:
+            cells = [_fmt_effect(*task_effect(grid, task, c["arm"], c["baseline"]))
+                     if (task, c["arm"]) in grid and (task, c["baseline"]) in grid else "—" for c in comparisons]
+            if any(cell != "—" for cell in cells):
+                lines.append(f"| {task}{'' if task in averaged else ' (not averaged)'} | " + " | ".join(cells) + " |")
         lines.append("")
     summary = incomplete + lines[summary_start:]
     lines += ["## Whole grid (dev score per seed)", "", "| task | arm | lr | scores by seed | median |",
