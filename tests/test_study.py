@@ -406,6 +406,12 @@ def test_an_intermediate_task_arm_starts_each_seed_from_its_own_intermediate_mod
                 if c.kind == "intermediate"]
 
 
+def test_an_unknown_task_name_is_an_error_before_any_cell_runs():
+    glue = str(Path(__file__).parent / "fixtures" / "glue")
+    with pytest.raises(ValueError, match=r"--tasks FOO: not a task of the cpu scale \(its tasks: CoLA, SST-2"):
+        build_cells(SCALES["cpu"], glue, glue, tasks=("CoLA", "FOO"))
+
+
 def test_a_resumed_pretraining_log_gives_one_curve_in_update_order_and_the_time_of_every_attempt():
     from vega_toolkit.study.runner import logged_run_s, parse_validation_curve
 

@@ -60,6 +60,10 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
     """Every cell of SCALE in run order: the task-adaptive text (if any), preprocess, the external pool of the
     self-calibrated arms (if any), each pretraining, then fine-tuning task by task. ARMS: names, ("all",) for the
     scale's ablation arms, None for its default arms."""
+    unknown = [t for t in tasks or () if t not in {plan.name for plan in scale.tasks}]
+    if unknown:  # an unknown name would otherwise run the pretrainings and then no fine-tuning at all
+        raise ValueError(f"--tasks {','.join(unknown)}: not a task of the {scale.name} scale (its tasks: "
+                         f"{', '.join(plan.name for plan in scale.tasks)})")
     corpus_id = fingerprint(corpus_dir)
     cells: List[Cell] = []
     inputs, prep_deps = ["{corpus}"], ()
