@@ -430,3 +430,14 @@ def test_a_resumed_pretraining_log_gives_one_curve_in_update_order_and_the_time_
     curve = parse_validation_curve(first + killed + resumed)
     assert [(p["num_updates"], p["loss"]) for p in curve] == [(1000, 0.6), (1500, 0.55), (2000, 0.51)]
     assert logged_run_s(first + killed + resumed) == 1605.0
+
+
+@pytest.mark.parametrize("flag, value", [("--jobs", "0"), ("--jobs", "-2"), ("--threads", "two")])
+def test_a_job_or_thread_count_below_one_is_a_usage_error_naming_the_flag(flag, value, capsys):
+    from vega_toolkit.cli.study import build_parser
+
+    with pytest.raises(SystemExit) as usage:
+        build_parser().parse_args(["run", "--scale", "cpu", "--out", "x", flag, value])
+    assert usage.value.code == 2
+    assert f"argument {flag}: '{value}' is not a whole number of at least 1" in capsys.readouterr().err
+    assert build_parser().parse_args(["run", "--scale", "cpu", "--out", "x", flag, "2"]).__dict__[flag[2:]] == 2

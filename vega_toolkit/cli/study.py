@@ -26,6 +26,13 @@ def _split(value: Optional[str]):
     return tuple(v for v in (value or "").split(",") if v) or None
 
 
+def _at_least_one(value: str) -> int:
+    number = int(value) if value.lstrip("-").isdigit() else None
+    if number is None or number < 1:  # 0 jobs would wait forever for a free slot
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vega-study", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "through vega-train --launcher submitit); runs nothing")
     for p in (run, plan):
         _add_study_args(p)
-    run.add_argument("--jobs", type=int, default=1, help="cells run side by side")
-    run.add_argument("--threads", type=int, default=None,
+    run.add_argument("--jobs", type=_at_least_one, default=1, help="cells run side by side")
+    run.add_argument("--threads", type=_at_least_one, default=None,
                      help="BLAS threads per cell (default: 1 for fine-tuning, the scale's pretrain_threads for "
                           "pretraining); benchmarks/study_parallel.py compares --jobs 2 --threads 1 with --jobs 1 "
                           "--threads 2")
