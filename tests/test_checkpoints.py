@@ -101,6 +101,16 @@ def test_corrupt_checkpoint_error_names_the_file_and_the_earlier_checkpoints(tra
     assert "--restore-file" not in message
 
 
+def test_a_file_that_is_no_torch_checkpoint_is_reported_as_corrupt_not_as_an_allow_list_matter(tmp_path):
+    garbage = tmp_path / "checkpoint_last.pt"
+    garbage.write_text("<html>404 Not Found</html>\n")  # e.g. a failed download saved under the checkpoint's name
+    with pytest.raises(checkpoint_loading.CheckpointError) as error:
+        checkpoint_loading.load_checkpoint_to_cpu(str(garbage))
+    message = str(error.value)
+    assert str(garbage) in message and "corrupt or truncated" in message and "not a torch.save file" in message
+    assert "allow-list" not in message and "weights_only" not in message
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(checkpoint_loading.CheckpointError, match="not found"):
         checkpoint_loading.load_checkpoint_to_cpu(str(tmp_path / "nope.pt"))

@@ -96,6 +96,16 @@ def test_export_names_the_mismatch_when_the_data_bin_is_not_the_checkpoints(pret
     assert "embedding rows" in proc.stderr and "dict.txt" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_export_of_a_missing_or_broken_checkpoint_is_one_line_naming_the_file(tiny_data_bin, tmp_path):
+    broken = tmp_path / "checkpoint_last.pt"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    for checkpoint, says in ((tmp_path / "nope.pt", "checkpoint not found"), (broken, "corrupt or truncated")):
+        proc = vega_convert("export", checkpoint, "--data-bin", tiny_data_bin, tmp_path / "model")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stderr.startswith("vega-convert export: ") and str(checkpoint) in proc.stderr and says in proc.stderr
+    assert not (tmp_path / "model").exists()
+
+
 def test_export_usage_errors_name_the_flag(tiny_data_bin, tmp_path):
     proc = vega_convert("export", "--random-init", "--data-bin", tiny_data_bin, tmp_path / "m")
     assert proc.returncode == 2 and "--arch" in proc.stderr

@@ -82,10 +82,15 @@ def cli_main(argv=None):
         except (FileNotFoundError, ValueError) as err:
             sys.exit(f"vega-convert from-hf: {err}")  # a folder it cannot convert: the message says why
     elif args.command == "to-hf":
+        from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
         from vega_toolkit.models.hf_conversion import convert_to_hf
 
-        print(convert_to_hf(args.model_dir, args.out_dir, args.checkpoint_file))
+        try:
+            print(convert_to_hf(args.model_dir, args.out_dir, args.checkpoint_file))
+        except (FileNotFoundError, ValueError, CheckpointError) as err:
+            sys.exit(f"vega-convert to-hf: {err}")
     elif args.command == "export":
+        from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
         from vega_toolkit.models.model_folder import export_checkpoint, export_random_init
 
         try:
@@ -93,7 +98,7 @@ def cli_main(argv=None):
                 print(export_random_init(args.arch, args.data_bin, args.paths[0], args.seed))
             else:
                 print(export_checkpoint(args.paths[0], args.data_bin, args.paths[1]))
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError, CheckpointError) as e:
             raise SystemExit(f"vega-convert export: {e}")
     else:
         total, embedding, lm_head, body = count_parameters(args.arch, args.vocab_size)

@@ -67,15 +67,24 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         with torch.serialization.safe_globals(checkpoint_globals()):
             return _original_load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e):
+        if "Weights only load failed" in str(e) and _is_torch_file(path):
             raise CheckpointError(
                 f"{path}: the checkpoint contains objects outside the allow-list of "
                 f"vega_toolkit/fairseq_fixes/checkpoint_loading.py ({e}). If you trust this file, load it with "
                 f"torch.load(..., weights_only=False) and re-save its 'model' and 'cfg' entries."
             ) from e
+        if "Weights only load failed" in str(e):  # torch's long advice about weights_only would mislead here
+            e = pickle.UnpicklingError("neither a whole zip archive nor a pickle, so not a torch.save file")
         raise _corrupt(path, e) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise _corrupt(path, e) from e
+
+
+def _is_torch_file(path: str) -> bool:
+    """A torch.save file: a whole zip archive (torch >= 1.6) or a pickle (the legacy format, PROTO opcode first).
+    Anything else refused by the weights-only unpickler is garbage or truncated, not an allow-list matter."""
+    with open(path, "rb") as f:
+        return zipfile.is_zipfile(f) or f.read(1) == pickle.PROTO
 
 
 def _corrupt(path: str, error: Exception) -> CheckpointError:
