@@ -81,3 +81,16 @@ def test_report_lists_runs_without_a_dev_score(tmp_path):
     text = sweep_table(runs)
     assert "best lr 2e-05: median accuracy 88.0000 over 1 seed(s)" in text  # 88 > median(80, 90) = 85
     assert text.splitlines()[-1] == f"no dev score yet in 1 run(s): {tmp_path / '3'}"
+
+
+def test_a_missing_sweep_or_a_foreign_config_is_one_line_naming_the_file(tmp_path):
+    proc = subprocess.run([*REPORT, str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"vega-sweep-report: {tmp_path / 'nope'}: no Hydra run folders (<job>/.hydra/config.yaml)"
+    for sweep, text in (("keys_missing", "optimization: {lr: [1e-5]}\n"), ("not_yaml", "model: [unclosed\n")):
+        config = tmp_path / sweep / "0" / ".hydra" / "config.yaml"
+        config.parent.mkdir(parents=True)
+        config.write_text(text)
+        proc = subprocess.run([*REPORT, str(tmp_path / sweep)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"vega-sweep-report: {config}: not the config of a fairseq Hydra training run" in proc.stderr

@@ -13,6 +13,7 @@ the checkpoint_best.pt of its best seed. Runs without a dev score yet (queued, f
 import argparse
 import re
 import statistics
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,18 +33,24 @@ class SweepRun:
 
 
 def read_run(folder: Path) -> SweepRun:
+    import yaml
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
-    lr = cfg.optimization.lr
-    metric = cfg.checkpoint.best_checkpoint_metric
+    config = folder / ".hydra" / "config.yaml"
+    try:
+        cfg = OmegaConf.load(config)
+        lr, seed = cfg.optimization.lr, int(cfg.common.seed)
+        metric, maximize = cfg.checkpoint.best_checkpoint_metric, cfg.checkpoint.maximize_best_checkpoint_metric
+        save_dir = Path(cfg.checkpoint.save_dir)
+        lr = float(lr[0] if OmegaConf.is_list(lr) else lr)
+    except (OmegaConfBaseException, yaml.YAMLError, AttributeError, TypeError, ValueError) as e:
+        raise ValueError(f"{config}: not the config of a fairseq Hydra training run ({type(e).__name__}: {e})")
     value = re.compile(rf"valid on 'valid' subset .*?\| {re.escape(metric)} (-?[0-9.]+)")
     scores = [float(m.group(1)) for log in sorted(folder.glob("*.log"))
               for m in value.finditer(log.read_text(errors="replace"))]
-    pick = max if cfg.checkpoint.maximize_best_checkpoint_metric else min
-    save_dir = Path(cfg.checkpoint.save_dir)
-    return SweepRun(folder, float(lr[0] if OmegaConf.is_list(lr) else lr), int(cfg.common.seed), metric,
-                    pick(scores) if scores else None,
+    pick = max if maximize else min
+    return SweepRun(folder, lr, seed, metric, pick(scores) if scores else None,
                     (save_dir if save_dir.is_absolute() else folder / save_dir) / "checkpoint_best.pt")
 
 
@@ -81,7 +88,10 @@ def cli_main(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(prog="vega-sweep-report", description=__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", help="a Hydra multirun folder (hydra.sweep.dir)")
     args = parser.parse_args(argv)
-    print(sweep_table(read_sweep(Path(args.sweep_dir))))
+    try:
+        print(sweep_table(read_sweep(Path(args.sweep_dir))))
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"vega-sweep-report: {e}")
 
 
 if __name__ == "__main__":
