@@ -109,6 +109,10 @@ def test_a_file_that_is_no_torch_checkpoint_is_reported_as_corrupt_not_as_an_all
     message = str(error.value)
     assert str(garbage) in message and "corrupt or truncated" in message and "not a torch.save file" in message
     assert "allow-list" not in message and "weights_only" not in message
+    # the memory-mapped peek (vega-glue arch, the finished-run check) says the same, where torch's unpickler raised
+    # a bare KeyError of a memo index
+    with pytest.raises(checkpoint_loading.CheckpointError, match="not a torch.save file"):
+        checkpoint_loading.peek_checkpoint(str(garbage))
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

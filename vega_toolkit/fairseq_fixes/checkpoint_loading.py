@@ -61,30 +61,32 @@ def earlier_checkpoints(path: Path) -> List[str]:
 def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
     """fairseq's `load_checkpoint_to_cpu` with the weights-only allow-list and readable errors."""
     path = str(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+    _check_is_torch_file(path)
     try:
         with torch.serialization.safe_globals(checkpoint_globals()):
             return _original_load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e) and _is_torch_file(path):
+        if "Unsupported global" in str(e):  # any other refusal of the weights-only unpickler is a garbled file
             raise CheckpointError(
                 f"{path}: the checkpoint contains objects outside the allow-list of "
                 f"vega_toolkit/fairseq_fixes/checkpoint_loading.py ({e}). If you trust this file, load it with "
                 f"torch.load(..., weights_only=False) and re-save its 'model' and 'cfg' entries."
             ) from e
-        if "Weights only load failed" in str(e):  # torch's long advice about weights_only would mislead here
-            e = pickle.UnpicklingError("neither a whole zip archive nor a pickle, so not a torch.save file")
         raise _corrupt(path, e) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise _corrupt(path, e) from e
 
 
-def _is_torch_file(path: str) -> bool:
-    """A torch.save file: a whole zip archive (torch >= 1.6) or a pickle (the legacy format, PROTO opcode first).
-    Anything else refused by the weights-only unpickler is garbage or truncated, not an allow-list matter."""
+def _check_is_torch_file(path: str):
+    """CheckpointError unless PATH exists and is a torch.save file: a whole zip archive (torch >= 1.6) or a pickle
+    (the legacy format, PROTO opcode first). Anything else is garbage or truncated, and torch's own errors for it
+    mislead: advice about `weights_only`, or a bare KeyError from the unpickler."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
     with open(path, "rb") as f:
-        return zipfile.is_zipfile(f) or f.read(1) == pickle.PROTO
+        legacy = f.read(1) == pickle.PROTO
+        if not (legacy or zipfile.is_zipfile(f)):
+            raise _corrupt(path, ValueError("neither a whole zip archive nor a pickle, so not a torch.save file"))
 
 
 def _corrupt(path: str, error: Exception) -> CheckpointError:
@@ -105,8 +107,7 @@ def peek_checkpoint(path) -> dict:
     """Checkpoint `path` with its tensors memory-mapped, not read (torch.load with mmap): the update count or the
     head shapes of a checkpoint of many GB in milliseconds. Raises CheckpointError like load_checkpoint_to_cpu."""
     path = str(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+    _check_is_torch_file(path)
     try:
         with torch.serialization.safe_globals(checkpoint_globals()):
             return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
