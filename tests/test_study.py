@@ -338,6 +338,15 @@ def test_report_compares_each_arm_with_its_declared_baseline_and_prints_the_tran
     assert "| `masked_lm` | `rtd_ternary` |" in report and "MNLI is not in the GLUE data" in report
     average = next(line for line in report.splitlines() if line.startswith("| **average**"))
     assert average.endswith("| — |")  # an arm measured on one task has no GLUE average
+    # the paper's claims: rtd_ternary beats random by +2.2 SE (task A alone by +3.1 SE); "RTD beats MLM" is masked_lm
+    # losing to rtd_ternary, 1.4 SE in the claimed direction: not resolved; an arm without a claim is not listed
+    assert (f"| {ARMS['rtd_ternary'].claim} | `rtd_ternary` vs `random` | +3.50 ± 1.61 (+2.2 SE) | reproduced | "
+            f"A / none |") in report
+    assert (f"| {ARMS['masked_lm'].claim} | `masked_lm` vs `rtd_ternary` | -2.50 ± 1.73 (-1.4 SE) | not resolved "
+            f"(|difference| < 2 SE) | none / none |") in report
+    assert "`glue_transductive` vs `rtd_ternary` on B |" not in report.split("## The paper's claims")[1]
+    assert report_module.claim_verdict({"delta": 5.0, "se": 2.0}, -1) == "contradicted"
+    assert report_module.claim_verdict({"delta": 5.0, "se": float("nan")}, 1).startswith("no verdict")
 
 
 def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
@@ -441,3 +450,27 @@ def test_a_job_or_thread_count_below_one_is_a_usage_error_naming_the_flag(flag, 
     assert usage.value.code == 2
     assert f"argument {flag}: '{value}' is not a whole number of at least 1" in capsys.readouterr().err
     assert build_parser().parse_args(["run", "--scale", "cpu", "--out", "x", flag, "2"]).__dict__[flag[2:]] == 2
+
+
+def test_a_run_of_some_arms_or_tasks_adds_to_the_folders_study_and_never_shrinks_it(tmp_path):
+    from vega_toolkit.study.runner import STUDY_FILE, StudyRunner
+
+    glue = str(Path(__file__).parent / "fixtures" / "glue")
+    cpu = SCALES["cpu"]
+
+    def declared(**selection):
+        StudyRunner(cpu, tmp_path, glue, glue, **selection)._write_study_file()
+        return json.loads((tmp_path / STUDY_FILE).read_text())
+
+    transfer = declared()
+    assert transfer["arms"] == ["random", "rtd_ternary"] and transfer["cells"] == len(build_cells(cpu, glue, glue))
+    # `--arms masked_lm` later: the folder's study is now three arms, counted over every task
+    both = declared(arms=("masked_lm",))
+    assert both["arms"] == ["random", "rtd_ternary", "masked_lm"]
+    assert both["cells"] == len(build_cells(cpu, glue, glue, arms=("random", "rtd_ternary", "masked_lm")))
+    assert both["cells"] == transfer["cells"] + len(cpu.tasks) * len(cpu.learning_rates) * len(cpu.seeds) + 1
+    assert declared(tasks=("SST-2",)) == both  # a run of one task plans no fewer cells
+    # another scale in the same folder starts its own declaration
+    assert declared(arms=("random",)) == both
+    StudyRunner(SCALES["cpu-small"], tmp_path, glue, glue, arms=("random",))._write_study_file()
+    assert json.loads((tmp_path / STUDY_FILE).read_text())["arms"] == ["random"]

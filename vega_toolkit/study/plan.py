@@ -47,12 +47,18 @@ class Arm:
     # middle learning rate of its grid, once per seed), and each task of the arm starts from that model, as the
     # recipes start RTE, STS-B and MRPC from the MNLI model
     intermediate: bool = False
+    # the claim of the paper (or of the work it builds on) this arm tests, as a sentence, and its direction: +1 if
+    # the claim says this arm beats `compare_with`, -1 if it says this arm loses to it ("" = no claim: our variant)
+    claim: str = ""
+    claim_sign: int = 1
 
     def __post_init__(self):
         if self.external_pool != ("{pool}" in self.finetune_args):
             raise ValueError(f"arm {self.name}: `{{pool}}` in finetune_args goes with external_pool=True")
         if self.intermediate and not self.starts_from:
             raise ValueError(f"arm {self.name}: an intermediate-task arm fine-tunes another arm's model (starts_from)")
+        if self.claim_sign not in (1, -1):
+            raise ValueError(f"arm {self.name}: claim_sign is +1 (the claim says it beats compare_with) or -1")
         if self.starts_from and self.pretrain_args:
             raise ValueError(f"arm {self.name}: an adaptation arm (starts_from) has no pretraining of its own")
 
@@ -72,13 +78,17 @@ ARMS: Dict[str, Arm] = {
         Arm("random", about="no pretraining: the same architecture and tokenizer, initialised with the fine-tuning "
                             "seed (vega-convert export --random-init)"),
         Arm("rtd_ternary", pretrain_args=_RTD,
-            about="Vega phase 1: shuffle 10% / replace 5%, 3-way token classification"),
+            about="Vega phase 1: shuffle 10% / replace 5%, 3-way token classification",
+            claim="pretraining with the ternary RTD objective gives a better GLUE model than no pretraining"),
         # the ablation: pretraining arms at equal compute, each against the Vega recipe (rtd_ternary)
         Arm("masked_lm", pretrain_args=("--task", "masked_lm", "--criterion", "masked_lm"),
-            compare_with="rtd_ternary",
+            compare_with="rtd_ternary", claim_sign=-1,
+            claim="the ternary RTD objective transfers better than MLM at equal compute (Vega v1's choice of "
+                  "objective; Yamaguchi et al. 2021 report shuffle+random competitive with MLM)",
             about="fairseq's masked_lm (15% masked, 80/10/10) on the same data-bin: the baseline RTD replaces; "
                   "vega-convert export drops its <mask> row"),
         Arm("rtd_ternary+rtd_contrastive", pretrain_args=_RTD, compare_with="rtd_ternary",
+            claim="a second, contrastive pretraining phase (RTD + SimCSE-style sentence loss) adds to RTD alone",
             second_phase_args=("--task", "denoising_pretrain", "--criterion", "rtd_contrastive", "--temperature",
                                "0.05", "--contrastive-weight", "1.0", "--contrastive-pooling", "mean"),
             about="Vega phases 1+2: rtd_ternary for 90% of the updates, then rtd_contrastive (SimCSE-style [CLS] "
@@ -86,22 +96,28 @@ ARMS: Dict[str, Arm] = {
                   "(recipes/pretrain/phase2_contrastive.sh: 1e-4 -> 5e-5); the sentence vector is the mean of the "
                   "token states, the one the study's heads read (the paper's heads, and so its phase 2, read [CLS])"),
         Arm("rtd_replace_only", pretrain_args=_RTD + ("--shuffle-prob", "0", "--replace-prob", "0.15"),
-            compare_with="rtd_ternary",
+            compare_with="rtd_ternary", claim_sign=-1,
+            claim="the shuffled class adds to replaced-token detection (ternary beats replace-only)",
             about="rtd_ternary with --shuffle-prob 0 --replace-prob 0.15: binary replaced-token detection (what the "
                   "shuffle class adds)"),
         Arm("rtd_shuffle_only", pretrain_args=_RTD + ("--shuffle-prob", "0.15", "--replace-prob", "0"),
-            compare_with="rtd_ternary",
+            compare_with="rtd_ternary", claim_sign=-1,
+            claim="the replaced class adds to shuffled-token detection (ternary beats shuffle-only)",
             about="rtd_ternary with --shuffle-prob 0.15 --replace-prob 0: shuffled-token detection only (what the "
                   "replace class adds)"),
         # adaptation arms: the rtd_ternary model fine-tuned another way, against its plain fine-tuning
         Arm("adversarial_ce", finetune_args=_SIFT_ARGS, starts_from="rtd_ternary", compare_with="rtd_ternary",
+            claim="adversarial fine-tuning on normalised word embeddings (SiFT) beats plain cross-entropy",
             about="SiFT (criterions/adversarial_ce.py): lambda 5, step 1e-4, init 1e-2, symmetric KL, every task"),
         Arm("glue_transductive", finetune_args=_TRANSDUCTIVE_ARGS, starts_from="rtd_ternary",
             only_tasks=("RTE", "WNLI"), compare_with="rtd_ternary",
+            claim="transductive fine-tuning (test-set pseudo-labels) beats plain fine-tuning on RTE and WNLI",
             about="Algorithm 1 (tasks/glue_transductive.py): round 0 = plain fine-tuning, then rounds on train + "
                   "the pseudo-labelled (unlabelled) test split; the loop's final model is SAVE_DIR/checkpoint_best.pt"),
         Arm("glue_self_calibrated", finetune_args=_SELF_CALIBRATED_ARGS, starts_from="rtd_ternary",
             only_tasks=("CoLA",), compare_with="rtd_ternary", external_pool=True,
+            claim="self-calibrated fine-tuning (KenLM-selected external data, relabelled, agreeing samples kept) "
+                  "beats plain fine-tuning on CoLA",
             about="Algorithm 2 (tasks/glue_self_calibrated.py): KenLM (CoLA train) selects the most CoLA-like "
                   "sentences of the other tasks' training text, M0 labels them, M0 -> M0' on them, then Algorithm 1"),
         Arm("glue_self_calibrated+moore_lewis",
@@ -111,6 +127,8 @@ ARMS: Dict[str, Arm] = {
                   "cross-entropy, the general LM trained on the pool itself (Moore & Lewis 2010's setting)"),
         Arm("intermediate_task", starts_from="rtd_ternary", intermediate=True, only_tasks=("MRPC", "RTE"),
             compare_with="rtd_ternary",
+            claim="starting MRPC and RTE from a model fine-tuned on another task (the recipes' MNLI initialisation; "
+                  "here the scale's intermediate task) beats starting from the pretrained model",
             about="the recipes' MNLI initialisation with a task that is present: the rtd_ternary model fine-tuned on "
                   "the scale's intermediate task (STS-B on real data, the task it transfers to best) before "
                   "MRPC and RTE (--finetune-from-model of that checkpoint, a fresh head)"),

@@ -127,6 +127,32 @@ def effect_line(c: Dict) -> str:
             f"delta_over_se={ratio} tasks_better={c['better']}/{c['tasks']}")
 
 
+CLAIM_SE = 2.0  # a difference of at least this many standard errors decides a claim either way
+
+
+def claim_verdict(c: Dict, sign: int) -> str:
+    """reproduced / contradicted / not resolved: the comparison's difference in the claim's direction (SIGN) against
+    CLAIM_SE standard errors."""
+    if c["se"] != c["se"] or c["se"] <= 0:
+        return "no verdict (one seed: no standard error)"
+    z = sign * c["delta"] / c["se"]
+    if z >= CLAIM_SE:
+        return "reproduced"
+    if z <= -CLAIM_SE:
+        return "contradicted"
+    return f"not resolved (|difference| < {CLAIM_SE:g} SE)"
+
+
+def _decided_tasks(grid, c: Dict, sign: int) -> Tuple[List[str], List[str]]:
+    """The comparison's tasks whose own difference is at least CLAIM_SE standard errors for / against the claim."""
+    held, failed = [], []
+    for task in c["task_names"]:
+        delta, se = task_effect(grid, task, c["arm"], c["baseline"])
+        if se == se and se > 0:
+            (held if sign * delta / se >= CLAIM_SE else failed if sign * delta / se <= -CLAIM_SE else []).append(task)
+    return held, failed
+
+
 def transfer_line(c: Dict) -> str:
     return (f"transfer {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
             f"tasks_better={c['better']}/{c['tasks']}")
@@ -253,6 +279,22 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
             if any(cell != "—" for cell in cells):
                 lines.append(f"| {task}{'' if task in averaged else ' (not averaged)'} | " + " | ".join(cells) + " |")
         lines.append("")
+    claims = [(c, _declared(c["arm"])) for c in comparisons if not baseline]
+    claims = [(c, declared) for c, declared in claims if declared and declared.claim]
+    if claims:
+        lines += ["## The paper's claims at this scale", "",
+                  f"Each claim is tested by its arm against the arm it names, on the task average above; it is "
+                  f"reproduced or contradicted when the difference is at least {CLAIM_SE:g} standard errors in or "
+                  f"against the claimed direction, and not resolved otherwise.", "",
+                  "| claim | arms | difference (SE) | verdict | tasks where it holds / fails by 2 SE |",
+                  "|---|---|---|---|---|"]
+        for c, declared in claims:
+            on = f" on {', '.join(c['task_names'])}" if c["own_tasks"] else ""
+            held, failed = _decided_tasks(grid, c, declared.claim_sign)
+            lines.append(f"| {declared.claim} | `{c['arm']}` vs `{c['baseline']}`{on} | "
+                         f"{_fmt_effect(c['delta'], c['se'])} | {claim_verdict(c, declared.claim_sign)} | "
+                         f"{', '.join(held) or 'none'} / {', '.join(failed) or 'none'} |")
+        lines += ["", f"Cannot be tested here: {NOT_MEASURED}", ""]
     summary = incomplete + lines[summary_start:]
     lines += ["## Whole grid (dev score per seed)", "", "| task | arm | lr | scores by seed | median |",
               "|---|---|---|---|---|"]

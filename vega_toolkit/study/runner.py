@@ -122,8 +122,8 @@ class StudyRunner:
         if not scale.local:
             raise ValueError(f"the {scale.name} scale has no local execution: `vega-study plan --scale {scale.name}` "
                              f"prints its cluster commands")
-        self.arms = resolve_arms(scale, arms)
-        self.cells = build_cells(scale, self.paths["glue"], self.paths["corpus"], tuple(extra_finetune_args),
+        self.arms, self.extra_finetune_args = resolve_arms(scale, arms), tuple(extra_finetune_args)
+        self.cells = build_cells(scale, self.paths["glue"], self.paths["corpus"], self.extra_finetune_args,
                                  self.arms, tasks)
         if threads:  # BLAS threads per cell, whatever the scale declares (keys do not depend on it)
             for cell in self.cells:
@@ -141,8 +141,20 @@ class StudyRunner:
             os.fsync(f.fileno())
 
     def _write_study_file(self):
-        study = {"scale": asdict(self.scale), "arms": list(self.arms), "paths": self.paths, "cells": len(self.cells)}
-        (self.out / STUDY_FILE).write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
+        """study.json: the scale, and the arms of every run into this folder with the number of cells of all of
+        them. A run of some arms or tasks (`--arms masked_lm`, `--tasks SST-2`) adds to the folder's study; it does
+        not shrink what the report counts as planned."""
+        arms = list(self.arms)
+        path = self.out / STUDY_FILE
+        if path.exists():
+            before = json.loads(path.read_text())
+            if before.get("scale", {}).get("name") == self.scale.name:
+                arms = list(dict.fromkeys([*before.get("arms", []), *arms]))
+        planned = build_cells(self.scale, self.paths["glue"], self.paths["corpus"], self.extra_finetune_args,
+                              tuple(arms))
+        study = {"scale": asdict(self.scale), "arms": arms, "paths": self.paths,
+                 "cells": len({cell.key for cell in planned})}
+        path.write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
 
     def _log_path(self, cell: Cell) -> Path:
         return self.out / "logs" / (cell.name.replace("/", "_").replace(" ", "_") + ".log")
