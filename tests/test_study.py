@@ -267,8 +267,9 @@ def test_every_arm_is_declared_with_registry_names_and_equal_pretraining_compute
         rest = cmd[:2] + cmd[2 + len(objective):]
         return [a for a in rest if not a.startswith(("{out}/pretrain", "{out}/tb"))]
 
-    for arm in ("masked_lm", "rtd_replace_only", "rtd_shuffle_only"):
+    for arm in ("masked_lm", "rtd_replace_only", "rtd_shuffle_only", "rtd_frequency_replace"):
         assert budget(arm) == budget("rtd_ternary"), arm
+    assert _flag(everything["pretrain rtd_frequency_replace"].commands[0], "--replace-weighting") == "frequency"
     assert everything["pretrain masked_lm"].commands[0][2:6] == ["--task", "masked_lm", "--criterion", "masked_lm"]
     replace_only = everything["pretrain rtd_replace_only"].commands[0]
     assert (_flag(replace_only, "--shuffle-prob"), _flag(replace_only, "--replace-prob")) == ("0", "0.15")
