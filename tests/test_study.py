@@ -366,13 +366,19 @@ def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
     trainings = [line for line in plan.stdout.splitlines() if line.startswith("vega-train ")]
     assert trainings and all("--launcher submitit --wait" in line and "--cpu" not in line for line in trainings)
     pretrain = [line for line in trainings if "--task denoising_pretrain" in line or "--task masked_lm" in line]
-    assert len(pretrain) == 6  # five pretraining arms, one of them in two phases
+    assert len(pretrain) == 7  # six pretraining arms, one of them in two phases
     assert all("--arch vega_v1_1_3b" in line and "--slurm-nodes 40" in line and "--bf16" in line for line in pretrain)
     from vega_toolkit.study.plan import ARMS
 
     for arm in ARMS:
         assert f"# finetune {arm}/" in plan.stdout, arm
     assert not (tmp_path / "paper").exists()  # printed, not run
+    # a local scale's plan is the commands `vega-study run` executes, not SLURM jobs with the paper's 40 nodes
+    local = study("plan", "--scale", "smoke", "--out", tmp_path / "smoke", "--glue-dir", toy / "glue",
+                  "--corpus", toy / "corpus")
+    assert local.returncode == 0, local.stderr[-3000:]
+    trainings = [line for line in local.stdout.splitlines() if line.startswith("vega-train ")]
+    assert trainings and not [line for line in trainings if "--launcher" in line or "--slurm" in line]
 
 
 def test_a_stopped_study_waits_for_its_pretraining_to_save_the_update_it_reached(tiny_data_bin, tmp_path):

@@ -1,5 +1,7 @@
-"""A study as a SLURM script: every cell's commands, each training submitted through `vega-train --launcher
-submitit --wait` (vega_toolkit/launch/submitit_launcher.py), for the scales that never run here (`paper`).
+"""A study as a script: every cell's commands in the study's run order. For the scales that never run here
+(`paper`) each training is submitted through `vega-train --launcher submitit --wait`
+(vega_toolkit/launch/submitit_launcher.py) with the paper cluster's resources; for the local scales (smoke, cpu,
+cpu-small, gpu) the commands are exactly those `vega-study run` executes, without its resume bookkeeping.
 
     vega-study plan --scale paper --arms all --glue-dir glue_data --corpus corpus/ --out /shared/study-paper > study.sh
     bash study.sh        # on the cluster's login node: one blocking job after the other, in the study's run order
@@ -35,5 +37,6 @@ def cluster_script(scale: Scale, cells: List[Cell], paths: Dict[str, str]) -> st
     for cell in cells:
         lines += ["", f"# {cell.kind} {cell.name} (key {cell.key})"]
         for i, cmd in enumerate(cell.resolve(paths)):
-            lines.append(" ".join(shlex.quote(arg) for arg in _submitted(cell, cmd, i)))
+            cmd = cmd if scale.local else _submitted(cell, cmd, i)
+            lines.append(" ".join(shlex.quote(arg) for arg in cmd))
     return "\n".join(lines) + "\n"
