@@ -267,9 +267,8 @@ def test_every_arm_is_declared_with_registry_names_and_equal_pretraining_compute
         rest = cmd[:2] + cmd[2 + len(objective):]
         return [a for a in rest if not a.startswith(("{out}/pretrain", "{out}/tb"))]
 
-    for arm in ("masked_lm", "rtd_replace_only", "rtd_shuffle_only", "rtd_frequency_replace"):
+    for arm in ("masked_lm", "rtd_replace_only", "rtd_shuffle_only"):
         assert budget(arm) == budget("rtd_ternary"), arm
-    assert _flag(everything["pretrain rtd_frequency_replace"].commands[0], "--replace-weighting") == "frequency"
     assert everything["pretrain masked_lm"].commands[0][2:6] == ["--task", "masked_lm", "--criterion", "masked_lm"]
     replace_only = everything["pretrain rtd_replace_only"].commands[0]
     assert (_flag(replace_only, "--shuffle-prob"), _flag(replace_only, "--replace-prob")) == ("0", "0.15")
@@ -366,7 +365,7 @@ def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
     trainings = [line for line in plan.stdout.splitlines() if line.startswith("vega-train ")]
     assert trainings and all("--launcher submitit --wait" in line and "--cpu" not in line for line in trainings)
     pretrain = [line for line in trainings if "--task denoising_pretrain" in line or "--task masked_lm" in line]
-    assert len(pretrain) == 7  # six pretraining arms, one of them in two phases
+    assert len(pretrain) == 6  # five pretraining arms, one of them in two phases
     assert all("--arch vega_v1_1_3b" in line and "--slurm-nodes 40" in line and "--bf16" in line for line in pretrain)
     from vega_toolkit.study.plan import ARMS
 

@@ -105,11 +105,6 @@ ARMS: Dict[str, Arm] = {
             claim="the replaced class adds to shuffled-token detection (ternary beats shuffle-only)",
             about="rtd_ternary with --shuffle-prob 0.15 --replace-prob 0: shuffled-token detection only (what the "
                   "replace class adds)"),
-        Arm("rtd_frequency_replace", pretrain_args=_RTD + ("--replace-weighting", "frequency"),
-            compare_with="rtd_ternary",
-            about="rtd_ternary with --replace-weighting frequency: replacements drawn by corpus frequency instead of "
-                  "uniformly, so a replaced token is no longer told apart by its rarity alone (a setting of ours, "
-                  "not the paper's: README 'Why a pretrained model fine-tuned below random init')"),
         # adaptation arms: the rtd_ternary model fine-tuned another way, against its plain fine-tuning
         Arm("adversarial_ce", finetune_args=_SIFT_ARGS, starts_from="rtd_ternary", compare_with="rtd_ternary",
             claim="adversarial fine-tuning on normalised word embeddings (SiFT) beats plain cross-entropy",
