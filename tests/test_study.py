@@ -482,5 +482,8 @@ def test_a_run_of_some_arms_or_tasks_adds_to_the_folders_study_and_never_shrinks
     assert declared(tasks=("SST-2",)) == both  # a run of one task plans no fewer cells
     # another scale in the same folder starts its own declaration
     assert declared(arms=("random",)) == both
+    # an arm withdrawn from plan.py since an earlier run is dropped, not an error that stops the resumed study
+    (tmp_path / STUDY_FILE).write_text(json.dumps(dict(both, arms=[*both["arms"], "withdrawn_arm"])))
+    assert declared() == both
     StudyRunner(SCALES["cpu-small"], tmp_path, glue, glue, arms=("random",))._write_study_file()
     assert json.loads((tmp_path / STUDY_FILE).read_text())["arms"] == ["random"]

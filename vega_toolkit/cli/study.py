@@ -27,8 +27,11 @@ def _split(value: Optional[str]):
 
 
 def _at_least_one(value: str) -> int:
-    number = int(value) if value.lstrip("-").isdigit() else None
-    if number is None or number < 1:  # 0 jobs would wait forever for a free slot
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:  # 0 jobs would wait forever for a free slot
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
     return number
 

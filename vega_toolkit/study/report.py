@@ -130,27 +130,27 @@ def effect_line(c: Dict) -> str:
 CLAIM_SE = 2.0  # a difference of at least this many standard errors decides a claim either way
 
 
+def _decided(delta: float, se: float, sign: int) -> Optional[str]:
+    """"reproduced" / "contradicted" when DELTA is at least CLAIM_SE standard errors for / against the claimed
+    direction SIGN; None when it is not, or when there is no standard error (one seed)."""
+    if se != se or se <= 0:
+        return None
+    z = sign * delta / se
+    return "reproduced" if z >= CLAIM_SE else "contradicted" if z <= -CLAIM_SE else None
+
+
 def claim_verdict(c: Dict, sign: int) -> str:
-    """reproduced / contradicted / not resolved: the comparison's difference in the claim's direction (SIGN) against
-    CLAIM_SE standard errors."""
+    """The verdict on a claim from its comparison C (task averages) in the claimed direction SIGN."""
     if c["se"] != c["se"] or c["se"] <= 0:
         return "no verdict (one seed: no standard error)"
-    z = sign * c["delta"] / c["se"]
-    if z >= CLAIM_SE:
-        return "reproduced"
-    if z <= -CLAIM_SE:
-        return "contradicted"
-    return f"not resolved (|difference| < {CLAIM_SE:g} SE)"
+    return _decided(c["delta"], c["se"], sign) or f"not resolved (|difference| < {CLAIM_SE:g} SE)"
 
 
 def _decided_tasks(grid, c: Dict, sign: int) -> Tuple[List[str], List[str]]:
     """The comparison's tasks whose own difference is at least CLAIM_SE standard errors for / against the claim."""
-    held, failed = [], []
-    for task in c["task_names"]:
-        delta, se = task_effect(grid, task, c["arm"], c["baseline"])
-        if se == se and se > 0:
-            (held if sign * delta / se >= CLAIM_SE else failed if sign * delta / se <= -CLAIM_SE else []).append(task)
-    return held, failed
+    verdicts = {task: _decided(*task_effect(grid, task, c["arm"], c["baseline"]), sign) for task in c["task_names"]}
+    return ([t for t, v in verdicts.items() if v == "reproduced"],
+            [t for t, v in verdicts.items() if v == "contradicted"])
 
 
 def transfer_line(c: Dict) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from vega_toolkit.study.cells import Cell, build_cells
-from vega_toolkit.study.plan import Scale, resolve_arms
+from vega_toolkit.study.plan import ARMS, Scale, resolve_arms
 
 # cells that fine-tune on a GLUE task and are scored on its dev set; an "intermediate" one's model is the start
 # of other cells (intermediate-task arms) and enters no table
@@ -148,8 +148,8 @@ class StudyRunner:
         path = self.out / STUDY_FILE
         if path.exists():
             before = json.loads(path.read_text())
-            if before.get("scale", {}).get("name") == self.scale.name:
-                arms = list(dict.fromkeys([*before.get("arms", []), *arms]))
+            if before.get("scale", {}).get("name") == self.scale.name:  # an arm withdrawn since is not planned
+                arms = [a for a in dict.fromkeys([*before.get("arms", []), *arms]) if a in ARMS]
         planned = build_cells(self.scale, self.paths["glue"], self.paths["corpus"], self.extra_finetune_args,
                               tuple(arms))
         study = {"scale": asdict(self.scale), "arms": arms, "paths": self.paths,
