@@ -487,3 +487,43 @@ def test_a_run_of_some_arms_or_tasks_adds_to_the_folders_study_and_never_shrinks
     assert declared() == both
     StudyRunner(SCALES["cpu-small"], tmp_path, glue, glue, arms=("random",))._write_study_file()
     assert json.loads((tmp_path / STUDY_FILE).read_text())["arms"] == ["random"]
+
+
+def test_a_cell_claimed_by_one_process_cannot_be_claimed_by_another_until_it_releases_or_dies(tmp_path):
+    from vega_toolkit.study.cell_claims import CellClaims
+
+    mine, other = CellClaims(tmp_path), CellClaims(tmp_path)
+    assert mine.try_claim("abc") and mine.try_claim("abc")  # claiming twice in one runner is harmless
+    assert not other.try_claim("abc") and other.holder("abc") == str(os.getpid())
+    mine.release("abc")
+    assert other.try_claim("abc")
+    other.release("abc")
+    # a runner killed with SIGKILL holds nothing: the kernel drops its lock with the process
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from vega_toolkit.study.cell_claims import CellClaims; "
+                               f"assert CellClaims({str(tmp_path)!r}).try_claim('abc'); print('held', flush=True); "
+                               "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert not mine.try_claim("abc")
+    holder.kill()
+    holder.wait()
+    assert mine.try_claim("abc")
+
+
+def test_two_runners_on_one_folder_run_every_cell_once_between_them(tmp_path):
+    from vega_toolkit.demo.toy_data import write_toy_data
+
+    toy = write_toy_data(tmp_path / "toy", seed=1, corpus_paragraphs=300, task_sizes=(64, 32, 32))
+    out = tmp_path / "study"
+    args = ("run", "--scale", "smoke", "--out", out, "--glue-dir", toy / "glue", "--corpus", toy / "corpus",
+            "--tasks", "SST-2", "--jobs", "1", "--no-report")
+    runners = [study(*args, start_new_session=True) for _ in range(2)]
+    outputs = [runner.communicate(timeout=900)[0] for runner in runners]
+    assert [runner.returncode for runner in runners] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    total = len(build_cells(SCALES["smoke"], str(toy / "glue"), str(toy / "corpus"), tasks=("SST-2",)))
+    keys = [r["key"] for r in results(out)]
+    assert len(keys) == len(set(keys)) == total
+    # every cell was started by exactly one of the two: the other went on without it, or waited for it
+    starts = [len(re.findall(r"^\[\d+/\d+\] ", o, re.M)) for o in outputs]
+    assert sum(starts) == total, outputs
+    assert "in another vega-study run on this folder" in "".join(outputs), outputs

@@ -4,8 +4,10 @@ A finished cell is a JSON line in OUT/results.jsonl carrying its key; a re-run s
 so a killed study resumes at its first unfinished cell, and a cell whose configuration changed (new key) runs again.
 A pretraining cell that was killed resumes from its own checkpoint_last.pt (its folder carries its key); a
 fine-tuning cell is short and starts over in a wiped folder. Independent cells run side by side (`--jobs`), each
-with `Cell.threads` BLAS threads; every cell's output goes to OUT/logs/<cell>.log.
+with `Cell.threads` BLAS threads; every cell's output goes to OUT/logs/<cell>.log. Several runners may share one
+folder: each claims a cell before starting it (cell_claims.py) and goes on without the cells others are running.
 """
+import fcntl
 import json
 import os
 import re
@@ -20,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from vega_toolkit.study.cell_claims import CellClaims
 from vega_toolkit.study.cells import Cell, build_cells
 from vega_toolkit.study.plan import ARMS, Scale, resolve_arms
 
@@ -29,6 +32,8 @@ FINE_TUNINGS = ("finetune", "intermediate")
 # how long a stopped study waits for its cells' checkpoints (one update and one validation of the slowest scale
 # run here)
 STOP_GRACE_S = 300
+# how often a runner looks again at cells another runner on the same folder is running
+CLAIM_POLL_S = 5.0
 
 RESULTS_FILE = "results.jsonl"
 STUDY_FILE = "study.json"
@@ -130,12 +135,14 @@ class StudyRunner:
                 cell.threads = threads
         self.commit = code_version()
         self._lock = threading.Lock()
+        self.claims = CellClaims(self.out)
         self._children: Dict[int, subprocess.Popen] = {}
 
     # ------------------------------------------------------------------ bookkeeping
     def _append(self, record: Dict):
         line = json.dumps(record, sort_keys=True) + "\n"
         with self._lock, (self.out / RESULTS_FILE).open("a", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # other runners on this folder append too
             f.write(line)  # one write of one line: a kill leaves at most one torn last line, which is skipped
             f.flush()
             os.fsync(f.fileno())
@@ -154,7 +161,9 @@ class StudyRunner:
                               tuple(arms))
         study = {"scale": asdict(self.scale), "arms": arms, "paths": self.paths,
                  "cells": len({cell.key for cell in planned})}
-        path.write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
+        tmp = path.with_name(f".{STUDY_FILE}.{os.getpid()}")  # another runner may be reading it
+        tmp.write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)
 
     def _log_path(self, cell: Cell) -> Path:
         return self.out / "logs" / (cell.name.replace("/", "_").replace(" ", "_") + ".log")
@@ -233,12 +242,20 @@ class StudyRunner:
         failed: List[str] = []
         finished = set(done)
         running = {}
-        started, t_start = 0, time.time()
+        started, ran_here, t_start = 0, 0, time.time()
+        in_study = {c.key for c in self.cells}
+        elsewhere: Dict[str, str] = {}  # key -> pid of the other runner holding it, announced once
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             def slots_used():
                 return sum(min(c.threads, self.jobs) for c in running.values())
 
             while pending or running:
+                if elsewhere:  # another runner may have finished what this one waits for
+                    finished |= {r["key"] for r in read_results(self.out)}
+                for cell in [c for c in pending if c.key in finished]:
+                    pending.remove(cell)
+                    self.claims.release(cell.key)
+                    self.log(f"  done {cell.name} by another vega-study run (pid {elsewhere.pop(cell.key, '?')})")
                 for cell in [c for c in pending if any(d in failed for d in c.deps)]:
                     pending.remove(cell)
                     failed.append(cell.key)
@@ -248,30 +265,49 @@ class StudyRunner:
                         continue
                     if slots_used() + min(cell.threads, self.jobs) > self.jobs:
                         break  # keep run order: wait for room rather than jump ahead
+                    if not self.claims.try_claim(cell.key):
+                        if cell.key not in elsewhere:
+                            elsewhere[cell.key] = self.claims.holder(cell.key)
+                            self.log(f"  {cell.name} is running in another vega-study run on this folder "
+                                     f"(pid {elsewhere[cell.key]}): going on without it")
+                        continue
+                    if cell.key in {r["key"] for r in read_results(self.out)}:
+                        finished.add(cell.key)  # finished by another runner since this one read the results
+                        continue
+                    elsewhere.pop(cell.key, None)  # its runner stopped without finishing it: this one runs it
                     pending.remove(cell)
                     started += 1
                     self.log(f"[{skipped + started}/{total}] {cell.kind} {cell.name} ...")
                     running[pool.submit(self._run_cell, cell)] = cell
                 if not running:
+                    if pending and all(d in in_study for c in pending for d in c.deps) and (
+                            elsewhere or any(c.key in finished for c in pending)):
+                        time.sleep(CLAIM_POLL_S)  # the rest waits on cells another runner is running
+                        continue
                     for cell in pending:
                         failed.append(cell.key)
                         self.log(f"  cannot run {cell.name}: its dependencies are not in this study")
                     break
-                done_now, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                done_now, _ = wait(list(running), timeout=CLAIM_POLL_S if elsewhere else None,
+                                   return_when=FIRST_COMPLETED)
                 for future in done_now:
                     cell = running.pop(future)
                     try:
                         record = future.result()
                     except CellFailed as e:
+                        self.claims.release(cell.key)
                         failed.append(cell.key)
                         self.log(f"  FAILED {e}")
                         continue
                     self._append(record)
+                    self.claims.release(cell.key)  # only once its line is written: no other runner redoes it
                     finished.add(cell.key)
+                    ran_here += 1
                     shown = f" score={record['score']:.2f}" if "score" in record else ""
                     self.log(f"  done {cell.name} in {record['wall_s']:.0f} s{shown}")
-        self.log(f"vega-study: {len(finished) - len(done)} cells run, {len(failed)} failed, "
-                 f"{time.time() - t_start:.0f} s")
+        by_others = len(finished) - len(done) - ran_here
+        self.log(f"vega-study: {ran_here} cells run" + (f", {by_others} by another runner" if by_others else "")
+                 + f", {len(failed)} failed, {time.time() - t_start:.0f} s")
         return 1 if failed else 0
 
     def terminate_children(self, *_):
