@@ -527,3 +527,24 @@ def test_two_runners_on_one_folder_run_every_cell_once_between_them(tmp_path):
     starts = [len(re.findall(r"^\[\d+/\d+\] ", o, re.M)) for o in outputs]
     assert sum(starts) == total, outputs
     assert "in another vega-study run on this folder" in "".join(outputs), outputs
+
+
+def test_a_result_is_stamped_dirty_by_uncommitted_code_not_by_a_running_studys_results_or_prose(tmp_path):
+    from vega_toolkit.study.runner import code_version
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    for name in ("vega_toolkit/model.py", "results/study-cpu/results.jsonl", "README.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("v1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files")
+    sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    # another runner appending to the committed study, and an edited README: the code that runs is the commit's
+    (tmp_path / "results/study-cpu/results.jsonl").write_text("v1\n{}\n")
+    (tmp_path / "README.md").write_text("v2\n")
+    assert code_version(tmp_path) == sha.strip()
+    (tmp_path / "vega_toolkit/model.py").write_text("v2\n")
+    assert code_version(tmp_path) == sha.strip() + "-dirty"

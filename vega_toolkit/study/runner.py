@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
@@ -62,14 +63,19 @@ def read_results(out: Path) -> List[Dict]:
     return records
 
 
-def code_version() -> str:
-    """The toolkit's git commit (with -dirty when the checkout has uncommitted changes), or its version."""
-    root = Path(__file__).resolve().parents[2]
+# what a cell's result does not depend on: committed study folders (a running study appends to its results.jsonl,
+# so any second runner would otherwise stamp "-dirty") and the prose
+NOT_CODE = (":(exclude)results", ":(exclude)*.md")
+
+
+def code_version(root: Optional[Path] = None) -> str:
+    """The toolkit's git commit (with -dirty when the checkout's code has uncommitted changes), or its version."""
+    root = root or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *NOT_CODE], capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         from vega_toolkit import __version__
@@ -222,7 +228,13 @@ class StudyRunner:
     def run(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_study_file()
-        done = {r["key"] for r in read_results(self.out)}
+        recorded = Counter(r["key"] for r in read_results(self.out))
+        done = set(recorded)
+
+        def recorded_since():  # keys another runner on this folder has written since this one started
+            now = Counter(r["key"] for r in read_results(self.out))
+            return {key for key, n in now.items() if n > recorded[key]}
+
         # a finished cell whose outputs are gone (a fresh checkout of a committed study) runs again if a cell
         # still to run reads them; pretraining is seeded, so it reproduces the same model
         rerun = True
@@ -251,7 +263,7 @@ class StudyRunner:
 
             while pending or running:
                 if elsewhere:  # another runner may have finished what this one waits for
-                    finished |= {r["key"] for r in read_results(self.out)}
+                    finished |= recorded_since()
                 for cell in [c for c in pending if c.key in finished]:
                     pending.remove(cell)
                     self.claims.release(cell.key)
@@ -271,7 +283,7 @@ class StudyRunner:
                             self.log(f"  {cell.name} is running in another vega-study run on this folder "
                                      f"(pid {elsewhere[cell.key]}): going on without it")
                         continue
-                    if cell.key in {r["key"] for r in read_results(self.out)}:
+                    if cell.key in recorded_since():
                         finished.add(cell.key)  # finished by another runner since this one read the results
                         continue
                     elsewhere.pop(cell.key, None)  # its runner stopped without finishing it: this one runs it
