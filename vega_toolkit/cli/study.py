@@ -6,6 +6,7 @@
     vega-study plan --scale paper --arms all --glue-dir glue_data --corpus corpus --out STUDY > study.sh  # SLURM
     vega-study report results/study-cpu                                         # report.md + study.png
     vega-study probe MODEL_DIR [MODEL_DIR ...] --glue-dir glue_data --task SST-2  # frozen-feature probes per layer
+    vega-study overlap results/study-cpu --glue-dir glue_data                   # STS-B predictions vs word overlap
 
 Each cell is a real vega-preprocess / vega-train / vega-convert / vega-generate run whose output goes to
 OUT/logs/<cell>.log; finished cells are JSON lines in OUT/results.jsonl, keyed by their resolved configuration,
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--extra-finetune-args", default="",
                      help="flags appended to every fine-tuning command (their cells get new keys and run again)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    overlap = sub.add_parser("overlap", help="how much of each STS-B cell's test predictions is the pair's word "
+                                             "overlap (and the overlap's own dev score)")
+    overlap.add_argument("out", help="study folder")
+    overlap.add_argument("--glue-dir", default=os.environ.get("VEGA_GLUE_DIR"), help="glue_data/ (default "
+                         "$VEGA_GLUE_DIR)")
     report = sub.add_parser("report", help="report.md, study.png and the transfer line of a study folder")
     report.add_argument("out", help="study folder")
     report.add_argument("--baseline", default=None,
@@ -108,6 +114,16 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
             print("  layer  cls_probe  mean_probe  mean_cos")
             for r in rows:
                 print(f"  {r['layer']:5d}  {r['cls_probe']:9.3f}  {r['mean_probe']:10.3f}  {r['mean_cos']:8.3f}")
+        return 0
+    if args.command == "overlap":
+        from vega_toolkit.study.overlap import overlap_report
+
+        if not args.glue_dir:
+            sys.exit("vega-study overlap: --glue-dir (or $VEGA_GLUE_DIR) is required")
+        try:
+            print(overlap_report(Path(args.out), args.glue_dir))
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"vega-study overlap: {e}")
         return 0
     if args.command == "report":
         from vega_toolkit.study.report import update_readme

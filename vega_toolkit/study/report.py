@@ -53,6 +53,12 @@ def current_records(records: List[Dict], scale: Optional[Dict] = None) -> Tuple[
     return current, [r for r in records if id(r) not in kept]
 
 
+def load_study(out: Path) -> Tuple[Dict, List[Dict], List[Dict]]:
+    """(study.json's content or {}, current records, superseded records) of a study folder."""
+    study = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).exists() else {}
+    return (study, *current_records(read_results(out), study.get("scale", {})))
+
+
 def _grid(records: List[Dict]) -> Dict[Tuple[str, str], Dict[float, Dict[int, float]]]:
     """(task, arm) -> lr -> seed -> score, the newest record winning when a cell was re-run."""
     grid = defaultdict(lambda: defaultdict(dict))
@@ -166,9 +172,8 @@ def _fmt(values: List[float]) -> str:
 def write_report(out: Path, baseline: Optional[str] = None) -> str:
     """BASELINE: compare every arm with this one instead of each arm's declared baseline."""
     out = Path(out)
-    study = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).exists() else {}
+    study, records, superseded = load_study(out)
     scale = study.get("scale", {})
-    records, superseded = current_records(read_results(out), scale)
     if not records:
         raise FileNotFoundError(f"{out}: no results.jsonl with finished cells")
     task_order = [t["name"] for t in scale.get("tasks", [])] or sorted({r["task"] for r in records if "task" in r})
