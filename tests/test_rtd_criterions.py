@@ -1,6 +1,7 @@
 """rtd_ternary and rtd_contrastive: losses against oracles, exact metric aggregation, gradients, rates."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +9,7 @@ from fairseq.logging import metrics
 from sklearn.metrics import recall_score
 
 from vega_toolkit.criterions.rtd_contrastive import gather_across_data_parallel
-from vega_toolkit.data.noising import IGNORE_INDEX, RTD_HEAD_NAME
+from vega_toolkit.data.noising import IGNORE_INDEX, RTD_HEAD_NAME, label_prior_bits
 
 
 def build(data_bin, criterion, *extra):
@@ -89,8 +90,17 @@ def test_metrics_aggregate_exactly_over_batches(ternary):
         assert values[f"{name}_recall"] == pytest.approx(recall)
     assert values["shuf_frac"] == pytest.approx((labels == 1).mean())
     assert values["repl_frac"] == pytest.approx((labels == 2).mean())
+    fractions = np.bincount(labels, minlength=3) / len(labels)
+    assert values["prior_loss"] == pytest.approx(-(fractions * np.log2(np.where(fractions > 0, fractions, 1))).sum(),
+                                                 abs=1e-3)
     total_loss = sum(float(log["loss"]) for log in logs)
     assert values["loss"] == pytest.approx(total_loss / len(labels) / math.log(2), abs=1e-3)
+
+
+def test_label_prior_is_the_loss_of_knowing_only_the_corruption_rates():
+    assert label_prior_bits(0.10, 0.05) == pytest.approx(0.7476, abs=1e-4)  # Vega's 10% / 5%
+    assert label_prior_bits(0.15, 0.0) == label_prior_bits(0.0, 0.15) == pytest.approx(0.6098, abs=1e-4)
+    assert label_prior_bits(0.0, 0.0) == 0.0
 
 
 def test_logged_rates_over_2000_task_sequences_are_within_10_percent_of_the_flags(ternary):

@@ -451,6 +451,22 @@ def test_a_resumed_pretraining_log_gives_one_curve_in_update_order_and_the_time_
     assert logged_run_s(first + killed + resumed) == 1605.0
 
 
+def test_a_two_phase_pretraining_log_keeps_each_phases_curve_and_ends_with_the_second_phase():
+    from vega_toolkit.study.runner import parse_validation_curve
+
+    # phase 2 (rtd_contrastive) counts its updates from 0 again; its validations at 100 and 1000 must not replace
+    # phase 1's at the same update numbers, and the curve ends where the cell ended: phase 2's last validation
+    log = ("$ vega-train DATA --criterion rtd_ternary ...\n"
+           "INFO:valid | valid on 'valid' subset | loss 0.6 | num_updates 100\n"
+           "INFO:valid | valid on 'valid' subset | loss 0.42 | num_updates 1000\n"
+           "INFO:valid | valid on 'valid' subset | loss 0.37 | num_updates 9000\n"
+           "$ vega-train DATA --criterion rtd_contrastive ...\n"
+           "INFO:valid | valid on 'valid' subset | loss 0.99 | rtd_loss 0.57 | num_updates 100\n"
+           "INFO:valid | valid on 'valid' subset | loss 0.42 | rtd_loss 0.41 | num_updates 1000\n")
+    assert [(p["num_updates"], p["loss"]) for p in parse_validation_curve(log)] == [
+        (100, 0.6), (1000, 0.42), (9000, 0.37), (100, 0.99), (1000, 0.42)]
+
+
 @pytest.mark.parametrize("flag, value", [("--jobs", "0"), ("--jobs", "-2"), ("--threads", "two")])
 def test_a_job_or_thread_count_below_one_is_a_usage_error_naming_the_flag(flag, value, capsys):
     from vega_toolkit.cli.study import build_parser

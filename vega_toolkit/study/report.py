@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from vega_toolkit.data.noising import label_prior_bits
 from vega_toolkit.study.runner import STUDY_FILE, read_results
 
 REPORT_FILE = "report.md"
@@ -169,6 +170,49 @@ def _fmt(values: List[float]) -> str:
     return f"{statistics.median(values):.2f} ({mean:.2f} ± {std:.2f}, n={len(values)})"
 
 
+def _phases(curve: List[Dict]) -> List[List[Dict]]:
+    """A pretraining's validations split where the update count starts again (rtd_ternary+rtd_contrastive's second
+    phase counts from 0)."""
+    phases: List[List[Dict]] = []
+    for point in curve:
+        if not isinstance(point.get("num_updates"), float):
+            continue
+        if not phases or point["num_updates"] < phases[-1][-1]["num_updates"]:
+            phases.append([])
+        phases[-1].append(point)
+    return phases
+
+
+_SHOWN_PRETRAIN_METRICS = ("loss", "rtd_loss", "contrastive_acc", "rtd_acc", "orig_recall", "shuf_recall",
+                           "repl_recall", "ppl")
+
+
+def _pretraining_section(pretrain: List[Dict]) -> List[str]:
+    if not pretrain:
+        return []
+    lines = ["## Pretraining (held-out metrics at the last validation)", "",
+             "| arm | updates | metrics | wall |", "|---|---|---|---|"]
+    for r in pretrain:
+        phases = _phases(r.get("valid_curve") or [])
+        last = phases[-1][-1] if phases else {}
+        shown = ", ".join(f"{k} {last[k]:g}" for k in _SHOWN_PRETRAIN_METRICS if k in last)
+        if "shuf_frac" in last and "repl_frac" in last:  # an RTD arm: how far it got from learning nothing
+            prior = label_prior_bits(last["shuf_frac"], last["repl_frac"])
+            shown += f"; label prior {prior:.3f}" + (
+                " (**at the prior: the objective learnt nothing**)"
+                if last.get("rtd_loss", last.get("loss", 0)) >= prior - 0.01 else "")
+        updates = " + ".join(f"{phase[-1]['num_updates']:g}" for phase in phases) or "?"
+        lines.append(f"| `{r['arm']}` | {updates} | {shown} | {r['wall_s'] / 60:.1f} min |")
+    lines += ["", "## Pretraining curves (held-out loss at each validation, update: loss; the RTD part of the loss in "
+                  "a contrastive phase)", ""]
+    for r in pretrain:
+        phases = _phases(r.get("valid_curve") or [])
+        shown = [("phase 2: " if i and not j else "") + f"{p['num_updates']:g}: {p.get('rtd_loss', p['loss']):.3f}"
+                 for i, phase in enumerate(phases) for j, p in enumerate(phase) if "loss" in p]
+        lines.append(f"- `{r['arm']}`: " + (", ".join(shown) or "no validation"))
+    return lines + [""]
+
+
 def write_report(out: Path, baseline: Optional[str] = None) -> str:
     """BASELINE: compare every arm with this one instead of each arm's declared baseline."""
     out = Path(out)
@@ -202,29 +246,7 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
         lines += [f"Scale: {scale.get('about', '')}. Architecture `{scale.get('arch')}`; fine-tuning batch "
                   f"{scale.get('batch_size')}, learning rates {', '.join(map(str, scale.get('learning_rates', [])))}, "
                   f"seeds {', '.join(map(str, scale.get('seeds', [])))}.", ""]
-    pretrain = [r for r in records if r.get("kind") == "pretrain"]
-    if pretrain:
-        lines += ["## Pretraining (held-out metrics at the last validation)", "",
-                  "| arm | updates | metrics | wall |", "|---|---|---|---|"]
-        for r in pretrain:
-            last = (r.get("valid_curve") or [{}])[-1]
-            shown = ", ".join(f"{k} {v:g}" for k, v in last.items()
-                              if k in ("loss", "rtd_acc", "orig_recall", "shuf_recall", "repl_recall", "ppl"))
-            lines.append(f"| `{r['arm']}` | {last.get('num_updates', '?'):g} | {shown} | {r['wall_s'] / 60:.1f} min |"
-                         if isinstance(last.get("num_updates"), float) else
-                         f"| `{r['arm']}` | ? | {shown} | {r['wall_s'] / 60:.1f} min |")
-        lines.append("")
-        lines += ["## Pretraining curves (held-out loss at each validation, update: loss)", ""]
-        for r in pretrain:
-            points, last = [], 0.0
-            for p in r.get("valid_curve") or []:
-                if isinstance(p.get("num_updates"), float) and "loss" in p:
-                    # a second phase starts its own update count (rtd_ternary+rtd_contrastive)
-                    points.append(("phase 2: " if p["num_updates"] < last else "")
-                                  + f"{p['num_updates']:g}: {p['loss']:.3f}")
-                    last = p["num_updates"]
-            lines.append(f"- `{r['arm']}`: " + (", ".join(points) or "no validation"))
-        lines.append("")
+    lines += _pretraining_section([r for r in records if r.get("kind") == "pretrain"])
     if any(_declared(a) and (_declared(a).starts_from or _declared(a).compare_with != "random") for a in arms):
         lines += ["## Arms (registry names: vega_toolkit/study/plan.py ARMS)", "", "| arm | compared with | what it is |",
                   "|---|---|---|"]

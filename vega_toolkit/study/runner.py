@@ -95,9 +95,15 @@ def parse_dev_scores(log_text: str) -> Dict[str, Dict[str, float]]:
 
 def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
     """Every `valid on 'valid' subset | k v | ...` line of a fairseq log as a dict of numbers, in update order. A
-    pretraining's log holds all its attempts (a resumed run may validate an update twice): the last one counts."""
-    curve = []
+    pretraining's log holds all its attempts (a resumed run may validate an update twice): the last one counts. A
+    cell of two phases (`$ vega-train` lines with different commands) counts its updates from 0 again in the second:
+    each command's validations are kept apart, in the order the commands first ran."""
+    by_command: Dict[str, Dict[float, Dict[str, float]]] = {}
+    command = ""
     for line in log_text.splitlines():
+        if line.startswith("$ "):
+            command = line
+            continue
         m = _VALID_LINE.search(line)
         if not m or m["subset"] != "valid":
             continue
@@ -108,9 +114,9 @@ def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
                 point[name] = float(value)
             except ValueError:
                 pass
-        curve.append(point)
-    by_update = {p.get("num_updates", i): p for i, p in enumerate(curve)}
-    return [by_update[u] for u in sorted(by_update)]
+        points = by_command.setdefault(command, {})
+        points[point.get("num_updates", len(points))] = point
+    return [points[u] for points in by_command.values() for u in sorted(points)]
 
 
 _RAN = re.compile(r"^# vega-study: `[^`]+` ran (?P<s>\d+(?:\.\d+)?) s", re.M)
