@@ -353,6 +353,32 @@ def test_report_compares_each_arm_with_its_declared_baseline_and_prints_the_tran
     assert report_module.claim_verdict({"delta": 5.0, "se": float("nan")}, 1).startswith("no verdict")
 
 
+def test_report_shows_each_pretraining_phase_and_flags_an_objective_that_sat_at_its_label_prior(tmp_path):
+    from vega_toolkit.study.report import write_report
+
+    def point(updates, loss, shuf, repl, **extra):
+        return {"num_updates": float(updates), "loss": loss, "shuf_frac": shuf, "repl_frac": repl, **extra}
+
+    pretrain = [
+        {"kind": "pretrain", "key": "c", "arm": "rtd_ternary+rtd_contrastive", "commands": [], "wall_s": 60.0,
+         "valid_curve": [point(900, 0.5, 0.1, 0.05), point(9000, 0.37, 0.1, 0.05),
+                         point(100, 0.99, 0.1, 0.05, rtd_loss=0.57), point(1000, 0.42, 0.1, 0.05, rtd_loss=0.41)]},
+        {"kind": "pretrain", "key": "s", "arm": "rtd_shuffle_only", "commands": [], "wall_s": 60.0,
+         "valid_curve": [point(5000, 0.606, 0.1486, 0.0), point(10000, 0.606, 0.1486, 0.0)]},
+    ]
+    finetune = [{"kind": "finetune", "key": f"f{seed}", "arm": "random", "task": "A", "lr": 1e-3, "seed": seed,
+                 "score": 50.0 + seed, "commands": [], "commit": "x", "wall_s": 1.0} for seed in (1, 2, 3)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pretrain + finetune))
+    write_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    contrastive = next(line for line in report.splitlines() if line.startswith("| `rtd_ternary+rtd_contrastive`"))
+    assert contrastive.startswith("| `rtd_ternary+rtd_contrastive` | 9000 + 1000 | loss 0.42, rtd_loss 0.41")
+    assert "label prior 0.748 |" in contrastive  # 0.41 is far below it
+    shuffle = next(line for line in report.splitlines() if line.startswith("| `rtd_shuffle_only`"))
+    assert "label prior 0.606 (**at the prior: the objective learnt nothing**)" in shuffle
+    assert "- `rtd_ternary+rtd_contrastive`: 900: 0.500, 9000: 0.370, phase 2: 100: 0.570, 1000: 0.410" in report
+
+
 def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
     from vega_toolkit.demo.toy_data import write_toy_data
 
