@@ -79,11 +79,16 @@ def prediction_overlap(out: Path, records: List[Dict], glue_dir: str) -> Dict[Tu
 def overlap_report(out: Path, glue_dir: str) -> str:
     from vega_toolkit.study.report import load_study
 
-    _, records, _ = load_study(Path(out))
-    table = prediction_overlap(Path(out), records, glue_dir)
+    out = Path(out)
+    _, records, _ = load_study(out)
+    table = prediction_overlap(out, records, glue_dir)
     if not table:
         raise FileNotFoundError(f"{out}: no finished {TASK} cells")
-    lines = [f"{TASK} dev: word Jaccard alone correlates {dev_baseline(glue_dir):.2f} with the gold scores (Pearson x 100)",
+    from vega_toolkit.study.runner import code_version
+
+    lines = [f"# {TASK} predictions against word overlap: `vega-study overlap {out}` at commit {code_version()}",
+             "",
+             f"{TASK} dev: word Jaccard alone correlates {dev_baseline(glue_dir):.2f} with the gold scores (Pearson x 100)",
              "",
              f"Pearson x 100 of each cell's {TASK} test predictions with the pairs' word Jaccard "
              "(mean over the seeds with non-constant predictions; '-' = constant):",
