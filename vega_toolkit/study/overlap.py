@@ -30,7 +30,10 @@ def word_jaccard(a: str, b: str) -> float:
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> Optional[float]:
-    """None when either side is constant (the coefficient is undefined)."""
+    """None when either side is constant (the coefficient is undefined). Checked on the values themselves: the
+    mean of 1,379 copies of 2.755 is not exactly 2.755, and the rounding residue would read as a correlation."""
+    if x.min() == x.max() or y.min() == y.max():
+        return None
     x, y = x - x.mean(), y - y.mean()
     denominator = np.sqrt((x * x).sum() * (y * y).sum())
     return float((x * y).sum() / denominator) if denominator > 0 else None
