@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from vega_toolkit.data.glue_readers import read_glue_split
+from vega_toolkit.study.report import load_study
+from vega_toolkit.study.runner import code_version
 
 TASK = "STS-B"
 _WORD = re.compile(r"\w+")
@@ -80,15 +82,11 @@ def prediction_overlap(out: Path, records: List[Dict], glue_dir: str) -> Dict[Tu
 
 
 def overlap_report(out: Path, glue_dir: str) -> str:
-    from vega_toolkit.study.report import load_study
-
     out = Path(out)
     _, records, _ = load_study(out)
     table = prediction_overlap(out, records, glue_dir)
     if not table:
         raise FileNotFoundError(f"{out}: no finished {TASK} cells")
-    from vega_toolkit.study.runner import code_version
-
     lines = [f"# {TASK} predictions against word overlap: `vega-study overlap {out}` at commit {code_version()}",
              "",
              f"{TASK} dev: word Jaccard alone correlates {dev_baseline(glue_dir):.2f} with the gold scores (Pearson x 100)",
