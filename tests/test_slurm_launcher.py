@@ -61,14 +61,15 @@ def test_usr1_makes_the_job_requeue_itself_and_resume_to_the_uninterrupted_resul
                   alive=lambda: slurm.job_state(job_id) in ("PENDING", "RUNNING"))
     subprocess.run(["scancel", "--signal=USR1", job_id], check=True)
     # submitit's handler calls `scontrol requeue`: the job is pending again. SLURM holds requeued jobs back for
-    # two minutes (BeginTime); release it now instead of waiting.
+    # two minutes (BeginTime); release it sooner, but not within the second of the requeue: slurmd refuses to launch
+    # a job whose credential it revoked in that same second ("Job credential revoked"), and the job ends FAILED.
     info = slurm.wait_for_state(job_id, lambda i: i["Restarts"] != "0" and i["JobState"] == "PENDING",
                                 timeout_s=60, what="requeue")
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now+3"], check=True)
     info = slurm.wait_for_state(job_id, finished, timeout_s=150, what="terminal state")
-    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", info
-
     log = Path(info["StdOut"]).read_text() + Path(info["StdErr"]).read_text()
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", f"{info}\n{log[-3000:]}"
+
     assert "Requeued job" in log or "requeue" in log.lower()
     resumed = re.findall(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch \d+ @ (\d+) updates\)", log)
     assert resumed and int(resumed[-1]) >= 10, "the requeued run did not resume from checkpoint_last.pt"

@@ -22,7 +22,9 @@ How the job runs:
 - Preemption and time limits: SLURM sends `--slurm-signal` (default USR2, submitit's default, which warns that NCCL
   may catch USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill; submitit calls `FairseqTrainingJob.checkpoint()`, which requeues
   the same argv. fairseq resumes from `<save-dir>/checkpoint_last.pt` by itself (its default `--restore-file`), so
-  the job continues from the last periodic checkpoint: set `--save-interval-updates` to bound the lost work. For
+  the job continues from the last periodic checkpoint: set `--save-interval-updates` to bound the lost work. A
+  signal that arrives while fairseq writes a checkpoint is handled once the save is complete (preemption.py), so the
+  requeued job resumes from the checkpoint that was being written, never from a half-copied one. For
   fine-tuning use `--finetune-from-model` (only read while checkpoint_last.pt is absent), not `--restore-file`.
 
 Recipes chain jobs by parsing the `Submitted job <id>` line:
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from vega_toolkit.launch import slurm
+from vega_toolkit.launch.preemption import signals_deferred
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +180,7 @@ class FairseqTrainingJob:
         logger.info("%s: fairseq training with %s", env, " ".join(argv))
         from vega_toolkit.launch.local import run_local
 
-        with _last_trainer() as last:
+        with guarded_checkpoint_saves() as last:
             run_local(argv)
         trainer = last.get("trainer")
         if trainer is None:  # e.g. --no-save or a task that trains in rounds
@@ -199,19 +202,21 @@ class FairseqTrainingJob:
 
 
 @contextlib.contextmanager
-def _last_trainer():
-    """Record the fairseq Trainer passed to `checkpoint_utils.save_checkpoint`, which fairseq_cli.train calls on
-    every rank (after the last update too) but which `fairseq_cli.train.main` does not return."""
+def guarded_checkpoint_saves():
+    """Wrap fairseq's `checkpoint_utils.save_checkpoint`, which fairseq_cli.train calls on every rank (after the last
+    update too), so that each save finishes before a preemption signal is handled (preemption.py says why), and
+    record the Trainer passed to it, which `fairseq_cli.train.main` does not return."""
     from fairseq import checkpoint_utils
 
     seen: Dict[str, Any] = {}
     original = checkpoint_utils.save_checkpoint
 
-    def recording_save_checkpoint(cfg, trainer, *args, **kwargs):
+    def guarded_save_checkpoint(cfg, trainer, *args, **kwargs):
         seen["trainer"] = trainer
-        return original(cfg, trainer, *args, **kwargs)
+        with signals_deferred():
+            return original(cfg, trainer, *args, **kwargs)
 
-    checkpoint_utils.save_checkpoint = recording_save_checkpoint
+    checkpoint_utils.save_checkpoint = guarded_save_checkpoint
     try:
         yield seen
     finally:
