@@ -1,5 +1,7 @@
 """`vega-study --arms all` on the smoke scale: every ablation arm's real commands end to end (a file of its own, so that
 `make test`'s xdist workers run it beside tests/test_study.py's kill-and-resume smoke study, not after it)."""
+import re
+
 from test_study import TRANSFER_LINE, results
 from vega_toolkit.study.plan import SCALES
 from vega_toolkit.study.report import write_report
@@ -44,3 +46,11 @@ def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_p
             assert any(line.startswith(f"effect {arm}-vs-{ARMS[arm].compare_with} ") for line in lines), arm
     report = (out / "report.md").read_text()
     assert all(f"`{arm}`" in report for arm in ARMS)
+    # what the tricks did, read from the logs the real tools wrote (vega_toolkit/study/mechanisms.py)
+    from vega_toolkit.study.mechanisms import mechanisms_report
+
+    mechanisms = mechanisms_report(out)
+    assert re.search(r"^\| RTE \| 1 \| \d+\.\d% \|", mechanisms, re.M), mechanisms  # SiFT's cell
+    for arm, task in (("glue_transductive", "RTE"), ("glue_self_calibrated", "CoLA")):
+        assert re.search(rf"^\| `{re.escape(arm)}` \| {task} \| [\d.]+ \| 1 \| -?[\d.]+ → ", mechanisms, re.M), arm
+    assert re.search(r"^\| `glue_self_calibrated` \| CoLA \| 1 \| \d+ \| \d+ \| ", mechanisms, re.M), mechanisms

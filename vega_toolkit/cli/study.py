@@ -7,6 +7,7 @@
     vega-study report results/study-cpu                                         # report.md + study.png
     vega-study probe MODEL_DIR [MODEL_DIR ...] --glue-dir glue_data --task SST-2  # frozen-feature probes per layer
     vega-study overlap results/study-cpu --glue-dir glue_data                   # STS-B predictions vs word overlap
+    vega-study mechanisms results/study-cpu                                     # what SiFT and the rounds did
 
 Each cell is a real vega-preprocess / vega-train / vega-convert / vega-generate run whose output goes to
 OUT/logs/<cell>.log; finished cells are JSON lines in OUT/results.jsonl, keyed by their resolved configuration,
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     overlap.add_argument("out", help="study folder")
     overlap.add_argument("--glue-dir", default=os.environ.get("VEGA_GLUE_DIR"), help="glue_data/ (default "
                          "$VEGA_GLUE_DIR)")
+    mechanisms = sub.add_parser("mechanisms", help="what the adaptation tricks did in the study's cells, from their "
+                                                   "logs: SiFT's share of the loss, dev and changed pseudo-labels by "
+                                                   "round, what self-calibration selected and kept")
+    mechanisms.add_argument("out", help="study folder")
     report = sub.add_parser("report", help="report.md, study.png and the transfer line of a study folder")
     report.add_argument("out", help="study folder")
     report.add_argument("--baseline", default=None,
@@ -124,6 +129,14 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
             print(overlap_report(Path(args.out), args.glue_dir))
         except (FileNotFoundError, ValueError) as e:
             sys.exit(f"vega-study overlap: {e}")
+        return 0
+    if args.command == "mechanisms":
+        from vega_toolkit.study.mechanisms import mechanisms_report
+
+        try:
+            print(mechanisms_report(Path(args.out)), end="")
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"vega-study mechanisms: {e}")
         return 0
     if args.command == "report":
         from vega_toolkit.study.report import update_readme

@@ -129,6 +129,11 @@ def logged_run_s(log_text: str) -> float:
     return sum(float(m["s"]) for m in _RAN.finditer(log_text))
 
 
+def cell_log_path(out: Path, cell_name: str) -> Path:
+    """Where the runner writes the output of cell `cell_name` (e.g. `rtd_ternary/CoLA/lr0.001/seed1`)."""
+    return Path(out) / "logs" / (cell_name.replace("/", "_").replace(" ", "_") + ".log")
+
+
 class StudyRunner:
     def __init__(self, scale: Scale, out: Path, glue_dir: str, corpus_dir: str, jobs: int = 1,
                  extra_finetune_args: Tuple[str, ...] = (), arms=None, tasks=None, threads: Optional[int] = None,
@@ -178,7 +183,7 @@ class StudyRunner:
         os.replace(tmp, path)
 
     def _log_path(self, cell: Cell) -> Path:
-        return self.out / "logs" / (cell.name.replace("/", "_").replace(" ", "_") + ".log")
+        return cell_log_path(self.out, cell.name)
 
     # ------------------------------------------------------------------ one cell
     def _run_cell(self, cell: Cell) -> Dict:
