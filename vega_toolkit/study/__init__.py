@@ -4,5 +4,7 @@
     vega-study report results/study-cpu                             # report.md, figure, the transfer line
 
 plan.py declares arms and scales, cells.py turns them into keyed commands, runner.py runs and resumes them,
-report.py aggregates the JSON lines.
+report.py aggregates the JSON lines. The analyses read what the cells left behind: overlap.py (STS-B predictions
+against word overlap), mechanisms.py (what SiFT and the adaptation rounds did, from the cells' logs) and probe.py
+(frozen-feature probes of a model folder).
 """
