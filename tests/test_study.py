@@ -137,6 +137,27 @@ def test_report_selects_each_arms_best_learning_rate_by_median_and_computes_the_
     assert "| A | +5.00 ± 1.63 (+3.1 SE) |" in report and "| B | +2.00 ± 2.08 (+1.0 SE) |" in report
 
 
+def test_a_task_an_arm_has_not_finished_enters_no_comparison_until_every_learning_rate_and_seed_has(tmp_path):
+    """A running task would pick its best learning rate among those run so far: it is shown in the dev table (with
+    its n) but enters no average, difference or claim until its whole grid is in."""
+    grid = {("A", 1e-3): [50, 52, 54], ("A", 1e-4): [40, 41, 42], ("B", 1e-3): [60, 60, 60], ("B", 1e-4): [59, 58, 57]}
+    scores = {("random", task, lr): values for (task, lr), values in grid.items()}
+    scores.update({("rtd_ternary", task, lr): [v + 5 for v in values] for (task, lr), values in grid.items()})
+    scores[("rtd_ternary", "B", 1e-4)] = [90]  # seeds 2 and 3 of the second learning rate still to run
+    records = [{"kind": "finetune", "key": f"{arm}{task}{lr}{seed}", "arm": arm, "task": task, "lr": lr, "seed": seed,
+                "score": score, "commands": [], "commit": "x", "wall_s": 1.0}
+               for (arm, task, lr), values in scores.items() for seed, score in enumerate(values, 1)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "study.json").write_text(json.dumps({"cells": 24, "scale": {
+        "name": "t", "learning_rates": [1e-4, 1e-3], "seeds": [1, 2, 3], "tasks": [{"name": "A"}, {"name": "B"}]}}))
+    last = write_report(tmp_path).splitlines()[-1]
+    assert last == "transfer rtd_ternary-vs-random avg_delta=+5.00 se=1.63 tasks_better=1/1"  # task A alone
+    report = (tmp_path / "report.md").read_text()
+    assert "**Incomplete: 22 of 24 cells finished.**" in report
+    assert "| B | 60.00 (60.00 ± 0.00, n=3) @ lr 0.001 | 90.00 (90.00 ± nan, n=1) @ lr 0.0001 |" in report  # shown
+    assert "| **average** (A) |" in report and "| B | +" not in report  # but not compared
+
+
 def test_fine_tunings_outside_the_declared_grid_enter_no_table():
     """A learning rate or seed dropped from the scale's grid (study.json) leaves its cells as history."""
     from vega_toolkit.study.report import current_records

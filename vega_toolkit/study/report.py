@@ -69,6 +69,18 @@ def _grid(records: List[Dict]) -> Dict[Tuple[str, str], Dict[float, Dict[int, fl
     return grid
 
 
+def finished_entries(grid, learning_rates, seeds):
+    """The (task, arm) entries of `grid` with every planned cell (each learning rate x each seed) finished. An entry
+    still running would choose its best learning rate among those run so far, and a seed that only one side has
+    would leave the other's average out of step: the comparisons use finished entries only. Without a declared
+    grid (no study.json) every entry counts."""
+    if not learning_rates or not seeds:
+        return grid
+    lrs, wanted = {float(lr) for lr in learning_rates}, {int(s) for s in seeds}
+    return {key: by_lr for key, by_lr in grid.items()
+            if lrs <= set(by_lr) and all(wanted <= set(by_lr[lr]) for lr in lrs)}
+
+
 def best_point(by_lr: Dict[float, Dict[int, float]]) -> Tuple[float, Dict[int, float]]:
     """The learning rate with the highest median over seeds (ties: the smaller learning rate)."""
     lr = max(sorted(by_lr), key=lambda x: statistics.median(by_lr[x].values()))
@@ -234,7 +246,8 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
     incomplete = []
     if planned and finished < planned:
         incomplete = [f"**Incomplete: {finished} of {planned} cells finished.** Resume with the same `vega-study run` "
-                      f"command; averages below cover only the tasks both arms have finished.", ""]
+                      f"command; averages and differences below cover only the tasks both arms have finished (every "
+                      f"learning rate and seed).", ""]
     lines += incomplete
     lines += [f"{len(records)} finished cells, {sum(r.get('wall_s', 0) for r in records) / 3600:.2f} h of cell time; "
               f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.", ""]
@@ -269,21 +282,22 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
         suffix = "" if task in averaged else " (not averaged)"
         lines.append(f"| {task}{suffix} | " + " | ".join(cells) + " |")
     comparisons = []
+    finished_grid = finished_entries(grid, scale.get("learning_rates"), scale.get("seeds"))
     for arm in arms:
         base = baseline or baseline_of(arm)
         if arm == base or base not in arms:
             continue
         declared = _declared(arm)
         own = [t for t in task_order if declared and t in declared.only_tasks]
-        c = compare(grid, own or averaged, arm, base)
+        c = compare(finished_grid, own or averaged, arm, base)
         if c:
             c["own_tasks"] = bool(own)
             comparisons.append(c)
     # the average row: each arm over the averaged tasks every pretraining arm has finished
     full = [a for a in arms if not (_declared(a) and (_declared(a).starts_from or _declared(a).only_tasks))] or arms
-    used = [t for t in averaged if all((t, a) in grid for a in full)]
-    avg_cells = [_fmt(seed_averages(grid, used, arm)) if used and all((t, arm) in grid for t in used) else "—"
-                 for arm in arms]
+    used = [t for t in averaged if all((t, a) in finished_grid for a in full)]
+    avg_cells = [_fmt(seed_averages(finished_grid, used, arm))
+                 if used and all((t, arm) in finished_grid for t in used) else "—" for arm in arms]
     lines += [f"| **average** ({', '.join(used)}) | " + " | ".join(avg_cells) + " |", ""]
     if comparisons:
         lines += ["## Transfer", ""]
@@ -301,8 +315,9 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
                   "", "| task | " + " | ".join(f"`{c['arm']}` − `{c['baseline']}`" for c in comparisons) + " |",
                   "|---|" + "---|" * len(comparisons)]
         for task in task_order:
-            cells = [_fmt_effect(*task_effect(grid, task, c["arm"], c["baseline"]))
-                     if (task, c["arm"]) in grid and (task, c["baseline"]) in grid else "—" for c in comparisons]
+            cells = [_fmt_effect(*task_effect(finished_grid, task, c["arm"], c["baseline"]))
+                     if (task, c["arm"]) in finished_grid and (task, c["baseline"]) in finished_grid else "—"
+                     for c in comparisons]
             if any(cell != "—" for cell in cells):
                 lines.append(f"| {task}{'' if task in averaged else ' (not averaged)'} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -317,7 +332,7 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
                   "|---|---|---|---|---|"]
         for c, declared in claims:
             on = f" on {', '.join(c['task_names'])}" if c["own_tasks"] else ""
-            held, failed = _decided_tasks(grid, c, declared.claim_sign)
+            held, failed = _decided_tasks(finished_grid, c, declared.claim_sign)
             lines.append(f"| {declared.claim} | `{c['arm']}` vs `{c['baseline']}`{on} | "
                          f"{_fmt_effect(c['delta'], c['se'])} | {claim_verdict(c, declared.claim_sign)} | "
                          f"{', '.join(held) or 'none'} / {', '.join(failed) or 'none'} |")
