@@ -1,11 +1,12 @@
 """Preemption signals held back while a checkpoint is written.
 
 submitit's handler for the preemption signal (`--slurm-signal`, USR1 or USR2) requeues the job and calls
-`sys.exit`, which raises SystemExit wherever the main thread happens to be. fairseq writes
-`checkpoint_<epoch>_<updates>.pt` atomically (a `.tmp` file, then a rename) but then *copies* it to
-`checkpoint_last.pt` with `shutil.copyfile`: a signal during that copy leaves a truncated checkpoint_last.pt, and
-the requeued job, which resumes from it, fails to load it. Inside `signals_deferred` such a signal is only
-recorded; it is raised again, for the handler that was installed before, once the block has finished.
+`sys.exit`, which raises SystemExit wherever the main thread happens to be. One fairseq save writes
+`checkpoint_<epoch>_<updates>.pt` and then copies it to `checkpoint_last.pt` (both atomically:
+fairseq_fixes/atomic_writes.py). A signal between the two ends the job with checkpoint_last.pt still at the save
+before, so the requeued job, which resumes from it, trains a whole save interval again. Inside `signals_deferred`
+such a signal is only recorded; it is raised again, for the handler that was installed before, once the block
+has finished.
 """
 import contextlib
 import signal

@@ -24,7 +24,7 @@ How the job runs:
   the same argv. fairseq resumes from `<save-dir>/checkpoint_last.pt` by itself (its default `--restore-file`), so
   the job continues from the last periodic checkpoint: set `--save-interval-updates` to bound the lost work. A
   signal that arrives while fairseq writes a checkpoint is handled once the save is complete (preemption.py), so the
-  requeued job resumes from the checkpoint that was being written, never from a half-copied one. For
+  requeued job resumes from the checkpoint that was being written, not from the one before it. For
   fine-tuning use `--finetune-from-model` (only read while checkpoint_last.pt is absent), not `--restore-file`.
 
 Recipes chain jobs by parsing the `Submitted job <id>` line:

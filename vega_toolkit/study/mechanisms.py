@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from vega_toolkit.study.report import load_study
+from vega_toolkit.study.report import baseline_of, load_study
 from vega_toolkit.study.runner import cell_log_path, code_version
 
 _TRAIN_EPOCH = re.compile(r"INFO:train:epoch \d+ \| loss (?P<loss>[\d.]+) \|.*\| adv_loss (?P<adv>[\d.e-]+) \|")
@@ -92,12 +92,6 @@ def baseline_scores(records: List[Dict]) -> Dict[Tuple[str, str, float, int], fl
             for r in records if r.get("kind") == "finetune"}
 
 
-def _baseline_of(arm: str) -> Optional[str]:
-    from vega_toolkit.study.plan import ARMS
-
-    return ARMS[arm].compare_with if arm in ARMS else None
-
-
 def _sift_section(cells) -> List[str]:
     by_task: Dict[str, List[float]] = defaultdict(list)
     for r, text in cells:
@@ -140,7 +134,7 @@ def _rounds_section(cells, scores) -> List[str]:
                          if len(rows) > k and rows[k]["changed_fraction"] is not None]
             changed.append(f"{100 * statistics.fmean(fractions):.1f}%" if fractions else "-")
         gain = _mean_std([rows[-1]["dev"] - rows[0]["dev"] for rows in by_seed.values()], signed=True)
-        baseline = _baseline_of(arm)
+        baseline = baseline_of(arm)
         start = [rows[0]["dev"] - scores[(baseline, task, lr, seed)] for seed, rows in by_seed.items()
                  if (baseline, task, lr, seed) in scores]
         start_text = f"{_mean_std(start, signed=True)} (`{baseline}`)" if start else "-"
