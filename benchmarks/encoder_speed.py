@@ -6,20 +6,27 @@
     python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12
     python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12 \
         --vega-impls sdpa,fused,reference --lengths 2048,4096 --max-positions 4096 --tokens 65536
+    python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12 \
+        --models vega,plain --vega-impls fused,sdpa --lengths 512,128          # no HF (83.7 GiB at L = 512)
 
 One training step = forward + backward of a squared-output loss (train mode, dropout on). vega and HF share the same
 weights (the HF model is converted with vega_toolkit.models.hf_conversion); the plain encoder has the same width and
 depth. Repetitions are interleaved (vega, hf, plain, vega, ...) so that machine noise hits all three alike; the
-median (or min) is reported, and ratios are only taken within one run. --vega-impls measures several attention
-implementations of the same vega model (``fused``: the Triton kernel, CUDA only); --max-positions raises the maximum
-length with the same log buckets (256 buckets over 512 relative positions). A model that runs out of GPU memory at
-a length is reported as OOM there. On a machine shared with other jobs, wall
-time mostly measures the scheduler: use one thread with --clock process (this process's CPU time). Memory: peak allocated on CUDA; on CPU the bytes of the tensors autograd saves for backward
-(the activation memory, which is what differs between the implementations).
+median (or min) is reported, and ratios are only taken within one run. --models chooses the rows (vega, hf, plain);
+--vega-impls measures several attention implementations of the same vega model (``fused``: the Triton kernel, CUDA
+only), in the order given; --max-positions raises the maximum length with the same log buckets (256 buckets over 512
+relative positions). A model that runs out of GPU memory at a length is reported as OOM there; any other error (a
+Triton compile or resource error, say) as ``ERR: <type>`` with its traceback on stderr, and the other rows go on.
+On a machine shared with other jobs, wall time mostly measures the scheduler: use one thread with --clock process
+(this process's CPU time). Memory: peak allocated on CUDA; on CPU the bytes of the tensors autograd saves for
+backward (the activation memory, which is what differs between the implementations).
 """
 import argparse
+import logging
 import statistics
+import sys
 import time
+import traceback
 
 import torch
 import torch.nn.functional as F
@@ -53,13 +60,20 @@ class PlainSDPAEncoder(nn.Module):
         return x
 
 
+# Rows, timed in the order given: "vega" once per --vega-impls entry, "vega:<impl>" one implementation (so that a
+# row likely to run out of memory can come last), "hf", "plain".
+MODELS = ("vega", "hf", "plain")
+
+
 def build_models(args):
+    """The step functions of the chosen rows and every module to move / zero (HF's config converts to vega's)."""
     import transformers
     from fairseq.data import Dictionary
 
     from vega_toolkit.models.hf_conversion import vega_config_from_hf, vega_state_from_hf
     from vega_toolkit.models.vega_encoder import VegaEncoder, VegaEncoderConfig, VegaEncoderModel
 
+    models = args.models.split(",")
     hf_config = transformers.DebertaV2Config(
         vocab_size=args.vocab, hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
         intermediate_size=4 * args.dim, max_position_embeddings=args.max_positions, max_relative_positions=512,
@@ -68,20 +82,29 @@ def build_models(args):
         type_vocab_size=0, layer_norm_eps=1e-7, hidden_act="gelu",
     )
     torch.manual_seed(0)
-    hf = transformers.DebertaV2Model(hf_config)
-    dictionary = Dictionary()
-    for i in range(args.vocab - len(dictionary)):
-        dictionary.add_symbol(f"w{i}")
-    cfg = VegaEncoderConfig(**vega_config_from_hf(hf_config.to_dict()))
-    vega = VegaEncoderModel(cfg, VegaEncoder(cfg, dictionary))
-    vega.load_state_dict(vega_state_from_hf(hf.state_dict(), list(range(args.vocab))))  # same weights as HF
-    plain = PlainSDPAEncoder(args.vocab, args.dim, args.heads, 4 * args.dim, args.layers)
-    fns = {f"vega_encoder {impl}": vega_with(vega, impl) for impl in args.vega_impls.split(",")}
-    return {
-        **fns,
-        "HF DebertaV2Model": lambda t: hf(input_ids=t).last_hidden_state,
-        "plain SDPA encoder": plain,
-    }, [vega, hf, plain]
+    hf = transformers.DebertaV2Model(hf_config)  # built even when not timed: vega takes its weights
+    fns, modules = {}, []
+    vega = None
+    for model in models:
+        if model.startswith("vega"):
+            if vega is None:
+                dictionary = Dictionary()
+                for i in range(args.vocab - len(dictionary)):
+                    dictionary.add_symbol(f"w{i}")
+                cfg = VegaEncoderConfig(**vega_config_from_hf(hf_config.to_dict()))
+                vega = VegaEncoderModel(cfg, VegaEncoder(cfg, dictionary))
+                vega.load_state_dict(vega_state_from_hf(hf.state_dict(), list(range(args.vocab))))  # HF's weights
+                modules.append(vega)
+            impls = args.vega_impls.split(",") if model == "vega" else [model.split(":", 1)[1]]
+            fns.update({f"vega_encoder {impl}": vega_with(vega, impl) for impl in impls})
+        elif model == "hf":
+            fns["HF DebertaV2Model"] = lambda t: hf(input_ids=t).last_hidden_state
+            modules.append(hf)
+        else:
+            plain = PlainSDPAEncoder(args.vocab, args.dim, args.heads, 4 * args.dim, args.layers)
+            fns["plain SDPA encoder"] = plain
+            modules.append(plain)
+    return fns, modules
 
 
 def vega_with(vega, impl):
@@ -125,6 +148,33 @@ def warm_up(fn, tokens, args, modules):
             torch.cuda.empty_cache()
 
 
+def guarded(name, length, action):
+    """Run ``action``; on failure, the row's text (OOM, or ERR: <type> with the traceback on stderr) instead of
+    ending the run: a Triton compile or resource error in one model must not take the other rows with it."""
+    try:
+        action()
+        return None
+    except torch.OutOfMemoryError:
+        return "OOM"
+    except Exception as error:  # noqa: BLE001 -- reported in the table and on stderr, the run goes on
+        print(f"{name} at L = {length}: {type(error).__name__}", file=sys.stderr)
+        traceback.print_exc()
+        return f"ERR: {type(error).__name__}"
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def timed_step(fn, tokens, args, modules, clock, sync):
+    for m in modules:
+        m.zero_grad(set_to_none=True)
+    sync()
+    start = clock()
+    step(fn, tokens, args)
+    sync()
+    return clock() - start
+
+
 def step(fn, tokens, args):
     with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
         out = fn(tokens)
@@ -142,6 +192,9 @@ def main():
     p.add_argument("--tokens", type=int, default=2048, help="tokens per batch: batch = tokens / L")
     p.add_argument("--lengths", default="128,512")
     p.add_argument("--max-positions", type=int, default=512, help="longest length the models accept")
+    p.add_argument("--models", default="vega,hf,plain",
+                   help="comma-separated rows in the order to run them: vega (once per --vega-impls), vega:<impl>, "
+                        "hf, plain")
     p.add_argument("--vega-impls", default="sdpa",
                    help="comma-separated --attention-impl values to measure for vega (sdpa, reference, fused)")
     p.add_argument("--bias-block", type=int, default=0,
@@ -153,6 +206,14 @@ def main():
                    help="process: CPU time of this process (time.process_time), robust on a shared, loaded machine "
                         "when run with one thread; with N threads it sums their CPU time, so use wall there")
     args = p.parse_args()
+    from vega_toolkit.modules.disentangled_attention import ATTENTION_IMPLS
+
+    known = set(MODELS) | {f"vega:{impl}" for impl in ATTENTION_IMPLS}
+    unknown = set(args.models.split(",")) - known
+    if unknown:
+        p.error(f"--models: unknown {sorted(unknown)} (choose from {', '.join(sorted(known))})")
+    # the fused kernel logs each compiled kernel's registers, spills and shared memory once (INFO)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
 
     if args.bias_block:
         from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttention
@@ -166,27 +227,22 @@ def main():
     rows = []
     for length in map(int, args.lengths.split(",")):
         tokens = torch.randint(4, args.vocab, (max(1, args.tokens // length), length), device=args.device)
-        memory = {}
+        memory, failed = {}, {}
         for name, fn in fns.items():  # warm-up + memory
-            try:
-                memory[name] = warm_up(fn, tokens, args, modules)
-            except torch.OutOfMemoryError:
-                memory[name] = None
-        running = {name: fn for name, fn in fns.items() if memory[name] is not None}
-        times = {name: [] for name in running}
+            failure = guarded(name, length, lambda: memory.__setitem__(name, warm_up(fn, tokens, args, modules)))
+            if failure:
+                failed[name] = failure
+        times = {name: [] for name in fns if name not in failed}
         for _ in range(args.reps):  # interleaved repetitions
-            for name, fn in running.items():
-                for m in modules:
-                    m.zero_grad(set_to_none=True)
-                sync()
-                start = clock()
-                step(fn, tokens, args)
-                sync()
-                times[name].append(clock() - start)
+            for name in [n for n in times if n not in failed]:
+                failure = guarded(name, length, lambda: times[name].append(timed_step(fns[name], tokens, args,
+                                                                                       modules, clock, sync)))
+                if failure:
+                    failed[name] = failure
         stat = statistics.median if args.stat == "median" else min
-        med = {name: stat(t) for name, t in times.items()}
+        med = {name: stat(t) for name, t in times.items() if name not in failed}
         for name in fns:
-            rows.append((length, tokens.size(0), name, med.get(name), memory[name],
+            rows.append((length, tokens.size(0), name, med.get(name), memory.get(name), failed.get(name),
                          med.get("HF DebertaV2Model"), med.get("plain SDPA encoder")))
     mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
     print(f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
@@ -194,11 +250,11 @@ def main():
           f"{args.stat} of {args.reps} interleaved reps, vega bias block {args.bias_block or 'default'}\n")
     print(f"| L | batch | model | fwd+bwd ms | {mem_label} | speed vs HF | time vs plain SDPA |")
     print("|---|---|---|---|---|---|---|")
-    for length, batch, name, sec, mem, hf, plain in rows:
-        if sec is None:
-            print(f"| {length} | {batch} | {name} | OOM | OOM | - | - |")
+    for length, batch, name, sec, mem, failure, hf, plain in rows:
+        if failure:
+            print(f"| {length} | {batch} | {name} | {failure} | {failure} | - | - |")
             continue
-        vs_hf = f"{hf / sec:.2f}x" if hf else "HF OOM"
+        vs_hf = f"{hf / sec:.2f}x" if hf else "HF OOM" if "HF DebertaV2Model" in fns else "-"
         vs_plain = f"{sec / plain:.2f}x" if plain else "-"
         print(f"| {length} | {batch} | {name} | {sec * 1e3:.1f} | {mem / 2**20:.1f} | {vs_hf} | {vs_plain} |")
 

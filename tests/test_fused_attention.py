@@ -101,6 +101,74 @@ def test_fused_kernel_gradients_of_q_k_v_equal_reference(padded):
     assert max((a - b).abs().max().item() for a, b in zip(*results)) <= 1e-5
 
 
+@pytest.mark.parametrize("block", [(16, 32), (32, 16)])
+def test_fused_backward_with_query_tiles_unlike_key_tiles_equals_reference(block):
+    # dK/dV run over key tiles, dQ over query tiles: each grid must count its own tiles (L = 45: 3 of 16, 2 of 32).
+    fast, ref = make_pair()
+    fast.FUSED_BLOCK = block
+    assert max_error(fast, ref, *inputs(45, 16)) <= 1e-5
+
+
+def test_fused_tile_knobs_from_the_environment_reach_the_kernels(monkeypatch):
+    monkeypatch.setenv("VEGA_FUSED_BLOCK_M", "16")
+    monkeypatch.setenv("VEGA_FUSED_BWD_KV_BLOCK_N", "32")
+    configs = fused.kernel_configs("cpu")
+    assert (configs["bwd_kv"].block_m, configs["bwd_kv"].block_n, configs["bwd_q"].block_n) == (16, 32, 32)
+    fast, ref = make_pair()
+    fast.FUSED_BLOCK = None  # the knobs decide
+    assert max_error(fast, ref, *inputs(45, 16, padded=False)) <= 1e-5
+
+
+@pytest.mark.parametrize("knob,value,message", [("VEGA_FUSED_BLOCK_M", "24", "power of two >= 16"),
+                                                ("VEGA_FUSED_FWD_WARPS", "three", "num_warps"),
+                                                ("VEGA_FUSED_BWD_Q_STAGES", "0", "num_stages")])
+def test_bad_kernel_knob_is_named_in_the_error(knob, value, message):
+    with pytest.raises(ValueError, match=f"{knob}='{value}': .*{message}"):
+        fused.kernel_configs("cuda", environ={knob: value})
+
+
+def test_fused_tiles_whose_distances_share_one_slot_sum_their_table_gradients_exactly():
+    # buckets 8 over max_rel 24: every distance beyond 24 reads the last slot, so at L = 80 a 16 x 16 tile whose
+    # distances all exceed 24 maps to one slot (its table gradients are summed before the atomic add), and the
+    # tiles near the diagonal do not.
+    length, tile = 80, 16
+    cols = disentangled_attention.relative_columns(length, 8, 24, "cpu")
+    slots_per_tile = {len(set(cols.c2p[n - m + length - 1 - (tile - 1):n - m + length - 1 + tile].tolist()))
+                      for m in range(0, length, tile) for n in range(0, length, tile)}
+    assert 1 in slots_per_tile and max(slots_per_tile) > 1
+    fast, ref = make_pair(8, 24)
+    x, rel, pad = inputs(length, 16, batch=1, padded=False)  # one sequence: 25 tiles per head are enough
+    pad = torch.zeros(1, length, dtype=torch.bool)
+    pad[0, 70:] = True
+    assert max_error(fast, ref, x, rel, pad) <= 1e-5
+
+
+def test_fused_row_whose_keys_are_all_padded_is_uniform_with_no_score_gradient_as_in_reference():
+    # The reference fills every score of such a row with finfo.min: softmax 1 / L and no gradient through the scores.
+    fast, ref = make_pair()
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, HEADS, 21, HEAD_DIM, generator=generator).requires_grad_() for _ in range(3))
+    rel = torch.randn(16, HEADS * HEAD_DIM, generator=generator).requires_grad_()
+    pad = torch.zeros(2, 21, dtype=torch.bool)
+    pad[0] = True  # every key of the first sequence is padded (and so is every query: the reference agrees there)
+    results = []
+    for attention in (fast._fused, ref._reference):
+        q.grad = k.grad = v.grad = rel.grad = None
+        out = attention(q, k, v, rel, pad)
+        out.pow(2).sum().backward()
+        results.append([out, q.grad, k.grad, v.grad, rel.grad])
+    assert max((a - b).abs().max().item() for a, b in zip(*results)) <= 1e-5
+    assert torch.equal(results[0][1][0], torch.zeros_like(q[0]))  # no score gradient reaches the padded sequence
+
+
+def test_fused_slot_map_of_another_length_is_refused_before_any_kernel_runs():
+    q = k = v = torch.randn(1, HEADS, 9, HEAD_DIM)
+    pos = torch.randn(HEADS, 16, HEAD_DIM)
+    longer = disentangled_attention.relative_columns(10, 8, 24, "cpu").c2p  # 19 entries where L = 9 needs 17
+    with pytest.raises(ValueError, match=r"slot_of must map the 2L - 1 = 17 distances of L = 9"):
+        fused.fused_disentangled_attention(q, k, v, pos, pos, longer, scale=0.1)
+
+
 def test_fused_row_with_a_single_real_key_is_finite_and_exact():
     fast, ref = make_pair()
     x, rel, pad = inputs(40, 16)
@@ -189,3 +257,14 @@ def test_fused_is_a_choice_of_the_encoder_config_but_not_the_default():
 
     assert "fused" in disentangled_attention.ATTENTION_IMPLS
     assert VegaEncoderConfig().attention_impl == "sdpa"
+
+
+def test_cuda_fused_parity_check_at_head_dim_64_holds_in_the_interpreter():
+    # tests/test_cuda.py's helpers (inputs, outputs and gradients, bounds) at the production head dim, on CPU: the GPU
+    # runs the same check at L = 128 and 1100; here L = 40 keeps the interpreter quick.
+    import test_cuda
+
+    fast, ref = test_cuda.attention_pair(dim=128, heads=2, impl="fused", device="cpu")
+    x, rel, pad = test_cuda.cuda_inputs(length=40, dim=128, device="cpu")
+    test_cuda.assert_fused_close_to_fp32_reference(test_cuda.fused_outputs_and_grads(fast, x, rel, pad),
+                                                   test_cuda.fused_outputs_and_grads(ref, x, rel, pad))

@@ -56,7 +56,8 @@ class DisentangledSelfAttention(nn.Module):
     # On a GPU, blocks of 32 rows make launches and strided copies dominate. H200, bf16, 12 x 768, L = 512,
     # batch 128, encoder fwd+bwd: 318 ms at 64, 329 at 128, 337 at 256, 343 at 512; at L = 128, 128 is best.
     CUDA_BLOCK = 128
-    # Tile of the fused kernel (None: fused_disentangled_attention's default); tests set small ones.
+    # Tile of every fused kernel, an int or (block_m, block_n) (None: ``kernel_configs`` and its VEGA_FUSED_* knobs);
+    # tests set small ones.
     FUSED_BLOCK = None
 
     def __init__(
