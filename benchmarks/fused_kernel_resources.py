@@ -1,6 +1,7 @@
 """Registers, spills and shared memory of the fused attention kernels compiled for a CUDA architecture, on any machine:
-Triton compiles to PTX without a GPU and its bundled ptxas reports what each kernel costs a multiprocessor. It shows
-a tile / warp / stage choice that spills before a GPU window is spent on it, and that the kernels compile at all.
+Triton compiles to a cubin without a GPU, and its bundled cuobjdump reads each kernel's registers and stack (spills)
+from it. It shows a tile / warp / stage choice that spills before a GPU window is spent on it, and that the kernels
+compile at all.
 
     python benchmarks/fused_kernel_resources.py                                  # sm_90 (H100 / H200), bf16, d = 64
     VEGA_FUSED_BWD_KV_WARPS=8 python benchmarks/fused_kernel_resources.py --arch 80 --dtype fp32
@@ -39,18 +40,18 @@ def signature(kernel, dtype: str, constexprs: dict) -> dict:
             or ("*fp32" if name in FP32 else f"*{dtype}") for name in kernel.arg_names}
 
 
-def ptxas_report(ptx: str, arch: int) -> tuple:
-    """(registers, spill stores + loads in bytes) from ptxas -v on the kernel's PTX."""
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+def cubin_resources(cubin: bytes) -> tuple:
+    """(registers per thread, stack bytes per thread) of Triton's own cubin, from the bundled cuobjdump. The stack is
+    local memory, i.e. spills: the driver's local size, which Triton reports as n_spills = bytes / 4 on a GPU."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "kernel.ptx"
-        source.write_text(ptx)
-        suffix = "a" if arch >= 90 else ""
-        run = subprocess.run([str(ptxas), f"--gpu-name=sm_{arch}{suffix}", "-v", str(source), "-o",
-                              str(Path(tmp) / "kernel.cubin")], capture_output=True, text=True, check=True)
-    registers = int(re.search(r"Used (\d+) registers", run.stderr).group(1))
-    spills = sum(int(v) for v in re.findall(r"(\d+) bytes spill (?:stores|loads)", run.stderr))
-    return registers, spills
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(cubin)
+        run = subprocess.run([str(tool), "-res-usage", str(path)], capture_output=True, text=True)
+    usage = re.search(r"REG:(\d+) STACK:(\d+)", run.stdout)
+    if run.returncode or not usage:
+        raise RuntimeError(f"cuobjdump -res-usage failed: {(run.stderr or run.stdout).strip()[-2000:]}")
+    return int(usage.group(1)), int(usage.group(2))
 
 
 def main():
@@ -65,8 +66,8 @@ def main():
     constants = dict(HEAD_DIM=args.head_dim, BLOCK_D=max(16, triton.next_power_of_2(args.head_dim)), HAS_C2P=True,
                      HAS_P2C=True, HAS_PAD=True, DROPOUT=True, PRECISION="ieee" if args.dtype == "fp32" else "tf32")
     print(f"\nfused attention kernels, sm_{args.arch}, {args.dtype}, head dim {args.head_dim}, c2p + p2c + padding + "
-          f"dropout, triton {triton.__version__} (ptxas -v)\n")
-    print("| kernel | BLOCK_M | BLOCK_N | warps | stages | registers / thread | spilled bytes | shared memory B |")
+          f"dropout, triton {triton.__version__} (cuobjdump -res-usage)\n")
+    print("| kernel | BLOCK_M | BLOCK_N | warps | stages | registers / thread | stack (spill) B / thread | shared B |")
     print("|---|---|---|---|---|---|---|---|")
     for name, kernel in KERNELS.items():
         config = configs[name]
@@ -74,9 +75,9 @@ def main():
         source = ASTSource(kernel, signature(kernel, args.dtype, values), constexprs=values)
         compiled = triton.compile(source, target=GPUTarget("cuda", args.arch, 32),
                                   options={"num_warps": config.num_warps, "num_stages": config.num_stages})
-        registers, spills = ptxas_report(compiled.asm["ptx"], args.arch)
+        registers, stack = cubin_resources(compiled.asm["cubin"])
         print(f"| {name} | {config.block_m} | {config.block_n} | {config.num_warps} | {config.num_stages} | "
-              f"{registers} | {spills} | {compiled.metadata.shared} |")
+              f"{registers} | {stack} | {compiled.metadata.shared} |", flush=True)
 
 
 if __name__ == "__main__":

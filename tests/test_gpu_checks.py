@@ -1,6 +1,8 @@
 """scripts/gpu_checks.sh rehearsed on CPU: the staged plan fits a ten-minute GPU window, the budget skips what could
 overrun, bad flags and an existing log folder are refused before anything runs; scripts/gpu_probe.py reports the
-versions and says when there is no GPU."""
+versions and says when there is no GPU; the benchmarks it runs keep going when one model fails; and the fused kernels
+compile for an H100 / H200 (sm_90) without spilling registers, which needs no GPU."""
+import os
 import re
 import subprocess
 import sys
@@ -87,3 +89,42 @@ def test_gpu_probe_reports_versions_against_the_pins_and_fails_without_a_gpu():
     assert re.search(rf"^torch {re.escape(torch.__version__)} \((= tested pin|tested pin [\d.]+)\)$", result.stdout,
                      re.M), result.stdout
     assert result.stdout.rstrip().endswith("gpu_probe: torch sees no CUDA device")
+
+
+def cpu_env():
+    """This environment without TRITON_INTERPRET (an interpreter test in this process may have set it)."""
+    return {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+
+
+@pytest.mark.parametrize("script,args,rows", [
+    ("encoder_speed.py", ["--models", "vega,plain", "--vega-impls", "fused,sdpa", "--layers", "1", "--vocab", "100"],
+     ["vega_encoder fused", "vega_encoder sdpa", "plain SDPA encoder"]),
+    ("fused_attention_layer.py", [], ["fused", "sdpa"] * 4),
+])
+def test_benchmark_row_of_a_model_that_fails_says_err_and_the_other_rows_still_run(script, args, rows):
+    # On CPU without the interpreter the fused kernel refuses to run (RuntimeError): a compile or resource error on a
+    # GPU takes the same path.
+    command = [sys.executable, str(ROOT / "benchmarks" / script), "--dim", "32", "--heads", "2", "--lengths", "16",
+               "--tokens", "32", "--reps", "1", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env={**cpu_env(), "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| 16 |")]
+    name, time = (4, 5) if script == "fused_attention_layer.py" else (2, 3)  # the columns of the model and its time
+    assert [cells[name] for cells in table] == rows
+    for cells in table:
+        assert (cells[time] == "ERR: RuntimeError") == ("fused" in cells[name]), cells
+        assert cells[time].startswith("ERR") or float(cells[time]) > 0
+    assert "RuntimeError: --attention-impl fused runs Triton kernels" in result.stderr  # the traceback is kept
+
+
+def test_fused_kernels_compile_for_sm90_at_the_cuda_defaults_without_spilling(tmp_path):
+    # Triton compiles to a cubin without a GPU; a compile error here would otherwise surface only in a GPU window.
+    env = {**cpu_env(), "PYTHONPATH": str(ROOT), "TRITON_CACHE_DIR": str(tmp_path), "TRITON_DEFAULT_FP_FUSION": "1"}
+    env = {key: value for key, value in env.items() if not key.startswith("VEGA_FUSED_")}  # the defaults
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused_kernel_resources.py")],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.strip("| ").split(" | ") for line in result.stdout.splitlines() if re.match(r"\| (fwd|bwd)", line)]
+    assert [row[0] for row in rows] == ["fwd", "bwd_kv", "bwd_q"]
+    for name, *_, registers, stack, shared in rows:
+        assert int(registers) <= 255 and int(stack) == 0 and 0 < int(shared) <= 227 * 1024, (name, registers, stack)

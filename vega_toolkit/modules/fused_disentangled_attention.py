@@ -55,12 +55,13 @@ class KernelConfig:
 
 
 KERNELS = ("fwd", "bwd_kv", "bwd_q")
-# Not yet tuned on a GPU (none has run the kernel so far): 64 x 64 is the usual flash-attention tile for d = 64 on
-# sm80+. The key/value backward keeps dK, dV [BLOCK_N, d] and five [BLOCK_M, BLOCK_N] tiles in fp32 per program, so
-# its query tile is halved to stay clear of register spills at 4 warps; the query backward keeps one [BLOCK_M, d]
-# accumulator and halves its key tile instead. Environment knobs override these (``kernel_configs``).
-CUDA_CONFIGS = {"fwd": KernelConfig(64, 64, 4, 2), "bwd_kv": KernelConfig(32, 64, 4, 2),
-                "bwd_q": KernelConfig(64, 32, 4, 2)}
+# Not yet timed on a GPU (none has run the kernel so far), but chosen not to spill: compiled for sm_90 in bf16 at
+# head dim 64 with both relative terms, padding and dropout (`python benchmarks/fused_kernel_resources.py`, no GPU
+# needed), the usual 64 x 64 tile at 4 warps uses all 255 registers and spills 448 / 936 / 840 B per thread
+# (forward / dK-dV / dQ); at 8 warps still 160 / 336 / 416. These tiles at 8 warps spill nothing (227 / 186 / 253
+# registers). Environment knobs override them (``kernel_configs``).
+CUDA_CONFIGS = {"fwd": KernelConfig(64, 32, 8, 2), "bwd_kv": KernelConfig(32, 64, 8, 2),
+                "bwd_q": KernelConfig(64, 32, 8, 2)}
 # The interpreter runs fewer, larger numpy tiles faster; warps and stages mean nothing there.
 CPU_CONFIGS = {name: KernelConfig(32, 32) for name in KERNELS}
 _FIELDS = {"BLOCK_M": "block_m", "BLOCK_N": "block_n", "WARPS": "num_warps", "STAGES": "num_stages"}
