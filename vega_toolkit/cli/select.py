@@ -20,6 +20,7 @@ import tempfile
 from typing import List, Optional
 
 from vega_toolkit.data.text_files import require_utf8
+from vega_toolkit.errors import console_script
 from vega_toolkit.selection.lm import KenLMNotFoundError
 from vega_toolkit.selection.select import DomainScorer, PoolFormat, read_rows, reservoir_sample, select_file
 
@@ -126,6 +127,7 @@ def run(args) -> int:
     return 0
 
 
+@console_script("vega-select")
 def cli_main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stderr)

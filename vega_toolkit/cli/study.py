@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from vega_toolkit.errors import console_script
+
 
 def _split(value: Optional[str]):
     return tuple(v for v in (value or "").split(",") if v) or None
@@ -99,6 +101,7 @@ def _default_corpus() -> Optional[str]:
     return os.path.join(base, "gutenberg") if os.path.isdir(os.path.join(base, "gutenberg")) else base
 
 
+@console_script("vega-study")
 def cli_main(argv: Optional[List[str]] = None) -> int:
     import shlex
 

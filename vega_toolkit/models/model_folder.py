@@ -52,6 +52,8 @@ def _pretraining_config(data_bin: str, arch_args: Iterable[str]):
 def _finish_folder(out_dir: str, data_bin: str, cfg, state: Dict[str, torch.Tensor]) -> str:
     from omegaconf import OmegaConf, open_dict
 
+    from vega_toolkit.data.vocabulary import vocabulary_id
+
     for name in (DICT_FILE, SPM_FILE):
         src = os.path.join(data_bin, name)
         if not os.path.isfile(src):
@@ -62,6 +64,7 @@ def _finish_folder(out_dir: str, data_bin: str, cfg, state: Dict[str, torch.Tens
         shutil.copyfile(os.path.join(data_bin, name), os.path.join(out_dir, name))
     with open_dict(cfg):
         cfg.task.data = "."  # from_pretrained and the recipes point it at the folder they load from
+        cfg.task.vocab_id = vocabulary_id(out_dir)  # what every consumer of the folder compares
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     path = os.path.join(out_dir, MODEL_FILE)
     write_model_checkpoint(path, container, state)
@@ -73,6 +76,7 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
     from fairseq.data import Dictionary
     from omegaconf import open_dict
 
+    from vega_toolkit.data.vocabulary import check_vocabulary, stored_vocabulary_id
     from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
 
     ckpt = load_checkpoint_to_cpu(checkpoint)
@@ -81,6 +85,10 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
         raise ValueError(f"{checkpoint}: not a vega_encoder checkpoint (model config: "
                          f"{None if cfg is None else cfg.get('model', {}).get('_name')})")
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith(PRETRAINING_HEAD_PREFIXES)}
+    if not os.path.isfile(os.path.join(data_bin, DICT_FILE)):
+        raise FileNotFoundError(f"--data-bin {data_bin}: no {DICT_FILE} (a vega-preprocess data-bin has dict.txt "
+                                f"and spm.model)")
+    check_vocabulary(checkpoint, stored_vocabulary_id(cfg), data_bin, "--data-bin")
     vocab = len(Dictionary.load(os.path.join(data_bin, DICT_FILE)))
     rows = state[EMBEDDING_KEY].size(0)
     task_name = cfg.task.get("_name")

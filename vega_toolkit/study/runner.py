@@ -157,9 +157,13 @@ class StudyRunner:
 
     # ------------------------------------------------------------------ bookkeeping
     def _append(self, record: Dict):
-        line = json.dumps(record, sort_keys=True) + "\n"
-        with self._lock, (self.out / RESULTS_FILE).open("a", encoding="utf-8") as f:
+        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+        with self._lock, (self.out / RESULTS_FILE).open("ab+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)  # other runners on this folder append too
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a writer killed mid-line: end that line, or ours would be glued onto it
+                    line = b"\n" + line
             f.write(line)  # one write of one line: a kill leaves at most one torn last line, which is skipped
             f.flush()
             os.fsync(f.fileno())

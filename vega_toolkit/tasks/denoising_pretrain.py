@@ -36,6 +36,8 @@ from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
 from omegaconf import II, MISSING
 
 from vega_toolkit.data.noising import NUM_RTD_CLASSES, RTD_HEAD_NAME, RTDNoisingDataset, TokenNoiser
+from vega_toolkit.data.vocabulary import check_embedding_rows, check_vocabulary, vocabulary_id
+from vega_toolkit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,11 @@ class DenoisingPretrainConfig(FairseqDataclass):
         default="uniform", metadata={"help": "replacement distribution: uniform over non-special pieces, or "
                                              "proportional to the dict.txt counts"}
     )
+    vocab_id: str = field(
+        default="", metadata={"help": "identity of the data-bin's dict.txt + spm.model (data/vocabulary.py): "
+                                      "set by the task and saved in checkpoints; a checkpoint loaded with another "
+                                      "vocabulary is refused. Leave unset"}
+    )
     seed: int = II("common.seed")
 
 
@@ -86,15 +93,23 @@ class DenoisingPretrainTask(FairseqTask):
         if not os.path.isfile(dict_path):
             raise FileNotFoundError(f"denoising_pretrain: {dict_path} not found (run vega-preprocess first)")
         if cfg.tokens_per_sample < 3:
-            raise ValueError(f"--tokens-per-sample must be >= 3 (<s> token </s>), got {cfg.tokens_per_sample}")
+            raise UserError(f"--tokens-per-sample must be >= 3 (<s> token </s>), got {cfg.tokens_per_sample}")
         dictionary = Dictionary.load(dict_path)
         logger.info("dictionary: %d types", len(dictionary))
+        if kwargs.get("from_checkpoint"):  # the config is the checkpoint's: its vocabulary must be this folder's
+            check_vocabulary(f"the checkpoint of {paths[0]}", cfg.vocab_id or None, paths[0], "data")
+        cfg.vocab_id = vocabulary_id(paths[0])  # saved with the config in every checkpoint of this run
         return cls(cfg, dictionary)
 
     def load_blocks(self, split: str, epoch: int = 1, combine: bool = False):
         """`<s> ... </s>` blocks of at most tokens_per_sample tokens (the clean text)."""
         paths = utils.split_paths(self.cfg.data)
         split_path = os.path.join(paths[(epoch - 1) % len(paths)], split)
+        if os.path.isfile(split_path + ".bin") and os.path.getsize(split_path + ".bin") == 0:
+            # fairseq's mmap reader fails on it with "cannot mmap an empty file"
+            raise UserError(f"{split_path}.bin is empty (a data-bin written with --valid-fraction 0 has no {split} "
+                            f"text): pass --disable-validation to train without validation, or rebuild the "
+                            f"data-bin with --valid-fraction above 0")
         dataset = data_utils.load_indexed_dataset(split_path, self.dictionary, combine=combine)
         if dataset is None:
             raise FileNotFoundError(f"denoising_pretrain: dataset not found: {split} ({split_path}.bin/.idx)")
@@ -126,6 +141,12 @@ class DenoisingPretrainTask(FairseqTask):
         if not hasattr(model, "register_token_head"):
             raise ValueError(f"--task denoising_pretrain needs a model with token heads (e.g. --arch vega_base); "
                              f"{type(model).__name__} has no register_token_head")
+        if model.max_positions() < self.cfg.tokens_per_sample:
+            raise UserError(f"--tokens-per-sample {self.cfg.tokens_per_sample} is longer than the model's "
+                            f"--max-positions {model.max_positions()}: every block would be too long. Lower "
+                            f"--tokens-per-sample or raise --max-positions")
+        check_embedding_rows("the model", model.encoder.embed_tokens.num_embeddings, len(self.dictionary),
+                             utils.split_paths(self.cfg.data)[0], "data")
         if RTD_HEAD_NAME not in model.token_heads:
             model.register_token_head(RTD_HEAD_NAME, NUM_RTD_CLASSES)
         return model

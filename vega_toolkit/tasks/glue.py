@@ -42,6 +42,8 @@ from omegaconf import MISSING, open_dict
 from vega_toolkit.data.glue_binarize import TextEncoder, load_encoded_split
 from vega_toolkit.data.glue_readers import glue_split_path, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASK_NAMES, get_glue_task
+from vega_toolkit.data.vocabulary import check_embedding_rows, check_vocabulary, vocabulary_id
+from vega_toolkit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,11 @@ class GlueConfig(SentencePredictionConfig):
         default=0, metadata={"help": "truncate examples to this many tokens, specials included (DeBERTa's "
                                      "max_seq_len); 0 = --max-positions. Keeps the model's --max-positions (and so "
                                      "its relative-position bucketing) as pretrained"}
+    )
+    vocab_id: str = field(
+        default="", metadata={"help": "identity of --vocab-dir's dict.txt + spm.model (data/vocabulary.py): "
+                                      "set by the task and saved in checkpoints; a checkpoint loaded with another "
+                                      "vocabulary is refused. Leave unset"}
     )
     glue_cache_dir: str = field(
         default="", metadata={"help": "where encoded splits are cached (default $VEGA_CACHE_DIR/glue or "
@@ -91,19 +98,22 @@ class GlueTask(SentencePredictionTask):
     def setup_task(cls, cfg: GlueConfig, **kwargs):
         glue = get_glue_task(cfg.glue_task)
         if glue.predicted_by:
-            raise ValueError(f"--glue-task {glue.name} has no training data; it is predicted by the "
+            raise UserError(f"--glue-task {glue.name} has no training data; it is predicted by the "
                              f"{glue.predicted_by} model (vega-generate)")
         if bool(cfg.regression_target) != glue.is_regression:
-            raise ValueError(f"--glue-task {glue.name} is a "
+            raise UserError(f"--glue-task {glue.name} is a "
                              + ("regression task: pass --regression-target" if glue.is_regression
                                 else "classification task: drop --regression-target"))
         if cfg.num_classes not in (-1, glue.num_classes):
-            raise ValueError(f"--num-classes {cfg.num_classes} contradicts --glue-task {glue.name} "
+            raise UserError(f"--num-classes {cfg.num_classes} contradicts --glue-task {glue.name} "
                              f"({glue.num_classes}); leave it unset")
         with open_dict(cfg):
             cfg.num_classes = glue.num_classes
         dictionary = load_vega_dictionary(cfg.vocab_dir)
         encoder = TextEncoder.from_model_dir(cfg.vocab_dir, dictionary)
+        if kwargs.get("from_checkpoint"):  # the config is the checkpoint's: its vocabulary must be --vocab-dir's
+            check_vocabulary("the checkpoint", cfg.vocab_id or None, cfg.vocab_dir, "--vocab-dir")
+        cfg.vocab_id = vocabulary_id(cfg.vocab_dir)  # saved with the config in every checkpoint of this run
         logger.info(f"GLUE {glue.name}: {glue.num_classes} output(s), dictionary {len(dictionary)} types")
         return cls(cfg, dictionary, label_dictionary_for(glue) if not glue.is_regression else dictionary, encoder)
 
@@ -166,9 +176,9 @@ class GlueTask(SentencePredictionTask):
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         emb = model.encoder.embed_tokens if hasattr(model.encoder, "embed_tokens") else None
-        if emb is not None and emb.num_embeddings != len(self.source_dictionary):
-            raise ValueError(f"--vocab-dir {self.cfg.vocab_dir}: dict.txt has {len(self.source_dictionary)} symbols "
-                             f"but the model embeds {emb.num_embeddings}")
+        if emb is not None:
+            check_embedding_rows("the model", emb.num_embeddings, len(self.source_dictionary), self.cfg.vocab_dir,
+                                 "--vocab-dir")
         return model
 
     def predict_logits(self, model, split: str, max_tokens: int = 8192) -> torch.Tensor:
