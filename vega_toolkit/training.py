@@ -41,6 +41,9 @@ def parse_training_args(argv: List[str]):
     """fairseq's training parser over `argv` (plugins loaded; `--bf16` keeps `tpu=False`: fairseq_fixes/bf16.py)."""
     from fairseq import options
 
+    if explicit_value(argv, "--arch") is None and explicit_value(argv, "-a") is None:
+        # fairseq would stop on a bare RuntimeError() (its default --arch is not registered)
+        raise UserError("give --arch (e.g. --arch vega_base; `vega-train --help` lists the vega architectures)")
     parser = options.get_training_parser()
     return options.parse_args_and_arch(parser, input_args=argv)
 
@@ -171,6 +174,8 @@ def check_training_numbers(args, max_update_given: Optional[str] = None):
     """Numbers fairseq would take without a word: a learning rate at or below 0 (a negative one trains
     uphill), a negative --max-update/--max-epoch, and an explicit --max-update 0 (fairseq reads 0 as "no limit",
     so a run capped at 0 updates would train without end)."""
+    if getattr(args, "max_tokens", None) is None and getattr(args, "batch_size", None) is None:
+        raise UserError("give --batch-size (sentences per batch) or --max-tokens (tokens per batch)")  # else an assert
     lrs = args.lr if isinstance(args.lr, (list, tuple)) else [args.lr]
     if any(lr is not None and float(lr) <= 0 for lr in lrs):
         raise UserError(f"--lr {','.join(map(str, lrs))}: a learning rate must be positive")

@@ -63,7 +63,8 @@ _INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "search
 
 
 def options_first(argv: List[str]) -> List[str]:
-    """Hydra's options before its overrides: its parser rejects overrides followed by an option (`x=1 -m`)."""
+    """Hydra's options before its overrides: its parser rejects overrides followed by an option (`x=1 -m`).
+    An argument that is no override (a bare path) is a UserError: Hydra's parser error never says what to write."""
     options, overrides, i = [], [], 0
     while i < len(argv):
         arg = argv[i]
@@ -72,6 +73,8 @@ def options_first(argv: List[str]) -> List[str]:
             options += argv[i:i + 2] if takes_value else [arg]
             i += 2 if takes_value else 1
         else:
+            if "=" not in arg and not arg.startswith("~"):
+                raise UserError(f"{arg!r} is not a Hydra override KEY=VALUE (e.g. task.data={arg})")
             overrides.append(arg)
             i += 1
     return options + overrides
@@ -98,12 +101,26 @@ def hydra_argv(argv: List[str]) -> List[str]:
         raise UserError(f"--config-name {name}: --config-dir {folder} has no {name}.yaml")
     if not _overridden(argv, "common.user_dir"):
         argv.append(f"common.user_dir={PLUGIN_DIR}")
-    # Hydra (version_base 1.1, which fairseq needs) runs the job inside outputs/<date>/<time>: relative paths of
-    # the overrides (task.data=..., checkpoint.save_dir=...) would then mean another folder than in the user's
-    # shell, and the log would still print them as given. The job stays in the shell's folder instead.
-    if not _overridden(argv, "hydra.job.chdir"):
-        argv.append("hydra.job.chdir=False")
-    return argv
+    return [shell_relative(a) for a in argv]
+
+
+# Overrides naming files or folders. Hydra (version_base 1.1, which fairseq needs) runs the job inside
+# outputs/<date>/<time>, so a relative path given on the command line would mean a folder there, not the one it
+# names in the user's shell (and the log would still print it as given).
+PATH_KEYS = {"task.data", "task.vocab_dir", "task.glue_cache_dir", "task.external_data", "task.selection_general",
+             "task.extra_train_data", "checkpoint.save_dir", "checkpoint.finetune_from_model",
+             "checkpoint.restore_file", "common.tensorboard_logdir", "common.user_dir"}
+
+
+def shell_relative(arg: str) -> str:
+    """A path override with its relative path(s) made absolute against the shell's folder (`:`-separated lists
+    too). Sweeps (`a,b`), interpolations and `checkpoint.restore_file=checkpoint_last.pt` (fairseq reads it inside
+    the save dir) stay as given; so does the default save dir, which stays inside Hydra's run folder."""
+    key, sep, value = arg.partition("=")
+    if not sep or key.lstrip("+") not in PATH_KEYS or not value or any(c in value for c in ",[]{}$()'\"") \
+            or (key.lstrip("+") == "checkpoint.restore_file" and value == "checkpoint_last.pt"):
+        return arg
+    return key + "=" + ":".join(p if os.path.isabs(p) or not p else os.path.abspath(p) for p in value.split(":"))
 
 
 def config_to_namespace(cfg) -> argparse.Namespace:

@@ -11,6 +11,7 @@ vega-train's guards (vega_toolkit/training.py). Either way the save dir is locke
 from typing import Any, Callable, List, Optional
 
 from vega_toolkit.adaptation import round_driver
+from vega_toolkit.errors import check_output_dir
 from vega_toolkit.training import (check_training_numbers, explicit_value, guarded_training, locked_save_dir,
                                    parse_training_args, train_once, with_user_dir)
 
@@ -20,6 +21,7 @@ def run_guarded(args, train: Callable[[], Any], max_update_given: Optional[str] 
     guards. vega-hydra-train passes its own `train` (fairseq-hydra-train's main on the composed config).
     `max_update_given`: --max-update as the user wrote it (0 is refused: fairseq would read it as no limit)."""
     check_training_numbers(args, max_update_given)
+    check_output_dir(args.save_dir, "--save-dir")
     with locked_save_dir(args):
         driver = round_driver(args.task)
         if driver is not None:
