@@ -18,10 +18,10 @@ def console_scripts():
 
 def run_tool(tool: str, argv, tmp_path, env=None):
     """(exit status, stdout, stderr) of console script `tool` (e.g. "vega-train") run with `argv` in `tmp_path`."""
-    return run_console_script(console_scripts()[tool], [str(a) for a in argv], tmp_path, env)
+    return run_console_script(console_scripts()[tool], [str(a) for a in argv], tmp_path, env, prog=tool)
 
 
-def run_console_script(entry: str, argv, tmp_path, env=None):
+def run_console_script(entry: str, argv, tmp_path, env=None, prog=None):
     """(exit status, stdout, stderr) of `entry` (module:function) run as its console script would run it."""
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     module, function = entry.split(":")
@@ -36,7 +36,7 @@ def run_console_script(entry: str, argv, tmp_path, env=None):
                 os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
             sys.stdout = open(1, "w", closefd=False)
             sys.stderr = open(2, "w", closefd=False)
-            sys.argv = [entry] + list(argv)
+            sys.argv = [prog or entry] + list(argv)  # argparse names the program after it
             result = main()
             code = result if isinstance(result, int) else 0
         except SystemExit as e:

@@ -90,7 +90,7 @@ def test_every_console_script_of_setup_py_is_covered():
 @pytest.mark.parametrize("tool,entry,argv,expected", list(cases()))
 def test_user_error_is_one_line_naming_the_tool_without_a_traceback(tool, entry, argv, expected, places, tmp_path):
     argv = [a.format(**places) for a in argv]
-    code, _, stderr = run_console_script(entry, argv, tmp_path)
+    code, _, stderr = run_console_script(entry, argv, tmp_path, prog=tool)
     if expected is None:  # generic case: some tools accept the argument (vega-study report of a folder, ...)
         assert "Traceback" not in stderr, stderr[-3000:]
         if code != 0:

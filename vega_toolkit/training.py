@@ -142,7 +142,7 @@ def check_checkpoint_vocabulary(args, path: str, flag: str):
     except CheckpointError:  # fairseq's own load reports it (another rank may be repairing checkpoint_last.pt)
         return
     described = f"{flag} {path}"
-    check_vocabulary(described, stored_vocabulary_id(ckpt.get("cfg")), folder, folder_flag)
+    check_vocabulary(described, stored_vocabulary_id(ckpt), folder, folder_flag)
     embedding = (ckpt.get("model") or {}).get(EMBEDDING_KEY)
     stored_task = str(((ckpt.get("cfg") or {}).get("task") or {}).get("_name", ""))
     if embedding is not None and stored_task != "masked_lm":  # masked_lm appends <mask> (exported folders trim it)

@@ -5,12 +5,14 @@
 
 Two vocabularies with the same number of rows can share almost no ids (two 297-piece vocabularies trained on
 different text agreed on 5 ids), so a model loaded with the wrong dict.txt/spm.model runs and is silently wrong.
-The tasks that read a vocabulary (denoising_pretrain from its data-bin, glue from --vocab-dir) store its identity in
-their config (`task.vocab_id`), so it is saved in every checkpoint and model folder they write, and compare it when
-a checkpoint is loaded again (a stored id that differs from the folder's is a VocabularyMismatchError). The other
-consumers compare too: vega-train's guards (the checkpoint given by --finetune-from-model or --restore-file against
-the task's vocabulary) and `vega-convert export` (the checkpoint against --data-bin). A checkpoint written before
-the id existed (no `task.vocab_id`) still loads: only its number of embedding rows is compared.
+The tasks that read a vocabulary (denoising_pretrain from its data-bin, glue from --vocab-dir) keep its identity in
+their fairseq task state (`RecordsVocabulary`), which fairseq saves in every checkpoint (`task_state`) and hands
+back to the task when a checkpoint is loaded: a stored id that differs from the folder's is a
+VocabularyMismatchError (VegaModel.from_pretrained, vega-generate --vocab-dir, every load_model). Model folders
+(`vega-convert export/from-hf`) store it too. The other consumers compare the stored id before fairseq reads the
+weights: vega-train's guards (the checkpoint of --finetune-from-model or --restore-file against the task's
+vocabulary) and `vega-convert export` (the checkpoint against --data-bin). A checkpoint written before the id
+existed (no `task_state["vocab_id"]`) still loads and trains: only its number of embedding rows is compared.
 """
 import hashlib
 import logging
@@ -22,6 +24,7 @@ from vega_toolkit.errors import UserError
 logger = logging.getLogger(__name__)
 
 VOCAB_FILES = ("dict.txt", "spm.model")
+VOCAB_ID_KEY = "vocab_id"  # in a checkpoint's task_state
 
 
 class VocabularyMismatchError(UserError):
@@ -42,10 +45,9 @@ def vocabulary_id(folder: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def stored_vocabulary_id(cfg) -> Optional[str]:
-    """The vocabulary id a checkpoint's config holds (None for checkpoints written before it existed)."""
-    task = (cfg or {}).get("task") or {}
-    return task.get("vocab_id") or None
+def stored_vocabulary_id(checkpoint: dict) -> Optional[str]:
+    """The vocabulary id a loaded checkpoint holds (None for checkpoints written before it existed)."""
+    return (checkpoint.get("task_state") or {}).get(VOCAB_ID_KEY) or None
 
 
 def check_vocabulary(checkpoint: str, stored: Optional[str], folder: str, flag: str) -> None:
@@ -68,3 +70,17 @@ def check_embedding_rows(checkpoint: str, rows: int, symbols: int, folder: str, 
         raise VocabularyMismatchError(
             f"{flag} {folder}: dict.txt has {symbols} symbols but {checkpoint} embeds {rows} (the architecture "
             f"matches; the vocabulary does not): give the model folder or data-bin the checkpoint was trained on")
+
+
+class RecordsVocabulary:
+    """Mixin of a fairseq task reading a vocabulary folder: its id goes into the task state (saved by fairseq in every
+    checkpoint), and a checkpoint's stored id is compared when fairseq hands the state back on load."""
+
+    def record_vocabulary(self, folder: str, flag: str):
+        self._vocabulary = (folder, flag)
+        self.state.merge_state_dict({VOCAB_ID_KEY: vocabulary_id(folder)})
+
+    def load_state_dict(self, state_dict):
+        folder, flag = self._vocabulary
+        check_vocabulary("the checkpoint being loaded", state_dict.get(VOCAB_ID_KEY) or None, folder, flag)
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != VOCAB_ID_KEY})

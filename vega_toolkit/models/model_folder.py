@@ -28,14 +28,16 @@ PRETRAINING_HEAD_PREFIXES = ("token_heads.", "classification_heads.")
 
 
 def write_model_checkpoint(path: str, cfg_container: Dict, state: Dict[str, torch.Tensor],
-                           criterion_name: str = "none") -> None:
-    """A fairseq checkpoint holding weights and config only, with the bookkeeping fairseq's loader upgrades."""
+                           criterion_name: str = "none", task_state: Optional[Dict] = None) -> None:
+    """A fairseq checkpoint holding weights and config only, with the bookkeeping fairseq's loader upgrades;
+    `task_state`: what the task restores on load (the vocabulary id, vega_toolkit/data/vocabulary.py)."""
     from vega_toolkit.fairseq_fixes.atomic_writes import atomic_torch_save
 
     history = [{"criterion_name": criterion_name, "optimizer_name": "none", "lr_scheduler_state": {},
                 "num_updates": 0}]
     checkpoint = {"cfg": cfg_container, "model": state, "optimizer_history": history,
-                  "extra_state": {"train_iterator": {"epoch": 1}}, "last_optimizer_state": None}
+                  "extra_state": {"train_iterator": {"epoch": 1}}, "last_optimizer_state": None,
+                  "task_state": dict(task_state or {})}
     atomic_torch_save(checkpoint, path)
 
 
@@ -52,7 +54,7 @@ def _pretraining_config(data_bin: str, arch_args: Iterable[str]):
 def _finish_folder(out_dir: str, data_bin: str, cfg, state: Dict[str, torch.Tensor]) -> str:
     from omegaconf import OmegaConf, open_dict
 
-    from vega_toolkit.data.vocabulary import vocabulary_id
+    from vega_toolkit.data.vocabulary import VOCAB_ID_KEY, vocabulary_id
 
     for name in (DICT_FILE, SPM_FILE):
         src = os.path.join(data_bin, name)
@@ -64,10 +66,9 @@ def _finish_folder(out_dir: str, data_bin: str, cfg, state: Dict[str, torch.Tens
         shutil.copyfile(os.path.join(data_bin, name), os.path.join(out_dir, name))
     with open_dict(cfg):
         cfg.task.data = "."  # from_pretrained and the recipes point it at the folder they load from
-        cfg.task.vocab_id = vocabulary_id(out_dir)  # what every consumer of the folder compares
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     path = os.path.join(out_dir, MODEL_FILE)
-    write_model_checkpoint(path, container, state)
+    write_model_checkpoint(path, container, state, task_state={VOCAB_ID_KEY: vocabulary_id(out_dir)})
     return path
 
 
@@ -88,7 +89,7 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
     if not os.path.isfile(os.path.join(data_bin, DICT_FILE)):
         raise FileNotFoundError(f"--data-bin {data_bin}: no {DICT_FILE} (a vega-preprocess data-bin has dict.txt "
                                 f"and spm.model)")
-    check_vocabulary(checkpoint, stored_vocabulary_id(cfg), data_bin, "--data-bin")
+    check_vocabulary(checkpoint, stored_vocabulary_id(ckpt), data_bin, "--data-bin")
     vocab = len(Dictionary.load(os.path.join(data_bin, DICT_FILE)))
     rows = state[EMBEDDING_KEY].size(0)
     task_name = cfg.task.get("_name")

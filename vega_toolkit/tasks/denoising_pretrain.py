@@ -36,7 +36,7 @@ from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
 from omegaconf import II, MISSING
 
 from vega_toolkit.data.noising import NUM_RTD_CLASSES, RTD_HEAD_NAME, RTDNoisingDataset, TokenNoiser
-from vega_toolkit.data.vocabulary import check_embedding_rows, check_vocabulary, vocabulary_id
+from vega_toolkit.data.vocabulary import RecordsVocabulary, check_embedding_rows
 from vega_toolkit.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -65,21 +65,17 @@ class DenoisingPretrainConfig(FairseqDataclass):
         default="uniform", metadata={"help": "replacement distribution: uniform over non-special pieces, or "
                                              "proportional to the dict.txt counts"}
     )
-    vocab_id: str = field(
-        default="", metadata={"help": "identity of the data-bin's dict.txt + spm.model (data/vocabulary.py): "
-                                      "set by the task and saved in checkpoints; a checkpoint loaded with another "
-                                      "vocabulary is refused. Leave unset"}
-    )
     seed: int = II("common.seed")
 
 
 @register_task("denoising_pretrain", dataclass=DenoisingPretrainConfig)
-class DenoisingPretrainTask(FairseqTask):
+class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
     cfg: DenoisingPretrainConfig
 
     def __init__(self, cfg: DenoisingPretrainConfig, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
+        self.record_vocabulary(utils.split_paths(cfg.data)[0], "DATA")
         self.noiser = TokenNoiser.from_dictionary(
             dictionary, cfg.shuffle_prob, cfg.replace_prob, replace_weighting=cfg.replace_weighting
         )
@@ -96,9 +92,6 @@ class DenoisingPretrainTask(FairseqTask):
             raise UserError(f"--tokens-per-sample must be >= 3 (<s> token </s>), got {cfg.tokens_per_sample}")
         dictionary = Dictionary.load(dict_path)
         logger.info("dictionary: %d types", len(dictionary))
-        if kwargs.get("from_checkpoint"):  # the config is the checkpoint's: its vocabulary must be this folder's
-            check_vocabulary(f"the checkpoint of {paths[0]}", cfg.vocab_id or None, paths[0], "data")
-        cfg.vocab_id = vocabulary_id(paths[0])  # saved with the config in every checkpoint of this run
         return cls(cfg, dictionary)
 
     def load_blocks(self, split: str, epoch: int = 1, combine: bool = False):
@@ -146,7 +139,7 @@ class DenoisingPretrainTask(FairseqTask):
                             f"--max-positions {model.max_positions()}: every block would be too long. Lower "
                             f"--tokens-per-sample or raise --max-positions")
         check_embedding_rows("the model", model.encoder.embed_tokens.num_embeddings, len(self.dictionary),
-                             utils.split_paths(self.cfg.data)[0], "data")
+                             utils.split_paths(self.cfg.data)[0], "DATA")
         if RTD_HEAD_NAME not in model.token_heads:
             model.register_token_head(RTD_HEAD_NAME, NUM_RTD_CLASSES)
         return model

@@ -42,7 +42,7 @@ from omegaconf import MISSING, open_dict
 from vega_toolkit.data.glue_binarize import TextEncoder, load_encoded_split
 from vega_toolkit.data.glue_readers import glue_split_path, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASK_NAMES, get_glue_task
-from vega_toolkit.data.vocabulary import check_embedding_rows, check_vocabulary, vocabulary_id
+from vega_toolkit.data.vocabulary import RecordsVocabulary, check_embedding_rows
 from vega_toolkit.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -58,11 +58,6 @@ class GlueConfig(SentencePredictionConfig):
         default=0, metadata={"help": "truncate examples to this many tokens, specials included (DeBERTa's "
                                      "max_seq_len); 0 = --max-positions. Keeps the model's --max-positions (and so "
                                      "its relative-position bucketing) as pretrained"}
-    )
-    vocab_id: str = field(
-        default="", metadata={"help": "identity of --vocab-dir's dict.txt + spm.model (data/vocabulary.py): "
-                                      "set by the task and saved in checkpoints; a checkpoint loaded with another "
-                                      "vocabulary is refused. Leave unset"}
     )
     glue_cache_dir: str = field(
         default="", metadata={"help": "where encoded splits are cached (default $VEGA_CACHE_DIR/glue or "
@@ -88,11 +83,12 @@ def label_dictionary_for(glue_task) -> Dictionary:
 
 
 @register_task("glue", dataclass=GlueConfig)
-class GlueTask(SentencePredictionTask):
+class GlueTask(RecordsVocabulary, SentencePredictionTask):
     def __init__(self, cfg: GlueConfig, data_dictionary, label_dictionary, encoder: TextEncoder):
         super().__init__(cfg, data_dictionary, label_dictionary)
         self.glue = get_glue_task(cfg.glue_task)
         self.encoder = encoder
+        self.record_vocabulary(cfg.vocab_dir, "--vocab-dir")
 
     @classmethod
     def setup_task(cls, cfg: GlueConfig, **kwargs):
@@ -111,9 +107,6 @@ class GlueTask(SentencePredictionTask):
             cfg.num_classes = glue.num_classes
         dictionary = load_vega_dictionary(cfg.vocab_dir)
         encoder = TextEncoder.from_model_dir(cfg.vocab_dir, dictionary)
-        if kwargs.get("from_checkpoint"):  # the config is the checkpoint's: its vocabulary must be --vocab-dir's
-            check_vocabulary("the checkpoint", cfg.vocab_id or None, cfg.vocab_dir, "--vocab-dir")
-        cfg.vocab_id = vocabulary_id(cfg.vocab_dir)  # saved with the config in every checkpoint of this run
         logger.info(f"GLUE {glue.name}: {glue.num_classes} output(s), dictionary {len(dictionary)} types")
         return cls(cfg, dictionary, label_dictionary_for(glue) if not glue.is_regression else dictionary, encoder)
 
