@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cli_helpers import assert_one_line_error, run_tool
-from glue_helpers import FIXTURES, glue_train_args, make_model_dir, vega_train
+from glue_helpers import FIXTURES, glue_train_args, vega_train
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ["--task", "denoising_pretrain", "--criterion", "rtd_ternary", "--arch", "vega_tiny",
@@ -35,9 +35,8 @@ def swapped_vocabulary(src, dst):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hardening")
-    return make_model_dir(str(root / "model"), str(root / "cache"))
+def model_dir(fine_tuned_model_dir):
+    return fine_tuned_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +255,12 @@ def test_fused_attention_where_it_cannot_run_is_one_line(tiny_data_bin, tmp_path
                                            "--disable-validation", "--save-dir", tmp_path / "s"], tmp_path,
                             env={"TRITON_INTERPRET": "0"})
     assert_one_line_error("vega-train", code, err, "--attention-impl fused")
+
+
+def test_submitit_launcher_without_slurm_is_one_line(tiny_data_bin, tmp_path):
+    code, _, err = run_tool("vega-train", [tiny_data_bin, *PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "s",
+                                           "--launcher", "submitit"], tmp_path, env={"PATH": str(tmp_path)})
+    assert_one_line_error("vega-train", code, err, "no sbatch on this machine's PATH", "--launcher local")
 
 
 def test_transductive_training_without_its_test_file_stops_before_round_0(tmp_path):

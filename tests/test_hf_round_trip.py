@@ -77,12 +77,9 @@ def test_to_hf_then_from_hf_gives_back_the_same_model(toolkit_model, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fine_tuned(tmp_path_factory):
+def fine_tuned(fine_tuned_model_dir):
     """A model folder whose model.pt is a fine-tuned SST-2 checkpoint (classification head included)."""
-    from glue_helpers import make_model_dir
-
-    root = tmp_path_factory.mktemp("fine_tuned")
-    return make_model_dir(str(root / "model"), str(root / "cache"))
+    return fine_tuned_model_dir
 
 
 def test_fine_tuned_model_goes_to_hf_as_a_sequence_classifier_with_its_labels_and_logits(fine_tuned, tmp_path):

@@ -6,8 +6,9 @@
     def cli_main(argv=None): ...            # raise UserError("--data-bin D: no dict.txt ...") anywhere below it
 
 Every console script's `cli_main` is wrapped by `console_script`. A `UserError` (and the operating system's own
-path errors: a missing file, a file where a folder belongs, ...) raised anywhere under it is printed on one line of
-stderr, prefixed by the tool's name, and the command exits with status 1: a traceback would bury the message, and
+path errors: a missing file, a file where a folder belongs, ...) raised anywhere under it becomes
+`SystemExit("<tool>: <message>")`: the interpreter prints that one line on stderr and exits with status 1 (callers
+in Python catch SystemExit as from `sys.exit`). A traceback would bury the message, and
 the message names the file, line or flag to fix. `--debug` on the command line (removed before the tool parses its
 arguments) or `VEGA_DEBUG=1` in the environment shows the traceback instead. Any other exception is a bug and keeps
 its traceback. The toolkit's specific errors (CheckpointError, HeadMismatchError, GlueFormatError,
@@ -61,12 +62,11 @@ def console_script(tool: str):
             except (UserError, *PATH_ERRORS) as err:
                 if debug:
                     raise
-                print(user_message(tool, err), file=sys.stderr, flush=True)
-                raise SystemExit(1) from None
+                # SystemExit(str): the interpreter prints the line to stderr and exits with status 1
+                raise SystemExit(user_message(tool, err)) from None
             except SystemExit as exit_:  # sys.exit("message") of older code paths: one line as well
                 if isinstance(exit_.code, str) and not debug:
-                    print(user_message(tool, exit_.code), file=sys.stderr, flush=True)
-                    raise SystemExit(1) from None
+                    raise SystemExit(user_message(tool, exit_.code)) from None
                 raise
 
         return cli_main
