@@ -30,6 +30,16 @@ def tiny_data_bin(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fine_tuned_model_dir(tmp_path_factory):
+    """A model folder (model.pt + dict.txt + spm.model) whose model.pt is a vega_tiny briefly fine-tuned on the SST-2
+    fixture (classification head included): glue_helpers.make_model_dir, built once per session. Read-only."""
+    from glue_helpers import make_model_dir
+
+    root = tmp_path_factory.mktemp("fine_tuned_model")
+    return make_model_dir(str(root / "model"), str(root / "cache"))
+
+
+@pytest.fixture(scope="session")
 def local_slurm():
     """A running one-node SLURM cluster (scripts/slurm_local.sh; installs and starts the daemons if needed).
 

@@ -89,7 +89,9 @@ def test_every_shipped_config_loads_through_both_entry_points(name, entry_point,
         monkeypatch.setattr(sys, "argv", [entry_point])
         hydra_train.cli_main(argv)
     printed = OmegaConf.create(capsys.readouterr().out)
-    assert printed.common.user_dir == PLUGIN_DIR and printed.task.data == "DATA"
+    # vega-hydra-train reads a relative path in the shell's folder, fairseq-hydra-train in Hydra's run folder
+    data = "DATA" if entry_point == "fairseq-hydra-train" else os.path.abspath("DATA")
+    assert printed.common.user_dir == PLUGIN_DIR and printed.task.data == data
     assert printed.lr_scheduler.total_num_update == printed.optimization.max_update > 0  # resolved
 
 

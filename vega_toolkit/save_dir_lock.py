@@ -22,12 +22,14 @@ import socket
 import time
 from typing import Dict, Optional
 
+from vega_toolkit.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "vega-train.lock"
 
 
-class SaveDirLockedError(RuntimeError):
+class SaveDirLockedError(UserError, RuntimeError):
     """Another live run holds the --save-dir; the message names it."""
 
 

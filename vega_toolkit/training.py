@@ -24,6 +24,8 @@ import contextlib
 import os
 from typing import Any, Callable, List, Optional, Tuple
 
+from vega_toolkit.errors import UserError
+
 # `--user-dir` of spawned distributed workers and SLURM jobs: the installed package itself
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -39,6 +41,9 @@ def parse_training_args(argv: List[str]):
     """fairseq's training parser over `argv` (plugins loaded; `--bf16` keeps `tpu=False`: fairseq_fixes/bf16.py)."""
     from fairseq import options
 
+    if explicit_value(argv, "--arch") is None and explicit_value(argv, "-a") is None:
+        # fairseq would stop on a bare RuntimeError() (its default --arch is not registered)
+        raise UserError("give --arch (e.g. --arch vega_base; `vega-train --help` lists the vega architectures)")
     parser = options.get_training_parser()
     return options.parse_args_and_arch(parser, input_args=argv)
 
@@ -108,6 +113,81 @@ def check_restored_heads(args, path: str):
                 f"optimizer) instead of --restore-file.")
 
 
+def vocabulary_folder(args) -> Optional[Tuple[str, str]]:
+    """(folder, flag) of the vocabulary a training of the toolkit's tasks reads; None for other tasks."""
+    if getattr(args, "vocab_dir", None) and getattr(args, "glue_task", None):
+        return args.vocab_dir, "--vocab-dir"
+    if args.task == "denoising_pretrain":
+        return args.data.split(os.pathsep)[0], "DATA"
+    return None
+
+
+def check_checkpoint_vocabulary(args, path: str, flag: str):
+    """The checkpoint a training starts from must have been trained with the task's dict.txt + spm.model: the same
+    number of rows is not enough (two vocabularies of one size share almost no ids). Checked before fairseq loads
+    it, which would call a wrong number of rows an architecture mismatch, and a wrong vocabulary of the right size
+    nothing at all."""
+    from fairseq.data import Dictionary
+
+    from vega_toolkit.data.vocabulary import check_embedding_rows, check_vocabulary, stored_vocabulary_id
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
+    from vega_toolkit.models.model_folder import DICT_FILE, EMBEDDING_KEY
+
+    found = vocabulary_folder(args)
+    if found is None or not os.path.isfile(os.path.join(found[0], DICT_FILE)):
+        return  # the task reports a missing dict.txt itself
+    folder, folder_flag = found
+    try:
+        ckpt = peek_checkpoint(path)
+    except CheckpointError:  # fairseq's own load reports it (another rank may be repairing checkpoint_last.pt)
+        return
+    described = f"{flag} {path}"
+    check_vocabulary(described, stored_vocabulary_id(ckpt), folder, folder_flag)
+    embedding = (ckpt.get("model") or {}).get(EMBEDDING_KEY)
+    stored_task = str(((ckpt.get("cfg") or {}).get("task") or {}).get("_name", ""))
+    if embedding is not None and stored_task != "masked_lm":  # masked_lm appends <mask> (exported folders trim it)
+        check_embedding_rows(described, embedding.size(0), len(Dictionary.load(os.path.join(folder, DICT_FILE))),
+                             folder, folder_flag)
+
+
+def architecture_mismatch(args, path: str, error: Exception) -> UserError:
+    """fairseq's "please ensure that the architectures match" with the first parameter that does not fit (the
+    vocabulary was checked before: check_checkpoint_vocabulary) and where to read the right flags."""
+    cause = str(error.__cause__ or error.__context__ or error)
+    detail = next((line.strip() for line in cause.splitlines()
+                   if line.strip().startswith(("size mismatch", "Missing key", "Unexpected key"))), cause.strip())
+    return UserError(f"{path}: its weights do not fit --arch {args.arch} with the model flags given ({detail[:300]}); "
+                     f"give the flags it was trained with (`vega-glue arch MODEL_DIR` prints a model folder's)")
+
+
+def explicit_value(argv: List[str], flag: str) -> Optional[str]:
+    """The value of `flag` as given on the command line (`--flag V` or `--flag=V`), or None."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def check_training_numbers(args, max_update_given: Optional[str] = None):
+    """Numbers fairseq would take without a word: a learning rate at or below 0 (a negative one trains
+    uphill), a negative --max-update/--max-epoch, and an explicit --max-update 0 (fairseq reads 0 as "no limit",
+    so a run capped at 0 updates would train without end)."""
+    if getattr(args, "max_tokens", None) is None and getattr(args, "batch_size", None) is None:
+        raise UserError("give --batch-size (sentences per batch) or --max-tokens (tokens per batch)")  # else an assert
+    lrs = args.lr if isinstance(args.lr, (list, tuple)) else [args.lr]
+    if any(lr is not None and float(lr) <= 0 for lr in lrs):
+        raise UserError(f"--lr {','.join(map(str, lrs))}: a learning rate must be positive")
+    for name in ("max_update", "max_epoch"):
+        value = getattr(args, name, 0) or 0
+        if value < 0:
+            raise UserError(f"--{name.replace('_', '-')} {value} is negative; leave the flag out for no limit")
+    if max_update_given is not None and args.max_update == 0:
+        raise UserError(f"--max-update {max_update_given}: fairseq reads 0 as \"no limit\", so this run would "
+                        f"never end; give a positive number of updates, or leave the flag out for no limit")
+
+
 def finished_message(args, path: str) -> Optional[str]:
     """What to say when `path` (the save dir's checkpoint_last.pt) is already at --max-update."""
     from vega_toolkit.checkpoints import read_num_updates
@@ -149,24 +229,25 @@ def guarded_training(args, train: Callable[[], Any]):
         recover_checkpoint_last(args.save_dir)
     resume = resume_checkpoint(args)
     if resume is not None:
+        check_checkpoint_vocabulary(args, resume, "--restore-file")
         check_restored_heads(args, resume)
         finished = finished_message(args, resume)
         if finished:
             print(finished, flush=True)
             return None
+    start = resume or getattr(args, "finetune_from_model", None)
+    if resume is None and start:
+        if not os.path.isfile(start):
+            raise UserError(f"--finetune-from-model {start}: file not found")
+        check_checkpoint_vocabulary(args, start, "--finetune-from-model")
     with stop_with_checkpoint(args) as stop:
-        result = train()
+        try:
+            result = train()
+        except Exception as error:
+            if start and "please ensure that the architectures match" in str(error):
+                raise architecture_mismatch(args, start, error) from error
+            raise
     if stop is not None and stop.stopped:
         print(stop.exit_message(args.save_dir), flush=True)
         raise SystemExit(128 + stop.signum)  # not 0: the run has not finished (callers, SLURM requeue)
     return result
-
-
-def user_errors() -> Tuple[type, ...]:
-    """Errors of bad input whose message says what to do: printed without a traceback, which would bury it."""
-    from vega_toolkit.data.glue_readers import GlueFormatError
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
-    from vega_toolkit.save_dir_lock import SaveDirLockedError
-    from vega_toolkit.models.heads import HeadMismatchError
-
-    return SaveDirLockedError, CheckpointError, HeadMismatchError, GlueFormatError

@@ -27,6 +27,14 @@ case "$LAUNCHER" in
   local|submitit) ;;
   *) echo "glue recipes: LAUNCHER must be local or submitit, not '$LAUNCHER'" >&2; exit 2 ;;
 esac
+case "$SCALE" in
+  tiny|paper) ;;
+  *) echo "glue recipes: SCALE must be tiny or paper (lower case), not '$SCALE'" >&2; exit 2 ;;
+esac
+# fairseq reads --max-update 0 as "no limit": a cap of 0 updates is refused rather than trained without end
+if [[ -n "${MAX_UPDATE:-}" ]] && ! [[ "$MAX_UPDATE" =~ ^[1-9][0-9]*$ ]]; then
+  echo "glue recipes: MAX_UPDATE must be a positive whole number, not '$MAX_UPDATE'" >&2; exit 2
+fi
 if [[ "$SCALE" == paper && "$LAUNCHER" == local ]] && ! command -v nvidia-smi >/dev/null 2>&1; then DRY_RUN=1; fi
 
 # glue_hparams TASK: EPOCHS LR BSZ WARMUP CLS_DROP MAX_LEN.

@@ -29,3 +29,9 @@ run_or_print() {
   fi
   exec "$@"
 }
+
+# fairseq reads --max-update 0 as "no limit": a cap of 0 updates is refused rather than trained without end
+if [[ -n "${MAX_UPDATE:-}" ]] && ! [[ "$MAX_UPDATE" =~ ^[1-9][0-9]*$ ]]; then
+  echo "pretrain recipes: MAX_UPDATE must be a positive whole number, not '$MAX_UPDATE'" >&2
+  exit 2
+fi

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from vega_toolkit.errors import UserError
 from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy, atomic_write
 from vega_toolkit.models.glue_predictor import decode_labels
 from vega_toolkit.training import reset_fairseq_globals, train_once
@@ -100,21 +101,31 @@ def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence
 def check_round_args(args):
     """Flags that cannot work with a loop of trainings, as clear errors."""
     if not getattr(args, "finetune_from_model", None):
-        raise ValueError(f"--task {args.task} needs --finetune-from-model: the fine-tuned model M0 (or, with "
+        raise UserError(f"--task {args.task} needs --finetune-from-model: the fine-tuned model M0 (or, with "
                          f"--train-initial-model, the pretrained model to fine-tune into M0)")
     if not os.path.isfile(args.finetune_from_model):
         raise FileNotFoundError(f"--finetune-from-model {args.finetune_from_model}: file not found")
     if getattr(args, "restore_file", "checkpoint_last.pt") != "checkpoint_last.pt":
-        raise ValueError(f"--task {args.task} chains rounds with --finetune-from-model; --restore-file is not "
+        raise UserError(f"--task {args.task} chains rounds with --finetune-from-model; --restore-file is not "
                          f"supported (rerun the same command to resume)")
     for flag in ("reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader"):
         if getattr(args, flag, False):
-            raise ValueError(f"--{flag.replace('_', '-')} cannot be combined with --task {args.task} (each round "
+            raise UserError(f"--{flag.replace('_', '-')} cannot be combined with --task {args.task} (each round "
                              f"starts from the previous round's model with fresh optimizer state already)")
     if args.max_rounds < 0:
-        raise ValueError(f"--max-rounds must be >= 0, got {args.max_rounds}")
+        raise UserError(f"--max-rounds must be >= 0, got {args.max_rounds}")
     if not 0.0 <= args.converge_eps <= 1.0:
-        raise ValueError(f"--converge-eps is a fraction in [0, 1], got {args.converge_eps}")
+        raise UserError(f"--converge-eps is a fraction in [0, 1], got {args.converge_eps}")
+    if args.task == "glue_transductive":  # read at the end of round 0: a missing file would waste its training
+        from vega_toolkit.data.glue_readers import glue_split_path
+        from vega_toolkit.data.glue_tasks import get_glue_task
+
+        glue = get_glue_task(args.glue_task)
+        name = glue.split_name(args.pseudo_label_split)
+        path = glue_split_path(args.data, glue, name)
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: not found; --task glue_transductive pseudo-labels the unlabelled {glue.name} "
+                            f"{name} rows (--pseudo-label-split {args.pseudo_label_split})")
 
 
 # --- predictions and pseudo-labels -------------------------------------------------------------------------------

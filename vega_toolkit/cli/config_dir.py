@@ -4,10 +4,15 @@ finds them without a search through site-packages:
     fairseq-hydra-train --config-dir "$(vega-config-dir)/glue" --config-name sst2 \
         common.user_dir="$(dirname "$(vega-config-dir)")" task.data=glue_data/SST-2 ...
 """
+import argparse
+
 from vega_toolkit.cli.hydra_train import CONF_DIR
+from vega_toolkit.errors import console_script
 
 
-def cli_main():
+@console_script("vega-config-dir")
+def cli_main(argv=None):
+    argparse.ArgumentParser(prog="vega-config-dir", description=__doc__.split("\n\n")[0]).parse_args(argv)
     print(CONF_DIR)
 
 

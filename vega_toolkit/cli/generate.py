@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from vega_toolkit.errors import UserError, check_output_dir, console_script
 from vega_toolkit.models.glue_predictor import GluePredictor, score_dev
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def write_submission_file(path: str, indices: Sequence[str], predictions: Sequen
             f.write(f"{index}\t{pred}\n")
 
 
-class PartialTestSetError(ValueError):
+class PartialTestSetError(UserError):
     """A test file without the official number of rows: its submission file would be rejected."""
 
 
@@ -75,6 +76,23 @@ def _test_outputs(predictor: GluePredictor, glue_dir: str):
                                                                         predictor.task.cfg.glue_cache_dir or None)
 
 
+def check_checkpoint_tasks(checkpoints: List[str]) -> None:
+    """Every checkpoint is a fine-tuned `glue` one, one per task: checked before any file is written."""
+    from vega_toolkit.data.glue_tasks import get_glue_task
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import peek_checkpoint
+
+    seen = {}
+    for path in checkpoints:
+        task = ((peek_checkpoint(path).get("cfg") or {}).get("task") or {})
+        if not task.get("glue_task"):
+            raise UserError(f"{path}: not a fine-tuned GLUE checkpoint (its task is {task.get('_name')!r}); "
+                            f"vega-generate predicts with checkpoints of `vega-train --task glue`")
+        name = get_glue_task(task["glue_task"]).name
+        if name in seen:
+            raise UserError(f"two checkpoints for {name}: {seen[name]} and {path}; give one per task")
+        seen[name] = path
+
+
 def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = False, zip_name: str = "submission.zip",
              max_tokens: int = 8192, vocab_dir: Optional[str] = None, device: Optional[str] = None,
              cache_dir: Optional[str] = None, out=sys.stdout, allow_partial: bool = False) -> Dict[str, object]:
@@ -83,13 +101,12 @@ def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = Fa
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
     from vega_toolkit.metrics.glue_metrics import glue_score, task_score
 
+    check_checkpoint_tasks(checkpoints)
+    check_output_dir(out_dir, "--out-dir", [glue_dir] + ([vocab_dir] if vocab_dir else []))
     os.makedirs(out_dir, exist_ok=True)
-    written, dev_scores, seen, first_dev = {}, {}, {}, {}
+    written, dev_scores, first_dev = {}, {}, {}
     for path in checkpoints:
         predictor = GluePredictor.from_checkpoint(path, glue_dir, vocab_dir, device, cache_dir)
-        if predictor.glue.name in seen:
-            raise ValueError(f"two checkpoints for {predictor.glue.name}: {seen[predictor.glue.name]} and {path}")
-        seen[predictor.glue.name] = path
         for file_name, task_row, split, test_path, encoded in _test_outputs(predictor, glue_dir):
             check_test_rows(test_path, task_row, split, len(encoded), allow_partial)
             preds = predictor.labels_from_logits(predictor.logits_for(encoded, max_tokens))
@@ -145,6 +162,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@console_script("vega-generate")
 def cli_main(argv: Optional[List[str]] = None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:%(name)s:%(message)s")
     args = get_parser().parse_args(argv)
@@ -153,15 +171,10 @@ def cli_main(argv: Optional[List[str]] = None):
     for path in args.checkpoints:
         if not os.path.isfile(path):
             sys.exit(f"vega-generate: checkpoint {path} not found")
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
-    from vega_toolkit.data.glue_readers import GlueFormatError
-    from vega_toolkit.models.heads import HeadMismatchError
-
-    try:
-        generate(args.checkpoints, args.glue_dir, args.out_dir, args.dev, args.zip_name, args.max_tokens,
-                 args.vocab_dir, "cpu" if args.cpu else None, args.glue_cache_dir, allow_partial=args.allow_partial)
-    except (PartialTestSetError, HeadMismatchError, CheckpointError, GlueFormatError, FileNotFoundError) as err:
-        sys.exit(f"vega-generate: {err}")  # bad input: the message says what to do, a traceback would bury it
+    if not os.path.isdir(args.glue_dir):
+        raise UserError(f"--glue-dir {args.glue_dir}: no such folder (the glue_data/ folder holding the test files)")
+    generate(args.checkpoints, args.glue_dir, args.out_dir, args.dev, args.zip_name, args.max_tokens,
+             args.vocab_dir, "cpu" if args.cpu else None, args.glue_cache_dir, allow_partial=args.allow_partial)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import List, Optional
 
 from vega_toolkit.data.glue_readers import GlueFormatError, glue_split_path, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASKS, get_glue_task
+from vega_toolkit.errors import console_script
 
 
 def _ends_without_newline(path: str) -> bool:
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@console_script("vega-glue")
 def cli_main(argv: Optional[List[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "validate":

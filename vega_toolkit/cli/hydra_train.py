@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from vega_toolkit.errors import UserError, console_script
 from vega_toolkit.training import PLUGIN_DIR
 
 CONF_DIR = Path(PLUGIN_DIR) / "conf"
@@ -62,7 +63,8 @@ _INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "search
 
 
 def options_first(argv: List[str]) -> List[str]:
-    """Hydra's options before its overrides: its parser rejects overrides followed by an option (`x=1 -m`)."""
+    """Hydra's options before its overrides: its parser rejects overrides followed by an option (`x=1 -m`).
+    An argument that is no override (a bare path) is a UserError: Hydra's parser error never says what to write."""
     options, overrides, i = [], [], 0
     while i < len(argv):
         arg = argv[i]
@@ -71,23 +73,54 @@ def options_first(argv: List[str]) -> List[str]:
             options += argv[i:i + 2] if takes_value else [arg]
             i += 2 if takes_value else 1
         else:
+            if "=" not in arg and not arg.startswith("~"):
+                raise UserError(f"{arg!r} is not a Hydra override KEY=VALUE (e.g. task.data={arg})")
             overrides.append(arg)
             i += 1
     return options + overrides
 
 
+def _overridden(argv: List[str], key: str) -> bool:
+    return any(a.lstrip("+~").startswith(key + "=") for a in argv)
+
+
 def hydra_argv(argv: List[str]) -> List[str]:
-    """`argv` plus what vega-hydra-train adds: the shipped config folder and `common.user_dir`, unless given;
-    Hydra's options are moved before the overrides."""
+    """`argv` plus what vega-hydra-train adds: the shipped config folder, `common.user_dir` and
+    `hydra.job.chdir=False`, unless given; Hydra's options are moved before the overrides. A --config-name that
+    names no config is a UserError here (Hydra's own error never names it)."""
     argv = options_first(list(argv))
     name = _option(argv, "--config-name", "-cn")
-    if name and _option(argv, "--config-dir", "-cd") is None:
+    folder = _option(argv, "--config-dir", "-cd")
+    if name and folder is None:
         folder = shipped_config_dir(name)
-        if folder is not None:
-            argv = ["--config-dir", str(folder)] + argv
-    if not any(a.lstrip("+").startswith("common.user_dir=") for a in argv):
+        if folder is None:
+            raise UserError(f"--config-name {name}: no such config; the shipped ones are "
+                            f"{', '.join(shipped_config_names())} (or give --config-dir FOLDER holding {name}.yaml)")
+        argv = ["--config-dir", str(folder)] + argv
+    elif name and not any(os.path.isfile(os.path.join(folder, name + ext)) for ext in (".yaml", ".yml")):
+        raise UserError(f"--config-name {name}: --config-dir {folder} has no {name}.yaml")
+    if not _overridden(argv, "common.user_dir"):
         argv.append(f"common.user_dir={PLUGIN_DIR}")
-    return argv
+    return [shell_relative(a) for a in argv]
+
+
+# Overrides naming files or folders. Hydra (version_base 1.1, which fairseq needs) runs the job inside
+# outputs/<date>/<time>, so a relative path given on the command line would mean a folder there, not the one it
+# names in the user's shell (and the log would still print it as given).
+PATH_KEYS = {"task.data", "task.vocab_dir", "task.glue_cache_dir", "task.external_data", "task.selection_general",
+             "task.extra_train_data", "checkpoint.save_dir", "checkpoint.finetune_from_model",
+             "checkpoint.restore_file", "common.tensorboard_logdir", "common.user_dir"}
+
+
+def shell_relative(arg: str) -> str:
+    """A path override with its relative path(s) made absolute against the shell's folder (`:`-separated lists
+    too). Sweeps (`a,b`), interpolations and `checkpoint.restore_file=checkpoint_last.pt` (fairseq reads it inside
+    the save dir) stay as given; so does the default save dir, which stays inside Hydra's run folder."""
+    key, sep, value = arg.partition("=")
+    if not sep or key.lstrip("+") not in PATH_KEYS or not value or any(c in value for c in ",[]{}$()'\"") \
+            or (key.lstrip("+") == "checkpoint.restore_file" and value == "checkpoint_last.pt"):
+        return arg
+    return key + "=" + ":".join(p if os.path.isabs(p) or not p else os.path.abspath(p) for p in value.split(":"))
 
 
 def config_to_namespace(cfg) -> argparse.Namespace:
@@ -150,19 +183,24 @@ def train_from_config(cfg):
     round-based task (vega_toolkit/launch/local.py `run_guarded`, as vega-train)."""
     from fairseq.dataclass.initialize import add_defaults
     from fairseq_cli.hydra_train import _hydra_main
+    from hydra.core.hydra_config import HydraConfig
 
+    from vega_toolkit.errors import PATH_ERRORS, one_line
     from vega_toolkit.launch.local import run_guarded
-    from vega_toolkit.training import reset_fairseq_globals, user_errors
+    from vega_toolkit.training import reset_fairseq_globals
 
     reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
     check_init_model(cfg)
     add_defaults(cfg)
+    given = [a.split("=", 1)[1] for a in HydraConfig.get().overrides.task  # as written: 0 is refused
+             if a.lstrip("+").startswith("optimization.max_update=")]
     try:
-        return run_guarded(config_to_namespace(cfg), lambda: _hydra_main(cfg))
-    except user_errors() as err:
-        sys.exit(f"vega-hydra-train: {err}")
+        return run_guarded(config_to_namespace(cfg), lambda: _hydra_main(cfg), given[-1] if given else None)
+    except (UserError, *PATH_ERRORS) as err:  # Hydra would print a traceback; SystemExit passes through it
+        sys.exit(f"vega-hydra-train: {one_line(err)}")
 
 
+@console_script("vega-hydra-train")
 def cli_main(argv: Optional[List[str]] = None):
     import hydra
     from fairseq.dataclass.initialize import hydra_init

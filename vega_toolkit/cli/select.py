@@ -20,6 +20,7 @@ import tempfile
 from typing import List, Optional
 
 from vega_toolkit.data.text_files import require_utf8
+from vega_toolkit.errors import UserError, console_script
 from vega_toolkit.selection.lm import KenLMNotFoundError
 from vega_toolkit.selection.select import DomainScorer, PoolFormat, read_rows, reservoir_sample, select_file
 
@@ -93,6 +94,8 @@ def run(args) -> int:
     for flag, path in (("--train", args.train), ("--pool", args.pool), ("--general", args.general)):
         if path is not None and not os.path.isfile(path):
             raise SystemExit(f"vega-select: {flag} {path}: file not found")
+        if path is not None and os.path.exists(args.out) and os.path.samefile(path, args.out):
+            raise UserError(f"--out {args.out} is also the {flag} input: give another output file")
         if path is not None:
             require_utf8(path)  # now, not after the language models were trained
     with tempfile.TemporaryDirectory(prefix="vega-select-") as tmp:
@@ -126,6 +129,7 @@ def run(args) -> int:
     return 0
 
 
+@console_script("vega-select")
 def cli_main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stderr)

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from vega_toolkit.errors import check_output_dir, console_script
+
 
 def _split(value: Optional[str]):
     return tuple(v for v in (value or "").split(",") if v) or None
@@ -99,10 +101,13 @@ def _default_corpus() -> Optional[str]:
     return os.path.join(base, "gutenberg") if os.path.isdir(os.path.join(base, "gutenberg")) else base
 
 
+@console_script("vega-study")
 def cli_main(argv: Optional[List[str]] = None) -> int:
     import shlex
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "out", None) is not None:  # a study folder, written (run, plan) or read (report, ...)
+        check_output_dir(args.out, "--out" if args.command in ("run", "plan") else "STUDY_DIR")
     from vega_toolkit.study.report import write_report
 
     if args.command == "probe":

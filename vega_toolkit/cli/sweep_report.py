@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from vega_toolkit.errors import console_script
 from vega_toolkit.study.report import best_point
 
 
@@ -84,6 +85,7 @@ def sweep_table(runs: List[SweepRun]) -> str:
     return "\n".join(lines)
 
 
+@console_script("vega-sweep-report")
 def cli_main(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(prog="vega-sweep-report", description=__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", help="a Hydra multirun folder (hydra.sweep.dir)")

@@ -24,9 +24,10 @@ from typing import List, Optional
 
 from vega_toolkit.launch.local import run_local
 from vega_toolkit.launch.submitit_launcher import split_launcher_args, submit
-from vega_toolkit.training import user_errors
+from vega_toolkit.errors import console_script
 
 
+@console_script("vega-train")
 def cli_main(argv: Optional[List[str]] = None):
     argv = sys.argv[1:] if argv is None else list(argv)
     asks_help = any(a in ("-h", "--help") for a in argv)
@@ -37,10 +38,7 @@ def cli_main(argv: Optional[List[str]] = None):
     if launcher.launcher == "submitit":
         submit(launcher, argv)
         return
-    try:
-        run_local(argv)
-    except user_errors() as err:
-        sys.exit(f"vega-train: {err}")
+    run_local(argv)
 
 
 if __name__ == "__main__":

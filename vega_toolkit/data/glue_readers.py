@@ -16,9 +16,10 @@ from typing import Iterator, List, Optional, Union
 
 from vega_toolkit.data.glue_tasks import GlueSplit, GlueTaskSpec, get_glue_task
 from vega_toolkit.data.text_files import not_utf8_message
+from vega_toolkit.errors import UserError
 
 
-class GlueFormatError(ValueError):
+class GlueFormatError(UserError):
     """A GLUE file does not have the official format; the message starts with `path:line:`."""
 
 

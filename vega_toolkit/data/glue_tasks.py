@@ -12,6 +12,8 @@ hard-coded by fairseq's examples/roberta/preprocess_GLUE_tasks.sh. Row counts ar
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple, Union
 
+from vega_toolkit.errors import UserError
+
 
 @dataclass(frozen=True)
 class GlueSplit:
@@ -208,6 +210,13 @@ _ALIASES = {name.lower().replace("-", ""): name for name in GLUE_TASKS}
 _ALIASES["diagnostic"] = "AX"
 
 
+class UnknownGlueTaskError(UserError, KeyError):
+    """A task name outside the table; a KeyError (a lookup) whose message is not quoted as KeyError's is."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
 def get_glue_task(name: Union[str, GlueTaskSpec]) -> GlueTaskSpec:
     """Look a task up by its official name or any case/dash variant ("sst2", "sts-b", "mnli"); a GlueTaskSpec is
     returned as it is, so every function taking a task accepts either."""
@@ -215,5 +224,5 @@ def get_glue_task(name: Union[str, GlueTaskSpec]) -> GlueTaskSpec:
         return name
     key = str(name).lower().replace("-", "").replace("_", "")
     if key not in _ALIASES:
-        raise KeyError(f"unknown GLUE task {name!r}; choose one of {', '.join(GLUE_TASK_NAMES)}")
+        raise UnknownGlueTaskError(f"unknown GLUE task {name!r}; choose one of {', '.join(GLUE_TASK_NAMES)}")
     return GLUE_TASKS[_ALIASES[key]]

@@ -25,8 +25,10 @@ from typing import List
 import numpy as np
 import torch
 
+from vega_toolkit.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be used; the message names the file and what to do."""
 
 

@@ -44,11 +44,13 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from vega_toolkit.errors import UserError
 from vega_toolkit.launch import slurm
 from vega_toolkit.launch.preemption import signals_deferred
 
@@ -280,6 +282,9 @@ def build_executor(args: argparse.Namespace, fairseq_argv: List[str]):
     """A submitit AutoExecutor configured from the launcher flags."""
     import submitit
 
+    if args.slurm_cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UserError("--launcher submitit submits to SLURM, but there is no sbatch on this machine's PATH: run it "
+                        "on a SLURM login node, or train here with --launcher local (the default)")
     job_dir = args.slurm_job_dir or os.path.join(save_dir_of(fairseq_argv), "slurm", "%j")
     executor = submitit.AutoExecutor(folder=job_dir, cluster=args.slurm_cluster,
                                      slurm_max_num_timeout=args.slurm_max_num_timeout)

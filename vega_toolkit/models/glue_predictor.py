@@ -17,6 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from vega_toolkit.errors import UserError
+
 # STS-B similarity scores are defined on [0, 5] (Cer et al. 2017); a regression head can step outside.
 STSB_RANGE = (0.0, 5.0)
 
@@ -52,7 +54,7 @@ class GluePredictor:
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
         cfg = state["cfg"]
         if cfg is None or "glue_task" not in cfg.task:
-            raise ValueError(f"{path}: not a checkpoint of the `glue` task (task: {getattr(cfg.task, '_name', None)})")
+            raise UserError(f"{path}: not a checkpoint of the `glue` task (task: {getattr(cfg.task, '_name', None)})")
         glue = get_glue_task(cfg.task.glue_task)
         check_classification_head(path, state["model"], cfg.task.classification_head_name, glue.num_classes,
                                   f"--glue-task {glue.name}")

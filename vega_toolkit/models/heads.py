@@ -15,6 +15,8 @@ from fairseq import utils
 from fairseq.modules import LayerNorm
 from torch import nn
 
+from vega_toolkit.errors import UserError
+
 
 class VegaLMHead(nn.Module):
     """dense -> activation -> LayerNorm -> tied output embedding + bias (DeBERTa / RoBERTa MLM head)."""
@@ -104,7 +106,7 @@ def init_deberta_weights(module: nn.Module, std: float = 0.02):
         nn.init.zeros_(module.bias)
 
 
-class HeadMismatchError(ValueError):
+class HeadMismatchError(UserError):
     """A checkpoint lacks the classification head a task needs, or has it with another number of outputs."""
 
 

@@ -16,11 +16,14 @@ embedding rows (and the LM bias) are permuted with it in both directions.
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import torch
+
+from vega_toolkit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +224,60 @@ def hf_names_from_dictionary(symbols: List[str], spm_path: str) -> List[str]:
     return names
 
 
+HF_SPECIALS = {"<s>": "[CLS]", "<pad>": "[PAD]", "</s>": "[SEP]", "<unk>": "[UNK]"}
+
+
+def defines_deberta_specials(spm_path: str) -> bool:
+    """Whether the sentencepiece model has pad, bos ([CLS]), eos ([SEP]) and unk ids, as DeBERTa-v3's has."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=spm_path)
+    return min(sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id()) >= 0
+
+
+def write_dictionary_ordered_spm(spm_path: str, symbols: List[str], out_path: str) -> None:
+    """A sentencepiece model for HF whose piece ids are the fairseq ids of `symbols` (the whole dictionary, its
+    four specials first, as [CLS], [PAD], [SEP], [UNK]).
+
+    The toolkit's own sentencepiece models (vega-preprocess) have no pad and keep <unk>, <s>, </s> at spm ids
+    0..2, so HF's DebertaV2Tokenizer on them gives ids that are neither fairseq's nor inside the embedding. With the
+    pieces laid out in dictionary order (same texts, scores and normalizer, so the same segmentation), the
+    tokenizer's ids are the ones VegaModel.encode gives, and no permutation of embedding rows is needed. A
+    dictionary symbol the model lacks (fairseq's madeupword padding) becomes an unused piece; [MASK] is appended by
+    the tokenizer right after the pieces, as DeBERTa-v3 does."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    model = pb.ModelProto()
+    with open(spm_path, "rb") as f:
+        model.ParseFromString(f.read())
+    Piece = pb.ModelProto.SentencePiece
+    kept_types = (Piece.NORMAL, Piece.USER_DEFINED, Piece.BYTE)
+    by_text = {p.piece: p for p in model.pieces if p.type in kept_types}
+    lowest = min((p.score for p in by_text.values()), default=0.0) - 100.0  # never preferred by the segmenter
+    pieces = []
+    for symbol in symbols:
+        piece = Piece()
+        if symbol in HF_SPECIALS:
+            piece.piece, piece.score = HF_SPECIALS[symbol], 0.0
+            piece.type = Piece.UNKNOWN if symbol == "<unk>" else Piece.CONTROL
+        elif symbol in by_text:
+            piece.CopyFrom(by_text[symbol])
+        else:
+            piece.piece, piece.score, piece.type = symbol, lowest, Piece.UNUSED
+        pieces.append(piece)
+    dropped = [t for t in by_text if t not in set(symbols)]
+    if dropped:
+        logger.warning(f"{spm_path}: {len(dropped)} piece(s) not in dict.txt left out of the HF tokenizer "
+                       f"(VegaModel.encode maps them to <unk>): {dropped[:5]}")
+    del model.pieces[:]
+    model.pieces.extend(pieces)
+    spec = model.trainer_spec
+    spec.bos_id, spec.pad_id, spec.eos_id, spec.unk_id = (symbols.index(s) for s in HF_SPECIALS)
+    spec.bos_piece, spec.pad_piece, spec.eos_piece, spec.unk_piece = HF_SPECIALS.values()
+    with open(out_path, "wb") as f:
+        f.write(model.SerializeToString())
+
+
 # ---------------------------------------------------------------------------------------------- weights
 def _rename(hf_key: str) -> str:
     key = hf_key[len("deberta."):] if hf_key.startswith("deberta.") else hf_key
@@ -290,12 +347,21 @@ def hf_state_from_vega(state: Dict[str, torch.Tensor], hf_to_fs: List[int]) -> D
 def load_hf_weights(hf_dir: str) -> Dict[str, torch.Tensor]:
     st = os.path.join(hf_dir, "model.safetensors")
     if os.path.exists(st):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(st)
+        try:
+            return load_file(st)
+        except (SafetensorError, OSError, ValueError) as e:  # a 0-byte or cut download
+            raise UserError(f"{st} is not a readable safetensors file ({e}): an empty or truncated download? "
+                            f"Download it again") from e
     binary = os.path.join(hf_dir, "pytorch_model.bin")
     if os.path.exists(binary):
-        return torch.load(binary, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(binary, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+            raise UserError(f"{binary} cannot be read ({type(e).__name__}: {e}): an empty or truncated download? "
+                            f"Download it again") from e
     raise FileNotFoundError(f"{hf_dir}: neither model.safetensors nor pytorch_model.bin found")
 
 
@@ -326,23 +392,77 @@ def convert_from_hf(hf_dir: str, out_dir: str) -> str:
     return out_dir
 
 
+def sequence_classification_head(hub) -> Optional[Tuple[str, Dict]]:
+    """(head name, HF config fields) of the one classification head of a fine-tuned model, or None without heads.
+    A head HF's DebertaV2ForSequenceClassification cannot hold (several heads, mean pooling, a pooler of another
+    width) is a UserError: dropping it silently would hand over an encoder where a classifier was asked for."""
+    heads = dict(hub.model.classification_heads.items()) if hasattr(hub.model, "classification_heads") else {}
+    if not heads:
+        return None
+    where = hub.checkpoint_path
+    if len(heads) > 1:
+        raise UserError(f"{where} has {len(heads)} classification heads ({', '.join(heads)}); an HF "
+                        f"DebertaV2ForSequenceClassification folder holds one")
+    name, head = next(iter(heads.items()))
+    hidden = hub.model.cfg.encoder_embed_dim
+    if head.pooling != "cls" or head.dense.out_features != hidden:
+        raise UserError(f"{where}: classification head '{name}' ({head.pooling} pooling, pooler width "
+                        f"{head.dense.out_features}) has no DebertaV2ForSequenceClassification equivalent ([CLS] "
+                        f"pooling, pooler width {hidden})")
+    glue = getattr(hub.task, "glue", None)
+    classes = head.out_proj.out_features
+    if glue is not None and glue.is_regression:
+        labels, problem = ["score"], "regression"
+    else:
+        labels = list(glue.labels) if glue is not None else [f"LABEL_{i}" for i in range(classes)]
+        problem = "single_label_classification"
+    fairseq_to_hf_act = {v: k for k, v in HF_ACT_TO_FAIRSEQ.items() if k != "silu"}
+    return name, {
+        "architectures": ["DebertaV2ForSequenceClassification"],
+        "num_labels": classes, "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)},
+        "problem_type": problem, "pooler_hidden_size": hidden, "pooler_dropout": 0.0,
+        "pooler_hidden_act": fairseq_to_hf_act[str(hub.model.cfg.pooler_activation_fn)],
+        "cls_dropout": hub.model.cfg.pooler_dropout,
+    }
+
+
 def convert_to_hf(model_dir: str, out_dir: str, checkpoint_file: str = "model.pt") -> str:
-    """vega model folder -> HF folder (config.json, model.safetensors, spm.model, tokenizer_config.json)."""
+    """vega model folder -> HF folder (config.json, model.safetensors, spm.model, tokenizer_config.json):
+    DebertaV2ForMaskedLM, or DebertaV2ForSequenceClassification (label names of its GLUE task) for a fine-tuned
+    model. A sentencepiece model without DeBERTa's specials (the toolkit's own) is rewritten in dictionary order
+    (write_dictionary_ordered_spm), so that HF's tokenizer gives the ids VegaModel.encode gives."""
     from safetensors.torch import save_file
 
     from vega_toolkit.models.hub_interface import VegaHubInterface
 
     hub = VegaHubInterface.from_pretrained(model_dir, checkpoint_file=checkpoint_file)
     spm_path = os.path.join(model_dir, "spm.model")
+    if not os.path.isfile(spm_path):
+        raise UserError(f"{model_dir}: no spm.model (a model folder holds model.pt, dict.txt and spm.model)")
+    classifier = sequence_classification_head(hub)
     dictionary = hub.dictionary
-    names = hf_names_from_dictionary([dictionary[i] for i in range(len(dictionary))], spm_path)
+    symbols = [dictionary[i] for i in range(len(dictionary))]
+    os.makedirs(out_dir, exist_ok=True)
+    if defines_deberta_specials(spm_path):  # a converted DeBERTa: its own ids, bit-identical round trip
+        names = hf_names_from_dictionary(symbols, spm_path)
+        shutil.copyfile(spm_path, os.path.join(out_dir, "spm.model"))
+    else:
+        write_dictionary_ordered_spm(spm_path, symbols, os.path.join(out_dir, "spm.model"))
+        names = symbols + (["<mask>"] if "<mask>" not in symbols else [])
     hf_to_fs = [dictionary.index(n) for n in names]
     state = hf_state_from_vega(hub.model.state_dict(), hf_to_fs)
-    os.makedirs(out_dir, exist_ok=True)
+    config = hf_config_from_vega(hub.model.cfg, len(names), names.index("<pad>"))
+    if classifier is not None:
+        name, fields = classifier
+        state = {k: v for k, v in state.items() if not k.startswith("cls.")}  # no LM head in a classifier
+        head = hub.model.classification_heads[name]
+        state.update({"pooler.dense.weight": head.dense.weight, "pooler.dense.bias": head.dense.bias,
+                      "classifier.weight": head.out_proj.weight, "classifier.bias": head.out_proj.bias})
+        state = {k: v.detach().contiguous() for k, v in state.items()}
+        config.update(fields)
     save_file(state, os.path.join(out_dir, "model.safetensors"))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(hf_config_from_vega(hub.model.cfg, len(names), names.index("<pad>")), f, indent=2)
-    shutil.copyfile(spm_path, os.path.join(out_dir, "spm.model"))
+        json.dump(config, f, indent=2)
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
         json.dump({"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "bos_token": "[CLS]",
                    "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",

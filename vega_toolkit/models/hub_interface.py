@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from fairseq.data import Dictionary, data_utils
 from torch import nn
 
+from vega_toolkit.data.vocabulary import VOCAB_ID_KEY, vocabulary_id
 from vega_toolkit.models.loading import load_model
 from vega_toolkit.models.model_folder import MODEL_FILE, SPM_FILE, write_model_checkpoint
 
@@ -172,4 +173,5 @@ def save_model_folder(out_dir: str, model_fields: Dict, state: Dict[str, torch.T
             cfg.model[k] = v
     # fairseq's trainer stores the config as a plain container too (what its loader expects).
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    write_model_checkpoint(os.path.join(out_dir, MODEL_FILE), container, state, criterion_name="MaskedLmLoss")
+    write_model_checkpoint(os.path.join(out_dir, MODEL_FILE), container, state, criterion_name="MaskedLmLoss",
+                           task_state={VOCAB_ID_KEY: vocabulary_id(out_dir)})

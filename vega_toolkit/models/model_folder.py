@@ -28,14 +28,16 @@ PRETRAINING_HEAD_PREFIXES = ("token_heads.", "classification_heads.")
 
 
 def write_model_checkpoint(path: str, cfg_container: Dict, state: Dict[str, torch.Tensor],
-                           criterion_name: str = "none") -> None:
-    """A fairseq checkpoint holding weights and config only, with the bookkeeping fairseq's loader upgrades."""
+                           criterion_name: str = "none", task_state: Optional[Dict] = None) -> None:
+    """A fairseq checkpoint holding weights and config only, with the bookkeeping fairseq's loader upgrades;
+    `task_state`: what the task restores on load (the vocabulary id, vega_toolkit/data/vocabulary.py)."""
     from vega_toolkit.fairseq_fixes.atomic_writes import atomic_torch_save
 
     history = [{"criterion_name": criterion_name, "optimizer_name": "none", "lr_scheduler_state": {},
                 "num_updates": 0}]
     checkpoint = {"cfg": cfg_container, "model": state, "optimizer_history": history,
-                  "extra_state": {"train_iterator": {"epoch": 1}}, "last_optimizer_state": None}
+                  "extra_state": {"train_iterator": {"epoch": 1}}, "last_optimizer_state": None,
+                  "task_state": dict(task_state or {})}
     atomic_torch_save(checkpoint, path)
 
 
@@ -52,6 +54,8 @@ def _pretraining_config(data_bin: str, arch_args: Iterable[str]):
 def _finish_folder(out_dir: str, data_bin: str, cfg, state: Dict[str, torch.Tensor]) -> str:
     from omegaconf import OmegaConf, open_dict
 
+    from vega_toolkit.data.vocabulary import VOCAB_ID_KEY, vocabulary_id
+
     for name in (DICT_FILE, SPM_FILE):
         src = os.path.join(data_bin, name)
         if not os.path.isfile(src):
@@ -64,7 +68,7 @@ def _finish_folder(out_dir: str, data_bin: str, cfg, state: Dict[str, torch.Tens
         cfg.task.data = "."  # from_pretrained and the recipes point it at the folder they load from
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     path = os.path.join(out_dir, MODEL_FILE)
-    write_model_checkpoint(path, container, state)
+    write_model_checkpoint(path, container, state, task_state={VOCAB_ID_KEY: vocabulary_id(out_dir)})
     return path
 
 
@@ -73,6 +77,7 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
     from fairseq.data import Dictionary
     from omegaconf import open_dict
 
+    from vega_toolkit.data.vocabulary import check_vocabulary, stored_vocabulary_id
     from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
 
     ckpt = load_checkpoint_to_cpu(checkpoint)
@@ -81,6 +86,10 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
         raise ValueError(f"{checkpoint}: not a vega_encoder checkpoint (model config: "
                          f"{None if cfg is None else cfg.get('model', {}).get('_name')})")
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith(PRETRAINING_HEAD_PREFIXES)}
+    if not os.path.isfile(os.path.join(data_bin, DICT_FILE)):
+        raise FileNotFoundError(f"--data-bin {data_bin}: no {DICT_FILE} (a vega-preprocess data-bin has dict.txt "
+                                f"and spm.model)")
+    check_vocabulary(checkpoint, stored_vocabulary_id(ckpt), data_bin, "--data-bin")
     vocab = len(Dictionary.load(os.path.join(data_bin, DICT_FILE)))
     rows = state[EMBEDDING_KEY].size(0)
     task_name = cfg.task.get("_name")

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from fairseq.modules.fairseq_dropout import FairseqDropout
 from torch import nn
 
+from vega_toolkit.errors import UnsupportedSetupError
 from vega_toolkit.modules.relative_position import (
     apply_keep_mask,
     dropout_keep_mask,
@@ -164,8 +165,8 @@ class DisentangledSelfAttention(nn.Module):
         try:
             fused = importlib.import_module("vega_toolkit.modules.fused_disentangled_attention")
         except ImportError as error:
-            raise RuntimeError(f"--attention-impl fused needs triton ({error}); it comes with CUDA builds of torch, "
-                               "or `pip install triton` (see requirements/test.txt)") from error
+            raise UnsupportedSetupError(f"--attention-impl fused needs triton ({error}); it comes with CUDA builds of "
+                                        "torch, or `pip install triton` (see requirements/test.txt)") from error
         fused.check_device(q.device, q.dtype)
         cols = relative_columns(q.size(-2), self.position_buckets, self.max_relative_positions, q.device)
         pos_key = pos_query = None

@@ -37,6 +37,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vega_toolkit.errors import UnsupportedSetupError
+
 logger = logging.getLogger(__name__)
 
 # Triton picks interpreted or compiled kernels when @triton.jit runs, i.e. when this module is imported.
@@ -330,14 +332,16 @@ def check_device(device: torch.device, dtype: torch.dtype = torch.float32):
     """Compiled kernels need CUDA; CPU tensors need the interpreter, chosen before triton is imported."""
     if device.type == "cpu" and dtype == torch.bfloat16:
         # Triton 3.9's interpreter multiplies bf16 tiles wrongly (tl.dot returns garbage; loads are right).
-        raise RuntimeError("--attention-impl fused: bf16 runs on CUDA only (Triton's interpreter has no bf16 dot)")
+        raise UnsupportedSetupError("--attention-impl fused: bf16 runs on CUDA only (Triton's interpreter has no bf16 "
+                                    "dot)")
     if device.type == "cpu" and not INTERPRETED:
-        raise RuntimeError(
+        raise UnsupportedSetupError(
             "--attention-impl fused runs Triton kernels: on CPU tensors only in Triton's interpreter, which must be "
             "chosen before triton is imported: run the process with TRITON_INTERPRET=1 (slow, for tests), e.g. "
             "`TRITON_INTERPRET=1 python -m pytest tests/test_fused_attention.py`; use --attention-impl sdpa on CPU")
     if device.type not in ("cpu", "cuda"):
-        raise RuntimeError(f"--attention-impl fused supports CUDA (and CPU under TRITON_INTERPRET=1), not {device}")
+        raise UnsupportedSetupError(f"--attention-impl fused supports CUDA (and CPU under TRITON_INTERPRET=1), not "
+                                    f"{device}")
 
 
 def check_shapes(q, k, v, pos_key, pos_query, slot_of, key_padding_mask):

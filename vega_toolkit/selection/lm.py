@@ -23,13 +23,15 @@ import tempfile
 import unicodedata
 from typing import Iterable, Sequence, Tuple
 
+from vega_toolkit.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "bash scripts/build_kenlm.sh .venv"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
-class KenLMNotFoundError(RuntimeError):
+class KenLMNotFoundError(UserError, RuntimeError):
     """lmplz/build_binary are not installed; the message says how to build them."""
 
 

@@ -63,6 +63,22 @@ def read_results(out: Path) -> List[Dict]:
     return records
 
 
+def append_result(out: Path, record: Dict):
+    """Append `record` to OUT/results.jsonl as one line, under a file lock (other runners on the folder append
+    too). One write of one line: a kill leaves at most one torn last line, which read_results skips; the next
+    append ends that line first, or its record would be glued onto it and lost as well."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    with (Path(out) / RESULTS_FILE).open("ab+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 # what a cell's result does not depend on: committed study folders (a running study appends to its results.jsonl,
 # so any second runner would otherwise stamp "-dirty") and the prose
 NOT_CODE = (":(exclude)results", ":(exclude)*.md")
@@ -157,12 +173,8 @@ class StudyRunner:
 
     # ------------------------------------------------------------------ bookkeeping
     def _append(self, record: Dict):
-        line = json.dumps(record, sort_keys=True) + "\n"
-        with self._lock, (self.out / RESULTS_FILE).open("a", encoding="utf-8") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # other runners on this folder append too
-            f.write(line)  # one write of one line: a kill leaves at most one torn last line, which is skipped
-            f.flush()
-            os.fsync(f.fileno())
+        with self._lock:
+            append_result(self.out, record)
 
     def _write_study_file(self):
         """study.json: the scale, and the arms of every run into this folder with the number of cells of all of

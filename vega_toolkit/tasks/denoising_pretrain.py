@@ -36,6 +36,8 @@ from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
 from omegaconf import II, MISSING
 
 from vega_toolkit.data.noising import NUM_RTD_CLASSES, RTD_HEAD_NAME, RTDNoisingDataset, TokenNoiser
+from vega_toolkit.data.vocabulary import RecordsVocabulary, check_embedding_rows
+from vega_toolkit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +69,13 @@ class DenoisingPretrainConfig(FairseqDataclass):
 
 
 @register_task("denoising_pretrain", dataclass=DenoisingPretrainConfig)
-class DenoisingPretrainTask(FairseqTask):
+class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
     cfg: DenoisingPretrainConfig
 
     def __init__(self, cfg: DenoisingPretrainConfig, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
+        self.record_vocabulary(utils.split_paths(cfg.data)[0], "DATA")
         self.noiser = TokenNoiser.from_dictionary(
             dictionary, cfg.shuffle_prob, cfg.replace_prob, replace_weighting=cfg.replace_weighting
         )
@@ -86,7 +89,7 @@ class DenoisingPretrainTask(FairseqTask):
         if not os.path.isfile(dict_path):
             raise FileNotFoundError(f"denoising_pretrain: {dict_path} not found (run vega-preprocess first)")
         if cfg.tokens_per_sample < 3:
-            raise ValueError(f"--tokens-per-sample must be >= 3 (<s> token </s>), got {cfg.tokens_per_sample}")
+            raise UserError(f"--tokens-per-sample must be >= 3 (<s> token </s>), got {cfg.tokens_per_sample}")
         dictionary = Dictionary.load(dict_path)
         logger.info("dictionary: %d types", len(dictionary))
         return cls(cfg, dictionary)
@@ -95,6 +98,11 @@ class DenoisingPretrainTask(FairseqTask):
         """`<s> ... </s>` blocks of at most tokens_per_sample tokens (the clean text)."""
         paths = utils.split_paths(self.cfg.data)
         split_path = os.path.join(paths[(epoch - 1) % len(paths)], split)
+        if os.path.isfile(split_path + ".bin") and os.path.getsize(split_path + ".bin") == 0:
+            # fairseq's mmap reader fails on it with "cannot mmap an empty file"
+            raise UserError(f"{split_path}.bin is empty (a data-bin written with --valid-fraction 0 has no {split} "
+                            f"text): pass --disable-validation to train without validation, or rebuild the "
+                            f"data-bin with --valid-fraction above 0")
         dataset = data_utils.load_indexed_dataset(split_path, self.dictionary, combine=combine)
         if dataset is None:
             raise FileNotFoundError(f"denoising_pretrain: dataset not found: {split} ({split_path}.bin/.idx)")
@@ -126,6 +134,12 @@ class DenoisingPretrainTask(FairseqTask):
         if not hasattr(model, "register_token_head"):
             raise ValueError(f"--task denoising_pretrain needs a model with token heads (e.g. --arch vega_base); "
                              f"{type(model).__name__} has no register_token_head")
+        if model.max_positions() < self.cfg.tokens_per_sample:
+            raise UserError(f"--tokens-per-sample {self.cfg.tokens_per_sample} is longer than the model's "
+                            f"--max-positions {model.max_positions()}: every block would be too long. Lower "
+                            f"--tokens-per-sample or raise --max-positions")
+        check_embedding_rows("the model", model.encoder.embed_tokens.num_embeddings, len(self.dictionary),
+                             utils.split_paths(self.cfg.data)[0], "DATA")
         if RTD_HEAD_NAME not in model.token_heads:
             model.register_token_head(RTD_HEAD_NAME, NUM_RTD_CLASSES)
         return model

@@ -42,6 +42,8 @@ from omegaconf import MISSING, open_dict
 from vega_toolkit.data.glue_binarize import TextEncoder, load_encoded_split
 from vega_toolkit.data.glue_readers import glue_split_path, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASK_NAMES, get_glue_task
+from vega_toolkit.data.vocabulary import RecordsVocabulary, check_embedding_rows
+from vega_toolkit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -81,24 +83,25 @@ def label_dictionary_for(glue_task) -> Dictionary:
 
 
 @register_task("glue", dataclass=GlueConfig)
-class GlueTask(SentencePredictionTask):
+class GlueTask(RecordsVocabulary, SentencePredictionTask):
     def __init__(self, cfg: GlueConfig, data_dictionary, label_dictionary, encoder: TextEncoder):
         super().__init__(cfg, data_dictionary, label_dictionary)
         self.glue = get_glue_task(cfg.glue_task)
         self.encoder = encoder
+        self.record_vocabulary(cfg.vocab_dir, "--vocab-dir")
 
     @classmethod
     def setup_task(cls, cfg: GlueConfig, **kwargs):
         glue = get_glue_task(cfg.glue_task)
         if glue.predicted_by:
-            raise ValueError(f"--glue-task {glue.name} has no training data; it is predicted by the "
+            raise UserError(f"--glue-task {glue.name} has no training data; it is predicted by the "
                              f"{glue.predicted_by} model (vega-generate)")
         if bool(cfg.regression_target) != glue.is_regression:
-            raise ValueError(f"--glue-task {glue.name} is a "
+            raise UserError(f"--glue-task {glue.name} is a "
                              + ("regression task: pass --regression-target" if glue.is_regression
                                 else "classification task: drop --regression-target"))
         if cfg.num_classes not in (-1, glue.num_classes):
-            raise ValueError(f"--num-classes {cfg.num_classes} contradicts --glue-task {glue.name} "
+            raise UserError(f"--num-classes {cfg.num_classes} contradicts --glue-task {glue.name} "
                              f"({glue.num_classes}); leave it unset")
         with open_dict(cfg):
             cfg.num_classes = glue.num_classes
@@ -166,9 +169,9 @@ class GlueTask(SentencePredictionTask):
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         emb = model.encoder.embed_tokens if hasattr(model.encoder, "embed_tokens") else None
-        if emb is not None and emb.num_embeddings != len(self.source_dictionary):
-            raise ValueError(f"--vocab-dir {self.cfg.vocab_dir}: dict.txt has {len(self.source_dictionary)} symbols "
-                             f"but the model embeds {emb.num_embeddings}")
+        if emb is not None:
+            check_embedding_rows("the model", emb.num_embeddings, len(self.source_dictionary), self.cfg.vocab_dir,
+                                 "--vocab-dir")
         return model
 
     def predict_logits(self, model, split: str, max_tokens: int = 8192) -> torch.Tensor:
