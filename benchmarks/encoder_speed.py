@@ -224,7 +224,13 @@ def main():
         m.to(args.device).train()
     clock = time.process_time if args.clock == "process" else time.perf_counter
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    rows = []
+    mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
+    # Rows are printed as each length finishes: a run stopped by a timeout keeps the lengths it measured.
+    print(f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
+          f"{args.stat} of {args.reps} interleaved reps, vega bias block {args.bias_block or 'default'}\n")
+    print(f"| L | batch | model | fwd+bwd ms | {mem_label} | speed vs HF | time vs plain SDPA |")
+    print("|---|---|---|---|---|---|---|", flush=True)
     for length in map(int, args.lengths.split(",")):
         tokens = torch.randint(4, args.vocab, (max(1, args.tokens // length), length), device=args.device)
         memory, failed = {}, {}
@@ -241,23 +247,18 @@ def main():
                     failed[name] = failure
         stat = statistics.median if args.stat == "median" else min
         med = {name: stat(t) for name, t in times.items() if name not in failed}
+        hf, plain = med.get("HF DebertaV2Model"), med.get("plain SDPA encoder")
         for name in fns:
-            rows.append((length, tokens.size(0), name, med.get(name), memory.get(name), failed.get(name),
-                         med.get("HF DebertaV2Model"), med.get("plain SDPA encoder")))
-    mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
-    print(f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
-          f"{args.stat} of {args.reps} interleaved reps, vega bias block {args.bias_block or 'default'}\n")
-    print(f"| L | batch | model | fwd+bwd ms | {mem_label} | speed vs HF | time vs plain SDPA |")
-    print("|---|---|---|---|---|---|---|")
-    for length, batch, name, sec, mem, failure, hf, plain in rows:
-        if failure:
-            print(f"| {length} | {batch} | {name} | {failure} | {failure} | - | - |")
-            continue
-        vs_hf = f"{hf / sec:.2f}x" if hf else "HF OOM" if "HF DebertaV2Model" in fns else "-"
-        vs_plain = f"{sec / plain:.2f}x" if plain else "-"
-        print(f"| {length} | {batch} | {name} | {sec * 1e3:.1f} | {mem / 2**20:.1f} | {vs_hf} | {vs_plain} |")
-
+            batch = tokens.size(0)
+            if name in failed:
+                print(f"| {length} | {batch} | {name} | {failed[name]} | {failed[name]} | - | - |", flush=True)
+                continue
+            sec = med[name]
+            hf_failure = failed.get("HF DebertaV2Model")
+            vs_hf = f"{hf / sec:.2f}x" if hf else f"HF {hf_failure}" if hf_failure else "-"
+            vs_plain = f"{sec / plain:.2f}x" if plain else "-"
+            print(f"| {length} | {batch} | {name} | {sec * 1e3:.1f} | {memory[name] / 2**20:.1f} | {vs_hf} | "
+                  f"{vs_plain} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -50,7 +50,12 @@ def main():
         p.error(f"--dim {args.dim} is not a multiple of --heads {args.heads}")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    rows = []
+    mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
+    # Rows are printed as each setting finishes: a run stopped by a timeout keeps what it measured.
+    print(f"\none attention layer, {args.dim} wide, {args.heads} heads, {args.device} {args.dtype}, "
+          f"torch {torch.__version__}, median of {args.reps} interleaved reps, wall clock\n")
+    print(f"| L | batch | relative terms | dropout | impl | fwd+bwd ms | {mem_label} | fused / sdpa |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
     for length in lengths:
         batch = max(1, args.tokens // length)
         generator = torch.Generator().manual_seed(0)
@@ -76,21 +81,15 @@ def main():
                     if failure:
                         failed[impl] = failure
             median = {impl: statistics.median(t) for impl, t in times.items() if impl not in failed}
+            setting = f"| {length} | {batch} | {'+'.join(terms) or 'none'} | {dropout} |"
             for impl in IMPLS:
-                rows.append((length, batch, "+".join(terms) or "none", dropout, impl, median.get(impl),
-                             memory.get(impl), failed.get(impl), median.get("sdpa")))
-    mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
-    print(f"\none attention layer, {args.dim} wide, {args.heads} heads, {args.device} {args.dtype}, "
-          f"torch {torch.__version__}, median of {args.reps} interleaved reps, wall clock\n")
-    print(f"| L | batch | relative terms | dropout | impl | fwd+bwd ms | {mem_label} | fused / sdpa |")
-    print("|---|---|---|---|---|---|---|---|")
-    for length, batch, terms, dropout, impl, sec, mem, failure, sdpa in rows:
-        if failure:
-            print(f"| {length} | {batch} | {terms} | {dropout} | {impl} | {failure} | {failure} | - |")
-            continue
-        ratio = f"{sec / sdpa:.2f}x" if impl == "fused" and sdpa else "-"
-        print(f"| {length} | {batch} | {terms} | {dropout} | {impl} | {sec * 1e3:.2f} | {mem / 2**20:.1f} | {ratio} |")
-
+                if impl in failed:
+                    print(f"{setting} {impl} | {failed[impl]} | {failed[impl]} | - |", flush=True)
+                    continue
+                sdpa = median.get("sdpa")
+                ratio = f"{median[impl] / sdpa:.2f}x" if impl == "fused" and sdpa else "-"
+                print(f"{setting} {impl} | {median[impl] * 1e3:.2f} | {memory[impl] / 2**20:.1f} | {ratio} |",
+                      flush=True)
 
 if __name__ == "__main__":
     main()

@@ -127,6 +127,7 @@ def test_bad_kernel_knob_is_named_in_the_error(knob, value, message):
         fused.kernel_configs("cuda", environ={knob: value})
 
 
+@pytest.mark.slow
 def test_fused_tiles_whose_distances_share_one_slot_sum_their_table_gradients_exactly():
     # buckets 8 over max_rel 24: every distance beyond 24 reads the last slot, so at L = 80 a 16 x 16 tile whose
     # distances all exceed 24 maps to one slot (its table gradients are summed before the atomic add), and the
@@ -259,6 +260,7 @@ def test_fused_is_a_choice_of_the_encoder_config_but_not_the_default():
     assert VegaEncoderConfig().attention_impl == "sdpa"
 
 
+@pytest.mark.slow
 def test_cuda_fused_parity_check_at_head_dim_64_holds_in_the_interpreter():
     # tests/test_cuda.py's helpers (inputs, outputs and gradients, bounds) at the production head dim, on CPU: the GPU
     # runs the same check at L = 128 and 1100; here L = 40 keeps the interpreter quick.

@@ -82,6 +82,7 @@ def test_run_with_a_budget_too_small_for_any_stage_writes_a_summary_of_skips(tmp
     assert [row[2] for row in rows[1:]] == ["skipped"] * 8
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the probe's answer on a machine without a GPU")
 def test_gpu_probe_reports_versions_against_the_pins_and_fails_without_a_gpu():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_probe.py")], capture_output=True, text=True)
@@ -96,6 +97,7 @@ def cpu_env():
     return {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args,rows", [
     ("encoder_speed.py", ["--models", "vega,plain", "--vega-impls", "fused,sdpa", "--layers", "1", "--vocab", "100"],
      ["vega_encoder fused", "vega_encoder sdpa", "plain SDPA encoder"]),
@@ -117,6 +119,7 @@ def test_benchmark_row_of_a_model_that_fails_says_err_and_the_other_rows_still_r
     assert "RuntimeError: --attention-impl fused runs Triton kernels" in result.stderr  # the traceback is kept
 
 
+@pytest.mark.slow
 def test_fused_kernels_compile_for_sm90_at_the_cuda_defaults_without_spilling(tmp_path):
     # Triton compiles to a cubin without a GPU; a compile error here would otherwise surface only in a GPU window.
     env = {**cpu_env(), "PYTHONPATH": str(ROOT), "TRITON_CACHE_DIR": str(tmp_path), "TRITON_DEFAULT_FP_FUSION": "1"}
