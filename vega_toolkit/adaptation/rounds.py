@@ -111,7 +111,7 @@ def check_round_args(args):
     for flag in ("reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader"):
         if getattr(args, flag, False):
             raise UserError(f"--{flag.replace('_', '-')} cannot be combined with --task {args.task} (each round "
-                             f"starts from the previous round's model with fresh optimizer state already)")
+                            f"starts from the previous round's model with fresh optimizer state already)")
     if args.max_rounds < 0:
         raise UserError(f"--max-rounds must be >= 0, got {args.max_rounds}")
     if not 0.0 <= args.converge_eps <= 1.0:
