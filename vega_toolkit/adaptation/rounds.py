@@ -102,16 +102,16 @@ def check_round_args(args):
     """Flags that cannot work with a loop of trainings, as clear errors."""
     if not getattr(args, "finetune_from_model", None):
         raise UserError(f"--task {args.task} needs --finetune-from-model: the fine-tuned model M0 (or, with "
-                         f"--train-initial-model, the pretrained model to fine-tune into M0)")
+                        f"--train-initial-model, the pretrained model to fine-tune into M0)")
     if not os.path.isfile(args.finetune_from_model):
         raise FileNotFoundError(f"--finetune-from-model {args.finetune_from_model}: file not found")
     if getattr(args, "restore_file", "checkpoint_last.pt") != "checkpoint_last.pt":
         raise UserError(f"--task {args.task} chains rounds with --finetune-from-model; --restore-file is not "
-                         f"supported (rerun the same command to resume)")
+                        f"supported (rerun the same command to resume)")
     for flag in ("reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader"):
         if getattr(args, flag, False):
             raise UserError(f"--{flag.replace('_', '-')} cannot be combined with --task {args.task} (each round "
-                             f"starts from the previous round's model with fresh optimizer state already)")
+                            f"starts from the previous round's model with fresh optimizer state already)")
     if args.max_rounds < 0:
         raise UserError(f"--max-rounds must be >= 0, got {args.max_rounds}")
     if not 0.0 <= args.converge_eps <= 1.0:

@@ -95,14 +95,14 @@ class GlueTask(RecordsVocabulary, SentencePredictionTask):
         glue = get_glue_task(cfg.glue_task)
         if glue.predicted_by:
             raise UserError(f"--glue-task {glue.name} has no training data; it is predicted by the "
-                             f"{glue.predicted_by} model (vega-generate)")
+                            f"{glue.predicted_by} model (vega-generate)")
         if bool(cfg.regression_target) != glue.is_regression:
             raise UserError(f"--glue-task {glue.name} is a "
-                             + ("regression task: pass --regression-target" if glue.is_regression
-                                else "classification task: drop --regression-target"))
+                            + ("regression task: pass --regression-target" if glue.is_regression
+                               else "classification task: drop --regression-target"))
         if cfg.num_classes not in (-1, glue.num_classes):
             raise UserError(f"--num-classes {cfg.num_classes} contradicts --glue-task {glue.name} "
-                             f"({glue.num_classes}); leave it unset")
+                            f"({glue.num_classes}); leave it unset")
         with open_dict(cfg):
             cfg.num_classes = glue.num_classes
         dictionary = load_vega_dictionary(cfg.vocab_dir)
