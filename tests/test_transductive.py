@@ -170,7 +170,8 @@ def test_loop_flag_mistakes_are_clear_errors(setup):
     from vega_toolkit.adaptation.rounds import check_round_args
 
     ok = dict(task="glue_transductive", finetune_from_model=setup["m0"], restore_file="checkpoint_last.pt",
-              max_rounds=2, converge_eps=0.01)
+              max_rounds=2, converge_eps=0.01, glue_task="WNLI", data=os.path.join(FIXTURES, "WNLI"),
+              pseudo_label_split="test")
     with pytest.raises(ValueError, match="needs --finetune-from-model"):
         check_round_args(Namespace(**{**ok, "finetune_from_model": None}))
     with pytest.raises(ValueError, match="--restore-file is not supported"):
