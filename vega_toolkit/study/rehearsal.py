@@ -1,0 +1,308 @@
+"""The paper's whole job graph as real SLURM jobs at tiny sizes: `vega-study rehearse` (recipes/paper/rehearsal.sh).
+
+    bash scripts/slurm_local.sh start && export SLURM_CONF=/tmp/vega-slurm/slurm.conf   # a one-node SLURM
+    vega-study rehearse --out /tmp/rehearsal --glue-dir tests/fixtures/glue
+    # last line: rehearsal: <N> jobs, <R> requeued and resumed, submission.zip with <F> files
+
+The graph is the paper plan's; every box is a SLURM job, every arrow an `afterok` dependency:
+
+    preprocess -> phase 1 (2 ranks, gloo) -> phase 2 -> model folder      (queued at once)
+    model folder done: MNLI -> RTE, STS-B, MRPC; SST-2; QNLI; QQP; CoLA (self-calibrated); WNLI (transductive)
+                       -> vega-generate (afterok on all nine: the GLUE TSVs and submission.zip)
+
+Each job runs what the paper run runs, with only its sizes shrunk: recipes/pretrain/phase1_rtd.sh and
+phase2_contrastive.sh with SCALE=tiny and MAX_UPDATE (plus the launcher flags their headers name), recipes/glue/all.sh
+with SCALE=tiny and LAUNCHER=submitit (it chains RTE, STS-B and MRPC after MNLI itself), and the vega-generate command
+all.sh prints. The GLUE recipes read the pretrained folder's architecture when they submit (`vega-glue info
+--model-dir`), so the GLUE chain is submitted once the model-folder job has finished. Each wave is submitted held; the
+dependencies SLURM recorded are checked against the paper's graph (`GRAPH`) before the wave is released.
+
+While phase 2 trains, it is requeued (`scontrol requeue`, what a preemption does) as soon as it has written an interval
+checkpoint; it must resume from its checkpoint_last.pt (its log names the update it resumed at, between 0 and its last)
+and still end at its last update. The submission zip is checked with `vega-glue validate-submission` against the GLUE
+folder's test files (row count, index order, labels). A job that fails cancels the others and names its log.
+"""
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from vega_toolkit.launch import slurm
+
+BIN = Path(sys.executable).parent  # the venv's console scripts (vega-train, vega-preprocess, ...)
+REPO = Path(__file__).resolve().parents[2]
+
+# The paper plan: job -> the jobs it waits for (afterok). GLUE jobs are named as the recipes name them (vega-glue-TASK).
+GRAPH: Dict[str, tuple] = {
+    "preprocess": (), "phase1": ("preprocess",), "phase2": ("phase1",), "model": ("phase2",),
+    "MNLI": (), "RTE": ("MNLI",), "STS-B": ("MNLI",), "MRPC": ("MNLI",), "SST-2": (), "QNLI": (), "QQP": (),
+    "CoLA": (), "WNLI": (),
+    "generate": ("MNLI", "RTE", "STS-B", "MRPC", "SST-2", "QNLI", "QQP", "CoLA", "WNLI"),
+}
+LOADED = re.compile(r"Loaded checkpoint \S*checkpoint_last\.pt \(epoch \d+ @ (\d+) updates\)")
+
+
+@dataclass
+class Sizes:
+    """What is shrunk; everything else is the recipes' own (SCALE=tiny)."""
+    corpus_paragraphs: int = 2000  # toy corpus (vega_toolkit/demo/toy_data.py) when no --corpus is given
+    vocab_size: int = 400
+    ranks: int = 2  # phase 1's SLURM tasks, one fairseq rank each (gloo on CPU)
+    phase1_updates: int = 20
+    phase2_updates: int = 40
+    save_interval: int = 10  # --save-interval-updates: what a requeued job loses at most
+
+
+@dataclass
+class Job:
+    name: str  # a key of GRAPH
+    command: List[str]  # run to submit it: a recipe (prints `Submitted job <id>`) or, with via="sbatch", the job itself
+    via: str = "recipe"
+    env: Dict[str, str] = field(default_factory=dict)
+    save_dir: Optional[Path] = None
+    job_id: Optional[str] = None
+    info: Dict[str, str] = field(default_factory=dict)  # last `scontrol show job` fields
+
+    @property
+    def state(self) -> str:
+        return self.info.get("JobState", "UNSUBMITTED")
+
+
+class RehearsalError(RuntimeError):
+    pass
+
+
+class Rehearsal:
+    def __init__(self, out: Path, glue_dir: Path, corpus: Optional[Path] = None, sizes: Sizes = Sizes(),
+                 requeue: str = "phase2", log: Callable[[str], None] = print):
+        self.out, self.glue_dir, self.sizes, self.log = out.resolve(), glue_dir.resolve(), sizes, log
+        self.corpus = corpus.resolve() if corpus else self.out / "data" / "corpus"
+        self.requeue_target, self.requeued, self.resumed_at = requeue, False, None
+        self.data_bin = self.out / "data-bin"
+        self.slurm_logs = self.out / "slurm"
+        self.jobs: Dict[str, Job] = {}
+        self.env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1",
+                        MKL_NUM_THREADS="1", VEGA_CACHE_DIR=str(self.out / "cache"), PYTHONUNBUFFERED="1")
+
+    # ------------------------------------------------------------------ the graph
+    def pretraining_jobs(self) -> List[Job]:
+        """Preprocessing, the two pretraining phases and the model folder, in submission order."""
+        s, recipes = self.sizes, REPO / "recipes" / "pretrain"
+        phase1, phase2 = self.out / "pretrain" / "phase1", self.out / "pretrain" / "phase2"
+        model = self.out / "model"
+        preprocess = [str(BIN / "vega-preprocess"), str(self.corpus), "--destdir", str(self.data_bin),
+                      "--vocab-size", str(s.vocab_size), "--workers", "1", "--valid-fraction", "0.05", "--seed", "1"]
+        launcher = ["--save-interval-updates", str(s.save_interval), "--launcher", "submitit", "--slurm-time", "30"]
+        return [
+            Job("preprocess", preprocess, via="sbatch"),
+            Job("phase1", ["bash", str(recipes / "phase1_rtd.sh"), *launcher, "--slurm-job-name", "vega-phase1",
+                           "--slurm-tasks-per-node", str(s.ranks), "--slurm-cpus-per-task", "1"],
+                env=dict(DATA_BIN=str(self.data_bin), SAVE_DIR=str(phase1), SCALE="tiny",
+                         MAX_UPDATE=str(s.phase1_updates)), save_dir=phase1),
+            Job("phase2", ["bash", str(recipes / "phase2_contrastive.sh"), *launcher, "--slurm-job-name",
+                           "vega-phase2"],
+                env=dict(DATA_BIN=str(self.data_bin), SAVE_DIR=str(phase2), SCALE="tiny",
+                         MAX_UPDATE=str(s.phase2_updates), PHASE1_CKPT=str(phase1 / "checkpoint_last.pt")),
+                save_dir=phase2),
+            Job("model", [str(BIN / "vega-convert"), "export", str(phase2 / "checkpoint_last.pt"), "--data-bin",
+                          str(self.data_bin), str(model)], via="sbatch"),
+        ]
+
+    def glue_env(self) -> Dict[str, str]:
+        """recipes/glue/all.sh's environment: the whole plan, every training a SLURM job, submitted held."""
+        return dict(GLUE_DIR=str(self.glue_dir), PRETRAINED=str(self.out / "model"), OUT=str(self.out / "glue"),
+                    SCALE="tiny", LAUNCHER="submitit", SLURM_ARGS="--slurm-hold --slurm-time 30",
+                    # the fixtures' test files have 12 rows, not the official counts (validate-submission checks
+                    # the zip against the files themselves)
+                    GENERATE_ARGS="--allow-partial")
+
+    # ------------------------------------------------------------------ submission
+    def submit(self, job: Job, after: Sequence[str]) -> str:
+        """Submit `job` held, waiting (afterok) for the jobs named in `after`; returns its SLURM id."""
+        ids = [self.jobs[name].job_id for name in after]
+        if job.via == "sbatch":
+            job.job_id = slurm.sbatch(job.command, f"vega-{job.name}", str(self.slurm_logs), after=ids, hold=True)
+        else:
+            dependency = ["--slurm-dependency", "afterok:" + ":".join(ids)] if ids else []
+            out = self.run([*job.command, *dependency, "--slurm-hold"], job.env)
+            job.job_id = submitted_ids(out)[-1]
+        self.jobs[job.name] = job
+        self.log(f"submitted {job.name}: job {job.job_id}" + (f" (afterok {', '.join(after)})" if after else ""))
+        return job.job_id
+
+    def run(self, argv: List[str], env: Dict[str, str]) -> str:
+        """Run a submitting command here (a recipe); its stdout, or RehearsalError with its output."""
+        proc = subprocess.run(argv, env={**self.env, **env}, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise RehearsalError(f"{shlex.join(argv)} failed (exit {proc.returncode}):\n"
+                                 + proc.stdout[-2000:] + proc.stderr[-3000:])
+        return proc.stdout
+
+    def submit_glue(self) -> None:
+        """recipes/glue/all.sh under LAUNCHER=submitit, then the vega-generate command it prints, after all of it."""
+        out = self.run(["bash", str(REPO / "recipes" / "glue" / "all.sh")], self.glue_env())
+        for job_id in submitted_ids(out):
+            name = slurm.show_job(job_id)["JobName"]
+            task = name[len("vega-glue-"):]
+            self.jobs[task] = Job(task, [], job_id=job_id, save_dir=self.out / "glue" / task)
+            self.log(f"submitted {task}: job {job_id} (recipes/glue/all.sh)")
+        missing = [task for task in GRAPH["generate"] if task not in self.jobs]
+        if missing or "pack the submission with:" not in out:
+            raise RehearsalError(f"recipes/glue/all.sh submitted no job for {missing or 'vega-generate'}:\n{out}")
+        marker = out.index("pack the submission with:")
+        generate = shlex.split(out[marker:].splitlines()[1])
+        generate[0] = str(BIN / generate[0])
+        self.submission = Path(generate[generate.index("--out-dir") + 1]) / "submission.zip"
+        self.submit(Job("generate", generate, via="sbatch"), after=GRAPH["generate"])
+
+    def recorded_graph(self, names: Sequence[str]) -> Dict[str, List[str]]:
+        """job -> the jobs SLURM will wait for (afterok), as SLURM recorded them (read while the jobs are held: SLURM
+        forgets a dependency once it is satisfied)."""
+        by_id = {job.job_id: job.name for job in self.jobs.values()}
+        graph = {}
+        for name in names:
+            recorded = slurm.show_job(self.jobs[name].job_id)["Dependency"]
+            # "afterok:12(unfulfilled),afterok:13(unfulfilled)" or "afterok:12:13"
+            ids = [i for group in re.findall(r"afterok:([0-9:]+)", recorded) for i in group.split(":") if i]
+            graph[name] = sorted(by_id.get(i, i) for i in ids)
+        return graph
+
+    def check_and_release(self, names: Sequence[str]) -> None:
+        """The dependencies SLURM recorded for these held jobs must be the paper's graph; then they may start."""
+        for name, waits_for in self.recorded_graph(names).items():
+            if waits_for != sorted(GRAPH[name]):
+                raise RehearsalError(f"{name}: SLURM waits for {waits_for or 'nothing'}, the paper's graph for "
+                                     f"{sorted(GRAPH[name]) or 'nothing'}")
+            self.jobs[name].info["after"] = ",".join(waits_for) or "-"
+        slurm.release([self.jobs[name].job_id for name in names])
+
+    # ------------------------------------------------------------------ following the jobs
+    def poll(self) -> None:
+        for job in self.jobs.values():
+            if job.state in slurm.TERMINAL_STATES:
+                continue  # SLURM forgets finished jobs after MinJobAge: keep what was last seen
+            info = slurm.show_job(job.job_id)
+            if info is None:
+                raise RehearsalError(f"{job.name}: SLURM no longer knows job {job.job_id}")
+            job.info.update(info)
+            if job.state in slurm.TERMINAL_STATES and job.state != "COMPLETED":
+                raise RehearsalError(f"{job.name} (job {job.job_id}) ended {job.state}; log: {job.info.get('StdErr')}"
+                                     f"\n{_tail(job.info.get('StdErr'))}")
+
+    def maybe_requeue(self) -> None:
+        """Requeue the target once it runs and has written an interval checkpoint (what a preemption would lose)."""
+        job = self.jobs.get(self.requeue_target)
+        if self.requeued or job is None or job.state != "RUNNING":
+            return
+        saved = [int(m.group(1)) for p in job.save_dir.glob("checkpoint_*_*.pt")
+                 if (m := re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", p.name))]
+        if saved:
+            self.log(f"requeueing {job.name} (job {job.job_id}) after its checkpoint at update {max(saved)} "
+                     f"(scontrol requeue)")
+            slurm.requeue(job.job_id)
+            self.requeued = True
+
+    def wait(self, names: Sequence[str], deadline: float) -> None:
+        while any(self.jobs[n].state != "COMPLETED" for n in names):
+            if time.monotonic() > deadline:
+                late = {n: self.jobs[n].state for n in names if self.jobs[n].state != "COMPLETED"}
+                raise RehearsalError(f"jobs still unfinished at the time limit: {late}")
+            self.poll()
+            self.maybe_requeue()
+            time.sleep(0.2)
+
+    def check_resumed(self) -> int:
+        """1 if the requeued job resumed from its checkpoint_last.pt mid-way and still reached its last update."""
+        from vega_toolkit.checkpoints import read_num_updates
+
+        job = self.jobs[self.requeue_target]
+        if not self.requeued:
+            raise RehearsalError(f"{job.name} finished before it wrote an interval checkpoint: nothing was requeued "
+                                 f"(give it more updates)")
+        last = int(job.env["MAX_UPDATE"])
+        log = "".join(_read(job.info.get(k)) for k in ("StdOut", "StdErr"))
+        resumed = [int(u) for u in LOADED.findall(log)]
+        reached = read_num_updates(job.save_dir / "checkpoint_last.pt")
+        if int(job.info.get("Restarts", 0)) < 1 or not resumed or not 0 < resumed[-1] < last or reached != last:
+            raise RehearsalError(f"{job.name} (job {job.job_id}) did not resume from its checkpoint: restarts "
+                                 f"{job.info.get('Restarts')}, resumed at {resumed or 'no checkpoint'}, ended at "
+                                 f"update {reached} of {last}; log: {job.info.get('StdErr')}")
+        self.resumed_at = resumed[-1]
+        self.log(f"{job.name} resumed from checkpoint_last.pt at update {resumed[-1]} and ended at update {reached}")
+        return 1
+
+    def check_submission(self) -> int:
+        out = self.run([sys.executable, "-m", "vega_toolkit.cli.glue", "validate-submission", str(self.submission),
+                        "--glue-dir", str(self.glue_dir), "--allow-partial"], {})
+        self.log(out.rstrip())
+        import zipfile
+
+        with zipfile.ZipFile(self.submission) as zf:
+            return len(zf.namelist())
+
+    # ------------------------------------------------------------------ the whole rehearsal
+    def prepare(self) -> None:
+        if self.out.exists() and any(self.out.iterdir()):
+            raise RehearsalError(f"--out {self.out} is not empty: give a new folder (nothing is overwritten)")
+        for name in ("MNLI", "diagnostic"):
+            if not (self.glue_dir / name).is_dir():
+                raise RehearsalError(f"--glue-dir {self.glue_dir} has no {name}/ folder: the paper plan needs every "
+                                     f"GLUE task (tests/fixtures/glue has them all)")
+        self.slurm_logs.mkdir(parents=True)
+        if not self.corpus.exists():
+            from vega_toolkit.demo.toy_data import write_toy_data
+
+            write_toy_data(self.out / "data", seed=1, corpus_paragraphs=self.sizes.corpus_paragraphs,
+                           task_sizes=(8, 8, 8))
+
+    def run_all(self, time_limit_s: float = 3600) -> str:
+        start = time.monotonic()
+        deadline = start + time_limit_s
+        self.prepare()
+        try:
+            pretraining = self.pretraining_jobs()
+            for job in pretraining:
+                self.submit(job, GRAPH[job.name])
+            self.check_and_release([job.name for job in pretraining])
+            self.wait(["model"], deadline)
+            self.submit_glue()
+            self.check_and_release([*GRAPH["generate"], "generate"])
+            self.wait(list(self.jobs), deadline)
+        except BaseException:
+            slurm.cancel([job.job_id for job in self.jobs.values()
+                          if job.job_id and job.state not in slurm.TERMINAL_STATES])
+            raise
+        resumed = self.check_resumed()
+        files = self.check_submission()
+        self.log(self.table())
+        self.log(f"wall time {time.monotonic() - start:.0f} s")
+        return (f"rehearsal: {len(self.jobs)} jobs, {resumed} requeued and resumed, submission.zip with {files} "
+                f"files")
+
+    def table(self) -> str:
+        rows = [("job", "slurm id", "state", "restarts", "run time", "afterok")]
+        rows += [(j.name, j.job_id, j.state, j.info.get("Restarts", "?"), j.info.get("RunTime", "?"),
+                  j.info.get("after", "-")) for j in self.jobs.values()]
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def submitted_ids(output: str) -> List[str]:
+    """The ids of `Submitted job <id>` lines (vega-train --launcher submitit, the GLUE recipes)."""
+    return re.findall(r"^Submitted job (\d+)$", output, re.M)
+
+
+def _read(path: Optional[str]) -> str:
+    try:
+        return Path(path).read_text(errors="replace") if path else ""
+    except OSError:
+        return ""
+
+
+def _tail(path: Optional[str], lines: int = 30) -> str:
+    return "\n".join(_read(path).splitlines()[-lines:])
