@@ -276,16 +276,18 @@ def distributed_argv(argv: List[str], env) -> List[str]:
     return argv
 
 
-def build_executor(args: argparse.Namespace, fairseq_argv: List[str]):
-    """A submitit AutoExecutor configured from the launcher flags."""
+def build_executor(args: argparse.Namespace, fairseq_argv: List[str], default_job_dir: Optional[str] = None,
+                   job_name: Optional[str] = None):
+    """A submitit AutoExecutor configured from the launcher flags (`default_job_dir` and `job_name` for tools other
+    than vega-train: where the job folder goes without --slurm-job-dir, the name without --slurm-job-name)."""
     import submitit
 
-    job_dir = args.slurm_job_dir or os.path.join(save_dir_of(fairseq_argv), "slurm", "%j")
+    job_dir = args.slurm_job_dir or default_job_dir or os.path.join(save_dir_of(fairseq_argv), "slurm", "%j")
     executor = submitit.AutoExecutor(folder=job_dir, cluster=args.slurm_cluster,
                                      slurm_max_num_timeout=args.slurm_max_num_timeout)
     tasks_per_node = args.slurm_tasks_per_node or max(1, args.slurm_gpus_per_node)
     params: Dict[str, Any] = dict(
-        name=args.slurm_job_name,
+        name=job_name if job_name and args.slurm_job_name == "vega-train" else args.slurm_job_name,
         timeout_min=args.slurm_time,
         nodes=args.slurm_nodes,
         tasks_per_node=tasks_per_node,
