@@ -47,6 +47,9 @@ def test_pretraining_jobs_are_the_paper_recipes_at_tiny_size_plus_launcher_flags
     phase2 = dry_run(jobs["phase2"])
     assert phase2[phase2.index("--finetune-from-model") + 1] == jobs["phase1"].env["SAVE_DIR"] + "/checkpoint_last.pt"
     assert jobs["model"].command[1:3] == ["export", jobs["phase2"].env["SAVE_DIR"] + "/checkpoint_last.pt"]
+    preprocess = jobs["preprocess"].command
+    assert preprocess[preprocess.index("--shards") + 1] == "2" and "--launcher" in preprocess  # an array on SLURM
+    assert preprocess[preprocess.index("--destdir") + 1] == jobs["phase1"].env["DATA_BIN"]  # its folder of shards
 
 
 def test_submitted_ids_are_read_from_the_launchers_lines():
@@ -69,6 +72,7 @@ def test_slurm_records_the_pretraining_chain_with_afterok_edges(rehearsal):
     assert rehearsal.recorded_graph(names) == {name: list(GRAPH[name]) for name in names}
     info = {name: slurm.show_job(rehearsal.jobs[name].job_id) for name in names}
     assert {i["JobState"] for i in info.values()} == {"PENDING"}  # held until the graph is checked
+    assert info["preprocess"]["ArrayTaskId"] == "0-1"  # one array task per shard
     assert info["phase1"]["JobName"] == "vega-phase1" and info["phase1"]["NumTasks"] == "2"
 
 

@@ -25,24 +25,41 @@ _KEY = re.compile(r"^[A-Za-z][\w/:]*=")  # JobState=..., CPUs/Task=..., ReqB:S:C
 
 
 def show_job(job_id: str) -> Optional[Dict[str, str]]:
-    """`scontrol show job -o JOB_ID` as a dict (JobState, Restarts, Dependency, ...); None once SLURM forgot it."""
+    """`scontrol show job -o JOB_ID` as a dict (JobState, Restarts, Dependency, ...); None once SLURM forgot it. For a
+    job array (one line per task), the first task's fields with the array's JobState (`array_state`)."""
     proc = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True,
                           timeout=30)
     if proc.returncode != 0:
         if "Invalid job id" in proc.stderr:
             return None
         raise RuntimeError(f"scontrol show job {job_id} failed: {proc.stderr.strip()}")
+    records = [_fields(line) for line in proc.stdout.strip().splitlines() if line.strip()]
+    if len(records) > 1:
+        records[0]["JobState"] = array_state([r["JobState"] for r in records])
+    return records[0]
+
+
+def _fields(line: str) -> Dict[str, str]:
     fields: Dict[str, str] = {}
     # One line of space-separated Key=Value pairs; a value may itself contain spaces only for the last keys
     # (Command=..., WorkDir=...), which are joined back onto the previous key.
     key = None
-    for token in proc.stdout.strip().split(" "):
+    for token in line.strip().split(" "):
         if _KEY.match(token):
             key, value = token.split("=", 1)
             fields[key] = value
         elif key is not None:
             fields[key] += " " + token
     return fields
+
+
+def array_state(states) -> str:
+    """One state for the tasks of a job array: running or pending while any task is; else the first task's that did
+    not complete (a failed task fails the array, as `afterok` sees it); else COMPLETED."""
+    live = [s for s in states if s not in TERMINAL_STATES]
+    if live:
+        return "RUNNING" if "RUNNING" in live else live[0]
+    return next((s for s in states if s != "COMPLETED"), "COMPLETED")
 
 
 def job_state(job_id: str) -> Optional[str]:

@@ -6,7 +6,7 @@
 
 The graph is the paper plan's; every box is a SLURM job, every arrow an `afterok` dependency:
 
-    preprocess -> phase 1 (2 ranks, gloo) -> phase 2 -> model folder      (queued at once)
+    preprocess (array, a task per shard) -> phase 1 (2 ranks, gloo) -> phase 2 -> model folder      (queued at once)
     model folder done: MNLI -> RTE, STS-B, MRPC; SST-2; QNLI; QQP; CoLA (self-calibrated); WNLI (transductive)
                        -> vega-generate (afterok on all nine: the GLUE TSVs and submission.zip)
 
@@ -44,7 +44,6 @@ GRAPH: Dict[str, tuple] = {
     "CoLA": (), "WNLI": (),
     "generate": ("MNLI", "RTE", "STS-B", "MRPC", "SST-2", "QNLI", "QQP", "CoLA", "WNLI"),
 }
-LOADED = re.compile(r"Loaded checkpoint \S*checkpoint_last\.pt \(epoch \d+ @ (\d+) updates\)")
 
 
 @dataclass
@@ -52,6 +51,7 @@ class Sizes:
     """What is shrunk; everything else is the recipes' own (SCALE=tiny)."""
     corpus_paragraphs: int = 2000  # toy corpus (vega_toolkit/demo/toy_data.py) when no --corpus is given
     vocab_size: int = 400
+    shards: int = 2  # preprocessing array tasks
     ranks: int = 2  # phase 1's SLURM tasks, one fairseq rank each (gloo on CPU)
     phase1_updates: int = 20
     phase2_updates: int = 40
@@ -67,6 +67,8 @@ class Job:
     save_dir: Optional[Path] = None
     job_id: Optional[str] = None
     info: Dict[str, str] = field(default_factory=dict)  # last `scontrol show job` fields
+    checked: bool = False  # its dependencies, as SLURM recorded them, are the paper's
+    released: bool = False  # submitted held; released once checked
 
     @property
     def state(self) -> str:
@@ -95,11 +97,14 @@ class Rehearsal:
         s, recipes = self.sizes, REPO / "recipes" / "pretrain"
         phase1, phase2 = self.out / "pretrain" / "phase1", self.out / "pretrain" / "phase2"
         model = self.out / "model"
+        # sentencepiece is trained while submitting (once), then one array task per shard; the data-bin folder
+        # stands for its shards (one per epoch) in vega-train and for its dict.txt + spm.model in vega-convert
         preprocess = [str(BIN / "vega-preprocess"), str(self.corpus), "--destdir", str(self.data_bin),
-                      "--vocab-size", str(s.vocab_size), "--workers", "1", "--valid-fraction", "0.05", "--seed", "1"]
+                      "--vocab-size", str(s.vocab_size), "--shards", str(s.shards), "--workers", "1",
+                      "--valid-fraction", "0.05", "--seed", "1", "--launcher", "submitit", "--slurm-time", "30"]
         launcher = ["--save-interval-updates", str(s.save_interval), "--launcher", "submitit", "--slurm-time", "30"]
         return [
-            Job("preprocess", preprocess, via="sbatch"),
+            Job("preprocess", preprocess),
             Job("phase1", ["bash", str(recipes / "phase1_rtd.sh"), *launcher, "--slurm-job-name", "vega-phase1",
                            "--slurm-tasks-per-node", str(s.ranks), "--slurm-cpus-per-task", "1"],
                 env=dict(DATA_BIN=str(self.data_bin), SAVE_DIR=str(phase1), SCALE="tiny",
@@ -144,25 +149,38 @@ class Rehearsal:
         return proc.stdout
 
     def submit_glue(self) -> None:
-        """recipes/glue/all.sh under LAUNCHER=submitit, then the vega-generate command it prints, after all of it."""
-        out = self.run(["bash", str(REPO / "recipes" / "glue" / "all.sh")], self.glue_env())
-        for job_id in submitted_ids(out):
-            name = slurm.show_job(job_id)["JobName"]
-            task = name[len("vega-glue-"):]
-            self.jobs[task] = Job(task, [], job_id=job_id, save_dir=self.out / "glue" / task)
-            self.log(f"submitted {task}: job {job_id} (recipes/glue/all.sh)")
-        missing = [task for task in GRAPH["generate"] if task not in self.jobs]
+        """recipes/glue/all.sh under LAUNCHER=submitit, then the vega-generate command it prints, after all of it.
+        all.sh submits one recipe after the other (each reads the task table and parses its flags: tens of seconds):
+        a job is released as soon as it and every job that waits for it have been checked, so the early ones train
+        while the later ones are submitted."""
+        chain = list(GRAPH["generate"])
+        errors = self.slurm_logs / "glue-recipes.err"
+        lines = []
+        with open(errors, "w") as err:
+            proc = subprocess.Popen(["bash", str(REPO / "recipes" / "glue" / "all.sh")], stdout=subprocess.PIPE,
+                                    stderr=err, text=True, env={**self.env, **self.glue_env()})
+            for line in proc.stdout:
+                lines.append(line)
+                for job_id in submitted_ids(line):
+                    task = slurm.show_job(job_id)["JobName"][len("vega-glue-"):]  # the recipes' job names
+                    self.jobs[task] = Job(task, [], job_id=job_id, save_dir=self.out / "glue" / task)
+                    self.log(f"submitted {task}: job {job_id} (recipes/glue/all.sh)")
+                    self.check_and_release(chain)
+        out = "".join(lines)
+        if proc.wait() != 0:
+            raise RehearsalError(f"recipes/glue/all.sh failed (exit {proc.returncode}):\n{out[-2000:]}"
+                                 f"{_tail(str(errors))}")
+        missing = [task for task in chain if task not in self.jobs]
         if missing or "pack the submission with:" not in out:
             raise RehearsalError(f"recipes/glue/all.sh submitted no job for {missing or 'vega-generate'}:\n{out}")
-        marker = out.index("pack the submission with:")
-        generate = shlex.split(out[marker:].splitlines()[1])
+        generate = shlex.split(out[out.index("pack the submission with:"):].splitlines()[1])
         generate[0] = str(BIN / generate[0])
         self.submission = Path(generate[generate.index("--out-dir") + 1]) / "submission.zip"
         self.submit(Job("generate", generate, via="sbatch"), after=GRAPH["generate"])
+        self.check_and_release(["generate"])
 
     def recorded_graph(self, names: Sequence[str]) -> Dict[str, List[str]]:
-        """job -> the jobs SLURM will wait for (afterok), as SLURM recorded them (read while the jobs are held: SLURM
-        forgets a dependency once it is satisfied)."""
+        """job -> the jobs SLURM waits for (afterok), as SLURM recorded them."""
         by_id = {job.job_id: job.name for job in self.jobs.values()}
         graph = {}
         for name in names:
@@ -172,14 +190,31 @@ class Rehearsal:
             graph[name] = sorted(by_id.get(i, i) for i in ids)
         return graph
 
+    def check(self, name: str) -> None:
+        """SLURM must wait for exactly the jobs the paper's graph says; SLURM drops a dependency once it is satisfied,
+        so a job that already succeeded may be missing from the record (jobs stay held until those waiting for them
+        are checked, which keeps that case to vega-generate's dependencies)."""
+        self.poll()
+        waits_for = self.recorded_graph([name])[name]
+        done = [n for n in GRAPH[name] if n not in waits_for and n in self.jobs and self.jobs[n].state == "COMPLETED"]
+        if sorted(waits_for + done) != sorted(GRAPH[name]):
+            raise RehearsalError(f"{name}: SLURM waits for {waits_for or 'nothing'}, the paper's graph for "
+                                 f"{sorted(GRAPH[name]) or 'nothing'}")
+        self.jobs[name].info["after"] = ",".join(GRAPH[name]) or "-"
+        self.jobs[name].checked = True
+
     def check_and_release(self, names: Sequence[str]) -> None:
-        """The dependencies SLURM recorded for these held jobs must be the paper's graph; then they may start."""
-        for name, waits_for in self.recorded_graph(names).items():
-            if waits_for != sorted(GRAPH[name]):
-                raise RehearsalError(f"{name}: SLURM waits for {waits_for or 'nothing'}, the paper's graph for "
-                                     f"{sorted(GRAPH[name]) or 'nothing'}")
-            self.jobs[name].info["after"] = ",".join(waits_for) or "-"
-        slurm.release([self.jobs[name].job_id for name in names])
+        """Check the submitted jobs among `names`; release (they were submitted held) each one whose dependents among
+        `names` have all been submitted and checked: a job that ran first would leave no dependency to check."""
+        held = [self.jobs[n] for n in names if n in self.jobs and not self.jobs[n].released]
+        for job in held:
+            if not job.checked:
+                self.check(job.name)
+        ready = [job for job in held
+                 if all(n in self.jobs and self.jobs[n].checked for n in names if job.name in GRAPH[n])]
+        slurm.release([job.job_id for job in ready])
+        for job in ready:
+            job.released = True
 
     # ------------------------------------------------------------------ following the jobs
     def poll(self) -> None:
@@ -226,7 +261,9 @@ class Rehearsal:
                                  f"(give it more updates)")
         last = int(job.env["MAX_UPDATE"])
         log = "".join(_read(job.info.get(k)) for k in ("StdOut", "StdErr"))
-        resumed = [int(u) for u in LOADED.findall(log)]
+        # fairseq's line for its own checkpoint_last.pt (phase 2 also logs loading phase 1's, at 0 updates)
+        own = re.escape(str(job.save_dir / "checkpoint_last.pt"))
+        resumed = [int(u) for u in re.findall(rf"Loaded checkpoint {own} \(epoch \d+ @ (\d+) updates\)", log)]
         reached = read_num_updates(job.save_dir / "checkpoint_last.pt")
         if int(job.info.get("Restarts", 0)) < 1 or not resumed or not 0 < resumed[-1] < last or reached != last:
             raise RehearsalError(f"{job.name} (job {job.job_id}) did not resume from its checkpoint: restarts "
@@ -271,7 +308,6 @@ class Rehearsal:
             self.check_and_release([job.name for job in pretraining])
             self.wait(["model"], deadline)
             self.submit_glue()
-            self.check_and_release([*GRAPH["generate"], "generate"])
             self.wait(list(self.jobs), deadline)
         except BaseException:
             slurm.cancel([job.job_id for job in self.jobs.values()
