@@ -30,6 +30,7 @@ How:
   this same plan's own output, or `--force` is given.
 """
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -442,16 +443,22 @@ def _init_worker(spm_path: str, table: np.ndarray, key: bytes, threshold: int, e
                    eos=eos)
 
 
-def _flatten(encoded: List[List[int]], table: np.ndarray, eos: int, dtype) -> Tuple[np.ndarray, np.ndarray]:
-    """Ids of the units, each followed by </s> (fairseq's binarizer appends it), concatenated; and their sizes."""
-    sizes = np.fromiter((len(e) + 1 for e in encoded), dtype=np.int32, count=len(encoded))
-    flat = np.empty(int(sizes.sum()), dtype=dtype)
+def _encode(sp, units: List[str], table: np.ndarray, eos: int, dtype) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids of the units, each followed by </s> (fairseq's binarizer appends it), concatenated; their sizes; and the
+    sentencepiece ids alone (for the counts)."""
+    if not units:
+        return np.zeros(0, dtype=dtype), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+    encoded = sp.encode(units)
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    pieces = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
+    sizes = (lengths + 1).astype(np.int32)
     ends = np.cumsum(sizes) - 1
+    flat = np.empty(int(ends[-1]) + 1, dtype=dtype)
     body = np.ones(len(flat), dtype=bool)
     body[ends] = False
-    flat[body] = table[np.fromiter((i for e in encoded for i in e), dtype=np.int64, count=len(flat) - len(encoded))]
+    flat[body] = table[pieces]
     flat[ends] = eos
-    return flat, sizes
+    return flat, sizes, pieces
 
 
 def _encode_chunk(task):
@@ -460,21 +467,19 @@ def _encode_chunk(task):
     corpus, start, end, dtype, keep_held_out, forced = task
     w = _worker
     train, held_out, smallest = [], [], None
+    key, threshold = w["key"], w["threshold"]
     for unit in corpus.units(start, end):
-        h = unit_hash(unit, w["key"])
+        h = unit_hash(unit, key)
         if smallest is None or h < smallest[0]:
             smallest = (h, unit)
-        if h < w["threshold"] or h == forced:
+        if h < threshold or h == forced:
             if keep_held_out:
                 held_out.append(unit)
         else:
             train.append(unit)
-    sp, table, eos = w["sp"], w["table"], w["eos"]
-    train_ids = sp.encode(train) if train else []
-    counts = np.bincount(np.fromiter((i for e in train_ids for i in e), dtype=np.int64),
-                         minlength=len(table)) if train else np.zeros(len(table), dtype=np.int64)
-    t_flat, t_sizes = _flatten(train_ids, table, eos, dtype)
-    v_flat, v_sizes = _flatten(sp.encode(held_out) if held_out else [], table, eos, dtype)
+    t_flat, t_sizes, pieces = _encode(w["sp"], train, w["table"], w["eos"], dtype)
+    counts = np.bincount(pieces, minlength=len(w["table"]))
+    v_flat, v_sizes, _ = _encode(w["sp"], held_out, w["table"], w["eos"], dtype)
     return t_flat, t_sizes, v_flat, v_sizes, counts, smallest
 
 
