@@ -315,6 +315,9 @@ class Rehearsal:
             raise
         resumed = self.check_resumed()
         files = self.check_submission()
+        # what vega-generate printed: one dev line per task and the GLUE score (16-row fixtures: a smoke test only)
+        generated = _read(self.jobs["generate"].info.get("StdOut")).splitlines()
+        self.log("\n".join(line for line in generated if line.startswith("dev ") or "submission.zip" in line))
         self.log(self.table())
         self.log(f"wall time {time.monotonic() - start:.0f} s")
         return (f"rehearsal: {len(self.jobs)} jobs, {resumed} requeued and resumed, submission.zip with {files} "
