@@ -6,16 +6,17 @@
 
 The graph is the paper plan's; every box is a SLURM job, every arrow an `afterok` dependency:
 
-    preprocess (array, a task per shard) -> phase 1 (2 ranks, gloo) -> phase 2 -> model folder      (queued at once)
-    model folder done: MNLI -> RTE, STS-B, MRPC; SST-2; QNLI; QQP; CoLA (self-calibrated); WNLI (transductive)
-                       -> vega-generate (afterok on all nine: the GLUE TSVs and submission.zip)
+    preprocess (array: a task per shard) -> phase 1 (2 ranks, gloo) -> phase 2 -> model folder     queued at once
+    then: MNLI -> RTE, STS-B, MRPC; SST-2; QNLI; QQP; CoLA (self-calibrated); WNLI (transductive)
+          -> vega-generate (afterok on all nine: the GLUE TSVs and submission.zip)
 
 Each job runs what the paper run runs, with only its sizes shrunk: recipes/pretrain/phase1_rtd.sh and
 phase2_contrastive.sh with SCALE=tiny and MAX_UPDATE (plus the launcher flags their headers name), recipes/glue/all.sh
 with SCALE=tiny and LAUNCHER=submitit (it chains RTE, STS-B and MRPC after MNLI itself), and the vega-generate command
 all.sh prints. The GLUE recipes read the pretrained folder's architecture when they submit (`vega-glue info
---model-dir`), so the GLUE chain is submitted once the model-folder job has finished. Each wave is submitted held; the
-dependencies SLURM recorded are checked against the paper's graph (`GRAPH`) before the wave is released.
+--model-dir`), so the GLUE chain is submitted once the model-folder job has finished. Every job is submitted held
+and released once the dependencies SLURM recorded for it, and for the jobs waiting for it, are the paper's graph
+(`GRAPH`). The shrunk sizes are `Sizes`. A run's output and wall time on a shared 2-core machine: results/rehearsal/.
 
 While phase 2 trains, it is requeued (`scontrol requeue`, what a preemption does) as soon as it has written an interval
 checkpoint; it must resume from its checkpoint_last.pt (its log names the update it resumed at, between 0 and its last)
@@ -80,9 +81,9 @@ class RehearsalError(RuntimeError):
 
 
 class Rehearsal:
-    def __init__(self, out: Path, glue_dir: Path, corpus: Optional[Path] = None, sizes: Sizes = Sizes(),
+    def __init__(self, out: Path, glue_dir: Path, corpus: Optional[Path] = None, sizes: Optional[Sizes] = None,
                  requeue: str = "phase2", log: Callable[[str], None] = print):
-        self.out, self.glue_dir, self.sizes, self.log = out.resolve(), glue_dir.resolve(), sizes, log
+        self.out, self.glue_dir, self.sizes, self.log = out.resolve(), glue_dir.resolve(), sizes or Sizes(), log
         self.corpus = corpus.resolve() if corpus else self.out / "data" / "corpus"
         self.requeue_target, self.requeued, self.resumed_at = requeue, False, None
         self.data_bin = self.out / "data-bin"
