@@ -93,6 +93,13 @@ def test_an_out_folder_that_is_not_empty_is_refused(tmp_path):
         Rehearsal(tmp_path / "out", Path(FIXTURES)).prepare()
 
 
+def test_a_glue_folder_without_every_task_is_refused_before_anything_is_submitted(tmp_path):
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    with pytest.raises(RehearsalError, match=r"has no MNLI/ folder"):
+        Rehearsal(tmp_path / "out", tmp_path / "glue").prepare()
+    assert not (tmp_path / "out").exists()
+
+
 def submission(tmp_path, edit=lambda name, rows: rows, skip=()):
     """A zip as vega-generate writes it for the fixtures: every test row predicted with the task's first label."""
     path = tmp_path / "submission.zip"

@@ -154,7 +154,7 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
                               log=lambda s: print(s, flush=True))
         try:
             print(rehearsal.run_all(args.time_limit), flush=True)
-        except RehearsalError as e:
+        except (RehearsalError, RuntimeError, TimeoutError) as e:  # a job or a SLURM command failed: its message
             sys.exit(f"vega-study rehearse: {e}")
         return 0
     if args.command == "report":

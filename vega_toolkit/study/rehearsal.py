@@ -26,6 +26,7 @@ folder's test files (row count, index order, labels). A job that fails cancels t
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -291,6 +292,9 @@ class Rehearsal:
             if not (self.glue_dir / name).is_dir():
                 raise RehearsalError(f"--glue-dir {self.glue_dir} has no {name}/ folder: the paper plan needs every "
                                      f"GLUE task (tests/fixtures/glue has them all)")
+        if shutil.which("sbatch") is None or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+            raise RehearsalError("no SLURM answers here (sbatch/sinfo): start one with `bash scripts/slurm_local.sh "
+                                 "start` and export the SLURM_CONF it prints")
         self.slurm_logs.mkdir(parents=True)
         if not self.corpus.exists():
             from vega_toolkit.demo.toy_data import write_toy_data
