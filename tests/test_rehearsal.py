@@ -86,6 +86,29 @@ def test_a_graph_that_is_not_the_papers_is_refused_before_anything_runs(rehearsa
     assert slurm.show_job(first.job_id)["JobState"] == "PENDING"  # nothing was released
 
 
+def held(rehearsal, name):
+    info = slurm.show_job(rehearsal.jobs[name].job_id)
+    return info["JobState"] == "PENDING" and info["Reason"] == "JobHeldUser"
+
+
+def test_a_job_is_released_once_the_jobs_waiting_for_it_are_submitted_and_checked(rehearsal):
+    # all.sh submits one recipe after the other: MNLI must stay held until RTE, STS-B and MRPC have recorded their
+    # afterok on it (a finished MNLI would leave them nothing to record), while SST-2 may start at once
+    chain = list(GRAPH["generate"])
+    rehearsal.submit(Job("MNLI", ["true"], via="sbatch"), ())
+    rehearsal.submit(Job("SST-2", ["true"], via="sbatch"), ())
+    rehearsal.check_and_release(chain)
+    assert held(rehearsal, "MNLI") and not held(rehearsal, "SST-2")
+    for task in ("RTE", "STS-B"):
+        rehearsal.submit(Job(task, ["true"], via="sbatch"), ["MNLI"])
+    rehearsal.check_and_release(chain)
+    assert held(rehearsal, "MNLI") and not any(held(rehearsal, t) for t in ("RTE", "STS-B"))
+    rehearsal.submit(Job("MRPC", ["true"], via="sbatch"), ["MNLI"])
+    rehearsal.check_and_release(chain)
+    assert not held(rehearsal, "MNLI")
+    assert all(rehearsal.jobs[t].info["after"] == "MNLI" for t in ("RTE", "STS-B", "MRPC"))
+
+
 def test_an_out_folder_that_is_not_empty_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old").write_text("x")
