@@ -45,6 +45,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from vega_toolkit.data.corpus_text import MAX_UNIT_BYTES, Corpus, list_input_files
+from vega_toolkit.data.glue_binarize import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -131,14 +132,6 @@ def _err(message: str) -> ValueError:
     return ValueError(f"vega-preprocess: {message}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _atomic_text(path: Path, text: str):
     from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
 
@@ -201,8 +194,8 @@ def _settings(config: PreprocessConfig, files: List[Path], sizes: List[int]) -> 
             "paragraphs", "seed", "encoding", "shards")
     settings = {k: getattr(config, k) for k in keys}
     settings["inputs"] = [[str(f.resolve()), s] for f, s in zip(files, sizes)]
-    settings["spm_model"] = _sha256(Path(config.spm_model)) if config.spm_model else None
-    settings["srcdict"] = _sha256(Path(config.srcdict)) if config.srcdict else None
+    settings["spm_model"] = file_sha256(Path(config.spm_model)) if config.spm_model else None
+    settings["srcdict"] = file_sha256(Path(config.srcdict)) if config.srcdict else None
     return settings
 
 
@@ -254,7 +247,7 @@ def prepare(config: PreprocessConfig) -> Plan:
             raise _err(f"--destdir {destdir} holds the shards of another preprocessing (differs in: "
                        f"{_describe_difference(old.settings, settings)}), e.g. another vocabulary; its finished "
                        f"shards are kept: pass --force to replace them, or choose another --destdir")
-        if (destdir / "spm.model").is_file() and _sha256(destdir / "spm.model") == old.spm_sha256:
+        if (destdir / "spm.model").is_file() and file_sha256(destdir / "spm.model") == old.spm_sha256:
             logger.info("%s: resuming the plan of %s (sentencepiece model kept)", destdir, plan_path)
             return old
     corpus = Corpus.of(files, config.paragraphs, config.encoding)
@@ -275,7 +268,7 @@ def prepare(config: PreprocessConfig) -> Plan:
         symbols = check_srcdict(Path(config.srcdict), spm_path)
     else:
         symbols = dictionary_symbols(spm_path)
-    plan = Plan(str(destdir), [str(f) for f in files], sizes, ranges, settings, _sha256(spm_path), symbols,
+    plan = Plan(str(destdir), [str(f) for f in files], sizes, ranges, settings, file_sha256(spm_path), symbols,
                 bool(config.srcdict))
     if config.srcdict:
         _atomic_text(destdir / ".srcdict.txt", Path(config.srcdict).read_text(encoding="utf-8"))
