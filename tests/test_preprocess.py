@@ -358,3 +358,33 @@ def test_a_killed_shard_is_redone_from_scratch_and_finished_ones_are_skipped(cor
     preprocess(argv)
     assert folder_bytes(out) == before
     assert (out / "shard0" / "train.bin").stat().st_mtime_ns == shard0
+
+
+@pytest.mark.parametrize("paragraphs", [False, True])
+def test_any_partition_of_the_bytes_yields_every_unit_once_in_order(tmp_path, paragraphs):
+    from vega_toolkit.data.corpus_text import Corpus
+
+    rng = random.Random(5)
+    lines = []
+    for i in range(200):  # paragraphs of 1-4 lines; blank, whitespace-only and CRLF separators
+        lines += [f"line {i}.{j} {paragraph(rng)[:rng.randrange(5, 60)]}" for j in range(rng.randrange(1, 5))]
+        lines += rng.choice([[""], ["", ""], ["   "], ["\r"]])
+    (tmp_path / "a.txt").write_text("\n".join(lines[:300]))
+    (tmp_path / "b.txt").write_text("\n".join(lines[300:]) + "\n")
+    corpus = Corpus.of([tmp_path / "a.txt", tmp_path / "b.txt"], paragraphs=paragraphs)
+    whole = list(corpus.units(0, corpus.size))
+    expected = []
+    for part in (lines[:300], lines[300:]):  # the oracle: files read line by line, paragraphs joined
+        group = []
+        for line in part + [""]:
+            if line.strip() and paragraphs:
+                group.append(line.strip())
+            elif line.strip():
+                expected.append(line.strip())
+            elif group:
+                expected.append(" ".join(group))
+                group = []
+    assert whole == expected and len(whole) > 150
+    for _ in range(20):
+        cuts = sorted({0, corpus.size, *(rng.randrange(corpus.size) for _ in range(rng.randrange(1, 40)))})
+        assert [u for s, e in zip(cuts, cuts[1:]) for u in corpus.units(s, e)] == whole
