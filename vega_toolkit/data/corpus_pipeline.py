@@ -378,7 +378,7 @@ def write_dictionary(model_path: Path, counts, dict_path: Path) -> int:
 
 def _read_dict_symbols(dict_path: Path) -> List[str]:
     symbols = []
-    for n, line in enumerate(dict_path.read_text(encoding="utf-8").splitlines(), 1):
+    for line in dict_path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             symbols.append(line.rsplit(" ", 1)[0] if " " in line.strip() else line.strip())
     return symbols

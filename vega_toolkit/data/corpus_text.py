@@ -12,14 +12,12 @@ chunks of shards for the workers) yields every unit exactly once, in order, what
 makes the output the same whatever `--shards` chunks and `--workers` are. Errors name `file:line`; the line number is
 counted only when an error is raised (a range starting in the middle of a 100 GB file does not count its lines).
 """
-import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
-logger = logging.getLogger(__name__)
 
 # sentencepiece's max_sentence_length: a longer unit is left out of its training, and an input made only of such
 # units (a 50 MB single line) leaves it nothing to train on
