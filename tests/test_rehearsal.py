@@ -109,6 +109,15 @@ def test_a_job_is_released_once_the_jobs_waiting_for_it_are_submitted_and_checke
     assert all(rehearsal.jobs[t].info["after"] == "MNLI" for t in ("RTE", "STS-B", "MRPC"))
 
 
+def test_scontrol_requeue_kills_the_running_job_and_starts_it_again_seconds_later(rehearsal):
+    job_id = slurm.sbatch(["sleep", "60"], "vega-requeue-test", str(rehearsal.slurm_logs))
+    rehearsal.jobs["probe"] = Job("probe", [], job_id=job_id)  # cancelled by the fixture
+    slurm.wait_for_state(job_id, lambda i: i["JobState"] == "RUNNING", timeout_s=60, what="start")
+    assert slurm.requeue(job_id)["Restarts"] == "1"
+    # without the release SLURM would hold it back for two minutes (BeginTime)
+    slurm.wait_for_state(job_id, lambda i: i["JobState"] == "RUNNING", timeout_s=30, what="restart")
+
+
 def test_an_out_folder_that_is_not_empty_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old").write_text("x")
