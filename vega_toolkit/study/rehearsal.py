@@ -82,11 +82,13 @@ class RehearsalError(RuntimeError):
 
 
 class Rehearsal:
+    """One rehearsal in the folder `out`: `run_all()` submits, follows and checks the whole graph; its last line."""
+
     def __init__(self, out: Path, glue_dir: Path, corpus: Optional[Path] = None, sizes: Optional[Sizes] = None,
                  requeue: str = "phase2", log: Callable[[str], None] = print):
         self.out, self.glue_dir, self.sizes, self.log = out.resolve(), glue_dir.resolve(), sizes or Sizes(), log
         self.corpus = corpus.resolve() if corpus else self.out / "data" / "corpus"
-        self.requeue_target, self.requeued, self.resumed_at = requeue, False, None
+        self.requeue_target, self.requeued = requeue, False  # a job with a save_dir and MAX_UPDATE: phase1, phase2
         self.data_bin = self.out / "data-bin"
         self.slurm_logs = self.out / "slurm"
         self.jobs: Dict[str, Job] = {}
@@ -137,6 +139,8 @@ class Rehearsal:
         else:
             dependency = ["--slurm-dependency", "afterok:" + ":".join(ids)] if ids else []
             out = self.run([*job.command, *dependency, "--slurm-hold"], job.env)
+            if not submitted_ids(out):
+                raise RehearsalError(f"{job.name}: {shlex.join(job.command)} printed no `Submitted job <id>`:\n{out}")
             job.job_id = submitted_ids(out)[-1]
         self.jobs[job.name] = job
         self.log(f"submitted {job.name}: job {job.job_id}" + (f" (afterok {', '.join(after)})" if after else ""))
@@ -271,7 +275,6 @@ class Rehearsal:
             raise RehearsalError(f"{job.name} (job {job.job_id}) did not resume from its checkpoint: restarts "
                                  f"{job.info.get('Restarts')}, resumed at {resumed or 'no checkpoint'}, ended at "
                                  f"update {reached} of {last}; log: {job.info.get('StdErr')}")
-        self.resumed_at = resumed[-1]
         self.log(f"{job.name} resumed from checkpoint_last.pt at update {resumed[-1]} and ended at update {reached}")
         return 1
 
