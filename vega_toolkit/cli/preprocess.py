@@ -65,7 +65,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def parse(argv: List[str]):
     """(launcher flags, PreprocessConfig)."""
-    launcher, rest = split_launcher_args(argv)
+    launcher, rest = split_launcher_args(argv, prog="vega-preprocess")
     args = get_parser().parse_args(rest)
     config = PreprocessConfig(**{k: v for k, v in vars(args).items()})
     return launcher, config

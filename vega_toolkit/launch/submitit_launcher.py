@@ -103,9 +103,9 @@ def add_launcher_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return parser
 
 
-def _launcher_parser() -> argparse.ArgumentParser:
+def _launcher_parser(prog: str = "vega-train") -> argparse.ArgumentParser:
     # allow_abbrev=False: a fairseq flag must never be taken for an abbreviation of ours (or vice versa).
-    return add_launcher_args(argparse.ArgumentParser(add_help=False, allow_abbrev=False, prog="vega-train"))
+    return add_launcher_args(argparse.ArgumentParser(add_help=False, allow_abbrev=False, prog=prog))
 
 
 def _load_yaml_defaults(path: str) -> Dict[str, Any]:
@@ -128,9 +128,9 @@ def _load_yaml_defaults(path: str) -> Dict[str, Any]:
     return defaults
 
 
-def split_launcher_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
-    """Separate the launcher flags from the fairseq ones: `(launcher_args, fairseq_argv)`."""
-    parser = _launcher_parser()
+def split_launcher_args(argv: List[str], prog: str = "vega-train") -> Tuple[argparse.Namespace, List[str]]:
+    """Separate the launcher flags from the tool's own (fairseq's for vega-train): `(launcher_args, rest)`."""
+    parser = _launcher_parser(prog)
     if "-h" in argv or "--help" in argv:
         parser.print_help()  # fairseq's parser prints the rest and exits
     args, rest = parser.parse_known_args(argv)
