@@ -17,7 +17,7 @@ def make_vocab_dir(out_dir: str, vocab_size: int = 120) -> str:
     """Train a sentencepiece model on every fixture sentence and write the matching fairseq dict.txt."""
     import sentencepiece as spm
 
-    from vega_toolkit.cli.preprocess import write_dictionary
+    from vega_toolkit.data.corpus_pipeline import write_dictionary
     from vega_toolkit.data.glue_readers import read_glue_file
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
 

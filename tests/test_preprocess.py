@@ -1,5 +1,6 @@
 """vega-preprocess: text -> sentencepiece -> fairseq data-bin, checked against sentencepiece itself as the oracle."""
 import os
+import re
 import random
 
 import pytest
@@ -29,8 +30,9 @@ def corpus(tmp_path_factory):
 def test_data_bin_holds_exactly_the_sentencepiece_encoding_of_every_line(tiny_data_bin, corpus, tmp_path):
     out = preprocess([str(corpus), "--destdir", str(tmp_path / "bin"), "--vocab-size", "200", "--workers", "1",
                       "--valid-fraction", "0.1"])
-    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".log")) == [
-        "dict.txt", "spm.model", "train.bin", "train.idx", "valid.bin", "valid.idx"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".vega-shard.json", "dict.txt", "preprocess.json", "spm.model", "train.bin", "train.idx", "valid.bin",
+        "valid.idx"]  # the data-bin, the plan it was made by, and the marker that says it is finished
     sp = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
     lines = [line.strip() for name in ("a.txt", "b.txt") for line in (corpus / name).read_text().splitlines()
              if line.strip()]
@@ -67,13 +69,22 @@ def test_paragraphs_joins_hard_wrapped_lines_and_holds_out_whole_paragraphs(tmp_
     assert sorted(train + valid) == sorted(" ".join(sp.encode(p, out_type=str)) for p in paragraphs)
 
 
-def test_multiprocess_encoding_gives_identical_files(corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr("vega_toolkit.cli.preprocess.CHUNK_LINES", 7)  # many chunks: order across workers matters
-    one = preprocess([str(corpus), "--destdir", str(tmp_path / "w1"), "--vocab-size", "200", "--workers", "1"])
-    two = preprocess([str(corpus), "--destdir", str(tmp_path / "w2"), "--spm-model", str(one / "spm.model"),
-                      "--workers", "2"])
-    for name in ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx"):
-        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+def folder_bytes(folder):
+    """Every file under `folder` (relative path -> bytes), the job logs left out."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and "slurm" not in p.relative_to(folder).parts and p.name != "preprocess.json"}
+
+
+def test_the_same_shards_byte_for_byte_whatever_the_number_of_workers(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr("vega_toolkit.data.corpus_pipeline.CHUNK_BYTES", 700)  # many chunks: order across workers
+    runs = {}
+    for workers in (1, 3):
+        runs[workers] = preprocess([str(corpus), "--destdir", str(tmp_path / f"w{workers}"), "--vocab-size", "200",
+                                    "--shards", "3", "--workers", str(workers), "--valid-fraction", "0.1"])
+    one, three = folder_bytes(runs[1]), folder_bytes(runs[3])
+    assert sorted(one) == sorted(three) and {"shard0/valid.bin", "shard2/train.bin", "dict.txt"} <= set(one)
+    for name in one:
+        assert one[name] == three[name], name
 
 
 def test_existing_spm_model_and_dictionary_are_kept(corpus, tmp_path):
@@ -113,7 +124,9 @@ def test_bad_inputs_are_reported_clearly(tmp_path):
 def _preprocess_cli(tmp_path, *args):
     from glue_helpers import vega_cli
 
-    r = vega_cli("preprocess", [*map(str, args), "--destdir", str(tmp_path / "bin"), "--workers", "1"])
+    args = [*map(str, args)]
+    r = vega_cli("preprocess", args + (["--destdir", str(tmp_path / "bin")] if "--destdir" not in args else [])
+                 + ["--workers", "1"])
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     return r
 
@@ -167,3 +180,211 @@ def test_a_vocabulary_too_small_for_the_characters_names_the_inputs_and_the_flag
     text.write_text("".join(f"{chr(0x4e00 + i)} {chr(0x4e40 + i)} line {i}\n" for i in range(60)))
     r = _preprocess_cli(tmp_path, text, "--vocab-size", "20")
     assert r.returncode != 0 and f"sentencepiece cannot train on ['{text}'] with --vocab-size 20" in r.stderr
+
+
+def test_streaming_index_writer_gives_the_bytes_of_fairseqs_own_builder(tmp_path):
+    import numpy as np
+    import torch
+    from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder
+
+    from vega_toolkit.data.mmap_writer import StreamingMMapBuilder
+
+    rng = np.random.default_rng(0)
+    items = [rng.integers(0, 60000, size=rng.integers(1, 40)).astype(np.uint16) for _ in range(300)]
+    stock = MMapIndexedDatasetBuilder(str(tmp_path / "stock.bin"), dtype=np.uint16)
+    for item in items:
+        stock.add_item(torch.from_numpy(item.astype(np.int64)))
+    stock.finalize(str(tmp_path / "stock.idx"))
+    ours = StreamingMMapBuilder(str(tmp_path / "ours.bin"), dtype=np.uint16)
+    for batch in (items[:1], items[1:250], items[250:]):  # batches of any size, one item included
+        ours.add_items(np.concatenate(batch), np.array([len(i) for i in batch]))
+    ours.finalize(str(tmp_path / "ours.idx"))
+    for ext in ("bin", "idx"):
+        assert (tmp_path / f"ours.{ext}").read_bytes() == (tmp_path / f"stock.{ext}").read_bytes(), ext
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ours.bin", "ours.idx", "stock.bin", "stock.idx"]
+
+
+def test_shards_partition_the_corpus_with_valid_only_in_the_first(corpus, tmp_path):
+    from vega_toolkit.data.corpus_pipeline import Plan, unit_hash
+
+    out = preprocess([str(corpus), "--destdir", str(tmp_path / "bin"), "--vocab-size", "200", "--shards", "3",
+                      "--workers", "1", "--valid-fraction", "0.1", "--seed", "4"])
+    sp = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    lines = [line.strip() for name in ("a.txt", "b.txt") for line in (corpus / name).read_text().splitlines()
+             if line.strip()]
+    held_out = {line for line in lines if unit_hash(line, (4).to_bytes(8, "little")) < 0.1 * 2 ** 64}
+    encoded = {line: " ".join(sp.encode(line, out_type=str)) for line in lines}
+    shards = [decoded(out / f"shard{k}", "train")[1] for k in range(3)]
+    _, valid = decoded(out / "shard0", "valid")
+    assert all(shards) and not any((out / f"shard{k}" / "valid.bin").exists() for k in (1, 2))
+    # in corpus order, split into three contiguous runs; held-out text is never trained on
+    assert shards[0] + shards[1] + shards[2] == [encoded[line] for line in lines if line not in held_out]
+    plan = Plan.load(out)
+    first = list(plan.corpus().units(*plan.ranges[0]))
+    assert shards[0] == [encoded[line] for line in first if line not in held_out]
+    assert valid and valid == [encoded[line] for line in first if line in held_out]
+    assert all((out / f"shard{k}" / "dict.txt").read_bytes() == (out / "dict.txt").read_bytes() for k in range(3))
+    d = Dictionary.load(str(out / "dict.txt"))
+    the = d.index("▁the")
+    expected = sum(sp.encode(line, out_type=str).count("▁the") for line in lines if line not in held_out)
+    assert d.count[the] == expected  # dict.txt counts the encoded train data of every shard
+
+
+def test_pretraining_reads_one_shard_per_epoch_in_turn(corpus, tmp_path):
+    from launch_helpers import pretrain_args, vega_train
+
+    out = preprocess([str(corpus), "--destdir", str(tmp_path / "bin"), "--vocab-size", "200", "--shards", "3",
+                      "--workers", "1", "--valid-fraction", "0.1"])
+    log = vega_train(pretrain_args(out, tmp_path / "ckpt", 10_000, "--max-epoch", "4", "--tokens-per-sample", "32"))
+    loaded = re.findall(r"loaded \d+ blocks from (\S+)/train", log)
+    # fairseq loads the next epoch's shard as an epoch ends (the last one too)
+    assert loaded[:4] == [str(out / f"shard{k}") for k in (0, 1, 2, 0)], loaded
+    explicit = ":".join(str(out / f"shard{k}") for k in (2, 0))  # fairseq's own ':' list, in the order given
+    log = vega_train(pretrain_args(explicit, tmp_path / "ckpt2", 10_000, "--max-epoch", "3",
+                                   "--tokens-per-sample", "32"))
+    assert re.findall(r"loaded \d+ blocks from (\S+)/train", log)[:3] == [str(out / f"shard{k}") for k in (2, 0, 2)]
+
+
+def test_an_existing_data_bin_or_model_folder_is_refused_without_force(corpus, tmp_path):
+    ours = preprocess([str(corpus), "--destdir", str(tmp_path / "ours"), "--vocab-size", "200", "--workers", "1"])
+    foreign = tmp_path / "foreign"  # a data-bin another tool made: no plan of ours
+    foreign.mkdir()
+    for name in ("dict.txt", "train.bin", "train.idx"):
+        (foreign / name).write_bytes((ours / name).read_bytes())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.pt").write_bytes(b"weights")
+    refusals = {ours: "holds the shards of another preprocessing (differs in: --vocab-size 200 -> 120, the input "
+                      "files or their sizes)",
+                foreign: "already holds dict.txt, train.bin, train.idx (a data-bin or model folder)",
+                model: "already holds model.pt (a data-bin or model folder)"}
+    for dest, message in refusals.items():
+        before = folder_bytes(dest)
+        with pytest.raises(ValueError, match=re.escape(f"--destdir {dest} {message}")) as refused:
+            preprocess([str(corpus / "b.txt"), "--destdir", str(dest), "--vocab-size", "120", "--workers", "1"])
+        assert "pass --force" in str(refused.value)
+        assert folder_bytes(dest) == before  # nothing replaced
+    out = preprocess([str(corpus / "b.txt"), "--destdir", str(ours), "--vocab-size", "120", "--workers", "1",
+                      "--force"])
+    assert len(decoded(out, "train")[1]) + len(decoded(out, "valid")[1]) == 150
+
+
+def test_a_srcdict_not_built_from_the_spm_model_is_refused(corpus, tmp_path):
+    a = preprocess([str(corpus), "--destdir", str(tmp_path / "a"), "--vocab-size", "200", "--workers", "1"])
+    b = preprocess([str(corpus / "b.txt"), "--destdir", str(tmp_path / "b"), "--vocab-size", "150", "--workers", "1",
+                    "--model-type", "bpe"])
+    for srcdict, why in ((b / "dict.txt", "of its symbols are not pieces of the model"),
+                         (tmp_path / "short.txt", "pieces of the model are missing from it")):
+        if srcdict.name == "short.txt":  # a's own dictionary with pieces cut off
+            srcdict.write_text("".join((a / "dict.txt").read_text().splitlines(keepends=True)[:50]))
+        with pytest.raises(ValueError, match=re.escape(f"--srcdict {srcdict} was not built from --spm-model "
+                                                       f"{a / 'spm.model'}: ") + r"\d+ " + why):
+            preprocess([str(corpus), "--destdir", str(tmp_path / "c"), "--spm-model", str(a / "spm.model"),
+                        "--srcdict", str(srcdict), "--workers", "1"])
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_output_folder_may_not_be_or_hold_the_input(corpus, tmp_path):
+    import shutil
+
+    inputs = tmp_path / "text"
+    shutil.copytree(corpus, inputs)
+    with pytest.raises(ValueError, match=re.escape(f"--destdir {inputs} is the input {inputs} or holds it")):
+        preprocess([str(inputs), "--vocab-size", "200", "--destdir", str(inputs)])
+    with pytest.raises(ValueError, match=re.escape(f"--destdir {tmp_path} is the input {inputs / 'a.txt'} or holds")):
+        preprocess([str(inputs / "a.txt"), "--vocab-size", "200", "--destdir", str(tmp_path)])
+    assert sorted(p.name for p in inputs.iterdir()) == ["a.txt", "b.txt", "notes.md"]  # nothing written there
+
+
+def test_a_broken_txt_link_in_an_input_folder_is_an_error_naming_it(corpus, tmp_path):
+    import shutil
+
+    inputs = tmp_path / "text"
+    shutil.copytree(corpus, inputs)
+    (inputs / "moved.txt").symlink_to(tmp_path / "gone.txt")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{inputs / 'moved.txt'} is a broken symbolic link")):
+        preprocess([str(inputs), "--vocab-size", "200", "--destdir", str(tmp_path / "bin")])
+
+
+def test_more_shards_than_lines_is_refused_before_any_work(tmp_path):
+    text = tmp_path / "three.txt"
+    text.write_text("one line of text .\nanother line of text .\na third line .\n")
+    with pytest.raises(ValueError, match=r"--shards 4: shard \d would hold no text; .* use fewer"):
+        preprocess([str(text), "--vocab-size", "20", "--shards", "4", "--destdir", str(tmp_path / "bin")])
+    assert not (tmp_path / "bin").exists()
+
+
+def test_a_corpus_that_vanishes_mid_run_is_an_error_and_finished_shards_are_kept(corpus, tmp_path):
+    import shutil
+
+    from vega_toolkit.cli.preprocess import parse
+    from vega_toolkit.data.corpus_pipeline import encode_shard, prepare
+
+    inputs = tmp_path / "text"
+    shutil.copytree(corpus, inputs)
+    argv = [str(inputs), "--destdir", str(tmp_path / "bin"), "--vocab-size", "200", "--shards", "2", "--workers", "1"]
+    plan = prepare(parse(argv)[1])
+    encode_shard(plan.destdir, 0)
+    shard0 = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "bin" / "shard0").iterdir()}
+    (inputs / "b.txt").rename(tmp_path / "b.txt")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"input {inputs / 'b.txt'} has disappeared")):
+        encode_shard(plan.destdir, 1)
+    (tmp_path / "b.txt").rename(inputs / "b.txt")
+    out = preprocess(argv)  # the same command again: shard 0 is not redone
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "shard0").iterdir() if p.name != "dict.txt"} == \
+        {k: v for k, v in shard0.items() if k != "dict.txt"}
+    assert decoded(out / "shard1", "train")[1]
+
+
+def test_another_vocabularys_shards_are_refused_and_kept(corpus, tmp_path):
+    argv = [str(corpus), "--destdir", str(tmp_path / "bin"), "--shards", "2", "--workers", "1"]
+    out = preprocess(argv + ["--vocab-size", "200"])
+    before = folder_bytes(out)
+    r = _preprocess_cli(tmp_path, corpus, "--vocab-size", "150", "--shards", "2")
+    assert r.returncode != 0 and "holds the shards of another preprocessing (differs in: --vocab-size 200 -> 150)" \
+        in r.stderr and "--force" in r.stderr, r.stderr
+    assert folder_bytes(out) == before
+
+
+def test_a_killed_shard_is_redone_from_scratch_and_finished_ones_are_skipped(corpus, tmp_path):
+    argv = [str(corpus), "--destdir", str(tmp_path / "bin"), "--vocab-size", "200", "--shards", "3", "--workers", "1"]
+    out = preprocess(argv)
+    before = folder_bytes(out)
+    shard0 = (out / "shard0" / "train.bin").stat().st_mtime_ns
+    # what a kill leaves: shard 1 without its finished marker, a truncated .bin, a half-written temporary
+    (out / "shard1" / ".vega-shard.json").unlink()
+    (out / "shard1" / "train.bin").write_bytes((out / "shard1" / "train.bin").read_bytes()[:10])
+    (out / "shard1" / ".part-train.bin").write_bytes(b"partial")
+    preprocess(argv)
+    assert folder_bytes(out) == before
+    assert (out / "shard0" / "train.bin").stat().st_mtime_ns == shard0
+
+
+@pytest.mark.parametrize("paragraphs", [False, True])
+def test_any_partition_of_the_bytes_yields_every_unit_once_in_order(tmp_path, paragraphs):
+    from vega_toolkit.data.corpus_text import Corpus
+
+    rng = random.Random(5)
+    lines = []
+    for i in range(200):  # paragraphs of 1-4 lines; blank, whitespace-only and CRLF separators
+        lines += [f"line {i}.{j} {paragraph(rng)[:rng.randrange(5, 60)]}" for j in range(rng.randrange(1, 5))]
+        lines += rng.choice([[""], ["", ""], ["   "], ["\r"]])
+    (tmp_path / "a.txt").write_text("\n".join(lines[:300]))
+    (tmp_path / "b.txt").write_text("\n".join(lines[300:]) + "\n")
+    corpus = Corpus.of([tmp_path / "a.txt", tmp_path / "b.txt"], paragraphs=paragraphs)
+    whole = list(corpus.units(0, corpus.size))
+    expected = []
+    for part in (lines[:300], lines[300:]):  # the oracle: files read line by line, paragraphs joined
+        group = []
+        for line in part + [""]:
+            if line.strip() and paragraphs:
+                group.append(line.strip())
+            elif line.strip():
+                expected.append(line.strip())
+            elif group:
+                expected.append(" ".join(group))
+                group = []
+    assert whole == expected and len(whole) > 150
+    for _ in range(20):
+        cuts = sorted({0, corpus.size, *(rng.randrange(corpus.size) for _ in range(rng.randrange(1, 40)))})
+        assert [u for s, e in zip(cuts, cuts[1:]) for u in corpus.units(s, e)] == whole

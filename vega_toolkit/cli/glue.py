@@ -3,6 +3,7 @@
     vega-glue validate glue_data                  # every task folder present: rows per split vs the official count
     vega-glue validate glue_data --tasks RTE,MNLI # only these tasks
     vega-glue validate my_subset --allow-partial  # report missing files and unofficial row counts without failing
+    vega-glue validate-submission submission/submission.zip --glue-dir glue_data   # before uploading a zip
     vega-glue info MNLI best_metric               # one field of the task table
     vega-glue info RTE --glue-dir D --model-dir M # all fields as shell assignments (+ train rows, model flags)
     vega-glue arch vega-small/                    # the vega-train flags that rebuild a model folder's encoder
@@ -17,9 +18,10 @@ import argparse
 import os
 import shlex
 import sys
+import zipfile
 from typing import List, Optional
 
-from vega_toolkit.data.glue_readers import GlueFormatError, glue_split_path, read_glue_file
+from vega_toolkit.data.glue_readers import GlueFormatError, _check_label, glue_split_path, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASKS, get_glue_task
 from vega_toolkit.errors import console_script
 
@@ -70,6 +72,50 @@ def validate(glue_dir: str, tasks: Optional[List[str]] = None, allow_partial: bo
             t.folder == name for t in GLUE_TASKS.values()) else ""
         print(f"no task folder found in {glue_dir}: expected the glue_data/ folder holding "
               f"{', '.join(t.folder for t in chosen)}{inside}", file=out)
+    return problems
+
+
+def validate_submission(zip_path: str, glue_dir: str, allow_partial: bool = False, out=sys.stdout) -> int:
+    """Check a leaderboard zip (vega-generate's) against the test files of `glue_dir`: one line per expected file
+    (rows, test rows, status); return the number of problems. A file must be at the zip's top level, start with the
+    `index<TAB>prediction` header and hold one row per test row, in the test file's index order, each a label of the
+    task (STS-B: a score in [0, 5]). Unless `allow_partial`, every task's file must be there and every test file
+    must have the official row count (the leaderboard rejects anything else)."""
+    from vega_toolkit.data.glue_tasks import GLUE_TASKS
+
+    if not zipfile.is_zipfile(zip_path):
+        raise FileNotFoundError(f"{zip_path}: not a zip file")
+    with zipfile.ZipFile(zip_path) as zf:
+        contents = {name: zf.read(name).decode("utf-8", errors="replace") for name in zf.namelist()}
+    problems = 0
+    print(f"{'file':<12} {'rows':>6} {'test rows':>10}  status", file=out)
+    expected = {file: (task, split) for task in GLUE_TASKS.values() for split, file in task.submission.items()}
+    for name in sorted(set(contents) - set(expected)):
+        print(f"{name:<12} {'-':>6} {'-':>10}  not a GLUE submission file", file=out)
+        problems += 1
+    for file, (task, split) in expected.items():
+        test_path = glue_split_path(glue_dir, task, split)
+        if file not in contents:
+            print(f"{file:<12} {'-':>6} {'-':>10}  missing", file=out)
+            problems += not allow_partial
+            continue
+        test = read_glue_file(test_path, task, split)
+        lines = contents[file].splitlines()
+        status = "ok"
+        if not lines or lines[0] != "index\tprediction":
+            status = "no index<TAB>prediction header"
+        elif [line.split("\t")[0] for line in lines[1:]] != [ex.index for ex in test]:
+            status = f"indices differ from {test_path}"
+        elif len(test) != task.splits[split].rows and not allow_partial:
+            status = f"{test_path} is not the official test set ({task.splits[split].rows} rows)"
+        else:
+            try:
+                for lineno, line in enumerate(lines[1:], 2):
+                    _check_label(task, line.partition("\t")[2], f"{file}:{lineno}")
+            except GlueFormatError as err:
+                status = str(err)
+        print(f"{file:<12} {len(lines) - 1:>6} {len(test):>10}  {status}", file=out)
+        problems += status != "ok"
     return problems
 
 
@@ -129,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="report missing task folders and splits and unofficial row counts without failing "
                           "(for subsets); malformed files still fail")
     val.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the default now; old commands work
+    sub_val = sub.add_parser("validate-submission", help="check a submission zip against the GLUE folder's test "
+                                                         "files: every file, one row per test row, valid labels")
+    sub_val.add_argument("zip", help="the zip vega-generate wrote (submission.zip)")
+    sub_val.add_argument("--glue-dir", required=True, help="the glue_data/ folder whose test sets were predicted")
+    sub_val.add_argument("--allow-partial", action="store_true",
+                         help="accept missing task files and test files without the official row count (subsets, "
+                              "fixtures); rows, order and labels are still checked")
     info = sub.add_parser("info", help="print fields of the GLUE task table (all of them as shell assignments "
                                        "glue_<field>=..., or one value)")
     info.add_argument("task", help="GLUE task name")
@@ -154,6 +207,12 @@ def cli_main(argv: Optional[List[str]] = None) -> None:
         try:
             problems = validate(args.glue_dir, tasks, allow_partial=args.allow_partial)
         except (FileNotFoundError, KeyError) as err:
+            sys.exit(f"vega-glue: {err}")
+        sys.exit(1 if problems else 0)
+    if args.command == "validate-submission":
+        try:
+            problems = validate_submission(args.zip, args.glue_dir, allow_partial=args.allow_partial)
+        except (FileNotFoundError, GlueFormatError) as err:
             sys.exit(f"vega-glue: {err}")
         sys.exit(1 if problems else 0)
     try:

@@ -8,6 +8,7 @@
     vega-study probe MODEL_DIR [MODEL_DIR ...] --glue-dir glue_data --task SST-2  # frozen-feature probes per layer
     vega-study overlap results/study-cpu --glue-dir glue_data                   # STS-B predictions vs word overlap
     vega-study mechanisms results/study-cpu                                     # what SiFT and the rounds did
+    vega-study rehearse --out /tmp/rehearsal --glue-dir tests/fixtures/glue     # the paper's job graph on SLURM
 
 Each cell is a real vega-preprocess / vega-train / vega-convert / vega-generate run whose output goes to
 OUT/logs/<cell>.log; finished cells are JSON lines in OUT/results.jsonl, keyed by their resolved configuration,
@@ -78,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                     "$VEGA_GLUE_DIR)")
     probe.add_argument("--task", default="SST-2", help="a single-sentence task (SST-2 or CoLA)")
     probe.add_argument("--train-examples", type=int, default=4000, help="training sentences the probe sees")
+    rehearse = sub.add_parser("rehearse", help="submit the paper's whole job graph (preprocessing, two pretraining "
+                                               "phases, the GLUE plan, the submission) to SLURM at tiny sizes, "
+                                               "requeue one training mid-way, and check the submission zip")
+    rehearse.add_argument("--out", required=True, help="a new folder for the data, checkpoints, logs and the zip")
+    rehearse.add_argument("--glue-dir", required=True, help="GLUE folder with every task (tests/fixtures/glue)")
+    rehearse.add_argument("--corpus", help="pretraining text (default: the demo's toy corpus, generated)")
+    rehearse.add_argument("--time-limit", type=_at_least_one, default=3600,
+                          help="seconds before the rehearsal gives up and cancels its jobs")
     return parser
 
 
@@ -142,6 +151,16 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
             print(mechanisms_report(Path(args.out)), end="")
         except (FileNotFoundError, ValueError) as e:
             sys.exit(f"vega-study mechanisms: {e}")
+        return 0
+    if args.command == "rehearse":
+        from vega_toolkit.study.rehearsal import Rehearsal, RehearsalError
+
+        rehearsal = Rehearsal(Path(args.out), Path(args.glue_dir), Path(args.corpus) if args.corpus else None,
+                              log=lambda s: print(s, flush=True))
+        try:
+            print(rehearsal.run_all(args.time_limit), flush=True)
+        except (RehearsalError, RuntimeError, TimeoutError) as e:  # a job or a SLURM command failed: its message
+            sys.exit(f"vega-study rehearse: {e}")
         return 0
     if args.command == "report":
         from vega_toolkit.study.report import update_readme

@@ -35,7 +35,7 @@ def default_cache_dir() -> str:
     return os.path.join(root, "glue")
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -75,7 +75,7 @@ class TextEncoder:
                 raise FileNotFoundError(f"{dict_path}: model folder has no dict.txt")
             dictionary = Dictionary.load(dict_path)
         enc = cls(os.path.join(model_dir, "spm.model"), dictionary)
-        enc.fingerprint = _sha256(enc.spm_model) + (_sha256(dict_path) if os.path.isfile(dict_path) else "")
+        enc.fingerprint = file_sha256(enc.spm_model) + (file_sha256(dict_path) if os.path.isfile(dict_path) else "")
         return enc
 
     def encode(self, texts: List[str]) -> List[np.ndarray]:
@@ -136,8 +136,8 @@ def load_encoded_split(path: str, task: Union[str, GlueTaskSpec], split: str, en
     task = get_glue_task(task)
     require_glue_file(path, task, split)
     cache_dir = cache_dir or default_cache_dir()
-    fingerprint = encoder.fingerprint or _sha256(encoder.spm_model)
-    key = hashlib.sha256(f"{CACHE_VERSION}|{task.name}|{split}|{_sha256(path)}|{fingerprint}".encode()).hexdigest()
+    fingerprint = encoder.fingerprint or file_sha256(encoder.spm_model)
+    key = hashlib.sha256(f"{CACHE_VERSION}|{task.name}|{split}|{file_sha256(path)}|{fingerprint}".encode()).hexdigest()
     cache_file = os.path.join(cache_dir, f"{task.name}-{split}-{key[:24]}.pt")
     if os.path.isfile(cache_file):
         try:

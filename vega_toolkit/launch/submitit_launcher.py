@@ -105,9 +105,9 @@ def add_launcher_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return parser
 
 
-def _launcher_parser() -> argparse.ArgumentParser:
+def _launcher_parser(prog: str = "vega-train") -> argparse.ArgumentParser:
     # allow_abbrev=False: a fairseq flag must never be taken for an abbreviation of ours (or vice versa).
-    return add_launcher_args(argparse.ArgumentParser(add_help=False, allow_abbrev=False, prog="vega-train"))
+    return add_launcher_args(argparse.ArgumentParser(add_help=False, allow_abbrev=False, prog=prog))
 
 
 def _load_yaml_defaults(path: str) -> Dict[str, Any]:
@@ -130,9 +130,9 @@ def _load_yaml_defaults(path: str) -> Dict[str, Any]:
     return defaults
 
 
-def split_launcher_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
-    """Separate the launcher flags from the fairseq ones: `(launcher_args, fairseq_argv)`."""
-    parser = _launcher_parser()
+def split_launcher_args(argv: List[str], prog: str = "vega-train") -> Tuple[argparse.Namespace, List[str]]:
+    """Separate the launcher flags from the tool's own (fairseq's for vega-train): `(launcher_args, rest)`."""
+    parser = _launcher_parser(prog)
     if "-h" in argv or "--help" in argv:
         parser.print_help()  # fairseq's parser prints the rest and exits
     args, rest = parser.parse_known_args(argv)
@@ -278,19 +278,21 @@ def distributed_argv(argv: List[str], env) -> List[str]:
     return argv
 
 
-def build_executor(args: argparse.Namespace, fairseq_argv: List[str]):
-    """A submitit AutoExecutor configured from the launcher flags."""
+def build_executor(args: argparse.Namespace, fairseq_argv: List[str], default_job_dir: Optional[str] = None,
+                   job_name: Optional[str] = None):
+    """A submitit AutoExecutor configured from the launcher flags (`default_job_dir` and `job_name` for tools other
+    than vega-train: where the job folder goes without --slurm-job-dir, the name without --slurm-job-name)."""
     import submitit
 
     if args.slurm_cluster == "slurm" and shutil.which("sbatch") is None:
         raise UserError("--launcher submitit submits to SLURM, but there is no sbatch on this machine's PATH: run it "
                         "on a SLURM login node, or train here with --launcher local (the default)")
-    job_dir = args.slurm_job_dir or os.path.join(save_dir_of(fairseq_argv), "slurm", "%j")
+    job_dir = args.slurm_job_dir or default_job_dir or os.path.join(save_dir_of(fairseq_argv), "slurm", "%j")
     executor = submitit.AutoExecutor(folder=job_dir, cluster=args.slurm_cluster,
                                      slurm_max_num_timeout=args.slurm_max_num_timeout)
     tasks_per_node = args.slurm_tasks_per_node or max(1, args.slurm_gpus_per_node)
     params: Dict[str, Any] = dict(
-        name=args.slurm_job_name,
+        name=job_name if job_name and args.slurm_job_name == "vega-train" else args.slurm_job_name,
         timeout_min=args.slurm_time,
         nodes=args.slurm_nodes,
         tasks_per_node=tasks_per_node,

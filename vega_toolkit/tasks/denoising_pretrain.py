@@ -3,7 +3,9 @@
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_ternary --arch vega_tiny \
         --tokens-per-sample 128 --shuffle-prob 0.10 --replace-prob 0.05 --batch-size 16 --optimizer adam --lr 5e-4
 
-DATA_BIN comes from `vega-preprocess` (train/valid .bin/.idx + dict.txt). Each sample is a block of at most
+DATA_BIN comes from `vega-preprocess` (train/valid .bin/.idx + dict.txt). Sharded data (`DIR/shard0:DIR/shard1:...`,
+or the folder `DIR` of `vega-preprocess --shards N`) is read one shard per epoch, shard `(epoch - 1) % N` (fairseq's
+rule), valid always from the first. Each sample is a block of at most
 `--tokens-per-sample` tokens laid out as `<s> ... </s>` ([CLS] ... [SEP]; fairseq's `--sample-break-mode`
 decides where blocks break), corrupted on the fly by `vega_toolkit.data.noising` with noise seeded per
 (--seed, epoch, block index). A batch carries:
@@ -19,7 +21,6 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from fairseq import utils
 from fairseq.data import (
     AppendTokenDataset,
     Dictionary,
@@ -35,6 +36,7 @@ from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
 from omegaconf import II, MISSING
 
+from vega_toolkit.data.corpus_pipeline import data_paths
 from vega_toolkit.data.noising import NUM_RTD_CLASSES, RTD_HEAD_NAME, RTDNoisingDataset, TokenNoiser
 from vega_toolkit.data.vocabulary import RecordsVocabulary, check_embedding_rows
 from vega_toolkit.errors import UserError
@@ -45,7 +47,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DenoisingPretrainConfig(FairseqDataclass):
     data: str = field(
-        default=MISSING, metadata={"help": "data-bin from vega-preprocess; ':'-separated list = one per epoch"}
+        default=MISSING, metadata={"help": "data-bin from vega-preprocess; ':'-separated list (or a folder of "
+                                          "shard0, shard1, ...) = one per epoch"}
     )
     tokens_per_sample: int = field(
         default=512, metadata={"help": "maximum block length, <s> and </s> included"}
@@ -82,7 +85,7 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: DenoisingPretrainConfig, **kwargs):
-        paths = utils.split_paths(cfg.data)
+        paths = data_paths(cfg.data) if cfg.data else []
         if not paths:
             raise ValueError("denoising_pretrain: no data directory given")
         dict_path = os.path.join(paths[0], "dict.txt")
@@ -96,7 +99,7 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
 
     def load_blocks(self, split: str, epoch: int = 1, combine: bool = False):
         """`<s> ... </s>` blocks of at most tokens_per_sample tokens (the clean text)."""
-        paths = utils.split_paths(self.cfg.data)
+        paths = data_paths(self.cfg.data)
         split_path = os.path.join(paths[(epoch - 1) % len(paths)], split)
         if os.path.isfile(split_path + ".bin") and os.path.getsize(split_path + ".bin") == 0:
             # fairseq's mmap reader fails on it with "cannot mmap an empty file"
@@ -128,6 +131,11 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
         with data_utils.numpy_seed(self.cfg.seed + epoch):
             order = np.random.permutation(len(noised))
         self.datasets[split] = SortDataset(noised, sort_order=[order, blocks.sizes])
+
+    def has_sharded_data(self, split):
+        # fairseq reloads the train set every epoch (to move to the next shard) only when this says so; its own
+        # test is a ':' in --data, which misses a folder of shards
+        return len(data_paths(self.cfg.data)) > 1
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
