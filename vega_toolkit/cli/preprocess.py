@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from vega_toolkit.data.corpus_pipeline import PreprocessConfig, run
+from vega_toolkit.errors import console_script
 from vega_toolkit.launch.submitit_launcher import split_launcher_args
 
 
@@ -81,14 +82,11 @@ def main(argv: Optional[List[str]] = None) -> Path:
     return run(config)
 
 
-def cli_main():
+@console_script("vega-preprocess")
+def cli_main(argv: Optional[List[str]] = None):
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stdout)
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:  # bad input: the message names the file (and line) or the flag
-        message = str(err)
-        sys.exit(message if message.startswith("vega-preprocess") else f"vega-preprocess: {message}")
+    main(argv)
 
 
 if __name__ == "__main__":

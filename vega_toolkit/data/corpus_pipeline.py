@@ -46,6 +46,7 @@ import numpy as np
 
 from vega_toolkit.data.corpus_text import MAX_UNIT_BYTES, Corpus, list_input_files
 from vega_toolkit.data.glue_binarize import file_sha256
+from vega_toolkit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,8 @@ def data_paths(data: str) -> List[str]:
     return paths
 
 
-def _err(message: str) -> ValueError:
-    return ValueError(f"vega-preprocess: {message}")
+def _err(message: str) -> UserError:
+    return UserError(f"vega-preprocess: {message}")
 
 
 def _atomic_text(path: Path, text: str):

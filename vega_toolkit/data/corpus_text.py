@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
+from vega_toolkit.errors import UserError
+
 
 # sentencepiece's max_sentence_length: a longer unit is left out of its training, and an input made only of such
 # units (a 50 MB single line) leaves it nothing to train on
@@ -81,13 +83,13 @@ def decode_line(raw: bytes, encoding: str, path: Path, offset: int) -> str:
     """One raw line as text (odd whitespace made spaces); ValueError naming `path:line` for binary or mis-encoded
     input. `auto` reads UTF-8 and falls back to Windows-1252 (a superset of Latin-1's text) line by line."""
     if b"\0" in raw:
-        raise ValueError(f"vega-preprocess: {path}:{line_number(path, offset)} contains NUL bytes: a binary file? "
+        raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)} contains NUL bytes: a binary file? "
                          f"The inputs must be text files")
     if encoding != "auto":
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError as e:
-            raise ValueError(f"vega-preprocess: {path}:{line_number(path, offset)} is not {encoding} ({e}); try "
+            raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)} is not {encoding} ({e}); try "
                              f"--encoding auto") from None
     else:
         try:
@@ -99,13 +101,13 @@ def decode_line(raw: bytes, encoding: str, path: Path, offset: int) -> str:
         try:
             text = raw.decode("cp1252")
         except UnicodeDecodeError as e:
-            raise ValueError(f"vega-preprocess: {path}:{line_number(path, offset)} is neither UTF-8 nor "
+            raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)} is neither UTF-8 nor "
                              f"Windows-1252 (byte 0x{raw[e.start]:02x}): a binary file, or pass the file's "
                              f"--encoding") from None
         encoding = "Windows-1252"
     control = next((c for c in text if c in _C1_CONTROLS), None)
     if control is not None and encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        raise ValueError(f"vega-preprocess: {path}:{line_number(path, offset)} read as {encoding} gives the control "
+        raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)} read as {encoding} gives the control "
                          f"character U+{ord(control):04X}: not the file's encoding (Windows-1252 text read as "
                          f"Latin-1?); pass --encoding cp1252 or the file's real encoding")
     return _spaces(text)
@@ -251,6 +253,6 @@ def _checked(unit: str, path: Path, offset: int, paragraphs: bool) -> str:
     if n_bytes > MAX_UNIT_BYTES:
         what, hint = (("a paragraph", "drop --paragraphs if the file has no blank lines between paragraphs")
                       if paragraphs else ("a line", "split the text into lines, one sentence or paragraph each"))
-        raise ValueError(f"vega-preprocess: {path}:{line_number(path, offset)}: {what} of {n_bytes} or more bytes, "
+        raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)}: {what} of {n_bytes} or more bytes, "
                          f"more than the {MAX_UNIT_BYTES} sentencepiece trains on: {hint}")
     return unit

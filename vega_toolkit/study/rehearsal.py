@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from vega_toolkit.errors import UserError
 from vega_toolkit.launch import slurm
 
 BIN = Path(sys.executable).parent  # the venv's console scripts (vega-train, vega-preprocess, ...)
@@ -77,8 +78,8 @@ class Job:
         return self.info.get("JobState", "UNSUBMITTED")
 
 
-class RehearsalError(RuntimeError):
-    pass
+class RehearsalError(UserError, RuntimeError):
+    """A rehearsal that cannot start (bad --out/--glue-dir, no SLURM) or a job of it that failed; one line."""
 
 
 class Rehearsal:
