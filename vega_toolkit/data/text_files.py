@@ -6,9 +6,10 @@
 Python's own UnicodeDecodeError names neither the file nor the line, and a reader that decodes lazily raises it
 only when it gets there (for vega-select: after both language models were trained).
 """
+from vega_toolkit.errors import UserError
 
 
-class NotUtf8Error(ValueError):
+class NotUtf8Error(UserError):
     """A text input that is not UTF-8; the message starts with `path:line:`."""
 
 
