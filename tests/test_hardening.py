@@ -230,6 +230,30 @@ def test_generate_refuses_a_pretraining_checkpoint(pretrained, tmp_path):
     assert_one_line_error("vega-generate", code, err, "not a fine-tuned GLUE checkpoint", "denoising_pretrain")
 
 
+def test_generate_rewrites_its_own_submission_but_never_another_models(model_dir, tmp_path):
+    ckpt = os.path.join(model_dir, "model.pt")
+    argv = [ckpt, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub", "--allow-partial", "--cpu"]
+    assert run_tool("vega-generate", argv, tmp_path)[0] == 0
+    assert run_tool("vega-generate", argv, tmp_path)[0] == 0  # the same command again (a recipe re-run)
+    other = tmp_path / "other.pt"
+    shutil.copy(ckpt, other)
+    before = (tmp_path / "sub" / "SST-2.tsv").read_bytes()
+    code, _, err = run_tool("vega-generate", [other, *argv[1:]], tmp_path)
+    assert_one_line_error("vega-generate", code, err, "already holds SST-2.tsv", "--force")
+    assert (tmp_path / "sub" / "SST-2.tsv").read_bytes() == before
+    assert run_tool("vega-generate", [other, *argv[1:], "--force"], tmp_path)[0] == 0
+
+
+def test_select_refuses_an_existing_output_without_force(tmp_path):
+    for name in ("train.txt", "pool.txt"):
+        (tmp_path / name).write_text("a line of text\n")
+    (tmp_path / "kept.txt").write_text("the user's earlier selection\n")
+    code, _, err = run_tool("vega-select", ["--train", tmp_path / "train.txt", "--pool", tmp_path / "pool.txt",
+                                            "--top-k", "1", "--out", tmp_path / "kept.txt"], tmp_path)
+    assert_one_line_error("vega-select", code, err, f"--out {tmp_path / 'kept.txt'} already exists", "--force")
+    assert (tmp_path / "kept.txt").read_text() == "the user's earlier selection\n"
+
+
 # --- a flag that cannot work is one line -------------------------------------------------------------------------
 def test_a_checkpoint_of_another_architecture_is_named_with_the_flags_to_give(model_dir, tmp_path):
     argv = fine_tune_args(model_dir, tmp_path, "--finetune-from-model", os.path.join(model_dir, "model.pt"))

@@ -14,6 +14,7 @@ GLUE metrics and prints the GLUE score over the tasks given. Prediction is batch
 In Python, a fine-tuned checkpoint as a classifier: vega_toolkit/models/glue_predictor.py `GluePredictor`.
 """
 import argparse
+import json
 import logging
 import os
 import sys
@@ -93,17 +94,46 @@ def check_checkpoint_tasks(checkpoints: List[str]) -> None:
         seen[name] = path
 
 
+# which checkpoints wrote the files of an --out-dir: a re-run of the same command may rewrite them, nothing else may
+OUTPUT_RECORD = ".vega-generate.json"
+
+
+def check_previous_output(out_dir: str, checkpoints: List[str], zip_name: str, force: bool) -> None:
+    """Submission files already in `out_dir` are rewritten only by the command that wrote them (the same checkpoint
+    paths: a recipe re-run after retraining) or with `force`; a submission of other models is never replaced."""
+    from vega_toolkit.data.glue_tasks import GLUE_TASKS
+
+    names = [f for t in GLUE_TASKS.values() for f in t.submission.values()] + [zip_name]
+    existing = [f for f in names if os.path.exists(os.path.join(out_dir, f))]
+    if not existing or force:
+        return
+    try:
+        with open(os.path.join(out_dir, OUTPUT_RECORD), encoding="utf-8") as f:
+            previous = json.load(f).get("checkpoints")
+    except (OSError, ValueError):
+        previous = None
+    if previous != [os.path.abspath(c) for c in checkpoints]:
+        raise UserError(f"--out-dir {out_dir} already holds {', '.join(existing)} written from other checkpoints "
+                        f"({previous or 'unknown'}): give another folder, or --force to overwrite them")
+
+
 def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = False, zip_name: str = "submission.zip",
              max_tokens: int = 8192, vocab_dir: Optional[str] = None, device: Optional[str] = None,
-             cache_dir: Optional[str] = None, out=sys.stdout, allow_partial: bool = False) -> Dict[str, object]:
+             cache_dir: Optional[str] = None, out=sys.stdout, allow_partial: bool = False,
+             force: bool = False) -> Dict[str, object]:
     """Write the submission files of all `checkpoints` (one per task) and the zip; returns what was done.
-    A test file without the official row count is an error (PartialTestSetError) unless `allow_partial`."""
+    A test file without the official row count is an error (PartialTestSetError) unless `allow_partial`; files of
+    other checkpoints already in `out_dir` are an error unless `force`."""
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
+    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
     from vega_toolkit.metrics.glue_metrics import glue_score, task_score
 
     check_checkpoint_tasks(checkpoints)
     check_output_dir(out_dir, "--out-dir", [glue_dir] + ([vocab_dir] if vocab_dir else []))
+    check_previous_output(out_dir, checkpoints, zip_name, force)
     os.makedirs(out_dir, exist_ok=True)
+    record = json.dumps({"checkpoints": [os.path.abspath(c) for c in checkpoints]}).encode()
+    atomic_write(os.path.join(out_dir, OUTPUT_RECORD), lambda f: f.write(record))
     written, dev_scores, first_dev = {}, {}, {}
     for path in checkpoints:
         predictor = GluePredictor.from_checkpoint(path, glue_dir, vocab_dir, device, cache_dir)
@@ -159,6 +189,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-partial", action="store_true",
                         help="write submission files for test files without the official row count (subsets); "
                              "without it such a file is an error")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite submission files in --out-dir written from other checkpoints")
     return parser
 
 
@@ -174,7 +206,8 @@ def cli_main(argv: Optional[List[str]] = None):
     if not os.path.isdir(args.glue_dir):
         raise UserError(f"--glue-dir {args.glue_dir}: no such folder (the glue_data/ folder holding the test files)")
     generate(args.checkpoints, args.glue_dir, args.out_dir, args.dev, args.zip_name, args.max_tokens,
-             args.vocab_dir, "cpu" if args.cpu else None, args.glue_cache_dir, allow_partial=args.allow_partial)
+             args.vocab_dir, "cpu" if args.cpu else None, args.glue_cache_dir, allow_partial=args.allow_partial,
+             force=args.force)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--glue-task", help="read --train and --pool in this GLUE task's train-file layout")
     p.add_argument("--work-dir", help="where the LMs are written (default: a temporary folder, deleted after)")
     p.add_argument("--scores", help="also write score<TAB>perplexity<TAB>row for each kept row")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out / --scores file")
     p.add_argument("--seed", type=int, default=1, help="seed of the pool sample for the general LM")
     return p
 
@@ -98,6 +99,9 @@ def run(args) -> int:
             raise UserError(f"--out {args.out} is also the {flag} input: give another output file")
         if path is not None:
             require_utf8(path)  # now, not after the language models were trained
+    for flag, path in (("--out", args.out), ("--scores", args.scores)):
+        if path is not None and os.path.exists(path) and not args.force:
+            raise UserError(f"{flag} {path} already exists: give another file, or --force to overwrite it")
     with tempfile.TemporaryDirectory(prefix="vega-select-") as tmp:
         work = args.work_dir or tmp
         if args.general:
