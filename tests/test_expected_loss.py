@@ -28,8 +28,12 @@ COMMON = [*TINY_ARCH, "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "8"
           "--log-interval", "5", "--cpu", "--num-workers", "0", "--seed", "1", "--no-save", "--max-update", "20",
           "--disable-validation"]
 
-RECORDED = {  # train_inner loss at updates 5, 10, 15, 20
+RECORDED = {  # train_inner loss at updates 5, 10, 15, 20 (a key is the criterion, then its own flags)
     "rtd_ternary": [1.481, 1.229, 1.003, 0.869],
+    # generator objectives: loss = MLM + 50 x discriminator (per token, bits)
+    "rtd_electra --embedding-sharing gdes": [],
+    "rtd_electra --embedding-sharing es": [],
+    "rtd_ternary --replace-with generator": [],
     "rtd_contrastive": [5.017, 4.782, 4.416, 4.101],
     "masked_lm": [6.85, 6.716, 6.646, 6.556],
     "adversarial_ce": [1.004, 1.0, 0.996, 0.993],  # SST-2 fixture, 2 classes: 1 bit is chance
@@ -60,12 +64,13 @@ def vocab_dir(tmp_path_factory):
     return make_vocab_dir(str(tmp_path_factory.mktemp("vocab")))
 
 
-def training_args(criterion, tiny_data_bin, vocab_dir, tmp_path):
+def training_args(key, tiny_data_bin, vocab_dir, tmp_path):
+    criterion, *flags = key.split()
     if criterion == "adversarial_ce":
         return [os.path.join(FIXTURES, "SST-2"), "--task", "glue", "--glue-task", "SST-2", "--vocab-dir", vocab_dir,
                 "--glue-cache-dir", tmp_path / "cache", "--criterion", "adversarial_ce", *COMMON]
     task = "masked_lm" if criterion == "masked_lm" else "denoising_pretrain"
-    return [tiny_data_bin, "--task", task, "--criterion", criterion, "--tokens-per-sample", "64", *COMMON]
+    return [tiny_data_bin, "--task", task, "--criterion", criterion, *flags, "--tokens-per-sample", "64", *COMMON]
 
 
 @pytest.mark.parametrize("criterion", sorted(RECORDED))
