@@ -211,3 +211,29 @@ def test_tiny_run_beats_the_all_original_and_unigram_baselines_on_held_out_data(
     assert all(step == 200 for step, _ in last.values()), last
     assert last["rtd_acc"][1] > last["prior_acc"][1], last
     assert last["gen_acc"][1] > last["gen_unigram_acc"][1], last
+
+
+def test_generator_arms_pretrain_fewer_updates_for_the_training_flops_of_rtd_ternary(tmp_path):
+    """Equal compute: updates x FLOPs per token of a generator arm = the rtd_ternary run's (to one update), and the
+    study's pretraining command carries that count."""
+    from vega_toolkit.study.cells import build_cells
+    from vega_toolkit.study.generator_flops import flops_per_token
+    from vega_toolkit.study.plan import ARMS, SCALES, pretrain_budget
+
+    cpu = SCALES["cpu"]
+    base = flops_per_token(cpu.arch, 128, 8000, ARMS["rtd_ternary"].pretrain_args)
+    for name in ("rtd_electra", "rtd_electra_es", "rtd_ternary_generator"):
+        arm = ARMS[name]
+        updates = pretrain_budget(cpu, arm).updates
+        per_update = flops_per_token(cpu.arch, 128, 8000, arm.pretrain_args)
+        assert updates < cpu.pretrain.updates
+        assert abs(updates * per_update - cpu.pretrain.updates * base) <= per_update, name
+    assert pretrain_budget(cpu, ARMS["masked_lm"]) == cpu.pretrain  # other arms keep the scale's budget
+    (tmp_path / "glue").mkdir()
+    (tmp_path / "corpus").mkdir()
+    cells = build_cells(SCALES["smoke"], str(tmp_path / "glue"), str(tmp_path / "corpus"),
+                        arms=("rtd_ternary", "rtd_electra"), tasks=("RTE",))
+    commands = {c.fields["arm"]: c.commands[0] for c in cells if c.kind == "pretrain"}
+    updates = {arm: int(cmd[cmd.index("--max-update") + 1]) for arm, cmd in commands.items()}
+    assert updates == {"rtd_ternary": 6, "rtd_electra": pretrain_budget(SCALES["smoke"], ARMS["rtd_electra"]).updates}
+    assert updates["rtd_electra"] < 6

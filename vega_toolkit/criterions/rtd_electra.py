@@ -32,17 +32,11 @@ the accuracy of calling every token original (1 - repl_frac): the baseline rtd_a
 """
 from dataclasses import dataclass, field
 
-import torch
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.logging import metrics
 
-from vega_toolkit.criterions.rtd_ternary import (
-    GeneratorReplacing,
-    _ratio,
-    reduce_joint_metrics,
-    rtd_loss_and_counts,
-)
-from vega_toolkit.data.noising import ORIGINAL, REPLACED, RTD_HEAD_NAME, SHUFFLED, TokenNoiser
+from vega_toolkit.criterions.rtd_ternary import GeneratorReplacing, _ratio, reduce_joint_metrics
+from vega_toolkit.data.noising import ORIGINAL, REPLACED, TokenNoiser
 from vega_toolkit.models.replacement_generator import ReplacementGeneratorConfig, validation_rng
 
 
@@ -77,16 +71,7 @@ class RTDElectraCriterion(GeneratorReplacing, FairseqCriterion):
         return src, labels.masked_fill(positions & ~replaced, ORIGINAL), mlm_loss, gen_counts
 
     def forward(self, model, sample, reduce=True):
-        src, labels, mlm_loss, gen_counts = self.corrupt(model, sample)
-        logits, _ = model(src, token_head_name=RTD_HEAD_NAME, embedding_hook=self.generator.discriminator_hook(src))
-        # a binary head: the shuffled logit of the task's ternary head takes no part (softmax over the other two)
-        logits = logits.float().index_fill(-1, torch.tensor([SHUFFLED], device=logits.device), float("-inf"))
-        rtd_loss, counts = rtd_loss_and_counts(logits, labels)
-        sample_size = counts["rtd_n"]
-        loss = self.joint_loss(mlm_loss, gen_counts["mlm_n"], rtd_loss, sample_size)
-        logging_output = {"loss": loss.data, "rtd_loss": rtd_loss.data, "ntokens": sample["ntokens"],
-                          "nsentences": sample["nsentences"], "sample_size": sample_size, **counts, **gen_counts}
-        return loss, sample_size, logging_output
+        return self.discriminate(model, sample, *self.corrupt(model, sample), binary=True)
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:

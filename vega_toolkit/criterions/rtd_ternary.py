@@ -132,10 +132,19 @@ class GeneratorReplacing:
         mlm_loss, counts = mlm_loss_and_counts(logits, original[positions], self.unigram_top)
         return corrupted, replaced, mlm_loss, {"mlm_loss": mlm_loss.data, **counts}
 
-    def joint_loss(self, mlm_loss, n_masked, rtd_loss, sample_size):
-        """MLM mean + rtd_lambda * RTD mean, as a sum over the `sample_size` tokens fairseq divides by (the MLM mean
-        is scaled by the local token count, as rtd_contrastive scales its per-sequence mean)."""
-        return mlm_loss * (sample_size / max(int(n_masked), 1)) + self.rtd_lambda * rtd_loss
+    def discriminate(self, model, sample, src, labels, mlm_loss, gen_counts, binary: bool):
+        """The discriminator's pass over the generator's output and the joint loss: MLM mean + rtd_lambda * RTD mean,
+        as a sum over the `sample_size` eligible tokens fairseq divides by (the MLM mean is scaled by the local token
+        count, as rtd_contrastive scales its per-sequence mean). `binary`: original vs replaced only."""
+        logits, _ = model(src, token_head_name=RTD_HEAD_NAME, embedding_hook=self.generator.discriminator_hook(src))
+        if binary:  # the shuffled logit of the task's ternary head takes no part (a softmax over the other two)
+            logits = logits.float().index_fill(-1, torch.tensor([SHUFFLED], device=logits.device), float("-inf"))
+        rtd_loss, counts = rtd_loss_and_counts(logits, labels)
+        sample_size = counts["rtd_n"]
+        loss = mlm_loss * (sample_size / max(int(gen_counts["mlm_n"]), 1)) + self.rtd_lambda * rtd_loss
+        logging_output = {"loss": loss.data, "rtd_loss": rtd_loss.data, "ntokens": sample["ntokens"],
+                          "nsentences": sample["nsentences"], "sample_size": sample_size, **counts, **gen_counts}
+        return loss, sample_size, logging_output
 
 
 @dataclass
@@ -184,14 +193,7 @@ class RTDTernaryCriterion(GeneratorReplacing, FairseqCriterion):
         return src, target.masked_fill(positions & ~replaced, ORIGINAL), mlm_loss, gen_counts
 
     def forward_with_generator(self, model, sample):
-        src, target, mlm_loss, gen_counts = self.corrupt_with_generator(model, sample)
-        logits, _ = model(src, token_head_name=RTD_HEAD_NAME, embedding_hook=self.generator.discriminator_hook(src))
-        rtd_loss, counts = rtd_loss_and_counts(logits, target)
-        sample_size = counts["rtd_n"]
-        loss = self.joint_loss(mlm_loss, gen_counts["mlm_n"], rtd_loss, sample_size)
-        logging_output = {"loss": loss.data, "rtd_loss": rtd_loss.data, "ntokens": sample["ntokens"],
-                          "nsentences": sample["nsentences"], "sample_size": sample_size, **counts, **gen_counts}
-        return loss, sample_size, logging_output
+        return self.discriminate(model, sample, *self.corrupt_with_generator(model, sample), binary=False)
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
