@@ -200,8 +200,9 @@ def test_export_writes_the_discriminator_with_the_merged_embedding_and_it_fine_t
 
 
 def test_tiny_run_beats_the_all_original_and_unigram_baselines_on_held_out_data(tiny_data_bin):
-    """vega_tiny, 200 updates (about 20 s on one core): held-out discriminator accuracy above calling every token
-    original, and the generator's masked-token accuracy above always predicting the most frequent piece."""
+    """vega_tiny, 200 updates (about 40 s of one core): held-out discriminator accuracy above calling every token
+    original, and the generator's masked-token accuracy above always predicting the most frequent piece (measured
+    with the same flags at update 150: rtd_acc 0.897 against 0.886, gen_acc 0.437 against 0.074)."""
     log = run([tiny_data_bin, "--task", "denoising_pretrain", "--criterion", "rtd_electra", "--embedding-sharing",
                "gdes", "--arch", "vega_tiny", "--tokens-per-sample", "64", "--batch-size", "16", "--optimizer", "adam",
                "--lr", "2e-3", "--dropout", "0", "--attention-dropout", "0", "--log-format", "simple",
@@ -229,9 +230,8 @@ def test_generator_arms_pretrain_fewer_updates_for_the_training_flops_of_rtd_ter
         assert updates < cpu.pretrain.updates
         assert abs(updates * per_update - cpu.pretrain.updates * base) <= per_update, name
     assert pretrain_budget(cpu, ARMS["masked_lm"]) == cpu.pretrain  # other arms keep the scale's budget
-    (tmp_path / "glue").mkdir()
     (tmp_path / "corpus").mkdir()
-    cells = build_cells(SCALES["smoke"], str(tmp_path / "glue"), str(tmp_path / "corpus"),
+    cells = build_cells(SCALES["smoke"], FIXTURES, str(tmp_path / "corpus"),
                         arms=("rtd_ternary", "rtd_electra"), tasks=("RTE",))
     commands = {c.fields["arm"]: c.commands[0] for c in cells if c.kind == "pretrain"}
     updates = {arm: int(cmd[cmd.index("--max-update") + 1]) for arm, cmd in commands.items()}
