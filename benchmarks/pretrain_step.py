@@ -1,4 +1,6 @@
-"""Pretraining step time and peak memory: RTD (rtd_ternary), RTD + contrastive (rtd_contrastive) and MLM (masked_lm).
+"""Pretraining step time and peak memory: RTD (rtd_ternary), RTD + contrastive (rtd_contrastive), MLM (masked_lm),
+and the generator objectives: ELECTRA-style RTD (rtd_electra, GDES and ES) and RTD with generator replacements
+(rtd_ternary --replace-with generator).
 
     OMP_NUM_THREADS=2 python benchmarks/pretrain_step.py                     # CPU: 2 layers, B=4, L=512, V=128k
     python benchmarks/pretrain_step.py --device cuda --layers 12 --batch-size 32 --bf16
@@ -7,7 +9,8 @@ Every objective runs in its own subprocess (so peak memory is per objective; the
 load hits them alike) through the real training path: a
 vega_base-width vega_encoder (768 hidden, 12 heads, FFN 3072; `--layers` deep) on a dictionary of `--vocab`
 symbols, built by the task (`denoising_pretrain` / fairseq's `masked_lm`) and stepped by fairseq's Trainer
-(forward, backward, Adam update). Batches are random `<s> ... </s>` blocks; the RTD batch goes through the task's
+(forward, backward, Adam update). The generator objectives use the criterion's default generator (DeBERTa-v3's: half
+the layers at full width), stepped jointly with the discriminator. Batches are random `<s> ... </s>` blocks; the RTD batch goes through the task's
 own corruption (`RTDNoisingDataset`: per item noise from `vega_toolkit.data.noising`, then collate) and its
 build time is reported as a share of the RTD step ("corruption %"); the one-call batched noiser is timed too.
 Median over `--steps` interleaved steps after `--warmup`. Peak memory: max allocated on CUDA, peak RSS on CPU.
@@ -22,10 +25,13 @@ import sys
 import tempfile
 import time
 
-OBJECTIVES = {
-    "RTD": ("denoising_pretrain", "rtd_ternary"),
-    "RTD+contrastive": ("denoising_pretrain", "rtd_contrastive"),
-    "MLM": ("masked_lm", "masked_lm"),
+OBJECTIVES = {  # name: (task, criterion, criterion flags)
+    "RTD": ("denoising_pretrain", "rtd_ternary", ()),
+    "RTD+contrastive": ("denoising_pretrain", "rtd_contrastive", ()),
+    "MLM": ("masked_lm", "masked_lm", ()),
+    "ELECTRA (gdes)": ("denoising_pretrain", "rtd_electra", ("--embedding-sharing", "gdes")),
+    "ELECTRA (es)": ("denoising_pretrain", "rtd_electra", ("--embedding-sharing", "es")),
+    "RTD+generator": ("denoising_pretrain", "rtd_ternary", ("--replace-with", "generator")),
 }
 
 
@@ -93,10 +99,10 @@ def serve(args):
     from vega_toolkit.training import parse_training_args
     from vega_toolkit.data.noising import seeded_generator
 
-    task_name, criterion_name = OBJECTIVES[args.objective]
+    task_name, criterion_name, criterion_flags = OBJECTIVES[args.objective]
     with tempfile.TemporaryDirectory() as data:
         write_dictionary(data, args.vocab)
-        argv = [data, "--task", task_name, "--criterion", criterion_name, "--arch", "vega_base",
+        argv = [data, "--task", task_name, "--criterion", criterion_name, *criterion_flags, "--arch", "vega_base",
                 "--encoder-layers", str(args.layers), "--tokens-per-sample", str(args.length),
                 "--batch-size", str(args.batch_size), "--optimizer", "adam", "--lr", "1e-4", "--seed", "1"]
         argv += ["--cpu"] if args.device == "cpu" else (["--bf16"] if args.bf16 else [])
@@ -147,17 +153,33 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="CUDA only")
+    parser.add_argument("--objectives", default=",".join(OBJECTIVES),
+                        help=f"comma-separated subset of: {', '.join(OBJECTIVES)} (MLM is the reference, always run)")
     parser.add_argument("--objective", choices=list(OBJECTIVES), help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
     if args.objective:
         return serve(args)
+    chosen = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    unknown = [o for o in chosen if o not in OBJECTIVES]
+    if unknown:
+        parser.error(f"--objectives: unknown {', '.join(unknown)} (choose from {', '.join(OBJECTIVES)})")
+    objectives = [o for o in OBJECTIVES if o in chosen or o == "MLM"]
 
-    # All three children stay alive and step in turn (RTD, RTD+contrastive, MLM, RTD, ...), so that load from
+    # All children stay alive and step in turn (RTD, RTD+contrastive, MLM, ..., RTD, ...), so that load from
     # other processes on the machine hits every objective alike; the median per objective is reported.
     children = {}
-    for objective in OBJECTIVES:
-        child = [sys.executable, __file__, "--objective", objective] + [
-            a for a in sys.argv[1:] if not a.startswith("--objective")]
+    forwarded = []
+    skip = False
+    for a in sys.argv[1:]:  # the parent's flags minus --objectives
+        if skip or a.startswith("--objectives="):
+            skip = False
+            continue
+        if a == "--objectives":
+            skip = True
+            continue
+        forwarded.append(a)
+    for objective in objectives:
+        child = [sys.executable, __file__, "--objective", objective] + forwarded
         children[objective] = subprocess.Popen(child, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(objective, command):
@@ -172,9 +194,9 @@ def main():
     for objective, proc in children.items():
         if proc.stdout.readline().strip() != "ready":
             sys.exit(f"{objective} child failed to start")
-    times = {objective: [] for objective in OBJECTIVES}
+    times = {objective: [] for objective in objectives}
     for step in range(args.warmup + args.steps):
-        for objective in OBJECTIVES:
+        for objective in objectives:
             timing = ask(objective, "step")
             if step >= args.warmup:
                 times[objective].append(timing)
@@ -186,7 +208,6 @@ def main():
         proc.wait()
 
     mlm = results["MLM"]["step_s"]
-    rtd = results["RTD"]
     print(f"device {args.device}, vega_base width (768) x {args.layers} layers, B={args.batch_size}, "
           f"L={args.length}, V={args.vocab}, median of {args.steps} steps\n")
     print("| objective | step (s) | vs MLM | peak memory (MB) | batch build (s) | build % of step |")
@@ -194,6 +215,9 @@ def main():
     for name, r in results.items():
         print(f"| {name} | {r['step_s']:.3f} | {r['step_s'] / mlm:.2f}x | {r['peak_mb']:.0f} | {r['build_s']:.4f} | "
               f"{100 * r['build_s'] / r['step_s']:.2f}% |")
+    if "RTD" not in results:
+        return
+    rtd = results["RTD"]
     print(f"\nRTD corruption (task path: per-item noise + collate): {1000 * rtd['build_s']:.1f} ms = "
           f"{100 * rtd['build_s'] / rtd['step_s']:.2f}% of the RTD step; one batched noiser call: "
           f"{1000 * rtd['batched_noise_s']:.1f} ms = {100 * rtd['batched_noise_s'] / rtd['step_s']:.2f}%")

@@ -13,7 +13,7 @@ spm = pytest.importorskip("sentencepiece")
 
 from vega_toolkit import VegaModel  # noqa: E402
 from vega_toolkit.cli.convert import cli_main as vega_convert  # noqa: E402
-from vega_toolkit.models.hf_conversion import load_hf_weights  # noqa: E402
+from vega_toolkit.models.hf_conversion import hf_names_from_dictionary, load_hf_weights  # noqa: E402
 
 WORDS = ("the a cat dog sat on mat ran fast slow big small red blue tree house river stone bird sang loud quiet "
          "morning night under over near far walked jumped").split()
@@ -155,6 +155,36 @@ def test_to_hf_then_from_hf_round_trip_is_exact(converted, tmp_path):
     assert config["vocab_size"] == hf.config.vocab_size
     tokens = vega.encode(SENTENCES[1]).unsqueeze(0)
     assert_same_states(reloaded, hf_dir, vega, tokens)
+
+
+def test_exported_rtd_electra_discriminator_converts_to_hf_with_the_same_states(tiny_data_bin, tmp_path):
+    """A 3-update rtd_electra (GDES) pretraining, `vega-convert export` (the discriminator, E_G + E_delta merged),
+    then `to-hf`: transformers loads it and gives the exported model's hidden states."""
+    from glue_helpers import vega_train
+
+    save = tmp_path / "electra"
+    proc = vega_train([str(tiny_data_bin), "--task", "denoising_pretrain", "--criterion", "rtd_electra",
+                       "--embedding-sharing", "gdes", "--arch", "vega_tiny", "--tokens-per-sample", "64",
+                       "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-2", "--max-update", "3", "--cpu",
+                       "--num-workers", "0", "--disable-validation", "--save-dir", str(save)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    vega_convert(["export", str(save / "checkpoint_last.pt"), "--data-bin", str(tiny_data_bin),
+                  str(tmp_path / "vega")])
+    vega_convert(["to-hf", str(tmp_path / "vega"), str(tmp_path / "hf")])
+    vega = VegaModel.from_pretrained(str(tmp_path / "vega"))
+    delta = torch.load(save / "checkpoint_last.pt", weights_only=False)["criterion"]["generator.embedding_delta"]
+    assert torch.count_nonzero(delta) > 0  # the merged embedding differs from the generator's alone
+    hf = transformers.DebertaV2Model.from_pretrained(str(tmp_path / "hf")).eval()
+    batch = vega.collate([vega.encode(s) for s in ("the cat sat on the mat", "a dog ran", "it rained")])
+    # a vega-preprocess spm has no pad piece: ids go through the conversion's own vocabulary (names by HF id)
+    d = vega.dictionary
+    names = hf_names_from_dictionary([d[i] for i in range(len(d))], str(tmp_path / "vega" / "spm.model"))
+    pad = batch.eq(d.pad())
+    with torch.no_grad():
+        ours = vega.extract_features(batch)
+        theirs = hf(input_ids=torch.tensor([[names.index(d[t]) for t in row] for row in batch.tolist()]),
+                    attention_mask=(~pad).long()).last_hidden_state
+    assert pad.any() and (ours - theirs)[~pad].abs().max().item() <= 1e-4
 
 
 def test_missing_spm_model_is_reported_with_the_folder(tmp_path):

@@ -50,7 +50,8 @@ def test_config_dir_holds_the_pretrain_and_glue_configs():
     assert Path(out) == CONF_DIR and Path(out).parent == Path(PLUGIN_DIR)
     names = {p.relative_to(out).as_posix() for p in Path(out).glob("*/*.yaml") if not p.name.startswith("_")}
     assert {"pretrain/phase1_paper.yaml", "pretrain/phase1_tiny.yaml", "pretrain/phase2_paper.yaml",
-            "pretrain/phase2_tiny.yaml", "pretrain/mlm_tiny.yaml"} <= names
+            "pretrain/phase2_tiny.yaml", "pretrain/mlm_tiny.yaml", "pretrain/rtd_electra_tiny.yaml",
+            "pretrain/rtd_electra_paper.yaml"} <= names
     assert {f"glue/{t}.yaml" for t in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")} <= names
 
 
@@ -129,7 +130,8 @@ def assert_same_config(yaml_cfg, recipe_cfg):
 
 
 PRETRAIN = [("phase1_rtd.sh", "tiny", "phase1_tiny"), ("phase1_rtd.sh", "paper", "phase1_paper"),
-            ("phase2_contrastive.sh", "tiny", "phase2_tiny"), ("phase2_contrastive.sh", "paper", "phase2_paper")]
+            ("phase2_contrastive.sh", "tiny", "phase2_tiny"), ("phase2_contrastive.sh", "paper", "phase2_paper"),
+            ("rtd_electra.sh", "tiny", "rtd_electra_tiny"), ("rtd_electra.sh", "paper", "rtd_electra_paper")]
 
 
 @pytest.mark.parametrize("recipe,scale,name", PRETRAIN)

@@ -43,12 +43,23 @@ def test_phase1_then_phase2_run_end_to_end_at_tiny_scale(tiny_data_bin, tmp_path
     assert re.search(r"num_updates 4\b", valid), valid
 
 
+def test_rtd_electra_runs_end_to_end_at_tiny_scale_and_exports_the_discriminator(tiny_data_bin, tmp_path):
+    log = run_recipe("rtd_electra.sh", DATA_BIN=tiny_data_bin, SAVE_DIR=tmp_path / "electra", MAX_UPDATE=4)
+    valid = last_valid(log)
+    for key in ("rtd_acc", "prior_acc", "mlm_loss", "gen_acc", "gen_unigram_acc"):
+        assert re.search(rf"\| {key} [0-9.]+", valid), key
+    out = subprocess.run([sys.executable, "-m", "vega_toolkit.cli.convert", "export",
+                          str(tmp_path / "electra" / "checkpoint_last.pt"), "--data-bin", str(tiny_data_bin),
+                          str(tmp_path / "model")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and (tmp_path / "model" / "model.pt").is_file(), out.stderr[-2000:]
+
+
 def dry_run(name, **env):
     out = run_recipe(name, DRY_RUN=1, DATA_BIN="DATA", SAVE_DIR="SAVE", PHASE1_CKPT="P1.pt", **env)
     return shlex.split(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", ["phase1_rtd.sh", "phase2_contrastive.sh"])
+@pytest.mark.parametrize("name", ["phase1_rtd.sh", "phase2_contrastive.sh", "rtd_electra.sh"])
 def test_tiny_dry_run_prints_the_command_in_the_header_comment(name):
     header = []
     for line in (RECIPES / name).read_text().splitlines():
@@ -64,7 +75,8 @@ def test_tiny_dry_run_prints_the_command_in_the_header_comment(name):
 def test_paper_dry_runs_parse_as_vega_train_commands_with_the_cluster_math():
     from vega_toolkit.training import parse_training_args
 
-    for name, updates in (("phase1_rtd.sh", 1_000_000), ("phase2_contrastive.sh", 100_000)):
+    for name, updates in (("phase1_rtd.sh", 1_000_000), ("phase2_contrastive.sh", 100_000),
+                          ("rtd_electra.sh", 1_000_000)):
         cmd = dry_run(name, SCALE="paper", NODES=4, GPUS_PER_NODE=8, BATCH_PER_GPU=8, GLOBAL_BATCH=2048)
         assert cmd[0] == "vega-train"
         args = parse_training_args(cmd[1:])
@@ -73,6 +85,9 @@ def test_paper_dry_runs_parse_as_vega_train_commands_with_the_cluster_math():
         assert args.optimizer == "adam" and args.weight_decay > 0
         if name.startswith("phase2"):
             assert args.finetune_from_model == "P1.pt" and args.criterion == "rtd_contrastive"
+        if name == "rtd_electra.sh":  # DeBERTa-v3's rtd.sh: lambda 10, lr 1e-4, warmup 10k
+            assert (args.criterion, args.embedding_sharing, args.rtd_lambda, args.lr, args.warmup_updates) == \
+                ("rtd_electra", "gdes", 10.0, [1e-4], 10000)
 
 
 def test_paper_default_cluster_is_the_papers_40_dgx_nodes_of_8_gpus():

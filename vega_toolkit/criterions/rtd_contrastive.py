@@ -75,6 +75,10 @@ class RTDContrastiveCriterion(RTDTernaryCriterion):
         self.contrastive_weight = cfg.contrastive_weight
         self.contrastive_pooling = cfg.contrastive_pooling
 
+    @staticmethod
+    def replaces_with_generator(cfg) -> bool:
+        return False  # the task's random replacements: this config has no --replace-with
+
     def forward(self, model, sample, reduce=True):
         corrupted = sample["net_input"]["src_tokens"]
         bsz = corrupted.size(0)

@@ -8,6 +8,9 @@ A model folder is what the GLUE recipes (`PRETRAINED=...`), `vega-glue arch` and
 pretraining heads (the RTD token head, the contrastive projection): fine-tuning registers its own head.
 A `masked_lm` checkpoint has one more embedding row than dict.txt (fairseq's masked_lm task appends `<mask>`);
 it is trimmed, so every pretraining objective yields a folder with the same vocabulary and the GLUE task accepts it.
+An `rtd_electra` (or `rtd_ternary --replace-with generator`) checkpoint keeps its generator in
+`checkpoint["criterion"]`: the folder holds the discriminator alone, and under GDES its embedding is E_G + E_delta
+merged into one matrix (models/replacement_generator.py), so it loads, fine-tunes and converts like any other.
 `--random-init` gives the "no pretraining" baseline the same tokenizer and architecture as a pretrained arm.
 """
 import logging
@@ -79,6 +82,7 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
 
     from vega_toolkit.data.vocabulary import check_vocabulary, stored_vocabulary_id
     from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.models.replacement_generator import EMBEDDING_DELTA_KEY
 
     ckpt = load_checkpoint_to_cpu(checkpoint)
     cfg = ckpt.get("cfg")
@@ -90,6 +94,13 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
         raise FileNotFoundError(f"--data-bin {data_bin}: no {DICT_FILE} (a vega-preprocess data-bin has dict.txt "
                                 f"and spm.model)")
     check_vocabulary(checkpoint, stored_vocabulary_id(ckpt), data_bin, "--data-bin")
+    delta = (ckpt.get("criterion") or {}).get(EMBEDDING_DELTA_KEY)
+    if delta is not None:  # GDES: the discriminator's embedding is E_G + E_delta (the generator is not exported)
+        merged = state[EMBEDDING_KEY] + delta.to(state[EMBEDDING_KEY].dtype)
+        for key in (EMBEDDING_KEY, "encoder.lm_head.weight"):  # the tied output embedding is stored again
+            if key in state:
+                state[key] = merged
+        logger.info("%s: merged the generator's embedding and the discriminator's GDES delta", checkpoint)
     vocab = len(Dictionary.load(os.path.join(data_bin, DICT_FILE)))
     rows = state[EMBEDDING_KEY].size(0)
     task_name = cfg.task.get("_name")

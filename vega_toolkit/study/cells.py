@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from vega_toolkit.data.glue_readers import read_glue_split
-from vega_toolkit.study.plan import Arm, Scale, TaskPlan, find_task, get_arm, resolve_arms
+from vega_toolkit.study.plan import Arm, Scale, TaskPlan, find_task, get_arm, pretrain_budget, resolve_arms
 
 KEY_CHARS = 12
 
@@ -157,7 +157,7 @@ def _glue_text_cell(name: str, tasks: Tuple[str, ...], glue_dir: str, stem: str)
 def _pretrain_cell(scale: Scale, arm: Arm, data_bin: str, prep_key: str) -> Cell:
     """One pretraining run (two for an arm with a second phase) and the model folder export."""
     save_dir = f"{{out}}/pretrain/{arm.name}"
-    budget, second = scale.pretrain, None
+    budget, second = pretrain_budget(scale, arm), None
     if arm.second_phase_args:
         budget, second = budget.split(arm.second_phase_fraction, arm.second_phase_lr_ratio)
 

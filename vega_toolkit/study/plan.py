@@ -51,6 +51,9 @@ class Arm:
     # the claim says this arm beats `compare_with`, -1 if it says this arm loses to it ("" = no claim: our variant)
     claim: str = ""
     claim_sign: int = 1
+    # a generator objective: fewer pretraining updates, for the training FLOPs of the scale's rtd_ternary run
+    # (`pretrain_budget`, study/generator_flops.py)
+    equal_compute: bool = False
 
     def __post_init__(self):
         if self.external_pool != ("{pool}" in self.finetune_args):
@@ -61,6 +64,8 @@ class Arm:
             raise ValueError(f"arm {self.name}: claim_sign is +1 (the claim says it beats compare_with) or -1")
         if self.starts_from and self.pretrain_args:
             raise ValueError(f"arm {self.name}: an adaptation arm (starts_from) has no pretraining of its own")
+        if self.equal_compute and not self.pretrain_args:
+            raise ValueError(f"arm {self.name}: equal_compute reduces a pretraining's updates; this arm has none")
 
     @property
     def pretrained(self) -> bool:
@@ -71,6 +76,7 @@ class Arm:
 
 
 _RTD = ("--task", "denoising_pretrain", "--criterion", "rtd_ternary")
+_ELECTRA = ("--task", "denoising_pretrain", "--criterion", "rtd_electra")
 
 ARMS: Dict[str, Arm] = {
     arm.name: arm
@@ -105,6 +111,26 @@ ARMS: Dict[str, Arm] = {
             claim="the replaced class adds to shuffled-token detection (ternary beats shuffle-only)",
             about="rtd_ternary with --shuffle-prob 0.15 --replace-prob 0: shuffled-token detection only (what the "
                   "replace class adds)"),
+        # generator objectives at equal training FLOPs: the generator's forward and backward cost updates
+        Arm("rtd_electra", pretrain_args=_ELECTRA + ("--embedding-sharing", "gdes"), compare_with="rtd_ternary",
+            equal_compute=True,
+            claim="replaced-token detection with a generator's plausible replacements and gradient-disentangled "
+                  "embedding sharing (ELECTRA, DeBERTa-v3) transfers better than the ternary objective at equal "
+                  "compute",
+            about="rtd_electra with GDES (criterions/rtd_electra.py): 15% masked, a generator of half the depth at "
+                  "full width (DeBERTa-v3's), binary original/replaced head, loss MLM + 50 x RTD; fewer updates for "
+                  "the same training FLOPs as rtd_ternary (study/generator_flops.py)"),
+        Arm("rtd_electra_es", pretrain_args=_ELECTRA + ("--embedding-sharing", "es"), compare_with="rtd_ternary",
+            equal_compute=True,
+            about="rtd_electra with ELECTRA's embedding sharing (one embedding trained by both losses), otherwise "
+                  "as rtd_electra; fewer updates for the same training FLOPs as rtd_ternary"),
+        Arm("rtd_ternary_generator", pretrain_args=_RTD + ("--replace-with", "generator"), compare_with="rtd_ternary",
+            equal_compute=True,
+            claim="Vega's ternary objective transfers better when its replaced tokens come from a generator "
+                  "(plausible in context) than from the uniform random draw, at equal compute",
+            about="rtd_ternary --replace-with generator: shuffle 10% as Vega, the 5% replaced tokens sampled from a "
+                  "GDES generator (a sample equal to the original labelled original), loss MLM + 50 x ternary; "
+                  "fewer updates for the same training FLOPs as rtd_ternary"),
         # adaptation arms: the rtd_ternary model fine-tuned another way, against its plain fine-tuning
         Arm("adversarial_ce", finetune_args=_SIFT_ARGS, starts_from="rtd_ternary", compare_with="rtd_ternary",
             claim="adversarial fine-tuning on normalised word embeddings (SiFT) beats plain cross-entropy",
@@ -333,6 +359,19 @@ SCALES: Dict[str, Scale] = {
         ),
     )
 }
+
+
+def pretrain_budget(scale: Scale, arm: Arm) -> PretrainBudget:
+    """The arm's pretraining budget: the scale's, or for an equal-compute arm the same optimizer and schedule shape
+    with updates (and warmup) cut to the training FLOPs of the scale's rtd_ternary run."""
+    if not arm.equal_compute:
+        return scale.pretrain
+    from vega_toolkit.study.generator_flops import equal_compute_updates
+
+    base = scale.pretrain
+    vocab = int(scale.preprocess_args[scale.preprocess_args.index("--vocab-size") + 1])
+    updates = equal_compute_updates(base.updates, scale.arch, base.tokens, vocab, arm.pretrain_args)
+    return replace(base, updates=updates, warmup=max(1, round(base.warmup * updates / base.updates)))
 
 
 def get_scale(name: str) -> Scale:

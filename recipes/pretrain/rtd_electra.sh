@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# ELECTRA-style replaced token detection with a generator and DeBERTa-v3's gradient-disentangled embedding sharing.
+#
+#   DATA_BIN=data-bin/gutenberg SAVE_DIR=ckpt/electra bash recipes/pretrain/rtd_electra.sh             # SCALE=tiny
+#   DATA_BIN=... SAVE_DIR=... SCALE=paper DRY_RUN=1 bash recipes/pretrain/rtd_electra.sh               # print only
+#   vega-convert export $SAVE_DIR/checkpoint_last.pt --data-bin $DATA_BIN models/electra   # discriminator alone
+#
+# SCALE=tiny (CPU, minutes) runs exactly:
+#   vega-train $DATA_BIN --task denoising_pretrain --criterion rtd_electra --embedding-sharing gdes --mask-prob 0.15
+#     --generator-layers 0 --generator-width-fraction 1.0 --rtd-lambda 50 --save-dir $SAVE_DIR --optimizer adam
+#     --adam-betas '(0.9,0.98)' --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 --lr-scheduler polynomial_decay
+#     --log-format simple --no-epoch-checkpoints --arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr 2e-3
+#     --warmup-updates 30 --max-update 300 --total-num-update 300 --log-interval 25 --validate-interval-updates 100
+#     --cpu --num-workers 0
+# Both scales: 15% of the tokens masked, the generator half as deep as the discriminator at its full width
+# (--generator-layers 0), GDES. These are DeBERTa-v3's settings (He et al. 2021; microsoft/DeBERTa
+# experiments/language_model/rtd.sh and rtd_large.json: 12-layer generator of width 1024 for the 24-layer
+# v3-large, ../shared/research/deberta.md D.2). The tiny scale steps generator and discriminator jointly with
+# ELECTRA's lambda 50 (google-research/electra configure_pretraining.py disc_weight); SCALE=paper sets DeBERTa-v3's
+# rtd_lambda 10, lr 1e-4, warmup 10k, 1M updates of 512 tokens (rtd.sh), on the cluster, model (vega_v1_1_3b: a
+# 24-layer generator) and global batch of recipes/pretrain/phase1_rtd.sh, so that the two objectives compare at
+# the same batch (DeBERTa-v3's rtd.sh uses 256 sequences: GLOBAL_BATCH=256 with NODES/BATCH_PER_GPU to match).
+# Env: DATA_BIN, SAVE_DIR (required); SCALE, DRY_RUN, MAX_UPDATE, VEGA_TRAIN, SHARING (gdes|es|none), RTD_LAMBDA;
+# NODES, GPUS_PER_NODE, BATCH_PER_GPU, GLOBAL_BATCH, LR (paper). Extra arguments are appended to the command.
+# As a Hydra config (vega-hydra-train): vega_toolkit/conf/pretrain/rtd_electra_tiny and pretrain/rtd_electra_paper
+# (equal to this recipe field by field: tests/test_hydra_configs.py).
+set -euo pipefail
+: "${DATA_BIN:?set DATA_BIN to a vega-preprocess data-bin}"
+: "${SAVE_DIR:?set SAVE_DIR to the checkpoint directory}"
+SCALE=${SCALE:-tiny}
+DRY_RUN=${DRY_RUN:-0}
+here=$(dirname "${BASH_SOURCE[0]}")
+source "$here/common.sh"
+
+case "$SCALE" in
+  tiny)
+    MAX_UPDATE=${MAX_UPDATE:-300}
+    RTD_LAMBDA=${RTD_LAMBDA:-50}
+    scale_args=(--arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr "${LR:-2e-3}" --warmup-updates 30
+                --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --log-interval 25
+                --validate-interval-updates 100 --cpu --num-workers 0) ;;
+  paper)
+    MAX_UPDATE=${MAX_UPDATE:-1000000}
+    RTD_LAMBDA=${RTD_LAMBDA:-10}
+    paper_update_freq
+    scale_args=(--arch vega_v1_1_3b --tokens-per-sample 512 --batch-size "$BATCH_PER_GPU" --update-freq "$UPDATE_FREQ"
+                --distributed-world-size "$WORLD" --lr "${LR:-1e-4}" --warmup-updates 10000
+                --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --bf16 --checkpoint-activations
+                --find-unused-parameters --log-interval 100 --save-interval-updates 5000 --keep-interval-updates 5
+                --validate-interval-updates 5000 --num-workers 4) ;;
+  *) echo "rtd_electra.sh: SCALE must be tiny or paper, got '$SCALE'" >&2; exit 2 ;;
+esac
+
+cmd=("${VEGA_TRAIN:-vega-train}" "$DATA_BIN" --task denoising_pretrain --criterion rtd_electra
+     --embedding-sharing "${SHARING:-gdes}" --mask-prob 0.15 --generator-layers 0 --generator-width-fraction 1.0
+     --rtd-lambda "$RTD_LAMBDA" --save-dir "$SAVE_DIR" "${COMMON_ARGS[@]}" "${scale_args[@]}" "$@")
+run_or_print "${cmd[@]}"
