@@ -78,7 +78,7 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
     def __init__(self, cfg: DenoisingPretrainConfig, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
-        self.record_vocabulary(utils.split_paths(cfg.data)[0], "DATA")
+        self.record_vocabulary(data_paths(cfg.data)[0], "DATA")
         self.noiser = TokenNoiser.from_dictionary(
             dictionary, cfg.shuffle_prob, cfg.replace_prob, replace_weighting=cfg.replace_weighting
         )
@@ -147,7 +147,7 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
                             f"--max-positions {model.max_positions()}: every block would be too long. Lower "
                             f"--tokens-per-sample or raise --max-positions")
         check_embedding_rows("the model", model.encoder.embed_tokens.num_embeddings, len(self.dictionary),
-                             utils.split_paths(self.cfg.data)[0], "DATA")
+                             data_paths(self.cfg.data)[0], "DATA")
         if RTD_HEAD_NAME not in model.token_heads:
             model.register_token_head(RTD_HEAD_NAME, NUM_RTD_CLASSES)
         return model
