@@ -199,6 +199,21 @@ def test_export_writes_the_discriminator_with_the_merged_embedding_and_it_fine_t
     assert (tmp_path / "rte" / "checkpoint_last.pt").exists()
 
 
+def test_fine_tuning_straight_from_a_gdes_pretraining_checkpoint_is_refused_naming_the_export(electra_runs,
+                                                                                             tiny_data_bin, tmp_path):
+    ckpt = electra_runs / "straight" / "checkpoint_last.pt"
+    train = vega_train([os.path.join(FIXTURES, "RTE"), "--task", "glue", "--glue-task", "RTE", "--vocab-dir",
+                        str(tiny_data_bin), *TINY[:8], "--finetune-from-model", str(ckpt), "--criterion",
+                        "glue_prediction", "--classification-head-name", "rte_head", "--optimizer", "adam", "--lr",
+                        "1e-3", "--batch-size", "8", "--max-update", "2", "--cpu", "--num-workers", "0",
+                        "--glue-cache-dir", str(tmp_path / "cache"), "--save-dir", str(tmp_path / "rte")])
+    assert train.returncode != 0
+    lines = train.stderr.strip().splitlines()
+    assert "is an rtd_electra --embedding-sharing gdes pretraining checkpoint" in lines[-1], train.stderr[-3000:]
+    assert "vega-convert export" in lines[-1] and "Traceback" not in train.stderr
+    assert not (tmp_path / "rte" / "checkpoint_last.pt").exists()
+
+
 def test_tiny_run_beats_the_all_original_and_unigram_baselines_on_held_out_data(tiny_data_bin):
     """vega_tiny, 200 updates (about 40 s of one core): held-out discriminator accuracy above calling every token
     original, and the generator's masked-token accuracy above always predicting the most frequent piece (measured

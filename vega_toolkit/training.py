@@ -118,8 +118,26 @@ def vocabulary_folder(args) -> Optional[Tuple[str, str]]:
     if getattr(args, "vocab_dir", None) and getattr(args, "glue_task", None):
         return args.vocab_dir, "--vocab-dir"
     if args.task == "denoising_pretrain":
-        return args.data.split(os.pathsep)[0], "DATA"
+        from vega_toolkit.data.corpus_pipeline import data_paths
+
+        return data_paths(args.data)[0], "DATA"  # a folder of shards: shard 0, the one the task records
     return None
+
+
+def check_not_a_gdes_pretraining(path: str):
+    """A GDES pretraining checkpoint keeps the discriminator's embedding delta in the criterion's state, which
+    --finetune-from-model does not read: its weights alone are the generator's embedding, not the discriminator's."""
+    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
+    from vega_toolkit.models.replacement_generator import EMBEDDING_DELTA_KEY
+
+    try:
+        criterion_state = peek_checkpoint(path).get("criterion") or {}
+    except CheckpointError:  # fairseq's own load reports it
+        return
+    if EMBEDDING_DELTA_KEY in criterion_state:
+        raise UserError(f"--finetune-from-model {path} is an rtd_electra --embedding-sharing gdes pretraining "
+                        f"checkpoint: its discriminator embedding is E_G + E_delta, which only the export merges. "
+                        f"Run `vega-convert export {path} --data-bin DATA OUT` and fine-tune from OUT/model.pt")
 
 
 def check_checkpoint_vocabulary(args, path: str, flag: str):
@@ -240,6 +258,7 @@ def guarded_training(args, train: Callable[[], Any]):
         if not os.path.isfile(start):
             raise UserError(f"--finetune-from-model {start}: file not found")
         check_checkpoint_vocabulary(args, start, "--finetune-from-model")
+        check_not_a_gdes_pretraining(start)
     with stop_with_checkpoint(args) as stop:
         try:
             result = train()

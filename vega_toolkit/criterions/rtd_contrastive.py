@@ -28,6 +28,7 @@ from fairseq.logging import metrics
 
 from vega_toolkit.criterions.rtd_ternary import RTDTernaryCriterion, reduce_rtd_metrics, rtd_loss_and_counts
 from vega_toolkit.data.noising import RTD_HEAD_NAME
+from vega_toolkit.errors import UserError
 from vega_toolkit.models.heads import pool
 
 
@@ -70,7 +71,7 @@ class RTDContrastiveCriterion(RTDTernaryCriterion):
     def __init__(self, cfg: RTDContrastiveConfig, task):
         super().__init__(cfg, task)
         if cfg.temperature <= 0:
-            raise ValueError(f"--temperature must be > 0, got {cfg.temperature}")
+            raise UserError(f"--temperature must be > 0, got {cfg.temperature}")
         self.temperature = cfg.temperature
         self.contrastive_weight = cfg.contrastive_weight
         self.contrastive_pooling = cfg.contrastive_pooling

@@ -37,6 +37,7 @@ from fairseq.logging import metrics
 
 from vega_toolkit.criterions.rtd_ternary import GeneratorReplacing, _ratio, reduce_joint_metrics
 from vega_toolkit.data.noising import ORIGINAL, REPLACED, TokenNoiser
+from vega_toolkit.errors import UserError
 from vega_toolkit.models.replacement_generator import ReplacementGeneratorConfig, validation_rng
 
 
@@ -52,9 +53,9 @@ class RTDElectraCriterion(GeneratorReplacing, FairseqCriterion):
     def __init__(self, cfg: RTDElectraConfig, task):
         super().__init__(task)
         if not hasattr(task, "noiser"):
-            raise ValueError("--criterion rtd_electra needs --task denoising_pretrain")
+            raise UserError("--criterion rtd_electra needs --task denoising_pretrain")
         if not 0 < cfg.mask_prob <= 1:
-            raise ValueError(f"--mask-prob must be in (0, 1], got {cfg.mask_prob}")
+            raise UserError(f"--mask-prob must be in (0, 1], got {cfg.mask_prob}")
         self.cfg = cfg
         # the task's corruption with one kind of noise: its "replaced" set is an exact mask_prob share per sequence
         self.masker = TokenNoiser.from_dictionary(task.source_dictionary, shuffle_prob=0.0,

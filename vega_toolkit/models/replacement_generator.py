@@ -38,6 +38,7 @@ from omegaconf import II, OmegaConf
 from torch import nn
 from torch.func import functional_call
 
+from vega_toolkit.errors import UserError
 from vega_toolkit.models.vega_encoder import VegaEncoder, VegaEncoderConfig
 
 EMBEDDING_SHARING = ("gdes", "es", "none")
@@ -69,15 +70,15 @@ def generator_sizes(disc, layers: int, width_fraction: float):
     """(layers, hidden, heads, ffn) of the generator of a discriminator config (ELECTRA scales hidden, heads and FFN
     together, so the per-head size stays)."""
     if layers < 0:
-        raise ValueError(f"--generator-layers must be >= 0 (0 = half the discriminator's), got {layers}")
+        raise UserError(f"--generator-layers must be >= 0 (0 = half the discriminator's), got {layers}")
     if not 0 < width_fraction <= 1:
-        raise ValueError(f"--generator-width-fraction must be in (0, 1], got {width_fraction}")
+        raise UserError(f"--generator-width-fraction must be in (0, 1], got {width_fraction}")
     layers = layers or max(1, disc.encoder_layers // 2)
     hidden = round(width_fraction * disc.encoder_embed_dim)
     heads = max(1, round(width_fraction * disc.encoder_attention_heads))
     ffn = max(1, round(width_fraction * disc.encoder_ffn_embed_dim))
     if hidden < 1 or hidden % heads:
-        raise ValueError(f"--generator-width-fraction {width_fraction}: a generator of hidden size {hidden} cannot "
+        raise UserError(f"--generator-width-fraction {width_fraction}: a generator of hidden size {hidden} cannot "
                          f"have {heads} heads of equal size (discriminator: {disc.encoder_embed_dim} / "
                          f"{disc.encoder_attention_heads})")
     return layers, hidden, heads, ffn
@@ -105,7 +106,7 @@ class ReplacementGenerator(nn.Module):
     def __init__(self, cfg: ReplacementGeneratorConfig, dictionary, special_ids: torch.Tensor):
         super().__init__()
         if cfg.embedding_sharing not in EMBEDDING_SHARING:
-            raise ValueError(f"--embedding-sharing must be one of {', '.join(EMBEDDING_SHARING)}, "
+            raise UserError(f"--embedding-sharing must be one of {', '.join(EMBEDDING_SHARING)}, "
                              f"got {cfg.embedding_sharing!r}")
         disc = cfg.discriminator
         self.sharing = str(cfg.embedding_sharing)
@@ -114,7 +115,7 @@ class ReplacementGenerator(nn.Module):
         if self.sharing == "gdes" and (disc_embed_dim != disc.encoder_embed_dim or disc.position_biased_input):
             # the GDES sum is taken on the looked-up word vectors right before the LayerNorm; a projection or
             # absolute positions added before that point would be cut off from the discriminator's gradient
-            raise ValueError("--embedding-sharing gdes needs a discriminator without --embedding-dim and without "
+            raise UserError("--embedding-sharing gdes needs a discriminator without --embedding-dim and without "
                              "--position-biased-input (DeBERTa-v2/v3 have neither); use es or none")
         layers, hidden, heads, ffn = generator_sizes(disc, cfg.generator_layers, cfg.generator_width_fraction)
         fields = OmegaConf.to_container(disc, resolve=True) if OmegaConf.is_config(disc) else dict(vars(disc))
