@@ -12,6 +12,7 @@ Takes vega-train's flags (DATA optional: without it the vocabulary is --vocab-si
 --gpu-memory, --gpu-flops, --gpus-per-node, --interconnect-gbps. Nothing is allocated: the real model, criterion and
 fairseq optimizer run one update under fake tensors (vega_toolkit/planning/).
 """
+import argparse
 import json
 import logging
 import sys
@@ -29,9 +30,11 @@ def cli_main(argv=None):
 
     try:
         if "--validate" in argv:
-            from vega_toolkit.planning.plan import parse
-
-            args = parse([a for a in argv if a != "--validate"])
+            parser = argparse.ArgumentParser(prog="vega-plan --validate")
+            parser.add_argument("--validate", action="store_true")
+            parser.add_argument("--calibration", default="", help="one calibration file (default: all of "
+                                                                  "benchmarks/calibration)")
+            args = parser.parse_args(argv)
             paths = [args.calibration] if args.calibration else calibration_files()
             if not paths:
                 raise CalibrationError("no calibration files in benchmarks/calibration (give --calibration FILE)")
