@@ -3,8 +3,9 @@
     t = trace_update(cfg, vocab_size=128100, device="cuda")     # cfg: step.training_config of vega-train flags
     t.peak_bytes, t.at_peak, t.largest, t.flops
 
-Two updates run: the first creates the optimizer's states (Adam's moments are allocated lazily by its first step),
-the second is the steady state every later update repeats, and its peak is the one reported.
+Two updates run: the first creates the optimizer's states (Adam's moments are allocated lazily by its first step;
+this one steps on zero gradients, without a forward and backward), the second is the steady state every later
+update repeats, and its peak is the one reported.
 `device="cuda"` traces the attention as CUDA runs it (cuda_model.py); `device="cpu"` traces the CPU code paths,
 which a real CPU step measures (benchmarks/plan_validation_cpu.py).
 """
@@ -17,7 +18,7 @@ import torch
 
 from vega_toolkit.planning.cuda_model import cuda_kernels
 from vega_toolkit.planning.step import (build_task, build_trainer, encoder_step, forward_backward, make_batch,
-                                        optimizer_update, run_update, with_overrides)
+                                        optimizer_update, with_overrides)
 from vega_toolkit.planning.tracing import FakeExecution, TensorAtPeak
 
 CATEGORIES = ("parameters", "gradients", "fp32 master weights, gradients and optimizer states",
@@ -108,7 +109,12 @@ def trace_update(cfg, vocab_size: int, device: str, batch_size: int = None, chec
         ex.memory.track_existing(model_params, "parameter")
         ex.memory.track_existing(optimizer_tensors(trainer.optimizer), "optimizer")
         sample = ex.real_sample(batch)
-        run_update(trainer, sample, update_num=0)
+        # The update before: only its optimizer step matters (it creates Adam's states), so it runs on zero
+        # gradients instead of a forward and backward (the trace's cost is per operator).
+        for p in model_params:
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+        optimizer_update(trainer, 1, update_num=0)
         flops_before = ex.total_flops()
         ex.mark("update")
         sample_size = forward_backward(trainer, sample, update_num=1)
