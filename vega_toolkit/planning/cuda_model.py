@@ -113,8 +113,8 @@ def ddp_bucket_bytes(args, gradient_bytes: int, world_size: int) -> int:
         return 0
     if args.ddp_backend in ("c10d", "pytorch_ddp"):
         return gradient_bytes
-    if args.ddp_backend in ("no_c10d", "legacy_ddp"):  # fairseq's own DDP: one flat buffer of --bucket-cap-mb
-        return min(gradient_bytes, int(args.bucket_cap_mb * 2 ** 20))
+    if args.ddp_backend in ("no_c10d", "legacy_ddp"):  # fairseq's own DDP: one buffer of at most 2**28 elements
+        return min(gradient_bytes, 2 ** 28 * 2)  # (fairseq/models/distributed_fairseq_model.py), half precision
     return 0
 
 

@@ -28,9 +28,25 @@ from vega_toolkit.planning.step import (
     training_config,
     with_overrides,
 )
-from vega_toolkit.planning.trace import Trace, trace_encoder_step, trace_update
+from vega_toolkit.planning.trace import Trace, trace_encoder_step
+from vega_toolkit.planning.trace import trace_update as _trace_update
 
 REFERENCE_MFUS = (0.3, 0.5)
+_TRACES = {}
+
+
+def trace_update(cfg, vocab_size: int, device: str, batch_size: int = None, checkpoint: bool = None) -> Trace:
+    """trace.trace_update, remembered for the life of the process (plans of one configuration on several clusters
+    share their traces: the memory of an update does not depend on the card)."""
+    from omegaconf import OmegaConf
+
+    # what one process's update depends on: not the world size, --update-freq or --max-update
+    traced = {k: cfg[k] for k in ("common", "model", "task", "criterion", "optimizer", "optimization")}
+    traced["optimization"] = {"clip_norm": cfg.optimization.clip_norm}
+    key = (OmegaConf.to_yaml(traced), cfg.dataset.batch_size, vocab_size, device, batch_size, checkpoint)
+    if key not in _TRACES:
+        _TRACES[key] = _trace_update(cfg, vocab_size, device, batch_size, checkpoint)
+    return _TRACES[key]
 # The paper's run (Zhong et al. 2022, arXiv 2302.09268): 40 DGX nodes x 8 A100, "about 20 days" for 1M steps.
 PAPER_DAYS = 20.0
 

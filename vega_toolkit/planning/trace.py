@@ -109,11 +109,11 @@ def trace_update(cfg, vocab_size: int, device: str, batch_size: int = None, chec
         ex.memory.track_existing(model_params, "parameter")
         ex.memory.track_existing(optimizer_tensors(trainer.optimizer), "optimizer")
         sample = ex.real_sample(batch)
-        # The update before: only its optimizer step matters (it creates Adam's states), so it runs on zero
-        # gradients instead of a forward and backward (the trace's cost is per operator).
-        for p in model_params:
-            if p.requires_grad:
-                p.grad = torch.zeros_like(p)
+        # The update before: only its optimizer step matters (it creates Adam's states), so its gradients come from
+        # a zero loss over every trainable weight through the optimizer's own backward instead of a forward and
+        # backward of the model (a trace's cost is per operator).
+        trainer.zero_grad()
+        trainer.optimizer.backward(sum(p.sum() for p in model_params if p.requires_grad) * 0)
         optimizer_update(trainer, 1, update_num=0)
         flops_before = ex.total_flops()
         ex.mark("update")
