@@ -76,10 +76,10 @@ class _FusedShapes(torch.autograd.Function):
         grad_tables = [torch.zeros(t.shape, dtype=torch.float32) for t in tables]
         dq, dk = (torch.empty(t.shape, dtype=torch.float32) for t in (q, k))
         dv = torch.empty_like(v)
-        grads = [None, None]
-        for i, (t, g) in enumerate(zip((pos_key, pos_query), grad_tables)):
-            if t is not None:
-                grads[i] = torch.einsum("bhls,bhld->hsd", g, q.float()).to(t.dtype)
+        grads, present = [None, None], [(i, t, x) for i, (t, x) in enumerate(((pos_key, q), (pos_query, k)))
+                                         if t is not None]
+        for (i, table, x), g in zip(present, grad_tables):
+            grads[i] = torch.einsum("bhls,bhld->hsd", g, x.float()).to(table.dtype)
         del delta, tables, grad_tables
         return dq.to(q.dtype), dk.to(k.dtype), dv, grads[0], grads[1]
 
