@@ -16,7 +16,9 @@ traced on fake CPU tensors with the CPU-only code paths swapped for what CUDA ru
    by the same `relative_bias` as on CUDA, in blocks of `CUDA_BLOCK` query rows instead of CPU's `BLOCK`.
 2. `--attention-impl fused`: the Triton kernel cannot run on fake tensors; ``_FusedShapes`` allocates what its
    autograd function allocates and saves (q, k, v, output, float32 logsumexp, the compact c2p/p2c tables while they
-   live, float32 table and dQ/dK gradients in backward), with no [L, L] tensor.
+   live, float32 table and dQ/dK gradients in backward), with no [L, L] tensor. Its FLOPs count the table GEMMs
+   but not the kernel's own QK^T / PV products (a Triton launch is no operator the trace sees): its time
+   projection is low.
 3. Outside the tensors: the CUDA context, cuBLAS workspaces and NCCL buffers (`CUDA_CONTEXT_BYTES`), and the caching
    allocator's fragmentation (`ALLOCATOR_OVERHEAD`). `torch.cuda.max_memory_allocated` sees neither, so the
    calibration rows (benchmarks/calibration/*.json) are compared with the traced peak alone, and the card's memory
