@@ -7,8 +7,8 @@
 Memory is traced (trace.py: one steady-state update of the real Trainer step under fake tensors, CUDA's kernels
 modelled in cuda_model.py), not computed by a formula. The largest batch: the activations and temporaries at the
 forward/backward peak are [B, ...] tensors, so that peak is linear in B (``Trace.fixed_bytes + Trace.batch_bytes *
-B / B0``), while the optimizer step's peak holds no batch; the answer of that line is then confirmed by tracing it
-(and stepped down while the trace says it does not fit). Time: FLOPs per update are those the trace executed
+B / B0``), while the optimizer step's peak holds no batch; that line gives the answer, and --verify-batch confirms it
+by tracing it (stepping down while the trace says it does not fit; docs/paper_plan.md is made with it). Time: FLOPs per update are those the trace executed
 (matrix products and attention kernels: dense layers, QK^T/PV, the c2p/p2c band GEMMs as the code runs them, the
 recomputation under --checkpoint-activations), at a utilisation measured on a GPU (calibration.py) and at 0.3 / 0.5.
 """
@@ -71,6 +71,9 @@ def add_plan_args(parser):
                        help="calibration file (default: benchmarks/calibration/<gpu>.json, else any there)")
     group.add_argument("--no-search", action="store_true",
                        help="skip the largest-batch search (one trace instead of several)")
+    group.add_argument("--verify-batch", action="store_true",
+                       help="confirm each largest batch by tracing it (and step down while it does not fit); "
+                            "without it the answer is the linear fit of the traced update")
     group.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     group.add_argument("--validate", action="store_true",
                        help="predict the calibration files' measured peaks; exit 1 if any is off by > 15%%")
@@ -80,8 +83,9 @@ def add_plan_args(parser):
 class BatchSearch:
     checkpointed: bool
     max_batch_size: int
-    peak_bytes: int  # traced peak at max_batch_size (0 when nothing fits)
+    peak_bytes: int  # peak at max_batch_size, traced (verified) or fitted (0 when nothing fits)
     traces: int
+    verified: bool = False
 
 
 @dataclass
@@ -156,8 +160,15 @@ def usable_bytes(gpu: Gpu, overhead: float, context: int) -> int:
     return int((gpu.memory_bytes - context) / (1 + overhead))
 
 
-def search_batch(cfg, vocab: int, first: Trace, limit_bytes: int, ddp_bytes: int, max_traces: int = 3) -> BatchSearch:
-    """The largest batch whose traced peak (+ DDP buckets) is within ``limit_bytes`` (see the module docstring)."""
+def fitted_peak(trace: Trace, batch_size: int) -> int:
+    """The update's peak at ``batch_size`` by the linear model of ``trace`` (module docstring)."""
+    return int(max(trace.optimizer_peak, trace.fixed_bytes + trace.batch_bytes * batch_size / trace.batch_size))
+
+
+def search_batch(cfg, vocab: int, first: Trace, limit_bytes: int, ddp_bytes: int, verify: bool = False,
+                 max_traces: int = 3) -> BatchSearch:
+    """The largest batch whose peak (+ DDP buckets) is within ``limit_bytes``: the linear fit of ``first``, and with
+    ``verify`` that answer traced (see the module docstring)."""
     budget = limit_bytes - ddp_bytes
     traces = 0
     trace = first
@@ -165,6 +176,8 @@ def search_batch(cfg, vocab: int, first: Trace, limit_bytes: int, ddp_bytes: int
         return BatchSearch(first.checkpointed, 0, 0, traces)
     per_sequence = trace.batch_bytes / trace.batch_size
     guess = max(1, int((budget - trace.fixed_bytes) // per_sequence))
+    if not verify:
+        return BatchSearch(first.checkpointed, guess, fitted_peak(first, guess), 0)
     best = (first.batch_size, first.peak_bytes) if first.peak_bytes <= budget else (0, 0)
     tried = {first.batch_size: first.peak_bytes}
     while traces < max_traces and guess not in tried:
@@ -179,7 +192,7 @@ def search_batch(cfg, vocab: int, first: Trace, limit_bytes: int, ddp_bytes: int
         guess = max(1, guess - max(1, math.ceil((trace.peak_bytes - budget) / per_sequence)))
         if guess <= best[0]:
             break
-    return BatchSearch(first.checkpointed, best[0], best[1], traces)
+    return BatchSearch(first.checkpointed, best[0], best[1], traces, verified=True)
 
 
 def mfu_from_calibration(calibration: Calibration, cfg):
@@ -251,7 +264,8 @@ def make_plan(argv: List[str]) -> Plan:
     if not args.no_search:
         limit = usable_bytes(gpu, overhead, context)
         for first in (trace, other):
-            plan.searches[first.checkpointed] = search_batch(cfg, args.vocab_size, first, limit, ddp)
+            plan.searches[first.checkpointed] = search_batch(cfg, args.vocab_size, first, limit, ddp,
+                                                             verify=args.verify_batch)
 
     # DDP all-reduce: a ring moves 2 (N - 1) / N of the gradient bytes through every node's link
     nodes = math.ceil(gpus / args.gpus_per_node)
@@ -337,7 +351,8 @@ def render_text(plan: Plan) -> str:
         return "\n".join(lines)
     for checkpointed, search in sorted(plan.searches.items(), reverse=True):
         flag = "with" if checkpointed else "without"
-        peak = f" (traced peak {gib(search.peak_bytes)} GiB)" if search.max_batch_size else ""
+        how = "traced" if search.verified else "fitted (--verify-batch traces it)"
+        peak = f" ({how} peak {gib(search.peak_bytes)} GiB)" if search.max_batch_size else ""
         lines.append(f"largest --batch-size {flag} --checkpoint-activations: {search.max_batch_size}{peak}")
     lines.append(f"FLOPs per token: {plan.flops_per_token / 1e9:.2f} GFLOP executed (forward, backward"
                  f"{', recomputation' if t.checkpointed else ''}; matrix products and attention kernels as traced, "
