@@ -7,8 +7,10 @@
 Memory is traced (trace.py: one steady-state update of the real Trainer step under fake tensors, CUDA's kernels
 modelled in cuda_model.py), not computed by a formula. The largest batch: the activations and temporaries at the
 forward/backward peak are [B, ...] tensors, so that peak is linear in B (``Trace.fixed_bytes + Trace.batch_bytes *
-B / B0``), while the optimizer step's peak holds no batch; that line gives the answer, and --verify-batch confirms it
-by tracing it (stepping down while the trace says it does not fit; docs/paper_plan.md is made with it). Time: FLOPs per update are those the trace executed
+B / B0``), while the optimizer step's peak holds no batch. That line gives a first answer, which is then traced
+(stepping down while the trace says it does not fit): the fit alone is not enough, because the peak moves within the
+update as B grows (the paper's configuration with checkpointing on an A100-40GB: fitted 84 sequences, traced 60).
+--fit-batch-only stops at the fit. Time: FLOPs per update are those the trace executed
 (matrix products and attention kernels: dense layers, QK^T/PV, the c2p/p2c band GEMMs as the code runs them, the
 recomputation under --checkpoint-activations), at a utilisation measured on a GPU (calibration.py) and at 0.3 / 0.5.
 """
@@ -71,9 +73,9 @@ def add_plan_args(parser):
                        help="calibration file (default: benchmarks/calibration/<gpu>.json, else any there)")
     group.add_argument("--no-search", action="store_true",
                        help="skip the largest-batch search (one trace instead of several)")
-    group.add_argument("--verify-batch", action="store_true",
-                       help="confirm each largest batch by tracing it (and step down while it does not fit); "
-                            "without it the answer is the linear fit of the traced update")
+    group.add_argument("--fit-batch-only", action="store_true",
+                       help="give the largest batch from the linear fit alone, without tracing it (faster; can "
+                            "be too large: see vega_toolkit/planning/plan.py)")
     group.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     group.add_argument("--validate", action="store_true",
                        help="predict the calibration files' measured peaks; exit 1 if any is off by > 15%%")
@@ -165,7 +167,7 @@ def fitted_peak(trace: Trace, batch_size: int) -> int:
     return int(max(trace.optimizer_peak, trace.fixed_bytes + trace.batch_bytes * batch_size / trace.batch_size))
 
 
-def search_batch(cfg, vocab: int, first: Trace, limit_bytes: int, ddp_bytes: int, verify: bool = False,
+def search_batch(cfg, vocab: int, first: Trace, limit_bytes: int, ddp_bytes: int, verify: bool = True,
                  max_traces: int = 3) -> BatchSearch:
     """The largest batch whose peak (+ DDP buckets) is within ``limit_bytes``: the linear fit of ``first``, and with
     ``verify`` that answer traced (see the module docstring)."""
@@ -265,7 +267,7 @@ def make_plan(argv: List[str]) -> Plan:
         limit = usable_bytes(gpu, overhead, context)
         for first in (trace, other):
             plan.searches[first.checkpointed] = search_batch(cfg, args.vocab_size, first, limit, ddp,
-                                                             verify=args.verify_batch)
+                                                             verify=not args.fit_batch_only)
 
     # DDP all-reduce: a ring moves 2 (N - 1) / N of the gradient bytes through every node's link
     nodes = math.ceil(gpus / args.gpus_per_node)
@@ -290,10 +292,10 @@ def suggestions(plan: Plan, args) -> List[str]:
         if search is None or search.max_batch_size < 1:
             continue
         flag = "with" if checkpointed else "without"
-        smaller = search.max_batch_size
-        freq = plan.update_freq * math.ceil(batch / smaller)
-        out.append(f"--batch-size {smaller} --update-freq {freq} {flag} --checkpoint-activations "
-                   f"(global batch {smaller * freq * plan.gpus} sequences, was {batch * plan.update_freq * plan.gpus})")
+        per_gpu = batch * plan.update_freq  # sequences per GPU per update: kept, so the global batch is too
+        smaller = max(d for d in range(1, min(search.max_batch_size, per_gpu) + 1) if per_gpu % d == 0)
+        out.append(f"--batch-size {smaller} --update-freq {per_gpu // smaller} {flag} --checkpoint-activations "
+                   f"(the same {per_gpu * plan.gpus} sequences per update)")
     if not plan.cfg.common.memory_efficient_bf16 and not plan.cfg.common.memory_efficient_fp16 and plan.dtype != "fp32":
         out.append(f"--memory-efficient-{plan.dtype} (fairseq keeps no fp32 copy of the weights and gradients: "
                    "plan it with the flag added)")
@@ -351,7 +353,7 @@ def render_text(plan: Plan) -> str:
         return "\n".join(lines)
     for checkpointed, search in sorted(plan.searches.items(), reverse=True):
         flag = "with" if checkpointed else "without"
-        how = "traced" if search.verified else "fitted (--verify-batch traces it)"
+        how = "traced" if search.verified else "fitted only (--fit-batch-only)"
         peak = f" ({how} peak {gib(search.peak_bytes)} GiB)" if search.max_batch_size else ""
         lines.append(f"largest --batch-size {flag} --checkpoint-activations: {search.max_batch_size}{peak}")
     lines.append(f"FLOPs per token: {plan.flops_per_token / 1e9:.2f} GFLOP executed (forward, backward"
