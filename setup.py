@@ -43,6 +43,7 @@ setup(
             "vega-hydra-train = vega_toolkit.cli.hydra_train:cli_main",
             "vega-config-dir = vega_toolkit.cli.config_dir:cli_main",
             "vega-sweep-report = vega_toolkit.cli.sweep_report:cli_main",
+            "vega-plan = vega_toolkit.cli.plan:cli_main",
         ]
     },
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],

@@ -37,14 +37,17 @@ def with_user_dir(argv: List[str]) -> List[str]:
     return list(argv) + ["--user-dir", PLUGIN_DIR]
 
 
-def parse_training_args(argv: List[str]):
-    """fairseq's training parser over `argv` (plugins loaded; `--bf16` keeps `tpu=False`: fairseq_fixes/bf16.py)."""
+def parse_training_args(argv: List[str], add_extra_args: Optional[Callable] = None):
+    """fairseq's training parser over `argv` (plugins loaded; `--bf16` keeps `tpu=False`: fairseq_fixes/bf16.py).
+    `add_extra_args(parser)` adds a tool's own flags beside vega-train's (vega-plan's --gpu, ...)."""
     from fairseq import options
 
     if explicit_value(argv, "--arch") is None and explicit_value(argv, "-a") is None:
         # fairseq would stop on a bare RuntimeError() (its default --arch is not registered)
         raise UserError("give --arch (e.g. --arch vega_base; `vega-train --help` lists the vega architectures)")
     parser = options.get_training_parser()
+    if add_extra_args is not None:
+        add_extra_args(parser)
     return options.parse_args_and_arch(parser, input_args=argv)
 
 

@@ -154,9 +154,14 @@ class DisentangledSelfAttention(nn.Module):
             if q.dtype != bias_dtype:  # fp16: back to the activation dtype, within its range
                 info = torch.finfo(q.dtype)
                 bias = bias.clamp(info.min, info.max).to(q.dtype)
-            # fp16 scores (x 1000 inputs) overflow in a plain GEMM: only fp32 / bf16 take the CPU training core.
-            cpu_training = dropout_p > 0 or (torch.is_grad_enabled() and bias.requires_grad)
-            if q.device.type == "cpu" and q.dtype != torch.float16 and cpu_training:
+        return self._attend(q, k, v, bias, dropout_p)
+
+    def _attend(self, q, k, v, bias, dropout_p):
+        """softmax(s Q K^T + bias) V: SDPA (on CUDA its memory-efficient kernel), or the CPU training core."""
+        # fp16 scores (x 1000 inputs) overflow in a plain GEMM: only fp32 / bf16 take the CPU training core.
+        cpu_training = dropout_p > 0 or (torch.is_grad_enabled() and bias.requires_grad)
+        if q.device.type == "cpu" and q.dtype != torch.float16 and cpu_training:
+            with torch.autocast(device_type="cpu", enabled=False):
                 return self._cpu_attention(q, k, v, bias, dropout_p)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=self.scale)
 
