@@ -16,7 +16,8 @@
 #   5 long         12 x 768 at L = 2048 and 4096: fused and plain first, sdpa last (its [B, H, L, L] bias may not fit)
 #   6 other_tests  the rest of tests/test_cuda.py (sdpa path, autocast, vega-train --bf16/--fp16)
 #   7 small        4 x 384 at L = 128 and 512 with HF and the reference beside sdpa, fused and plain
-#   8 calibration  step time and peak memory of a few configurations, the file vega-plan reads
+#   8 calibration  step time and peak memory of a few configurations: $OUT/calibration/<gpu>.json, the file vega-plan
+#                  reads once copied into benchmarks/calibration/ (written under $OUT so a lent machine sends it back)
 #
 # --budget SECONDS: before each stage, skip it if the elapsed time plus its timeout exceeds SECONDS (later, shorter
 # stages still run); in a dry run every stage is assumed to use its whole timeout.
@@ -37,7 +38,7 @@ while (($#)); do
         exit 2
       fi
       shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_checks.sh: unknown argument '$1' ($usage)" >&2; exit 2 ;;
   esac
   shift
@@ -61,7 +62,7 @@ STAGES=(
   "long|70|$BENCH $BASE --reps 3 --lengths 2048,4096 --max-positions 4096 --models vega:fused,plain,vega:sdpa"
   "other_tests|60|$PY -m pytest -q -p no:cacheprovider tests/test_cuda.py -k 'not fused'"
   "small|30|$BENCH --layers 4 --dim 384 --heads 6 --reps 5 --models vega,hf,plain --vega-impls sdpa,fused,reference"
-  "calibration|50|$PY benchmarks/planner_calibration.py --out benchmarks/calibration"
+  "calibration|50|$PY benchmarks/planner_calibration.py --out $OUT/calibration"
 )
 
 total=0

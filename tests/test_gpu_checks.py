@@ -33,7 +33,8 @@ def test_dry_run_plan_fits_eight_minutes_with_fused_results_first_and_calibratio
     names = [name for _, name, _, _ in stages]
     assert names[:3] == ["probe", "fused_tests", "base"] and names[-1] == "calibration"
     assert sum(int(limit) for _, _, limit, _ in stages) <= 8 * 60
-    assert stages[-1][3] == "python3 -u benchmarks/planner_calibration.py --out benchmarks/calibration"
+    assert stages[-1][3].startswith("python3 -u benchmarks/planner_calibration.py --out ")
+    assert stages[-1][3].endswith("/calibration")  # under $OUT: what a lent machine sends back
     assert all(" -u " in command for *_, command in stages)  # unbuffered: a killed stage still leaves its log
     assert lines[-1].startswith("total of the timeouts: 480 s")
 
@@ -41,8 +42,7 @@ def test_dry_run_plan_fits_eight_minutes_with_fused_results_first_and_calibratio
 def test_every_script_and_test_file_the_plan_runs_exists():
     stages, _ = plan()
     paths = {path for *_, command in stages for path in re.findall(r"\b(?:scripts|benchmarks|tests)/\w+\.py", command)}
-    # benchmarks/planner_calibration.py comes with vega-plan's calibration (its own change); the rest is here
-    missing = {path for path in paths if not (ROOT / path).exists()} - {"benchmarks/planner_calibration.py"}
+    missing = {path for path in paths if not (ROOT / path).exists()}
     assert not missing
     assert {"tests/test_cuda.py", "benchmarks/encoder_speed.py", "benchmarks/fused_attention_layer.py"} <= paths
 
