@@ -13,7 +13,7 @@ spm = pytest.importorskip("sentencepiece")
 
 from vega_toolkit import VegaModel  # noqa: E402
 from vega_toolkit.cli.convert import cli_main as vega_convert  # noqa: E402
-from vega_toolkit.models.hf_conversion import hf_names_from_dictionary, load_hf_weights  # noqa: E402
+from vega_toolkit.models.hf_conversion import load_hf_weights  # noqa: E402
 
 WORDS = ("the a cat dog sat on mat ran fast slow big small red blue tree house river stone bird sang loud quiet "
          "morning night under over near far walked jumped").split()
@@ -176,14 +176,11 @@ def test_exported_rtd_electra_discriminator_converts_to_hf_with_the_same_states(
     assert torch.count_nonzero(delta) > 0  # the merged embedding differs from the generator's alone
     hf = transformers.DebertaV2Model.from_pretrained(str(tmp_path / "hf")).eval()
     batch = vega.collate([vega.encode(s) for s in ("the cat sat on the mat", "a dog ran", "it rained")])
-    # a vega-preprocess spm has no pad piece: ids go through the conversion's own vocabulary (names by HF id)
-    d = vega.dictionary
-    names = hf_names_from_dictionary([d[i] for i in range(len(d))], str(tmp_path / "vega" / "spm.model"))
-    pad = batch.eq(d.pad())
+    # to-hf writes a toolkit vocabulary in dictionary order: HF's ids are ours (tests/test_hf_round_trip.py)
+    pad = batch.eq(vega.dictionary.pad())
     with torch.no_grad():
         ours = vega.extract_features(batch)
-        theirs = hf(input_ids=torch.tensor([[names.index(d[t]) for t in row] for row in batch.tolist()]),
-                    attention_mask=(~pad).long()).last_hidden_state
+        theirs = hf(input_ids=batch, attention_mask=(~pad).long()).last_hidden_state
     assert pad.any() and (ours - theirs)[~pad].abs().max().item() <= 1e-4
 
 
