@@ -62,7 +62,8 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     # scored on the last checkpoint, the per-epoch best scored beside it, one prediction per dev example kept
     from vega_toolkit.data.glue_readers import read_glue_split
 
-    toy_dev = {task: len(read_glue_split(str(out / "toy_data" / "glue"), task, "dev")) for task in ("SST-2", "RTE", "CoLA")}
+    toy_dev = {task: len(read_glue_split(str(out / "toy_data" / "glue"), task, "dev"))
+               for task in ("SST-2", "RTE", "CoLA")}
     assert all(r["checkpoint"] == "last" and "score_best" in r and not any("--no-last-checkpoints" in c
                                                                           for c in r["commands"])
                and len(r["dev_predictions"]["dev"]) == toy_dev[r["task"]] for r in finetune)
@@ -232,7 +233,7 @@ def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_pa
 
 
 @pytest.mark.parametrize("start, end", [
-    ("**What the paper's claims come to", "<!-- vega-study:study-cpu -->"),  # the account of the claims
+    ("## Results on real data", "<!-- vega-study:study-cpu -->"),  # the grid, its rules and the claims' account
     ("### Why a pretrained model fine-tuned below random init", "\n## Pretraining"),  # the diagnosis
 ])
 def test_the_readmes_results_prose_quotes_only_numbers_the_committed_files_hold(start, end):

@@ -39,7 +39,8 @@ def test_a_side_of_one_value_or_two_constant_sides_has_no_test():
 
 
 def _holm_by_definition(p_values, alpha):
-    """Holm's step-down procedure as published: reject the i-th smallest (1-based) while p_(i) <= alpha / (m - i + 1)."""
+    """Holm's step-down procedure as published: reject the i-th smallest (1-based) while
+    p_(i) <= alpha / (m - i + 1)."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
     rejected = set()
     for rank, i in enumerate(order, 1):
@@ -110,7 +111,8 @@ def test_report_prints_every_claims_statistics_with_holm_over_the_claims_and_the
                      f"p_holm={p_holm[0]:.3f} verdict=reproduced")
     assert f"claim masked_lm-vs-rtd_ternary difference=-1.00 " in "\n".join(lines)
     assert f"p_holm={p_holm[1]:.3f} verdict=not_resolved" in "\n".join(lines)
-    assert lines[-1] == f"transfer rtd_ternary-vs-random avg_delta=+7.33 se=1.45 tasks_better=1/1 p_holm={p_holm[0]:.3f}"
+    assert lines[-1] == ("transfer rtd_ternary-vs-random avg_delta=+7.33 se=1.45 tasks_better=1/1 "
+                         f"p_holm={p_holm[0]:.3f}")
     report = (tmp_path / "report.md").read_text()
     assert "The family is the 2 claims of this table" in report
     assert (f"| {ARMS['rtd_ternary'].claim} | `rtd_ternary` vs `random` | +7.33 | 1.45 | {transfer.statistic:+.2f} | "
@@ -148,7 +150,7 @@ def test_identical_predictions_give_a_zero_interval_and_a_better_arm_a_positive_
 def test_the_dev_table_shows_the_majority_class_and_word_overlap_floors_and_keeps_them(tmp_path):
     from vega_toolkit.demo.report import majority_baseline
     from vega_toolkit.metrics.glue_metrics import task_score
-    from vega_toolkit.study.overlap import dev_baseline
+    from vega_toolkit.study.anchors import dev_baseline
     from vega_toolkit.study.report import ANCHORS_FILE, write_report
 
     glue_fixture_dir = Path(__file__).parent / "fixtures" / "glue"
@@ -167,3 +169,116 @@ def test_the_dev_table_shows_the_majority_class_and_word_overlap_floors_and_keep
     assert json.loads((tmp_path / ANCHORS_FILE).read_text())["majority"]["RTE"] == pytest.approx(majority, abs=1e-4)
     write_report(tmp_path)
     assert (tmp_path / "report.md").read_text() == first
+
+
+def _toy_scale_cells(tmp_path, **rules):
+    from dataclasses import replace
+
+    from vega_toolkit.demo.toy_data import write_toy_data
+    from vega_toolkit.study.cells import build_cells
+    from vega_toolkit.study.plan import SCALES
+
+    toy = tmp_path / "toy"
+    if not toy.exists():
+        write_toy_data(toy, corpus_paragraphs=20, task_sizes=(16, 8, 8))
+    scale = replace(SCALES["smoke"], **rules)
+    return scale, toy, build_cells(scale, str(toy / "glue"), str(toy / "corpus"), arms=("random", "rtd_ternary"))
+
+
+def test_a_scale_plans_second_pretraining_runs_the_pretraining_lr_grid_and_the_compute_axis(tmp_path):
+    from vega_toolkit.study.plan import SCALES
+
+    scale, _, cells = _toy_scale_cells(tmp_path, pretrain_seeds=(("rtd_ternary", (1, 2)),),
+                                       pretrain_lr_grid=(3e-4, 1e-3), compute_updates=(3,),
+                                       compute_arms=("rtd_ternary",), compute_tasks=("RTE",))
+    pretrain = {c.name: c for c in cells if c.kind == "pretrain"}
+    assert list(pretrain) == ["pretrain rtd_ternary", "pretrain rtd_ternary seed2", "pretrain rtd_ternary lr0.0003",
+                              "pretrain rtd_ternary@3"]
+    assert "--seed 2" in " ".join(pretrain["pretrain rtd_ternary seed2"].commands[0])
+    assert "--lr 0.0003" in " ".join(pretrain["pretrain rtd_ternary lr0.0003"].commands[0])
+    assert "--max-update 3" in " ".join(pretrain["pretrain rtd_ternary@3"].commands[0])
+    # the scale's own run keeps the key it has without the new runs: its finished cells are not redone
+    assert pretrain["pretrain rtd_ternary"].key == next(c.key for c in _toy_scale_cells(tmp_path)[2]
+                                                        if c.name == "pretrain rtd_ternary")
+    finetune = [c for c in cells if c.kind == "finetune"]
+    second = [c for c in finetune if c.fields.get("pretrain_seed") == 2]
+    assert len(second) == len(scale.tasks) * len(scale.learning_rates) * len(scale.seeds)
+    assert all(pretrain["pretrain rtd_ternary seed2"].key in c.deps and c.name.endswith("/pretrain2") for c in second)
+    assert not [c for c in finetune if c.fields["arm"] == "random" and c.fields.get("pretrain_seed")]  # one init
+    axis = [c for c in finetune if c.fields.get("pretrain_updates") == 3]
+    assert {c.fields["task"] for c in axis} == {"RTE"} and all(c.name.startswith("rtd_ternary@3/") for c in axis)
+    # scored on the last checkpoint, the per-epoch best beside it; the first rule keeps its commands
+    train = next(cmd for cmd in finetune[0].commands if cmd[0] == "vega-train")
+    generate = [cmd for cmd in finetune[0].commands if cmd[0] == "vega-generate"]
+    assert "--no-last-checkpoints" not in train and [g[1].rsplit("/", 1)[1] for g in generate] == [
+        "checkpoint_last.pt", "checkpoint_best.pt"]
+    _, _, first_rule = _toy_scale_cells(tmp_path, checkpoint="best")
+    assert [[c for c in cmd if c.endswith(".pt")] for cmd in first_rule[-1].commands if cmd[0] == "vega-generate"] \
+        == [[first_rule[-1].workdir + "/ckpt/checkpoint_best.pt"]]
+    assert SCALES["cpu-dev-selected"].checkpoint == "best" and SCALES["cpu"].checkpoint == "last"
+
+
+def test_the_runner_adds_the_edge_rules_grid_point_once_the_entry_has_finished(tmp_path):
+    from vega_toolkit.study.runner import StudyRunner
+
+    scale, toy, cells = _toy_scale_cells(tmp_path, learning_rates=(1e-3, 2e-3), lr_edge_steps=(3e-4, 4e-3))
+    out = tmp_path / "study"
+    out.mkdir()
+    records = [{"kind": "finetune", "name": c.name, "key": c.key, **c.fields, "score": 10.0 - 1000 * c.fields["lr"],
+                "commands": [], "wall_s": 1.0} for c in cells if c.kind == "finetune" and c.fields["task"] == "RTE"
+               and c.fields["arm"] == "random"]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    runner = StudyRunner(scale, out, str(toy / "glue"), str(toy / "corpus"), arms=("random", "rtd_ternary"),
+                         log=lambda _: None)
+    assert runner.extensions == {("random", "RTE"): (3e-4,)}  # every run chose the grid's lowest rate
+    added = [c for c in runner.cells if c.kind == "finetune" and c.fields["lr"] == 3e-4]
+    assert {(c.fields["arm"], c.fields["task"]) for c in added} == {("random", "RTE")}
+    assert len(added) == len(scale.seeds)
+
+
+def test_a_planned_cell_that_finished_under_another_name_is_recorded_under_its_own_without_running(tmp_path):
+    """The compute axis' shortest pretraining is the first study's pretraining, same commands and key."""
+    from vega_toolkit.study.runner import StudyRunner, read_results
+
+    scale, toy, cells = _toy_scale_cells(tmp_path, compute_updates=(6,), compute_arms=("rtd_ternary",),
+                                         compute_tasks=("RTE",))
+    axis = next(c for c in cells if c.name == "pretrain rtd_ternary@6")
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "results.jsonl").write_text(json.dumps({"kind": "pretrain", "name": "pretrain rtd_ternary", "key": axis.key,
+                                                   "arm": "rtd_ternary", "commands": [], "wall_s": 5.0}) + "\n")
+    runner = StudyRunner(scale, out, str(toy / "glue"), str(toy / "corpus"), arms=("random", "rtd_ternary"),
+                         log=lambda _: None)
+    runner._alias_reused_cells()
+    alias = [r for r in read_results(out) if r["name"] == "pretrain rtd_ternary@6"]
+    assert len(alias) == 1 and alias[0]["alias_of"] == "pretrain rtd_ternary" and alias[0]["pretrain_updates"] == 6
+    runner._alias_reused_cells()
+    assert len(read_results(out)) == 2  # once
+
+
+def test_the_claims_table_shows_the_dev_sampling_interval_where_every_selected_cell_kept_its_predictions(tmp_path):
+    from vega_toolkit.study.report import ANCHORS_FILE, write_report
+
+    rng = np.random.default_rng(1)
+    gold = "".join(rng.choice(["0", "1"], size=60))
+    flip = {"0": "1", "1": "0"}
+
+    def noisy(p_right):
+        return "".join(g if rng.random() < p_right else flip[g] for g in gold)
+
+    records = []
+    for arm, p_right in (("random", 0.55), ("rtd_ternary", 0.9)):
+        for seed in (1, 2, 3):
+            preds = noisy(p_right)
+            score = 100 * np.mean([a == b for a, b in zip(preds, gold)])
+            records += _records({(arm, "RTE", 1): [score]}, dev_predictions={"dev": preds})
+            records[-1].update(seed=seed, key=f"{arm}{seed}", name=f"{arm}/RTE/lr0.001/seed{seed}")
+    records += _records({("masked_lm", "RTE", 1): [60, 61, 62]})  # no predictions: its claim lacks the interval
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / ANCHORS_FILE).write_text(json.dumps({"dev_labels": {"RTE": gold}}))
+    write_report(tmp_path)
+    claims = (tmp_path / "report.md").read_text().split("## The paper's claims")[1].splitlines()
+    transfer = next(line for line in claims if "`rtd_ternary` vs `random`" in line)
+    low, high = (float(x) for x in transfer.split("| [")[1].split("]")[0].split(", "))
+    assert 0 < low < high
+    assert "lacking (no dev predictions)" in next(line for line in claims if "`masked_lm` vs `rtd_ternary`" in line)

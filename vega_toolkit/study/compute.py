@@ -70,7 +70,8 @@ def compute_points(out: Path) -> List[Dict]:
                              "last_checkpoint": all(checkpoint_of(r) == "last" for r in records
                                                     if r.get("kind") == "finetune" and r["arm"] == arm
                                                     and r.get("task") == task and run_of(r) in runs
-                                                    and int(r.get("pretrain_updates") or budget["updates"]) == updates)})
+                                                    and int(r.get("pretrain_updates") or budget["updates"])
+                                                    == updates)})
     return rows
 
 

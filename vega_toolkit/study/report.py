@@ -23,7 +23,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from vega_toolkit.data.noising import label_prior_bits
-from vega_toolkit.study.runner import STUDY_FILE, compact_predictions, expand_predictions, read_results
+from vega_toolkit.study.anchors import ANCHORS_FILE, anchors  # noqa: F401
+from vega_toolkit.study.runner import STUDY_FILE, expand_predictions, read_results
 from vega_toolkit.study.selection import (RULES, Run, best_point, chosen_rates, last_checkpoint_entries, run_label,
                                           score_grid, select)
 from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, welch
@@ -31,7 +32,6 @@ from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, wel
 REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
 FIGURE_FILE = "study.png"
-ANCHORS_FILE = "anchors.json"  # the dev sets' floors and gold labels, computed once from the GLUE files
 HEADLINE = ("rtd_ternary", "random")  # the transfer line the issue tracker and the README quote, printed last
 NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured as "
                 "such: MNLI is not in the GLUE data of this study. Arm `intermediate_task` measures the same mechanism "
@@ -55,8 +55,9 @@ def current_records(records: List[Dict], scale: Optional[Dict] = None) -> Tuple[
     for r in newest.values():
         if r.get("kind") == "pretrain":
             models[r["arm"]].add(r["key"])
-    lrs = set(map(float, (scale or {}).get("learning_rates", []))) | set(map(float, (scale or {}).get("lr_edge_steps", [])))
-    seeds = set((scale or {}).get("seeds", []))
+    scale = scale or {}
+    lrs = set(map(float, scale.get("learning_rates", []))) | set(map(float, scale.get("lr_edge_steps", [])))
+    seeds = set(scale.get("seeds", []))
 
     def declared(r: Dict) -> bool:
         if r.get("kind") != "finetune":
@@ -221,33 +222,6 @@ def _fmt(values: List[float]) -> str:
     return f"{statistics.median(values):.2f} ({mean:.2f} ± {std:.2f}, n={len(values)})"
 
 
-# ---------------------------------------------------------------------------------------------------- anchors
-def anchors(out: Path, glue_dir: Optional[str], tasks: List[str]) -> Dict:
-    """The dev sets' floors (majority class of the training labels; STS-B: the word overlap of each pair, no
-    training) and gold labels, from the GLUE files when GLUE_DIR has them (then kept in OUT/anchors.json, so
-    that the report regenerates without the data), else from OUT/anchors.json ({} when neither)."""
-    path = Path(out) / ANCHORS_FILE
-    if glue_dir and all((Path(glue_dir) / t).is_dir() for t in tasks):
-        from vega_toolkit.data.glue_readers import read_glue_split
-        from vega_toolkit.data.glue_tasks import get_glue_task
-        from vega_toolkit.demo.report import majority_baseline
-        from vega_toolkit.metrics.glue_metrics import task_score
-        from vega_toolkit.study.overlap import TASK as OVERLAP_TASK, dev_baseline
-
-        found = {"majority": {}, "overlap": {}, "dev_labels": {}}
-        for task in tasks:
-            rows = read_glue_split(glue_dir, task, "dev")
-            found["dev_labels"][task] = compact_predictions([str(e.label) for e in rows], get_glue_task(task).labels)
-            if task == OVERLAP_TASK:
-                found["overlap"][task] = round(dev_baseline(glue_dir), 4)
-            else:
-                found["majority"][task] = round(task_score(task, majority_baseline(Path(glue_dir), task)), 4)
-        if not path.exists() or json.loads(path.read_text()) != found:
-            path.write_text(json.dumps(found, sort_keys=True) + "\n")
-        return found
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def _predictions_of(records: List[Dict]) -> Dict[Tuple[str, str, float, Run], object]:
     return {(r["task"], r["arm"], float(r["lr"]), (int(r.get("pretrain_seed", 1)), int(r["seed"]))):
             next(iter(r["dev_predictions"].values()))
@@ -360,7 +334,8 @@ def _pretrain_lr_section(pretrain: List[Dict], scale: Dict) -> List[str]:
              f"Rule, declared before these runs: each objective pretrains at the rate of the grid "
              f"({', '.join(f'{lr:g}' for lr in grid)}) with the lowest held-out loss, a run at its label prior "
              f"excluded; the study's fine-tunings use {budget['lr']:g} until a row below says otherwise.", "",
-             "| arm | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | the rule picks |", "|---|" + "---|" * (len(grid) + 1)]
+             "| arm | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | the rule picks |",
+             "|---|" + "---|" * (len(grid) + 1)]
     for arm, by_lr in runs.items():
         losses = {lr: _last_loss(by_lr[lr]) for lr in grid if lr in by_lr}
         cells = [("—" if lr not in losses else f"{losses[lr][0]:.3f}" + (" (at prior)" if losses[lr][1] else ""))
@@ -460,7 +435,7 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
             cells.append(f"{_fmt(list(scores.values()))} @ {chosen_rates(chosen)}{dagger}")
         majority = (found.get("majority") or {}).get(task)
         overlap = (found.get("overlap") or {}).get(task)
-        cells += [f"{majority:.2f}" if majority is not None else "—", f"{overlap:.2f}" if overlap is not None else "—"]
+        cells += [f"{floor:.2f}" if floor is not None else "—" for floor in (majority, overlap)]
         lines.append(f"| {task_label(task)} | " + " | ".join(cells) + " |")
     comparisons = []
     lrs, seeds = scale.get("learning_rates"), scale.get("seeds")
@@ -539,11 +514,12 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
             failed = [task for cc, task, test in per_task if cc is c
                       and verdict(test["difference"], test["p_holm"], declared.claim_sign) == "contradicted"]
             interval = _bootstrap(c, finished_grid, predictions, found, rule)
+            interval = f"[{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "lacking (no dev predictions)"
             t = c["test"]
             lines.append(f"| {declared.claim} | `{c['arm']}` vs `{c['baseline']}`{on} | {c['delta']:+.2f} | "
                          f"{c['se']:.2f} | {t['t']:+.2f} | {t['df']:.1f} | {_fmt_p(t['p'])} | {_fmt_p(c['p_holm'])} | "
                          f"{c['verdict']} | "
-                         f"{f'[{interval[0]:+.2f}, {interval[1]:+.2f}]' if interval else 'lacking (no dev predictions)'} | "
+                         f"{interval} | "
                          f"{', '.join(held) or 'none'} / {', '.join(failed) or 'none'} |")
         lines += ["", f"Cannot be tested here: {NOT_MEASURED}", ""]
     summary = incomplete + lines[summary_start:]
@@ -555,19 +531,23 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
                 shown = ", ".join(f"{run_label(run)}: {v:.2f}" for run, v in sorted(runs.items()))
                 lines.append(f"| {task} | `{arm}` | {lr:g} | {shown} | {statistics.median(runs.values()):.2f} |")
     lines.append("")
-    figure = _figure(out, grid, task_order, arms, rule)
+    # the first rule's report, kept to compare, never overwrites the study's own (nor the README's source)
+    suffix = "" if rule == "held-out" else f"-{rule}-selected"
+    report_file, summary_file = (f"{Path(name).stem}{suffix}.md" for name in (REPORT_FILE, SUMMARY_FILE))
+    figure = _figure(out, grid, task_order, arms, rule, f"{Path(FIGURE_FILE).stem}{suffix}.png")
     if figure:
-        lines += [f"![per-task seed scores]({FIGURE_FILE})", ""]
-    (out / REPORT_FILE).write_text("\n".join(lines), encoding="utf-8")
-    (out / SUMMARY_FILE).write_text("\n".join(summary).replace("## ", "#### "), encoding="utf-8")
+        lines += [f"![per-task seed scores]({figure.name})", ""]
+    (out / report_file).write_text("\n".join(lines), encoding="utf-8")
+    (out / summary_file).write_text("\n".join(summary).replace("## ", "#### "), encoding="utf-8")
     comparisons.sort(key=lambda c: (c["arm"], c["baseline"]) == HEADLINE)
-    printed = [f"wrote {out / REPORT_FILE}" + (f" and {figure}" if figure else "")]
+    printed = [f"wrote {out / report_file}" + (f" and {figure}" if figure else "")]
     printed += [claim_line(c) for c, _ in claims]
     printed += [transfer_line(c) if (c["arm"], c["baseline"]) == HEADLINE else effect_line(c) for c in comparisons]
     return "\n".join(printed)
 
 
-def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "held-out") -> Optional[Path]:
+def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "held-out",
+            name: str = FIGURE_FILE) -> Optional[Path]:
     """One panel per task: each arm's seed scores at its best learning rate as dots, the median as a bar."""
     import logging
 
@@ -593,7 +573,7 @@ def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "hel
         ax.set_title(task, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = out / FIGURE_FILE
+    path = out / name
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
