@@ -252,6 +252,23 @@ def test_the_readmes_results_prose_quotes_only_numbers_the_committed_files_hold(
     assert [q for q in quoted if q not in sources] == []
 
 
+def test_threads_flag_sets_every_cells_blas_threads_without_changing_keys(tmp_path):
+    from vega_toolkit.demo.toy_data import write_toy_data
+    from vega_toolkit.study.runner import StudyRunner
+
+    toy = write_toy_data(tmp_path, corpus_paragraphs=20, task_sizes=(16, 8, 8))
+    default = StudyRunner(SCALES["smoke"], tmp_path / "a", str(toy / "glue"), str(toy / "corpus"))
+    two = StudyRunner(SCALES["smoke"], tmp_path / "b", str(toy / "glue"), str(toy / "corpus"), threads=2)
+    assert {c.threads for c in default.cells} == {1} and {c.threads for c in two.cells} == {2}
+    assert [c.key for c in default.cells] == [c.key for c in two.cells]
+
+
+# ---------------------------------------------------------------------------------------------- the ablation arms
+def _committed_cpu_study():
+    root = Path(__file__).resolve().parents[1]
+    return root / "results" / "study-cpu"
+
+
 def test_declaring_the_ablation_keeps_every_key_of_the_committed_cpu_study():
     """The running cpu study is keyed by its cells' commands: adding arms must not change one of its keys."""
     committed = _committed_cpu_study()
