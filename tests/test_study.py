@@ -575,7 +575,7 @@ def test_a_run_of_some_arms_or_tasks_adds_to_the_folders_study_and_never_shrinks
     from vega_toolkit.study.runner import STUDY_FILE, StudyRunner
 
     glue = str(Path(__file__).parent / "fixtures" / "glue")
-    cpu = SCALES["cpu"]
+    cpu = SCALES["cpu-dev-selected"]  # one pretraining run per arm, no compute axis: an arm adds one grid and one run
 
     def declared(**selection):
         StudyRunner(cpu, tmp_path, glue, glue, **selection)._write_study_file()
