@@ -17,7 +17,7 @@ from vega_toolkit.study.plan import SCALES
 from vega_toolkit.study.report import best_point, compare, task_effect, write_report
 
 TRANSFER_LINE = re.compile(r"^transfer rtd_ternary-vs-random avg_delta=[+-]\d+\.\d\d se=(\d+\.\d\d|nan) "
-                           r"tasks_better=\d+/\d+$")
+                           r"tasks_better=\d+/\d+ p_holm=\S+$")
 
 
 def study(*args, **popen):
@@ -59,6 +59,14 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     finetune = [r for r in after if r["kind"] == "finetune"]
     assert {r["arm"] for r in finetune} == {"random", "rtd_ternary"}
     assert all("dev" in r and r["commands"] and r["commit"] for r in finetune)
+    # scored on the last checkpoint, the per-epoch best scored beside it, one prediction per dev example kept
+    from vega_toolkit.data.glue_readers import read_glue_split
+
+    toy_dev = {task: len(read_glue_split(str(out / "toy_data" / "glue"), task, "dev"))
+               for task in ("SST-2", "RTE", "CoLA")}
+    assert all(r["checkpoint"] == "last" and "score_best" in r and not any("--no-last-checkpoints" in c
+                                                                          for c in r["commands"])
+               and len(r["dev_predictions"]["dev"]) == toy_dev[r["task"]] for r in finetune)
 
     # a changed fine-tuning configuration re-runs those cells (new keys) and nothing upstream of them; a finished
     # pretraining whose model folder is gone (a fresh checkout of a committed study) is run again first
@@ -72,7 +80,7 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     assert "pretrain rtd_ternary finished before but" in changed.stdout
     assert f"{3 + rte_cells} cells, 2 already finished (skipped), {1 + rte_cells} to run" in changed.stdout
     rerun = [r for r in results(out)[total:] if r["kind"] == "finetune"]
-    assert len(rerun) == rte_cells and all(r["task"] == "RTE" and "--weight-decay 0.02" in r["commands"][-2]
+    assert len(rerun) == rte_cells and all(r["task"] == "RTE" and "--weight-decay 0.02" in r["commands"][-3]
                                            for r in rerun)
     assert [r["kind"] for r in results(out)].count("preprocess") == 1
     assert (out / "models").is_dir()
@@ -106,7 +114,10 @@ def test_cell_keys_follow_the_configuration_they_run(tmp_path):
     assert [n for n in cells if cells[n].key == retrained[n].key] == []
 
 
-def test_report_selects_each_arms_best_learning_rate_by_median_and_computes_the_standard_error(tmp_path):
+def test_the_first_rule_selects_each_arms_best_learning_rate_by_median_and_computes_the_standard_error(tmp_path):
+    """`--selection dev`, the first cpu study's rule, kept to compare: the best median over the reported seeds."""
+    from scipy.stats import ttest_ind
+
     records = []
     scores = {  # (arm, task, lr) -> scores of seeds 1..3
         ("random", "A", 1e-3): [50, 52, 54], ("random", "A", 1e-4): [40, 41, 90],
@@ -121,20 +132,23 @@ def test_report_selects_each_arms_best_learning_rate_by_median_and_computes_the_
     from vega_toolkit.study.report import _grid
 
     grid = _grid(records)
-    assert best_point(grid[("A", "random")])[0] == 1e-3  # median 52 beats median 41 despite the 90
-    c = compare(grid, ["A", "B"], "rtd_ternary", "random")
+    assert best_point(grid[("A", "random")]) == 1e-3  # median 52 beats median 41 despite the 90
+    c = compare(grid, ["A", "B"], "rtd_ternary", "random", rule="dev")
     # per-seed averages: rtd (58, 58, 62.5), random (55, 56, 57)
     assert c["delta"] == pytest.approx(59.5 - 56.0)
     assert c["se"] == pytest.approx(((6.75 / 3) + (1.0 / 3)) ** 0.5)
     assert (c["better"], c["tasks"]) == (2, 2)
-    last = write_report(tmp_path).splitlines()[-1]
-    assert last == "transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2"
+    last = write_report(tmp_path, rule="dev").splitlines()[-1]
+    p = ttest_ind([58, 58, 62.5], [55, 56, 57], equal_var=False).pvalue  # the only claim: Holm leaves it as it is
+    assert last == f"transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2 p_holm={p:.3f}"
     report = (tmp_path / "report.md").read_text()
     assert "52.00 (52.00 ± 2.00, n=3) @ lr 0.001" in report and "s3: 90.00" in report
     # per task: mean difference at the selected points ± Welch SE (A: 57 vs 52, variances 4 and 4; B: 62 vs 60,
     # variances 13 and 0)
-    assert task_effect(grid, "A", "rtd_ternary", "random") == pytest.approx((5.0, (8 / 3) ** 0.5))
-    assert "| A | +5.00 ± 1.63 (+3.1 SE) |" in report and "| B | +2.00 ± 2.08 (+1.0 SE) |" in report
+    assert task_effect(grid, "A", "rtd_ternary", "random", rule="dev") == pytest.approx((5.0, (8 / 3) ** 0.5))
+    a, b = (ttest_ind(x, y, equal_var=False) for x, y in (([55, 57, 59], [50, 52, 54]), ([61, 59, 66], [60] * 3)))
+    assert f"| A | +5.00 ± 1.63 (t +3.1, df {a.df:.1f}, p {a.pvalue:.3f}) |" in report
+    assert f"| B | +2.00 ± 2.08 (t +1.0, df {b.df:.1f}, p {b.pvalue:.3f}) |" in report
 
 
 def test_a_task_an_arm_has_not_finished_enters_no_comparison_until_every_learning_rate_and_seed_has(tmp_path):
@@ -151,11 +165,12 @@ def test_a_task_an_arm_has_not_finished_enters_no_comparison_until_every_learnin
     (tmp_path / "study.json").write_text(json.dumps({"cells": 24, "scale": {
         "name": "t", "learning_rates": [1e-4, 1e-3], "seeds": [1, 2, 3], "tasks": [{"name": "A"}, {"name": "B"}]}}))
     last = write_report(tmp_path).splitlines()[-1]
-    assert last == "transfer rtd_ternary-vs-random avg_delta=+5.00 se=1.63 tasks_better=1/1"  # task A alone
+    assert last.startswith("transfer rtd_ternary-vs-random avg_delta=+5.00 se=1.63 tasks_better=1/1 ")  # A alone
     report = (tmp_path / "report.md").read_text()
     assert "**Incomplete: 22 of 24 cells finished.**" in report
-    assert "| B | 60.00 (60.00 ± 0.00, n=3) @ lr 0.001 | 90.00 (90.00 ± nan, n=1) @ lr 0.0001 |" in report  # shown
-    assert "| **average** (A) |" in report and "| B | +" not in report  # but not compared
+    # shown, at the learning rates every seed has finished (the running one is no candidate yet), but not compared
+    assert "| B | 60.00 (60.00 ± 0.00, n=3) @ lr 0.001† | 65.00 (65.00 ± 0.00, n=3) @ lr 0.001† |" in report
+    assert "| **average** (A) |" in report and "| B | +" not in report
 
 
 def test_fine_tunings_outside_the_declared_grid_enter_no_table():
@@ -210,25 +225,29 @@ def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_pa
         pytest.skip("no committed cpu study")
     copy = tmp_path / "study-cpu"
     copy.mkdir()
-    for name in ("results.jsonl", "study.json"):
+    for name in ("results.jsonl", "study.json", "anchors.json"):
         shutil.copy(committed / name, copy / name)
     write_report(copy)
     assert (copy / SUMMARY_FILE).read_text() == (committed / SUMMARY_FILE).read_text()
     assert readme_block(copy) in (root / "README.md").read_text()
 
 
-def test_the_readmes_account_of_the_claims_quotes_only_differences_the_committed_files_hold():
-    """The prose on the paper's claims (above the generated block) quotes differences and spreads from the committed
-    analyses; when the study moves on and a regenerated file no longer holds one of them, the prose is stale."""
+@pytest.mark.parametrize("start, end", [
+    ("## Results on real data", "<!-- vega-study:study-cpu -->"),  # the grid, its rules and the claims' account
+    ("### Why a pretrained model fine-tuned below random init", "\n## Pretraining"),  # the diagnosis
+])
+def test_the_readmes_results_prose_quotes_only_numbers_the_committed_files_hold(start, end):
+    """Every decimal number of the results prose is in a committed file of results/ (a report, an analysis, a
+    diagnosis, the published anchors): when the study moves on and a regenerated file no longer holds one, or a
+    number never had a committed output, the prose is stale."""
     root = Path(__file__).resolve().parents[1]
     committed = root / "results" / "study-cpu"
     if not (committed / "results.jsonl").exists():
         pytest.skip("no committed cpu study")
     readme = (root / "README.md").read_text()
-    prose = readme[readme.index("**What the paper's claims come to"):readme.index("<!-- vega-study:study-cpu -->")]
-    sources = "".join(path.read_text() for path in (committed / "report.md", committed / "overlap.md",
-                                                    committed / "mechanisms.md", root / "results" / "diagnose_objective.md"))
-    quoted = re.findall(r"\d+\.\d+ ± \d+\.\d+", prose) + re.findall(r"(?<![\w.])[+-]\d+\.\d+", prose)
+    prose = readme[readme.index(start):readme.index(end)]
+    sources = "".join(path.read_text() for path in sorted((root / "results").glob("**/*.md")))
+    quoted = re.findall(r"(?<![\w.])[+-]?\d+\.\d+", prose)
     assert len(quoted) >= 8, quoted
     assert [q for q in quoted if q not in sources] == []
 
@@ -269,7 +288,10 @@ def test_declaring_the_ablation_keeps_every_key_of_the_committed_cpu_study():
 
     assert {"random", "rtd_ternary"} <= {r["arm"] for r in finished} <= set(ARMS) and len(finished) > 30
     for arms in (None, ("all",)):
-        cells = {c.key: c for c in build_cells(SCALES["cpu"], glue, corpus, arms=arms)}
+        # the first study's cells were planned under its rules (per-epoch best checkpoint): kept as a scale of their
+        # own to compare with; the cells of the rules that followed are the cpu scale's
+        cells = {c.key: c for scale in ("cpu", "cpu-dev-selected") for c in build_cells(SCALES[scale], glue, corpus,
+                                                                                         arms=arms)}
         for r in finished:
             if arms is None and r["arm"] not in SCALES["cpu"].arms:
                 continue  # an ablation arm's cells are planned by --arms all only
@@ -368,26 +390,34 @@ def test_report_compares_each_arm_with_its_declared_baseline_and_prints_the_tran
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("vega_toolkit.study.plan.ARMS", arms)
         lines = report_module.write_report(tmp_path).splitlines()
-    assert lines[-1] == "transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2"
+    from scipy.stats import ttest_ind
+
+    rtd, mlm = (ttest_ind(a, b, equal_var=False).pvalue for a, b in (([58, 58, 62.5], [55, 56, 57]),
+                                                                      ([55.5, 57, 58.5], [58, 58, 62.5])))
+    holm = [2 * min(rtd, mlm), max(2 * min(rtd, mlm), max(rtd, mlm))]  # the two claims, Holm-adjusted
+    assert lines[-1] == f"transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2 p_holm={holm[0]:.3f}"
     # masked_lm per-seed averages (55.5, 57, 58.5) vs rtd_ternary's (58, 58, 62.5): se = sqrt(2.25/3 + 6.75/3)
-    assert "effect masked_lm-vs-rtd_ternary avg_delta=-2.50 se=1.73 delta_over_se=-1.4 tasks_better=0/2" in lines
-    # glue_transductive is measured on its own task only: (62, 60, 67) vs (61, 59, 66)
-    assert "effect glue_transductive-vs-rtd_ternary avg_delta=+1.00 se=2.94 delta_over_se=+0.3 tasks_better=1/1" \
-        in lines
+    assert (f"effect masked_lm-vs-rtd_ternary avg_delta=-2.50 se=1.73 delta_over_se=-1.4 tasks_better=0/2 "
+            f"p_holm={holm[1]:.3f}") in lines
+    # glue_transductive is measured on its own task only: (62, 60, 67) vs (61, 59, 66); it tests no claim
+    assert ("effect glue_transductive-vs-rtd_ternary avg_delta=+1.00 se=2.94 delta_over_se=+0.3 tasks_better=1/1 "
+            "p_holm=nan") in lines
     report = (tmp_path / "report.md").read_text()
     assert "- `glue_transductive` vs `rtd_ternary` on B: average +1.00 points" in report
     assert "| `masked_lm` | `rtd_ternary` |" in report and "MNLI is not in the GLUE data" in report
     average = next(line for line in report.splitlines() if line.startswith("| **average**"))
-    assert average.endswith("| — |")  # an arm measured on one task has no GLUE average
-    # the paper's claims: rtd_ternary beats random by +2.2 SE (task A alone by +3.1 SE); "RTD beats MLM" is masked_lm
-    # losing to rtd_ternary, 1.4 SE in the claimed direction: not resolved; an arm without a claim is not listed
-    assert (f"| {ARMS['rtd_ternary'].claim} | `rtd_ternary` vs `random` | +3.50 ± 1.61 (+2.2 SE) | reproduced | "
-            f"A / none |") in report
-    assert (f"| {ARMS['masked_lm'].claim} | `masked_lm` vs `rtd_ternary` | -2.50 ± 1.73 (-1.4 SE) | not resolved "
-            f"(|difference| < 2 SE) | none / none |") in report
-    assert "`glue_transductive` vs `rtd_ternary` on B |" not in report.split("## The paper's claims")[1]
-    assert report_module.claim_verdict({"delta": 5.0, "se": 2.0}, -1) == "contradicted"
-    assert report_module.claim_verdict({"delta": 5.0, "se": float("nan")}, 1).startswith("no verdict")
+    assert average.endswith("| — | | |")  # an arm measured on one task has no GLUE average
+    # the paper's claims at +2.2 and -1.4 SE: at 2 and 4 Welch degrees of freedom neither is below 5% after Holm
+    claims = report.split("## The paper's claims")[1]
+    row = next(line for line in claims.splitlines() if line.startswith(f"| {ARMS['rtd_ternary'].claim} |"))
+    assert f"| {holm[0]:.3f} | not resolved (p_holm {holm[0]:.3f} ≥ 0.05) |" in row
+    row = next(line for line in claims.splitlines() if line.startswith(f"| {ARMS['masked_lm'].claim} |"))
+    assert "| -2.50 | 1.73 | -1.44 |" in row and "not resolved" in row
+    assert "`glue_transductive` vs `rtd_ternary` on B |" not in claims
+    test = {"t": 2.5, "p": 0.01}
+    assert report_module.claim_verdict({"delta": 5.0, "se": 2.0, "test": test, "p_holm": 0.02}, -1) == "contradicted"
+    assert report_module.claim_verdict({"delta": 5.0, "se": float("nan"), "test": test, "p_holm": 0.02},
+                                       1).startswith("no verdict")
 
 
 def test_report_shows_each_pretraining_phase_and_flags_an_objective_that_sat_at_its_label_prior(tmp_path):
@@ -545,7 +575,7 @@ def test_a_run_of_some_arms_or_tasks_adds_to_the_folders_study_and_never_shrinks
     from vega_toolkit.study.runner import STUDY_FILE, StudyRunner
 
     glue = str(Path(__file__).parent / "fixtures" / "glue")
-    cpu = SCALES["cpu"]
+    cpu = SCALES["cpu-dev-selected"]  # one pretraining run per arm, no compute axis: an arm adds one grid and one run
 
     def declared(**selection):
         StudyRunner(cpu, tmp_path, glue, glue, **selection)._write_study_file()

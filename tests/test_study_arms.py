@@ -34,10 +34,12 @@ def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_p
     # intermediate_task: one intermediate fine-tuning per seed, kept, and its RTE cell starts from it
     intermediate = [r for r in results(out) if r["kind"] == "intermediate"]
     assert [(r["arm"], r["task"]) for r in intermediate] == [("intermediate_task", smoke.intermediate_task)]
-    kept = out / "finetune" / intermediate[0]["name"] / "ckpt" / "checkpoint_best.pt"
+    # its last checkpoint, as every plain fine-tuning's: no choice made on the dev set it reports
+    assert intermediate[0]["checkpoint"] == "last"
+    kept = out / "finetune" / intermediate[0]["name"] / "ckpt" / "checkpoint_last.pt"
     assert kept.exists()
     (rte,) = [r for r in finetune if r["arm"] == "intermediate_task"]
-    start = f"{{out}}/finetune/{intermediate[0]['name']}/ckpt/checkpoint_best.pt"
+    start = f"{{out}}/finetune/{intermediate[0]['name']}/ckpt/checkpoint_last.pt"
     assert f"--finetune-from-model {start}" in rte["commands"][0]
     lines = write_report(out).splitlines()
     assert TRANSFER_LINE.match(lines[-1]), lines

@@ -8,7 +8,8 @@ set, GLUE's rule). Files are `index<TAB>prediction` with the label strings of th
 not_entailment / neutral / contradiction, 0/1, STS-B scores clipped to [0, 5] with 3 decimals), one row per test
 example in file order. A test file whose row count is not the official one (a cut download: the leaderboard rejects
 the submission) is an error unless `--allow-partial` is given. `--dev` scores every dev split with the
-GLUE metrics and prints the GLUE score over the tasks given. Prediction is batched by padded tokens
+GLUE metrics, prints the GLUE score over the tasks given, and writes each dev example's prediction to
+OUT_DIR/dev/<task>.<split>.txt. Prediction is batched by padded tokens
 (`--max-tokens`) over length-sorted examples, under `torch.inference_mode()`.
 
 In Python, a fine-tuned checkpoint as a classifier: vega_toolkit/models/glue_predictor.py `GluePredictor`.
@@ -24,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from vega_toolkit.errors import UserError, check_output_dir, console_script
-from vega_toolkit.models.glue_predictor import GluePredictor, score_dev
+from vega_toolkit.models.glue_predictor import DEV_PREDICTIONS, GluePredictor, dev_predictions, score_dev
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,14 @@ def write_submission_file(path: str, indices: Sequence[str], predictions: Sequen
 
 class PartialTestSetError(UserError):
     """A test file without the official number of rows: its submission file would be rejected."""
+
+
+def write_dev_predictions(path: str, predictions: Sequence) -> None:
+    """One prediction per dev example, in the dev file's order (a label, or STS-B's unclipped score): what a
+    re-analysis (e.g. a paired bootstrap over dev examples) needs."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(f"{p:.6g}\n" if isinstance(p, (float, np.floating)) else f"{p}\n" for p in predictions)
 
 
 def check_test_rows(path: str, task_row, split: str, rows: int, allow_partial: bool):
@@ -103,7 +112,7 @@ def check_previous_output(out_dir: str, checkpoints: List[str], zip_name: str, f
     paths: a recipe re-run after retraining) or with `force`; a submission of other models is never replaced."""
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
 
-    names = [f for t in GLUE_TASKS.values() for f in t.submission.values()] + [zip_name]
+    names = [f for t in GLUE_TASKS.values() for f in t.submission.values()] + [zip_name, DEV_PREDICTIONS]
     existing = [f for f in names if os.path.exists(os.path.join(out_dir, f))]
     if not existing or force:
         return
@@ -145,7 +154,11 @@ def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = Fa
             written[file_name] = len(preds)
             print(f"wrote {target}: {len(preds)} rows ({task_row.name} test, {path})", file=out)
         if dev:
-            per_split = score_dev(predictor, max_tokens)
+            predictions = dev_predictions(predictor, max_tokens)
+            for split, (preds, _) in predictions.items():
+                write_dev_predictions(os.path.join(out_dir, DEV_PREDICTIONS, f"{predictor.glue.name}.{split}.txt"),
+                                      preds)
+            per_split = score_dev(predictor, max_tokens, predictions)
             first_dev[predictor.glue.name] = next(iter(per_split.values()))
             for split, metrics in per_split.items():
                 shown = " ".join(f"{k}={v:.2f}" for k, v in metrics.items())

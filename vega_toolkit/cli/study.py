@@ -9,13 +9,15 @@
     vega-study overlap results/study-cpu --glue-dir glue_data                   # STS-B predictions vs word overlap
     vega-study mechanisms results/study-cpu                                     # what SiFT and the rounds did
     vega-study rehearse --out /tmp/rehearsal --glue-dir tests/fixtures/glue     # the paper's job graph on SLURM
+    vega-study compute results/study-cpu                                        # transfer vs pretraining FLOPs
 
 Each cell is a real vega-preprocess / vega-train / vega-convert / vega-generate run whose output goes to
 OUT/logs/<cell>.log; finished cells are JSON lines in OUT/results.jsonl, keyed by their resolved configuration,
 so the same command after a kill (or the end of a session) resumes where the study stopped. Arms and scales are
 declared in vega_toolkit/study/plan.py; `--arms all` runs the scale's ablation arms. The report prints one
 `effect ARM-vs-BASELINE ...` line per arm compared with its declared baseline; its last line is
-`transfer rtd_ternary-vs-random avg_delta=<points> se=<points> tasks_better=<k>/<n>`.
+`transfer rtd_ternary-vs-random avg_delta=<points> se=<points> tasks_better=<k>/<n> p_holm=<p>`, after one
+`claim ARM-vs-BASELINE difference=... se=... t=... df=... p=... p_holm=... verdict=...` line per claim.
 """
 import argparse
 import os
@@ -70,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("out", help="study folder")
     report.add_argument("--baseline", default=None,
                         help="compare every arm with this one (default: each arm's declared compare_with)")
+    report.add_argument("--selection", choices=("held-out", "dev"), default="held-out",
+                        help="held-out: each run at the learning rate its arm's other runs choose, last checkpoint "
+                             "(default); dev: the first cpu study's rule (best median over the reported seeds, "
+                             "per-epoch best checkpoint on dev), to compare")
+    report.add_argument("--glue-dir", default=os.environ.get("VEGA_GLUE_DIR"),
+                        help="GLUE files of the floors and dev labels (default $VEGA_GLUE_DIR, else study.json's; "
+                             "kept in OUT/anchors.json)")
+    compute = sub.add_parser("compute", help="the compute axis: transfer over random init against pretraining "
+                                             "FLOPs (compute.md, compute.png)")
+    compute.add_argument("out", help="study folder")
     report.add_argument("--readme", help="also rewrite this README's block <!-- vega-study:<folder name> --> ... "
                                          "<!-- /vega-study:<folder name> --> from the report")
     probe = sub.add_parser("probe", help="logistic probes of each layer's [CLS] and mean-pooled states (no "
@@ -162,11 +174,20 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
         except (RehearsalError, RuntimeError, TimeoutError) as e:  # a job or a SLURM command failed: its message
             sys.exit(f"vega-study rehearse: {e}")
         return 0
+    if args.command == "compute":
+        from vega_toolkit.study.compute import write_compute
+
+        try:
+            print(write_compute(Path(args.out)))
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"vega-study compute: {e}")
+        return 0
     if args.command == "report":
         from vega_toolkit.study.report import update_readme
 
         try:
-            summary = write_report(Path(args.out), baseline=args.baseline)
+            summary = write_report(Path(args.out), baseline=args.baseline, rule=args.selection,
+                                   glue_dir=args.glue_dir)
         except (FileNotFoundError, ValueError) as e:
             sys.exit(f"vega-study report: {e}")
         if args.readme and not update_readme(Path(args.readme), Path(args.out)):

@@ -102,11 +102,11 @@ class GluePredictor:
         return self.labels_from_logits(self.logits_for(self.encode(examples), max_tokens))
 
 
-def score_dev(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[str, Dict[str, float]]:
-    """GLUE metrics of every dev split of the checkpoint's task: {split: {metric: value}} (STS-B: Pearson and
-    Spearman of the unclipped scores)."""
-    from vega_toolkit.metrics.glue_metrics import task_metrics
+DEV_PREDICTIONS = "dev"  # vega-generate --dev: OUT_DIR/dev/<task>.<split>.txt, one prediction per dev example
 
+
+def dev_predictions(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[str, Tuple[np.ndarray, list]]:
+    """{dev split: (predictions, gold labels)}: label strings for classification, unclipped scores for STS-B."""
     glue, out = predictor.glue, {}
     for name, spec in glue.splits.items():
         if not name.startswith("dev"):
@@ -114,8 +114,17 @@ def score_dev(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[str, Dic
         encoded = predictor.task.encoded_split(spec.fairseq_split)
         logits = predictor.logits_for(encoded, max_tokens)
         if glue.is_regression:
-            preds, labels = logits.view(-1).numpy(), np.asarray([float(x) for x in encoded.labels])
+            out[name] = (logits.view(-1).numpy(), np.asarray([float(x) for x in encoded.labels]))
         else:
-            preds, labels = decode_labels(glue, logits), encoded.labels
-        out[name] = task_metrics(glue, preds, labels)
+            out[name] = (np.asarray(decode_labels(glue, logits)), encoded.labels)
     return out
+
+
+def score_dev(predictor: GluePredictor, max_tokens: int = 8192,
+              predictions: Optional[Dict[str, Tuple[np.ndarray, list]]] = None) -> Dict[str, Dict[str, float]]:
+    """GLUE metrics of every dev split of the checkpoint's task: {split: {metric: value}} (STS-B: Pearson and
+    Spearman of the unclipped scores). PREDICTIONS: dev_predictions' result, if already computed."""
+    from vega_toolkit.metrics.glue_metrics import task_metrics
+
+    predictions = predictions if predictions is not None else dev_predictions(predictor, max_tokens)
+    return {name: task_metrics(predictor.glue, preds, labels) for name, (preds, labels) in predictions.items()}

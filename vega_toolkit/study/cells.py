@@ -8,7 +8,7 @@ only that task's cells.
 """
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -56,10 +56,12 @@ def _lr_name(lr: float) -> str:
 
 
 def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_args: Tuple[str, ...] = (),
-                arms: Optional[Tuple[str, ...]] = None, tasks: Optional[Tuple[str, ...]] = None) -> List[Cell]:
+                arms: Optional[Tuple[str, ...]] = None, tasks: Optional[Tuple[str, ...]] = None,
+                extensions: Optional[Dict[Tuple[str, str], Tuple[float, ...]]] = None) -> List[Cell]:
     """Every cell of SCALE in run order: the task-adaptive text (if any), preprocess, the external pool of the
-    self-calibrated arms (if any), each pretraining, then fine-tuning task by task. ARMS: names, ("all",) for the
-    scale's ablation arms, None for its default arms."""
+    self-calibrated arms (if any), each pretraining run, fine-tuning task by task, then the pretraining
+    learning-rate grid and the compute axis. ARMS: names, ("all",) for the scale's ablation arms, None for its
+    default arms. EXTENSIONS: {(arm, task): learning rates} the edge rule adds (selection.edge_extensions)."""
     unknown = [t for t in tasks or () if t not in {plan.name for plan in scale.tasks}]
     if unknown:  # an unknown name would otherwise run the pretrainings and then no fine-tuning at all
         raise ValueError(f"--tasks {','.join(unknown)}: not a task of the {scale.name} scale (its tasks: "
@@ -79,7 +81,9 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
     # the data-bin folder is named after its key, so a changed tokenizer never overwrites the old one
     prep.commands[0][prep.commands[0].index("{out}/data-bin")] = f"{{out}}/data-bin-{prep.key}"
     prep.workdir = f"{{out}}/data-bin-{prep.key}"
-    prep.outputs = (f"{prep.workdir}/dict.txt", f"{prep.workdir}/spm.model")
+    # the binarized text too: a committed study keeps only the tokenizer, and a pretraining run it still has to do
+    # (another seed) needs the text, so the preprocessing (seeded) runs again first
+    prep.outputs = (f"{prep.workdir}/dict.txt", f"{prep.workdir}/spm.model", f"{prep.workdir}/train.idx")
     cells.append(prep)
     data_bin = prep.workdir
 
@@ -92,12 +96,17 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
                                "external-pool")
         cells.append(pool)
 
-    model_dirs: Dict[str, Tuple[str, Tuple[str, ...]]] = {}  # pretrained arm -> (model folder template, deps)
+    # (pretrained arm, pretraining seed) -> (model folder template, deps); the seed runs of every arm first, so a
+    # resumed study reaches the second pretraining runs before the fine-tunings that read them
+    model_dirs: Dict[Tuple[str, int], Tuple[str, Tuple[str, ...]]] = {}
     pretrained = [a.name for a in selected if a.pretrained] + [a.starts_from for a in selected if a.starts_from]
-    for arm in map(get_arm, dict.fromkeys(pretrained)):  # unique, in order
-        pre = _pretrain_cell(scale, arm, data_bin, prep.key)
+    pretrained_arms = list(map(get_arm, dict.fromkeys(pretrained)))  # unique, in order
+    runs = sorted({(seed, arm.name) for arm in pretrained_arms
+                   for seed in scale.pretrain_seeds_of(arm.name)}, key=lambda x: x[0])
+    for seed, name in sorted(runs, key=lambda x: (x[0], pretrained.index(x[1]))):
+        pre = _pretrain_cell(scale, get_arm(name), data_bin, prep.key, seed)
         cells.append(pre)
-        model_dirs[arm.name] = (f"{{out}}/models/{arm.name}-{pre.key}", (pre.key,))
+        model_dirs[(name, seed)] = (f"{{out}}/models/{name}-{pre.key}", (pre.key,))
 
     intermediates: Dict[Tuple[str, int], Cell] = {}  # (arm, seed) -> its intermediate fine-tuning
     for arm in (a for a in selected if a.intermediate):
@@ -111,14 +120,15 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
         train_rows = len(read_glue_split(glue_dir, task.name, "train"))
         lr = scale.learning_rates[len(scale.learning_rates) // 2]
         for seed in scale.seeds:
-            cell = _finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, model_dirs[arm.starts_from],
+            cell = _finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, model_dirs[(arm.starts_from, 1)],
                                   train_rows, (), extra_finetune_args)
             cell.kind = "intermediate"
-            cell.outputs = (f"{cell.workdir}/ckpt/checkpoint_best.pt",)
+            cell.outputs = (f"{cell.workdir}/ckpt/checkpoint_{cell.fields['checkpoint']}.pt",)
             intermediates[(arm.name, seed)] = _keyed(cell, glue_id)
             cells.append(cell)
 
-    for task in scale.tasks:
+    # the averaged tasks first (the claims rest on them), then the tasks reported at their floor
+    for task in sorted(scale.tasks, key=lambda t: not t.in_average):
         if tasks and task.name not in tasks:
             continue
         glue_id = fingerprint(glue_dir, f"{task.name}/*.tsv")
@@ -126,20 +136,58 @@ def build_cells(scale: Scale, glue_dir: str, corpus_dir: str, extra_finetune_arg
         for arm in selected:
             if not arm.runs_on(task.name):
                 continue
-            model = model_dirs.get(arm.starts_from or arm.name)
             arm_args = tuple(a.replace("{pool}", pool.outputs[0]) if pool else a
                              for a in arm.finetune_args + scale.extra_arm_args(arm.name))
-            if arm.external_pool:
-                model = (model[0], model[1] + (pool.key,))
-            for lr in scale.learning_rates:
-                for seed in scale.seeds:
-                    start, deps = None, model
-                    if arm.intermediate:  # that seed's intermediate model: its weights, the same tokenizer
-                        first = intermediates[(arm.name, seed)]
-                        start, deps = first.outputs[0], (model[0], model[1] + (first.key,))
-                    cells.append(_keyed(_finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, deps,
-                                                       train_rows, arm_args, extra_finetune_args, start),
-                                        glue_id))
+            learning_rates = scale.learning_rates + tuple(
+                lr for lr in (extensions or {}).get((arm.name, task.name), ()) if lr not in scale.learning_rates)
+            pretrain_seeds = scale.pretrain_seeds_of(arm.name) if arm.pretrained else (1,)
+            for pretrain_seed in pretrain_seeds:
+                model = model_dirs.get((arm.starts_from or arm.name, pretrain_seed))
+                if arm.external_pool:
+                    model = (model[0], model[1] + (pool.key,))
+                for lr in learning_rates:
+                    for seed in scale.seeds:
+                        start, deps = None, model
+                        if arm.intermediate:  # that seed's intermediate model: its weights, the same tokenizer
+                            first = intermediates[(arm.name, seed)]
+                            start, deps = first.outputs[0], (model[0], model[1] + (first.key,))
+                        cell = _finetune_cell(scale, arm, task, lr, seed, data_bin, prep.key, deps, train_rows,
+                                              arm_args, extra_finetune_args, start, pretrain_seed)
+                        cells.append(_keyed(cell, glue_id))
+    cells += _pretrain_lr_cells(scale, pretrained_arms, data_bin, prep.key)
+    cells += _compute_axis_cells(scale, selected, tasks, glue_dir, data_bin, prep.key, extra_finetune_args)
+    return cells
+
+
+def _pretrain_lr_cells(scale: Scale, arms: List[Arm], data_bin: str, prep_key: str) -> List[Cell]:
+    """Seed 1 of each pretrained arm at the grid's other pretraining learning rates: read by held-out pretraining
+    loss (report: "Pretraining learning rate"), fine-tuned by nothing."""
+    return [_pretrain_cell(scale, arm, data_bin, prep_key, 1, lr)
+            for arm in arms for lr in scale.pretrain_lr_grid if lr != scale.pretrain.lr]
+
+
+def _compute_axis_cells(scale: Scale, selected: List[Arm], tasks, glue_dir: str, data_bin: str, prep_key: str,
+                        extra: Tuple[str, ...]) -> List[Cell]:
+    """The compute axis' shorter pretrainings of `compute_arms` and their fine-tunings on `compute_tasks` (the
+    scale's grid and seeds); the scale's own runs are the axis' last point."""
+    cells: List[Cell] = []
+    arms = [a for a in selected if a.name in scale.compute_arms]
+    for updates in scale.compute_updates:
+        for arm in arms:
+            pre = _pretrain_cell(scale, arm, data_bin, prep_key, updates=updates)
+            cells.append(pre)
+            model = (f"{{out}}/models/{arm.name}-{pre.key}", (pre.key,))
+            for task in scale.compute_tasks:
+                plan = find_task(scale, task)
+                if plan is None or (tasks and task not in tasks):
+                    continue
+                glue_id = fingerprint(glue_dir, f"{task}/*.tsv")
+                train_rows = len(read_glue_split(glue_dir, task, "train"))
+                for lr in scale.learning_rates:
+                    for seed in scale.seeds:
+                        cell = _finetune_cell(scale, arm, plan, lr, seed, data_bin, prep_key, model, train_rows,
+                                              arm.finetune_args, extra, updates=updates)
+                        cells.append(_keyed(cell, glue_id))
     return cells
 
 
@@ -154,21 +202,35 @@ def _glue_text_cell(name: str, tasks: Tuple[str, ...], glue_dir: str, stem: str)
     return cell
 
 
-def _pretrain_cell(scale: Scale, arm: Arm, data_bin: str, prep_key: str) -> Cell:
-    """One pretraining run (two for an arm with a second phase) and the model folder export."""
+def pretrain_cell_name(arm: str, seed: int = 1, lr: Optional[float] = None, updates: Optional[int] = None) -> str:
+    """`pretrain ARM` for the scale's own run of ARM; other seeds, learning rates and budgets say which."""
+    return (f"pretrain {arm}" + (f"@{updates}" if updates else "") + (f" lr{lr:g}" if lr is not None else "")
+            + (f" seed{seed}" if seed != 1 else ""))
+
+
+def _pretrain_cell(scale: Scale, arm: Arm, data_bin: str, prep_key: str, seed: int = 1, lr: Optional[float] = None,
+                   updates: Optional[int] = None) -> Cell:
+    """One pretraining run (two for an arm with a second phase) and the model folder export. SEED, LR, UPDATES:
+    another pretraining seed, learning rate or number of updates than the scale's (None: the scale's)."""
     save_dir = f"{{out}}/pretrain/{arm.name}"
     budget, second = pretrain_budget(scale, arm), None
+    if lr is not None:
+        budget = replace(budget, lr=lr)
+    if updates is not None:
+        budget = replace(budget, updates=updates)
     if arm.second_phase_args:
         budget, second = budget.split(arm.second_phase_fraction, arm.second_phase_lr_ratio)
 
     def train(objective, phase_budget):
         return ["vega-train", data_bin, *objective, "--arch", scale.arch, *scale.model_args, *phase_budget.args(),
-                "--seed", "1", "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple",
+                "--seed", str(seed), "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple",
                 "--log-interval", "50"]
 
     first = train(arm.pretrain_args, budget)
-    cell = _keyed(Cell(kind="pretrain", name=f"pretrain {arm.name}", commands=[first], workdir=save_dir,
-                       deps=(prep_key,), fields={"arm": arm.name}, threads=scale.pretrain_threads), None)
+    fields = {"arm": arm.name, "pretrain_seed": seed, "pretrain_lr": budget.lr, "pretrain_updates": budget.updates
+              + (second.updates if second else 0)}
+    cell = _keyed(Cell(kind="pretrain", name=pretrain_cell_name(arm.name, seed, lr, updates), commands=[first],
+                       workdir=save_dir, deps=(prep_key,), fields=fields, threads=scale.pretrain_threads), None)
     if second:  # the second phase's commands are part of the key too
         cell.commands.append(train(arm.second_phase_args, second))
         cell = _keyed(cell, None)
@@ -200,13 +262,18 @@ def _on_gpu(scale: Scale) -> bool:
 
 def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int, data_bin: str, prep_key: str,
                    pretrained: Optional[Tuple[str, Tuple[str, ...]]], train_rows: int, arm_args: Tuple[str, ...],
-                   extra: Tuple[str, ...], start: Optional[str] = None) -> Cell:
+                   extra: Tuple[str, ...], start: Optional[str] = None, pretrain_seed: int = 1,
+                   updates: Optional[int] = None) -> Cell:
     """PRETRAINED: (model folder, deps), None for random init. START: the checkpoint to fine-tune from instead of the
-    folder's model.pt (an intermediate-task arm's intermediate model)."""
+    folder's model.pt (an intermediate-task arm's intermediate model). PRETRAIN_SEED, UPDATES: which pretraining
+    run of the arm it starts from (another seed, a compute-axis budget), named in the cell's name."""
     from vega_toolkit.data.glue_tasks import get_glue_task
 
     glue = get_glue_task(task.name)
-    name = f"{arm.name}/{task.name}/lr{_lr_name(lr)}/seed{seed}"
+    name = (f"{arm.name}" + (f"@{updates}" if updates else "") + f"/{task.name}/lr{_lr_name(lr)}/seed{seed}"
+            + (f"/pretrain{pretrain_seed}" if pretrain_seed != 1 else ""))
+    # the loop of a round arm publishes its own final model as checkpoint_best.pt: it is scored on that
+    scored = "best" if "--task" in arm.finetune_args else scale.checkpoint
     workdir = f"{{out}}/finetune/{name}"
     commands = []
     if pretrained is None:  # random init: a model folder of this seed's fresh weights, same tokenizer
@@ -223,7 +290,8 @@ def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int,
              *scale.finetune_args, "--batch-size", str(scale.batch_size), "--lr", str(lr), "--seed", str(seed),
              "--max-epoch", str(task.epochs), *_update_budget(task, scale.batch_size, train_rows),
              "--best-checkpoint-metric", glue.best_metric, "--maximize-best-checkpoint-metric",
-             "--save-dir", f"{workdir}/ckpt", "--no-epoch-checkpoints", "--no-last-checkpoints",
+             "--save-dir", f"{workdir}/ckpt", "--no-epoch-checkpoints",
+             *(("--no-last-checkpoints",) if scored == "best" else ()),
              "--glue-cache-dir", "{out}/cache", "--num-workers", "0", "--log-format", "simple",
              "--log-interval", "50", *arm_args, *extra]
     if glue.is_regression:
@@ -233,14 +301,22 @@ def _finetune_cell(scale: Scale, arm: Arm, task: TaskPlan, lr: float, seed: int,
     if not _on_gpu(scale):
         train.append("--cpu")
     commands.append(train)
-    generate = ["vega-generate", f"{workdir}/ckpt/checkpoint_best.pt", "--glue-dir", "{glue}",
-                "--out-dir", f"{workdir}/predictions", "--glue-cache-dir", "{out}/cache", "--dev"]
-    if not _on_gpu(scale):
-        generate.append("--cpu")
-    if scale.toy_data:  # the toy test files are not the official size; only their dev scores are read
-        generate.append("--allow-partial")
-    commands.append(generate)
-    fields = {"arm": arm.name, "task": task.name, "lr": lr, "seed": seed, "in_average": task.in_average}
+    # the scored checkpoint's predictions (and dev scores) first; with the last checkpoint scored, the per-epoch best
+    # on dev is scored too, into predictions-best/, to compare the two rules on the same cells
+    for checkpoint, folder in ((scored, "predictions"), *((("best", "predictions-best"),) if scored == "last" else ())):
+        generate = ["vega-generate", f"{workdir}/ckpt/checkpoint_{checkpoint}.pt", "--glue-dir", "{glue}",
+                    "--out-dir", f"{workdir}/{folder}", "--glue-cache-dir", "{out}/cache", "--dev"]
+        if not _on_gpu(scale):
+            generate.append("--cpu")
+        if scale.toy_data:  # the toy test files are not the official size; only their dev scores are read
+            generate.append("--allow-partial")
+        commands.append(generate)
+    fields = {"arm": arm.name, "task": task.name, "lr": lr, "seed": seed, "in_average": task.in_average,
+              "checkpoint": scored}
+    if pretrain_seed != 1:
+        fields["pretrain_seed"] = pretrain_seed
+    if updates:
+        fields["pretrain_updates"] = updates
     return Cell(kind="finetune", name=name, commands=commands, workdir=workdir, deps=deps, fields=fields)
 
 

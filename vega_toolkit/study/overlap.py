@@ -10,7 +10,6 @@ model that learnt to compare the two sentences' words tracks it; one that predic
 not. A cell whose predictions are constant (fine-tuning collapsed to the mean score) has no correlation and is
 counted as such, not as 0.
 """
-import re
 import shlex
 from collections import defaultdict
 from pathlib import Path
@@ -19,40 +18,13 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from vega_toolkit.data.glue_readers import read_glue_split
+from vega_toolkit.study.anchors import TASK, dev_baseline, pearson, split_overlap, word_jaccard  # noqa: F401
 from vega_toolkit.study.report import load_study
 from vega_toolkit.study.runner import code_version
 
-TASK = "STS-B"
-_WORD = re.compile(r"\w+")
-
-
-def word_jaccard(a: str, b: str) -> float:
-    wa, wb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
-    return len(wa & wb) / len(wa | wb) if wa | wb else 0.0
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> Optional[float]:
-    """None when either side is constant (the coefficient is undefined). Checked on the values themselves: the
-    mean of 1,379 copies of 2.755 is not exactly 2.755, and the rounding residue would read as a correlation."""
-    if x.min() == x.max() or y.min() == y.max():
-        return None
-    x, y = x - x.mean(), y - y.mean()
-    denominator = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denominator) if denominator > 0 else None
-
-
-def split_overlap(glue_dir: str, split: str) -> np.ndarray:
-    return np.array([word_jaccard(e.text_a, e.text_b) for e in read_glue_split(glue_dir, TASK, split)])
-
-
-def dev_baseline(glue_dir: str) -> float:
-    """Pearson (x 100, the GLUE scale) of the word Jaccard with the gold dev scores."""
-    gold = np.array([float(e.label) for e in read_glue_split(glue_dir, TASK, "dev")])
-    return 100 * pearson(split_overlap(glue_dir, "dev"), gold)
-
-
 def _predictions_file(record: Dict, out: Path) -> Path:
-    generate = shlex.split(record["commands"][-1])
+    # the first vega-generate: the scored checkpoint's (a cell scored on its last checkpoint also scores its best)
+    generate = shlex.split(next(c for c in record["commands"] if c.startswith("vega-generate")))
     folder = generate[generate.index("--out-dir") + 1].replace("{out}", str(out))
     return Path(folder) / f"{TASK}.tsv"
 

@@ -1,12 +1,16 @@
 """A study folder's results.jsonl -> report.md, study.png and the transfer line.
 
-Selection rule (as GLUE papers report): for each task and arm, the learning rate with the best median dev score over
-seeds; that point's median, mean ± std and n are reported, and the whole grid is listed below it. The GLUE-style
-average is over the tasks marked `in_average` (WNLI is reported, not averaged). Each arm is compared with its
-declared baseline (`Arm.compare_with` in plan.py: random for rtd_ternary, rtd_ternary for every ablation) on the
-per-seed task averages at each arm's selected points, over the averaged tasks or the arm's own `only_tasks`:
-avg_delta is the difference of their means and se its standard error (Welch: sqrt(s1²/n1 + s2²/n2)). One line per
-comparison, `effect ARM-vs-BASELINE ...`, the transfer line `transfer rtd_ternary-vs-random ...` last.
+Selection (selection.py): each run (pretraining seed, fine-tuning seed) of an arm is reported at the learning rate
+chosen by the *other* runs of that arm and task (leave-one-run-out), on its last checkpoint; `--selection dev`
+gives the first cpu study's rule (best median over the reported seeds, per-epoch best checkpoint) to compare. The
+average is over the tasks marked `in_average` (WNLI, and the tasks declared at their majority-class floor, are
+reported, not averaged). Each arm is compared with its declared baseline (`Arm.compare_with` in plan.py) on the
+per-run task averages, over the averaged tasks or the arm's own `only_tasks`; an arm with several pretraining runs
+enters as one value per pretraining run (the mean over its fine-tuning seeds), so the spread between pretraining
+runs is in the standard error. Each comparison: the difference, its standard error, Welch's t, its degrees of
+freedom and the two-sided p-value (stats.py); the claims of a report are one family, Holm-corrected at 5%
+(stats.ALPHA), and the per-task verdicts of the claims another. One line per comparison, `effect ARM-vs-BASELINE
+...`, one `claim ...` line per claim, the transfer line `transfer rtd_ternary-vs-random ... p_holm=<p>` last.
 """
 import json
 import math
@@ -16,8 +20,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
+
 from vega_toolkit.data.noising import label_prior_bits
-from vega_toolkit.study.runner import STUDY_FILE, read_results
+from vega_toolkit.study.anchors import ANCHORS_FILE, anchors  # noqa: F401
+from vega_toolkit.study.runner import STUDY_FILE, expand_predictions, read_results
+from vega_toolkit.study.selection import (RULES, Run, best_point, chosen_rates, last_checkpoint_entries, run_label,
+                                          score_grid, select)
+from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, welch
 
 REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
@@ -26,6 +36,7 @@ HEADLINE = ("rtd_ternary", "random")  # the transfer line the issue tracker and 
 NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured as "
                 "such: MNLI is not in the GLUE data of this study. Arm `intermediate_task` measures the same mechanism "
                 "with a task that is present (the scale's `intermediate_task`).")
+BOOTSTRAP_RESAMPLES = 1000
 
 
 _MODEL_FOLDER = re.compile(r"/models/(?P<arm>[^/\s]+)-(?P<key>[0-9a-f]{12})/")
@@ -33,14 +44,20 @@ _MODEL_FOLDER = re.compile(r"/models/(?P<arm>[^/\s]+)-(?P<key>[0-9a-f]{12})/")
 
 def current_records(records: List[Dict], scale: Optional[Dict] = None) -> Tuple[List[Dict], List[Dict]]:
     """(current, superseded): the newest record of each cell name, only fine-tunings of the model folders the
-    newest pretraining records produced and, given the declared SCALE (study.json), only fine-tunings at its
-    learning rates and seeds. A changed configuration (e.g. a longer pretraining budget, another learning-rate grid)
-    leaves its predecessors in results.jsonl as history, but no report mixes them with the cells that replace them."""
+    newest pretraining records of their names produced and, given the declared SCALE (study.json), only
+    fine-tunings at its learning rates (and the edge rule's steps) and seeds. A changed configuration (e.g. a longer
+    pretraining budget, another learning-rate grid) leaves its predecessors in results.jsonl as history, but no
+    report mixes them with the cells that replace them."""
     newest: Dict[str, Dict] = {}
     for r in records:
         newest[r.get("name", r["key"])] = r
-    models = {r["arm"]: r["key"] for r in newest.values() if r.get("kind") == "pretrain"}
-    lrs, seeds = set(map(float, (scale or {}).get("learning_rates", []))), set((scale or {}).get("seeds", []))
+    models = defaultdict(set)  # arm -> keys of its current pretraining runs (seeds, learning rates, budgets)
+    for r in newest.values():
+        if r.get("kind") == "pretrain":
+            models[r["arm"]].add(r["key"])
+    scale = scale or {}
+    lrs = set(map(float, scale.get("learning_rates", []))) | set(map(float, scale.get("lr_edge_steps", [])))
+    seeds = set(scale.get("seeds", []))
 
     def declared(r: Dict) -> bool:
         if r.get("kind") != "finetune":
@@ -48,7 +65,7 @@ def current_records(records: List[Dict], scale: Optional[Dict] = None) -> Tuple[
         return (not lrs or float(r["lr"]) in lrs) and (not seeds or r["seed"] in seeds)
 
     current = [r for r in newest.values()
-               if declared(r) and all(models.get(m["arm"], m["key"]) == m["key"]
+               if declared(r) and all(m["key"] in models.get(m["arm"], {m["key"]})
                                       for m in _MODEL_FOLDER.finditer(" ".join(r.get("commands", []))))]
     kept = {id(r) for r in current}
     return current, [r for r in records if id(r) not in kept]
@@ -60,73 +77,103 @@ def load_study(out: Path) -> Tuple[Dict, List[Dict], List[Dict]]:
     return (study, *current_records(read_results(out), study.get("scale", {})))
 
 
-def _grid(records: List[Dict]) -> Dict[Tuple[str, str], Dict[float, Dict[int, float]]]:
-    """(task, arm) -> lr -> seed -> score, the newest record winning when a cell was re-run."""
-    grid = defaultdict(lambda: defaultdict(dict))
-    for r in records:
-        if r.get("kind") == "finetune":
-            grid[(r["task"], r["arm"])][float(r["lr"])][int(r["seed"])] = float(r["score"])
-    return grid
+def _grid(records: List[Dict], rule: str = "held-out"):
+    """(task, arm) -> lr -> run -> score (selection.score_grid)."""
+    return score_grid(records, rule)
 
 
-def finished_entries(grid, learning_rates, seeds):
-    """The (task, arm) entries of `grid` with every planned cell (each learning rate x each seed) finished. An entry
-    still running would choose its best learning rate among those run so far, and a seed that only one side has
-    would leave the other's average out of step: the comparisons use finished entries only. Without a declared
-    grid (no study.json) every entry counts."""
+def _wanted_runs(scale: Dict, arm: str, last: bool) -> set:
+    """The runs a finished entry of ARM has: every seed, of every pretraining run the scale declares for the arm
+    (for entries scored on their last checkpoint: the cells of the first cpu study had one pretraining run)."""
+    declared = _declared(arm)
+    pretrain = dict((a, tuple(s)) for a, s in scale.get("pretrain_seeds", [])).get(arm, (1,)) \
+        if last and declared and declared.pretrained else (1,)
+    return {(int(p), int(s)) for p in pretrain for s in scale.get("seeds", [])}
+
+
+def finished_entries(grid, learning_rates, seeds, wanted=None):
+    """The (task, arm) entries of `grid` with every planned cell (each learning rate x each run) finished. An entry
+    still running would choose its learning rate among those run so far, and a run that only one side has would
+    leave the other's average out of step: the comparisons use finished entries only. WANTED(task, arm): the runs
+    of a finished entry (default: each seed of pretraining run 1). Without a declared grid every entry counts."""
     if not learning_rates or not seeds:
         return grid
-    lrs, wanted = {float(lr) for lr in learning_rates}, {int(s) for s in seeds}
+    lrs = {float(lr) for lr in learning_rates}
+    wanted = wanted or (lambda task, arm: {(1, int(s)) for s in seeds})
     return {key: by_lr for key, by_lr in grid.items()
-            if lrs <= set(by_lr) and all(wanted <= set(by_lr[lr]) for lr in lrs)}
+            if lrs <= set(by_lr) and all(wanted(*key) <= set(by_lr[lr]) for lr in lrs)}
 
 
-def best_point(by_lr: Dict[float, Dict[int, float]]) -> Tuple[float, Dict[int, float]]:
-    """The learning rate with the highest median over seeds (ties: the smaller learning rate)."""
-    lr = max(sorted(by_lr), key=lambda x: statistics.median(by_lr[x].values()))
-    return lr, by_lr[lr]
+def selected(grid, task: str, arm: str, rule: str = "held-out") -> Dict[Run, float]:
+    """{run: score at its chosen learning rate} of one entry."""
+    return select(grid[(task, arm)], rule)[1]
+
+
+def units(scores: Dict[Run, float]) -> List[float]:
+    """The independent values of an arm: one per pretraining run (the mean over its fine-tuning seeds) when the
+    arm has several, else one per fine-tuning seed."""
+    by_pretraining = defaultdict(list)
+    for (pretraining, _), value in sorted(scores.items()):
+        by_pretraining[pretraining].append(value)
+    if len(by_pretraining) > 1:
+        return [statistics.fmean(v) for _, v in sorted(by_pretraining.items())]
+    return [v for _, v in sorted(scores.items())]
 
 
 def _mean_std(values: List[float]) -> Tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
-def compare(grid, tasks: List[str], arm: str, baseline: str) -> Optional[Dict]:
-    """Per-seed task averages of ARM and BASELINE at their selected points, their difference and its SE."""
+def run_averages(grid, tasks: List[str], arm: str, rule: str = "held-out") -> Dict[Run, float]:
+    """ARM's average over TASKS of each run's score at its chosen learning rate (runs every task has)."""
+    points = {t: selected(grid, t, arm, rule) for t in tasks}
+    runs = sorted(set.intersection(*(set(p) for p in points.values())))
+    return {run: statistics.fmean(points[t][run] for t in tasks) for run in runs}
+
+
+def seed_averages(grid, tasks: List[str], arm: str, rule: str = "held-out") -> List[float]:
+    return list(run_averages(grid, tasks, arm, rule).values())
+
+
+def compare(grid, tasks: List[str], arm: str, baseline: str, rule: str = "held-out") -> Optional[Dict]:
+    """Per-run task averages of ARM and BASELINE at their chosen points, their difference, its standard error and
+    Welch's test (stats.welch) on the arms' independent values (units)."""
     tasks = [t for t in tasks if (t, arm) in grid and (t, baseline) in grid]
     if not tasks:
         return None
-    a, b = seed_averages(grid, tasks, arm), seed_averages(grid, tasks, baseline)
+    a, b = run_averages(grid, tasks, arm, rule), run_averages(grid, tasks, baseline, rule)
     if not a or not b:
         return None
-    delta = statistics.fmean(a) - statistics.fmean(b)
-    var = (statistics.variance(a) / len(a) if len(a) > 1 else float("nan")) + \
-          (statistics.variance(b) / len(b) if len(b) > 1 else float("nan"))
-    better = sum(statistics.median(best_point(grid[(t, arm)])[1].values())
-                 > statistics.median(best_point(grid[(t, baseline)])[1].values()) for t in tasks)
-    return {"arm": arm, "baseline": baseline, "delta": delta, "se": math.sqrt(var) if var == var else float("nan"),
-            "better": better, "tasks": len(tasks), "task_names": tasks, "arm_avgs": a, "baseline_avgs": b}
+    test = welch(units(a), units(b))
+    better = sum(statistics.median(selected(grid, t, arm, rule).values())
+                 > statistics.median(selected(grid, t, baseline, rule).values()) for t in tasks)
+    return {"arm": arm, "baseline": baseline, "delta": test["difference"], "se": test["se"], "test": test,
+            "better": better, "tasks": len(tasks), "task_names": tasks, "arm_avgs": list(a.values()),
+            "baseline_avgs": list(b.values()), "arm_runs": a, "baseline_runs": b}
 
 
-def task_effect(grid, task: str, arm: str, baseline: str) -> Tuple[float, float]:
-    """ARM minus BASELINE on one task at their selected learning rates: the difference of the seed means and its
-    Welch standard error (NaN with a single seed on either side)."""
-    a, b = (list(best_point(grid[(task, x)])[1].values()) for x in (arm, baseline))
-    var = sum(statistics.variance(v) / len(v) if len(v) > 1 else float("nan") for v in (a, b))
-    return statistics.fmean(a) - statistics.fmean(b), math.sqrt(var) if var == var else float("nan")
+def task_test(grid, task: str, arm: str, baseline: str, rule: str = "held-out") -> Dict[str, float]:
+    """ARM minus BASELINE on one task at their chosen learning rates: stats.welch on the arms' units."""
+    return welch(units(selected(grid, task, arm, rule)), units(selected(grid, task, baseline, rule)))
 
 
-def _fmt_effect(delta: float, se: float) -> str:
+def task_effect(grid, task: str, arm: str, baseline: str, rule: str = "held-out") -> Tuple[float, float]:
+    """The difference of the means and its Welch standard error (NaN with a single value on either side)."""
+    test = task_test(grid, task, arm, baseline, rule)
+    return test["difference"], test["se"]
+
+
+def _fmt_p(p: float) -> str:
+    return "nan" if p != p else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def _fmt_effect(test: Dict[str, float]) -> str:
+    delta, se = test["difference"], test["se"]
     if se != se:
-        return f"{delta:+.2f} (one seed)"
-    return f"{delta:+.2f} ± {se:.2f}" + (f" ({delta / se:+.1f} SE)" if se > 0 else "")
-
-
-def seed_averages(grid, tasks: List[str], arm: str) -> List[float]:
-    """ARM's average over TASKS of each seed's score at the task's selected learning rate (seeds every task has)."""
-    points = {t: best_point(grid[(t, arm)])[1] for t in tasks}
-    seeds = sorted(set.intersection(*(set(p) for p in points.values())))
-    return [statistics.fmean(points[t][s] for t in tasks) for s in seeds]
+        return f"{delta:+.2f} (one run)"
+    if test["p"] != test["p"]:
+        return f"{delta:+.2f} ± {se:.2f}"
+    return f"{delta:+.2f} ± {se:.2f} (t {test['t']:+.1f}, df {test['df']:.1f}, p {_fmt_p(test['p'])})"
 
 
 def _declared(arm: str):
@@ -140,46 +187,75 @@ def baseline_of(arm: str) -> str:
     return declared.compare_with if declared else "random"
 
 
+def _stats_fields(c: Dict) -> str:
+    t = c["test"]
+    return f"t={t['t']:+.2f} df={t['df']:.1f} p={_fmt_p(t['p'])}" if t["t"] == t["t"] else "t=nan df=nan p=nan"
+
+
 def effect_line(c: Dict) -> str:
     ratio = f"{c['delta'] / c['se']:+.1f}" if c["se"] == c["se"] and c["se"] > 0 else "nan"  # nan: one seed
     return (f"effect {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
-            f"delta_over_se={ratio} tasks_better={c['better']}/{c['tasks']}")
+            f"delta_over_se={ratio} tasks_better={c['better']}/{c['tasks']} p_holm={_fmt_p(c.get('p_holm', math.nan))}")
 
 
-CLAIM_SE = 2.0  # a difference of at least this many standard errors decides a claim either way
-
-
-def _decided(delta: float, se: float, sign: int) -> Optional[str]:
-    """"reproduced" / "contradicted" when DELTA is at least CLAIM_SE standard errors for / against the claimed
-    direction SIGN; None when it is not, or when there is no standard error (one seed)."""
-    if se != se or se <= 0:
-        return None
-    z = sign * delta / se
-    return "reproduced" if z >= CLAIM_SE else "contradicted" if z <= -CLAIM_SE else None
+def claim_line(c: Dict) -> str:
+    return (f"claim {c['arm']}-vs-{c['baseline']} difference={c['delta']:+.2f} se={c['se']:.2f} {_stats_fields(c)} "
+            f"p_holm={_fmt_p(c['p_holm'])} verdict={c['verdict'].split(' (')[0].replace(' ', '_')}")
 
 
 def claim_verdict(c: Dict, sign: int) -> str:
-    """The verdict on a claim from its comparison C (task averages) in the claimed direction SIGN."""
-    if c["se"] != c["se"] or c["se"] <= 0:
-        return "no verdict (one seed: no standard error)"
-    return _decided(c["delta"], c["se"], sign) or f"not resolved (|difference| < {CLAIM_SE:g} SE)"
-
-
-def _decided_tasks(grid, c: Dict, sign: int) -> Tuple[List[str], List[str]]:
-    """The comparison's tasks whose own difference is at least CLAIM_SE standard errors for / against the claim."""
-    verdicts = {task: _decided(*task_effect(grid, task, c["arm"], c["baseline"]), sign) for task in c["task_names"]}
-    return ([t for t, v in verdicts.items() if v == "reproduced"],
-            [t for t, v in verdicts.items() if v == "contradicted"])
+    """The verdict on a claim from its comparison C (task averages, with its Holm-adjusted p) in direction SIGN."""
+    if c["se"] != c["se"]:
+        return "no verdict (one run: no standard error)"
+    if c["test"]["p"] != c["test"]["p"]:
+        return "no verdict (no spread on either side: nothing to test)"
+    return verdict(c["delta"], c["p_holm"], sign) or f"not resolved (p_holm {_fmt_p(c['p_holm'])} ≥ {ALPHA:g})"
 
 
 def transfer_line(c: Dict) -> str:
     return (f"transfer {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
-            f"tasks_better={c['better']}/{c['tasks']}")
+            f"tasks_better={c['better']}/{c['tasks']} p_holm={_fmt_p(c.get('p_holm', math.nan))}")
 
 
 def _fmt(values: List[float]) -> str:
     mean, std = _mean_std(values)
     return f"{statistics.median(values):.2f} ({mean:.2f} ± {std:.2f}, n={len(values)})"
+
+
+def _predictions_of(records: List[Dict]) -> Dict[Tuple[str, str, float, Run], object]:
+    return {(r["task"], r["arm"], float(r["lr"]), (int(r.get("pretrain_seed", 1)), int(r["seed"]))):
+            next(iter(r["dev_predictions"].values()))
+            for r in records if r.get("kind") == "finetune" and r.get("dev_predictions")
+            and not r.get("pretrain_updates")}
+
+
+def _bootstrap(c: Dict, grid, predictions, found: Dict, rule: str) -> Optional[List[float]]:
+    """The paired bootstrap interval of comparison C, or None when a selected run lacks dev predictions."""
+    from vega_toolkit.data.glue_tasks import get_glue_task
+    from vega_toolkit.metrics.glue_metrics import task_metrics, task_score
+
+    labels, sides = {}, []
+    for arm, runs in ((c["arm"], c["arm_runs"]), (c["baseline"], c["baseline_runs"])):
+        side = []
+        for run in runs:
+            preds = {}
+            for task in c["task_names"]:
+                chosen, _ = select(grid[(task, arm)], rule)
+                kept = predictions.get((task, arm, chosen[run], run))
+                gold = (found.get("dev_labels") or {}).get(task)
+                if kept is None or gold is None:
+                    return None
+                glue = get_glue_task(task)
+                cast = np.float64 if glue.is_regression else str
+                preds[task] = np.asarray([cast(x) for x in expand_predictions(kept, glue.labels)])
+                labels[task] = np.asarray([cast(x) for x in expand_predictions(gold, glue.labels)])
+            side.append(preds)
+        sides.append(side)
+
+    def score(task, preds, gold):
+        return task_score(task, task_metrics(task, preds, gold))
+
+    return paired_bootstrap(sides[0], sides[1], labels, score, BOOTSTRAP_RESAMPLES)
 
 
 def _phases(curve: List[Dict]) -> List[List[Dict]]:
@@ -214,32 +290,88 @@ def _pretraining_section(pretrain: List[Dict]) -> List[str]:
                 " (**at the prior: the objective learnt nothing**)"
                 if last.get("rtd_loss", last.get("loss", 0)) >= prior - 0.01 else "")
         updates = " + ".join(f"{phase[-1]['num_updates']:g}" for phase in phases) or "?"
-        lines.append(f"| `{r['arm']}` | {updates} | {shown} | {r['wall_s'] / 60:.1f} min |")
+        lines.append(f"| `{_run_name(r)}` | {updates} | {shown} | {r['wall_s'] / 60:.1f} min |")
     lines += ["", "## Pretraining curves (held-out loss at each validation, update: loss; the RTD part of the loss in "
                   "a contrastive phase)", ""]
     for r in pretrain:
         phases = _phases(r.get("valid_curve") or [])
         shown = [("phase 2: " if i and not j else "") + f"{p['num_updates']:g}: {p.get('rtd_loss', p['loss']):.3f}"
                  for i, phase in enumerate(phases) for j, p in enumerate(phase) if "loss" in p]
-        lines.append(f"- `{r['arm']}`: " + (", ".join(shown) or "no validation"))
+        lines.append(f"- `{_run_name(r)}`: " + (", ".join(shown) or "no validation"))
     return lines + [""]
 
 
-def write_report(out: Path, baseline: Optional[str] = None) -> str:
-    """BASELINE: compare every arm with this one instead of each arm's declared baseline."""
+def _run_name(record: Dict) -> str:
+    """A pretraining run as the report names it: its arm, and the seed, learning rate or budget that differ."""
+    return record.get("name", record["arm"]).replace("pretrain ", "", 1)
+
+
+def _last_loss(record: Dict) -> Tuple[Optional[float], bool]:
+    """(held-out loss of the RTD part, or the loss, at the last validation; True when it sits at the label prior)."""
+    phases = _phases(record.get("valid_curve") or [])
+    if not phases:
+        return None, False
+    last = phases[-1][-1]
+    loss = last.get("rtd_loss", last.get("loss"))
+    at_prior = "shuf_frac" in last and "repl_frac" in last and loss is not None and \
+        loss >= label_prior_bits(last["shuf_frac"], last["repl_frac"]) - 0.01
+    return loss, at_prior
+
+
+def _pretrain_lr_section(pretrain: List[Dict], scale: Dict) -> List[str]:
+    """Each objective's pretraining learning rates (seed 1, the scale's budget): the rule picks the lowest held-out
+    loss among the runs not at their label prior; GLUE dev takes no part."""
+    grid = [float(lr) for lr in scale.get("pretrain_lr_grid", [])]
+    budget = scale.get("pretrain", {})
+    if len(grid) < 2 or not budget:
+        return []
+    runs = defaultdict(dict)
+    for r in pretrain:
+        if int(r.get("pretrain_seed", 1)) == 1 and int(r.get("pretrain_updates", budget["updates"])) \
+                in (budget["updates"],) and "@" not in r.get("name", ""):
+            runs[r["arm"]][float(r.get("pretrain_lr", budget["lr"]))] = r
+    lines = ["## Pretraining learning rate (held-out pretraining loss at the last validation, seed 1)", "",
+             f"Rule, declared before these runs: each objective pretrains at the rate of the grid "
+             f"({', '.join(f'{lr:g}' for lr in grid)}) with the lowest held-out loss, a run at its label prior "
+             f"excluded; the study's fine-tunings use {budget['lr']:g} until a row below says otherwise.", "",
+             "| arm | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | the rule picks |",
+             "|---|" + "---|" * (len(grid) + 1)]
+    for arm, by_lr in runs.items():
+        losses = {lr: _last_loss(by_lr[lr]) for lr in grid if lr in by_lr}
+        cells = [("—" if lr not in losses else f"{losses[lr][0]:.3f}" + (" (at prior)" if losses[lr][1] else ""))
+                 if lr not in losses or losses[lr][0] is not None else "no validation" for lr in grid]
+        eligible = {lr: loss for lr, (loss, prior) in losses.items() if loss is not None and not prior}
+        pick = "— (grid not finished)" if len(losses) < len(grid) else \
+            f"{min(eligible, key=eligible.get):g}" if eligible else "none (every rate at the prior)"
+        if pick not in ("— (grid not finished)",) and eligible and min(eligible, key=eligible.get) != budget["lr"]:
+            pick += " (**not the study's rate: its fine-tunings are to be re-run at it**)"
+        lines.append(f"| `{arm}` | " + " | ".join(cells) + f" | {pick} |")
+    return lines + [""]
+
+
+def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-out",
+                 glue_dir: Optional[str] = None) -> str:
+    """BASELINE: compare every arm with this one instead of each arm's declared baseline. RULE: "held-out" (the
+    learning rate chosen apart from the reported runs, last checkpoints) or "dev" (the first cpu study's rule, to
+    compare). GLUE_DIR: the GLUE files of the anchors (default: study.json's, or OUT/anchors.json)."""
+    if rule not in RULES:
+        raise ValueError(f"--selection {rule!r}: choose one of {', '.join(RULES)}")
     out = Path(out)
     study, records, superseded = load_study(out)
     scale = study.get("scale", {})
     if not records:
         raise FileNotFoundError(f"{out}: no results.jsonl with finished cells")
-    task_order = [t["name"] for t in scale.get("tasks", [])] or sorted({r["task"] for r in records if "task" in r})
-    averaged = [t["name"] for t in scale.get("tasks", []) if t.get("in_average", True)] or task_order
-    grid = _grid(records)
+    task_plans = {t["name"]: t for t in scale.get("tasks", [])}
+    task_order = list(task_plans) or sorted({r["task"] for r in records if "task" in r})
+    averaged = [t for t, plan in task_plans.items() if plan.get("in_average", True)] or task_order
+    grid = _grid(records, rule)
+    last_entries = last_checkpoint_entries(records) if rule == "held-out" else set()
     from vega_toolkit.study.plan import ALL_ARMS
 
     in_grid = {k[1] for k in grid}  # every arm with results, in the study's order, then the declaration order
     arms = [a for a in dict.fromkeys([*(study.get("arms") or scale.get("arms", [])), *ALL_ARMS]) if a in in_grid]
     arms += sorted(in_grid - set(arms))
+    found = anchors(out, glue_dir or study.get("paths", {}).get("glue"), task_order)
     lines = [f"# vega-study report: {scale.get('name', '?')} scale", ""]
     commits = sorted({r.get("commit", "?") for r in records})
     planned, finished = study.get("cells"), len({r["key"] for r in records})
@@ -247,9 +379,10 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
     if planned and finished < planned:
         incomplete = [f"**Incomplete: {finished} of {planned} cells finished.** Resume with the same `vega-study run` "
                       f"command; averages and differences below cover only the tasks both arms have finished (every "
-                      f"learning rate and seed).", ""]
+                      f"learning rate and run).", ""]
     lines += incomplete
-    lines += [f"{len(records)} finished cells, {sum(r.get('wall_s', 0) for r in records) / 3600:.2f} h of cell time; "
+    lines += [f"{len(records)} finished cells, "
+              f"{sum(r.get('wall_s', 0) for r in records if not r.get('alias_of')) / 3600:.2f} h of cell time; "
               f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.", ""]
     if superseded:
         lines += [f"{len(superseded)} earlier records of a changed configuration (e.g. a shorter pretraining, "
@@ -259,7 +392,9 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
         lines += [f"Scale: {scale.get('about', '')}. Architecture `{scale.get('arch')}`; fine-tuning batch "
                   f"{scale.get('batch_size')}, learning rates {', '.join(map(str, scale.get('learning_rates', [])))}, "
                   f"seeds {', '.join(map(str, scale.get('seeds', [])))}.", ""]
-    lines += _pretraining_section([r for r in records if r.get("kind") == "pretrain"])
+    pretrain = [r for r in records if r.get("kind") == "pretrain"]
+    lines += _pretraining_section(pretrain)
+    lines += _pretrain_lr_section(pretrain, scale)
     if any(_declared(a) and (_declared(a).starts_from or _declared(a).compare_with != "random") for a in arms):
         lines += ["## Arms (registry names: vega_toolkit/study/plan.py ARMS)", "", "| arm | compared with | what it is |",
                   "|---|---|---|"]
@@ -269,95 +404,150 @@ def write_report(out: Path, baseline: Optional[str] = None) -> str:
                          f"{declared.about if declared else ''} |")
         lines += ["", NOT_MEASURED, ""]
     summary_start = len(lines)
-    lines += ["## Dev scores at each arm's best learning rate (median over seeds; mean ± std, n)", "",
-              "| task | " + " | ".join(f"`{a}`" for a in arms) + " |", "|---|" + "---|" * len(arms)]
+    if rule == "held-out":
+        how = ("each run (pretraining seed, fine-tuning seed) at the learning rate the arm's *other* runs of the task "
+               "score best (median), on its last checkpoint; † marks an entry of the first cpu study's cells, scored "
+               "on the per-epoch best checkpoint on dev")
+    else:
+        how = "the learning rate with the best median over the reported seeds, on the per-epoch best checkpoint on dev"
+    floors = [t for t, plan in task_plans.items() if plan.get("floor")]
+    lines += [f"## Dev scores at the selected learning rates (median over runs; mean ± std, n)", "",
+              f"Selection: {how}. Floors, without fine-tuning: the majority class of the training labels, and on "
+              f"STS-B the word overlap (Jaccard) of each pair against the gold scores." +
+              (f" Reported, not averaged, as declared before these cells ran: {', '.join(floors)} "
+               f"({task_plans[floors[0]]['floor']}), and WNLI (its dev set is adversarial to its training set)."
+               if floors else ""), "",
+              "| task | " + " | ".join(f"`{a}`" for a in arms) + " | floor: majority class | floor: word overlap |",
+              "|---|" + "---|" * (len(arms) + 2)]
+
+    def task_label(task):
+        return task + ("" if task in averaged else " (at floor, not averaged)" if task in floors else
+                       " (not averaged)")
+
     for task in task_order:
         cells = []
         for arm in arms:
             if (task, arm) not in grid:
                 cells.append("—")
                 continue
-            lr, seeds = best_point(grid[(task, arm)])
-            cells.append(f"{_fmt(list(seeds.values()))} @ lr {lr:g}")
-        suffix = "" if task in averaged else " (not averaged)"
-        lines.append(f"| {task}{suffix} | " + " | ".join(cells) + " |")
+            chosen, scores = select(grid[(task, arm)], rule)
+            dagger = "†" if rule == "held-out" and (task, arm) not in last_entries else ""
+            cells.append(f"{_fmt(list(scores.values()))} @ {chosen_rates(chosen)}{dagger}")
+        majority = (found.get("majority") or {}).get(task)
+        overlap = (found.get("overlap") or {}).get(task)
+        cells += [f"{floor:.2f}" if floor is not None else "—" for floor in (majority, overlap)]
+        lines.append(f"| {task_label(task)} | " + " | ".join(cells) + " |")
     comparisons = []
-    finished_grid = finished_entries(grid, scale.get("learning_rates"), scale.get("seeds"))
+    lrs, seeds = scale.get("learning_rates"), scale.get("seeds")
+    finished_grid = finished_entries(grid, lrs, seeds,
+                                     lambda task, arm: _wanted_runs(scale, arm, (task, arm) in last_entries))
     for arm in arms:
         base = baseline or baseline_of(arm)
         if arm == base or base not in arms:
             continue
         declared = _declared(arm)
         own = [t for t in task_order if declared and t in declared.only_tasks]
-        c = compare(finished_grid, own or averaged, arm, base)
+        c = compare(finished_grid, own or averaged, arm, base, rule)
         if c:
             c["own_tasks"] = bool(own)
             comparisons.append(c)
     # the average row: each arm over the averaged tasks every pretraining arm has finished
     full = [a for a in arms if not (_declared(a) and (_declared(a).starts_from or _declared(a).only_tasks))] or arms
     used = [t for t in averaged if all((t, a) in finished_grid for a in full)]
-    avg_cells = [_fmt(seed_averages(finished_grid, used, arm))
+    avg_cells = [_fmt(seed_averages(finished_grid, used, arm, rule))
                  if used and all((t, arm) in finished_grid for t in used) else "—" for arm in arms]
-    lines += [f"| **average** ({', '.join(used)}) | " + " | ".join(avg_cells) + " |", ""]
+    lines += [f"| **average** ({', '.join(used)}) | " + " | ".join(avg_cells) + " | | |", ""]
+    claims = [(c, _declared(c["arm"])) for c in comparisons if not baseline]
+    claims = [(c, declared) for c, declared in claims if declared and declared.claim]
+    # the claims of the report are one family: Holm over their p-values; every other comparison gets none
+    for (c, _), p in zip(claims, holm([c["test"]["p"] for c, _ in claims])):
+        c["p_holm"] = p
+    for c, declared in claims:
+        c["verdict"] = claim_verdict(c, declared.claim_sign)
     if comparisons:
         lines += ["## Transfer", ""]
         for c in comparisons:
             on = f" on {', '.join(c['task_names'])}" if c["own_tasks"] else ""
-            if c["se"] == c["se"]:  # not NaN: at least two seeds on each side
-                ratio = f" ({c['delta'] / c['se']:+.1f} SE)" if c["se"] > 0 else ""
+            t = c["test"]
+            if c["se"] == c["se"]:  # not NaN: at least two values on each side
+                shown = (f"t {t['t']:+.2f}, df {t['df']:.1f}, p {_fmt_p(t['p'])}" if t["p"] == t["p"]
+                         else "no spread: no test")
                 lines.append(f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points, standard "
-                             f"error {c['se']:.2f}{ratio}; better on {c['better']} of {c['tasks']} tasks.")
+                             f"error {c['se']:.2f} ({shown}); better on {c['better']} of {c['tasks']} tasks.")
             else:
-                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points (one seed: "
+                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points (one run: "
                              f"no standard error); better on {c['better']} of {c['tasks']} tasks.")
-        # per task: which differences stand out of the seed noise, and which are noise at a task's floor
-        lines += ["", "Per task (difference of the seed means at the selected learning rates ± its standard error):",
-                  "", "| task | " + " | ".join(f"`{c['arm']}` − `{c['baseline']}`" for c in comparisons) + " |",
+        lines += ["", "Per task (difference of the means at the selected learning rates ± its standard error; "
+                      "Welch's t, degrees of freedom, two-sided p, uncorrected):", "",
+                  "| task | " + " | ".join(f"`{c['arm']}` − `{c['baseline']}`" for c in comparisons) + " |",
                   "|---|" + "---|" * len(comparisons)]
         for task in task_order:
-            cells = [_fmt_effect(*task_effect(finished_grid, task, c["arm"], c["baseline"]))
+            cells = [_fmt_effect(task_test(finished_grid, task, c["arm"], c["baseline"], rule))
                      if (task, c["arm"]) in finished_grid and (task, c["baseline"]) in finished_grid else "—"
                      for c in comparisons]
             if any(cell != "—" for cell in cells):
-                lines.append(f"| {task}{'' if task in averaged else ' (not averaged)'} | " + " | ".join(cells) + " |")
+                lines.append(f"| {task_label(task)} | " + " | ".join(cells) + " |")
         lines.append("")
-    claims = [(c, _declared(c["arm"])) for c in comparisons if not baseline]
-    claims = [(c, declared) for c, declared in claims if declared and declared.claim]
     if claims:
+        predictions = _predictions_of(records)
+        # the per-task verdicts of every claim are a second family: Holm over all (claim, task) p-values
+        per_task = [(c, task, task_test(finished_grid, task, c["arm"], c["baseline"], rule))
+                    for c, _ in claims for task in c["task_names"]]
+        for (c, task, test), p in zip(per_task, holm([test["p"] for _, _, test in per_task])):
+            test["p_holm"] = p
         lines += ["## The paper's claims at this scale", "",
-                  f"Each claim is tested by its arm against the arm it names, on the task average above; it is "
-                  f"reproduced or contradicted when the difference is at least {CLAIM_SE:g} standard errors in or "
-                  f"against the claimed direction, and not resolved otherwise.", "",
-                  "| claim | arms | difference (SE) | verdict | tasks where it holds / fails by 2 SE |",
-                  "|---|---|---|---|---|"]
+                  f"Each claim is tested by its arm against the arm it names, on the task average above, by Welch's "
+                  f"t-test on the arms' independent values (one per fine-tuning seed; one per pretraining run where "
+                  f"an arm has several). The family is the {len(claims)} claims of this table: a claim is reproduced "
+                  f"or contradicted when its Holm-corrected p-value is below {ALPHA:g} and the difference is in or "
+                  f"against the claimed direction, and not resolved otherwise. The per-task verdicts are a second "
+                  f"family, every claim × task of the table, by the same rule. The standard error counts seeds and "
+                  f"pretraining runs only; the dev-sampling interval (95%, paired bootstrap over dev examples and "
+                  f"runs, {BOOTSTRAP_RESAMPLES} resamples) also counts the dev set's own sampling, and needs every "
+                  f"selected cell's dev predictions (cells of the first cpu study have none).", "",
+                  "| claim | arms | difference | se | t | df | p | p_holm | verdict | dev-sampling interval | "
+                  "tasks where it holds / fails (Holm, per task) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for c, declared in claims:
             on = f" on {', '.join(c['task_names'])}" if c["own_tasks"] else ""
-            held, failed = _decided_tasks(finished_grid, c, declared.claim_sign)
-            lines.append(f"| {declared.claim} | `{c['arm']}` vs `{c['baseline']}`{on} | "
-                         f"{_fmt_effect(c['delta'], c['se'])} | {claim_verdict(c, declared.claim_sign)} | "
+            held = [task for cc, task, test in per_task if cc is c
+                    and verdict(test["difference"], test["p_holm"], declared.claim_sign) == "reproduced"]
+            failed = [task for cc, task, test in per_task if cc is c
+                      and verdict(test["difference"], test["p_holm"], declared.claim_sign) == "contradicted"]
+            interval = _bootstrap(c, finished_grid, predictions, found, rule)
+            interval = f"[{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "lacking (no dev predictions)"
+            t = c["test"]
+            lines.append(f"| {declared.claim} | `{c['arm']}` vs `{c['baseline']}`{on} | {c['delta']:+.2f} | "
+                         f"{c['se']:.2f} | {t['t']:+.2f} | {t['df']:.1f} | {_fmt_p(t['p'])} | {_fmt_p(c['p_holm'])} | "
+                         f"{c['verdict']} | "
+                         f"{interval} | "
                          f"{', '.join(held) or 'none'} / {', '.join(failed) or 'none'} |")
         lines += ["", f"Cannot be tested here: {NOT_MEASURED}", ""]
     summary = incomplete + lines[summary_start:]
-    lines += ["## Whole grid (dev score per seed)", "", "| task | arm | lr | scores by seed | median |",
-              "|---|---|---|---|---|"]
+    lines += ["## Whole grid (dev score per run: sN = fine-tuning seed N of pretraining run 1, pPsN of run P)", "",
+              "| task | arm | lr | scores by run | median |", "|---|---|---|---|---|"]
     for task in task_order:
         for arm in arms:
-            for lr, seeds in sorted(grid.get((task, arm), {}).items()):
-                shown = ", ".join(f"s{s}: {v:.2f}" for s, v in sorted(seeds.items()))
-                lines.append(f"| {task} | `{arm}` | {lr:g} | {shown} | {statistics.median(seeds.values()):.2f} |")
+            for lr, runs in sorted(grid.get((task, arm), {}).items()):
+                shown = ", ".join(f"{run_label(run)}: {v:.2f}" for run, v in sorted(runs.items()))
+                lines.append(f"| {task} | `{arm}` | {lr:g} | {shown} | {statistics.median(runs.values()):.2f} |")
     lines.append("")
-    figure = _figure(out, grid, task_order, arms)
+    # the first rule's report, kept to compare, never overwrites the study's own (nor the README's source)
+    suffix = "" if rule == "held-out" else f"-{rule}-selected"
+    report_file, summary_file = (f"{Path(name).stem}{suffix}.md" for name in (REPORT_FILE, SUMMARY_FILE))
+    figure = _figure(out, grid, task_order, arms, rule, f"{Path(FIGURE_FILE).stem}{suffix}.png")
     if figure:
-        lines += [f"![per-task seed scores]({FIGURE_FILE})", ""]
-    (out / REPORT_FILE).write_text("\n".join(lines), encoding="utf-8")
-    (out / SUMMARY_FILE).write_text("\n".join(summary).replace("## ", "#### "), encoding="utf-8")
+        lines += [f"![per-task seed scores]({figure.name})", ""]
+    (out / report_file).write_text("\n".join(lines), encoding="utf-8")
+    (out / summary_file).write_text("\n".join(summary).replace("## ", "#### "), encoding="utf-8")
     comparisons.sort(key=lambda c: (c["arm"], c["baseline"]) == HEADLINE)
-    summary = [f"wrote {out / REPORT_FILE}" + (f" and {figure}" if figure else "")]
-    summary += [transfer_line(c) if (c["arm"], c["baseline"]) == HEADLINE else effect_line(c) for c in comparisons]
-    return "\n".join(summary)
+    printed = [f"wrote {out / report_file}" + (f" and {figure}" if figure else "")]
+    printed += [claim_line(c) for c, _ in claims]
+    printed += [transfer_line(c) if (c["arm"], c["baseline"]) == HEADLINE else effect_line(c) for c in comparisons]
+    return "\n".join(printed)
 
 
-def _figure(out: Path, grid, tasks: List[str], arms: List[str]) -> Optional[Path]:
+def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "held-out",
+            name: str = FIGURE_FILE) -> Optional[Path]:
     """One panel per task: each arm's seed scores at its best learning rate as dots, the median as a bar."""
     import logging
 
@@ -375,8 +565,7 @@ def _figure(out: Path, grid, tasks: List[str], arms: List[str]) -> Optional[Path
         for i, arm in enumerate(arms):
             if (task, arm) not in grid:
                 continue
-            lr, seeds = best_point(grid[(task, arm)])
-            values = list(seeds.values())
+            values = list(select(grid[(task, arm)], rule)[1].values())
             ax.scatter([i] * len(values), values, s=18, alpha=0.8)
             ax.hlines(statistics.median(values), i - 0.25, i + 0.25, colors="k")
         ax.set_xticks(range(len(arms)))
@@ -384,7 +573,7 @@ def _figure(out: Path, grid, tasks: List[str], arms: List[str]) -> Optional[Path
         ax.set_title(task, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = out / FIGURE_FILE
+    path = out / name
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from vega_toolkit.study.cell_claims import CellClaims
 from vega_toolkit.study.cells import Cell, build_cells
 from vega_toolkit.study.plan import ARMS, Scale, resolve_arms
+from vega_toolkit.study.selection import checkpoint_of, edge_extensions, score_grid
 
 # cells that fine-tune on a GLUE task and are scored on its dev set; an "intermediate" one's model is the start
 # of other cells (intermediate-task arms) and enters no table
@@ -135,6 +136,39 @@ def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
     return [points[u] for points in by_command.values() for u in sorted(points)]
 
 
+def generate_dev_scores(log_text: str) -> List[Dict[str, Dict[str, float]]]:
+    """The dev scores of each `$ vega-generate` command of a cell's log, in the order they ran (the scored
+    checkpoint's first, then the per-epoch best's where the cell scores both)."""
+    scores, current = [], None
+    for line in log_text.splitlines():
+        if line.startswith("$ "):
+            current = {} if line.startswith("$ vega-generate") or "/vega-generate " in line.split()[1] else None
+            if current is not None:
+                scores.append(current)
+            continue
+        if current is not None:
+            current.update(parse_dev_scores(line))
+    return [s for s in scores if s]
+
+
+def compact_predictions(values: List[str], labels=()) -> object:
+    """Dev predictions (one string per example) as results.jsonl keeps them: with the task's LABELS (fewer than
+    10), one digit per example, the label's index ("0110..."); else a list (STS-B's scores, 4 decimals)."""
+    if labels and len(labels) < 10 and all(v in labels for v in values):
+        return "".join(str(labels.index(v)) for v in values)
+    try:
+        return [round(float(v), 4) for v in values]
+    except ValueError:
+        return list(values)
+
+
+def expand_predictions(compact, labels=()) -> List[str]:
+    """compact_predictions' value back to one prediction (a label string, or a score) per dev example."""
+    if isinstance(compact, str):
+        return [labels[int(c)] if labels else c for c in compact]
+    return [str(v) for v in compact]
+
+
 _RAN = re.compile(r"^# vega-study: `[^`]+` ran (?P<s>\d+(?:\.\d+)?) s", re.M)
 
 
@@ -161,15 +195,45 @@ class StudyRunner:
             raise ValueError(f"the {scale.name} scale has no local execution: `vega-study plan --scale {scale.name}` "
                              f"prints its cluster commands")
         self.arms, self.extra_finetune_args = resolve_arms(scale, arms), tuple(extra_finetune_args)
-        self.cells = build_cells(scale, self.paths["glue"], self.paths["corpus"], self.extra_finetune_args,
-                                 self.arms, tasks)
-        if threads:  # BLAS threads per cell, whatever the scale declares (keys do not depend on it)
-            for cell in self.cells:
-                cell.threads = threads
+        self.tasks, self.threads = tasks, threads
+        self.extensions = self._edge_extensions()
+        self.cells = self._build()
         self.commit = code_version()
         self._lock = threading.Lock()
         self.claims = CellClaims(self.out)
         self._children: Dict[int, subprocess.Popen] = {}
+
+    def _build(self) -> List[Cell]:
+        cells = build_cells(self.scale, self.paths["glue"], self.paths["corpus"], self.extra_finetune_args,
+                            self.arms, self.tasks, self.extensions)
+        if self.threads:  # BLAS threads per cell, whatever the scale declares (keys do not depend on it)
+            for cell in cells:
+                cell.threads = self.threads
+        return cells
+
+    def _edge_extensions(self) -> Dict[Tuple[str, str], Tuple[float, ...]]:
+        """The grid points the edge rule adds, from the finished last-checkpoint cells in the folder."""
+        newest = {r.get("name", r["key"]): r for r in read_results(self.out)}
+        scored_last = [r for r in newest.values() if checkpoint_of(r) == "last"]
+        seeds = {int(s) for s in self.scale.seeds}
+
+        def wanted(task, arm):
+            pretrained = arm in ARMS and ARMS[arm].pretrained
+            return {(p, s) for p in (self.scale.pretrain_seeds_of(arm) if pretrained else (1,)) for s in seeds}
+
+        return edge_extensions(score_grid(scored_last), self.scale.learning_rates, self.scale.lr_edge_steps, wanted)
+
+    def _alias_reused_cells(self):
+        """A planned cell whose key finished under another name (the compute axis' 1,500-update pretraining is the
+        first cpu study's pretraining, same commands) gets a record under its own name, so that the report finds
+        it by that name; nothing runs again."""
+        records = read_results(self.out)
+        names = {(r["key"], r.get("name")) for r in records}
+        by_key = {r["key"]: r for r in records}
+        for cell in self.cells:
+            if cell.key in by_key and (cell.key, cell.name) not in names:
+                before = by_key[cell.key]
+                self._append({**before, **cell.fields, "name": cell.name, "alias_of": before.get("name")})
 
     # ------------------------------------------------------------------ bookkeeping
     def _append(self, record: Dict):
@@ -231,12 +295,23 @@ class StudyRunner:
                   "wall_s": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if cell.kind in FINE_TUNINGS:
             from vega_toolkit.metrics.glue_metrics import task_score
+            from vega_toolkit.models.glue_predictor import DEV_PREDICTIONS
 
-            dev = parse_dev_scores(text)
-            if not dev:
+            scored = generate_dev_scores(text)
+            if not scored:
                 raise CellFailed(f"{cell.name}: no dev scores in {log_path}")
-            record["dev"] = dev
-            record["score"] = task_score(cell.fields["task"], next(iter(dev.values())))
+            record["dev"] = scored[0]
+            record["score"] = task_score(cell.fields["task"], next(iter(scored[0].values())))
+            if len(scored) > 1:  # the per-epoch best checkpoint, scored to compare the two rules
+                record["dev_best"] = scored[1]
+                record["score_best"] = task_score(cell.fields["task"], next(iter(scored[1].values())))
+            kept = sorted((workdir / "predictions" / DEV_PREDICTIONS).glob("*.txt"))
+            if kept:  # {split: one prediction per dev example}: a re-analysis needs no cell folder
+                from vega_toolkit.data.glue_tasks import get_glue_task
+
+                labels = get_glue_task(cell.fields["task"]).labels
+                record["dev_predictions"] = {p.stem.split(".", 1)[1]: compact_predictions(
+                    p.read_text(encoding="utf-8").split(), labels) for p in kept}
             ckpt = workdir / "ckpt"
             if cell.kind == "finetune" and ckpt.exists():
                 # the score and predictions are kept; 100 cells of optimizer state are not (an intermediate
@@ -249,8 +324,23 @@ class StudyRunner:
 
     # ------------------------------------------------------------------ the grid
     def run(self) -> int:
+        """Run every pending cell; then, while the edge rule asks for grid points the finished cells did not have,
+        run those too."""
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_study_file()
+        rc = 0
+        while True:
+            self._alias_reused_cells()
+            rc = max(rc, self._run_pass())
+            extensions = self._edge_extensions()
+            if extensions == self.extensions:
+                return rc
+            self.log(f"vega-study: the edge rule adds {sum(map(len, extensions.values()))} grid points "
+                     f"({', '.join(f'{a} {t} lr {lr:g}' for (a, t), lrs in sorted(extensions.items()) for lr in lrs)})")
+            self.extensions = extensions
+            self.cells = self._build()
+
+    def _run_pass(self) -> int:
         recorded = Counter(r["key"] for r in read_results(self.out))
         done = set(recorded)
 
