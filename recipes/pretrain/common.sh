@@ -1,4 +1,4 @@
-# Shared by phase1_rtd.sh and phase2_contrastive.sh (sourced, not run): optimizer flags, paper cluster math, dry run.
+# Shared by the pretraining recipes (sourced, not run): optimizer flags, paper cluster math, scales, dry run.
 
 # AdamW: fairseq's adam applies weight decay decoupled from the gradient (Loshchilov & Hutter); betas/eps as
 # RoBERTa/DeBERTa pretraining.
@@ -18,6 +18,28 @@ paper_update_freq() {
     exit 2
   fi
   UPDATE_FREQ=$((GLOBAL_BATCH / per_step))
+}
+
+# scale_args and MAX_UPDATE of $SCALE from one recipe's schedule (tiny: a CPU run of minutes; paper: the cluster of
+# paper_update_freq, bf16 with activation checkpointing):
+#   set_scale_args RECIPE TINY_UPDATES TINY_LR TINY_WARMUP PAPER_UPDATES PAPER_LR PAPER_WARMUP
+set_scale_args() {
+  case "$SCALE" in
+    tiny)
+      MAX_UPDATE=${MAX_UPDATE:-$2}
+      scale_args=(--arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr "${LR:-$3}" --warmup-updates "$4"
+                  --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --log-interval 25
+                  --validate-interval-updates 100 --cpu --num-workers 0) ;;
+    paper)
+      MAX_UPDATE=${MAX_UPDATE:-$5}
+      paper_update_freq
+      scale_args=(--arch vega_v1_1_3b --tokens-per-sample 512 --batch-size "$BATCH_PER_GPU" --update-freq "$UPDATE_FREQ"
+                  --distributed-world-size "$WORLD" --lr "${LR:-$6}" --warmup-updates "$7"
+                  --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --bf16 --checkpoint-activations
+                  --find-unused-parameters --log-interval 100 --save-interval-updates 5000 --keep-interval-updates 5
+                  --validate-interval-updates 5000 --num-workers 4) ;;
+    *) echo "$1: SCALE must be tiny or paper, got '$SCALE'" >&2; exit 2 ;;
+  esac
 }
 
 # Print the command (DRY_RUN=1, or SCALE=paper on a machine without GPUs) or run it.

@@ -32,24 +32,9 @@ DRY_RUN=${DRY_RUN:-0}
 here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/common.sh"
 
-case "$SCALE" in
-  tiny)
-    MAX_UPDATE=${MAX_UPDATE:-300}
-    RTD_LAMBDA=${RTD_LAMBDA:-50}
-    scale_args=(--arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr "${LR:-2e-3}" --warmup-updates 30
-                --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --log-interval 25
-                --validate-interval-updates 100 --cpu --num-workers 0) ;;
-  paper)
-    MAX_UPDATE=${MAX_UPDATE:-1000000}
-    RTD_LAMBDA=${RTD_LAMBDA:-10}
-    paper_update_freq
-    scale_args=(--arch vega_v1_1_3b --tokens-per-sample 512 --batch-size "$BATCH_PER_GPU" --update-freq "$UPDATE_FREQ"
-                --distributed-world-size "$WORLD" --lr "${LR:-1e-4}" --warmup-updates 10000
-                --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" --bf16 --checkpoint-activations
-                --find-unused-parameters --log-interval 100 --save-interval-updates 5000 --keep-interval-updates 5
-                --validate-interval-updates 5000 --num-workers 4) ;;
-  *) echo "rtd_electra.sh: SCALE must be tiny or paper, got '$SCALE'" >&2; exit 2 ;;
-esac
+set_scale_args rtd_electra.sh 300 2e-3 30 1000000 1e-4 10000
+# lambda: ELECTRA's 50 for the joint step of the tiny scale, DeBERTa-v3's 10 at paper scale (header)
+if [[ $SCALE == paper ]]; then RTD_LAMBDA=${RTD_LAMBDA:-10}; else RTD_LAMBDA=${RTD_LAMBDA:-50}; fi
 
 cmd=("${VEGA_TRAIN:-vega-train}" "$DATA_BIN" --task denoising_pretrain --criterion rtd_electra
      --embedding-sharing "${SHARING:-gdes}" --mask-prob 0.15 --generator-layers 0 --generator-width-fraction 1.0
