@@ -85,15 +85,16 @@ def test_twenty_updates_reproduce_the_recorded_losses(criterion, tiny_data_bin, 
 
 
 def test_rtd_ternary_learns_to_detect_shuffled_tokens(tiny_data_bin):
-    """250 updates of vega_tiny (dropout 0, about 30 s): held-out shuffled-token recall leaves zero, where the
-    all-original prediction every RTD head passes through first has none (measured: 0.12 at update 250)."""
+    """400 updates of vega_tiny (dropout 0, about 45 s): held-out shuffled-token recall leaves zero, where the
+    all-original prediction every RTD head passes through first has none (measured on the session data-bin: zero
+    until update 250, 0.02 at 259, 0.46 at 400)."""
     log = run([tiny_data_bin, "--task", "denoising_pretrain", "--criterion", "rtd_ternary", "--arch", "vega_tiny",
                "--tokens-per-sample", "64", "--batch-size", "16", "--optimizer", "adam", "--lr", "1e-3",
                "--dropout", "0", "--attention-dropout", "0", "--log-format", "simple", "--log-interval", "50",
-               "--cpu", "--num-workers", "0", "--seed", "1", "--no-save", "--max-update", "250",
+               "--cpu", "--num-workers", "0", "--seed", "1", "--no-save", "--max-update", "400",
                "--validate-interval-updates", "50"])
     recall = logged(log, "valid", "shuf_recall")
-    assert recall and recall[-1][0] == 250, log[-2000:]
+    assert recall and recall[-1][0] == 400, log[-2000:]
     assert recall[-1][1] > 0, recall
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttention
 
-# CUDA context + cuBLAS workspace + NCCL communicator buffers per process: research/scale.md §2 gives 0.5-1 GiB for
+# CUDA context + cuBLAS workspace + NCCL communicator buffers per process: commonly 0.5-1 GiB for
 # the context alone; benchmarks/planner_calibration.py measures it on a lent GPU (`context_bytes` of its rows).
 CUDA_CONTEXT_BYTES = 1 << 30
 # Reserved / allocated of PyTorch's caching allocator: segments rounded to 2 MiB and blocks that cannot be reused
