@@ -141,7 +141,7 @@ def test_the_first_rule_selects_each_arms_best_learning_rate_by_median_and_compu
     last = write_report(tmp_path, rule="dev").splitlines()[-1]
     p = ttest_ind([58, 58, 62.5], [55, 56, 57], equal_var=False).pvalue  # the only claim: Holm leaves it as it is
     assert last == f"transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2 p_holm={p:.3f}"
-    report = (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report-dev-selected.md").read_text()  # the first rule never overwrites report.md
     assert "52.00 (52.00 ± 2.00, n=3) @ lr 0.001" in report and "s3: 90.00" in report
     # per task: mean difference at the selected points ± Welch SE (A: 57 vs 52, variances 4 and 4; B: 62 vs 60,
     # variances 13 and 0)
