@@ -15,7 +15,7 @@
 # Both scales: 15% of the tokens masked, the generator half as deep as the discriminator at its full width
 # (--generator-layers 0), GDES. These are DeBERTa-v3's settings (He et al. 2021; microsoft/DeBERTa
 # experiments/language_model/rtd.sh and rtd_large.json: 12-layer generator of width 1024 for the 24-layer
-# v3-large, ../shared/research/deberta.md D.2). The tiny scale steps generator and discriminator jointly with
+# v3-large). The tiny scale steps generator and discriminator jointly with
 # ELECTRA's lambda 50 (google-research/electra configure_pretraining.py disc_weight); SCALE=paper sets DeBERTa-v3's
 # rtd_lambda 10, lr 1e-4, warmup 10k, 1M updates of 512 tokens (rtd.sh), on the cluster, model (vega_v1_1_3b: a
 # 24-layer generator) and global batch of recipes/pretrain/phase1_rtd.sh, so that the two objectives compare at

@@ -18,7 +18,7 @@ loss = MLM mean + `--rtd-lambda` * discriminator mean, one backward and one opti
 Why one joint step with lambda 50 by default: fairseq's Trainer takes one optimizer step per update over the model's
 and the criterion's parameters, which is ELECTRA's training (google-research/electra run_pretraining.py: one loss,
 gen_weight 1, disc_weight 50, one train op). DeBERTa-v3's released code instead steps the generator and the
-discriminator separately with rtd_lambda 10 (MS DeBERTa/apps/tasks/rtd_task.py, ../shared/research/deberta.md D.2).
+discriminator separately with rtd_lambda 10 (MS DeBERTa/apps/tasks/rtd_task.py; He et al. 2021, DeBERTaV3).
 Under GDES the two losses train disjoint parameters (E_G only gets the MLM gradient, E_delta and the discriminator
 only the RTD one), so a joint step differs from separate ones only through the shared gradient-norm clip and Adam's
 epsilon; the paper-scale recipe sets DeBERTa-v3's 10 (recipes/pretrain/rtd_electra.sh).

@@ -10,8 +10,8 @@ them in the same checkpoint (`checkpoint["criterion"]`) and restores them on res
 
 Sizes (`--generator-layers`, `--generator-width-fraction`) derive from the discriminator's config. Defaults are
 DeBERTa-v3's: half the discriminator's depth at its full width (v3-large: a 12-layer generator of width 1024 for a
-24-layer discriminator; microsoft/DeBERTa experiments/language_model/rtd_large.json, ../shared/research/deberta.md
-D.2). ELECTRA instead keeps the depth and scales the width (hidden size, heads and FFN) by 1/4
+24-layer discriminator; microsoft/DeBERTa experiments/language_model/rtd_large.json;
+He et al. 2021, DeBERTaV3). ELECTRA instead keeps the depth and scales the width (hidden size, heads and FFN) by 1/4
 (google-research/electra configure_pretraining.py `generator_hidden_size` 0.25, `generator_layers` 1.0):
 `--generator-layers N --generator-width-fraction 0.25` with N the discriminator's depth.
 
