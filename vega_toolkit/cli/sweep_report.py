@@ -75,7 +75,8 @@ def sweep_table(runs: List[SweepRun]) -> str:
         lines.append(f"{lr:>10.3g}  {len(values):>3}  {statistics.median(values):>16.4f}  {min(values):>8.4f}  "
                      f"{max(values):>8.4f}")
     if by_lr:
-        lr, seeds = best_point(by_lr)
+        lr = best_point(by_lr)
+        seeds = by_lr[lr]
         best = max((r for r in scored if r.lr == lr), key=lambda r: r.score)
         lines.append(f"best lr {lr:.3g}: median {metric} {statistics.median(seeds.values()):.4f} over "
                      f"{len(seeds)} seed(s); best run seed {best.seed} ({best.score:.4f}): {best.checkpoint}")
