@@ -10,8 +10,10 @@
 #   1. the claims' objectives (random init, rtd_ternary, masked_lm, rtd_replace_only) on the averaged tasks: the
 #      second pretraining runs, then every fine-tuning under the new rules, then the pretraining learning-rate grid
 #      and the compute axis (they are planned after the fine-tunings of the same run)
-#   2. the same arms on the tasks reported at their floor (MRPC, RTE, WNLI)
-#   3. every other arm of the ablation
+#   2. the generator objectives (rtd_electra with GDES and with ES sharing, rtd_ternary with generator
+#      replacements) on the same tasks, at their equal-compute update counts (study/generator_flops.py)
+#   3. the claims' arms on the tasks reported at their floor (MRPC, RTE, WNLI)
+#   4. every other arm of the ablation
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GLUE=${VEGA_GLUE_DIR:-/work/shared/glue}
@@ -23,6 +25,7 @@ study() {
 }
 CLAIMS=random,rtd_ternary,masked_lm,rtd_replace_only
 study --arms "$CLAIMS" --tasks CoLA,SST-2,STS-B
+study --arms rtd_electra,rtd_electra_es,rtd_ternary_generator --tasks CoLA,SST-2,STS-B
 study --arms "$CLAIMS" --tasks MRPC,RTE,WNLI
 study --arms all
 echo "# $(date -u +%FT%TZ) done"
