@@ -1,6 +1,6 @@
 """vega-plan's traced peak against the measured peak of the same real CPU training update.
 
-    OMP_NUM_THREADS=1 python benchmarks/plan_validation_cpu.py            # the table in README "Benchmarks"
+    OMP_NUM_THREADS=1 python benchmarks/plan_validation_cpu.py            # the table in benchmarks/README.md
     OMP_NUM_THREADS=1 python benchmarks/plan_validation_cpu.py --configs 0,1
 
 Per configuration: `vega-plan --device cpu`'s traced peak (vega_toolkit/planning/trace.py: fake tensors, CPU code

@@ -182,7 +182,7 @@ def test_real_cola_lm_ranks_held_out_cola_above_out_of_domain_text(tmp_path):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
     from vega_toolkit.data.glue_readers import read_glue_split
 
-    from selection import gutenberg_lines  # benchmarks/selection.py: the measurement the README reports
+    from selection import gutenberg_lines  # benchmarks/selection.py: the measurement docs/glue.md reports
 
     rng = random.Random(0)
     train = [ex.text_a for ex in read_glue_split(glue, "CoLA", "train")]

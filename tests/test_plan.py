@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.parametrize("checkpoint", [False, True], ids=["plain", "checkpointed"])
 def test_traced_cpu_peak_is_within_15_percent_of_a_real_cpu_update(checkpoint):
-    # the two smallest rows of benchmarks/plan_validation_cpu.py (README "Benchmarks" has them all)
+    # the two smallest rows of benchmarks/plan_validation_cpu.py (benchmarks/README.md has them all)
     from vega_toolkit.planning.measure import measure_cpu_peak
     from vega_toolkit.planning.step import parse_plan_command, training_config
     from vega_toolkit.planning.trace import trace_update

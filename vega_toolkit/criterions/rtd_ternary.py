@@ -11,7 +11,7 @@ Logged (summed over workers and batches, ratios derived at the end, so they are 
 loss (base 2, like fairseq's other criterions), rtd_acc, orig_recall / shuf_recall / repl_recall (recall of
 each label), shuf_frac / repl_frac (realised corruption rates among eligible tokens) and prior_loss, the loss of a
 model that knows those rates and nothing else: a run whose loss sits at prior_loss has learnt nothing (the
-shuffle-only objective at lr 3e-3 stays there for 10,000 updates, README "Results on real data").
+shuffle-only objective at lr 3e-3 stays there for 10,000 updates, docs/results.md).
 
 `--replace-with generator` keeps the task's shuffle and its choice of positions to replace, but the replacing tokens
 come from a generator (models/replacement_generator.py, the one `rtd_electra` uses: `--generator-layers`,

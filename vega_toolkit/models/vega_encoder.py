@@ -60,8 +60,8 @@ class VegaEncoderConfig(FairseqDataclass):
     classification_pooling: ChoiceEnum(list(POOLINGS)) = field(
         default="cls",
         metadata={"help": "what a classification head reads: the <s> ([CLS]) state as DeBERTa, or the mean of the "
-                          "sequence's states (mean: for encoders whose pretraining never trained [CLS], see README "
-                          "'Results on real data')"},
+                          "sequence's states (mean: for encoders whose pretraining never trained [CLS], see "
+                          "docs/results.md)"},
     )
     pooler_activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
         default="gelu", metadata={"help": "activation of the classification head's pooler (DeBERTa: gelu)"}

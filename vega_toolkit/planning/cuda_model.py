@@ -9,7 +9,7 @@ traced on fake CPU tensors with the CPU-only code paths swapped for what CUDA ru
 
 1. Attention core. On CPU, `DisentangledSelfAttention` trains with its own core, which keeps the [B, H, L, L]
    probabilities, their dropout mask and the dropped probabilities for backward. On CUDA, SDPA with a bias runs the
-   memory-efficient kernel (the profile in README "Benchmarks"): it keeps q, k, v, the output, a float32 logsumexp
+   memory-efficient kernel (the profile in benchmarks/README.md): it keeps q, k, v, the output, a float32 logsumexp
    [B, H, L] and the bias, draws dropout from a Philox seed (no mask), and its backward writes a [B, H, L, L] bias
    gradient. The trace calls that very operator, `aten._scaled_dot_product_efficient_attention`, through its meta
    implementation, so autograd saves what CUDA's kernel saves. The bias itself (c2p + p2c, [B, H, L, L]) is built

@@ -1,7 +1,7 @@
 """The floors of a study's dev sets, without fine-tuning: the majority class of each task's training labels and, on
 STS-B, the word overlap of each pair; with the gold dev labels (for the paired bootstrap), kept in OUT/anchors.json.
 
-STS-B rewards word overlap (README, "Results on real data"): the word Jaccard of each pair (lower-cased `\\w+`
+STS-B rewards word overlap (docs/results.md): the word Jaccard of each pair (lower-cased `\\w+`
 tokens), with no training at all, correlates with the gold scores of the dev split. overlap.py correlates each
 cell's predictions with the same Jaccard.
 """

@@ -2,7 +2,7 @@
 
     vega-study overlap results/study-cpu --glue-dir glue_data
 
-STS-B decides several of the study's comparisons by far more than any other task (README, "Results on real data"),
+STS-B decides several of the study's comparisons by far more than any other task (docs/results.md),
 and a bag-of-words reader scores well on it without any training: the word Jaccard of each pair (lower-cased
 `\\w+` tokens) correlates with the gold scores of the dev split. For every finished STS-B cell of a study this
 module correlates its *test* predictions (the file vega-generate wrote, no labels needed) with the same Jaccard: a

@@ -259,7 +259,7 @@ _PRETRAIN_OPT = ("--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-ep
                  "--clip-norm", "1.0", "--lr-scheduler", "polynomial_decay")
 # Fine-tuning optimizer of every scale: the GLUE recipes' (recipes/glue/common.sh GLUE_OPT_ARGS). Classification
 # heads read the mean of the last layer's states: a token-level objective (rtd_ternary) never trains [CLS], and
-# through [CLS] such an encoder fine-tunes far below random init (README, "Results on real data"). Every arm
+# through [CLS] such an encoder fine-tunes far below random init (docs/results.md). Every arm
 # gets the same head, so the comparison stays fair.
 _FINETUNE_OPT = ("--optimizer", "adam", "--adam-betas", "(0.9,0.999)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
                  "--clip-norm", "1.0", "--lr-scheduler", "polynomial_decay", "--end-learning-rate", "0",
@@ -293,7 +293,7 @@ _GLUE_TASKS_AVERAGED_ABOVE_FLOOR = tuple(
 _CPU = Scale(
     name="cpu",
     about="the 2-core CPU machine: vega_tiny pretrained 10,000 updates on the Gutenberg books plus the GLUE "
-          "training text, 5 GLUE tasks + WNLI, 3 learning rates x 3 seeds; see README 'Results on real data' "
+          "training text, 5 GLUE tasks + WNLI, 3 learning rates x 3 seeds; see docs/results.md "
           "for the measured time",
     arch="vega_tiny",
     model_args=(),
@@ -320,7 +320,7 @@ _FIRST_RULES = dict(checkpoint="best", pretrain_seeds=(), pretrain_lr_grid=(), l
                     compute_arms=(), compute_tasks=(), tasks=_GLUE_TASKS_WITH_TRAIN)
 _CPU_DEV_SELECTED = replace(_CPU, name="cpu-dev-selected", **_FIRST_RULES,
                             about="the first cpu study's rules, to compare: " + _CPU.about)
-# The model-size lever of README "Why a pretrained model fine-tuned below random init": the cpu grid with
+# The model-size lever of docs/results.md ("Why a pretrained model fine-tuned below random init"): the cpu grid with
 # vega_small (4 x 256, about 3x the update time of vega_tiny on one core), and the gpu scale's pretraining lr, 5%
 # warmup and fine-tuning learning rates. The cpu grid's rates are too high for it: from random init, CoLA fell to
 # the majority class (MCC 0.00 / 1.81 / 0.00 at 1e-3, 0.00 / 0.00 at 2e-3) where 3e-4 gave 8.27 / 8.59 / 6.93.
@@ -360,8 +360,8 @@ SCALES: Dict[str, Scale] = {
         Scale(
             name="gpu",
             about="one GPU (bf16 pretraining): vega_small pretrained 20k updates of 64 x 128 tokens, the same tasks "
-                  "and grid with 5 seeds; estimated (not yet run on a GPU) from the H200 step times in README "
-                  "'Benchmarks': about 20 min of pretraining and 180 fine-tuning cells of 30-60 s each, about "
+                  "and grid with 5 seeds; estimated (not yet run on a GPU) from the H200 step times in "
+                  "benchmarks/README.md: about 20 min of pretraining and 180 fine-tuning cells of 30-60 s each, about "
                   "1.5 h with --jobs 4. With --arms all (estimated the same way, not run): 5 pretrainings (about "
                   "1.7 h) and about 900 fine-tuning cells counting SiFT's extra forward/backward and the rounds of the "
                   "transductive and self-calibrated cells, about 5 h with --jobs 4",

@@ -6,7 +6,7 @@ For every layer (0 = embeddings), the [CLS] state and the mean over the sentence
 regression (scikit-learn, standardised features) trained on `--train-examples` training sentences and scored on
 the whole dev split; `mean_cos` is the mean pairwise cosine of the mean-pooled states of 200 dev sentences (1 = all
 sentences map to one direction). A probe at the majority-class rate means the state carries nothing the task can use
-linearly: that is how the untrained [CLS] of a token-level-only objective shows up (README, "Results on real data").
+linearly: that is how the untrained [CLS] of a token-level-only objective shows up (docs/results.md).
 """
 import itertools
 from typing import Dict, List
