@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from vega_toolkit.cli.study import RESULTS_PAGE
 from vega_toolkit.study.cells import build_cells
 from vega_toolkit.study.plan import SCALES
 from vega_toolkit.study.report import best_point, compare, task_effect, write_report
@@ -213,8 +214,9 @@ def test_records_of_a_superseded_pretraining_enter_no_table(tmp_path):
     assert "| A | `rtd_ternary` | 0.001 | s1: 20.00 | 20.00 |" in report and "s2: 11.00" not in report
 
 
-def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_path):
-    """README tables come from results/, never typed: the block is what `vega-study report --readme` writes."""
+def test_the_results_page_quotes_the_committed_study_as_its_report_generates_it(tmp_path):
+    """The results page's tables come from results/, never typed: the block is what `vega-study report --readme`
+    writes, and the page it writes by default is the one the README links."""
     import shutil
 
     from vega_toolkit.study.report import SUMMARY_FILE, readme_block
@@ -229,14 +231,45 @@ def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_pa
         shutil.copy(committed / name, copy / name)
     write_report(copy)
     assert (copy / SUMMARY_FILE).read_text() == (committed / SUMMARY_FILE).read_text()
-    assert readme_block(copy) in (root / "README.md").read_text()
+    assert readme_block(copy) in (root / RESULTS_PAGE).read_text()
+    assert f"]({RESULTS_PAGE})" in (root / "README.md").read_text()
 
 
-@pytest.mark.parametrize("start, end", [
-    ("## Results on real data", "<!-- vega-study:study-cpu -->"),  # the grid, its rules and the claims' account
-    ("### Why a pretrained model fine-tuned below random init", "\n## Pretraining"),  # the diagnosis
+def test_report_readme_without_a_page_rewrites_the_results_pages_block_and_refuses_a_missing_page(tmp_path):
+    from vega_toolkit.study.report import readme_block
+
+    folder = tmp_path / "study-x"
+    folder.mkdir()
+    records = [{"kind": "finetune", "name": f"random/A/lr0.001/seed{seed}", "key": f"k{seed}", "arm": "random",
+                "task": "A", "lr": 1e-3, "seed": seed, "score": 50.0 + seed, "wall_s": 1.0, "commands": []}
+               for seed in (1, 2)]
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def report(*flags):
+        proc = study("report", "study-x", *flags, cwd=tmp_path)
+        out, _ = proc.communicate(timeout=600)
+        return proc.returncode, out
+
+    code, out = report("--readme")  # no results page in this folder: refused before the report is written
+    assert code == 1 and out.strip().splitlines()[-1].startswith(f"vega-study report: --readme {RESULTS_PAGE}: "), out
+    assert not (folder / "report.md").exists()
+    page = tmp_path / RESULTS_PAGE
+    page.parent.mkdir()
+    page.write_text("intro\n<!-- vega-study:study-x -->\nstale\n<!-- /vega-study:study-x -->\nafter\n")
+    code, out = report("--readme")
+    assert code == 0, out
+    assert page.read_text() == f"intro\n{readme_block(folder)}\nafter\n"
+
+
+@pytest.mark.parametrize("page, start, end, at_least", [
+    # the grid, its rules and the claims' account
+    (RESULTS_PAGE, "# Results on real data", "<!-- vega-study:study-cpu -->", 8),
+    # the diagnosis, to the end of the page
+    (RESULTS_PAGE, "## Why a pretrained model fine-tuned below random init", None, 8),
+    # the README's short account of the same study
+    ("README.md", "## Results", "\n## ", 4),
 ])
-def test_the_readmes_results_prose_quotes_only_numbers_the_committed_files_hold(start, end):
+def test_the_results_prose_quotes_only_numbers_the_committed_files_hold(page, start, end, at_least):
     """Every decimal number of the results prose is in a committed file of results/ (a report, an analysis, a
     diagnosis, the published anchors): when the study moves on and a regenerated file no longer holds one, or a
     number never had a committed output, the prose is stale."""
@@ -244,11 +277,12 @@ def test_the_readmes_results_prose_quotes_only_numbers_the_committed_files_hold(
     committed = root / "results" / "study-cpu"
     if not (committed / "results.jsonl").exists():
         pytest.skip("no committed cpu study")
-    readme = (root / "README.md").read_text()
-    prose = readme[readme.index(start):readme.index(end)]
+    text = (root / page).read_text()
+    begin = text.index(start)
+    prose = text[begin:text.index(end, begin + len(start)) if end else len(text)]
     sources = "".join(path.read_text() for path in sorted((root / "results").glob("**/*.md")))
     quoted = re.findall(r"(?<![\w.])[+-]?\d+\.\d+", prose)
-    assert len(quoted) >= 8, quoted
+    assert len(quoted) >= at_least, quoted
     assert [q for q in quoted if q not in sources] == []
 
 
@@ -647,16 +681,18 @@ def test_a_result_is_stamped_dirty_by_uncommitted_code_not_by_a_running_studys_r
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
-    for name in ("vega_toolkit/model.py", "results/study-cpu/results.jsonl", "README.md"):
+    for name in ("vega_toolkit/model.py", "results/study-cpu/results.jsonl", "README.md", "docs/results.md"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("v1\n")
     git("init", "-q")
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files")
     sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    # another runner appending to the committed study, and an edited README: the code that runs is the commit's
+    # another runner appending to the committed study, an edited README and a regenerated results page: the code
+    # that runs is the commit's
     (tmp_path / "results/study-cpu/results.jsonl").write_text("v1\n{}\n")
     (tmp_path / "README.md").write_text("v2\n")
+    (tmp_path / "docs/results.md").write_text("v2\n")
     assert code_version(tmp_path) == sha.strip()
     (tmp_path / "vega_toolkit/model.py").write_text("v2\n")
     assert code_version(tmp_path) == sha.strip() + "-dirty"

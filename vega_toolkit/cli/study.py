@@ -28,6 +28,10 @@ from typing import List, Optional
 
 from vega_toolkit.errors import check_output_dir, console_script
 
+# the page whose generated study block `vega-study report --readme` rewrites when no page is given (the README links
+# it; run from the repository root)
+RESULTS_PAGE = "docs/results.md"
+
 
 def _split(value: Optional[str]):
     return tuple(v for v in (value or "").split(",") if v) or None
@@ -82,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     compute = sub.add_parser("compute", help="the compute axis: transfer over random init against pretraining "
                                              "FLOPs (compute.md, compute.png)")
     compute.add_argument("out", help="study folder")
-    report.add_argument("--readme", help="also rewrite this README's block <!-- vega-study:<folder name> --> ... "
-                                         "<!-- /vega-study:<folder name> --> from the report")
+    report.add_argument("--readme", nargs="?", const=RESULTS_PAGE, metavar="PAGE",
+                        help="also rewrite this page's block <!-- vega-study:<folder name> --> ... "
+                             f"<!-- /vega-study:<folder name> --> from the report (without PAGE: {RESULTS_PAGE}, "
+                             "the results page the README links)")
     probe = sub.add_parser("probe", help="logistic probes of each layer's [CLS] and mean-pooled states (no "
                                          "fine-tuning): does a model folder's [CLS] carry anything?")
     probe.add_argument("model_dirs", nargs="+", help="model folders (vega-convert export)")
@@ -183,6 +189,9 @@ def cli_main(argv: Optional[List[str]] = None) -> int:
             sys.exit(f"vega-study compute: {e}")
         return 0
     if args.command == "report":
+        if args.readme and not Path(args.readme).is_file():
+            sys.exit(f"vega-study report: --readme {args.readme}: no such file (run from the repository root, or "
+                     "give the results page's path)")
         from vega_toolkit.study.report import update_readme
 
         try:

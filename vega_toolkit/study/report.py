@@ -30,9 +30,9 @@ from vega_toolkit.study.selection import (RULES, Run, best_point, chosen_rates, 
 from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, welch
 
 REPORT_FILE = "report.md"
-SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
+SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what docs/results.md quotes
 FIGURE_FILE = "study.png"
-HEADLINE = ("rtd_ternary", "random")  # the transfer line the issue tracker and the README quote, printed last
+HEADLINE = ("rtd_ternary", "random")  # the transfer line the README and docs/results.md quote, printed last
 NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured as "
                 "such: MNLI is not in the GLUE data of this study. Arm `intermediate_task` measures the same mechanism "
                 "with a task that is present (the scale's `intermediate_task`).")
@@ -531,7 +531,7 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
                 shown = ", ".join(f"{run_label(run)}: {v:.2f}" for run, v in sorted(runs.items()))
                 lines.append(f"| {task} | `{arm}` | {lr:g} | {shown} | {statistics.median(runs.values()):.2f} |")
     lines.append("")
-    # the first rule's report, kept to compare, never overwrites the study's own (nor the README's source)
+    # the first rule's report, kept to compare, never overwrites the study's own (nor the results page's source)
     suffix = "" if rule == "held-out" else f"-{rule}-selected"
     report_file, summary_file = (f"{Path(name).stem}{suffix}.md" for name in (REPORT_FILE, SUMMARY_FILE))
     figure = _figure(out, grid, task_order, arms, rule, f"{Path(FIGURE_FILE).stem}{suffix}.png")
@@ -580,14 +580,16 @@ def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "hel
 
 
 def readme_block(out: Path) -> str:
-    """The README block of a study folder: between `<!-- vega-study:NAME -->` and `<!-- /vega-study:NAME -->`."""
+    """The generated block of a study folder, between `<!-- vega-study:NAME -->` and `<!-- /vega-study:NAME -->`
+    (docs/results.md holds the cpu study's)."""
     name = Path(out).name
     body = (Path(out) / SUMMARY_FILE).read_text(encoding="utf-8").strip()
     return f"<!-- vega-study:{name} -->\n{body}\n<!-- /vega-study:{name} -->"
 
 
 def update_readme(readme: Path, out: Path) -> bool:
-    """Replace the study's block in README (generated from its summary, never edited by hand); False if absent."""
+    """Replace the study's block in a page such as docs/results.md (generated from its summary, never edited by
+    hand); False if absent."""
     import re
 
     name = re.escape(Path(out).name)
