@@ -32,7 +32,7 @@ from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, wel
 REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
 FIGURE_FILE = "study.png"
-HEADLINE = ("rtd_ternary", "random")  # the transfer line the issue tracker and the README quote, printed last
+HEADLINE = ("rtd_ternary", "random")  # the transfer line the README quotes (does pretraining help?), printed last
 NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured as "
                 "such: MNLI is not in the GLUE data of this study. Arm `intermediate_task` measures the same mechanism "
                 "with a task that is present (the scale's `intermediate_task`).")
