@@ -9,7 +9,8 @@
 
 `--shards 1` writes one data-bin; `--shards N` writes `shard0 .. shard{N-1}` (same dict.txt and spm.model, valid in
 shard0), read one per epoch by `vega-train DIR --task denoising_pretrain`. Output does not depend on `--workers`;
-a re-run skips finished shards. Layout, valid split, sampling and restarts: docs/design.md#corpus-pipeline-vega-preprocess.
+a re-run skips finished shards. Layout, valid split, sampling and restarts:
+docs/design.md#corpus-pipeline-vega-preprocess.
 """
 import hashlib
 import itertools

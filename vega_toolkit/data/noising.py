@@ -8,7 +8,8 @@ This is the ONE implementation of the corruption: the `denoising_pretrain` task 
 the tests and `benchmarks/pretrain_step.py` all call it.
 
 Counts are exact per sequence (stochastic rounding), the shuffled and replaced sets are disjoint, and a shuffled
-token that did not change is labelled original. Every decision, with its reason: docs/design.md#rtd-corruption-shuffle-and-replace.
+token that did not change is labelled original. Every decision, with its reason:
+docs/design.md#rtd-corruption-shuffle-and-replace.
 """
 import hashlib
 import math
