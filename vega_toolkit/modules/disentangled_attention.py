@@ -3,7 +3,7 @@
     attn = DisentangledSelfAttention(768, 12, head_dim=64, attention_dropout=0.1, pos_dropout=0.1)
     y = attn(x, rel_embeddings, key_padding_mask)      # x [B, L, D], rel_embeddings [2k, D], mask [B, L] True = pad
 
-    python -m pytest tests/test_disentangled_attention.py            # every implementation against the reference
+    python -m pytest tests/test_disentangled_attention.py            # the sdpa fast path against the reference math
 
 A[i, j] = s (<Q_i, K_j> + <Q_i, Kr[idx(i, j)]> + <K_j, Qr[idx(i, j)]>), idx the log-bucket index of i - j.
 `--attention-impl` picks ``reference`` (HF's formulation, the test oracle), ``sdpa`` (default: c2p + p2c as one
