@@ -1,5 +1,7 @@
 """A study folder's results.jsonl -> report.md, study.png and the transfer line.
 
+    vega-study report results/study-cpu          # prints the effect, claim and transfer lines
+
 Selection (selection.py): each run (pretraining seed, fine-tuning seed) of an arm is reported at the learning rate
 chosen by the *other* runs of that arm and task (leave-one-run-out), on its last checkpoint; `--selection dev`
 gives the first cpu study's rule (best median over the reported seeds, per-epoch best checkpoint) to compare. The
