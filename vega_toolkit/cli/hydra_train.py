@@ -166,9 +166,9 @@ def check_init_model(cfg):
 
 
 def train_from_config(cfg):
-    """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards (save-dir lock,
-    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/training.py), or the whole loop of a
-    round-based task (vega_toolkit/launch/local.py `run_guarded`, as vega-train)."""
+    """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards
+    (docs/design.md#training-guards), or the whole loop of a round-based task (vega_toolkit/launch/local.py
+    `run_guarded`, as vega-train)."""
     from fairseq.dataclass.initialize import add_defaults
     from fairseq_cli.hydra_train import _hydra_main
     from hydra.core.hydra_config import HydraConfig
