@@ -9,17 +9,8 @@
     python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12 \
         --models vega,plain --vega-impls fused,sdpa --lengths 512,128          # no HF (83.7 GiB at L = 512)
 
-One training step = forward + backward of a squared-output loss (train mode, dropout on). vega and HF share the same
-weights (the HF model is converted with vega_toolkit.models.hf_conversion); the plain encoder has the same width and
-depth. Repetitions are interleaved (vega, hf, plain, vega, ...) so that machine noise hits all three alike; the
-median (or min) is reported, and ratios are only taken within one run. --models chooses the rows (vega, hf, plain);
---vega-impls measures several attention implementations of the same vega model (``fused``: the Triton kernel, CUDA
-only), in the order given; --max-positions raises the maximum length with the same log buckets (256 buckets over 512
-relative positions). A model that runs out of GPU memory at a length is reported as OOM there; any other error (a
-Triton compile or resource error, say) as ``ERR: <type>`` with its traceback on stderr, and the other rows go on.
-On a machine shared with other jobs, wall time mostly measures the scheduler: use one thread with --clock process
-(this process's CPU time). Memory: peak allocated on CUDA; on CPU the bytes of the tensors autograd saves for
-backward (the activation memory, which is what differs between the implementations).
+What a step is, how repetitions are interleaved, OOM/error rows and what "memory" means on CPU and CUDA:
+docs/design.md#benchmark-encoder-training-step.
 """
 import argparse
 import logging

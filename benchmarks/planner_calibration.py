@@ -4,17 +4,8 @@
     vega-plan --validate --calibration benchmarks/calibration/<gpu>.json          # predicted vs measured
     python benchmarks/planner_calibration.py --residents 12,768,12 4,384,6        # CPU: see below
 
-Each row is one configuration's update exactly as vega-plan traces it (vega_toolkit/planning/step.py: fairseq's
-Trainer builds the model, criterion and bf16 optimizer from vega-train flags; `run_update` runs the update): one
-warm-up update (Adam's states are created by the first step), then the peak of the next update with
-`torch.cuda.max_memory_allocated` (and `max_memory_reserved`, so the allocator's overhead is measured too), and the
-median wall time of REPS more updates with `torch.cuda.synchronize` around each. The CUDA context is
-`mem_get_info`'s used memory before any tensor exists. The file is what vega-plan reads
-(vega_toolkit/planning/calibration.py); `scripts/gpu_checks.sh` runs this as its last stage.
-
---residents prints the parameters of benchmarks/encoder_speed.py's HF and plain encoders for each
-layers,hidden,heads shape (resident on the card while that benchmark measures vega's step: the `resident_params` of
-its `encoder_speed` calibration rows).
+One warm-up update, then the peak and the median time of real updates, as vega-plan traces them; the output is what
+vega-plan reads (vega_toolkit/planning/calibration.py). Method: docs/design.md#benchmark-planner-calibration.
 """
 import argparse
 import os

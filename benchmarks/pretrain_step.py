@@ -5,15 +5,8 @@ and the generator objectives: ELECTRA-style RTD (rtd_electra, GDES and ES) and R
     OMP_NUM_THREADS=2 python benchmarks/pretrain_step.py                     # CPU: 2 layers, B=4, L=512, V=128k
     python benchmarks/pretrain_step.py --device cuda --layers 12 --batch-size 32 --bf16
 
-Every objective runs in its own subprocess (so peak memory is per objective; the three step in turn, so machine
-load hits them alike) through the real training path: a
-vega_base-width vega_encoder (768 hidden, 12 heads, FFN 3072; `--layers` deep) on a dictionary of `--vocab`
-symbols, built by the task (`denoising_pretrain` / fairseq's `masked_lm`) and stepped by fairseq's Trainer
-(forward, backward, Adam update). The generator objectives use the criterion's default generator (DeBERTa-v3's: half
-the layers at full width), stepped jointly with the discriminator. Batches are random `<s> ... </s>` blocks; the RTD batch goes through the task's
-own corruption (`RTDNoisingDataset`: per item noise from `vega_toolkit.data.noising`, then collate) and its
-build time is reported as a share of the RTD step ("corruption %"); the one-call batched noiser is timed too.
-Median over `--steps` interleaved steps after `--warmup`. Peak memory: max allocated on CUDA, peak RSS on CPU.
+Each objective runs in its own subprocess through fairseq's Trainer on a vega_base-width encoder; median over
+interleaved steps. Method and the corruption share: docs/design.md#benchmark-pretraining-step-per-objective.
 """
 import argparse
 import json

@@ -178,7 +178,7 @@ def test_a_test_file_cut_mid_row_is_an_error_naming_it_unless_allow_partial(chec
     root, folder = _task_copy(tmp_path, "SST-2")
     test = folder / "test.tsv"
     data = test.read_bytes()
-    # the cut: real SST-2 test.tsv at 60,013 bytes parses as 563 rows, the last one cut short
+    # a download cut short: real SST-2 test.tsv at 60,013 bytes parses as 563 rows, the last one cut short
     test.write_bytes(data[:60013] if len(data) > 60013 else data[:len(data) // 2])
     rows = len(test.read_text().splitlines()) - 1
     r = _generate_cli(checkpoints["SST-2"], root, tmp_path)

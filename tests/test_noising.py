@@ -1,4 +1,5 @@
-"""The shuffle/replace corruption (vega_toolkit/data/noising.py) against the spec of issue 3."""
+"""The shuffle/replace corruption (vega_toolkit/data/noising.py) against its spec: exact per-sequence counts,
+disjoint shuffled and replaced sets, specials never corrupted, unchanged shuffled tokens labelled original."""
 import collections
 
 import pytest

@@ -3,18 +3,9 @@
     vega-train GLUE/RTE --task glue_transductive --glue-task RTE --finetune-from-model m0/checkpoint_best.pt \
         --max-rounds 3 --converge-eps 0.01 --save-dir out/rte-td ...   # every other flag as for `--task glue`
 
-vega-train's local launcher (vega_toolkit/launch/local.py) looks the task up in the table of round drivers
-(vega_toolkit/adaptation/__init__.py) and hands `drive_transductive` the parsed command line instead of training
-once. A round is one ordinary fairseq training (vega_toolkit/training.py `train_once`) on a derived config:
-`--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, the task's
-`--extra-train-data` = that round's pseudo-labelled rows, and `--adaptation-round` (without which the task refuses
-a plain fairseq-train). Predictions go through vega_toolkit/models/glue_predictor.py (`GluePredictor`, the label
-decoding and the dev scores).
-
-Everything a round produces stays on disk, and SAVE_DIR/adaptation_state.json (rewritten atomically after every
-step) records which steps are finished, so a killed job rerun with the same command continues at the first
-unfinished step; a round whose training was interrupted resumes from its own checkpoint_last.pt (fairseq ignores
---finetune-from-model when one exists).
+Each round is one ordinary fairseq training (`train_once`) on a derived config; SAVE_DIR/adaptation_state.json
+records the finished steps, so the same command rerun continues at the first unfinished one.
+How a round is derived and resumed: docs/design.md#adaptation-rounds.
 """
 import copy
 import json

@@ -11,21 +11,9 @@ The same configs run with stock fairseq (the plugins found through `common.user_
     fairseq-hydra-train --config-dir "$(vega-config-dir)/glue" --config-name sst2 \
         common.user_dir="$(dirname "$(vega-config-dir)")" task.data=... 
 
-Differences from stock `fairseq-hydra-train`, each so that a config behaves as its shell recipe does:
-- the plugins are imported before Hydra composes the config (so `criterion=...`-style group selection finds ours),
-  and `common.user_dir` points at the installed package (so DDP workers and SLURM jobs register them too);
-- `--config-dir` defaults to the shipped folder that holds `--config-name` (vega_toolkit/conf/{pretrain,glue});
-- a GLUE config run without `checkpoint.finetune_from_model` stops with a message instead of fine-tuning a random
-  encoder;
-- each job of a local sweep starts from fairseq's clean state (fairseq remembers the best validation score in a
-  function attribute, so later jobs of a stock sweep may never write their checkpoint_best.pt);
-- vega-train's guards apply: the save dir is locked, a truncated checkpoint_last.pt is repaired, a finished run is a
-  no-op that says so, a restored head of the wrong size is a clear error;
-- tasks that run several trainings in rounds (glue_transductive, glue_self_calibrated) run their whole loop, as
-  under vega-train, instead of one training.
-Never give Hydra a version_base >= 1.2 in this process: fairseq's own config code breaks (its
-convert_namespace_to_omegaconf, fairseq/dataclass/utils.py, calls hydra.experimental.initialize/compose, which
-hydra 1.3 refuses under a version_base >= 1.2).
+Differences from stock `fairseq-hydra-train` (config dir found by name, a GLUE config without a pretrained model
+is an error, each job of a local sweep starts clean, rounds run their whole loop, Hydra's version_base):
+docs/design.md#vega-hydra-train. The training guards (docs/design.md#training-guards) apply.
 """
 import argparse
 import os
@@ -178,9 +166,9 @@ def check_init_model(cfg):
 
 
 def train_from_config(cfg):
-    """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards (save-dir lock,
-    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/training.py), or the whole loop of a
-    round-based task (vega_toolkit/launch/local.py `run_guarded`, as vega-train)."""
+    """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards
+    (docs/design.md#training-guards), or the whole loop of a round-based task (vega_toolkit/launch/local.py
+    `run_guarded`, as vega-train)."""
     from fairseq.dataclass.initialize import add_defaults
     from fairseq_cli.hydra_train import _hydra_main
     from hydra.core.hydra_config import HydraConfig

@@ -11,13 +11,8 @@
     vega-study rehearse --out /tmp/rehearsal --glue-dir tests/fixtures/glue     # the paper's job graph on SLURM
     vega-study compute results/study-cpu                                        # transfer vs pretraining FLOPs
 
-Each cell is a real vega-preprocess / vega-train / vega-convert / vega-generate run whose output goes to
-OUT/logs/<cell>.log; finished cells are JSON lines in OUT/results.jsonl, keyed by their resolved configuration,
-so the same command after a kill (or the end of a session) resumes where the study stopped. Arms and scales are
-declared in vega_toolkit/study/plan.py; `--arms all` runs the scale's ablation arms. The report prints one
-`effect ARM-vs-BASELINE ...` line per arm compared with its declared baseline; its last line is
-`transfer rtd_ternary-vs-random avg_delta=<points> se=<points> tasks_better=<k>/<n> p_holm=<p>`, after one
-`claim ARM-vs-BASELINE difference=... se=... t=... df=... p=... p_holm=... verdict=...` line per claim.
+Finished cells are JSON lines in OUT/results.jsonl (the same command after a kill resumes); arms and scales are
+declared in vega_toolkit/study/plan.py; the report's lines: docs/design.md#vega-study.
 """
 import argparse
 import os

@@ -2,23 +2,10 @@
 
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_ternary --arch vega_tiny ...
 
-A per-token 3-class head (no vocabulary softmax; registered by the task as token head "rtd") and cross-entropy
-over every eligible token, originals included, as Yamaguchi et al. and ELECTRA average over all real tokens
-(gucci-j/light-transformer-emnlp2021 src/model/data_collator.py; google-research/electra run_pretraining.py).
-sample_size = number of eligible tokens, so fairseq's gradient normalisation gives the per-token mean.
-
-Logged (summed over workers and batches, ratios derived at the end, so they are exact over a log interval):
-loss (base 2, like fairseq's other criterions), rtd_acc, orig_recall / shuf_recall / repl_recall (recall of
-each label), shuf_frac / repl_frac (realised corruption rates among eligible tokens) and prior_loss, the loss of a
-model that knows those rates and nothing else: a run whose loss sits at prior_loss has learnt nothing (the
-shuffle-only objective at lr 3e-3 stays there for 10,000 updates, docs/results.md).
-
-`--replace-with generator` keeps the task's shuffle and its choice of positions to replace, but the replacing tokens
-come from a generator (models/replacement_generator.py, the one `rtd_electra` uses: `--generator-layers`,
-`--generator-width-fraction`, `--embedding-sharing`) instead of the uniform random draw; a draw equal to the original
-is labelled original. The loss becomes MLM mean (over the replaced positions) + rtd_lambda * ternary mean, stepped
-jointly, and `loss` logs that sum (`rtd_loss` the ternary part, `mlm_loss`, `gen_acc`, `gen_unigram_acc` the
-generator's). `--replace-with random` (the default) is the objective above, unchanged.
+A per-token 3-class head and cross-entropy over every eligible token (per-token mean). `prior_loss` logs the loss
+of a model that knows only the corruption rates: a run whose loss stays there has learnt nothing.
+`--replace-with generator` draws the replacements from a generator (models/replacement_generator.py).
+Loss, logged metrics and the generator variant: docs/design.md#rtd_ternary-3-way-replaced-token-detection.
 """
 import math
 from dataclasses import dataclass, field

@@ -7,27 +7,10 @@
         encode_shard(plan.destdir, k)
     finalize(plan.destdir)            # dict.txt, counts from the encoded data, once every shard is finished
 
-Layout: with `--shards 1` the destination is one data-bin (train/valid .bin/.idx, dict.txt, spm.model); with N > 1
-it holds `shard0 .. shard{N-1}`, each a data-bin with the same dict.txt and spm.model (valid only in shard0), which
-`vega-train DIR/shard0:DIR/shard1:... --task denoising_pretrain` (or `vega-train DIR`) reads one per epoch, as
-fairseq reads sharded data. `DIR/preprocess.json` (the plan) says how the shards were made.
-
-How:
-- Units (lines, or paragraphs) come from byte ranges of the inputs (data/corpus_text.py): shard k is the k-th
-  N-th of the bytes, and within a shard the workers take fixed-size chunks, so the output does not depend on
-  `--workers` (nor on the chunk size).
-- A unit is held out for valid when a keyed hash of its text falls under `--valid-fraction`: every copy of a text
-  lands on the same side, so valid never shares a unit with train, without any set of hashes. Valid comes from
-  shard 0 only, at most `--max-valid-lines` units; held-out units elsewhere (and past the cap) are left out of train,
-  `--valid-fraction` of the text.
-- sentencepiece trains on `--spm-sample-lines` units read at seeded random places of the corpus (all of it when it
-  is smaller), never on held-out units.
-- Each unit is encoded once, straight to ids; `id_table` maps sentencepiece ids onto fairseq's dictionary (control
-  and unknown pieces onto fairseq's specials) in one place; ids go into fairseq's mmap dataset (mmap_writer.py).
-  dict.txt's counts are the counts of the encoded train data, summed over the shards.
-- A shard is written under temporary names, renamed into place, and marked finished last (`.vega-shard.json`); a
-  re-run skips finished shards and redoes any other one from scratch. Nothing that exists is replaced unless it is
-  this same plan's own output, or `--force` is given.
+`--shards 1` writes one data-bin; `--shards N` writes `shard0 .. shard{N-1}` (same dict.txt and spm.model, valid in
+shard0), read one per epoch by `vega-train DIR --task denoising_pretrain`. Output does not depend on `--workers`;
+a re-run skips finished shards. Layout, valid split, sampling and restarts:
+docs/design.md#corpus-pipeline-vega-preprocess.
 """
 import hashlib
 import itertools

@@ -3,16 +3,10 @@
     from vega_toolkit.data.vocabulary import vocabulary_id, check_vocabulary
     vocabulary_id("models/tiny")                        # 'a3f0c9...' (16 hex digits)
 
-Two vocabularies with the same number of rows can share almost no ids (two 297-piece vocabularies trained on
-different text agreed on 5 ids), so a model loaded with the wrong dict.txt/spm.model runs and is silently wrong.
-The tasks that read a vocabulary (denoising_pretrain from its data-bin, glue from --vocab-dir) keep its identity in
-their fairseq task state (`RecordsVocabulary`), which fairseq saves in every checkpoint (`task_state`) and hands
-back to the task when a checkpoint is loaded: a stored id that differs from the folder's is a
-VocabularyMismatchError (VegaModel.from_pretrained, vega-generate --vocab-dir, every load_model). Model folders
-(`vega-convert export/from-hf`) store it too. The other consumers compare the stored id before fairseq reads the
-weights: vega-train's guards (the checkpoint of --finetune-from-model or --restore-file against the task's
-vocabulary) and `vega-convert export` (the checkpoint against --data-bin). A checkpoint written before the id
-existed (no `task_state["vocab_id"]`) still loads and trains: only its number of embedding rows is compared.
+
+Tasks keep the id in their fairseq task state, so every checkpoint stores it; loading a checkpoint with another
+folder's dict.txt/spm.model is a VocabularyMismatchError instead of a silently wrong model.
+Why and where it is checked: docs/design.md#vocabulary-identity.
 """
 import hashlib
 import logging

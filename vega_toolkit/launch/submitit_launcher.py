@@ -9,36 +9,9 @@
 Every `--slurm-*` flag can also come from a yaml file (`--slurm-config cluster.yaml`, keys are the flag names
 without the `slurm-` prefix, e.g. `partition: gpu`); flags on the command line win.
 
-How the job runs:
-- The submitted callable is `FairseqTrainingJob(argv)`, an importable class of this package (submitit pickles it by
-  reference, so it must not come from a `--user-dir`); each SLURM task unpickles it and calls the local launcher's
-  `run_local(argv)` (vega_toolkit/launch/local.py: one guarded training, or a task's whole loop of rounds).
-- fairseq infers rank and world size from the SLURM environment (fairseq/distributed/utils.py `_infer_slurm_init`):
-  with `--slurm-tasks-per-node` > 1 every task is one rank; with one task per node fairseq spawns one rank per
-  visible GPU. The job adds `--distributed-world-size` and an explicit `--distributed-port` (without it fairseq falls
-  back to `tcp://localhost`, single-node only) unless given. On CPU-only nodes it also adds `--distributed-backend
-  gloo`, `--ddp-backend legacy_ddp` and the rank/init method fairseq would infer (`distributed_argv` says why).
-- Each task returns {rank, num_updates, params_sha256}; `--wait` prints them (equal hashes: the ranks agree).
-- Preemption and time limits: SLURM sends `--slurm-signal` (default USR2, submitit's default, which warns that NCCL
-  may catch USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill; submitit calls `FairseqTrainingJob.checkpoint()`, which requeues
-  the same argv. fairseq resumes from `<save-dir>/checkpoint_last.pt` by itself (its default `--restore-file`), so
-  the job continues from the last periodic checkpoint: set `--save-interval-updates` to bound the lost work. A
-  signal that arrives while fairseq writes a checkpoint is handled once the save is complete (preemption.py), so the
-  requeued job resumes from the checkpoint that was being written, not from the one before it. For
-  fine-tuning use `--finetune-from-model` (only read while checkpoint_last.pt is absent), not `--restore-file`.
-
-Recipes chain jobs by parsing the `Submitted job <id>` line:
-
-    MNLI=$(vega-train ... --launcher submitit | sed -n 's/^Submitted job //p')
-    vega-train ... --launcher submitit --slurm-dependency afterok:$MNLI
-
-`--wait` follows the job through requeues with `scontrol` (submitit's own `job.result()` needs `sacct`, i.e. SLURM
-accounting). `vega-train` (vega_toolkit/cli/train.py `cli_main`) chooses between this launcher and the local one:
-
-    launcher, argv = split_launcher_args(argv)
-    if launcher.launcher == "submitit":
-        submit(launcher, argv)
-        return
+Each SLURM task runs the local launcher's `run_local(argv)`; a preempted job is requeued with the same argv and
+resumes from `<save-dir>/checkpoint_last.pt` (set `--save-interval-updates` to bound the lost work). Ranks, ports,
+CPU-only nodes, preemption signals and `--wait`: docs/design.md#slurm-launcher-submitit.
 """
 import argparse
 import contextlib

@@ -3,30 +3,10 @@
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_electra --embedding-sharing gdes --arch vega_tiny ...
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_ternary --replace-with generator --arch vega_tiny ...
 
-A small `vega_encoder` masked language model proposes replacements for the positions an objective chose; the
-discriminator (the task's model) classifies every token. Both criterions hold one `ReplacementGenerator` as
-`self.generator`: its weights are criterion parameters, so fairseq's Trainer optimizes them with the model's, saves
-them in the same checkpoint (`checkpoint["criterion"]`) and restores them on resume.
-
-Sizes (`--generator-layers`, `--generator-width-fraction`) derive from the discriminator's config. Defaults are
-DeBERTa-v3's: half the discriminator's depth at its full width (v3-large: a 12-layer generator of width 1024 for a
-24-layer discriminator; microsoft/DeBERTa experiments/language_model/rtd_large.json;
-He et al. 2021, DeBERTaV3). ELECTRA instead keeps the depth and scales the width (hidden size, heads and FFN) by 1/4
-(google-research/electra configure_pretraining.py `generator_hidden_size` 0.25, `generator_layers` 1.0):
-`--generator-layers N --generator-width-fraction 0.25` with N the discriminator's depth.
-
-Embedding sharing (`--embedding-sharing`, DeBERTa-v3 He et al. 2021 §3; MS DeBERTa/apps/models/
-replaced_token_detection_model.py). The word embedding E of the discriminator model (`encoder.embed_tokens`) is the
-one the generator reads and predicts with under gdes and es:
-- gdes: the discriminator's embedding is sg(E) + E_delta. E (= E_G) is trained by the generator's MLM loss alone,
-  E_delta (`generator.embedding_delta`, initialised to zero) by the discriminator's loss alone. `vega-convert export`
-  writes E + E_delta as the discriminator's embedding.
-- es: one embedding E, trained by both losses.
-- none: the generator has its own embedding; the discriminator's is trained by the discriminator's loss alone.
-
-The generator never reads the original token at a masked position: its input embedding there is a learned mask
-vector (the data-bins of `vega-preprocess` have no <mask> symbol, and adding one would change every model's
-vocabulary). Its softmax covers the non-special vocabulary only, so a proposal is never <pad>, <s> or </s>.
+A small `vega_encoder` MLM proposes replacements; the criterion holds it as `self.generator`, so its weights are
+optimized, saved and restored with the model's. `--generator-layers`, `--generator-width-fraction` and
+`--embedding-sharing gdes|es|none` default to DeBERTa-v3's choices. Sizes, sharing modes and the mask input:
+docs/design.md#replacement-generator-and-embedding-sharing.
 """
 from dataclasses import dataclass, field
 from typing import Any, Optional

@@ -3,30 +3,12 @@
     attn = DisentangledSelfAttention(768, 12, head_dim=64, attention_dropout=0.1, pos_dropout=0.1)
     y = attn(x, rel_embeddings, key_padding_mask)      # x [B, L, D], rel_embeddings [2k, D], mask [B, L] True = pad
 
-Scores, per head, with s = 1 / sqrt(d * (1 + |pos_att_type|)) (microsoft/DeBERTa deberta/disentangled_attention.py):
+    python -m pytest tests/test_disentangled_attention.py            # the sdpa fast path against the reference math
 
-    A[i, j] = s <Q_i, K_j>  +  s <Q_i, Kr[idx(i, j)]>  +  s <K_j, Qr[idx(i, j)]>
-                 c2c                  c2p                        p2c
-
-where Kr / Qr are the shared relative table projected by this layer's key / query Linear (``share_att_key``) or by
-separate ``pos_key_proj`` / ``pos_query_proj``, and idx is the log-bucket index of i - j.
-
-Three implementations of the same math:
-
-* ``reference`` -- HF's formulation: C2P = Q Kr^T over the 2k table rows, gathered with the dense [L, L] index,
-  pairwise padding mask filled with finfo.min, explicit softmax. The oracle in tests (and HF-equivalent).
-* ``sdpa`` (default) -- c2p + p2c become one additive [B, H, L, L] bias (``relative_bias``): the position
-  projections are computed once per layer for the active table rows only and never repeated over the batch, then
-  spread over the 2L - 1 distances; each term is a few GEMMs of query (key) row blocks against the distances they
-  see, turned into [L, L] by a strided view -- no gather and no scatter in the backward. On CUDA and in CPU
-  inference the bias goes to ``F.scaled_dot_product_attention`` (scale override s). CPU training would get SDPA's
-  unfused math path there, so it runs its own: the bias enters the score GEMM (baddbmm) and dropout draws 16-bit
-  random numbers instead of Bernoulli floats (p rounded to a multiple of 2^-16; ``dropout_keep_mask``).
-  The padding mask is key-only, so no row is fully masked and no NaN can appear. Under fp16 the bias is computed
-  in fp32 and clamped before the cast (bf16 has fp32's range).
-* ``fused`` (experimental, CUDA) -- one Triton kernel, flash-attention style, without any [L, L] tensor: compact
-  c2p / p2c tables [B, H, L, S] gathered per tile through the distance -> slot map (fused_disentangled_attention.py).
-  On CPU tensors only under TRITON_INTERPRET=1 (tests); not the default until measured on a GPU.
+A[i, j] = s (<Q_i, K_j> + <Q_i, Kr[idx(i, j)]> + <K_j, Qr[idx(i, j)]>), idx the log-bucket index of i - j.
+`--attention-impl` picks ``reference`` (HF's formulation, the test oracle), ``sdpa`` (default: c2p + p2c as one
+additive bias) or ``fused`` (Triton, fused_disentangled_attention.py). The math and each implementation's choices:
+docs/design.md#disentangled-attention-the-math-and-its-three-implementations.
 """
 import importlib
 import math

@@ -5,29 +5,9 @@
     TRITON_INTERPRET=1 python -m pytest tests/test_fused_attention.py     # CPU: Triton's interpreter runs the kernels
     VEGA_FUSED_BWD_KV_WARPS=8 python benchmarks/fused_attention_layer.py  # tile/warp/stage knobs: kernel_configs
 
-Same scores as ``DisentangledSelfAttention._reference`` (see disentangled_attention.py for the math):
-
-    A[i, j] = s <Q_i, K_j> + C2P[i, slot(j - i)] + P2C[j, slot(j - i)],   C2P = Q Kr^T,  P2C = K Qr^T
-
-Kr / Qr are the active relative-table rows [H, S, d] (``relative_columns(L).slots``, S <= min(2L - 1, 2k)) projected
-and pre-scaled by s, and slot(j - i) = ``relative_columns(L).c2p[j - i + L - 1]`` is the O(L) distance -> slot map.
-The compact tables are two GEMMs in PyTorch: C2P as [B, H, L, S], P2C transposed as [B, H, S, L], so that along a
-tile's key axis both gathers read consecutive addresses wherever neighbouring distances share a slot (log buckets,
-beyond the bucket range), instead of addresses S + 1 apart. The kernel gathers their entries per tile, adds the
-key-padding mask, runs an online softmax with attention dropout drawn from Philox (``tl.rand``: the keep mask of
-element (b, h, i, j) depends only on the seed and its position, so the backward redraws it and ``keep_mask`` returns
-it for tests) and multiplies by V. Nothing of size L x L is written, and the tables are not saved either: the
-backward recomputes them (two GEMMs) and then the scores tile by tile -- dK/dV and dP2C per key block, dQ and dC2P
-per query block, so that each table row is written by one program only. Table gradients go through relaxed atomic
-adds in fp32 (several distances share a log bucket; one program per row, so no ordering is needed), and a tile
-whose distances all fall in one slot (most tiles at long lengths) is first summed to one add per row; dQ, dK, dKr,
-dQr get their table parts as GEMMs, in bf16 when the inputs are 16-bit.
-
-Padding is key-only (a padded query row attends to the real keys), as in the sdpa path; the reference masks padded
-rows too, so the two agree on real positions. A row whose keys are all padded is uniform over its L keys, as in the
-reference (every score there is finfo.min), and its scores get no gradient. Scores, softmax and table gradients are
-fp32 in the kernel; under fp16 the tables are computed in fp32 as well (fp16 cannot hold large scores), bf16 has
-fp32's range and stays as is.
+Same scores as ``DisentangledSelfAttention._reference`` (disentangled_attention.py), computed from compact c2p /
+p2c tables gathered per tile with an online softmax; the backward recomputes the tables and scores tile by tile.
+Tiling, dropout, atomics, padding and precision: docs/design.md#fused-disentangled-attention-triton.
 """
 import logging
 import os

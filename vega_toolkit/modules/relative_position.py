@@ -5,16 +5,9 @@
     cols = relative_columns(L, buckets=256, max_position=512, device=x.device)    # O(L) fast-path tables
     bias = relative_bias(q, k, kr[:, cols.c2p], qr[:, cols.p2c], key_padding_mask)  # c2p + p2c, [B, H, L, L]
 
-Two views of the same gather index idx(i, j) = clamp(bucket(i - j) + k, 0, 2k - 1):
-
-* ``relative_index`` is the dense [Lq, Lk] table the reference math (and HF) gathers with.
-* ``relative_columns`` is what the fast path uses. idx depends only on the distance i - j, so a term like
-  c2p[i, j] = <Q_i, Kr[idx(i, j)]> can be computed against the distances (GEMMs with the table rows spread over
-  the 2L - 1 distances) and turned into the [L, L] matrix by a pure view (``band_view``): no gather, no [L, L]
-  index, and a backward without scatter (``relative_bias``).
-
-Every table depends only on (L, buckets, max_position, device), so it is cached and shared by all layers.
-Also here: the CPU attention-dropout helpers of the fast path (``dropout_keep_mask``, ``apply_keep_mask``).
+``relative_index`` is the dense [Lq, Lk] index of the reference math; ``relative_columns`` the O(L) tables of the
+fast path (a band view, no gather). Tables are cached per (L, buckets, max_position, device); the CPU dropout
+helpers live here too. Details: docs/design.md#log-bucket-relative-positions.
 """
 import functools
 import math

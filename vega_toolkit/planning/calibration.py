@@ -2,23 +2,10 @@
 
     rows = load_calibration("benchmarks/calibration/h200.json")
 
-Written by `benchmarks/planner_calibration.py --out DIR` on a GPU (DIR/<gpu>.json) or, for measurements made before
-that script existed, by hand with their source in `"source"`. One file:
+    python -u benchmarks/planner_calibration.py --out benchmarks/calibration   # on a GPU: writes <gpu>.json
 
-    {"gpu": "h200",                      # a key of planning/gpus.py's table
-     "device_name": "NVIDIA H200", "torch": "...", "source": "where the numbers come from",
-     "rows": [{"name": "...", "kind": "train_step" | "encoder_speed",
-               "argv": [vega-train flags of the configuration],
-               "vocab_size": 8000,
-               "length": 512, "batch_size": 128,                       # encoder_speed: its --tokens / L
-               "resident_params": 0,                                    # other models' parameters on the card
-               "peak_allocated_bytes": ..., "step_ms": ...,             # torch.cuda.max_memory_allocated; wall
-               "peak_reserved_bytes": null, "context_bytes": null}]}    # optional: the allocator and the context
-
-`train_step` rows measure the very update vega-plan traces (vega_toolkit/planning/step.py: the Trainer's model,
-criterion and optimizer, `run_update`). `encoder_speed` rows are benchmarks/encoder_speed.py's step: the encoder's
-forward and backward of a squared-output loss under bf16 autocast, fp32 weights, no optimizer, gradients of the
-previous step resident, and the HF and plain encoders' weights on the card too (`resident_params`).
+Measured peak memory and step time per configuration, as vega-plan --validate compares them with its prediction.
+The file format and what each row kind measures: docs/design.md#calibration-files.
 """
 import json
 import os

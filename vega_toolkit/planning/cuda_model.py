@@ -4,28 +4,11 @@
         run_update(trainer, batch)
     gpu_bytes = per_gpu_bytes(traced_peak, ddp_bucket_bytes)
 
-fake `device="cuda"` tensors abort on a CPU-only build of torch (SDPA, dtype casts, LayerNorm), so a GPU step is
-traced on fake CPU tensors with the CPU-only code paths swapped for what CUDA runs:
+    vega-plan --task denoising_pretrain --arch vega_base ... --gpu h200 --gpus 8   # a GPU step traced on a CPU
 
-1. Attention core. On CPU, `DisentangledSelfAttention` trains with its own core, which keeps the [B, H, L, L]
-   probabilities, their dropout mask and the dropped probabilities for backward. On CUDA, SDPA with a bias runs the
-   memory-efficient kernel (the profile in benchmarks/README.md): it keeps q, k, v, the output, a float32 logsumexp
-   [B, H, L] and the bias, draws dropout from a Philox seed (no mask), and its backward writes a [B, H, L, L] bias
-   gradient. The trace calls that very operator, `aten._scaled_dot_product_efficient_attention`, through its meta
-   implementation, so autograd saves what CUDA's kernel saves. The bias itself (c2p + p2c, [B, H, L, L]) is built
-   by the same `relative_bias` as on CUDA, in blocks of `CUDA_BLOCK` query rows instead of CPU's `BLOCK`.
-2. `--attention-impl fused`: the Triton kernel cannot run on fake tensors; ``_FusedShapes`` allocates what its
-   autograd function allocates and saves (q, k, v, output, float32 logsumexp, the compact c2p/p2c tables while they
-   live, float32 table and dQ/dK gradients in backward), with no [L, L] tensor. Its FLOPs count the table GEMMs
-   but not the kernel's own QK^T / PV products (a Triton launch is no operator the trace sees): its time
-   projection is low.
-3. Outside the tensors: the CUDA context, cuBLAS workspaces and NCCL buffers (`CUDA_CONTEXT_BYTES`), and the caching
-   allocator's fragmentation (`ALLOCATOR_OVERHEAD`). `torch.cuda.max_memory_allocated` sees neither, so the
-   calibration rows (benchmarks/calibration/*.json) are compared with the traced peak alone, and the card's memory
-   with the traced peak plus these.
-4. DDP: fairseq's `--ddp-backend pytorch_ddp` (c10d) wraps the model in torch's DistributedDataParallel, which
-   copies every gradient into its communication buckets (one more gradient-sized buffer unless
-   `--gradient-as-bucket-view`); the single-process trace has no DDP, so ``ddp_bucket_bytes`` adds it.
+Fake `device="cuda"` tensors abort on a CPU-only torch, so a GPU step is traced on fake CPU tensors with the CPU-only
+code paths swapped for what CUDA runs. The four things modelled (attention core, the fused kernel, context and
+allocator, DDP buckets): docs/design.md#what-the-planner-models-of-cuda.
 """
 import contextlib
 
@@ -99,7 +82,7 @@ def _fused_shapes(self, q, k, v, rel_embeddings, key_padding_mask):
 
 @contextlib.contextmanager
 def cuda_kernels():
-    """Trace the attention as CUDA runs it (items 1 and 2 of the module docstring)."""
+    """Trace the attention as CUDA runs it: SDPA's memory-efficient kernel, or the fused kernel's allocations."""
     cls = DisentangledSelfAttention
     saved = cls.BLOCK, cls._attend, cls._fused
     cls.BLOCK, cls._attend, cls._fused = cls.CUDA_BLOCK, _efficient_attention, _fused_shapes
@@ -110,7 +93,7 @@ def cuda_kernels():
 
 
 def ddp_bucket_bytes(args, gradient_bytes: int, world_size: int) -> int:
-    """DDP's gradient buckets (item 4): a second copy of the gradients under torch's DistributedDataParallel."""
+    """DDP's gradient buckets: a second copy of the gradients under torch's DistributedDataParallel."""
     if world_size <= 1 or getattr(args, "gradient_as_bucket_view", False):
         return 0
     if args.ddp_backend in ("c10d", "pytorch_ddp"):
@@ -123,6 +106,6 @@ def ddp_bucket_bytes(args, gradient_bytes: int, world_size: int) -> int:
 def per_gpu_bytes(traced_peak: int, ddp_bytes: int, allocator_overhead: float = ALLOCATOR_OVERHEAD,
                   context_bytes: int = CUDA_CONTEXT_BYTES) -> int:
     """What the card must hold: the allocated peak (traced + DDP buckets), the allocator's overhead on it, and the
-    CUDA context (item 3)."""
+    CUDA context (cuBLAS workspaces and NCCL buffers included)."""
     allocated = traced_peak + ddp_bytes
     return int(allocated * (1 + allocator_overhead)) + context_bytes

@@ -4,15 +4,10 @@
     print(render_text(plan)); json.dumps(plan_json(plan))
     rows = validate(calibration_paths)     # vega-plan --validate: predicted vs measured peaks
 
-Memory is traced (trace.py: one steady-state update of the real Trainer step under fake tensors, CUDA's kernels
-modelled in cuda_model.py), not computed by a formula. The largest batch: the activations and temporaries at the
-forward/backward peak are [B, ...] tensors, so that peak is linear in B (``Trace.fixed_bytes + Trace.batch_bytes *
-B / B0``), while the optimizer step's peak holds no batch. That line gives a first answer, which is then traced
-(stepping down while the trace says it does not fit): the fit alone is not enough, because the peak moves within the
-update as B grows (the paper's configuration with checkpointing on an A100-40GB: fitted 84 sequences, traced 60).
---fit-batch-only stops at the fit. Time: FLOPs per update are those the trace executed
-(matrix products and attention kernels: dense layers, QK^T/PV, the c2p/p2c band GEMMs as the code runs them, the
-recomputation under --checkpoint-activations), at a utilisation measured on a GPU (calibration.py) and at 0.3 / 0.5.
+
+Memory is traced (trace.py), not computed by a formula; the largest batch is fitted from the traced peak, then
+traced again; time is the traced FLOPs at a measured utilisation. Method and its numbers:
+docs/design.md#how-vega-plan-plans.
 """
 import math
 import os

@@ -5,22 +5,9 @@
         ...build, step...
     ex.memory.peak(), ex.memory.live_at(t), ex.total_flops()
 
-Two dispatch modes stacked under one `torch._subclasses.fake_tensor.FakeTensorMode`:
-
-* ``LiveMemory`` registers the storage of every tensor an operator returns (views share it, in-place ops return it)
-  with its birth time, and a weakref callback stamps its death when autograd, the optimizer or Python drop the last
-  reference. Live bytes at time t are the storages born before t and not dead yet, so the peak and *which* tensors
-  make it are reconstructed afterwards from the event list (one pass, no snapshot per operator).
-* ``KnownSampleValues``: the batch is real data; every value computed from the batch alone (the padding mask, its
-  ``.any()``, a count of labelled tokens) is evaluated on the real [B, L] integer tensors as well, so code that reads
-  such a value on the host (``if padding_mask.any()``) runs exactly as in training. Anything that touches a
-  parameter stays fake.
-* FLOPs: ``LiveMemory`` also counts the FLOPs of every matrix product and attention kernel actually executed (the
-  relative-position GEMMs with their band padding, recomputation under activation checkpointing) with
-  ``torch.utils.flop_counter``'s per-operator formulas. (Not its FlopCounterMode: that mode's module tracker keeps
-  module outputs referenced into the backward, which would inflate the memory this trace measures.)
-
-What fake CPU tensors cannot show (CUDA kernels' own saved tensors, context, allocator) is modelled in cuda_model.py.
+Two dispatch modes under one FakeTensorMode: ``LiveMemory`` (storages' birth and death, the peak, FLOPs of every
+executed matrix product) and ``KnownSampleValues`` (values computed from the batch alone stay real). How and why:
+docs/design.md#tracing-a-step-on-fake-tensors; what fake CPU tensors cannot show: cuda_model.py.
 """
 import itertools
 import weakref

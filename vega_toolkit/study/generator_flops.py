@@ -4,23 +4,8 @@
     equal_compute_updates(10000, "vega_tiny", 128, 8000, ("--criterion", "rtd_electra"))   # -> fewer updates
     # the study calls it through plan.pretrain_budget(scale, arm) for every arm declared with equal_compute=True
 
-A generator arm (`rtd_electra`, `rtd_ternary --replace-with generator`) runs a second encoder and an LM head every
-update, so it gets fewer updates: updates x F(rtd_ternary) / F(arm), F = training FLOPs per token.
-
-How F is counted (one multiply-add = 2 FLOPs; training = 3 x forward, the backward pass costing twice the forward,
-as google-research/electra flops_computation.py counts; embedding lookups, LayerNorms, softmaxes, activations and
-the generator's sampling are left out, as there):
-- an encoder layer of width D, FFN F, on sequences of L tokens with a relative table of 2k rows: projections 8 D^2,
-  FFN 4 D F, content attention (QK^T and AV) 4 L D, the c2p and p2c terms 2 x 2 R D against the R = min(2k, 2L - 1)
-  relative rows a sequence uses, and the two projections of those rows, 2 x 2 R D^2 per sequence = 4 R D^2 / L per
-  token;
-- the discriminator's token head: 2 D^2 + 2 D C (C = 3 outputs);
-- the generator (models/replacement_generator.py sizes) on every token, its LM head (2 H E + 2 E V, E the
-  embedding width, V the vocabulary) on the masked share of tokens only, and the bias-free embedding projection 2 E H
-  when its width H differs from E.
-
-This is a stand-in until the study's planner counts FLOPs per token for every arm: replace `flops_per_token` with
-the planner's, and keep `equal_compute_updates` as the one place that turns FLOPs into updates.
+A generator arm gets updates x F(rtd_ternary) / F(arm), F = training FLOPs per token (ELECTRA's
+flops_computation.py counting). What F counts: docs/design.md#generator-flops-and-equal-compute-arms.
 """
 import argparse
 from typing import Tuple

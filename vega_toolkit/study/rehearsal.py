@@ -4,24 +4,9 @@
     vega-study rehearse --out /tmp/rehearsal --glue-dir tests/fixtures/glue
     # last line: rehearsal: <N> jobs, <R> requeued and resumed, submission.zip with <F> files
 
-The graph is the paper plan's; every box is a SLURM job, every arrow an `afterok` dependency:
-
-    preprocess (array: a task per shard) -> phase 1 (2 ranks, gloo) -> phase 2 -> model folder     queued at once
-    then: MNLI -> RTE, STS-B, MRPC; SST-2; QNLI; QQP; CoLA (self-calibrated); WNLI (transductive)
-          -> vega-generate (afterok on all nine: the GLUE TSVs and submission.zip)
-
-Each job runs what the paper run runs, with only its sizes shrunk: recipes/pretrain/phase1_rtd.sh and
-phase2_contrastive.sh with SCALE=tiny and MAX_UPDATE (plus the launcher flags their headers name), recipes/glue/all.sh
-with SCALE=tiny and LAUNCHER=submitit (it chains RTE, STS-B and MRPC after MNLI itself), and the vega-generate command
-all.sh prints. The GLUE recipes read the pretrained folder's architecture when they submit (`vega-glue info
---model-dir`), so the GLUE chain is submitted once the model-folder job has finished. Every job is submitted held
-and released once the dependencies SLURM recorded for it, and for the jobs waiting for it, are the paper's graph
-(`GRAPH`). The shrunk sizes are `Sizes`. A run's output and wall time on a shared 2-core machine: results/rehearsal/.
-
-While phase 2 trains, it is requeued (`scontrol requeue`, what a preemption does) as soon as it has written an interval
-checkpoint; it must resume from its checkpoint_last.pt (its log names the update it resumed at, between 0 and its last)
-and still end at its last update. The submission zip is checked with `vega-glue validate-submission` against the GLUE
-folder's test files (row count, index order, labels). A job that fails cancels the others and names its log.
+Every box of the paper plan is a SLURM job at tiny sizes, every arrow an `afterok` dependency; phase 2 is requeued
+mid-run and must resume; the submission zip is validated. The graph, sizes and checks:
+docs/design.md#rehearsal-of-the-papers-job-graph; a run's output and wall time: results/rehearsal/.
 """
 import os
 import re

@@ -1,5 +1,7 @@
 """A study folder's results.jsonl -> report.md, study.png and the transfer line.
 
+    vega-study report results/study-cpu          # prints the effect, claim and transfer lines
+
 Selection (selection.py): each run (pretraining seed, fine-tuning seed) of an arm is reported at the learning rate
 chosen by the *other* runs of that arm and task (leave-one-run-out), on its last checkpoint; `--selection dev`
 gives the first cpu study's rule (best median over the reported seeds, per-epoch best checkpoint) to compare. The
@@ -32,7 +34,7 @@ from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, wel
 REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what docs/results.md quotes
 FIGURE_FILE = "study.png"
-HEADLINE = ("rtd_ternary", "random")  # the transfer line the README and docs/results.md quote, printed last
+HEADLINE = ("rtd_ternary", "random")  # the transfer line README.md and docs/results.md quote (does pretraining help?), printed last
 NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured as "
                 "such: MNLI is not in the GLUE data of this study. Arm `intermediate_task` measures the same mechanism "
                 "with a task that is present (the scale's `intermediate_task`).")

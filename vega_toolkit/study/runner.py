@@ -1,5 +1,7 @@
 """Run a study's cells as real subprocesses, resumably.
 
+    vega-study run --scale smoke --out /tmp/study-smoke --jobs 2    # the same command again resumes it
+
 A finished cell is a JSON line in OUT/results.jsonl carrying its key; a re-run skips every cell whose key is there,
 so a killed study resumes at its first unfinished cell, and a cell whose configuration changed (new key) runs again.
 A pretraining cell that was killed resumes from its own checkpoint_last.pt (its folder carries its key); a

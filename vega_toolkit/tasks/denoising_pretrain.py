@@ -3,18 +3,10 @@
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_ternary --arch vega_tiny \
         --tokens-per-sample 128 --shuffle-prob 0.10 --replace-prob 0.05 --batch-size 16 --optimizer adam --lr 5e-4
 
-DATA_BIN comes from `vega-preprocess` (train/valid .bin/.idx + dict.txt). Sharded data (`DIR/shard0:DIR/shard1:...`,
-or the folder `DIR` of `vega-preprocess --shards N`) is read one shard per epoch, shard `(epoch - 1) % N` (fairseq's
-rule), valid always from the first. Each sample is a block of at most
-`--tokens-per-sample` tokens laid out as `<s> ... </s>` ([CLS] ... [SEP]; fairseq's `--sample-break-mode`
-decides where blocks break), corrupted on the fly by `vega_toolkit.data.noising` with noise seeded per
-(--seed, epoch, block index). A batch carries:
-    net_input.src_tokens   corrupted tokens [B, T]   (what the encoder sees)
-    original_tokens        clean tokens [B, T]       (the positive view of `rtd_contrastive`)
-    target                 labels [B, T]: 0 original, 1 shuffled, 2 replaced, -100 special/pad
-Validation noise is drawn with epoch 1 every time, so held-out metrics are comparable across epochs.
-The task owns the ternary RTD head: `build_model` registers it (before the optimizer exists, and before a
-checkpoint is loaded into it), whichever RTD criterion is used.
+DATA_BIN comes from `vega-preprocess` (sharded data: one shard per epoch). Each block is corrupted on the fly by
+`vega_toolkit.data.noising`; a batch carries `net_input.src_tokens` (corrupted), `original_tokens` (clean) and
+`target` (0 original, 1 shuffled, 2 replaced, -100 special/pad). The task registers the ternary RTD head.
+Blocks, seeding and validation noise: docs/design.md#denoising_pretrain-pretraining-data.
 """
 import logging
 import os

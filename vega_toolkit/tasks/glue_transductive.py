@@ -6,21 +6,9 @@
     # or start from the pretrained model, round 0 being the vanilla fine-tune:
     vega-train ... --finetune-from-model PRETRAINED/model.pt --train-initial-model
 
-The loop is vega-train's (vega_toolkit/adaptation/rounds.py, chosen by the table in vega_toolkit/adaptation): a
-plain `fairseq-train --task glue_transductive` would train one round and stop, so the task refuses to start a
-training unless `--adaptation-round` is set, which the loop sets on each of its rounds.
-
-Loop: M_i predicts the unlabelled test split -> pseudo-labels (only predictions with softmax confidence >=
---confidence-threshold join); M_i is fine-tuned on train + the pseudo-labelled test rows -> M_{i+1}; stop when
-the fraction of test pseudo-labels that changed since the previous round is below --converge-eps (STS-B: a change
-is |delta| > --regression-tolerance) or after --max-rounds trainings.
-SAVE_DIR/round_K/ holds each round's checkpoints, predictions.tsv and pseudo_train.tsv; SAVE_DIR/
-adaptation_state.json the per-round log (changed labels, label distribution, dev metrics). Rerunning the same
-command resumes at the first unfinished step. Test rows are read with the test-file layout, which has no label
-column: the hidden test labels can never become pseudo-labels.
-
-The task itself is `glue` plus `--extra-train-data`: train-layout TSV files (as written by the loop) appended to the
-train split (or replacing it with `--train-on-extra-only`), read by the GLUE readers and cached like any split.
+The loop is vega-train's (vega_toolkit/adaptation/rounds.py); the task itself is `glue` plus `--extra-train-data`
+and refuses a plain fairseq-train without `--adaptation-round`. Pseudo-labels, convergence, what each round writes:
+docs/design.md#glue_transductive-algorithm-1.
 """
 import logging
 from dataclasses import dataclass, field
