@@ -139,12 +139,31 @@ def test_identical_predictions_give_a_zero_interval_and_a_better_arm_a_positive_
     right = labels["T"].copy()
     half = np.where(rng.random(200) < 0.5, labels["T"], rng.integers(2, size=200).astype(str))
 
-    def accuracy(task, preds, gold):
-        return 100 * float(np.mean(preds == gold))
+    def accuracy(task, preds, gold):  # one score per resample row
+        return 100 * np.mean(preds == gold, axis=1)
 
     assert paired_bootstrap([{"T": half}] * 3, [{"T": half}] * 3, labels, accuracy, 200) == [0.0, 0.0]
     low, high = paired_bootstrap([{"T": right}] * 3, [{"T": half}] * 3, labels, accuracy, 200)
     assert 0 < low < 100 - 100 * np.mean(half == labels["T"]) < high
+
+
+@pytest.mark.parametrize("task", ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"])
+def test_row_scores_equal_the_glue_metrics_of_each_row(task):
+    from vega_toolkit.data.glue_tasks import get_glue_task
+    from vega_toolkit.metrics.glue_metrics import row_scores, task_metrics, task_score
+
+    glue, rng = get_glue_task(task), np.random.default_rng(3)
+    if glue.is_regression:
+        labels = rng.uniform(0, 5, size=(6, 40)).round(1)  # rounded: ties exercise spearman's average ranks
+        preds = (labels + rng.normal(0, 1 + np.arange(6)[:, None], size=labels.shape)).round(1)
+        preds[0] = 2.5  # a constant row: nan, as task_metrics gives
+    else:
+        labels = np.asarray(glue.labels)[rng.integers(len(glue.labels), size=(6, 40))]
+        preds = np.where(rng.random(labels.shape) < np.linspace(0.2, 0.9, 6)[:, None], labels,
+                         np.asarray(glue.labels)[rng.integers(len(glue.labels), size=labels.shape)])
+        preds[0] = glue.labels[0]  # a constant predictor: MCC 0, F1 0 when the positive class is not predicted
+    expected = [task_score(task, task_metrics(task, p, t)) for p, t in zip(preds, labels)]
+    np.testing.assert_allclose(row_scores(task, preds, labels), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_the_dev_table_shows_the_majority_class_and_word_overlap_floors_and_keeps_them(tmp_path):

@@ -234,7 +234,7 @@ def _predictions_of(records: List[Dict]) -> Dict[Tuple[str, str, float, Run], ob
 def _bootstrap(c: Dict, grid, predictions, found: Dict, rule: str) -> Optional[List[float]]:
     """The paired bootstrap interval of comparison C, or None when a selected run lacks dev predictions."""
     from vega_toolkit.data.glue_tasks import get_glue_task
-    from vega_toolkit.metrics.glue_metrics import task_metrics, task_score
+    from vega_toolkit.metrics.glue_metrics import row_scores
 
     labels, sides = {}, []
     for arm, runs in ((c["arm"], c["arm_runs"]), (c["baseline"], c["baseline_runs"])):
@@ -254,10 +254,7 @@ def _bootstrap(c: Dict, grid, predictions, found: Dict, rule: str) -> Optional[L
             side.append(preds)
         sides.append(side)
 
-    def score(task, preds, gold):
-        return task_score(task, task_metrics(task, preds, gold))
-
-    return paired_bootstrap(sides[0], sides[1], labels, score, BOOTSTRAP_RESAMPLES)
+    return paired_bootstrap(sides[0], sides[1], labels, row_scores, BOOTSTRAP_RESAMPLES)
 
 
 def _phases(curve: List[Dict]) -> List[List[Dict]]:

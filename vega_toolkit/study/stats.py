@@ -51,28 +51,30 @@ def verdict(difference: float, p_holm: float, sign: int, alpha: float = ALPHA) -
 
 
 def paired_bootstrap(arm: Sequence[Dict[str, np.ndarray]], baseline: Sequence[Dict[str, np.ndarray]],
-                     labels: Dict[str, np.ndarray], score: Callable[[str, np.ndarray, np.ndarray], float],
+                     labels: Dict[str, np.ndarray], score: Callable[[str, np.ndarray, np.ndarray], np.ndarray],
                      resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Optional[List[float]]:
     """A LEVEL interval of the task-average difference ARM - BASELINE that includes dev-set sampling.
 
     ARM and BASELINE are lists of runs (one per seed, or per pretraining run and seed), each {task: dev predictions};
-    LABELS {task: gold dev labels}; SCORE(task, predictions, labels) the task's GLUE score. Each resample draws the
-    runs of each side with replacement and, per task, one set of dev example indices shared by both sides (paired:
-    the same examples score both arms); the difference of the task averages over the drawn runs is recorded."""
+    LABELS {task: gold dev labels}; SCORE(task, predictions, labels) the task's GLUE score of every row of two
+    [resamples, n] arrays (metrics.glue_metrics.row_scores). Each resample draws the runs of each side with
+    replacement and, per task, one set of dev example indices shared by both sides (paired: the same examples score
+    both arms); the difference of the task averages over the drawn runs is recorded."""
     if len(arm) < 1 or len(baseline) < 1:
         return None
     rng = np.random.default_rng(seed)
+    drawn_a = rng.integers(len(arm), size=(resamples, len(arm)))
+    drawn_b = rng.integers(len(baseline), size=(resamples, len(baseline)))
+    rows = np.arange(resamples)[:, None]
+    diffs = np.zeros(resamples)
     tasks = sorted(labels)
-    diffs = []
-    for _ in range(resamples):
-        runs_a = rng.integers(len(arm), size=len(arm))
-        runs_b = rng.integers(len(baseline), size=len(baseline))
-        total = 0.0
-        for task in tasks:
-            idx = rng.integers(len(labels[task]), size=len(labels[task]))
-            gold = labels[task][idx]
-            total += (np.mean([score(task, arm[r][task][idx], gold) for r in runs_a])
-                      - np.mean([score(task, baseline[r][task][idx], gold) for r in runs_b]))
-        diffs.append(total / len(tasks))
+    for task in tasks:
+        idx = rng.integers(len(labels[task]), size=(resamples, len(labels[task])))
+        gold = labels[task][idx]
+        # every run scored on every resample's examples; a resample then averages the runs it drew
+        scores_a = np.stack([score(task, run[task][idx], gold) for run in arm], axis=1)
+        scores_b = np.stack([score(task, run[task][idx], gold) for run in baseline], axis=1)
+        diffs += scores_a[rows, drawn_a].mean(axis=1) - scores_b[rows, drawn_b].mean(axis=1)
+    diffs /= len(tasks)
     tail = (1 - level) / 2 * 100
     return [float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))]
