@@ -75,6 +75,32 @@ def test_last_line_and_json_of_a_plan():
     assert plan["flops_per_token"] > 6 * (plan["parameters"] - 8000 * 128)
 
 
+def test_parallel_tracing_gives_the_serial_plan_and_keeps_the_childrens_traces():
+    from vega_toolkit.planning import plan as planning
+
+    argv = RTD + ["--arch", "vega_tiny", "--tokens-per-sample", "128", "--batch-size", "16", "--vocab-size", "8000",
+                  "--gpu", "a100-40gb", "--gpu-memory", "1.5", "--gpus", "8"]  # a small card: the search traces
+    planning._TRACES.clear()
+    serial = planning.plan_json(planning.make_plan(argv + ["--jobs", "1"]))
+    serial_traces = dict(planning._TRACES)
+    planning._TRACES.clear()
+    parallel = planning.plan_json(planning.make_plan(argv + ["--jobs", "3"]))
+    assert parallel == serial
+    assert set(planning._TRACES) == set(serial_traces) and len(serial_traces) > 3  # the searches traced too
+
+
+def test_an_error_in_a_tracing_child_is_raised_by_the_parent():
+    from vega_toolkit.planning.plan import in_parallel
+    from vega_toolkit.planning.step import PlanInputError
+
+    def refused():
+        raise PlanInputError("--tokens-per-sample 9999 is longer than the model's --max-positions 512")
+
+    assert in_parallel(2, lambda: 1, lambda: 2, lambda: 3) == [1, 2, 3]
+    with pytest.raises(PlanInputError, match="--max-positions 512"):
+        in_parallel(2, lambda: 1, refused)
+
+
 def _run_in_process(cli_main, argv):
     import contextlib
     import io
@@ -90,6 +116,7 @@ def _run_in_process(cli_main, argv):
     (["--encoder-attention-heads", "3"], "--encoder-attention-heads 3 does not divide --encoder-embed-dim 128"),
     (["--tokens-per-sample", "1024"], "--tokens-per-sample 1024 is longer than the model's --max-positions 512"),
     (["--batch-size", "0"], "--batch-size must be a positive number of sequences, got 0"),
+    (["--jobs", "0"], "--jobs must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_error_line(extra, message):
     from vega_toolkit.cli.plan import cli_main

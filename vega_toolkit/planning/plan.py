@@ -10,9 +10,10 @@ traced again; time is the traced FLOPs at a measured utilisation. Method and its
 docs/design.md#how-vega-plan-plans.
 """
 import math
+import multiprocessing
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from vega_toolkit.planning import cuda_model
 from vega_toolkit.planning.calibration import Calibration, CalibrationRow, calibration_files, load_calibration
@@ -71,6 +72,9 @@ def add_plan_args(parser):
     group.add_argument("--fit-batch-only", action="store_true",
                        help="give the largest batch from the linear fit alone, without tracing it (faster; can "
                             "be too large: see vega_toolkit/planning/plan.py)")
+    group.add_argument("--jobs", type=int, default=min(3, os.cpu_count() or 1),
+                       help="processes tracing at once (default: up to 3, one per independent line of traces: the "
+                            "configuration, the other checkpointing mode, the calibration row)")
     group.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     group.add_argument("--validate", action="store_true",
                        help="predict the calibration files' measured peaks; exit 1 if any is off by > 15%%")
@@ -235,8 +239,52 @@ def find_calibration(args, gpu_name: str) -> Optional[Calibration]:
     return load_calibration((same or files)[0]) if (same or files) else None
 
 
+def in_parallel(jobs: int, *lines: Callable) -> List:
+    """The results of LINES (functions of no argument) in order, run on JOBS processes: line i on process i % JOBS,
+    process 0 being this one and the others forked. Fork, not spawn: a child starts with the parent's imports and
+    traces (a spawned one would import torch and fairseq again) and gets its functions without pickling them. Every
+    trace a child makes joins this process's cache, as if it had run here."""
+    jobs = max(1, min(jobs, len(lines)))
+    context = multiprocessing.get_context("fork")
+    known = set(_TRACES)
+    children = []
+    for worker in range(1, jobs):
+        reader, writer = context.Pipe(duplex=False)
+        mine = list(range(worker, len(lines), jobs))
+
+        def child(mine=mine, writer=writer):
+            try:
+                result = ("ok", [lines[i]() for i in mine], {k: v for k, v in _TRACES.items() if k not in known})
+            except BaseException as error:  # noqa: B036  (the parent raises it: a plan error keeps its one line)
+                result = ("error", error, {})
+            writer.send(result)
+            writer.close()
+
+        process = context.Process(target=child, daemon=True)
+        process.start()
+        writer.close()
+        children.append((mine, process, reader))
+    results: List = [None] * len(lines)
+    for i in range(0, len(lines), jobs):
+        results[i] = lines[i]()
+    for mine, process, reader in children:
+        try:
+            status, value, traces = reader.recv()
+        except EOFError:
+            process.join()
+            raise RuntimeError(f"a tracing process died (exit code {process.exitcode})") from None
+        process.join()
+        if status == "error":
+            raise value
+        results[mine[0]:len(lines):jobs] = value
+        _TRACES.update(traces)
+    return results
+
+
 def make_plan(argv: List[str]) -> Plan:
     args = parse(argv)
+    if args.jobs < 1:
+        raise PlanInputError(f"--jobs must be >= 1, got {args.jobs}")
     cfg = training_config(args)
     check_configuration(cfg)
     dtype = dtype_of(cfg)
@@ -249,20 +297,34 @@ def make_plan(argv: List[str]) -> Plan:
     overhead = (calibration and calibration.allocator_overhead()) or cuda_model.ALLOCATOR_OVERHEAD
     context = (calibration and calibration.context_bytes()) or cuda_model.CUDA_CONTEXT_BYTES
 
-    trace = trace_update(cfg, args.vocab_size, "cuda")
+    # Three independent lines of traces: the configuration's update and its largest batch, the same in the other
+    # checkpointing mode, and the calibration row. Each line's DDP buckets come from its own first trace, which
+    # equals the configuration's: the gradient does not depend on checkpointing.
+    limit = usable_bytes(gpu, overhead, context)
+
+    def mode_line(checkpoint: Optional[bool]):
+        def line():
+            first = trace_update(cfg, args.vocab_size, "cuda", checkpoint=checkpoint)
+            if args.no_search:
+                return first, None
+            ddp = cuda_model.ddp_bucket_bytes(cfg.distributed_training, first.gradient_bytes, gpus)
+            return first, search_batch(cfg, args.vocab_size, first, limit, ddp, verify=not args.fit_batch_only)
+        return line
+
+    def calibration_line():
+        return mfu_from_calibration(calibration, cfg) if calibration is not None else (None, "")
+
+    checkpointed = bool(cfg.model.checkpoint_activations)
+    (trace, search), (other, other_search), (mfu, mfu_source) = in_parallel(
+        args.jobs, mode_line(None), mode_line(not checkpointed), calibration_line)
     ddp = cuda_model.ddp_bucket_bytes(cfg.distributed_training, trace.gradient_bytes, gpus)
     per_gpu = cuda_model.per_gpu_bytes(trace.peak_bytes, ddp, overhead, context)
     plan = Plan(args.arch, "cuda", gpu, gpus, dtype, cfg, trace, ddp, per_gpu, per_gpu <= gpu.memory_bytes,
                 overhead, context, interconnect_gbps=args.interconnect_gbps)
-
-    other = trace_update(cfg, args.vocab_size, "cuda", checkpoint=not trace.checkpointed)
     plain = other if trace.checkpointed else trace
     plan.model_flops_per_token = plain.flops / plain.tokens
     if not args.no_search:
-        limit = usable_bytes(gpu, overhead, context)
-        for first in (trace, other):
-            plan.searches[first.checkpointed] = search_batch(cfg, args.vocab_size, first, limit, ddp,
-                                                             verify=not args.fit_batch_only)
+        plan.searches = {trace.checkpointed: search, other.checkpointed: other_search}
 
     # DDP all-reduce: a ring moves 2 (N - 1) / N of the gradient bytes through every node's link
     nodes = math.ceil(gpus / args.gpus_per_node)
@@ -271,7 +333,7 @@ def make_plan(argv: List[str]) -> Plan:
         link = args.interconnect_gbps * 1e9 if nodes > 1 else args.interconnect_gbps * 1e9 * args.gpus_per_node
         plan.allreduce_seconds = plan.allreduce_bytes / link
     if calibration is not None:
-        plan.mfu, plan.mfu_source = mfu_from_calibration(calibration, cfg)
+        plan.mfu, plan.mfu_source = mfu, mfu_source
     plan.suggestions = suggestions(plan, args)
     return plan
 
