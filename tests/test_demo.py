@@ -26,17 +26,18 @@ def test_demo_pipeline_writes_report_figure_and_submission(tmp_path):
     for row in ("phase 1 (rtd_ternary) | valid rtd_acc", "phase 2 (rtd_contrastive) | valid contrastive_acc",
                 "random init, same fine-tuning: mean ± std [min, max]", "gap above seed spread"):
         assert row in report
-    # one row per task and dev metric, each over 3 fine-tuning seeds per init, with their spread and a verdict
+    # one row per task and dev metric, each over the fine-tuning seeds of both inits (2 at the smoke size, to keep
+    # the test short; the demo's 3 are checked below), with their spread and a verdict
     task_rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]): line.strip("|").split("|")
                  for line in report.splitlines() if line.startswith(("| SST-2 |", "| RTE |", "| CoLA |"))}
     assert set(task_rows) == {("SST-2", "SiFT (adversarial_ce)", "accuracy"), ("RTE", "transductive", "accuracy"),
                               ("CoLA", "self-calibrated (KenLM)", "mcc")}
     for cells in task_rows.values():
-        assert cells[3].strip() == "3 vs 3"
+        assert cells[3].strip() == "2 vs 2"
         assert all("±" in cells[k] and "[" in cells[k] for k in (4, 5))
         assert cells[7].strip() in ("yes", "no")
     for init in ("finetune", "finetune_random"):  # every seed of both rows ran for real
-        for seed in (1, 2, 3):
+        for seed in (1, 2):
             assert (out / init / f"seed{seed}" / "RTE" / "checkpoint_best.pt").exists()
     # The one trained row that the smoke size (8 + 4 pretraining updates, 8 fine-tuning updates) can lift above its
     # trivial baseline: phase 2's contrastive accuracy against 1 / batch. RTD and GLUE rows need the demo size.
@@ -58,8 +59,8 @@ def test_demo_shows_round_lines_but_not_fairseqs_configuration_dict():
                           "on dev; pseudo-labels {'0': 146}, 8/146 changed")
 
 
-def test_demo_sizes_fine_tune_three_seeds_per_init():
-    assert SIZES["demo"].seeds == SIZES["smoke"].seeds == 3
+def test_demo_fine_tunes_three_seeds_per_init_and_the_smoke_size_several():
+    assert SIZES["demo"].seeds == 3 and SIZES["smoke"].seeds >= 2
 
 
 def test_seed_row_gives_mean_std_range_and_calls_a_gap_only_when_the_seed_ranges_do_not_overlap():
