@@ -11,7 +11,8 @@ def main():
     parser.add_argument("--glue-dir", type=Path, help="real GLUE folder (needs SST-2, RTE, CoLA); default: toy tasks")
     parser.add_argument("--corpus", type=Path, help="real text folder for pretraining; default: toy corpus")
     parser.add_argument("--size", choices=sorted(SIZES), default="demo", help="demo (README) or smoke (CI test)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the data and pretraining, and the first fine-tuning seed (then seed+1, ...)")
     args = parser.parse_args()
     Pipeline(args.out, SIZES[args.size], args.glue_dir, args.corpus, args.seed).run_all()
 
