@@ -10,9 +10,10 @@ load hits them alike) through the real training path: a
 vega_base-width vega_encoder (768 hidden, 12 heads, FFN 3072; `--layers` deep) on a dictionary of `--vocab`
 symbols, built by the task (`denoising_pretrain` / fairseq's `masked_lm`) and stepped by fairseq's Trainer
 (forward, backward, Adam update). The generator objectives use the criterion's default generator (DeBERTa-v3's: half
-the layers at full width), stepped jointly with the discriminator. Batches are random `<s> ... </s>` blocks; the RTD batch goes through the task's
-own corruption (`RTDNoisingDataset`: per item noise from `vega_toolkit.data.noising`, then collate) and its
-build time is reported as a share of the RTD step ("corruption %"); the one-call batched noiser is timed too.
+the layers at full width), stepped jointly with the discriminator. Batches are random `<s> ... </s>` blocks; the RTD
+batch goes through the task's own corruption (`RTDNoisingDataset`: per item noise from `vega_toolkit.data.noising`,
+then collate) and its build time is reported as a share of the RTD step ("corruption %"); the one-call batched
+noiser is timed too.
 Median over `--steps` interleaved steps after `--warmup`. Peak memory: max allocated on CUDA, peak RSS on CPU.
 """
 import argparse

@@ -16,9 +16,9 @@ Decisions:
   tokens, never 5 or 20). A shuffle count of one would be a 1-cycle, i.e. no change at all, so it is rounded
   again to 0 or 2 with equal odds: the expected number of *moved* tokens stays shuffle_prob * n_eligible for
   every n_eligible >= 2 (a 12-token row realises 10%, not the ~3% a lone 1-cycle gave). A row with a single
-  eligible token is never shuffled (nothing to swap with). The two sets are disjoint by construction (one random ranking of the eligible
-  positions: the first n_shuf ranks are shuffled, the next n_repl are replaced), so replace_prob is the real
-  replace rate, not replace_prob * (1 - shuffle_prob) as in Yamaguchi et al.'s collator.
+  eligible token is never shuffled (nothing to swap with). The two sets are disjoint by construction (one random
+  ranking of the eligible positions: the first n_shuf ranks are shuffled, the next n_repl are replaced), so
+  replace_prob is the real replace rate, not replace_prob * (1 - shuffle_prob) as in Yamaguchi et al.'s collator.
 - Shuffling permutes the chosen positions of *each* sequence among themselves (not one column permutation shared
   by the batch) as a single random cycle, so every chosen position receives a token from another chosen
   position. A shuffled position whose token did not change (the same piece sat at the source position) is

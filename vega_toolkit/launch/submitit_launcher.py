@@ -20,7 +20,8 @@ How the job runs:
   gloo`, `--ddp-backend legacy_ddp` and the rank/init method fairseq would infer (`distributed_argv` says why).
 - Each task returns {rank, num_updates, params_sha256}; `--wait` prints them (equal hashes: the ranks agree).
 - Preemption and time limits: SLURM sends `--slurm-signal` (default USR2, submitit's default, which warns that NCCL
-  may catch USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill; submitit calls `FairseqTrainingJob.checkpoint()`, which requeues
+  may catch USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill;
+  submitit calls `FairseqTrainingJob.checkpoint()`, which requeues
   the same argv. fairseq resumes from `<save-dir>/checkpoint_last.pt` by itself (its default `--restore-file`), so
   the job continues from the last periodic checkpoint: set `--save-interval-updates` to bound the lost work. A
   signal that arrives while fairseq writes a checkpoint is handled once the save is complete (preemption.py), so the
