@@ -14,7 +14,8 @@ import pytest
 
 from vega_toolkit.study.cells import build_cells
 from vega_toolkit.study.plan import SCALES
-from vega_toolkit.study.report import best_point, compare, task_effect, write_report
+from vega_toolkit.study.report import compare, task_effect, write_report
+from vega_toolkit.study.selection import best_point
 
 TRANSFER_LINE = re.compile(r"^transfer rtd_ternary-vs-random avg_delta=[+-]\d+\.\d\d se=(\d+\.\d\d|nan) "
                            r"tasks_better=\d+/\d+ p_holm=\S+$")

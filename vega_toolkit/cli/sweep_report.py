@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from vega_toolkit.errors import console_script
-from vega_toolkit.study.report import best_point
+from vega_toolkit.study.selection import best_point
 
 
 @dataclass

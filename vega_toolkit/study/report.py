@@ -25,7 +25,7 @@ import numpy as np
 from vega_toolkit.data.noising import label_prior_bits
 from vega_toolkit.study.anchors import ANCHORS_FILE, anchors  # noqa: F401
 from vega_toolkit.study.runner import STUDY_FILE, expand_predictions, read_results
-from vega_toolkit.study.selection import (RULES, Run, best_point, chosen_rates, last_checkpoint_entries, run_label,
+from vega_toolkit.study.selection import (RULES, Run, chosen_rates, last_checkpoint_entries, run_label,
                                           score_grid, select)
 from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, welch
 
