@@ -71,7 +71,7 @@ BUCKETS = [(64, 128, 128), (8, 24, 16), (0, 20, 40)]
 
 
 @pytest.mark.parametrize("buckets,max_rel,rows", BUCKETS)
-@pytest.mark.parametrize("length", [9, 45])
+@pytest.mark.parametrize("length", [9, pytest.param(45, marks=pytest.mark.slow)])  # 45: 5-7 s each in the interpreter
 @pytest.mark.parametrize("padded", [False, True])
 def test_fused_values_and_gradients_equal_reference(buckets, max_rel, rows, length, padded):
     fast, ref = make_pair(buckets, max_rel)
@@ -191,6 +191,7 @@ def test_fused_fp16_scores_beyond_the_fp16_range_stay_finite_and_close_to_fp32()
     assert ((got.float() - want)[~pad].abs().max() / want.abs().max()).item() < 2e-3  # fp16 rounding, 6e-4 seen
 
 
+@pytest.mark.slow
 def test_fused_dropout_equals_reference_given_the_kernels_keep_mask(monkeypatch):
     p = 0.3
     fast, ref = make_pair(dropout=p)
