@@ -41,7 +41,7 @@ def pytest_collection_finish(session):
 
 def slurm_unavailable(reason: str):
     """Skip a test that needs the local SLURM; under CI=true fail it instead, so a broken SLURM setup cannot land
-    green (issue 13, item 12)."""
+    green."""
     if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
         pytest.fail("CI=true and " + reason, pytrace=False)
     pytest.skip(reason)
