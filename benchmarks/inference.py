@@ -175,7 +175,8 @@ def main(argv=None):
         t_hf, _ = timed(lambda: hf_logits(hf, hf_tokens, hf_pad, batch_size=args.hf_batch_size), args.repeats)
         t_hf_sorted, _ = timed(lambda: hf_logits(hf, hf_tokens, hf_pad, max_tokens=args.max_tokens), args.repeats)
         params = sum(p.numel() for p in predictor.model.parameters()) / 1e6
-        print(f"SST-2 dev: {n} sentences, arch {predictor.model.cfg.get('_name', '?') if hasattr(predictor.model.cfg, 'get') else '?'}"
+        arch = predictor.model.cfg.get("_name", "?") if hasattr(predictor.model.cfg, "get") else "?"
+        print(f"SST-2 dev: {n} sentences, arch {arch}"
               f" ({params:.1f}M params), torch threads {torch.get_num_threads()}, max_seq_len {predictor.task.max_length}")
         print(f"parity: max |logit diff| {diff:.2e}, argmax agreement {100 * agree:.1f}%")
         print(f"{'system':<58} {'sent/s':>9} {'speedup':>8}")

@@ -1,4 +1,5 @@
-"""docs/paper_plan.md: vega-plan for the paper's pretraining run as recipes/pretrain/phase1_rtd.sh SCALE=paper states it.
+"""docs/paper_plan.md: vega-plan for the paper's pretraining run as recipes/pretrain/phase1_rtd.sh SCALE=paper
+states it.
 
     python benchmarks/paper_plan.py --out docs/paper_plan.md      # an existing file is refused: delete it first
 

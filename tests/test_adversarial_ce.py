@@ -116,6 +116,7 @@ def test_symmetric_kl_is_zero_for_equal_logits_and_has_debertas_gradients():
     assert torch.allclose(t.grad, p_t - p_a, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_weight_zero_equals_plain_cross_entropy(vocab_dir, tmp_path):
     cfg, task, model, adv = _build(vocab_dir, tmp_path, extra=["--criterion", "adversarial_ce", "--adv-lambda", "0"])
     _, _, _, plain = _build(vocab_dir, tmp_path, extra=["--criterion", "sentence_prediction"])

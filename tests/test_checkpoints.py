@@ -40,12 +40,14 @@ def legacy_arch_run(tiny_data_bin, tmp_path_factory):
 ALLOWED = {f"{g.__module__}.{g.__qualname__}" for g in checkpoint_loading.checkpoint_globals()}
 
 
+@pytest.mark.slow
 def test_checkpoints_need_only_allow_listed_globals(trained_run, legacy_arch_run):
     for save_dir, _ in (trained_run, legacy_arch_run):
         unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(save_dir / "checkpoint_last.pt")))
         assert unsafe <= ALLOWED
 
 
+@pytest.mark.slow
 def test_legacy_checkpoint_resumes_although_plain_torch_load_refuses_it(legacy_arch_run):
     save_dir, args = legacy_arch_run
     # the allow-list is scoped to fairseq's loading sites: torch.load elsewhere keeps its weights-only protection
@@ -57,6 +59,7 @@ def test_legacy_checkpoint_resumes_although_plain_torch_load_refuses_it(legacy_a
     assert state["cfg"].model.encoder_layers == 1
 
 
+@pytest.mark.slow
 def test_training_resumes_from_checkpoint_last(trained_run):
     save_dir, args = trained_run
     out = subprocess.run(TRAIN + args + ["--max-update", "9"], check=True, capture_output=True, text=True)
@@ -66,6 +69,7 @@ def test_training_resumes_from_checkpoint_last(trained_run):
     assert state["optimizer_history"][-1]["num_updates"] == 9
 
 
+@pytest.mark.slow
 def test_reloaded_model_gives_identical_outputs_through_fairseq_and_hub(trained_run, tiny_data_bin):
     from fairseq import checkpoint_utils
 
@@ -86,6 +90,7 @@ def test_reloaded_model_gives_identical_outputs_through_fairseq_and_hub(trained_
         assert torch.equal(tensor, state["model"][name]), name
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_error_names_the_file_and_the_earlier_checkpoints(trained_run, tmp_path):
     save_dir, _ = trained_run
     good = (save_dir / "checkpoint_last.pt").read_bytes()
@@ -120,6 +125,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         checkpoint_loading.load_checkpoint_to_cpu(str(tmp_path / "nope.pt"))
 
 
+@pytest.mark.slow
 def test_checkpoints_get_the_umask_mode_so_a_shared_folder_stays_readable(trained_run, tmp_path):
     import os
 

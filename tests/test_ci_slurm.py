@@ -22,6 +22,7 @@ def pytest_run(broken_slurm, ci: str):
                            "-p", "no:cacheprovider"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow
 def test_ddp_test_fails_under_ci_when_slurm_cannot_start(broken_slurm):
     proc = pytest_run(broken_slurm, "true")
     assert proc.returncode != 0, proc.stdout[-2000:]
@@ -29,6 +30,7 @@ def test_ddp_test_fails_under_ci_when_slurm_cannot_start(broken_slurm):
     assert "1 error" in proc.stdout and "skipped" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_ddp_test_skips_outside_ci_when_slurm_cannot_start(broken_slurm):
     proc = pytest_run(broken_slurm, "")
     assert proc.returncode == 0, proc.stdout[-2000:]
@@ -36,8 +38,9 @@ def test_ddp_test_skips_outside_ci_when_slurm_cannot_start(broken_slurm):
 
 
 def test_make_test_stops_under_ci_before_pytest_when_slurm_cannot_start(broken_slurm):
-    # -o venv-test: do not (re)build the test venv; the recipe must stop at the SLURM start, before pytest.
-    proc = subprocess.run(["make", "-o", "venv-test", "test", "CI=true", f"SLURM_LOCAL={broken_slurm}",
+    # -o venv-test -o lint: neither (re)build the test venv nor lint; the recipe must stop at the SLURM start, before
+    # pytest.
+    proc = subprocess.run(["make", "-o", "venv-test", "-o", "lint", "test", "CI=true", f"SLURM_LOCAL={broken_slurm}",
                            "PY=false"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode != 0
     assert "CI=true: local SLURM could not start" in proc.stderr, proc.stdout + proc.stderr

@@ -26,6 +26,7 @@ def test_importing_the_package_registers_every_component():
     assert {"rtd_ternary", "rtd_contrastive", "adversarial_ce"} <= set(CRITERION_REGISTRY)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     [str(BIN / "vega-train"), "--help"],
     [str(BIN / "fairseq-train"), "--user-dir", "user_dir", "--arch", "vega_base", "--help"],
@@ -37,6 +38,7 @@ def test_help_lists_the_encoder_options(command):
         assert flag in out.stdout, flag
 
 
+@pytest.mark.slow
 def test_help_lists_the_chosen_task_and_criterion_options():
     out = run([str(BIN / "vega-train"), "--task", "denoising_pretrain", "--criterion", "rtd_contrastive", "--help"])
     assert "--shuffle-prob" in out.stdout and "--temperature" in out.stdout
@@ -56,6 +58,7 @@ def test_bf16_does_not_select_fairseqs_tpu_code_path(tiny_data_bin):
     assert options.parse_args_and_arch(options.get_training_parser(), input_args=argv + ["--tpu"]).tpu
 
 
+@pytest.mark.slow
 def test_unknown_architecture_is_reported_by_flag():
     out = run([str(BIN / "vega-train"), "/nonexistent", "--arch", "vega_huge"])
     assert out.returncode != 0 and "--arch" in out.stderr and "vega_huge" in out.stderr

@@ -44,6 +44,7 @@ def killed_then_restarted(tiny_data_bin, tmp_path_factory):
     return save_dir, killed_at, log
 
 
+@pytest.mark.slow
 def test_sigkilled_run_restarted_with_the_same_command_ends_with_the_uninterrupted_weights(
         killed_then_restarted, reference_run):
     save_dir, killed_at, log = killed_then_restarted
@@ -59,6 +60,7 @@ def test_sigkilled_run_restarted_with_the_same_command_ends_with_the_uninterrupt
     assert_same_weights(weights, reference, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_update_reached_exits_143_and_the_same_command_resumes_to_the_uninterrupted_weights(
         reference_run, tiny_data_bin, tmp_path):
     args = pretrain_args(tiny_data_bin, tmp_path, MAX_UPDATE)
@@ -83,6 +85,7 @@ def test_sigterm_saves_the_update_reached_exits_143_and_the_same_command_resumes
     assert_same_weights(weights, load_last(reference_run)[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_last_falls_back_to_the_newest_readable_checkpoint_and_is_kept_aside(
         killed_then_restarted, tiny_data_bin, tmp_path):
     save_dir = killed_then_restarted[0]
@@ -100,6 +103,7 @@ def test_truncated_checkpoint_last_falls_back_to_the_newest_readable_checkpoint_
     assert len(aside) == 1 and aside[0].read_bytes() == truncated  # renamed aside, never deleted
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_command_is_a_no_op_that_says_so(reference_run, tiny_data_bin):
     last = reference_run / "checkpoint_last.pt"
     before = (last.read_bytes(), last.stat().st_mtime_ns)
@@ -125,6 +129,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_readers_never_see_a_partial_checkpoint_last_while_a_writer_is_sigkilled(tmp_path):
     # A 16 MB checkpoint rewritten in a loop. With fairseq's stock writes (shutil.copyfile straight onto
     # checkpoint_last.pt) most concurrent reads fail: measured 993 of 1052 reads in 3 s on this machine.

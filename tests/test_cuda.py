@@ -1,5 +1,6 @@
 """On a CUDA GPU: the SDPA fast path and the fused Triton kernel equal the reference math, mixed precision stays
-finite, vega-train trains in bf16/fp16 and its checkpoints reload. Skipped where torch sees no GPU (CI has none): `pytest tests/test_cuda.py`.
+finite, vega-train trains in bf16/fp16 and its checkpoints reload. Skipped where torch sees no GPU (CI has none):
+`pytest tests/test_cuda.py`.
 With a GPU, the fused tests fail rather than skip when the compiled kernels cannot run (a skip there reads as a pass).
 The fused parity helpers take any device: tests/test_fused_attention.py runs them on CPU in Triton's interpreter.
 """
@@ -15,7 +16,7 @@ import torch
 from vega_toolkit.fairseq_fixes import checkpoint_loading
 from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttention
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 TRAIN = [sys.executable, "-m", "vega_toolkit.cli.train"]
 
@@ -70,7 +71,7 @@ def test_fast_path_equals_reference_on_cuda_values_and_gradients(length, padded)
         results.append((out.detach(), x.grad.clone(), rel.grad.clone(), module.query_proj.weight.grad.clone()))
     (out_fast, *grads_fast), (out_ref, *grads_ref) = results
     assert (out_fast - out_ref)[keep].abs().max().item() <= 1e-5
-    for got, expected in zip(grads_fast, grads_ref):
+    for got, expected in zip(grads_fast, grads_ref, strict=True):
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), (got - expected).abs().max()
 
 
@@ -148,11 +149,11 @@ def assert_fused_close_to_fp32_reference(got, want, dtype=None):
     sdpa path's 0.05, gradients finite and within 5% of their largest entry."""
     if dtype is None:
         assert (got[0] - want[0]).abs().max().item() <= 1e-5, (got[0] - want[0]).abs().max()
-        for g, w in zip(got[1:], want[1:]):
+        for g, w in zip(got[1:], want[1:], strict=True):
             assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), (g - w).abs().max()
         return
     assert (got[0] - want[0]).abs().max().item() < 0.05, (got[0] - want[0]).abs().max()
-    for g, w in zip(got[1:], want[1:]):
+    for g, w in zip(got[1:], want[1:], strict=True):
         assert torch.isfinite(g).all() and (g - w).abs().max() <= 0.05 * w.abs().max(), (g - w).abs().max()
 
 
@@ -205,7 +206,7 @@ def test_fused_kernel_dropout_equals_reference_given_its_keep_mask(fused_kernel,
     monkeypatch.setattr(torch.nn.functional, "dropout", lambda probs, p, training: probs * keep / (1 - p))
     want = fused_outputs_and_grads(ref, x, rel, pad)
     assert abs(keep.float().mean().item() - 0.9) < 0.01
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), (g - w).abs().max()
 
 

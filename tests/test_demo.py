@@ -4,10 +4,13 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from vega_toolkit.demo.pipeline import SIZES, _worth_showing
 from vega_toolkit.demo.report import TABLE_HEADER, seed_rows, seed_stats
 
 
+@pytest.mark.slow
 def test_demo_pipeline_writes_report_figure_and_submission(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "vega_toolkit.demo", "--out", str(out), "--size", "smoke"],

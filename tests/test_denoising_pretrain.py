@@ -76,6 +76,7 @@ COMMON = ["--arch", "vega_tiny", "--tokens-per-sample", "64", "--batch-size", "1
           "--seed", "1", "--no-save"]
 
 
+@pytest.mark.slow
 def test_vega_train_rtd_ternary_logs_every_rtd_metric(tiny_data_bin):
     log = run_train([tiny_data_bin, "--task", "denoising_pretrain", "--criterion", "rtd_ternary",
                      "--max-update", "10", *COMMON])
@@ -84,6 +85,7 @@ def test_vega_train_rtd_ternary_logs_every_rtd_metric(tiny_data_bin):
         assert re.search(rf"\| {key} [0-9.]+", valid), (key, valid)
 
 
+@pytest.mark.slow
 def test_masked_lm_baseline_trains_vega_encoder_on_the_same_data_bin(tiny_data_bin):
     log = run_train([tiny_data_bin, "--task", "masked_lm", "--criterion", "masked_lm", "--max-update", "30",
                      *COMMON])

@@ -60,7 +60,7 @@ def test_fast_path_gradients_match_reference_for_inputs_and_parameters(length):
         module.zero_grad()
         (module(x, rel, pad) * keep).pow(2).sum().backward()  # loss on real positions only
         grads.append([x.grad.clone(), rel.grad.clone()] + [p.grad.clone() for p in module.parameters()])
-    for g_fast, g_ref in zip(*grads):
+    for g_fast, g_ref in zip(*grads, strict=True):
         assert torch.allclose(g_fast, g_ref, atol=1e-5, rtol=1e-4)
 
 
@@ -125,7 +125,7 @@ def test_fast_path_with_many_row_blocks_matches_reference_values_and_gradients(p
         outs.append(out.detach())
         grads.append([x.grad.clone(), rel.grad.clone()] + [p.grad.clone() for p in module.parameters()])
     assert (outs[0] - outs[1]).abs().max().item() <= 1e-5
-    for g_fast, g_ref in zip(*grads):
+    for g_fast, g_ref in zip(*grads, strict=True):
         assert torch.allclose(g_fast, g_ref, atol=1e-5, rtol=1e-4)
 
 

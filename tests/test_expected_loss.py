@@ -73,6 +73,7 @@ def training_args(key, tiny_data_bin, vocab_dir, tmp_path):
     return [tiny_data_bin, "--task", task, "--criterion", criterion, *flags, "--tokens-per-sample", "64", *COMMON]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("criterion", sorted(RECORDED))
 def test_twenty_updates_reproduce_the_recorded_losses(criterion, tiny_data_bin, vocab_dir, tmp_path):
     losses = [v for _, v in logged(run(training_args(criterion, tiny_data_bin, vocab_dir, tmp_path)),
@@ -84,6 +85,7 @@ def test_twenty_updates_reproduce_the_recorded_losses(criterion, tiny_data_bin, 
     assert losses == pytest.approx(RECORDED[criterion], abs=LOSS_ATOL), (criterion, losses)
 
 
+@pytest.mark.slow
 def test_rtd_ternary_learns_to_detect_shuffled_tokens(tiny_data_bin):
     """400 updates of vega_tiny (dropout 0, about 45 s): held-out shuffled-token recall leaves zero, where the
     all-original prediction every RTD head passes through first has none (measured on the session data-bin: zero
@@ -98,6 +100,7 @@ def test_rtd_ternary_learns_to_detect_shuffled_tokens(tiny_data_bin):
     assert recall[-1][1] > 0, recall
 
 
+@pytest.mark.slow
 def test_rtd_contrastive_accuracy_is_far_above_chance(tiny_data_bin):
     """60 updates of the 1-layer model: the InfoNCE head finds each sequence's corrupted copy among the batch far
     more often than chance (1 / batch; measured: 0.70 against 0.125)."""

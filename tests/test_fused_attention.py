@@ -60,7 +60,7 @@ def outputs_and_grads(module, x, rel, pad):
 
 def max_error(fast, ref, x, rel, pad):
     """Largest difference over the output and all gradients (both None where a term is left out)."""
-    pairs = list(zip(outputs_and_grads(fast, x, rel, pad), outputs_and_grads(ref, x, rel, pad)))
+    pairs = list(zip(outputs_and_grads(fast, x, rel, pad), outputs_and_grads(ref, x, rel, pad), strict=True))
     assert all((a is None) == (b is None) for a, b in pairs)
     return max((a - b).abs().max().item() for a, b in pairs if a is not None)
 
@@ -71,7 +71,7 @@ BUCKETS = [(64, 128, 128), (8, 24, 16), (0, 20, 40)]
 
 
 @pytest.mark.parametrize("buckets,max_rel,rows", BUCKETS)
-@pytest.mark.parametrize("length", [9, 45])
+@pytest.mark.parametrize("length", [9, pytest.param(45, marks=pytest.mark.slow)])  # 45: 5-7 s each in the interpreter
 @pytest.mark.parametrize("padded", [False, True])
 def test_fused_values_and_gradients_equal_reference(buckets, max_rel, rows, length, padded):
     fast, ref = make_pair(buckets, max_rel)
@@ -98,7 +98,7 @@ def test_fused_kernel_gradients_of_q_k_v_equal_reference(padded):
         out = attention(q, k, v, rel, pad) * real[:, None, :, None]
         out.pow(2).sum().backward()
         results.append([out, q.grad, k.grad, v.grad])
-    assert max((a - b).abs().max().item() for a, b in zip(*results)) <= 1e-5
+    assert max((a - b).abs().max().item() for a, b in zip(*results, strict=True)) <= 1e-5
 
 
 @pytest.mark.parametrize("block", [(16, 32), (32, 16)])
@@ -158,7 +158,7 @@ def test_fused_row_whose_keys_are_all_padded_is_uniform_with_no_score_gradient_a
         out = attention(q, k, v, rel, pad)
         out.pow(2).sum().backward()
         results.append([out, q.grad, k.grad, v.grad, rel.grad])
-    assert max((a - b).abs().max().item() for a, b in zip(*results)) <= 1e-5
+    assert max((a - b).abs().max().item() for a, b in zip(*results, strict=True)) <= 1e-5
     assert torch.equal(results[0][1][0], torch.zeros_like(q[0]))  # no score gradient reaches the padded sequence
 
 
@@ -191,6 +191,7 @@ def test_fused_fp16_scores_beyond_the_fp16_range_stay_finite_and_close_to_fp32()
     assert ((got.float() - want)[~pad].abs().max() / want.abs().max()).item() < 2e-3  # fp16 rounding, 6e-4 seen
 
 
+@pytest.mark.slow
 def test_fused_dropout_equals_reference_given_the_kernels_keep_mask(monkeypatch):
     p = 0.3
     fast, ref = make_pair(dropout=p)
@@ -202,7 +203,7 @@ def test_fused_dropout_equals_reference_given_the_kernels_keep_mask(monkeypatch)
     got = outputs_and_grads(fast, x, rel, pad)
     monkeypatch.setattr(disentangled_attention.F, "dropout", lambda probs, p, training: probs * keep / (1 - p))
     want = outputs_and_grads(ref, x, rel, pad)
-    assert max((a - b).abs().max().item() for a, b in zip(got, want)) <= 1e-5
+    assert max((a - b).abs().max().item() for a, b in zip(got, want, strict=True)) <= 1e-5
     assert not torch.equal(got[0], outputs_and_grads(fast.eval(), x, rel, pad)[0])  # dropout did act
 
 

@@ -174,6 +174,7 @@ def _generate_cli(checkpoint, glue_dir, tmp_path, *extra):
                                  "--glue-cache-dir", str(tmp_path / "cache"), *extra])
 
 
+@pytest.mark.slow
 def test_a_test_file_cut_mid_row_is_an_error_naming_it_unless_allow_partial(checkpoints, tmp_path):
     root, folder = _task_copy(tmp_path, "SST-2")
     test = folder / "test.tsv"
@@ -200,6 +201,7 @@ def _with_head(checkpoint, tmp_path, edit):
     return path
 
 
+@pytest.mark.slow
 def test_a_classification_head_of_the_wrong_size_is_an_error_naming_checkpoint_head_and_sizes(checkpoints, tmp_path):
     def three_outputs(model):  # RTE has 2 classes; a 3-output head (e.g. an MNLI head under RTE's name)
         model["classification_heads.rte_head.out_proj.weight"] = torch.zeros(3, model[
@@ -232,6 +234,7 @@ def test_a_missing_classification_head_is_an_error_naming_the_head(checkpoints, 
         GluePredictor.from_checkpoint(path, glue_dir=FIXTURES, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["root", "task_folder"])
 def test_a_missing_test_file_is_named_by_its_own_path(checkpoints, tmp_path, layout):
     root, folder = _task_copy(tmp_path, "SST-2", real=False)

@@ -29,6 +29,7 @@ def _run(recipe, env, timeout=600):
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_paper_scale_dry_run_uses_debertas_hyperparameters_and_the_plan(model_dir, tmp_path):
     env = recipe_env(FIXTURES, model_dir, str(tmp_path / "out"), str(tmp_path / "cache"), SCALE="paper",
                      DRY_RUN="1")
@@ -49,6 +50,7 @@ def test_paper_scale_dry_run_uses_debertas_hyperparameters_and_the_plan(model_di
     assert int(cmd["--warmup-updates"]) <= 50  # 50 as DeBERTa; capped at a tenth of the updates on tiny fixtures
 
 
+@pytest.mark.slow
 def test_rte_without_an_mnli_checkpoint_fails_with_a_clear_message(model_dir, tmp_path):
     r = _run("rte.sh", recipe_env(FIXTURES, model_dir, str(tmp_path / "out"), str(tmp_path / "cache")))
     assert r.returncode == 2 and "run recipes/glue/mnli.sh first" in r.stderr
@@ -60,6 +62,7 @@ def test_missing_environment_variable_is_named(tmp_path):
     assert r.returncode != 0 and "PRETRAINED" in r.stderr
 
 
+@pytest.mark.slow
 def test_single_task_recipe_trains_scores_and_ends_with_the_dev_metric(model_dir, tmp_path):
     out = tmp_path / "out"
     r = _run("mrpc.sh", recipe_env(FIXTURES, model_dir, str(out), str(tmp_path / "cache"),
@@ -72,7 +75,8 @@ def test_single_task_recipe_trains_scores_and_ends_with_the_dev_metric(model_dir
     assert rows[0] == "index\tprediction" and len(rows) == 13 and {r.split("\t")[1] for r in rows[1:]} <= {"0", "1"}
 
 
-def test_all_sh_runs_the_whole_plan_on_fixtures_and_packs_a_submission(model_dir, tmp_path):
+@pytest.mark.slow
+def test_all_sh_runs_the_whole_plan_on_fixtures_and_packs_a_submission(model_dir, kenlm_programs, tmp_path):
     plan = ["mnli", "rte", "stsb", "mrpc", "sst2", "qnli", "qqp", "cola_selfcal", "wnli_transductive"]
     files = {"mnli": ["MNLI-m", "MNLI-mm", "AX"], "rte": ["RTE"], "stsb": ["STS-B"], "mrpc": ["MRPC"],
              "sst2": ["SST-2"], "qnli": ["QNLI"], "qqp": ["QQP"], "cola_selfcal": ["CoLA"],

@@ -60,7 +60,7 @@ def test_split_is_encoded_once_and_reencoded_when_the_file_changes(vocab_dir, tm
     assert len(files) == 1
     enc.encode = None  # a cache hit must not tokenise again
     second = load_encoded_split(str(src), "RTE", "dev", enc, str(cache))
-    assert all(np.array_equal(x, y) for x, y in zip(first.b, second.b)) and first.labels == second.labels
+    assert all(np.array_equal(x, y) for x, y in zip(first.b, second.b, strict=True)) and first.labels == second.labels
     src.write_text(src.read_text().replace("\tentailment\n", "\tnot_entailment\n", 1))
     with pytest.raises(TypeError):  # changed file -> cache miss -> tokenises (here: the disabled encoder)
         load_encoded_split(str(src), "RTE", "dev", enc, str(cache))
@@ -106,6 +106,7 @@ def test_flag_mistakes_are_reported_by_flag_name(vocab_dir, tmp_path):
         _build(str(tmp_path), tmp_path, "RTE")
 
 
+@pytest.mark.slow
 def test_criterion_reports_the_metric_of_the_task(vocab_dir, tmp_path):
     assert _build(vocab_dir, tmp_path, "CoLA")[3].report_mcc
     assert _build(vocab_dir, tmp_path, "QQP")[3].report_acc_and_f1
@@ -132,6 +133,7 @@ def _rte_from_mnli(vocab_dir, mnli, save_dir, cache, *extra):
                             "--no-epoch-checkpoints", *extra])
 
 
+@pytest.mark.slow
 def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(vocab_dir, mnli_run, tmp_path):
     cache = str(tmp_path / "cache")
     mnli = mnli_run
@@ -156,6 +158,7 @@ def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(voca
     assert checkpoints(rte)
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_last_of_a_fine_tuning_run_resumes_from_its_newest_readable_checkpoint(
         vocab_dir, mnli_run, tmp_path):
     rte, cache = str(tmp_path / "rte"), str(tmp_path / "cache")
@@ -174,6 +177,7 @@ def test_a_truncated_checkpoint_last_of_a_fine_tuning_run_resumes_from_its_newes
     assert glob.glob(last + ".broken-*")
 
 
+@pytest.mark.slow
 def test_restoring_a_checkpoint_whose_head_has_another_size_names_the_head_and_the_flag(vocab_dir, mnli_run,
                                                                                          tmp_path):
     restore = os.path.join(mnli_run, "checkpoint_last.pt")
@@ -187,6 +191,7 @@ def test_restoring_a_checkpoint_whose_head_has_another_size_names_the_head_and_t
     assert f"--finetune-from-model {restore}" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_test_file_without_rows_stops_training_at_its_start(vocab_dir, tmp_path):
     import shutil
 
@@ -212,7 +217,7 @@ def test_a_corrupt_cache_file_is_named_and_rebuilt(vocab_dir, tmp_path, caplog):
         f.truncate(100)
     again = load_encoded_split(src, "RTE", "dev", enc, str(cache))
     assert f"GLUE cache file {cache_file} is unreadable" in caplog.text
-    assert again.indices == first.indices and all(np.array_equal(x, y) for x, y in zip(again.a, first.a))
+    assert again.indices == first.indices and all(np.array_equal(x, y) for x, y in zip(again.a, first.a, strict=True))
     caplog.clear()
     load_encoded_split(src, "RTE", "dev", enc, str(cache))  # rewritten: a clean hit now
     assert "unreadable" not in caplog.text

@@ -3,11 +3,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from glue_helpers import FIXTURES
 
 from vega_toolkit.data.glue_readers import read_glue_split
 
 
+@pytest.mark.slow
 def test_training_sentences_of_each_task_become_paragraphs_and_dev_and_test_text_never_does(tmp_path):
     out = tmp_path / "glue_train.txt"
     cmd = [sys.executable, "-c", "from vega_toolkit.cli.glue import cli_main; cli_main()", "text", FIXTURES,

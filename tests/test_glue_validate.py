@@ -23,17 +23,20 @@ def _validate(*args):
     return r
 
 
+@pytest.mark.slow
 def test_an_empty_folder_fails(tmp_path):
     r = _validate(tmp_path)
     assert r.returncode == 1 and "missing folder SST-2/" in r.stdout
 
 
+@pytest.mark.slow
 def test_a_task_folder_given_instead_of_the_glue_folder_fails_and_says_so(tmp_path):
     _, task_folder = _copy(tmp_path, "SST-2", real=False)
     r = _validate(task_folder)
     assert r.returncode == 1 and f"{task_folder} looks like the SST-2 task folder: pass the folder above it" in r.stdout
 
 
+@pytest.mark.slow
 def test_a_file_cut_inside_its_last_column_fails_on_its_row_count(tmp_path):
     root, folder = _copy(tmp_path, "STS-B")
     dev = folder / "dev.tsv"
@@ -47,6 +50,7 @@ def test_a_file_cut_inside_its_last_column_fails_on_its_row_count(tmp_path):
     assert line.endswith("differs (no final newline: cut short?)"), line
 
 
+@pytest.mark.slow
 def test_fixtures_pass_only_with_allow_partial(tmp_path):
     assert _validate(FIXTURES).returncode == 1  # 12-row fixtures are not the official files
     r = _validate(FIXTURES, "--allow-partial")
@@ -60,6 +64,7 @@ def test_the_official_files_pass():
     assert r.returncode == 0, r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding,expected", [("latin-1", r":3: not UTF-8 \(byte 0xe9"),
                                                ("utf-16", r":1: the file is UTF-16")])
 def test_a_file_in_another_encoding_is_named_with_its_line_and_the_report_goes_on(tmp_path, encoding, expected):

@@ -104,8 +104,8 @@ def cpu_env():
     ("fused_attention_layer.py", [], ["fused", "sdpa"] * 4),
 ])
 def test_benchmark_row_of_a_model_that_fails_says_err_and_the_other_rows_still_run(script, args, rows):
-    # On CPU without the interpreter the fused kernel refuses to run (UnsupportedSetupError, a RuntimeError): a compile or resource error on a
-    # GPU takes the same path.
+    # On CPU without the interpreter the fused kernel refuses to run (UnsupportedSetupError, a RuntimeError): a compile
+    # or resource error on a GPU takes the same path.
     command = [sys.executable, str(ROOT / "benchmarks" / script), "--dim", "32", "--heads", "2", "--lengths", "16",
                "--tokens", "32", "--reps", "1", *args]
     result = subprocess.run(command, capture_output=True, text=True, env={**cpu_env(), "PYTHONPATH": str(ROOT)})

@@ -50,6 +50,7 @@ def pretrained(tiny_data_bin, tmp_path_factory):
 
 
 # --- a vocabulary never silently changes -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fine_tuning_with_another_vocabulary_of_the_same_size_is_refused(model_dir, tmp_path):
     other = swapped_vocabulary(model_dir, tmp_path / "other")
     args = fine_tune_args(other, tmp_path, "--finetune-from-model", os.path.join(model_dir, "model.pt"))
@@ -58,6 +59,7 @@ def test_fine_tuning_with_another_vocabulary_of_the_same_size_is_refused(model_d
     assert not (tmp_path / "save" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.slow
 def test_generate_with_another_vocabulary_is_refused_before_writing(model_dir, tmp_path):
     other = swapped_vocabulary(model_dir, tmp_path / "other")
     code, _, err = run_tool("vega-generate", [os.path.join(model_dir, "model.pt"), "--glue-dir", FIXTURES,
@@ -67,6 +69,7 @@ def test_generate_with_another_vocabulary_is_refused_before_writing(model_dir, t
     assert not (tmp_path / "sub" / "SST-2.tsv").exists()
 
 
+@pytest.mark.slow
 def test_export_with_another_data_bin_of_the_same_size_is_refused(pretrained, tiny_data_bin, tmp_path):
     other = swapped_vocabulary(tiny_data_bin, tmp_path / "other")
     code, _, err = run_tool("vega-convert", ["export", pretrained, "--data-bin", other, tmp_path / "m"], tmp_path)
@@ -98,6 +101,7 @@ def without_vocabulary_id(folder, dst):
     return Path(dst)
 
 
+@pytest.mark.slow
 def test_a_dictionary_of_another_size_is_called_a_vocabulary_mismatch_not_an_architecture_one(model_dir, tmp_path):
     old = without_vocabulary_id(model_dir, tmp_path / "old")  # so that the row count is all there is to compare
     bigger = tmp_path / "bigger"
@@ -110,6 +114,7 @@ def test_a_dictionary_of_another_size_is_called_a_vocabulary_mismatch_not_an_arc
     assert "ensure that the architectures match" not in line
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_a_vocabulary_id_still_loads(model_dir, tmp_path):
     """Checkpoints written before the id existed: only their number of rows is compared."""
     from vega_toolkit import VegaModel
@@ -169,6 +174,7 @@ def test_an_empty_validation_split_is_named_and_training_runs_without_validation
 
 
 # --- outputs -----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_conversions_into_their_own_input_folder_are_refused_and_write_nothing(model_dir, tiny_data_bin, tmp_path):
     before = sorted(os.listdir(model_dir))
     code, _, err = run_tool("vega-convert", ["to-hf", model_dir, model_dir], tmp_path)
@@ -217,6 +223,7 @@ def test_an_empty_or_truncated_safetensors_file_is_named(content, tmp_path):
     assert_one_line_error("vega-convert", code, err, f"{hf}/model.safetensors is not a readable safetensors file")
 
 
+@pytest.mark.slow
 def test_generate_refuses_two_checkpoints_of_one_task_before_writing_any_file(model_dir, tmp_path):
     ckpt = os.path.join(model_dir, "model.pt")
     code, _, err = run_tool("vega-generate", [ckpt, ckpt, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub",
@@ -225,12 +232,14 @@ def test_generate_refuses_two_checkpoints_of_one_task_before_writing_any_file(mo
     assert not (tmp_path / "sub").exists()
 
 
+@pytest.mark.slow
 def test_generate_refuses_a_pretraining_checkpoint(pretrained, tmp_path):
     code, _, err = run_tool("vega-generate", [pretrained, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub"],
                             tmp_path)
     assert_one_line_error("vega-generate", code, err, "not a fine-tuned GLUE checkpoint", "denoising_pretrain")
 
 
+@pytest.mark.slow
 def test_generate_rewrites_its_own_submission_but_never_another_models(model_dir, tmp_path):
     ckpt = os.path.join(model_dir, "model.pt")
     argv = [ckpt, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub", "--allow-partial", "--cpu"]
@@ -256,6 +265,7 @@ def test_select_refuses_an_existing_output_without_force(tmp_path):
 
 
 # --- a flag that cannot work is one line -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_checkpoint_of_another_architecture_is_named_with_the_flags_to_give(model_dir, tmp_path):
     argv = fine_tune_args(model_dir, tmp_path, "--finetune-from-model", os.path.join(model_dir, "model.pt"))
     argv[argv.index("--encoder-ffn-embed-dim") + 1] = "48"  # the checkpoint has 64
@@ -263,18 +273,21 @@ def test_a_checkpoint_of_another_architecture_is_named_with_the_flags_to_give(mo
     assert_one_line_error("vega-train", code, err, "its weights do not fit --arch vega_tiny", "vega-glue arch")
 
 
+@pytest.mark.slow
 def test_a_missing_finetune_from_model_is_named(model_dir, tmp_path):
     argv = fine_tune_args(model_dir, tmp_path, "--finetune-from-model", tmp_path / "nope.pt")
     code, _, err = run_tool("vega-train", argv, tmp_path)
     assert_one_line_error("vega-train", code, err, f"--finetune-from-model {tmp_path / 'nope.pt'}: file not found")
 
 
+@pytest.mark.slow
 def test_an_unknown_glue_task_is_one_line(model_dir, tmp_path):
     argv = fine_tune_args(model_dir, tmp_path, task="SST-3")
     code, _, err = run_tool("vega-train", argv, tmp_path)
     assert_one_line_error("vega-train", code, err, "unknown GLUE task 'SST-3'")
 
 
+@pytest.mark.slow
 def test_fused_attention_where_it_cannot_run_is_one_line(tiny_data_bin, tmp_path):
     # a fresh interpreter: whether Triton interprets is fixed when the kernel module is first imported, and this
     # test process may have imported it under TRITON_INTERPRET=1 (a forked run_tool child would inherit that)

@@ -157,6 +157,7 @@ def test_to_hf_then_from_hf_round_trip_is_exact(converted, tmp_path):
     assert_same_states(reloaded, hf_dir, vega, tokens)
 
 
+@pytest.mark.slow
 def test_exported_rtd_electra_discriminator_converts_to_hf_with_the_same_states(tiny_data_bin, tmp_path):
     """A 3-update rtd_electra (GDES) pretraining, `vega-convert export` (the discriminator, E_G + E_delta merged),
     then `to-hf`: transformers loads it and gives the exported model's hidden states."""
@@ -190,6 +191,7 @@ def test_missing_spm_model_is_reported_with_the_folder(tmp_path):
         vega_convert(["from-hf", str(tmp_path), str(tmp_path / "out")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_spm", [False, True])
 def test_another_model_type_is_refused_first_naming_the_supported_one(tmp_path, with_spm):
     from transformers import BertConfig, BertModel

@@ -82,6 +82,7 @@ def fine_tuned(fine_tuned_model_dir):
     return fine_tuned_model_dir
 
 
+@pytest.mark.slow
 def test_fine_tuned_model_goes_to_hf_as_a_sequence_classifier_with_its_labels_and_logits(fine_tuned, tmp_path):
     vega_convert(["to-hf", fine_tuned, str(tmp_path / "hf")])
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -100,6 +101,7 @@ def test_fine_tuned_model_goes_to_hf_as_a_sequence_classifier_with_its_labels_an
         assert (ours - theirs).abs().max().item() <= 1e-4
 
 
+@pytest.mark.slow
 def test_a_head_hf_cannot_hold_is_refused_rather_than_dropped(fine_tuned, tmp_path):
     from vega_toolkit.errors import UserError
     from vega_toolkit.models.hf_conversion import convert_to_hf

@@ -44,6 +44,7 @@ def _compose_unresolved(name):
         return compose(name)
 
 
+@pytest.mark.slow
 def test_config_dir_holds_the_pretrain_and_glue_configs():
     out = subprocess.run([sys.executable, "-m", "vega_toolkit.cli.config_dir"], capture_output=True, text=True,
                          env=ENV, check=True).stdout.strip()
@@ -70,6 +71,7 @@ def test_every_shipped_config_resolves_to_registered_components(name):
         assert not cfg.common.tpu  # fairseq's legacy --bf16 would set it; the Hydra path does not
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry_point", ["fairseq-hydra-train", "vega-hydra-train"])
 @pytest.mark.parametrize("name", shipped_config_names())
 def test_every_shipped_config_loads_through_both_entry_points(name, entry_point, monkeypatch, capsys):
@@ -174,6 +176,7 @@ GLUE = [("mnli.sh", "paper", "mnli"), ("qqp.sh", "paper", "qqp"), ("qnli.sh", "p
         ("sst2.sh", "tiny", "sst2_tiny")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe,scale,name", GLUE)
 def test_glue_recipe_and_its_config_resolve_to_the_same_fairseq_config(recipe, scale, name, official_glue):
     glue_dir, model_dir = official_glue
@@ -203,6 +206,7 @@ def last_valid(log):
     return [line for line in log.splitlines() if "valid on 'valid' subset" in line][-1]
 
 
+@pytest.mark.slow
 def test_pretraining_configs_train_with_stock_fairseq_and_with_vega_hydra_train(tiny_data_bin, tmp_path):
     short = ["optimization.max_update=3", "dataset.validate_interval_updates=3", "common.log_interval=1"]
     # stock fairseq-hydra-train: the plugins come only from common.user_dir
@@ -231,6 +235,7 @@ def glue_overrides(task, model_dir, save_dir):
             "optimization.max_update=3"] + model_overrides(model_dir)
 
 
+@pytest.mark.slow
 def test_sst2_tiny_fine_tunes_with_stock_fairseq_hydra_train(model_dir, tmp_path):
     log = run(STOCK + ["--config-dir", str(CONF_DIR / "glue"), "--config-name", "sst2_tiny",
                        f"common.user_dir={PLUGIN_DIR}"] + glue_overrides("SST-2", model_dir, tmp_path / "sst2"),
@@ -238,6 +243,7 @@ def test_sst2_tiny_fine_tunes_with_stock_fairseq_hydra_train(model_dir, tmp_path
     assert "accuracy" in last_valid(log) and (tmp_path / "sst2" / "checkpoint_best.pt").is_file()
 
 
+@pytest.mark.slow
 def test_wnli_config_runs_the_transductive_rounds_under_vega_hydra_train(model_dir, tmp_path):
     tiny = ["common.cpu=true", "common.fp16=false", "dataset.num_workers=0", "dataset.batch_size=8",
             "lr_scheduler.warmup_updates=1", "task.max_rounds=1"]
@@ -248,6 +254,7 @@ def test_wnli_config_runs_the_transductive_rounds_under_vega_hydra_train(model_d
     assert re.search(r"^dev accuracy=\d", log, re.M)
 
 
+@pytest.mark.slow
 def test_glue_config_without_the_pretrained_model_stops_with_a_message(model_dir, tmp_path):
     overrides = [o for o in glue_overrides("SST-2", model_dir, tmp_path / "sst2") if "finetune_from_model" not in o]
     proc = subprocess.run(VEGA + ["--config-name", "sst2_tiny"] + overrides, cwd=tmp_path, capture_output=True,

@@ -42,7 +42,7 @@ def assert_median_table(text, sweep_dir):
     rows = {float(m.group(1)): m.groups()[1:] for m in
             re.finditer(r"^\s*([0-9.e-]+)\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)$", text, re.M)}
     assert sorted(rows) == [2e-4, 5e-3] and all(n == "2" for n, *_ in rows.values()), text
-    for n, median, low, high in rows.values():
+    for _, median, low, high in rows.values():
         assert float(low) <= float(median) <= float(high)
     best = re.search(r"^best lr (\S+): median accuracy ([0-9.]+) over 2 seed\(s\); best run seed \d \([0-9.]+\): "
                      r"(\S+checkpoint_best\.pt)$", text, re.M)
@@ -51,6 +51,7 @@ def assert_median_table(text, sweep_dir):
     assert os.path.isfile(best.group(3)) and best.group(3).startswith(str(sweep_dir))
 
 
+@pytest.mark.slow
 def test_local_sweep_writes_one_folder_per_run_and_the_report_prints_the_median_table(model_dir, tmp_path):
     sweep(model_dir, tmp_path / "sweep")
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if (p / ".hydra").is_dir())
@@ -85,6 +86,7 @@ def test_report_lists_runs_without_a_dev_score(tmp_path):
     assert text.splitlines()[-1] == f"no dev score yet in 1 run(s): {tmp_path / '3'}"
 
 
+@pytest.mark.slow
 def test_a_missing_sweep_or_a_foreign_config_is_one_line_naming_the_file(tmp_path):
     proc = subprocess.run([*REPORT, str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

@@ -16,6 +16,9 @@ from vega_toolkit.selection.lm import (
 )
 from vega_toolkit.selection.select import DomainScorer, reservoir_sample, select_stream
 
+# Most tests here train or score with the real KenLM programs; the few that do not are not worth a lane of their own.
+pytestmark = pytest.mark.kenlm
+
 IN_NOUNS = "cat dog bird horse cow sheep goat mouse".split()
 IN_VERBS = "sat slept stood ran lay waited".split()
 IN_PLACES = "mat rug bed chair sofa floor".split()
@@ -47,15 +50,14 @@ def corpora(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def in_domain_lm(corpora, tmp_path_factory):
+def in_domain_lm(corpora, kenlm_programs, tmp_path_factory):
     root, _, _ = corpora
     return train_ngram_lm(open(root / "train.txt"), str(tmp_path_factory.mktemp("lm") / "in"), order=3,
                           discount_fallback=True)
 
 
-def test_lmplz_and_build_binary_are_the_real_kenlm_programs():
-    for name in ("lmplz", "build_binary"):
-        path = find_kenlm_program(name)
+def test_lmplz_and_build_binary_are_the_real_kenlm_programs(kenlm_programs):
+    for name, path in kenlm_programs.items():
         out = subprocess.run([path, "--help"], capture_output=True, text=True)
         assert "order" in (out.stdout + out.stderr) or name == "build_binary"
         assert os.access(path, os.X_OK)
@@ -134,7 +136,7 @@ def test_max_ppl_keeps_exactly_the_rows_at_or_under_the_threshold(corpora, in_do
     ppls = [scorer.score([row])[1] for row in pool]
     threshold = sorted(ppls)[len(ppls) // 2]
     kept, _ = select_stream(((row, [row]) for row in pool), scorer, max_ppl=threshold)
-    assert [payload for _, _, payload in kept] == [row for row, p in zip(pool, ppls) if p <= threshold]
+    assert [payload for _, _, payload in kept] == [row for row, p in zip(pool, ppls, strict=True) if p <= threshold]
 
 
 def test_tsv_pool_keeps_header_and_rows_unchanged_and_scores_pairs(corpora, tmp_path):

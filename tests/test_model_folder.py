@@ -37,6 +37,7 @@ def _state(folder):
     return torch.load(os.path.join(folder, "model.pt"), weights_only=False)
 
 
+@pytest.mark.slow
 def test_export_keeps_the_encoder_weights_and_drops_optimizer_state_and_pretraining_heads(pretrained, tiny_data_bin,
                                                                                           tmp_path):
     proc = vega_convert("export", pretrained["rtd"], "--data-bin", tiny_data_bin, tmp_path / "model")
@@ -51,6 +52,7 @@ def test_export_keeps_the_encoder_weights_and_drops_optimizer_state_and_pretrain
         assert torch.equal(value, source["model"][key]), key
 
 
+@pytest.mark.slow
 def test_masked_lm_export_drops_the_mask_row_so_glue_fine_tuning_accepts_it(pretrained, tiny_data_bin, tmp_path):
     proc = vega_convert("export", pretrained["mlm"], "--data-bin", tiny_data_bin, tmp_path / "mlm")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -72,6 +74,7 @@ def test_masked_lm_export_drops_the_mask_row_so_glue_fine_tuning_accepts_it(pret
     assert "loaded checkpoint" in train.stdout + train.stderr or (tmp_path / "rte" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.slow
 def test_random_init_export_is_seeded_and_loads_through_the_hub(tiny_data_bin, tmp_path):
     from vega_toolkit import VegaModel
 
@@ -87,6 +90,7 @@ def test_random_init_export_is_seeded_and_loads_through_the_hub(tiny_data_bin, t
     assert features.shape[-1] == 128 and torch.isfinite(features).all()
 
 
+@pytest.mark.slow
 def test_export_names_the_mismatch_when_the_data_bin_is_not_the_checkpoints(pretrained, tmp_path):
     from glue_helpers import make_vocab_dir
 
@@ -97,6 +101,7 @@ def test_export_names_the_mismatch_when_the_data_bin_is_not_the_checkpoints(pret
     assert "are not the ones" in proc.stderr and "dict.txt" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_export_of_a_missing_or_broken_checkpoint_is_one_line_naming_the_file(tiny_data_bin, tmp_path):
     broken = tmp_path / "checkpoint_last.pt"
     broken.write_bytes(b"PK\x03\x04 truncated")
@@ -107,6 +112,7 @@ def test_export_of_a_missing_or_broken_checkpoint_is_one_line_naming_the_file(ti
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.slow
 def test_export_usage_errors_name_the_flag(tiny_data_bin, tmp_path):
     proc = vega_convert("export", "--random-init", "--data-bin", tiny_data_bin, tmp_path / "m")
     assert proc.returncode == 2 and "--arch" in proc.stderr

@@ -72,7 +72,7 @@ def test_labels_follow_the_spec(dictionary):
     corrupted, labels = noiser(tokens, generator=seeded_generator(5, 1, 0))
     changed = corrupted != tokens
     assert torch.equal(changed, (labels == SHUFFLED) | (labels == REPLACED))  # label 0 <=> token unchanged
-    for row_tokens, row_corrupted, row_labels in zip(tokens, corrupted, labels):
+    for row_tokens, row_corrupted, row_labels in zip(tokens, corrupted, labels, strict=True):
         # a shuffled row keeps its multiset of tokens over the non-replaced positions: shuffling moves tokens
         # only within the same sequence
         keep = row_labels != REPLACED

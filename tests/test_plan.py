@@ -17,6 +17,7 @@ RTD = ["--task", "denoising_pretrain", "--criterion", "rtd_ternary", "--optimize
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", [False, True], ids=["plain", "checkpointed"])
 def test_traced_cpu_peak_is_within_15_percent_of_a_real_cpu_update(checkpoint):
     # the two smallest rows of benchmarks/plan_validation_cpu.py (benchmarks/README.md has them all)
@@ -44,6 +45,7 @@ def test_h200_peak_of_the_small_encoder_is_predicted_within_15_percent():
     assert abs(predicted / row.peak_allocated_bytes - 1) <= 0.15
 
 
+@pytest.mark.slow
 def test_cuda_trace_keeps_no_attention_probabilities_where_the_cpu_core_does():
     # CUDA's memory-efficient kernel saves a logsumexp, not [B, H, L, L] probabilities (planning/cuda_model.py)
     from vega_toolkit.planning.step import parse_plan_command, training_config
@@ -57,6 +59,7 @@ def test_cuda_trace_keeps_no_attention_probabilities_where_the_cpu_core_does():
     assert kept["cpu"] - kept["cuda"] >= probabilities
 
 
+@pytest.mark.slow
 def test_last_line_and_json_of_a_plan():
     argv = RTD + ["--arch", "vega_tiny", "--tokens-per-sample", "128", "--batch-size", "16", "--max-update", "1000",
                   "--vocab-size", "8000", "--gpu", "h100-80gb", "--gpus", "16", "--no-search"]

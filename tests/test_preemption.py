@@ -72,6 +72,7 @@ def preempted_training(tiny_data_bin, save_dir, mode: str):
     assert proc.returncode == 3 and "preempted" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_a_job_preempted_during_a_checkpoint_save_resumes_from_that_checkpoint(tiny_data_bin, tmp_path):
     preempted_training(tiny_data_bin, tmp_path / "guarded", "guarded")
     assert load_last(tmp_path / "guarded")[1] == 10  # the save finished, then the job exited

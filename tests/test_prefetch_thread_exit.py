@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from fairseq.data.iterators import BufferedIterator
 
@@ -40,6 +41,7 @@ def exit_code(variant: str, buffer_size: int) -> int:
     return proc.returncode
 
 
+@pytest.mark.slow
 def test_without_the_fix_the_process_aborts_at_exit():
     # the failure the fix is for, reproduced: if CPython or fairseq stop ending a busy daemon thread this way, this
     # test says the fix has become unnecessary
@@ -47,6 +49,7 @@ def test_without_the_fix_the_process_aborts_at_exit():
     assert -signal.SIGABRT in codes, codes
 
 
+@pytest.mark.slow
 def test_with_the_fix_a_busy_or_blocked_prefetch_thread_exits_cleanly():
     assert [exit_code("fixed", 10 ** 6) for _ in range(3)] == [0, 0, 0]  # thread busy producing
     assert exit_code("fixed", 2) == 0  # thread blocked on a full buffer

@@ -1,4 +1,5 @@
-"""recipes/pretrain/*.sh: both phases end to end at SCALE=tiny; SCALE=paper dry runs print a command vega-train accepts."""
+"""recipes/pretrain/*.sh: both phases end to end at SCALE=tiny; SCALE=paper dry runs print a command vega-train
+accepts."""
 import os
 import re
 import shlex
@@ -25,6 +26,7 @@ def last_valid(log):
     return [line for line in log.splitlines() if "valid on 'valid' subset" in line][-1]
 
 
+@pytest.mark.slow
 def test_phase1_then_phase2_run_end_to_end_at_tiny_scale(tiny_data_bin, tmp_path):
     phase1 = tmp_path / "phase1"
     log1 = run_recipe("phase1_rtd.sh", DATA_BIN=tiny_data_bin, SAVE_DIR=phase1, MAX_UPDATE=6)
@@ -43,6 +45,7 @@ def test_phase1_then_phase2_run_end_to_end_at_tiny_scale(tiny_data_bin, tmp_path
     assert re.search(r"num_updates 4\b", valid), valid
 
 
+@pytest.mark.slow
 def test_rtd_electra_runs_end_to_end_at_tiny_scale_and_exports_the_discriminator(tiny_data_bin, tmp_path):
     log = run_recipe("rtd_electra.sh", DATA_BIN=tiny_data_bin, SAVE_DIR=tmp_path / "electra", MAX_UPDATE=4)
     valid = last_valid(log)

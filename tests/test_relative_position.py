@@ -1,4 +1,5 @@
-"""Log-bucket relative positions and the banded relative bias of the fast path (microsoft/DeBERTa deberta/da_utils.py)."""
+"""Log-bucket relative positions and the banded relative bias of the fast path (microsoft/DeBERTa
+deberta/da_utils.py)."""
 import pytest
 import torch
 
@@ -19,7 +20,8 @@ from vega_toolkit.modules.relative_position import (
      (-511, -255), (1024, 319), (4096, 446)],
 )
 def test_log_bucket_matches_the_deberta_table(distance, bucket):
-    # Values of microsoft/DeBERTa make_log_bucket_position (b = 256, m = 512); |r| > 511 follows HF (no clamp before bucketing).
+    # Values of microsoft/DeBERTa make_log_bucket_position (b = 256, m = 512); |r| > 511 follows HF (no clamp before
+    # bucketing).
     assert log_bucket_position(torch.tensor([float(distance)]), 256, 512).long().item() == bucket
 
 

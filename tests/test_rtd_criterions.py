@@ -86,7 +86,7 @@ def test_metrics_aggregate_exactly_over_batches(ternary):
     values = reduced(type(criterion), logs)
     recalls = recall_score(labels, preds, labels=[0, 1, 2], average=None, zero_division=0)
     assert values["rtd_acc"] == pytest.approx((preds == labels).mean())
-    for name, recall in zip(("orig", "shuf", "repl"), recalls):
+    for name, recall in zip(("orig", "shuf", "repl"), recalls, strict=True):
         assert values[f"{name}_recall"] == pytest.approx(recall)
     assert values["shuf_frac"] == pytest.approx((labels == 1).mean())
     assert values["repl_frac"] == pytest.approx((labels == 2).mean())
@@ -160,7 +160,7 @@ def test_contrastive_loss_matches_an_infonce_oracle(contrastive, pooling):
         feats = hidden[:, 0]
     else:  # mean over real tokens only, one sequence at a time
         pad = task.source_dictionary.pad()
-        feats = torch.stack([h[row != pad].mean(0) for h, row in zip(hidden, both)])
+        feats = torch.stack([h[row != pad].mean(0) for h, row in zip(hidden, both, strict=True)])
     z = F.normalize(feats, dim=-1)
     corrupted, original = z[:bsz], z[bsz:]
     sim = original @ corrupted.t() / 0.05
@@ -214,6 +214,7 @@ def _gather_worker(rank, world_size, init_file, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gather_across_two_ranks_keeps_order_and_only_the_local_gradient(tmp_path):
     import torch.multiprocessing as mp
 

@@ -33,7 +33,7 @@ def separate_losses(model, criterion, sample):
 
 def grads(loss, params):
     found = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found, strict=True)]
 
 
 def test_gdes_delta_starts_at_zero_and_each_loss_trains_only_its_embedding(tiny_data_bin):
@@ -165,6 +165,7 @@ def electra_runs(tiny_data_bin, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_generator_is_saved_in_the_checkpoint_and_restored_on_resume(electra_runs):
     straight = torch.load(electra_runs / "straight" / "checkpoint_last.pt", weights_only=False)
     resumed = torch.load(electra_runs / "resumed" / "checkpoint_last.pt", weights_only=False)
@@ -177,6 +178,7 @@ def test_generator_is_saved_in_the_checkpoint_and_restored_on_resume(electra_run
             assert torch.allclose(value, resumed[group][key], atol=1e-6), (group, key)
 
 
+@pytest.mark.slow
 def test_export_writes_the_discriminator_with_the_merged_embedding_and_it_fine_tunes(electra_runs, tiny_data_bin,
                                                                                      tmp_path):
     ckpt = electra_runs / "straight" / "checkpoint_last.pt"
@@ -199,6 +201,7 @@ def test_export_writes_the_discriminator_with_the_merged_embedding_and_it_fine_t
     assert (tmp_path / "rte" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.slow
 def test_fine_tuning_straight_from_a_gdes_pretraining_checkpoint_is_refused_naming_the_export(electra_runs,
                                                                                              tiny_data_bin, tmp_path):
     ckpt = electra_runs / "straight" / "checkpoint_last.pt"
@@ -214,6 +217,7 @@ def test_fine_tuning_straight_from_a_gdes_pretraining_checkpoint_is_refused_nami
     assert not (tmp_path / "rte" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.slow
 def test_tiny_run_beats_the_all_original_and_unigram_baselines_on_held_out_data(tiny_data_bin):
     """vega_tiny, 200 updates (about 40 s of one core): held-out discriminator accuracy above calling every token
     original, and the generator's masked-token accuracy above always predicting the most frequent piece (measured

@@ -6,10 +6,13 @@ import signal
 import socket
 import subprocess
 
+import pytest
+
 from launch_helpers import ENV, TRAIN, pretrain_args, vega_train, wait_for_file
 from vega_toolkit.save_dir_lock import LOCK_FILE
 
 
+@pytest.mark.slow
 def test_a_second_run_in_the_same_save_dir_stops_and_a_killed_runs_lock_is_taken_over(tiny_data_bin, tmp_path):
     lock = tmp_path / LOCK_FILE
     first = subprocess.Popen(TRAIN + pretrain_args(tiny_data_bin, tmp_path, 100000), env={**os.environ, **ENV},
@@ -33,6 +36,7 @@ def test_a_second_run_in_the_same_save_dir_stops_and_a_killed_runs_lock_is_taken
     assert not lock.exists()  # released at the end of the run
 
 
+@pytest.mark.slow
 def test_a_requeued_slurm_job_takes_over_its_own_lock(tiny_data_bin, tmp_path):
     # the job's lock as a node that died would leave it: another host, a pid that cannot be checked from here
     (tmp_path / LOCK_FILE).write_text(json.dumps({"host": "node-that-died", "pid": 1, "started": "yesterday",

@@ -18,7 +18,7 @@ OUT_OF_DOMAIN = ["why do stock prices fall when interest rates rise ?", "parliam
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(kenlm_programs, tmp_path_factory):
     root = tmp_path_factory.mktemp("sc")
     vocab = make_vocab_dir(str(root / "vocab"))
     data, _, used = write_synthetic_sst2(str(root))
@@ -136,7 +136,7 @@ def test_missing_external_pool_and_bad_format_are_clear_errors(tmp_path):
         drive(Namespace(**{**args, "external_data": str(tmp_path / "pool.tsv"), "external_format": "csv"}))
 
 
-def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(tmp_path):
+def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(kenlm_programs, tmp_path):
     """Contract of recipes/glue on real CoLA, external pool: SST-2 dev + CoLA test sentences as unlabelled text (the
     fixture run, with the recipe's default pool, is part of test_glue_recipes' all.sh test)."""
     import re

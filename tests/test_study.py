@@ -15,7 +15,8 @@ import pytest
 from vega_toolkit.cli.study import RESULTS_PAGE
 from vega_toolkit.study.cells import build_cells
 from vega_toolkit.study.plan import SCALES
-from vega_toolkit.study.report import best_point, compare, task_effect, write_report
+from vega_toolkit.study.report import compare, task_effect, write_report
+from vega_toolkit.study.selection import best_point
 
 TRANSFER_LINE = re.compile(r"^transfer rtd_ternary-vs-random avg_delta=[+-]\d+\.\d\d se=(\d+\.\d\d|nan) "
                            r"tasks_better=\d+/\d+ p_holm=\S+$")
@@ -35,6 +36,7 @@ def results(out: Path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+@pytest.mark.study
 def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_changed_ones(tmp_path):
     out = tmp_path / "study"
     runner = study("run", "--scale", "smoke", "--out", out, "--jobs", "2", start_new_session=True)
@@ -303,6 +305,7 @@ def _committed_cpu_study():
     return root / "results" / "study-cpu"
 
 
+@pytest.mark.slow
 def test_declaring_the_ablation_keeps_every_key_of_the_committed_cpu_study():
     """The running cpu study is keyed by its cells' commands: adding arms must not change one of its keys."""
     committed = _committed_cpu_study()
@@ -480,6 +483,7 @@ def test_report_shows_each_pretraining_phase_and_flags_an_objective_that_sat_at_
     assert "- `rtd_ternary+rtd_contrastive`: 900: 0.500, 9000: 0.370, phase 2: 100: 0.570, 1000: 0.410" in report
 
 
+@pytest.mark.slow
 def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
     from vega_toolkit.demo.toy_data import write_toy_data
 
@@ -514,6 +518,7 @@ def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
     assert trainings and not [line for line in trainings if "--launcher" in line or "--slurm" in line]
 
 
+@pytest.mark.study
 def test_a_stopped_study_waits_for_its_pretraining_to_save_the_update_it_reached(tiny_data_bin, tmp_path):
     from launch_helpers import ENV, TRAIN, load_last, pretrain_args, wait_for_file
     from vega_toolkit.study.runner import StudyRunner
@@ -635,6 +640,7 @@ def test_a_run_of_some_arms_or_tasks_adds_to_the_folders_study_and_never_shrinks
     assert json.loads((tmp_path / STUDY_FILE).read_text())["arms"] == ["random"]
 
 
+@pytest.mark.slow
 def test_a_cell_claimed_by_one_process_cannot_be_claimed_by_another_until_it_releases_or_dies(tmp_path):
     from vega_toolkit.study.cell_claims import CellClaims
 
@@ -656,6 +662,7 @@ def test_a_cell_claimed_by_one_process_cannot_be_claimed_by_another_until_it_rel
     assert mine.try_claim("abc")
 
 
+@pytest.mark.study
 def test_two_runners_on_one_folder_run_every_cell_once_between_them(tmp_path):
     from vega_toolkit.demo.toy_data import write_toy_data
 

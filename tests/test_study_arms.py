@@ -2,11 +2,14 @@
 `make test`'s xdist workers run it beside tests/test_study.py's kill-and-resume smoke study, not after it)."""
 import re
 
+import pytest
+
 from test_study import TRANSFER_LINE, results
 from vega_toolkit.study.plan import SCALES
 from vega_toolkit.study.report import write_report
 
 
+@pytest.mark.study
 def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_path):
     """CI's ablation smoke test: every arm's real commands on toy data, a few updates each. To stay short it runs one
     seed, every arm but the CoLA-only ones on RTE, then those with their baseline on CoLA, into the same study."""

@@ -23,7 +23,8 @@ def _cell(out, arm, lr, seed, predictions):
     folder.mkdir(parents=True)
     (folder / "STS-B.tsv").write_text("index\tprediction\n" + "".join(f"{i}\t{p:.3f}\n" for i, p in
                                                                        enumerate(predictions)))
-    generate = f"vega-generate ckpt.pt --glue-dir {{glue}} --out-dir {{out}}/finetune/{arm}/STS-B/lr{lr}/seed{seed}/predictions"
+    generate = (f"vega-generate ckpt.pt --glue-dir {{glue}} "
+                f"--out-dir {{out}}/finetune/{arm}/STS-B/lr{lr}/seed{seed}/predictions")
     return {"kind": "finetune", "task": "STS-B", "arm": arm, "lr": lr, "seed": seed, "key": f"{arm}{lr}{seed}",
             "name": f"{arm}/STS-B/lr{lr}/seed{seed}", "score": 0.0, "commands": ["vega-train ...", generate]}
 

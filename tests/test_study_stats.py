@@ -289,7 +289,7 @@ def test_the_claims_table_shows_the_dev_sampling_interval_where_every_selected_c
     for arm, p_right in (("random", 0.55), ("rtd_ternary", 0.9)):
         for seed in (1, 2, 3):
             preds = noisy(p_right)
-            score = 100 * np.mean([a == b for a, b in zip(preds, gold)])
+            score = 100 * np.mean([a == b for a, b in zip(preds, gold, strict=True)])
             records += _records({(arm, "RTE", 1): [score]}, dev_predictions={"dev": preds})
             records[-1].update(seed=seed, key=f"{arm}{seed}", name=f"{arm}/RTE/lr0.001/seed{seed}")
     records += _records({("masked_lm", "RTE", 1): [60, 61, 62]})  # no predictions: its claim lacks the interval

@@ -43,6 +43,7 @@ def full_run(setup):
     return save, r
 
 
+@pytest.mark.slow
 def test_loop_runs_max_rounds_keeps_every_round_and_ends_with_the_dev_line(full_run):
     save, r = full_run
     state = state_of(save)
@@ -58,6 +59,7 @@ def test_loop_runs_max_rounds_keeps_every_round_and_ends_with_the_dev_line(full_
     assert r.stdout.strip().splitlines()[-1].startswith("dev accuracy=")
 
 
+@pytest.mark.slow
 def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(setup, full_run):
     from vega_toolkit.models.glue_predictor import GluePredictor
 
@@ -70,9 +72,9 @@ def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(se
     assert round0.labels == expected
     with open(save / "round_0" / "pseudo_train.tsv") as f:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]
-    assert rows == [[s, y] for s, y in zip(test_sentences, expected)]
+    assert rows == [[s, y] for s, y in zip(test_sentences, expected, strict=True)]
     # accuracy against the hidden labels, only after the fact: M0 is weak, so they differ from the pseudo-labels
-    wrong = sum(p != g for p, g in zip(expected, setup["gold"]))
+    wrong = sum(p != g for p, g in zip(expected, setup["gold"], strict=True))
     print(f"M0 pseudo-label accuracy on the hidden test labels: {1 - wrong / len(expected):.2%}")
     assert wrong > 0
     # the test split reaches the model through the unlabelled test-file reader only
@@ -80,6 +82,7 @@ def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(se
     assert encoded.labels is None
 
 
+@pytest.mark.slow
 def test_pseudo_labelling_a_labelled_split_is_refused(setup):
     from vega_toolkit.adaptation.rounds import unlabelled_examples
     from vega_toolkit.models.glue_predictor import GluePredictor
@@ -90,6 +93,7 @@ def test_pseudo_labelling_a_labelled_split_is_refused(setup):
     assert all(ex.label is None for ex in unlabelled_examples(task, "test"))
 
 
+@pytest.mark.slow
 def test_loop_stops_when_few_pseudo_labels_change(setup, tmp_path):
     r = run_loop(setup, tmp_path / "conv", "--max-rounds", "3", "--converge-eps", "1.0")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -99,6 +103,7 @@ def test_loop_stops_when_few_pseudo_labels_change(setup, tmp_path):
     assert not os.path.exists(tmp_path / "conv" / "round_2")
 
 
+@pytest.mark.slow
 def test_interrupted_loop_resumes_at_the_first_unfinished_step(setup, full_run, tmp_path):
     save, _ = full_run
     copy = tmp_path / "resume"
@@ -148,6 +153,7 @@ def test_regression_change_counts_only_moves_beyond_the_tolerance():
     assert label_distribution(stsb, ["1.0", "3.0"]) == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0}
 
 
+@pytest.mark.slow
 def test_stsb_regression_loop_from_a_pretrained_model_with_train_initial_model(setup, tmp_path):
     # M0 is obtained inside the loop (round 0 = vanilla fine-tune) from another task's checkpoint, whose
     # classification head is dropped for a fresh regression head
@@ -164,6 +170,7 @@ def test_stsb_regression_loop_from_a_pretrained_model_with_train_initial_model(s
     assert r.stdout.strip().splitlines()[-1].startswith("dev pearson")
 
 
+@pytest.mark.slow
 def test_loop_flag_mistakes_are_clear_errors(setup):
     from argparse import Namespace
 
@@ -183,6 +190,7 @@ def test_loop_flag_mistakes_are_clear_errors(setup):
     check_round_args(Namespace(**ok))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["glue_transductive", "glue_self_calibrated"])
 def test_plain_fairseq_train_of_a_loop_task_stops_and_names_vega_train(setup, tmp_path, task):
     """fairseq-train would train one round and exit 0, as if it were the algorithm; the task stops at setup
@@ -203,6 +211,7 @@ def test_plain_fairseq_train_of_a_loop_task_stops_and_names_vega_train(setup, tm
     assert not (save / "checkpoint_last.pt").exists() and not (save / "checkpoint_best.pt").exists()
 
 
+@pytest.mark.slow
 def test_a_loop_task_loads_from_its_checkpoint_for_prediction(full_run):
     """The refusal is for trainings only: a round's checkpoint (task glue_transductive) still loads to predict."""
     from vega_toolkit.models.glue_predictor import GluePredictor
@@ -213,6 +222,7 @@ def test_a_loop_task_loads_from_its_checkpoint_for_prediction(full_run):
     assert len(predictor.predict(["the cat likes music ."])) == 1
 
 
+@pytest.mark.slow
 def test_wnli_transductive_recipe_runs_at_tiny_scale_on_real_wnli(tmp_path):
     """Contract of recipes/glue on the real WNLI files (the fixture run is part of test_glue_recipes' all.sh)."""
     import re

@@ -138,7 +138,7 @@ class RoundPredictions:
 
     def write(self, path: str, indices: Sequence[str], threshold: float):
         lines = ["index\tprediction\tconfidence\tused"]
-        for index, label, conf, used in zip(indices, self.labels, self.confidence, self.used(threshold)):
+        for index, label, conf, used in zip(indices, self.labels, self.confidence, self.used(threshold), strict=True):
             lines.append(f"{index}\t{label}\t{conf:.6f}\t{int(used)}")
         atomic_write_text(path, "\n".join(lines) + "\n")
 
@@ -162,7 +162,7 @@ def count_changed(glue, old: List[str], new: List[str], tolerance: float) -> int
         raise ValueError(f"cannot compare {len(old)} and {len(new)} pseudo-labels")
     if glue.is_regression:
         return int(np.sum(np.abs(np.asarray(old, float) - np.asarray(new, float)) > tolerance))
-    return sum(a != b for a, b in zip(old, new))
+    return sum(a != b for a, b in zip(old, new, strict=True))
 
 
 def label_distribution(glue, labels: List[str]) -> Dict[str, float]:
@@ -182,7 +182,7 @@ def write_train_layout(path: str, glue, rows: Sequence[tuple]):
     for text_a, text_b, label in rows:
         fields = [""] * spec.num_fields
         texts = (text_a,) if text_b is None else (text_a, text_b)
-        for col, text in zip(spec.text_columns, texts):
+        for col, text in zip(spec.text_columns, texts, strict=False):
             fields[col] = " ".join(text.split())  # tabs/newlines inside a sentence would break the layout
         fields[spec.label_column] = label
         lines.append("\t".join(fields))
@@ -276,7 +276,7 @@ def score_round(args, rounds: list):
     used = preds.used(args.confidence_threshold)
     pseudo_path = os.path.join(round_dir, "pseudo_train.tsv")
     write_train_layout(pseudo_path, glue, [(ex.text_a, ex.text_b, label) for ex, label, u
-                                           in zip(examples, preds.labels, used) if u])
+                                           in zip(examples, preds.labels, used, strict=True) if u])
     dev = score_dev(predictor)
     del predictor
     changed = None

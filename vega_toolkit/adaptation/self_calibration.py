@@ -80,7 +80,7 @@ def calibrate(args, m0: str, out_dir: str) -> dict:
     preds = RoundPredictions.from_logits(glue, predictor.logits_for(encoded))
     confident = preds.used(args.confidence_threshold)
     calibrated, agreed = [], 0
-    for (a, b, given), pseudo, ok in zip(selected, preds.labels, confident):
+    for (a, b, given), pseudo, ok in zip(selected, preds.labels, confident, strict=True):
         if labelled:
             if not agrees(glue, pseudo, given, args.regression_tolerance):
                 continue

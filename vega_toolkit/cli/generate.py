@@ -35,7 +35,7 @@ def write_submission_file(path: str, indices: Sequence[str], predictions: Sequen
         raise ValueError(f"{path}: {len(predictions)} predictions for {len(indices)} test rows")
     with open(path, "w", encoding="utf-8") as f:
         f.write("index\tprediction\n")
-        for index, pred in zip(indices, predictions):
+        for index, pred in zip(indices, predictions, strict=True):
             f.write(f"{index}\t{pred}\n")
 
 

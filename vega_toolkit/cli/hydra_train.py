@@ -9,7 +9,7 @@
 The same configs run with stock fairseq (the plugins found through `common.user_dir`):
 
     fairseq-hydra-train --config-dir "$(vega-config-dir)/glue" --config-name sst2 \
-        common.user_dir="$(dirname "$(vega-config-dir)")" task.data=... 
+        common.user_dir="$(dirname "$(vega-config-dir)")" task.data=...
 
 Differences from stock `fairseq-hydra-train` (config dir found by name, a GLUE config without a pretrained model
 is an error, each job of a local sweep starts clean, rounds run their whole loop, Hydra's version_base):
@@ -119,7 +119,7 @@ def config_to_namespace(cfg) -> argparse.Namespace:
 
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     flat = {}
-    for group, values in container.items():
+    for values in container.values():
         if isinstance(values, dict):
             flat.update({k: v for k, v in values.items() if k != "_name"})
     for group, values in container.items():

@@ -31,7 +31,7 @@ def _columns(text: str) -> tuple:
     try:
         cols = tuple(int(c) for c in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--columns expects zero-based integers like 3 or 1,2; got {text!r}")
+        raise argparse.ArgumentTypeError(f"--columns expects zero-based integers like 3 or 1,2; got {text!r}") from None
     if not cols or min(cols) < 0:
         raise argparse.ArgumentTypeError(f"--columns expects zero-based integers like 3 or 1,2; got {text!r}")
     return cols

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from vega_toolkit.errors import console_script
-from vega_toolkit.study.report import best_point
+from vega_toolkit.study.selection import best_point
 
 
 @dataclass
@@ -46,7 +46,7 @@ def read_run(folder: Path) -> SweepRun:
         save_dir = Path(cfg.checkpoint.save_dir)
         lr = float(lr[0] if OmegaConf.is_list(lr) else lr)
     except (OmegaConfBaseException, yaml.YAMLError, AttributeError, TypeError, ValueError) as e:
-        raise ValueError(f"{config}: not the config of a fairseq Hydra training run ({type(e).__name__}: {e})")
+        raise ValueError(f"{config}: not the config of a fairseq Hydra training run ({type(e).__name__}: {e})") from e
     value = re.compile(rf"valid on 'valid' subset .*?\| {re.escape(metric)} (-?[0-9.]+)")
     scores = [float(m.group(1)) for log in sorted(folder.glob("*.log"))
               for m in value.finditer(log.read_text(errors="replace"))]

@@ -61,7 +61,7 @@ def gather_across_data_parallel(z: torch.Tensor):
     padded[: z.size(0)] = z.detach()
     shards = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(shards, padded, group=group)
-    shards = [s[:n] for s, n in zip(shards, sizes)]
+    shards = [s[:n] for s, n in zip(shards, sizes, strict=True)]
     shards[rank] = z
     return torch.cat(shards), sum(sizes[:rank])
 

@@ -177,7 +177,7 @@ def _settings(config: PreprocessConfig, files: List[Path], sizes: List[int]) -> 
     keys = ("vocab_size", "model_type", "character_coverage", "spm_sample_lines", "valid_fraction", "max_valid_lines",
             "paragraphs", "seed", "encoding", "shards")
     settings = {k: getattr(config, k) for k in keys}
-    settings["inputs"] = [[str(f.resolve()), s] for f, s in zip(files, sizes)]
+    settings["inputs"] = [[str(f.resolve()), s] for f, s in zip(files, sizes, strict=True)]
     settings["spm_model"] = file_sha256(Path(config.spm_model)) if config.spm_model else None
     settings["srcdict"] = file_sha256(Path(config.srcdict)) if config.srcdict else None
     return settings
@@ -207,7 +207,7 @@ def shard_ranges(corpus: Corpus, shards: int) -> List[Tuple[int, int]]:
             unit = "paragraphs" if corpus.paragraphs else "non-empty lines"
             raise _err(f"--shards {shards}: shard {k} would hold no text; the inputs have too few {unit} (or too "
                        f"few bytes between them) for {shards} shards: use fewer")
-    return list(zip(starts[:-1], starts[1:]))
+    return list(zip(starts[:-1], starts[1:], strict=False))
 
 
 def prepare(config: PreprocessConfig) -> Plan:
@@ -480,7 +480,7 @@ def _ordered_results(tasks: List, workers: int, init_args) -> Iterator:
 
 
 def _check_inputs_unchanged(plan: Plan):
-    for name, size in zip(plan.files, plan.sizes):
+    for name, size in zip(plan.files, plan.sizes, strict=True):
         path = Path(name)
         if not path.exists():
             raise FileNotFoundError(f"vega-preprocess: input {name} has disappeared since {plan.destdir}/{PLAN_FILE} "

@@ -137,7 +137,7 @@ class Corpus:
     def units_at(self, start: int, end: int, limit: Optional[int] = None) -> Iterator[Tuple[str, int]]:
         """(unit, stream offset just past it) for the units starting in [start, end), at most `limit` of them."""
         base = 0
-        for path, size in zip(self.files, self.sizes):
+        for path, size in zip(self.files, self.sizes, strict=True):
             if base >= end:
                 return
             if base + size > start:
@@ -154,7 +154,7 @@ class Corpus:
         """The stream offset of the first unit starting at or after `offset` (`size` when there is none): where a
         range beginning at `offset` really begins."""
         base = 0
-        for path, size in zip(self.files, self.sizes):
+        for path, size in zip(self.files, self.sizes, strict=True):
             if base + size > offset:
                 found = _first_unit_offset(path, max(0, offset - base), size, self.paragraphs, self.encoding)
                 if found is not None:

@@ -67,7 +67,7 @@ def write_figure(path: Path, panels: Dict[str, Dict[str, Curve]]):
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.4 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    for ax, (title, curves) in zip(axes.flat, panels.items()):
+    for ax, (title, curves) in zip(axes.flat, panels.items(), strict=False):
         for label, curve in curves.items():
             if curve:
                 ax.plot([s for s, _ in curve], [v for _, v in curve], marker="." if len(curve) < 30 else None,

@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 
 from vega_toolkit.data.glue_tasks import GlueTaskSpec, get_glue_task
 
-ArrayLike = Union[Sequence, np.ndarray]
+ArrayLike = Sequence | np.ndarray
 
 
 def _pair(preds: ArrayLike, labels: ArrayLike, dtype=None):

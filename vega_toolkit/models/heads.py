@@ -53,7 +53,8 @@ class VegaClassificationHead(nn.Module):
     """DeBERTa's ContextPooler + classifier: pooled state -> dense -> activation -> dropout -> out_proj.
 
     DeBERTa's GLUE setup pools with dropout 0 before the dense layer and applies ``cls_drop_out`` (our
-    ``--pooler-dropout``) before the classifier (microsoft/DeBERTa DeBERTa/deberta/pooling.py). ``pooling`` is DeBERTa's [CLS]
+    ``--pooler-dropout``) before the classifier (microsoft/DeBERTa DeBERTa/deberta/pooling.py). ``pooling`` is
+    DeBERTa's [CLS]
     ("cls") or the mean over the sequence's tokens ("mean", see --classification-pooling).
     """
 

@@ -185,7 +185,7 @@ def mask_id_from_tokenizer_files(hf_dir: str):
 
 
 def fairseq_to_hf(names: List[str]) -> List[int]:
-    """HF id of every fairseq id, for the dictionary specials + dict.txt (the non-special names in HF order) + <mask>."""
+    """HF id of every fairseq id: the dictionary specials + dict.txt (non-special names in HF order) + <mask>."""
     index = {name: i for i, name in enumerate(names)}
     ordinary = [n for n in names if n not in FAIRSEQ_SPECIALS and n != "<mask>"]
     return [index[n] for n in FAIRSEQ_SPECIALS + ordinary + ["<mask>"]]
@@ -419,7 +419,7 @@ def sequence_classification_head(hub) -> Optional[Tuple[str, Dict]]:
     fairseq_to_hf_act = {v: k for k, v in HF_ACT_TO_FAIRSEQ.items() if k != "silu"}
     return name, {
         "architectures": ["DebertaV2ForSequenceClassification"],
-        "num_labels": classes, "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)},
+        "num_labels": classes, "id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)},
         "problem_type": problem, "pooler_hidden_size": hidden, "pooler_dropout": 0.0,
         "pooler_hidden_act": fairseq_to_hf_act[str(hub.model.cfg.pooler_activation_fn)],
         "cls_dropout": hub.model.cfg.pooler_dropout,

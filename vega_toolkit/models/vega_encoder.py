@@ -3,8 +3,9 @@
     vega-train DATA_BIN --task masked_lm --criterion masked_lm --arch vega_tiny --tokens-per-sample 128 ...
     vega-train DATA_BIN --arch vega_base --attention-impl reference ...     # the plain (HF-equivalent) math
 
-Architectures (microsoft/DeBERTa experiments/language_model/*.json): vega_tiny, vega_small, vega_base, vega_large, vega_v1_1_3b (48 x 1536,
-24 heads x 64, FFN 6144). Read top to bottom: config, embeddings, layer, encoder, model, architectures.
+Architectures (microsoft/DeBERTa experiments/language_model/*.json): vega_tiny, vega_small, vega_base, vega_large,
+vega_v1_1_3b (48 x 1536, 24 heads x 64, FFN 6144). Read top to bottom: config, embeddings, layer, encoder, model,
+architectures.
 
 The forward contract (docs/ARCHITECTURE.md):
     model(src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
@@ -105,7 +106,8 @@ class VegaEncoderConfig(FairseqDataclass):
 
 
 class VegaEmbeddings(nn.Module):
-    """word (+ absolute position) (+ segment) -> [embed_proj] -> [embedding_hook] -> LayerNorm -> zero pads -> dropout."""
+    """word (+ absolute position) (+ segment) -> [embed_proj] -> [embedding_hook] -> LayerNorm -> zero pads ->
+    dropout."""
 
     def __init__(self, cfg, dictionary):
         super().__init__()

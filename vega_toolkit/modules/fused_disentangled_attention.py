@@ -144,7 +144,7 @@ def _keep(seed, bh, offs_m, offs_n, L, dropout_p):
 # The dropout seed changes at every call: as a specialised integer argument (divisible by 16 or not) it would
 # compile every kernel a second time for about one seed in 16.
 @triton.jit(do_not_specialize=["seed"])
-def _forward_kernel(Q, K, V, C2P, P2C, SLOT, PAD, O, ROW_MAX, ROW_SUM,
+def _forward_kernel(Q, K, V, C2P, P2C, SLOT, PAD, OUT, ROW_MAX, ROW_SUM,
                     H, L, S, scale, dropout_p, seed,
                     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                     HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_PAD: tl.constexpr, DROPOUT: tl.constexpr,
@@ -178,7 +178,7 @@ def _forward_kernel(Q, K, V, C2P, P2C, SLOT, PAD, O, ROW_MAX, ROW_SUM,
     acc = acc / l_i[:, None]
     if DROPOUT:
         acc = acc / (1.0 - dropout_p)
-    _store_rows(O + row, offs_m, offs_d, L, acc, HEAD_DIM)
+    _store_rows(OUT + row, offs_m, offs_d, L, acc, HEAD_DIM)
     # Max and sum apart rather than their log-sum-exp: m + log(l) loses log(l) when m is PAD_SCORE (a row whose keys
     # are all padded), and the backward would then see p = 1 instead of 1 / l.
     tl.store(ROW_MAX + bh * L + offs_m, m_i, mask=offs_m < L)

@@ -1,4 +1,5 @@
-"""Log-bucket relative positions for disentangled attention (DeBERTa-v2/v3: microsoft/DeBERTa deberta/da_utils.py `make_log_bucket_position`).
+"""Log-bucket relative positions for disentangled attention (DeBERTa-v2/v3: microsoft/DeBERTa deberta/da_utils.py
+`make_log_bucket_position`).
 
     from vega_toolkit.modules.relative_position import relative_index, relative_columns, relative_bias
     idx = relative_index(L, L, buckets=256, max_position=512, device=x.device)     # [L, L] rows of the table

@@ -63,7 +63,7 @@ class _FusedShapes(torch.autograd.Function):
         dv = torch.empty_like(v)
         grads, present = [None, None], [(i, t, x) for i, (t, x) in enumerate(((pos_key, q), (pos_query, k)))
                                          if t is not None]
-        for (i, table, x), g in zip(present, grad_tables):
+        for (i, table, x), g in zip(present, grad_tables, strict=True):
             grads[i] = torch.einsum("bhls,bhld->hsd", g, x.float()).to(table.dtype)
         del delta, tables, grad_tables
         return dq.to(q.dtype), dk.to(k.dtype), dv, grads[0], grads[1]

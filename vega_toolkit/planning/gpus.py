@@ -2,7 +2,8 @@
 
 Memory is `nvidia-smi --query-gpu=memory.total` (MiB) of the SXM parts; peaks are NVIDIA's datasheet numbers for
 dense tensor-core math (no 2:4 sparsity): A100 312 TFLOP/s bf16/fp16, 19.5 fp32; H100 SXM and H200 989 bf16/fp16,
-67 fp32 (NVIDIA A100 and H100/H200 datasheets). fairseq does not enable TF32, so an fp32 run is planned at the fp32 peak.
+67 fp32 (NVIDIA A100 and H100/H200 datasheets). fairseq does not enable TF32, so an fp32 run is planned at the fp32
+peak.
 """
 from dataclasses import dataclass
 from typing import Dict

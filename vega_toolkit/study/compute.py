@@ -114,7 +114,7 @@ def _figure(out: Path, rows: List[Dict]) -> Optional[Path]:
 
     tasks = sorted({r["task"] for r in rows})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=True):
         for arm in sorted({r["arm"] for r in rows}):
             points = sorted((r for r in rows if r["task"] == task and r["arm"] == arm), key=lambda r: r["flops"])
             if points:

@@ -156,11 +156,12 @@ def _self_calibration_section(cells) -> List[str]:
     grouped: Dict[Tuple[str, str], List[Dict[str, str]]] = defaultdict(list)
     for r, found in rows:
         grouped[(r["arm"], r["task"])].append(found)
+    def values(found, key):
+        return "/".join(sorted({f[key] for f in found}))
+
     for (arm, task), found in grouped.items():
-        def values(key):
-            return "/".join(sorted({f[key] for f in found}))
-        lines.append(f"| `{arm}` | {task} | {len(found)} | {values('pool')} | {values('selected')} | "
-                     f"{values('agreement')} | {values('kept')} |")
+        lines.append(f"| `{arm}` | {task} | {len(found)} | {values(found, 'pool')} | {values(found, 'selected')} | "
+                     f"{values(found, 'agreement')} | {values(found, 'kept')} |")
     return lines + [""]
 
 

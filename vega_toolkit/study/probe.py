@@ -30,7 +30,9 @@ def _layer_features(hub, sentences: List[str], batch: int = 64, max_tokens: int 
         padding = hub.collate(tokens).eq(hub.dictionary.pad())
         for how in out:
             pooled = [pool(h, padding, how).float().numpy() for h in states]
-            out[how] = pooled if out[how] is None else [np.vstack([a, b]) for a, b in zip(out[how], pooled)]
+            if out[how] is not None:
+                pooled = [np.vstack([a, b]) for a, b in zip(out[how], pooled, strict=True)]
+            out[how] = pooled
     return out
 
 

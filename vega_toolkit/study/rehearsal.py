@@ -322,7 +322,7 @@ class Rehearsal:
         rows += [(j.name, j.job_id, j.state, j.info.get("Restarts", "?"), j.info.get("RunTime", "?"),
                   j.info.get("after", "-")) for j in self.jobs.values()]
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def submitted_ids(output: str) -> List[str]:

@@ -27,7 +27,7 @@ import numpy as np
 from vega_toolkit.data.noising import label_prior_bits
 from vega_toolkit.study.anchors import ANCHORS_FILE, anchors  # noqa: F401
 from vega_toolkit.study.runner import STUDY_FILE, expand_predictions, read_results
-from vega_toolkit.study.selection import (RULES, Run, best_point, chosen_rates, last_checkpoint_entries, run_label,
+from vega_toolkit.study.selection import (RULES, Run, chosen_rates, last_checkpoint_entries, run_label,
                                           score_grid, select)
 from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, welch
 
@@ -459,7 +459,7 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
     claims = [(c, _declared(c["arm"])) for c in comparisons if not baseline]
     claims = [(c, declared) for c, declared in claims if declared and declared.claim]
     # the claims of the report are one family: Holm over their p-values; every other comparison gets none
-    for (c, _), p in zip(claims, holm([c["test"]["p"] for c, _ in claims])):
+    for (c, _), p in zip(claims, holm([c["test"]["p"] for c, _ in claims]), strict=True):
         c["p_holm"] = p
     for c, declared in claims:
         c["verdict"] = claim_verdict(c, declared.claim_sign)
@@ -492,7 +492,7 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
         # the per-task verdicts of every claim are a second family: Holm over all (claim, task) p-values
         per_task = [(c, task, task_test(finished_grid, task, c["arm"], c["baseline"], rule))
                     for c, _ in claims for task in c["task_names"]]
-        for (c, task, test), p in zip(per_task, holm([test["p"] for _, _, test in per_task])):
+        for (_, _, test), p in zip(per_task, holm([test["p"] for _, _, test in per_task]), strict=True):
             test["p_holm"] = p
         lines += ["## The paper's claims at this scale", "",
                   f"Each claim is tested by its arm against the arm it names, on the task average above, by Welch's "
@@ -560,7 +560,7 @@ def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "hel
     if not tasks:
         return None
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=True):
         for i, arm in enumerate(arms):
             if (task, arm) not in grid:
                 continue
