@@ -192,6 +192,62 @@ def test_glue_recipe_and_its_config_resolve_to_the_same_fairseq_config(recipe, s
     assert_same_config(compose_config(name, overrides), recipe_config(argv))
 
 
+# --- one home per hyperparameter ----------------------------------------------------------------------------------
+def disagreements(where, section, home):
+    """`home` is {field: value} of the dataclass that holds the values; `section` one place's resolved config."""
+    return [f"{where}: {key}={section.get(key)!r}, its home says {value!r}" for key, value in home.items()
+            if section.get(key) != value]
+
+
+def sift_home():
+    from dataclasses import fields
+
+    from vega_toolkit.criterions.adversarial_ce import AdversarialCEConfig
+    return {f.name: f.default for f in fields(AdversarialCEConfig) if f.name.startswith("adv_")}
+
+
+def corruption_home():
+    from dataclasses import fields
+
+    from vega_toolkit.tasks.denoising_pretrain import DenoisingPretrainConfig
+    return {f.name: f.default for f in fields(DenoisingPretrainConfig) if f.name in ("shuffle_prob", "replace_prob")}
+
+
+def test_sift_hyperparameters_are_the_criterions_defaults_in_every_recipe_config_and_the_study(model_dir, tmp_path):
+    """AdversarialCEConfig holds SiFT's values; the GLUE recipes, their Hydra configs and vega-study's SiFT arm
+    resolve to them (a value written into any of those places that differs from it fails here)."""
+    from vega_toolkit.study.plan import ARMS
+
+    home, found = sift_home(), []
+    env = recipe_env(FIXTURES, model_dir, str(tmp_path / "out"), str(tmp_path / "cache"), SCALE="paper")
+    # qqp.sh and qnli.sh pass the same SIFT_ARGS of common.sh (and equal their configs: the test above)
+    found += disagreements("recipes/glue/mnli.sh", recipe_config(dry_run("glue/mnli.sh", env)).criterion, home)
+    for name in ("mnli", "qqp", "qnli"):
+        found += disagreements(f"conf/glue/{name}.yaml", compose_config(name, required_overrides(name)).criterion,
+                               home)
+    study = recipe_config(["DATA", "--task", "glue", "--glue-task", "SST-2", "--arch", "vega_tiny",
+                           *ARMS["adversarial_ce"].finetune_args])
+    found += disagreements("vega-study's adversarial_ce arm", study.criterion, home)
+    assert study.criterion._name == "adversarial_ce" and not found, "\n".join(found)
+
+
+def test_corruption_rates_are_the_tasks_defaults_in_every_pretraining_recipe_config_and_the_study():
+    from vega_toolkit.study.plan import ARMS
+
+    home, found = corruption_home(), []
+    for recipe, scale, name in PRETRAIN:
+        if recipe.startswith("rtd_electra"):
+            continue  # ELECTRA masks instead: its corruption is rtd_electra's --mask-prob
+        argv = dry_run(f"pretrain/{recipe}", {"SCALE": scale, "DATA_BIN": "DATA", "SAVE_DIR": "SAVE",
+                                              "PHASE1_CKPT": "INIT.pt"})
+        found += disagreements(f"recipes/pretrain/{recipe} SCALE={scale}", recipe_config(argv).task, home)
+        found += disagreements(f"conf/pretrain/{name}.yaml", compose_config(name, required_overrides(name)).task,
+                               home)
+    study = recipe_config(["DATA", "--arch", "vega_tiny", *ARMS["rtd_ternary"].pretrain_args])
+    found += disagreements("vega-study's rtd_ternary arm", study.task, home)
+    assert not found, "\n".join(found)
+
+
 # --- tiny configs train ---------------------------------------------------------------------------------------
 def run(cmd, cwd, timeout=300):
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
