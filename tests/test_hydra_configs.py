@@ -100,7 +100,7 @@ def test_every_shipped_config_loads_through_both_entry_points(name, entry_point,
 def recipe_config(argv):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     return OmegaConf.create(OmegaConf.to_container(
         convert_namespace_to_omegaconf(parse_training_args(with_user_dir(argv))), resolve=True))

@@ -5,7 +5,7 @@
 
 vega-train's local launcher (vega_toolkit/launch/local.py) looks the task up in the table of round drivers
 (vega_toolkit/adaptation/__init__.py) and hands `drive_transductive` the parsed command line instead of training
-once. A round is one ordinary fairseq training (vega_toolkit/training.py `train_once`) on a derived config:
+once. A round is one ordinary fairseq training (vega_toolkit/runtime/training.py `train_once`) on a derived config:
 `--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, the task's
 `--extra-train-data` = that round's pseudo-labelled rows, and `--adaptation-round` (without which the task refuses
 a plain fairseq-train). Predictions go through vega_toolkit/models/glue_predictor.py (`GluePredictor`, the label
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from vega_toolkit.errors import UserError
-from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy, atomic_write
+from vega_toolkit.io.atomic import atomic_copy, atomic_write
 from vega_toolkit.models.glue_predictor import decode_labels
-from vega_toolkit.training import reset_fairseq_globals, train_once
+from vega_toolkit.runtime.training import reset_fairseq_globals, train_once
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from vega_toolkit.errors import UserError, console_script
-from vega_toolkit.training import PLUGIN_DIR
+from vega_toolkit.runtime.training import PLUGIN_DIR
 
 CONF_DIR = Path(PLUGIN_DIR) / "conf"
 
@@ -179,7 +179,7 @@ def check_init_model(cfg):
 
 def train_from_config(cfg):
     """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards (save-dir lock,
-    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/training.py), or the whole loop of a
+    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/runtime/training.py), or the whole loop of a
     round-based task (vega_toolkit/launch/local.py `run_guarded`, as vega-train)."""
     from fairseq.dataclass.initialize import add_defaults
     from fairseq_cli.hydra_train import _hydra_main
@@ -187,7 +187,7 @@ def train_from_config(cfg):
 
     from vega_toolkit.errors import PATH_ERRORS, one_line
     from vega_toolkit.launch.local import run_guarded
-    from vega_toolkit.training import reset_fairseq_globals
+    from vega_toolkit.runtime.training import reset_fairseq_globals
 
     reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
     check_init_model(cfg)

@@ -10,14 +10,13 @@ Differences from stock `fairseq-train`, each a fix rather than a feature:
 - the fixes of vega_toolkit/fairseq_fixes apply (checkpoints load under torch>=2.6's `weights_only=True` default and
   are written atomically, `--bf16` no longer selects fairseq's TPU code path, batches keep every example);
 - `vega-train --help` without `--arch` documents the `vega_encoder` options (as `--arch vega_base --help` does);
-- the guards of vega_toolkit/training.py: the save dir is locked for the life of the run, a truncated
-  `checkpoint_last.pt` is replaced by the newest readable checkpoint, re-running a finished command is a no-op that
-  says so, and a `--restore-file` whose classification head has another size is an error naming the flag to use;
+- the run-time guards of vega_toolkit/runtime (listed in its __init__.py: save-dir lock, checkpoint_last.pt repair,
+  finished-run no-op, head and vocabulary checks, stop on SIGTERM with a checkpoint);
 - tasks that chain several trainings (glue_transductive, glue_self_calibrated) run their whole loop
   (vega_toolkit/adaptation, chosen by its `ROUND_DRIVERS` table).
 
 This module is the entry point only: launchers in vega_toolkit/launch (local.py, submitit_launcher.py), the training
-core in vega_toolkit/training.py.
+core in vega_toolkit/runtime/training.py.
 """
 import sys
 from typing import List, Optional

@@ -23,8 +23,9 @@ How the job runs:
   may catch USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill; submitit calls `FairseqTrainingJob.checkpoint()`, which requeues
   the same argv. fairseq resumes from `<save-dir>/checkpoint_last.pt` by itself (its default `--restore-file`), so
   the job continues from the last periodic checkpoint: set `--save-interval-updates` to bound the lost work. A
-  signal that arrives while fairseq writes a checkpoint is handled once the save is complete (preemption.py), so the
-  requeued job resumes from the checkpoint that was being written, not from the one before it. For
+  signal that arrives while fairseq writes a checkpoint is handled once the save is complete
+  (runtime/preemption.py), so the requeued job resumes from the checkpoint that was being written, not from the one
+  before it. For
   fine-tuning use `--finetune-from-model` (only read while checkpoint_last.pt is absent), not `--restore-file`.
 
 Recipes chain jobs by parsing the `Submitted job <id>` line:
@@ -52,7 +53,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from vega_toolkit.errors import UserError
 from vega_toolkit.launch import slurm
-from vega_toolkit.launch.preemption import signals_deferred
+from vega_toolkit.runtime.preemption import signals_deferred
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class FairseqTrainingJob:
 @contextlib.contextmanager
 def guarded_checkpoint_saves():
     """Wrap fairseq's `checkpoint_utils.save_checkpoint`, which fairseq_cli.train calls on every rank (after the last
-    update too), so that each save finishes before a preemption signal is handled (preemption.py says why), and
+    update too), so that each save finishes before a preemption signal is handled (runtime/preemption.py says why), and
     record the Trainer passed to it, which `fairseq_cli.train.main` does not return."""
     from fairseq import checkpoint_utils
 
@@ -331,7 +332,7 @@ def submit(args: argparse.Namespace, fairseq_argv: List[str]):
 
     Returns the submitit Job (its `.job_id` is the SLURM job id).
     """
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     # Fail on bad fairseq flags here, not minutes later in the queue.
     parse_training_args(with_user_dir(fairseq_argv))
