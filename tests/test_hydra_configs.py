@@ -231,20 +231,35 @@ def test_sift_hyperparameters_are_the_criterions_defaults_in_every_recipe_config
     assert study.criterion._name == "adversarial_ce" and not found, "\n".join(found)
 
 
-def test_corruption_rates_are_the_tasks_defaults_in_every_pretraining_recipe_config_and_the_study():
+def electra_home():
+    from dataclasses import fields
+
+    from vega_toolkit.criterions.rtd_electra import RTDElectraConfig
+    return {f.name: f.default for f in fields(RTDElectraConfig)
+            if f.name in ("mask_prob", "generator_layers", "generator_width_fraction")}
+
+
+def test_pretraining_objectives_take_their_values_from_the_task_and_criterion_defaults():
+    """DenoisingPretrainConfig holds the corruption rates (shuffle 10%, replace 5%) and RTDElectraConfig the
+    generator's masking and size; the pretraining recipes, their Hydra configs and vega-study's arms resolve to
+    them."""
     from vega_toolkit.study.plan import ARMS
 
-    home, found = corruption_home(), []
+    found = []
     for recipe, scale, name in PRETRAIN:
-        if recipe.startswith("rtd_electra"):
-            continue  # ELECTRA masks instead: its corruption is rtd_electra's --mask-prob
         argv = dry_run(f"pretrain/{recipe}", {"SCALE": scale, "DATA_BIN": "DATA", "SAVE_DIR": "SAVE",
                                               "PHASE1_CKPT": "INIT.pt"})
-        found += disagreements(f"recipes/pretrain/{recipe} SCALE={scale}", recipe_config(argv).task, home)
-        found += disagreements(f"conf/pretrain/{name}.yaml", compose_config(name, required_overrides(name)).task,
-                               home)
-    study = recipe_config(["DATA", "--arch", "vega_tiny", *ARMS["rtd_ternary"].pretrain_args])
-    found += disagreements("vega-study's rtd_ternary arm", study.task, home)
+        places = ((f"recipes/pretrain/{recipe} SCALE={scale}", recipe_config(argv)),
+                  (f"conf/pretrain/{name}.yaml", compose_config(name, required_overrides(name))))
+        for where, cfg in places:
+            found += disagreements(where, cfg.task, corruption_home())
+            if recipe.startswith("rtd_electra"):
+                found += disagreements(where, cfg.criterion, electra_home())
+    for arm in ("rtd_ternary", "rtd_electra"):
+        study = recipe_config(["DATA", "--arch", "vega_tiny", *ARMS[arm].pretrain_args])
+        found += disagreements(f"vega-study's {arm} arm", study.task, corruption_home())
+        if arm == "rtd_electra":
+            found += disagreements(f"vega-study's {arm} arm", study.criterion, electra_home())
     assert not found, "\n".join(found)
 
 

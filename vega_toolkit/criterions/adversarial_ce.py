@@ -1,7 +1,10 @@
 """`adversarial_ce`: SiFT (scale-invariant fine-tuning, He et al. 2021), DeBERTa's adversarial fine-tuning.
 
-    vega-train glue_data/MNLI --task glue --glue-task MNLI --criterion adversarial_ce \
-        --adv-lambda 5 --adv-init-perturbation 1e-2 --adv-learning-rate 1e-4 --adv-loss symmetric-kl ...
+    vega-train glue_data/MNLI --task glue --glue-task MNLI --criterion adversarial_ce ...   # DeBERTa's SiFT values
+    vega-train ... --criterion adversarial_ce --adv-lambda 3 ...                             # one of them changed
+
+`AdversarialCEConfig`'s defaults are the one statement of SiFT's hyperparameters: the GLUE recipes, conf/glue and
+vega-study read them (tests/test_hydra_configs.py checks it).
 
 One training step (microsoft/DeBERTa DeBERTa/sift/sift.py + DeBERTa/apps/run.py `adv_loss_fn`):
 1. clean pass: the model's `embedding_hook` replaces the word embeddings e by z = LN0(e), a non-affine LayerNorm

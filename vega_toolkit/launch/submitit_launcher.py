@@ -9,24 +9,10 @@
 Every `--slurm-*` flag can also come from a yaml file (`--slurm-config cluster.yaml`, keys are the flag names
 without the `slurm-` prefix, e.g. `partition: gpu`); flags on the command line win.
 
-How the job runs:
-- The submitted callable is `FairseqTrainingJob(argv)`, an importable class of this package (submitit pickles it by
-  reference, so it must not come from a `--user-dir`); each SLURM task unpickles it and calls the local launcher's
-  `run_local(argv)` (vega_toolkit/launch/local.py: one guarded training, or a task's whole loop of rounds).
-- fairseq infers rank and world size from the SLURM environment (fairseq/distributed/utils.py `_infer_slurm_init`):
-  with `--slurm-tasks-per-node` > 1 every task is one rank; with one task per node fairseq spawns one rank per
-  visible GPU. The job adds `--distributed-world-size` and an explicit `--distributed-port` (without it fairseq falls
-  back to `tcp://localhost`, single-node only) unless given. On CPU-only nodes it also adds `--distributed-backend
-  gloo`, `--ddp-backend legacy_ddp` and the rank/init method fairseq would infer (`distributed_argv` says why).
-- Each task returns {rank, num_updates, params_sha256}; `--wait` prints them (equal hashes: the ranks agree).
-- Preemption and time limits: SLURM sends `--slurm-signal` (default USR2, submitit's default, which warns that NCCL
-  may catch USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill; submitit calls `FairseqTrainingJob.checkpoint()`, which requeues
-  the same argv. fairseq resumes from `<save-dir>/checkpoint_last.pt` by itself (its default `--restore-file`), so
-  the job continues from the last periodic checkpoint: set `--save-interval-updates` to bound the lost work. A
-  signal that arrives while fairseq writes a checkpoint is handled once the save is complete
-  (runtime/preemption.py), so the requeued job resumes from the checkpoint that was being written, not from the one
-  before it. For
-  fine-tuning use `--finetune-from-model` (only read while checkpoint_last.pt is absent), not `--restore-file`.
+Each SLURM task runs `FairseqTrainingJob(argv)`, which calls the local launcher's `run_local` (one guarded training,
+or a task's whole loop of rounds) with the distributed flags fairseq needs there (`distributed_argv`). On preemption
+or a time limit the job is requeued with the same argv and resumes from `<save-dir>/checkpoint_last.pt`
+(`FairseqTrainingJob.checkpoint`); for fine-tuning use `--finetune-from-model`, not `--restore-file`.
 
 Recipes chain jobs by parsing the `Submitted job <id>` line:
 
@@ -166,8 +152,14 @@ def save_dir_of(argv: List[str]) -> str:
 
 class FairseqTrainingJob:
     """The callable submitit runs in every SLURM task: fairseq training of `argv` (vega-train's flags, no launcher
-    flags). Checkpointable: on preemption/time limit it is requeued with the same argv, and fairseq resumes from
-    `<save-dir>/checkpoint_last.pt`.
+    flags). An importable class of this package: submitit pickles it by reference, so it must not come from a
+    `--user-dir`.
+
+    Checkpointable: SLURM sends `--slurm-signal` (default USR2, submitit's default, which warns that NCCL may catch
+    USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill, and
+    submitit calls `checkpoint()`, which requeues the same argv; fairseq resumes from `<save-dir>/checkpoint_last.pt`
+    (its default `--restore-file`), so `--save-interval-updates` bounds the lost work. A signal that arrives while
+    fairseq writes a checkpoint is handled once the save is complete (`guarded_checkpoint_saves`).
     """
 
     def __init__(self, argv: List[str]):
@@ -207,8 +199,8 @@ class FairseqTrainingJob:
 @contextlib.contextmanager
 def guarded_checkpoint_saves():
     """Wrap fairseq's `checkpoint_utils.save_checkpoint`, which fairseq_cli.train calls on every rank (after the last
-    update too), so that each save finishes before a preemption signal is handled (runtime/preemption.py says why), and
-    record the Trainer passed to it, which `fairseq_cli.train.main` does not return."""
+    update too), so that each save finishes before a preemption signal is handled (runtime/preemption.py says why),
+    and record the Trainer passed to it, which `fairseq_cli.train.main` does not return."""
     from fairseq import checkpoint_utils
 
     seen: Dict[str, Any] = {}
@@ -246,7 +238,13 @@ def _torch_cuda_count() -> int:
 
 def distributed_argv(argv: List[str], env) -> List[str]:
     """`argv` plus the distributed flags fairseq needs in the SLURM task described by `env` (a submitit
-    JobEnvironment: num_nodes, num_tasks, job_id, global_rank, hostnames)."""
+    JobEnvironment: num_nodes, num_tasks, job_id, global_rank, hostnames).
+
+    fairseq infers rank and world size from the SLURM environment (fairseq/distributed/utils.py
+    `_infer_slurm_init`): with `--slurm-tasks-per-node` > 1 every task is one rank; with one task per node fairseq
+    spawns one rank per visible GPU. Added unless given: `--distributed-world-size` and an explicit
+    `--distributed-port` (without it fairseq falls back to `tcp://localhost`, single-node only); on CPU-only nodes
+    `--distributed-backend gloo`, `--ddp-backend legacy_ddp` and the rank/init method fairseq would infer."""
     argv = list(argv)
     gpus = _torch_cuda_count()
     tasks_per_node = max(1, env.num_tasks // max(1, env.num_nodes))
