@@ -198,8 +198,7 @@ def check_training_numbers(args, max_update_given: Optional[str] = None):
 
 def finished_message(args, path: str) -> Optional[str]:
     """What to say when `path` (the save dir's checkpoint_last.pt) is already at --max-update."""
-    from vega_toolkit.io.checkpoints import read_num_updates
-    from vega_toolkit.io.checkpoints import CheckpointError
+    from vega_toolkit.io.checkpoints import CheckpointError, read_num_updates
 
     if args.restore_file != "checkpoint_last.pt" or not args.max_update:
         return None
