@@ -27,7 +27,7 @@ def build_checkpoint(args, workdir):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from omegaconf import OmegaConf
 
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     argv = [os.path.join(args.glue_dir, "SST-2"), "--task", "glue", "--glue-task", "SST-2", "--vocab-dir",
             args.vocab_dir, "--arch", args.arch, "--criterion", "glue_prediction", "--max-positions", "512",
@@ -147,7 +147,7 @@ def main(argv=None):
     from omegaconf import OmegaConf
 
     from vega_toolkit.models.glue_predictor import GluePredictor
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
     from vega_toolkit.data.glue_binarize import EncodedSplit
 
     with tempfile.TemporaryDirectory() as workdir:

@@ -89,7 +89,7 @@ def serve(args):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.trainer import Trainer
 
-    from vega_toolkit.training import parse_training_args
+    from vega_toolkit.runtime.training import parse_training_args
     from vega_toolkit.data.noising import seeded_generator
 
     task_name, criterion_name, criterion_flags = OBJECTIVES[args.objective]

@@ -66,7 +66,7 @@ def build_glue(task, vocab_dir, cache_dir, extra=(), data=None):
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     argv = glue_train_args(task, data or os.path.join(FIXTURES, task), vocab_dir, "/nonexistent", cache_dir, extra)
     cfg = convert_namespace_to_omegaconf(parse_training_args(with_user_dir(argv)))

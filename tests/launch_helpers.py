@@ -41,7 +41,7 @@ def submit(args, env=None) -> Tuple[str, str]:
 
 def load_last(save_dir) -> Tuple[Dict[str, torch.Tensor], int]:
     """(model state dict, num_updates) of `<save_dir>/checkpoint_last.pt`, read through the toolkit's loader."""
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
 
     state = load_checkpoint_to_cpu(str(Path(save_dir) / "checkpoint_last.pt"))
     return state["model"], state["optimizer_history"][-1]["num_updates"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import vega_toolkit
-from vega_toolkit.fairseq_fixes import atomic_writes, checkpoint_loading
+from vega_toolkit.io import atomic, checkpoints
 
 TRAIN = [sys.executable, "-m", "vega_toolkit.cli.train"]
 
@@ -37,7 +37,7 @@ def legacy_arch_run(tiny_data_bin, tmp_path_factory):
     return save_dir, args
 
 
-ALLOWED = {f"{g.__module__}.{g.__qualname__}" for g in checkpoint_loading.checkpoint_globals()}
+ALLOWED = {f"{g.__module__}.{g.__qualname__}" for g in checkpoints.checkpoint_globals()}
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_legacy_checkpoint_resumes_although_plain_torch_load_refuses_it(legacy_a
         torch.load(save_dir / "checkpoint_last.pt")
     out = subprocess.run(TRAIN + args + ["--max-update", "5"], check=True, capture_output=True, text=True)
     assert "Loaded checkpoint" in out.stdout + out.stderr
-    state = checkpoint_loading.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
+    state = checkpoints.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
     assert state["cfg"].model.encoder_layers == 1
 
 
@@ -65,7 +65,7 @@ def test_training_resumes_from_checkpoint_last(trained_run):
     out = subprocess.run(TRAIN + args + ["--max-update", "9"], check=True, capture_output=True, text=True)
     log = out.stdout + out.stderr
     assert "Loaded checkpoint" in log and "@ 6 updates" in log
-    state = checkpoint_loading.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
+    state = checkpoints.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
     assert state["optimizer_history"][-1]["num_updates"] == 9
 
 
@@ -85,7 +85,7 @@ def test_reloaded_model_gives_identical_outputs_through_fairseq_and_hub(trained_
         expected, _ = fairseq_model(tokens.unsqueeze(0), features_only=True)
         assert torch.equal(hub.extract_features(tokens), expected)
     # the saved weights are exactly the ones fairseq restored
-    state = checkpoint_loading.load_checkpoint_to_cpu(path)
+    state = checkpoints.load_checkpoint_to_cpu(path)
     for name, tensor in fairseq_model.state_dict().items():
         assert torch.equal(tensor, state["model"][name]), name
 
@@ -97,8 +97,8 @@ def test_corrupt_checkpoint_error_names_the_file_and_the_earlier_checkpoints(tra
     broken = tmp_path / "checkpoint_last.pt"
     broken.write_bytes(good[: len(good) // 3])
     (tmp_path / "checkpoint_1_3.pt").write_bytes(good)
-    with pytest.raises(checkpoint_loading.CheckpointError) as error:
-        checkpoint_loading.load_checkpoint_to_cpu(str(broken))
+    with pytest.raises(checkpoints.CheckpointError) as error:
+        checkpoints.load_checkpoint_to_cpu(str(broken))
     message = str(error.value)
     assert str(broken) in message and "corrupt or truncated" in message
     # the advice holds for every run kind (GLUE runs cannot add --restore-file to their --finetune-from-model)
@@ -109,20 +109,20 @@ def test_corrupt_checkpoint_error_names_the_file_and_the_earlier_checkpoints(tra
 def test_a_file_that_is_no_torch_checkpoint_is_reported_as_corrupt_not_as_an_allow_list_matter(tmp_path):
     garbage = tmp_path / "checkpoint_last.pt"
     garbage.write_text("<html>404 Not Found</html>\n")  # e.g. a failed download saved under the checkpoint's name
-    with pytest.raises(checkpoint_loading.CheckpointError) as error:
-        checkpoint_loading.load_checkpoint_to_cpu(str(garbage))
+    with pytest.raises(checkpoints.CheckpointError) as error:
+        checkpoints.load_checkpoint_to_cpu(str(garbage))
     message = str(error.value)
     assert str(garbage) in message and "corrupt or truncated" in message and "not a torch.save file" in message
     assert "allow-list" not in message and "weights_only" not in message
     # the memory-mapped peek (vega-glue arch, the finished-run check) says the same, where torch's unpickler raised
     # a bare KeyError of a memo index
-    with pytest.raises(checkpoint_loading.CheckpointError, match="not a torch.save file"):
-        checkpoint_loading.peek_checkpoint(str(garbage))
+    with pytest.raises(checkpoints.CheckpointError, match="not a torch.save file"):
+        checkpoints.peek_checkpoint(str(garbage))
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(checkpoint_loading.CheckpointError, match="not found"):
-        checkpoint_loading.load_checkpoint_to_cpu(str(tmp_path / "nope.pt"))
+    with pytest.raises(checkpoints.CheckpointError, match="not found"):
+        checkpoints.load_checkpoint_to_cpu(str(tmp_path / "nope.pt"))
 
 
 @pytest.mark.slow
@@ -138,7 +138,7 @@ def test_checkpoints_get_the_umask_mode_so_a_shared_folder_stays_readable(traine
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path  # mkstemp alone gives 0o600
     old = os.umask(0o027)
     try:
-        atomic_writes.atomic_write(str(tmp_path / "group.pt"), lambda f: f.write(b"x"))
+        atomic.atomic_write(str(tmp_path / "group.pt"), lambda f: f.write(b"x"))
     finally:
         os.umask(old)
     assert (tmp_path / "group.pt").stat().st_mode & 0o777 == 0o640

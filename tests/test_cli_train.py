@@ -48,7 +48,7 @@ def test_bf16_does_not_select_fairseqs_tpu_code_path(tiny_data_bin):
     """vega-train's parser and fairseq's own (what `fairseq-train --user-dir user_dir` uses) alike."""
     from fairseq import options
 
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     argv = [str(tiny_data_bin), "--task", "masked_lm", "--arch", "vega_tiny", "--bf16", "--cpu"]
     args = parse_training_args(with_user_dir(argv))

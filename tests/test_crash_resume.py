@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from launch_helpers import ENV, TRAIN, assert_same_weights, load_last, pretrain_args, vega_train, wait_for_file
-from vega_toolkit.fairseq_fixes import atomic_writes
+from vega_toolkit.io import atomic
 
 MAX_UPDATE = 40
 
@@ -154,7 +154,7 @@ def test_readers_never_see_a_partial_checkpoint_last_while_a_writer_is_sigkilled
 
 def test_a_failed_write_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
     target = tmp_path / "checkpoint_last.pt"
-    atomic_writes.atomic_torch_save({"v": torch.ones(3)}, str(target))
+    atomic.atomic_torch_save({"v": torch.ones(3)}, str(target))
 
     def failing_save(obj, f):
         f.write(b"partial bytes")
@@ -162,7 +162,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_and_no_temporary_file(tmp
 
     monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(OSError, match="disk full"):
-        atomic_writes.atomic_torch_save({"v": torch.zeros(3)}, str(target))
+        atomic.atomic_torch_save({"v": torch.zeros(3)}, str(target))
     monkeypatch.undo()
     assert torch.equal(torch.load(target)["v"], torch.ones(3))
     assert os.listdir(tmp_path) == ["checkpoint_last.pt"]

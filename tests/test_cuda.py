@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from vega_toolkit.fairseq_fixes import checkpoint_loading
+from vega_toolkit.io import checkpoints
 from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttention
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -222,7 +222,7 @@ def test_vega_train_mixed_precision_on_gpu_then_checkpoint_reloads(precision, ti
     assert run.returncode == 0, log[-3000:]
     losses = [float(v) for v in re.findall(r"train_inner.* loss=([-\d.e+naif]+)", log)]
     assert losses and all(v == v and abs(v) < 1e4 for v in losses), losses
-    state = checkpoint_loading.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
+    state = checkpoints.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
     assert state["optimizer_history"][-1]["num_updates"] == 8
     weights = state["model"]
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())

@@ -36,7 +36,7 @@ def test_paper_scale_dry_run_uses_debertas_hyperparameters_and_the_plan(model_di
     mnli = _run("mnli.sh", env)
     assert mnli.returncode == 0, mnli.stderr
     cmd = _flags(mnli.stdout.splitlines()[0])
-    expected = {"--criterion": "adversarial_ce", "--adv-lambda": "5", "--lr": "3e-6", "--batch-size": "64",
+    expected = {"--criterion": "adversarial_ce", "--lr": "3e-6", "--batch-size": "64",
                 "--pooler-dropout": "0.3", "--max-seq-len": "256", "--valid-subset": "valid,valid1",
                 "--finetune-from-model": f"{model_dir}/model.pt", "--best-checkpoint-metric": "accuracy",
                 "--arch": "vega_tiny"}  # the architecture of PRETRAINED/model.pt

@@ -143,7 +143,7 @@ def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(voca
     assert r.returncode == 0, r.stderr[-3000:]
     assert re.search(r"dropping .*'mnli_head'", r.stderr)  # the model's upgrade dropped the MNLI head
     assert f"Loaded checkpoint {os.path.join(mnli, 'checkpoint_best.pt')}" in r.stderr
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
 
     mnli_state = load_checkpoint_to_cpu(os.path.join(mnli, "checkpoint_best.pt"))["model"]
     rte_state = load_checkpoint_to_cpu(os.path.join(rte, "checkpoint_last.pt"))["model"]

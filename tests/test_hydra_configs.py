@@ -102,7 +102,7 @@ def test_every_shipped_config_loads_through_both_entry_points(name, entry_point,
 def recipe_config(argv):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     return OmegaConf.create(OmegaConf.to_container(
         convert_namespace_to_omegaconf(parse_training_args(with_user_dir(argv))), resolve=True))
@@ -193,6 +193,77 @@ def test_glue_recipe_and_its_config_resolve_to_the_same_fairseq_config(recipe, s
     if "task.external_data" in {o.split("=")[0] for o in required_overrides(name)}:
         overrides.append("task.external_data=POOL.tsv")
     assert_same_config(compose_config(name, overrides), recipe_config(argv))
+
+
+# --- one home per hyperparameter ----------------------------------------------------------------------------------
+def disagreements(where, section, home):
+    """`home` is {field: value} of the dataclass that holds the values; `section` one place's resolved config."""
+    return [f"{where}: {key}={section.get(key)!r}, its home says {value!r}" for key, value in home.items()
+            if section.get(key) != value]
+
+
+def sift_home():
+    from dataclasses import fields
+
+    from vega_toolkit.criterions.adversarial_ce import AdversarialCEConfig
+    return {f.name: f.default for f in fields(AdversarialCEConfig) if f.name.startswith("adv_")}
+
+
+def corruption_home():
+    from dataclasses import fields
+
+    from vega_toolkit.tasks.denoising_pretrain import DenoisingPretrainConfig
+    return {f.name: f.default for f in fields(DenoisingPretrainConfig) if f.name in ("shuffle_prob", "replace_prob")}
+
+
+def test_sift_hyperparameters_are_the_criterions_defaults_in_every_recipe_config_and_the_study(model_dir, tmp_path):
+    """AdversarialCEConfig holds SiFT's values; the GLUE recipes, their Hydra configs and vega-study's SiFT arm
+    resolve to them (a value written into any of those places that differs from it fails here)."""
+    from vega_toolkit.study.plan import ARMS
+
+    home, found = sift_home(), []
+    env = recipe_env(FIXTURES, model_dir, str(tmp_path / "out"), str(tmp_path / "cache"), SCALE="paper")
+    # qqp.sh and qnli.sh pass the same SIFT_ARGS of common.sh (and equal their configs: the test above)
+    found += disagreements("recipes/glue/mnli.sh", recipe_config(dry_run("glue/mnli.sh", env)).criterion, home)
+    for name in ("mnli", "qqp", "qnli"):
+        found += disagreements(f"conf/glue/{name}.yaml", compose_config(name, required_overrides(name)).criterion,
+                               home)
+    study = recipe_config(["DATA", "--task", "glue", "--glue-task", "SST-2", "--arch", "vega_tiny",
+                           *ARMS["adversarial_ce"].finetune_args])
+    found += disagreements("vega-study's adversarial_ce arm", study.criterion, home)
+    assert study.criterion._name == "adversarial_ce" and not found, "\n".join(found)
+
+
+def electra_home():
+    from dataclasses import fields
+
+    from vega_toolkit.criterions.rtd_electra import RTDElectraConfig
+    return {f.name: f.default for f in fields(RTDElectraConfig)
+            if f.name in ("mask_prob", "generator_layers", "generator_width_fraction")}
+
+
+def test_pretraining_objectives_take_their_values_from_the_task_and_criterion_defaults():
+    """DenoisingPretrainConfig holds the corruption rates (shuffle 10%, replace 5%) and RTDElectraConfig the
+    generator's masking and size; the pretraining recipes, their Hydra configs and vega-study's arms resolve to
+    them."""
+    from vega_toolkit.study.plan import ARMS
+
+    found = []
+    for recipe, scale, name in PRETRAIN:
+        argv = dry_run(f"pretrain/{recipe}", {"SCALE": scale, "DATA_BIN": "DATA", "SAVE_DIR": "SAVE",
+                                              "PHASE1_CKPT": "INIT.pt"})
+        places = ((f"recipes/pretrain/{recipe} SCALE={scale}", recipe_config(argv)),
+                  (f"conf/pretrain/{name}.yaml", compose_config(name, required_overrides(name))))
+        for where, cfg in places:
+            found += disagreements(where, cfg.task, corruption_home())
+            if recipe.startswith("rtd_electra"):
+                found += disagreements(where, cfg.criterion, electra_home())
+    for arm in ("rtd_ternary", "rtd_electra"):
+        study = recipe_config(["DATA", "--arch", "vega_tiny", *ARMS[arm].pretrain_args])
+        found += disagreements(f"vega-study's {arm} arm", study.task, corruption_home())
+        if arm == "rtd_electra":
+            found += disagreements(f"vega-study's {arm} arm", study.criterion, electra_home())
+    assert not found, "\n".join(found)
 
 
 # --- tiny configs train ---------------------------------------------------------------------------------------

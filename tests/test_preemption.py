@@ -1,5 +1,5 @@
 """A preemption signal that arrives while fairseq writes a checkpoint is handled once the save is complete
-(vega_toolkit/launch/preemption.py), so a requeued SLURM job resumes from the checkpoint that was being written."""
+(vega_toolkit/runtime/preemption.py), so a requeued SLURM job resumes from the checkpoint that was being written."""
 import os
 import signal
 import subprocess
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from launch_helpers import ENV, load_last, pretrain_args
-from vega_toolkit.launch.preemption import signals_deferred
+from vega_toolkit.runtime.preemption import signals_deferred
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def requeue_and_exit(signum, frame):  # submitit's handler, once `scontrol reque
     sys.exit(3)
 
 signal.signal(signal.SIGUSR1, requeue_and_exit)
-copy = checkpoint_utils.PathManager.copy  # the toolkit's atomic copy (vega_toolkit/fairseq_fixes/atomic_writes.py)
+copy = checkpoint_utils.PathManager.copy  # the toolkit's atomic copy (vega_toolkit/io/atomic.py)
 
 def copy_while_preempted(src, dst, overwrite=False):
     if src.endswith("checkpoint_1_10.pt") and dst.endswith("checkpoint_last.pt"):

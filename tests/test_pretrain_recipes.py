@@ -76,7 +76,7 @@ def test_tiny_dry_run_prints_the_command_in_the_header_comment(name):
 
 
 def test_paper_dry_runs_parse_as_vega_train_commands_with_the_cluster_math():
-    from vega_toolkit.training import parse_training_args
+    from vega_toolkit.runtime.training import parse_training_args
 
     for name, updates in (("phase1_rtd.sh", 1_000_000), ("phase2_contrastive.sh", 100_000),
                           ("rtd_electra.sh", 1_000_000)):
@@ -94,7 +94,7 @@ def test_paper_dry_runs_parse_as_vega_train_commands_with_the_cluster_math():
 
 
 def test_paper_default_cluster_is_the_papers_40_dgx_nodes_of_8_gpus():
-    from vega_toolkit.training import parse_training_args
+    from vega_toolkit.runtime.training import parse_training_args
 
     args = parse_training_args(dry_run("phase1_rtd.sh", SCALE="paper")[1:])
     assert args.distributed_world_size == 40 * 8 and args.batch_size * args.update_freq[0] * 320 == 2560

@@ -17,7 +17,7 @@ def build(data_bin, criterion, *extra):
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from vega_toolkit.training import parse_training_args
+    from vega_toolkit.runtime.training import parse_training_args
 
     args = parse_training_args([
         str(data_bin), "--task", "denoising_pretrain", "--criterion", criterion, "--arch", "vega_tiny",

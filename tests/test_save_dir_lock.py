@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from launch_helpers import ENV, TRAIN, pretrain_args, vega_train, wait_for_file
-from vega_toolkit.save_dir_lock import LOCK_FILE
+from vega_toolkit.runtime.save_dir_lock import LOCK_FILE
 
 
 @pytest.mark.slow
@@ -52,7 +52,7 @@ def test_a_requeued_slurm_job_takes_over_its_own_lock(tiny_data_bin, tmp_path):
 def test_only_rank_0_of_a_multi_process_job_takes_the_lock(monkeypatch):
     from argparse import Namespace
 
-    from vega_toolkit.training import is_first_rank
+    from vega_toolkit.runtime.training import is_first_rank
 
     for var in ("RANK", "SLURM_PROCID"):
         monkeypatch.delenv(var, raising=False)

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from vega_toolkit.errors import UserError
-from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy, atomic_write
+from vega_toolkit.io.atomic import atomic_copy, atomic_write
 from vega_toolkit.models.glue_predictor import decode_labels
-from vega_toolkit.training import reset_fairseq_globals, train_once
+from vega_toolkit.runtime.training import reset_fairseq_globals, train_once
 
 logger = logging.getLogger(__name__)
 

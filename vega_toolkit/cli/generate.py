@@ -89,7 +89,7 @@ def _test_outputs(predictor: GluePredictor, glue_dir: str):
 def check_checkpoint_tasks(checkpoints: List[str]) -> None:
     """Every checkpoint is a fine-tuned `glue` one, one per task: checked before any file is written."""
     from vega_toolkit.data.glue_tasks import get_glue_task
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import peek_checkpoint
+    from vega_toolkit.io.checkpoints import peek_checkpoint
 
     seen = {}
     for path in checkpoints:
@@ -134,7 +134,7 @@ def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = Fa
     A test file without the official row count is an error (PartialTestSetError) unless `allow_partial`; files of
     other checkpoints already in `out_dir` are an error unless `force`."""
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
     from vega_toolkit.metrics.glue_metrics import glue_score, task_score
 
     check_checkpoint_tasks(checkpoints)

@@ -131,7 +131,7 @@ def arch_flags(model_dir: str) -> List[str]:
     `--max-relative-positions` is written out resolved, so a recipe may pass a shorter `--max-seq-len` without
     changing the relative-position bucketing the model was pretrained with.
     """
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
 
     path = os.path.join(model_dir, "model.pt")
     cfg = load_checkpoint_to_cpu(path)["cfg"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from vega_toolkit.errors import UserError, console_script
-from vega_toolkit.training import PLUGIN_DIR
+from vega_toolkit.runtime.training import PLUGIN_DIR
 
 CONF_DIR = Path(PLUGIN_DIR) / "conf"
 
@@ -175,7 +175,7 @@ def train_from_config(cfg):
 
     from vega_toolkit.errors import PATH_ERRORS, one_line
     from vega_toolkit.launch.local import run_guarded
-    from vega_toolkit.training import reset_fairseq_globals
+    from vega_toolkit.runtime.training import reset_fairseq_globals
 
     reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
     check_init_model(cfg)

@@ -6,7 +6,7 @@
 
 The plugins are registered before fairseq builds its parser (and `--user-dir` is injected for spawned workers),
 the fairseq fixes apply, and the training guards run (docs/design.md#training-guards). The launchers live in
-vega_toolkit/launch, the training core in vega_toolkit/training.py.
+vega_toolkit/launch, the training core in vega_toolkit/runtime/training.py.
 """
 import sys
 from typing import List, Optional

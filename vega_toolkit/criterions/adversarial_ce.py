@@ -1,7 +1,10 @@
 """`adversarial_ce`: SiFT (scale-invariant fine-tuning, He et al. 2021), DeBERTa's adversarial fine-tuning.
 
-    vega-train glue_data/MNLI --task glue --glue-task MNLI --criterion adversarial_ce \
-        --adv-lambda 5 --adv-init-perturbation 1e-2 --adv-learning-rate 1e-4 --adv-loss symmetric-kl ...
+    vega-train glue_data/MNLI --task glue --glue-task MNLI --criterion adversarial_ce ...   # DeBERTa's SiFT values
+    vega-train ... --criterion adversarial_ce --adv-lambda 3 ...                             # one of them changed
+
+`AdversarialCEConfig`'s defaults are the one statement of SiFT's hyperparameters: the GLUE recipes, conf/glue and
+vega-study read them (tests/test_hydra_configs.py checks it).
 
 One training step (microsoft/DeBERTa DeBERTa/sift/sift.py + DeBERTa/apps/run.py `adv_loss_fn`):
 1. clean pass: the model's `embedding_hook` replaces the word embeddings e by z = LN0(e), a non-affine LayerNorm
@@ -20,8 +23,8 @@ with the constant entropy terms added back so the logged value is the true KL(p|
 Cost: 3 forwards + 2 backwards per step. DDP: the three forwards share one backward of the summed loss; use
 `--ddp-backend legacy_ddp` (or no_c10d) if the c10d reducer objects to the multiple forward passes.
 """
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass, field, fields
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +58,27 @@ class AdversarialCEConfig(GluePredictionConfig):
     adv_layer_norm_eps: float = field(
         default=1e-7, metadata={"help": "epsilon of the non-affine LayerNorm that normalises the embeddings"}
     )
+
+
+def _flag_value(value) -> str:
+    """A default as a command-line value, the shorter of 0.01 and 1e-2 (1e-2 on a tie), 5.0 as 5."""
+    if isinstance(value, float):
+        plain = f"{value:g}"
+        mantissa, exponent = f"{value:e}".split("e")
+        scientific = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+        return scientific if len(scientific) <= len(plain) else plain
+    return str(value)
+
+
+def sift_args() -> Tuple[str, ...]:
+    """vega-train's flags of SiFT at `AdversarialCEConfig`'s defaults, for commands that must show the values
+    (vega-study's keyed cells; its report reads --adv-lambda back). The recipes and conf/glue/_sift.yaml name the
+    criterion only, so these defaults are the one statement of SiFT's hyperparameters."""
+    defaults = {f.name: f.default for f in fields(AdversarialCEConfig)}
+    args = ["--criterion", "adversarial_ce"]
+    for name in ("adv_lambda", "adv_learning_rate", "adv_init_perturbation", "adv_loss"):
+        args += ["--" + name.replace("_", "-"), _flag_value(defaults[name])]
+    return tuple(args)
 
 
 class SiftPerturbation:

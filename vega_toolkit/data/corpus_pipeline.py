@@ -117,7 +117,7 @@ def _err(message: str) -> UserError:
 
 
 def _atomic_text(path: Path, text: str):
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
 
     atomic_write(str(path), lambda f: f.write(text.encode("utf-8")))
 
@@ -243,7 +243,7 @@ def prepare(config: PreprocessConfig) -> Plan:
     destdir.mkdir(parents=True, exist_ok=True)
     spm_path = destdir / "spm.model"
     if config.spm_model:
-        from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy
+        from vega_toolkit.io.atomic import atomic_copy
 
         atomic_copy(config.spm_model, str(spm_path), overwrite=True)
     else:
@@ -329,7 +329,7 @@ def _train_sentencepiece(corpus: Corpus, config: PreprocessConfig, model_path: P
     except RuntimeError as err:  # e.g. more distinct characters than --vocab-size: a flag to change
         raise _err(f"sentencepiece cannot train on {list(map(str, corpus.files))} with --vocab-size "
                    f"{config.vocab_size} --character-coverage {config.character_coverage}: {str(err).strip()}") from None
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
 
     atomic_write(str(model_path), lambda f: f.write(model.getvalue()))
     logger.info("sentencepiece (%s, %d pieces) trained on %d sampled units", config.model_type,
@@ -575,7 +575,7 @@ def encode_shard(destdir, k: int, workers: int = 1) -> Dict:
         for ext in ("bin", "idx"):
             os.replace(out / f".part-{split}.{ext}", out / f"{split}.{ext}")
     if out != Path(plan.destdir):
-        from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy
+        from vega_toolkit.io.atomic import atomic_copy
 
         atomic_copy(str(spm_path), str(out / "spm.model"), overwrite=True)
     summary = {"shard": k, "train_units": len(parts["train"]), "valid_units": n_valid, "skipped": False}

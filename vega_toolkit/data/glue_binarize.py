@@ -19,7 +19,7 @@ from typing import List, Optional, Union
 import numpy as np
 import torch
 
-from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+from vega_toolkit.io.atomic import atomic_write
 from vega_toolkit.data.glue_readers import read_glue_file, require_glue_file
 from vega_toolkit.data.glue_tasks import GlueTaskSpec, get_glue_task
 

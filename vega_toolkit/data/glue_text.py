@@ -16,7 +16,7 @@ TAPT_SPLIT = "train"
 
 def write_training_text(glue_dir: str, tasks: Iterable[str], out_path: str) -> int:
     """Write the training sentences of TASKS to OUT_PATH; returns the number of sentences written."""
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
 
     sentences = []
     for task in tasks:

@@ -6,13 +6,13 @@ local GPU itself. The SLURM launcher (submitit_launcher.py) runs this same funct
 
 What runs is chosen here and only here: a task with a round driver in vega_toolkit/adaptation (`ROUND_DRIVERS`:
 transductive and self-calibrated fine-tuning) runs its whole loop of trainings; any other task trains once, inside
-vega-train's guards (vega_toolkit/training.py). Either way the save dir is locked for the life of the run.
+vega-train's guards (vega_toolkit/runtime/training.py). Either way the save dir is locked for the life of the run.
 """
 from typing import Any, Callable, List, Optional
 
 from vega_toolkit.adaptation import round_driver
 from vega_toolkit.errors import check_output_dir
-from vega_toolkit.training import (check_training_numbers, explicit_value, guarded_training, locked_save_dir,
+from vega_toolkit.runtime.training import (check_training_numbers, explicit_value, guarded_training, locked_save_dir,
                                    parse_training_args, train_once, with_user_dir)
 
 

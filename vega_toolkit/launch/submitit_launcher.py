@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from vega_toolkit.errors import UserError
 from vega_toolkit.launch import slurm
-from vega_toolkit.launch.preemption import signals_deferred
+from vega_toolkit.runtime.preemption import signals_deferred
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +138,14 @@ def save_dir_of(argv: List[str]) -> str:
 
 class FairseqTrainingJob:
     """The callable submitit runs in every SLURM task: fairseq training of `argv` (vega-train's flags, no launcher
-    flags). Checkpointable: on preemption/time limit it is requeued with the same argv, and fairseq resumes from
-    `<save-dir>/checkpoint_last.pt`.
+    flags). An importable class of this package: submitit pickles it by reference, so it must not come from a
+    `--user-dir`.
+
+    Checkpointable: SLURM sends `--slurm-signal` (default USR2, submitit's default, which warns that NCCL may catch
+    USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill, and
+    submitit calls `checkpoint()`, which requeues the same argv; fairseq resumes from `<save-dir>/checkpoint_last.pt`
+    (its default `--restore-file`), so `--save-interval-updates` bounds the lost work. A signal that arrives while
+    fairseq writes a checkpoint is handled once the save is complete (`guarded_checkpoint_saves`).
     """
 
     def __init__(self, argv: List[str]):
@@ -179,8 +185,8 @@ class FairseqTrainingJob:
 @contextlib.contextmanager
 def guarded_checkpoint_saves():
     """Wrap fairseq's `checkpoint_utils.save_checkpoint`, which fairseq_cli.train calls on every rank (after the last
-    update too), so that each save finishes before a preemption signal is handled (preemption.py says why), and
-    record the Trainer passed to it, which `fairseq_cli.train.main` does not return."""
+    update too), so that each save finishes before a preemption signal is handled (runtime/preemption.py says why),
+    and record the Trainer passed to it, which `fairseq_cli.train.main` does not return."""
     from fairseq import checkpoint_utils
 
     seen: Dict[str, Any] = {}
@@ -218,7 +224,13 @@ def _torch_cuda_count() -> int:
 
 def distributed_argv(argv: List[str], env) -> List[str]:
     """`argv` plus the distributed flags fairseq needs in the SLURM task described by `env` (a submitit
-    JobEnvironment: num_nodes, num_tasks, job_id, global_rank, hostnames)."""
+    JobEnvironment: num_nodes, num_tasks, job_id, global_rank, hostnames).
+
+    fairseq infers rank and world size from the SLURM environment (fairseq/distributed/utils.py
+    `_infer_slurm_init`): with `--slurm-tasks-per-node` > 1 every task is one rank; with one task per node fairseq
+    spawns one rank per visible GPU. Added unless given: `--distributed-world-size` and an explicit
+    `--distributed-port` (without it fairseq falls back to `tcp://localhost`, single-node only); on CPU-only nodes
+    `--distributed-backend gloo`, `--ddp-backend legacy_ddp` and the rank/init method fairseq would infer."""
     argv = list(argv)
     gpus = _torch_cuda_count()
     tasks_per_node = max(1, env.num_tasks // max(1, env.num_nodes))
@@ -304,7 +316,7 @@ def submit(args: argparse.Namespace, fairseq_argv: List[str]):
 
     Returns the submitit Job (its `.job_id` is the SLURM job id).
     """
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     # Fail on bad fairseq flags here, not minutes later in the queue.
     parse_training_args(with_user_dir(fairseq_argv))

@@ -118,7 +118,7 @@ class VegaHubInterface(nn.Module):
 
     def _check_head(self, head: str):
         """A head predict() uses must be the checkpoint's own (same size) or one the caller registered."""
-        from vega_toolkit.fairseq_fixes.checkpoint_loading import peek_checkpoint
+        from vega_toolkit.io.checkpoints import peek_checkpoint
         from vega_toolkit.models.heads import HeadMismatchError, check_classification_head
 
         if head in self._own_heads:

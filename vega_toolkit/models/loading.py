@@ -6,7 +6,7 @@
 
 It is fairseq's own `checkpoint_utils.load_model_ensemble_and_task`, so the model is rebuilt by its own task exactly
 as in training (the task set up `from_checkpoint`, the state dict upgraded and loaded strictly); the checkpoint is
-read through the allow-listed loader of vega_toolkit/fairseq_fixes/checkpoint_loading.py.
+read through the allow-listed loader of vega_toolkit/io/checkpoints.py.
 """
 from typing import Any, Dict, Optional
 

@@ -34,7 +34,7 @@ def write_model_checkpoint(path: str, cfg_container: Dict, state: Dict[str, torc
                            criterion_name: str = "none", task_state: Optional[Dict] = None) -> None:
     """A fairseq checkpoint holding weights and config only, with the bookkeeping fairseq's loader upgrades;
     `task_state`: what the task restores on load (the vocabulary id, vega_toolkit/data/vocabulary.py)."""
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_torch_save
+    from vega_toolkit.io.atomic import atomic_torch_save
 
     history = [{"criterion_name": criterion_name, "optimizer_name": "none", "lr_scheduler_state": {},
                 "num_updates": 0}]
@@ -81,7 +81,7 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
     from omegaconf import open_dict
 
     from vega_toolkit.data.vocabulary import check_vocabulary, stored_vocabulary_id
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
     from vega_toolkit.models.replacement_generator import EMBEDDING_DELTA_KEY
 
     ckpt = load_checkpoint_to_cpu(checkpoint)

@@ -84,7 +84,7 @@ def write_calibration(path: str, gpu: str, device_name: str, torch_version: str,
                       rows: List[CalibrationRow]):
     from dataclasses import asdict
 
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
 
     text = json.dumps({"gpu": gpu, "device_name": device_name, "torch": torch_version, "source": source,
                        "rows": [asdict(r) for r in rows]}, indent=1)

@@ -32,7 +32,7 @@ class PlanInputError(ValueError):
 
 def parse_plan_command(argv: List[str], add_extra_args: Optional[Callable] = None) -> argparse.Namespace:
     """vega-train's parser over ``argv`` (DATA optional: see ``NO_DATA``), plus the caller's extra flags."""
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     argv = list(argv)
     if not argv or argv[0].startswith("-"):

@@ -14,10 +14,11 @@ whole ablation is `ablation_arms` (`vega-study run --scale cpu --arms all`).
 from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
-# SiFT as DeBERTa's *-sift scripts (recipes/glue/common.sh SIFT_ARGS): lambda 5, ascent step 1e-4, initial
-# perturbation 1e-2, symmetric KL
-_SIFT_ARGS = ("--criterion", "adversarial_ce", "--adv-lambda", "5", "--adv-learning-rate", "1e-4",
-              "--adv-init-perturbation", "1e-2", "--adv-loss", "symmetric-kl")
+from vega_toolkit.criterions.adversarial_ce import sift_args
+
+# SiFT at the criterion's defaults, its flags written out: the report reads --adv-lambda back from the command
+_SIFT_ARGS = sift_args()
+_SIFT_VALUES = dict(zip(_SIFT_ARGS[::2], _SIFT_ARGS[1::2]))
 # recipes/glue/wnli_transductive.sh and cola_selfcal.sh at SCALE=tiny; the paper scale overrides the rounds and
 # the selection size with the recipes' paper values (Scale.arm_args)
 _ROUND_ARGS = ("--train-initial-model", "--converge-eps", "0.01", "--confidence-threshold", "0")
@@ -134,7 +135,9 @@ ARMS: Dict[str, Arm] = {
         # adaptation arms: the rtd_ternary model fine-tuned another way, against its plain fine-tuning
         Arm("adversarial_ce", finetune_args=_SIFT_ARGS, starts_from="rtd_ternary", compare_with="rtd_ternary",
             claim="adversarial fine-tuning on normalised word embeddings (SiFT) beats plain cross-entropy",
-            about="SiFT (criterions/adversarial_ce.py): lambda 5, step 1e-4, init 1e-2, symmetric KL, every task"),
+            about=f"SiFT (criterions/adversarial_ce.py): lambda {_SIFT_VALUES['--adv-lambda']}, step "
+                  f"{_SIFT_VALUES['--adv-learning-rate']}, init {_SIFT_VALUES['--adv-init-perturbation']}, "
+                  "symmetric KL, every task"),
         Arm("glue_transductive", finetune_args=_TRANSDUCTIVE_ARGS, starts_from="rtd_ternary",
             only_tasks=("RTE", "WNLI"), compare_with="rtd_ternary",
             claim="transductive fine-tuning (test-set pseudo-labels) beats plain fine-tuning on RTE and WNLI",

@@ -245,7 +245,7 @@ class Rehearsal:
 
     def check_resumed(self) -> int:
         """1 if the requeued job resumed from its checkpoint_last.pt mid-way and still reached its last update."""
-        from vega_toolkit.checkpoints import read_num_updates
+        from vega_toolkit.io.checkpoints import read_num_updates
 
         job = self.jobs[self.requeue_target]
         if not self.requeued:

@@ -439,7 +439,7 @@ class StudyRunner:
 
     def terminate_children(self, *_):
         """SIGTERM to the study: each running cell gets it too, and a pretraining saves checkpoint_last.pt at its
-        next update (vega_toolkit/graceful_stop.py). Wait for those saves, so the next `vega-study run` resumes
+        next update (vega_toolkit/runtime/graceful_stop.py). Wait for those saves, so the next `vega-study run` resumes
         from them rather than from the last --save-interval-updates checkpoint."""
         children = list(self._children.values())
         for proc in children:

@@ -1,24 +1,11 @@
-"""The training core: one fairseq training of a parsed command line, inside vega-train's guards.
+"""One fairseq training of a parsed command line, inside vega-train's guards (see vega_toolkit/runtime/__init__.py).
 
-    from vega_toolkit.training import parse_training_args, train_once, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, train_once, with_user_dir
     args = parse_training_args(with_user_dir(["DATA_BIN", "--task", "denoising_pretrain", "--arch", "vega_tiny", ...]))
     train_once(args)                      # fairseq_cli.train.main, spawning local DDP workers as fairseq does
 
-Who calls it: the local launcher (vega_toolkit/launch/local.py: `vega-train`, `vega-hydra-train` and every SLURM
-task of `--launcher submitit`), the round drivers of vega_toolkit/adaptation (one `train_once` per round) and the
-benchmarks. The guards (`guarded_training`), each a fix rather than a feature:
-- the save dir is locked for the life of the run (`locked_save_dir`, vega_toolkit/save_dir_lock.py), so a
-  second run with the same `--save-dir` stops instead of overwriting the first one's checkpoints;
-- a truncated `checkpoint_last.pt` is replaced by the newest readable checkpoint of the save dir (the broken file is
-  renamed aside), instead of stopping the run or restarting it from update 0;
-- re-running a finished command (checkpoint_last.pt at `--max-update`) is a no-op that says so, where fairseq would
-  train one more update and rewrite the checkpoints;
-- `--restore-file` with a classification head of another size than the task's is an error naming the head and
-  the flag to use, not a shape error deep inside the optimizer;
-- SIGTERM or SIGUSR1 (preemption, a stopped study) stop a single-process run at its next update with
-  checkpoint_last.pt saved, and the command exits with 128 + the signal (vega_toolkit/graceful_stop.py).
-The fixes of fairseq itself (checkpoint loading under torch>=2.6, atomic checkpoint writes, `--bf16` without the TPU
-path, full `--help`, batching) are installed on `import vega_toolkit` (vega_toolkit/fairseq_fixes).
+Called by the local launcher (launch/local.py: vega-train, vega-hydra-train, every SLURM task of --launcher
+submitit), the round drivers of adaptation/ (one `train_once` per round) and the benchmarks.
 """
 import contextlib
 import os
@@ -27,7 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from vega_toolkit.errors import UserError
 
 # `--user-dir` of spawned distributed workers and SLURM jobs: the installed package itself
-PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def with_user_dir(argv: List[str]) -> List[str]:
@@ -95,7 +82,7 @@ def resume_checkpoint(args) -> Optional[str]:
 def check_restored_heads(args, path: str):
     """A restored classification head must have the task's size: its optimizer state cannot fit another one."""
     from vega_toolkit.data.glue_tasks import get_glue_task
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
+    from vega_toolkit.io.checkpoints import CheckpointError, peek_checkpoint
     from vega_toolkit.models.heads import HeadMismatchError, classification_head_sizes
 
     head, glue_task = getattr(args, "classification_head_name", None), getattr(args, "glue_task", None)
@@ -130,7 +117,7 @@ def vocabulary_folder(args) -> Optional[Tuple[str, str]]:
 def check_not_a_gdes_pretraining(path: str):
     """A GDES pretraining checkpoint keeps the discriminator's embedding delta in the criterion's state, which
     --finetune-from-model does not read: its weights alone are the generator's embedding, not the discriminator's."""
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
+    from vega_toolkit.io.checkpoints import CheckpointError, peek_checkpoint
     from vega_toolkit.models.replacement_generator import EMBEDDING_DELTA_KEY
 
     try:
@@ -151,7 +138,7 @@ def check_checkpoint_vocabulary(args, path: str, flag: str):
     from fairseq.data import Dictionary
 
     from vega_toolkit.data.vocabulary import check_embedding_rows, check_vocabulary, stored_vocabulary_id
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
+    from vega_toolkit.io.checkpoints import CheckpointError, peek_checkpoint
     from vega_toolkit.models.model_folder import DICT_FILE, EMBEDDING_KEY
 
     found = vocabulary_folder(args)
@@ -211,8 +198,7 @@ def check_training_numbers(args, max_update_given: Optional[str] = None):
 
 def finished_message(args, path: str) -> Optional[str]:
     """What to say when `path` (the save dir's checkpoint_last.pt) is already at --max-update."""
-    from vega_toolkit.checkpoints import read_num_updates
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
+    from vega_toolkit.io.checkpoints import CheckpointError, read_num_updates
 
     if args.restore_file != "checkpoint_last.pt" or not args.max_update:
         return None
@@ -235,7 +221,7 @@ def is_first_rank(args) -> bool:
 
 def locked_save_dir(args):
     """The save-dir lock of this run (rank 0 only; none with --no-save), as a context manager."""
-    from vega_toolkit.save_dir_lock import SaveDirLock
+    from vega_toolkit.runtime.save_dir_lock import SaveDirLock
 
     return SaveDirLock(args.save_dir) if is_first_rank(args) and not args.no_save else contextlib.nullcontext()
 
@@ -243,8 +229,8 @@ def locked_save_dir(args):
 def guarded_training(args, train: Callable[[], Any]):
     """`train()` (one fairseq training of `args`) after vega-train's checks: the checkpoint_last.pt repair, the
     restored-head check and the finished-run no-op. The caller holds the save-dir lock (`locked_save_dir`)."""
-    from vega_toolkit.checkpoints import recover_checkpoint_last
-    from vega_toolkit.graceful_stop import stop_with_checkpoint
+    from vega_toolkit.io.checkpoints import recover_checkpoint_last
+    from vega_toolkit.runtime.graceful_stop import stop_with_checkpoint
 
     if is_first_rank(args) and args.restore_file == "checkpoint_last.pt":
         recover_checkpoint_last(args.save_dir)

@@ -126,7 +126,7 @@ class SaveDirLock:
         return True
 
     def _write(self):
-        from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+        from vega_toolkit.io.atomic import atomic_write
 
         atomic_write(self.path, lambda f: f.write(json.dumps(self.me).encode("utf-8")))
         self.owned = True

@@ -1,19 +1,12 @@
-"""Stop a training at its next update with checkpoint_last.pt saved, on SIGTERM or SIGUSR1.
+"""Stop a training at its next update with checkpoint_last.pt saved, on SIGTERM or SIGUSR1 (SLURM preemption or
+time limit, `kill`, a stopped study), instead of losing every update since the last interval checkpoint.
 
-Why: a run is stopped from outside long before `--max-update` — SLURM preemption or a time limit (SIGTERM, or
-`--signal=USR1@120`), a study runner stopped at the end of a working session, `kill`. fairseq dies at once and loses
-every update since the last `--save-interval-updates` checkpoint: on one CPU core, up to 25 minutes of a pretraining.
+    vega-train DATA ... &  kill -TERM $!      # "stopped by SIGTERM at update N"; exit 143; the same command resumes
 
-How: fairseq calls `fairseq_cli.train.validate_and_save` after every update. Once a signal has arrived, that call
-sees a time limit (`--stop-time-hours`) already spent, so it validates, saves checkpoint_last.pt and stops training
-exactly as on its own time limit. The command then exits with 128 + the signal number, so whoever waits on it (the
-study runner, SLURM, a shell loop) does not take it for a finished run; the same command resumes from that
-checkpoint. A second signal kills at once (the default action), for a user who will not wait for the save.
-
-Only where it helps and is safe: a single-process run that writes checkpoint_last.pt, and only for a signal that
-has no handler yet (under `--launcher submitit`, submitit's handlers requeue the job and stay in charge). Several
-ranks would each stop at their own update, and the others would wait forever in the next all-reduce; a run with
---no-save or --no-last-checkpoints has nothing to resume from. Those keep fairseq's behaviour.
+The command exits with 128 + the signal, so whoever waits on it does not take it for a finished run; a second signal
+kills at once. Only a single-process run that writes checkpoint_last.pt, and only a signal without a handler yet
+(under --launcher submitit, submitit's handlers requeue the job): several ranks would stop at different updates and
+hang in the next all-reduce.
 """
 import contextlib
 import logging
