@@ -3,6 +3,7 @@
 Install (see README): torch==2.13.0 first, then fairseq-fixed with --no-build-isolation --no-deps,
 then `pip install -e .` (or simply `make test` / `make demo`, which do all of it in .venv).
 """
+
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def version():
     text = (here / "vega_toolkit" / "__init__.py").read_text()
     found = re.findall(r'^__version__ = "([^"]+)"$', text, re.M)
     if len(found) != 1:
-        raise RuntimeError(f"vega_toolkit/__init__.py: expected one `__version__ = \"...\"` line, found {len(found)}")
+        raise RuntimeError(f'vega_toolkit/__init__.py: expected one `__version__ = "..."` line, found {len(found)}')
     return found[0]
 
 

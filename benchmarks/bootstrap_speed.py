@@ -7,6 +7,7 @@ functions (task_metrics, one call per run and resample) and with row_scores (eve
 Both paths draw the same runs and examples (one seed); the table gives each one's time, their ratio, and the
 largest difference between the two intervals' bounds.
 """
+
 import argparse
 import time
 
@@ -36,7 +37,7 @@ def synthetic_side(labels, runs, accuracy, rng):
 
 def per_row(task, preds, gold):
     """The metric functions called once per resample row (how the bootstrap scored before row_scores)."""
-    return np.asarray([task_score(task, task_metrics(task, p, t)) for p, t in zip(preds, gold)])
+    return np.asarray([task_score(task, task_metrics(task, p, t)) for p, t in zip(preds, gold, strict=True)])
 
 
 def main():
@@ -48,8 +49,11 @@ def main():
     labels = {}
     for task, n in DEV_SIZES.items():
         glue = get_glue_task(task)
-        labels[task] = (rng.uniform(0, 5, n).round(1) if glue.is_regression
-                        else np.asarray(glue.labels)[rng.integers(len(glue.labels), size=n)])
+        labels[task] = (
+            rng.uniform(0, 5, n).round(1)
+            if glue.is_regression
+            else np.asarray(glue.labels)[rng.integers(len(glue.labels), size=n)]
+        )
     arm, baseline = synthetic_side(labels, args.runs, 0.8, rng), synthetic_side(labels, args.runs, 0.7, rng)
     timings, intervals = {}, {}
     for name, score in (("task_metrics per resample", per_row), ("row_scores", row_scores)):
@@ -60,7 +64,7 @@ def main():
     print(f"one claim, {len(labels)} tasks, {args.runs} runs a side, {args.resamples} resamples")
     for name, seconds in timings.items():
         print(f"  {name:<28} {seconds:8.2f} s   interval {intervals[name][0]:.3f} .. {intervals[name][1]:.3f}")
-    gap = max(abs(a - b) for a, b in zip(*intervals.values()))
+    gap = max(abs(a - b) for a, b in zip(*intervals.values(), strict=True))
     print(f"  speed-up {slow / fast:.1f}x; largest bound difference {gap:.2e}")
 
 

@@ -1,4 +1,5 @@
 """Shared pytest fixtures (keep each one small, generic and fast) and the fixture -> lane marks of the test lanes."""
+
 import json
 import os
 import random
@@ -31,9 +32,16 @@ def pytest_collection_finish(session):
     fixtures, marks) there as JSON: how tests/test_lanes.py sees what a lane runs."""
     path = os.environ.get("VEGA_LANE_REPORT")
     if path:
+
         def rows(items):
-            return [{"id": item.nodeid, "fixtures": sorted(item.fixturenames),
-                     "marks": sorted({mark.name for mark in item.iter_markers()})} for item in items]
+            return [
+                {
+                    "id": item.nodeid,
+                    "fixtures": sorted(item.fixturenames),
+                    "marks": sorted({mark.name for mark in item.iter_markers()}),
+                }
+                for item in items
+            ]
 
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"selected": rows(session.items), "deselected": rows(_deselected)}, f)
@@ -59,8 +67,21 @@ def tiny_data_bin(tmp_path_factory):
     rng = random.Random(0)
     text = root / "toy.txt"
     text.write_text("".join(paragraph(rng) + "\n" for _ in range(600)))
-    return preprocess([str(text), "--destdir", str(root / "data-bin"), "--vocab-size", "256", "--workers", "1",
-                       "--valid-fraction", "0.05", "--seed", "0"])
+    return preprocess(
+        [
+            str(text),
+            "--destdir",
+            str(root / "data-bin"),
+            "--vocab-size",
+            "256",
+            "--workers",
+            "1",
+            "--valid-fraction",
+            "0.05",
+            "--seed",
+            "0",
+        ]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +106,9 @@ def local_slurm():
     import subprocess
     from pathlib import Path
 
-    script = os.environ.get("VEGA_SLURM_LOCAL") or str(Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh")
+    script = os.environ.get("VEGA_SLURM_LOCAL") or str(
+        Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh"
+    )
     was_running = subprocess.run(["bash", script, "status"], capture_output=True).returncode == 0
     try:
         proc = subprocess.run(["bash", script, "start"], capture_output=True, text=True, timeout=900)

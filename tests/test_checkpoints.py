@@ -1,4 +1,5 @@
 """Checkpoints written by `vega-train` reload under torch 2.13 (weights_only default) and give identical outputs."""
+
 import pickle
 import subprocess
 import sys
@@ -16,10 +17,33 @@ TRAIN = [sys.executable, "-m", "vega_toolkit.cli.train"]
 def trained_run(tiny_data_bin, tmp_path_factory):
     """A tiny vega_encoder trained for a few updates by the real CLI, checkpointing every 3 updates."""
     save_dir = tmp_path_factory.mktemp("ckpt")
-    args = [str(tiny_data_bin), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "vega_tiny",
-            "--tokens-per-sample", "64", "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-3",
-            "--save-dir", str(save_dir), "--cpu", "--save-interval-updates", "3", "--no-epoch-checkpoints",
-            "--log-format", "simple", "--seed", "3"]
+    args = [
+        str(tiny_data_bin),
+        "--task",
+        "masked_lm",
+        "--criterion",
+        "masked_lm",
+        "--arch",
+        "vega_tiny",
+        "--tokens-per-sample",
+        "64",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--save-dir",
+        str(save_dir),
+        "--cpu",
+        "--save-interval-updates",
+        "3",
+        "--no-epoch-checkpoints",
+        "--log-format",
+        "simple",
+        "--seed",
+        "3",
+    ]
     subprocess.run(TRAIN + args + ["--max-update", "6"], check=True, capture_output=True)
     return save_dir, args
 
@@ -29,10 +53,37 @@ def legacy_arch_run(tiny_data_bin, tmp_path_factory):
     """fairseq's own legacy-arch RoBERTa (the MLM baseline's usual model): its checkpoints pickle argparse.Namespace,
     which torch 2.13's weights-only loader refuses unless allow-listed."""
     save_dir = tmp_path_factory.mktemp("legacy")
-    args = [str(tiny_data_bin), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta_base",
-            "--encoder-layers", "1", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-            "--encoder-attention-heads", "2", "--tokens-per-sample", "64", "--batch-size", "8", "--optimizer", "adam",
-            "--lr", "1e-3", "--save-dir", str(save_dir), "--cpu", "--no-epoch-checkpoints", "--log-format", "simple"]
+    args = [
+        str(tiny_data_bin),
+        "--task",
+        "masked_lm",
+        "--criterion",
+        "masked_lm",
+        "--arch",
+        "roberta_base",
+        "--encoder-layers",
+        "1",
+        "--encoder-embed-dim",
+        "32",
+        "--encoder-ffn-embed-dim",
+        "64",
+        "--encoder-attention-heads",
+        "2",
+        "--tokens-per-sample",
+        "64",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--save-dir",
+        str(save_dir),
+        "--cpu",
+        "--no-epoch-checkpoints",
+        "--log-format",
+        "simple",
+    ]
     subprocess.run(TRAIN + args + ["--max-update", "3"], check=True, capture_output=True)
     return save_dir, args
 
@@ -75,11 +126,11 @@ def test_reloaded_model_gives_identical_outputs_through_fairseq_and_hub(trained_
 
     save_dir, _ = trained_run
     path = str(save_dir / "checkpoint_best.pt")
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task([path],
-                                                                   arg_overrides={"data": str(tiny_data_bin)})
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides={"data": str(tiny_data_bin)})
     fairseq_model = models[0].eval()
-    hub = vega_toolkit.VegaModel.from_pretrained(str(save_dir), checkpoint_file="checkpoint_best.pt",
-                                                 data_name_or_path=str(tiny_data_bin)).eval()
+    hub = vega_toolkit.VegaModel.from_pretrained(
+        str(save_dir), checkpoint_file="checkpoint_best.pt", data_name_or_path=str(tiny_data_bin)
+    ).eval()
     tokens = hub.encode("the old farmer found a letter .", "anna sold the boat .")
     with torch.no_grad():
         expected, _ = fairseq_model(tokens.unsqueeze(0), features_only=True)

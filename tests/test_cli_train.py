@@ -1,4 +1,5 @@
 """`vega-train` is fairseq-train with the plugins; stock `fairseq-train --user-dir user_dir` sees the same."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,13 @@ def test_importing_the_package_registers_every_component():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [
-    [str(BIN / "vega-train"), "--help"],
-    [str(BIN / "fairseq-train"), "--user-dir", "user_dir", "--arch", "vega_base", "--help"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [str(BIN / "vega-train"), "--help"],
+        [str(BIN / "fairseq-train"), "--user-dir", "user_dir", "--arch", "vega_base", "--help"],
+    ],
+)
 def test_help_lists_the_encoder_options(command):
     out = run(command)
     assert out.returncode == 0, out.stderr

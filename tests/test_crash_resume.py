@@ -2,6 +2,7 @@
 checkpoint_last.pt at the update it reached, exits 143 and resumes from there; checkpoint files are replaced
 atomically (a reader never sees a partial checkpoint_last.pt); a truncated one is put aside and the run resumes from
 the newest readable checkpoint; a finished run started again does nothing."""
+
 import os
 import re
 import signal
@@ -12,8 +13,8 @@ import time
 
 import pytest
 import torch
-
 from launch_helpers import ENV, TRAIN, assert_same_weights, load_last, pretrain_args, vega_train, wait_for_file
+
 from vega_toolkit.io import atomic
 
 MAX_UPDATE = 40
@@ -31,8 +32,9 @@ def killed_then_restarted(tiny_data_bin, tmp_path_factory):
     """The same command, SIGKILLed right after its update-10 checkpoint, then started again unchanged."""
     save_dir = tmp_path_factory.mktemp("killed")
     args = pretrain_args(tiny_data_bin, save_dir, MAX_UPDATE)
-    proc = subprocess.Popen(TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_file(save_dir / "checkpoint_1_10.pt", timeout_s=120, alive=lambda: proc.poll() is None)
         assert proc.poll() is None, "the run finished before it could be killed"
@@ -46,7 +48,8 @@ def killed_then_restarted(tiny_data_bin, tmp_path_factory):
 
 @pytest.mark.slow
 def test_sigkilled_run_restarted_with_the_same_command_ends_with_the_uninterrupted_weights(
-        killed_then_restarted, reference_run):
+    killed_then_restarted, reference_run
+):
     save_dir, killed_at, log = killed_then_restarted
     # the kill lands after checkpoint_1_10.pt; checkpoint_last.pt is then at update 10, or still at 5 when the kill
     # hit between writing checkpoint_1_10.pt and copying it onto checkpoint_last.pt
@@ -62,10 +65,12 @@ def test_sigkilled_run_restarted_with_the_same_command_ends_with_the_uninterrupt
 
 @pytest.mark.slow
 def test_sigterm_saves_the_update_reached_exits_143_and_the_same_command_resumes_to_the_uninterrupted_weights(
-        reference_run, tiny_data_bin, tmp_path):
+    reference_run, tiny_data_bin, tmp_path
+):
     args = pretrain_args(tiny_data_bin, tmp_path, MAX_UPDATE)
-    proc = subprocess.Popen(TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         wait_for_file(tmp_path / "checkpoint_1_10.pt", timeout_s=120, alive=lambda: proc.poll() is None)
         proc.send_signal(signal.SIGTERM)
@@ -87,7 +92,8 @@ def test_sigterm_saves_the_update_reached_exits_143_and_the_same_command_resumes
 
 @pytest.mark.slow
 def test_truncated_checkpoint_last_falls_back_to_the_newest_readable_checkpoint_and_is_kept_aside(
-        killed_then_restarted, tiny_data_bin, tmp_path):
+    killed_then_restarted, tiny_data_bin, tmp_path
+):
     save_dir = killed_then_restarted[0]
     for name in ("checkpoint_1_5.pt", "checkpoint_1_10.pt", "checkpoint_last.pt"):
         (tmp_path / name).write_bytes((save_dir / name).read_bytes())
@@ -133,8 +139,13 @@ WRITER = textwrap.dedent("""
 def test_readers_never_see_a_partial_checkpoint_last_while_a_writer_is_sigkilled(tmp_path):
     # A 16 MB checkpoint rewritten in a loop. With fairseq's stock writes (shutil.copyfile straight onto
     # checkpoint_last.pt) most concurrent reads fail: measured 993 of 1052 reads in 3 s on this machine.
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], env={**os.environ, **ENV},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)],
+        env={**os.environ, **ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     last = tmp_path / "checkpoint_last.pt"
     try:
         wait_for_file(last, timeout_s=60, alive=lambda: proc.poll() is None)

@@ -4,6 +4,7 @@ finite, vega-train trains in bf16/fp16 and its checkpoints reload. Skipped where
 With a GPU, the fused tests fail rather than skip when the compiled kernels cannot run (a skip there reads as a pass).
 The fused parity helpers take any device: tests/test_fused_attention.py runs them on CPU in Triton's interpreter.
 """
+
 import copy
 import importlib
 import re
@@ -46,7 +47,7 @@ def cuda_inputs(batch=3, length=300, dim=64, rows=512, padded=True, seed=1, devi
     pad = None
     if padded:
         pad = torch.zeros(batch, length, dtype=torch.bool, device=device)
-        pad[1, length - 37:] = True
+        pad[1, length - 37 :] = True
         pad[2, 5:] = True
     return x, rel, pad
 
@@ -162,16 +163,18 @@ def assert_fused_close_to_fp32_reference(got, want, dtype=None):
 def test_fused_kernel_equals_reference_on_cuda_in_fp32(fused_kernel, length, padded):
     fast, ref = attention_pair(impl="fused")
     x, rel, pad = cuda_inputs(length=length, padded=padded)
-    assert_fused_close_to_fp32_reference(fused_outputs_and_grads(fast, x, rel, pad),
-                                         fused_outputs_and_grads(ref, x, rel, pad))
+    assert_fused_close_to_fp32_reference(
+        fused_outputs_and_grads(fast, x, rel, pad), fused_outputs_and_grads(ref, x, rel, pad)
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_kernel_under_autocast_is_close_to_fp32_reference(fused_kernel, dtype):
     fast, ref = attention_pair(impl="fused")
     x, rel, pad = cuda_inputs(length=300)
-    assert_fused_close_to_fp32_reference(fused_outputs_and_grads(fast, x, rel, pad, dtype),
-                                         fused_outputs_and_grads(ref, x, rel, pad), dtype)
+    assert_fused_close_to_fp32_reference(
+        fused_outputs_and_grads(fast, x, rel, pad, dtype), fused_outputs_and_grads(ref, x, rel, pad), dtype
+    )
 
 
 # The production head dim (64: width 128 over 2 heads, the compiled kernels' default tiles) at L = 128 and at
@@ -181,8 +184,9 @@ def test_fused_kernel_under_autocast_is_close_to_fp32_reference(fused_kernel, dt
 def test_fused_kernel_at_head_dim_64_equals_reference(fused_kernel, length, dtype):
     fast, ref = attention_pair(dim=128, heads=2, impl="fused")
     x, rel, pad = cuda_inputs(length=length, dim=128)
-    assert_fused_close_to_fp32_reference(fused_outputs_and_grads(fast, x, rel, pad, dtype),
-                                         fused_outputs_and_grads(ref, x, rel, pad), dtype)
+    assert_fused_close_to_fp32_reference(
+        fused_outputs_and_grads(fast, x, rel, pad, dtype), fused_outputs_and_grads(ref, x, rel, pad), dtype
+    )
 
 
 def test_fused_kernel_huge_scores_stay_finite_in_fp16(fused_kernel):
@@ -213,10 +217,35 @@ def test_fused_kernel_dropout_equals_reference_given_its_keep_mask(fused_kernel,
 @pytest.mark.parametrize("precision", ["--bf16", "--fp16"])
 def test_vega_train_mixed_precision_on_gpu_then_checkpoint_reloads(precision, tiny_data_bin, tmp_path):
     save_dir = tmp_path / "ckpt"
-    args = [str(tiny_data_bin), "--task", "denoising_pretrain", "--criterion", "rtd_ternary", "--arch", "vega_tiny",
-            "--tokens-per-sample", "64", "--batch-size", "16", "--optimizer", "adam", "--lr", "1e-3",
-            "--max-update", "8", "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--log-format", "simple",
-            "--log-interval", "1", "--seed", "2", precision]
+    args = [
+        str(tiny_data_bin),
+        "--task",
+        "denoising_pretrain",
+        "--criterion",
+        "rtd_ternary",
+        "--arch",
+        "vega_tiny",
+        "--tokens-per-sample",
+        "64",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--max-update",
+        "8",
+        "--save-dir",
+        str(save_dir),
+        "--no-epoch-checkpoints",
+        "--log-format",
+        "simple",
+        "--log-interval",
+        "1",
+        "--seed",
+        "2",
+        precision,
+    ]
     run = subprocess.run(TRAIN + args, capture_output=True, text=True)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]

@@ -1,4 +1,5 @@
 """The SDPA fast path of disentangled attention equals the reference (HF-equivalent) math, values and gradients."""
+
 import copy
 
 import pytest
@@ -9,8 +10,15 @@ from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttentio
 
 def make_pair(share_att_key=True, pos_att_type=("c2p", "p2c"), buckets=16, max_rel=32, seed=0):
     torch.manual_seed(seed)
-    fast = DisentangledSelfAttention(32, 4, pos_att_type=pos_att_type, share_att_key=share_att_key,
-                                     position_buckets=buckets, max_relative_positions=max_rel, attention_impl="sdpa")
+    fast = DisentangledSelfAttention(
+        32,
+        4,
+        pos_att_type=pos_att_type,
+        share_att_key=share_att_key,
+        position_buckets=buckets,
+        max_relative_positions=max_rel,
+        attention_impl="sdpa",
+    )
     ref = copy.deepcopy(fast)
     ref.attention_impl = "reference"
     return fast.eval(), ref.eval()
@@ -21,7 +29,7 @@ def inputs(batch=3, length=40, rows=32, padded=True):
     rel = torch.randn(rows, 32, requires_grad=True)
     pad = torch.zeros(batch, length, dtype=torch.bool)
     if padded:
-        pad[1, length - 7:] = True
+        pad[1, length - 7 :] = True
         pad[2, 4:] = True
     return x, rel, pad if padded else None
 

@@ -3,6 +3,7 @@
 
     python -m pytest tests/test_docs_links.py -q
 """
+
 import re
 from pathlib import Path
 
@@ -41,10 +42,17 @@ def anchors(page: Path):
 
 def test_anchors_follow_githubs_heading_slugs(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text("# Results on real data\n## Paper scale on SLURM\n```\n# not a heading\n```\n"
-                    "## fairseq users: Hydra configs and sweeps\n## `vega-plan`, twice\n## `vega-plan`, twice\n")
-    assert anchors(page) == {"results-on-real-data", "paper-scale-on-slurm", "fairseq-users-hydra-configs-and-sweeps",
-                             "vega-plan-twice", "vega-plan-twice-1"}
+    page.write_text(
+        "# Results on real data\n## Paper scale on SLURM\n```\n# not a heading\n```\n"
+        "## fairseq users: Hydra configs and sweeps\n## `vega-plan`, twice\n## `vega-plan`, twice\n"
+    )
+    assert anchors(page) == {
+        "results-on-real-data",
+        "paper-scale-on-slurm",
+        "fairseq-users-hydra-configs-and-sweeps",
+        "vega-plan-twice",
+        "vega-plan-twice-1",
+    }
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -74,6 +82,6 @@ def test_the_readme_stays_short_and_opens_with_the_two_commands_make_demo_and_ma
     assert len(text.splitlines()) <= README_MAX_LINES
     first = text.index("\n## ")
     assert text[first:].startswith("\n## The two commands\n")
-    section = text[first + 1:text.index("\n## ", first + 1)]
+    section = text[first + 1 : text.index("\n## ", first + 1)]
     commands = [line.split("#")[0].strip() for block in _FENCE.findall(section) for line in block.splitlines()[1:-1]]
     assert commands == ["make demo", "make test"]

@@ -5,6 +5,7 @@ Here the kernels run on CPU tensors in Triton's interpreter (TRITON_INTERPRET=1,
 imported), so CI checks them without a GPU; tiles of 16 with lengths that are not multiples of 16. On a CUDA machine
 tests/test_cuda.py checks the compiled kernels instead, and these tests run only under an explicit TRITON_INTERPRET=1.
 """
+
 import copy
 import importlib
 import os
@@ -30,9 +31,16 @@ HEADS, HEAD_DIM, BLOCK = 2, 16, 16
 def make_pair(buckets=8, max_rel=24, share_att_key=True, pos_att_type=("c2p", "p2c"), dropout=0.0, seed=0):
     """Fused and reference modules with the same weights (2 heads of 16, tiles of 16)."""
     torch.manual_seed(seed)
-    ref = DisentangledSelfAttention(HEADS * HEAD_DIM, HEADS, attention_dropout=dropout, pos_att_type=pos_att_type,
-                                    share_att_key=share_att_key, position_buckets=buckets,
-                                    max_relative_positions=max_rel, attention_impl="reference")
+    ref = DisentangledSelfAttention(
+        HEADS * HEAD_DIM,
+        HEADS,
+        attention_dropout=dropout,
+        pos_att_type=pos_att_type,
+        share_att_key=share_att_key,
+        position_buckets=buckets,
+        max_relative_positions=max_rel,
+        attention_impl="reference",
+    )
     fast = copy.deepcopy(ref)
     fast.attention_impl, fast.FUSED_BLOCK = "fused", BLOCK
     return fast, ref
@@ -44,7 +52,7 @@ def inputs(length, rows, batch=2, padded=True, seed=1):
     rel = torch.randn(rows, HEADS * HEAD_DIM, generator=generator).requires_grad_()
     pad = torch.zeros(batch, length, dtype=torch.bool)
     if padded:
-        pad[1, length // 2 + 1:] = True
+        pad[1, length // 2 + 1 :] = True
     return x, rel, pad if padded else None
 
 
@@ -119,9 +127,14 @@ def test_fused_tile_knobs_from_the_environment_reach_the_kernels(monkeypatch):
     assert max_error(fast, ref, *inputs(45, 16, padded=False)) <= 1e-5
 
 
-@pytest.mark.parametrize("knob,value,message", [("VEGA_FUSED_BLOCK_M", "24", "power of two >= 16"),
-                                                ("VEGA_FUSED_FWD_WARPS", "three", "num_warps"),
-                                                ("VEGA_FUSED_BWD_Q_STAGES", "0", "num_stages")])
+@pytest.mark.parametrize(
+    "knob,value,message",
+    [
+        ("VEGA_FUSED_BLOCK_M", "24", "power of two >= 16"),
+        ("VEGA_FUSED_FWD_WARPS", "three", "num_warps"),
+        ("VEGA_FUSED_BWD_Q_STAGES", "0", "num_stages"),
+    ],
+)
 def test_bad_kernel_knob_is_named_in_the_error(knob, value, message):
     with pytest.raises(ValueError, match=f"{knob}='{value}': .*{message}"):
         fused.kernel_configs("cuda", environ={knob: value})
@@ -134,8 +147,11 @@ def test_fused_tiles_whose_distances_share_one_slot_sum_their_table_gradients_ex
     # tiles near the diagonal do not.
     length, tile = 80, 16
     cols = disentangled_attention.relative_columns(length, 8, 24, "cpu")
-    slots_per_tile = {len(set(cols.c2p[n - m + length - 1 - (tile - 1):n - m + length - 1 + tile].tolist()))
-                      for m in range(0, length, tile) for n in range(0, length, tile)}
+    slots_per_tile = {
+        len(set(cols.c2p[n - m + length - 1 - (tile - 1) : n - m + length - 1 + tile].tolist()))
+        for m in range(0, length, tile)
+        for n in range(0, length, tile)
+    }
     assert 1 in slots_per_tile and max(slots_per_tile) > 1
     fast, ref = make_pair(8, 24)
     x, rel, pad = inputs(length, 16, batch=1, padded=False)  # one sequence: 25 tiles per head are enough
@@ -269,5 +285,6 @@ def test_cuda_fused_parity_check_at_head_dim_64_holds_in_the_interpreter():
 
     fast, ref = test_cuda.attention_pair(dim=128, heads=2, impl="fused", device="cpu")
     x, rel, pad = test_cuda.cuda_inputs(length=40, dim=128, device="cpu")
-    test_cuda.assert_fused_close_to_fp32_reference(test_cuda.fused_outputs_and_grads(fast, x, rel, pad),
-                                                   test_cuda.fused_outputs_and_grads(ref, x, rel, pad))
+    test_cuda.assert_fused_close_to_fp32_reference(
+        test_cuda.fused_outputs_and_grads(fast, x, rel, pad), test_cuda.fused_outputs_and_grads(ref, x, rel, pad)
+    )

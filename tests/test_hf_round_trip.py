@@ -7,6 +7,7 @@ The pretrained folder is `vega-convert export --random-init` on the session's ti
 pretrained export has (the weights' values do not matter for the conversion); its LayerNorms are perturbed so that
 a swapped parameter cannot hide behind ones and zeros.
 """
+
 import json
 import os
 
@@ -23,8 +24,7 @@ SENTENCES = ["The cat sat on the mat.", "A big red dog ran fast under the blue t
 
 @pytest.fixture(scope="module")
 def toolkit_model(tiny_data_bin, tmp_path_factory):
-    from vega_toolkit.models.model_folder import export_random_init
-    from vega_toolkit.models.model_folder import write_model_checkpoint
+    from vega_toolkit.models.model_folder import export_random_init, write_model_checkpoint
 
     root = tmp_path_factory.mktemp("toolkit_model")
     export_random_init("vega_tiny", str(tiny_data_bin), str(root / "model"), seed=3)
@@ -72,8 +72,9 @@ def test_to_hf_then_from_hf_gives_back_the_same_model(toolkit_model, tmp_path):
         tokens = first.encode(text)
         assert again.encode(text).tolist() == tokens.tolist()
         with torch.no_grad():
-            assert torch.allclose(first.extract_features(tokens.unsqueeze(0)),
-                                  again.extract_features(tokens.unsqueeze(0)), atol=1e-6)
+            assert torch.allclose(
+                first.extract_features(tokens.unsqueeze(0)), again.extract_features(tokens.unsqueeze(0)), atol=1e-6
+            )
 
 
 @pytest.fixture(scope="module")

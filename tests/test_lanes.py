@@ -1,5 +1,6 @@
 """The test lanes: `make test-fast` (the Makefile's FAST_MARKERS) leaves out every test that starts SLURM, runs
 KenLM's programs, runs a study or needs a GPU, and still runs most of the suite."""
+
 import json
 import os
 import re
@@ -24,9 +25,27 @@ def fast_markers() -> str:
 def fast_lane(tmp_path_factory):
     """What pytest itself selects for `make test-fast`: {"selected": [...], "deselected": [...]} (conftest.py)."""
     report = tmp_path_factory.mktemp("lanes") / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "tests", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           "-p", "no:xdist", "-m", fast_markers()], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "VEGA_LANE_REPORT": str(report)}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "-m",
+            fast_markers(),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VEGA_LANE_REPORT": str(report)},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(report.read_text())
 

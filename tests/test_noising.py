@@ -1,5 +1,6 @@
 """The shuffle/replace corruption (vega_toolkit/data/noising.py) against its spec: exact per-sequence counts,
 disjoint shuffled and replaced sets, specials never corrupted, unchanged shuffled tokens labelled original."""
+
 import collections
 
 import pytest

@@ -3,6 +3,7 @@ parses it), the license that setup.py declares is the LICENSE file, and the CHAN
 
     python -m pytest tests/test_packaging.py -q
 """
+
 import ast
 import re
 import subprocess
@@ -22,12 +23,16 @@ def setup_call_keywords():
 
 
 def test_setup_reports_the_version_written_once_in_the_package():
-    out = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True, text=True,
-                         check=True, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    ).stdout
     assert out.strip().splitlines()[-1] == vega_toolkit.__version__
     assert not isinstance(setup_call_keywords()["version"], ast.Constant)  # no second literal in setup.py
-    assigned = [path for path in sorted((ROOT / "vega_toolkit").rglob("*.py"))
-                if re.search(r"^__version__\s*=", path.read_text(encoding="utf-8"), re.M)]
+    assigned = [
+        path
+        for path in sorted((ROOT / "vega_toolkit").rglob("*.py"))
+        if re.search(r"^__version__\s*=", path.read_text(encoding="utf-8"), re.M)
+    ]
     assert assigned == [ROOT / "vega_toolkit" / "__init__.py"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", vega_toolkit.__version__)
 

@@ -1,5 +1,6 @@
 """A preemption signal that arrives while fairseq writes a checkpoint is handled once the save is complete
 (vega_toolkit/runtime/preemption.py), so a requeued SLURM job resumes from the checkpoint that was being written."""
+
 import os
 import signal
 import subprocess
@@ -7,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 from launch_helpers import ENV, load_last, pretrain_args
+
 from vega_toolkit.runtime.preemption import signals_deferred
 
 
@@ -66,9 +67,13 @@ with guarded_checkpoint_saves() if sys.argv[1] == "guarded" else contextlib.null
 
 
 def preempted_training(tiny_data_bin, save_dir, mode: str):
-    proc = subprocess.run([sys.executable, "-c", PREEMPTED_TRAINING, mode]
-                          + pretrain_args(tiny_data_bin, save_dir, 40), capture_output=True, text=True,
-                          timeout=240, env={**os.environ, **ENV})
+    proc = subprocess.run(
+        [sys.executable, "-c", PREEMPTED_TRAINING, mode] + pretrain_args(tiny_data_bin, save_dir, 40),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, **ENV},
+    )
     assert proc.returncode == 3 and "preempted" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 

@@ -1,7 +1,8 @@
 """The README's hub snippet ("Using a model") runs as printed, on a real model folder and fine-tuned checkpoint.
 
-    python -m pytest tests/test_readme_hub_snippet.py -q
+python -m pytest tests/test_readme_hub_snippet.py -q
 """
+
 import os
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def hub_snippet() -> str:
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("\n## Using a model\n"):]
+    section = text[text.index("\n## Using a model\n") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -26,8 +27,10 @@ def test_the_readmes_hub_snippet_runs_on_a_model_folder_and_a_glue_checkpoint(fi
     code = code.replace('"runs/glue/RTE/checkpoint_best.pt"', repr(model_pt))
     lines = code.rstrip("\n").splitlines()
     # keep the values of the snippet's bare expression lines to check them
-    lines = [f"_{i} = {line}" if line and not re.match(r"(from |import |\w+ = )", line) else line
-             for i, line in enumerate(lines)]
+    lines = [
+        f"_{i} = {line}" if line and not re.match(r"(from |import |\w+ = )", line) else line
+        for i, line in enumerate(lines)
+    ]
     scope = {}
     exec(compile("\n".join(lines), "README.md (Using a model)", "exec"), scope)
     assert scope["tokens"].dim() == 1 and scope["tokens"][0].item() == scope["m"].dictionary.bos()

@@ -1,6 +1,7 @@
 """What the repository's text promises a reader who has only the repository: no pointer to a tracker item they
 cannot open, module docstrings short enough to read (what the module is, how to run it), and every link from a
 docstring to docs/design.md landing on a section that exists."""
+
 import ast
 import re
 from pathlib import Path
@@ -75,8 +76,12 @@ def test_the_docstring_length_check_finds_a_long_docstring(tmp_path):
 def test_every_link_to_the_design_notes_lands_on_a_section():
     headings = re.findall(r"(?m)^#+ (.+)$", (ROOT / "docs" / "design.md").read_text())
     anchors = {markdown_anchor(h) for h in headings}
-    broken = [f"{path.relative_to(ROOT)}: #{anchor}" for path in text_files(ROOT)
-              for anchor in DESIGN_LINK.findall(path.read_text(errors="replace")) if anchor not in anchors]
+    broken = [
+        f"{path.relative_to(ROOT)}: #{anchor}"
+        for path in text_files(ROOT)
+        for anchor in DESIGN_LINK.findall(path.read_text(errors="replace"))
+        if anchor not in anchors
+    ]
     toc = re.findall(r"\]\(#([\w\-]+)\)", (ROOT / "docs" / "design.md").read_text())
     broken += [f"docs/design.md: #{anchor}" for anchor in toc if anchor not in anchors]
     assert not broken, "\n".join(broken)

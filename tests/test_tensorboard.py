@@ -1,6 +1,6 @@
 """`--tensorboard-logdir`: fairseq's tensorboardX event files hold the RTD metrics of a tiny pretraining run."""
-import pytest
 
+import pytest
 from launch_helpers import pretrain_args, vega_train
 
 from vega_toolkit.metrics.tensorboard import read_scalars
@@ -26,9 +26,14 @@ def test_tensorboard_event_files_hold_the_glue_fine_tuning_metrics(tmp_path):
 
     vocab = make_vocab_dir(str(tmp_path / "vocab"))
     logdir = tmp_path / "tb"
-    args = glue_train_args("RTE", f"{FIXTURES}/RTE", vocab, str(tmp_path / "ckpt"), str(tmp_path / "cache"),
-                           ["--criterion", "glue_prediction", "--no-save", "--tensorboard-logdir", str(logdir),
-                            "--log-interval", "1"])
+    args = glue_train_args(
+        "RTE",
+        f"{FIXTURES}/RTE",
+        vocab,
+        str(tmp_path / "ckpt"),
+        str(tmp_path / "cache"),
+        ["--criterion", "glue_prediction", "--no-save", "--tensorboard-logdir", str(logdir), "--log-interval", "1"],
+    )
     vega_train(args)
     train, valid = read_scalars(logdir / "train"), read_scalars(logdir / "valid")
     assert train["loss"] and valid["loss"], (sorted(train), sorted(valid))

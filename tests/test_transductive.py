@@ -1,13 +1,14 @@
 """`glue_transductive` (Algorithm 1): rounds of predict-test -> pseudo-label -> fine-tune, with real fairseq
 trainings of a tiny model on a synthetic task in SST-2's layout (and the STS-B fixture for regression)."""
+
 import json
 import os
 import shutil
 
 import pytest
-
 from adaptation_helpers import loop_args, train_m0, write_synthetic_sst2
 from glue_helpers import FIXTURES, make_vocab_dir, vega_train
+
 from vega_toolkit.adaptation.rounds import RoundPredictions, count_changed, label_distribution
 from vega_toolkit.data.glue_tasks import get_glue_task
 
@@ -24,8 +25,15 @@ def setup(tmp_path_factory):
 
 
 def run_loop(setup, save_dir, *extra, task="glue_transductive", glue_task="SST-2", data=None, m0=None):
-    args = loop_args(task, glue_task, data or setup["data"], setup["vocab"], str(save_dir), setup["cache"],
-                     ["--finetune-from-model", m0 or setup["m0"], "--no-epoch-checkpoints", *extra])
+    args = loop_args(
+        task,
+        glue_task,
+        data or setup["data"],
+        setup["vocab"],
+        str(save_dir),
+        setup["cache"],
+        ["--finetune-from-model", m0 or setup["m0"], "--no-epoch-checkpoints", *extra],
+    )
     return vega_train(args)
 
 
@@ -111,8 +119,17 @@ def test_interrupted_loop_resumes_at_the_first_unfinished_step(setup, full_run, 
     state = state_of(save)
     # as if the job died right after round 1's training: round 1 not yet predicted, round 2 never started
     kept = [dict(x) for x in state["rounds"][:2]]
-    for key in ("predictions", "pseudo_train", "dev", "dev_metric", "changed", "changed_fraction", "used", "n",
-                "distribution"):
+    for key in (
+        "predictions",
+        "pseudo_train",
+        "dev",
+        "dev_metric",
+        "changed",
+        "changed_fraction",
+        "used",
+        "n",
+        "distribution",
+    ):
         kept[1].pop(key)
     for r_ in kept:
         r_["model"] = r_["model"].replace(str(save), str(copy))
@@ -148,8 +165,12 @@ def test_confidence_threshold_decides_which_rows_join(tmp_path):
 def test_regression_change_counts_only_moves_beyond_the_tolerance():
     stsb = get_glue_task("STS-B")
     assert count_changed(stsb, ["1.0", "2.0", "3.0"], ["1.4", "2.6", "3.0"], tolerance=0.5) == 1
-    assert count_changed(get_glue_task("RTE"), ["entailment", "not_entailment"],
-                         ["entailment", "entailment"], tolerance=0.5) == 1
+    assert (
+        count_changed(
+            get_glue_task("RTE"), ["entailment", "not_entailment"], ["entailment", "entailment"], tolerance=0.5
+        )
+        == 1
+    )
     assert label_distribution(stsb, ["1.0", "3.0"]) == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0}
 
 
@@ -158,9 +179,22 @@ def test_stsb_regression_loop_from_a_pretrained_model_with_train_initial_model(s
     # M0 is obtained inside the loop (round 0 = vanilla fine-tune) from another task's checkpoint, whose
     # classification head is dropped for a fresh regression head
     save = tmp_path / "stsb"
-    r = run_loop(setup, save, "--max-rounds", "1", "--converge-eps", "0", "--train-initial-model",
-                 "--regression-target", "--classification-head-name", "stsb_head",
-                 "--best-checkpoint-metric", "pearson", glue_task="STS-B", data=os.path.join(FIXTURES, "STS-B"))
+    r = run_loop(
+        setup,
+        save,
+        "--max-rounds",
+        "1",
+        "--converge-eps",
+        "0",
+        "--train-initial-model",
+        "--regression-target",
+        "--classification-head-name",
+        "stsb_head",
+        "--best-checkpoint-metric",
+        "pearson",
+        glue_task="STS-B",
+        data=os.path.join(FIXTURES, "STS-B"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     state = state_of(save)
     assert state["rounds"][0]["model"] == str(save / "round_0" / "checkpoint_best.pt")
@@ -176,9 +210,16 @@ def test_loop_flag_mistakes_are_clear_errors(setup):
 
     from vega_toolkit.adaptation.rounds import check_round_args
 
-    ok = dict(task="glue_transductive", finetune_from_model=setup["m0"], restore_file="checkpoint_last.pt",
-              max_rounds=2, converge_eps=0.01, glue_task="WNLI", data=os.path.join(FIXTURES, "WNLI"),
-              pseudo_label_split="test")
+    ok = dict(
+        task="glue_transductive",
+        finetune_from_model=setup["m0"],
+        restore_file="checkpoint_last.pt",
+        max_rounds=2,
+        converge_eps=0.01,
+        glue_task="WNLI",
+        data=os.path.join(FIXTURES, "WNLI"),
+        pseudo_label_split="test",
+    )
     with pytest.raises(ValueError, match="needs --finetune-from-model"):
         check_round_args(Namespace(**{**ok, "finetune_from_model": None}))
     with pytest.raises(ValueError, match="--restore-file is not supported"):
@@ -201,11 +242,23 @@ def test_plain_fairseq_train_of_a_loop_task_stops_and_names_vega_train(setup, tm
 
     repo = Path(__file__).resolve().parents[1]
     save = tmp_path / "plain"
-    args = loop_args(task, "SST-2", setup["data"], setup["vocab"], str(save), setup["cache"],
-                     ["--finetune-from-model", setup["m0"], "--max-rounds", "1"])
-    r = subprocess.run([str(Path(sys.executable).parent / "fairseq-train"), "--user-dir", "user_dir", *args],
-                       cwd=repo, capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    args = loop_args(
+        task,
+        "SST-2",
+        setup["data"],
+        setup["vocab"],
+        str(save),
+        setup["cache"],
+        ["--finetune-from-model", setup["m0"], "--max-rounds", "1"],
+    )
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "fairseq-train"), "--user-dir", "user_dir", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert r.returncode != 0
     assert f"--task {task} is a loop of several trainings" in r.stderr and "vega-train <same arguments>" in r.stderr
     assert not (save / "checkpoint_last.pt").exists() and not (save / "checkpoint_best.pt").exists()
@@ -236,8 +289,13 @@ def test_wnli_transductive_recipe_runs_at_tiny_scale_on_real_wnli(tmp_path):
     model = make_model_dir(str(tmp_path / "model"), str(tmp_path / "cache"))
     out = tmp_path / "out"
     recipe = os.path.join(os.path.dirname(FIXTURES), "..", "..", "recipes", "glue", "wnli_transductive.sh")
-    r = subprocess.run(["bash", recipe], env=recipe_env(glue_dir, model, str(out), str(tmp_path / "cache")),
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        ["bash", recipe],
+        env=recipe_env(glue_dir, model, str(out), str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert re.match(r"^dev accuracy=\d+\.\d+$", r.stdout.strip().splitlines()[-1])
     state = state_of(out / "WNLI")

@@ -6,6 +6,7 @@ glue_self_calibrated.py) hold the flags; the loops live here.
 launcher (vega_toolkit/launch/local.py) reads it. A new loop is a driver `f(args) -> dict` (the parsed command line
 in, the final state out) and a row here.
 """
+
 from collections.abc import Callable
 
 from vega_toolkit.adaptation.rounds import drive_transductive

@@ -8,16 +8,16 @@ The plugins are registered before fairseq builds its parser (and `--user-dir` is
 the fairseq fixes apply, and the training guards run (docs/design.md#training-guards). The launchers live in
 vega_toolkit/launch, the training core in vega_toolkit/runtime/training.py.
 """
-import sys
-from typing import List, Optional
 
+import sys
+
+from vega_toolkit.errors import console_script
 from vega_toolkit.launch.local import run_local
 from vega_toolkit.launch.submitit_launcher import split_launcher_args, submit
-from vega_toolkit.errors import console_script
 
 
 @console_script("vega-train")
-def cli_main(argv: Optional[List[str]] = None):
+def cli_main(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else list(argv)
     asks_help = any(a in ("-h", "--help") for a in argv)
     if asks_help and not any(a in ("-a", "--arch") or a.startswith("--arch=") for a in argv):

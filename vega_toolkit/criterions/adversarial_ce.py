@@ -23,8 +23,8 @@ with the constant entropy terms added back so the logged value is the true KL(p|
 Cost: 3 forwards + 2 backwards per step. DDP: the three forwards share one backward of the summed loss; use
 `--ddp-backend legacy_ddp` (or no_c10d) if the c10d reducer objects to the multiple forward passes.
 """
+
 from dataclasses import dataclass, field, fields
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -40,20 +40,27 @@ ADV_LOSSES = ChoiceEnum(["symmetric-kl", "kl", "mse"])
 class AdversarialCEConfig(GluePredictionConfig):
     adv_lambda: float = field(
         default=5.0,
-        metadata={"help": "weight of the adversarial loss; 0 = plain fine-tuning (DeBERTa's SiFT scripts use 5, "
-                          "3 for v3-xsmall; MS@experiments/glue/mnli.sh)"},
+        metadata={
+            "help": "weight of the adversarial loss; 0 = plain fine-tuning (DeBERTa's SiFT scripts use 5, "
+            "3 for v3-xsmall; MS@experiments/glue/mnli.sh)"
+        },
     )
     adv_init_perturbation: float = field(
-        default=1e-2, metadata={"help": "sigma of the initial perturbation N(0, sigma^2), clipped to +-2 sigma "
-                                        "(DeBERTa vat_init_perturbation)"}
+        default=1e-2,
+        metadata={
+            "help": "sigma of the initial perturbation N(0, sigma^2), clipped to +-2 sigma "
+            "(DeBERTa vat_init_perturbation)"
+        },
     )
     adv_learning_rate: float = field(
         default=1e-4, metadata={"help": "step size of the single ascent step (DeBERTa vat_learning_rate)"}
     )
     adv_loss: ADV_LOSSES = field(
         default="symmetric-kl",
-        metadata={"help": "divergence maximised by the ascent step (DeBERTa vat_loss_fn); the final adversarial "
-                          "loss is always symmetric KL (MSE for regression), as in DeBERTa"},
+        metadata={
+            "help": "divergence maximised by the ascent step (DeBERTa vat_loss_fn); the final adversarial "
+            "loss is always symmetric KL (MSE for regression), as in DeBERTa"
+        },
     )
     adv_layer_norm_eps: float = field(
         default=1e-7, metadata={"help": "epsilon of the non-affine LayerNorm that normalises the embeddings"}
@@ -70,7 +77,7 @@ def _flag_value(value) -> str:
     return str(value)
 
 
-def sift_args() -> Tuple[str, ...]:
+def sift_args() -> tuple[str, ...]:
     """vega-train's flags of SiFT at `AdversarialCEConfig`'s defaults, for commands that must show the values
     (vega-study's keyed cells; its report reads --adv-lambda back). The recipes and conf/glue/_sift.yaml name the
     criterion only, so these defaults are the one statement of SiFT's hyperparameters."""
@@ -86,8 +93,8 @@ class SiftPerturbation:
 
     def __init__(self, eps: float = 1e-7):
         self.eps = eps
-        self.z: Optional[torch.Tensor] = None
-        self.delta: Optional[torch.Tensor] = None  # None = clean mode
+        self.z: torch.Tensor | None = None
+        self.delta: torch.Tensor | None = None  # None = clean mode
 
     def __call__(self, e: torch.Tensor) -> torch.Tensor:
         if self.delta is None:
@@ -118,8 +125,15 @@ def mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 DIVERGENCES = {"symmetric-kl": symmetric_kl, "kl": kl, "mse": mse}
 
 
-def sift_adversarial_loss(forward, hook: SiftPerturbation, clean_logits: torch.Tensor, regression: bool,
-                          init_perturbation: float, learning_rate: float, ascent_loss: str = "symmetric-kl"):
+def sift_adversarial_loss(
+    forward,
+    hook: SiftPerturbation,
+    clean_logits: torch.Tensor,
+    regression: bool,
+    init_perturbation: float,
+    learning_rate: float,
+    ascent_loss: str = "symmetric-kl",
+):
     """Steps 2-4 above; `forward()` reruns the model with `hook` as its embedding hook. Returns the summed L_adv."""
     if hook.z is None:
         raise RuntimeError("SiFT: run the clean pass with the hook first")
@@ -179,13 +193,24 @@ class AdversarialCECriterion(GluePredictionCriterion):
             net_input = sample["net_input"]
 
             def forward():
-                logits, _ = model(**net_input, features_only=True, classification_head_name=self.classification_head_name,
-                                  embedding_hook=hook)
+                logits, _ = model(
+                    **net_input,
+                    features_only=True,
+                    classification_head_name=self.classification_head_name,
+                    embedding_hook=hook,
+                )
                 return logits.view(-1, 1) if self.regression_target else logits
 
             clean = hooked.logits.view(-1, 1) if self.regression_target else hooked.logits
-            adv = sift_adversarial_loss(forward, hook, clean, self.regression_target, self.cfg.adv_init_perturbation,
-                                        self.cfg.adv_learning_rate, self.cfg.adv_loss)
+            adv = sift_adversarial_loss(
+                forward,
+                hook,
+                clean,
+                self.regression_target,
+                self.cfg.adv_init_perturbation,
+                self.cfg.adv_learning_rate,
+                self.cfg.adv_loss,
+            )
             loss = loss + self.cfg.adv_lambda * adv  # both sums over the batch: fairseq divides by sample_size
             logging_output["loss"] = loss.data
             logging_output["adv_loss"] = adv.data

@@ -8,6 +8,7 @@ them (MLM loss), a token sampled from it replaces each one, and the discriminato
 original or replaced. loss = MLM mean + `--rtd-lambda` * discriminator mean, one joint step.
 Steps, why lambda 50 and a joint step, logged metrics: docs/design.md#rtd_electra-electra-style-rtd-with-a-generator.
 """
+
 from dataclasses import dataclass, field
 
 from fairseq.criterions import FairseqCriterion, register_criterion
@@ -22,8 +23,11 @@ from vega_toolkit.models.replacement_generator import ReplacementGeneratorConfig
 @dataclass
 class RTDElectraConfig(ReplacementGeneratorConfig):
     mask_prob: float = field(
-        default=0.15, metadata={"help": "fraction of each sequence's eligible tokens the generator replaces "
-                                        "(ELECTRA and DeBERTa-v3: 0.15)"})
+        default=0.15,
+        metadata={
+            "help": "fraction of each sequence's eligible tokens the generator replaces (ELECTRA and DeBERTa-v3: 0.15)"
+        },
+    )
 
 
 @register_criterion("rtd_electra", dataclass=RTDElectraConfig)
@@ -36,8 +40,7 @@ class RTDElectraCriterion(GeneratorReplacing, FairseqCriterion):
             raise UserError(f"--mask-prob must be in (0, 1], got {cfg.mask_prob}")
         self.cfg = cfg
         # the task's corruption with one kind of noise: its "replaced" set is an exact mask_prob share per sequence
-        self.masker = TokenNoiser.from_dictionary(task.source_dictionary, shuffle_prob=0.0,
-                                                  replace_prob=cfg.mask_prob)
+        self.masker = TokenNoiser.from_dictionary(task.source_dictionary, shuffle_prob=0.0, replace_prob=cfg.mask_prob)
         self.build_generator(cfg, task)
 
     def corrupt(self, model, sample):

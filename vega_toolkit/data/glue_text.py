@@ -7,7 +7,8 @@ Only the *training* split is ever read (never dev or test: their text must stay 
 scored on them), labels are dropped, and each sentence (each side of a pair) becomes its own paragraph, a line
 followed by a blank line, so `vega-preprocess` keeps it one unit with or without `--paragraphs`.
 """
-from typing import Iterable
+
+from collections.abc import Iterable
 
 from vega_toolkit.data.glue_readers import read_glue_split
 

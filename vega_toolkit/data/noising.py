@@ -11,9 +11,10 @@ Counts are exact per sequence (stochastic rounding), the shuffled and replaced s
 token that did not change is labelled original. Every decision, with its reason:
 docs/design.md#rtd-corruption-shuffle-and-replace.
 """
+
 import hashlib
 import math
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from fairseq.data import BaseWrapperDataset, FairseqDataset, data_utils
@@ -43,7 +44,7 @@ def seeded_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
 
-def _stochastic_round(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+def _stochastic_round(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     noise = torch.rand(x.shape, generator=generator, device=x.device)
     return torch.floor(x + noise).long()
 
@@ -57,7 +58,7 @@ class TokenNoiser:
         vocab_size: int,
         shuffle_prob: float = 0.10,
         replace_prob: float = 0.05,
-        replace_weights: Optional[torch.Tensor] = None,
+        replace_weights: torch.Tensor | None = None,
     ):
         if not (0.0 <= shuffle_prob and 0.0 <= replace_prob and shuffle_prob + replace_prob <= 1.0):
             raise ValueError(
@@ -101,8 +102,8 @@ class TokenNoiser:
         return ~self.is_special.to(tokens.device)[tokens]
 
     def __call__(
-        self, tokens: torch.Tensor, generator: Optional[torch.Generator] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, tokens: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens: LongTensor [T] or [B, T] (padded with a special id). Returns (corrupted, labels), same shape;
         labels are ORIGINAL/SHUFFLED/REPLACED on eligible positions and IGNORE_INDEX elsewhere."""
         squeeze = tokens.dim() == 1
@@ -152,7 +153,7 @@ class TokenNoiser:
             return corrupted[0], labels[0]
         return corrupted, labels
 
-    def _draw_replacements(self, original: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    def _draw_replacements(self, original: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         candidates = self.candidates.to(original.device)
         if self.candidate_weights is None:
             # Uniform over the M - 1 candidates other than the original: draw j in [0, M-2] and skip the

@@ -8,10 +8,10 @@ Tasks keep the id in their fairseq task state, so every checkpoint stores it; lo
 folder's dict.txt/spm.model is a VocabularyMismatchError instead of a silently wrong model.
 Why and where it is checked: docs/design.md#vocabulary-identity.
 """
+
 import hashlib
 import logging
 import os
-from typing import Optional
 
 from vega_toolkit.errors import UserError
 
@@ -39,23 +39,28 @@ def vocabulary_id(folder: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def stored_vocabulary_id(checkpoint: dict) -> Optional[str]:
+def stored_vocabulary_id(checkpoint: dict) -> str | None:
     """The vocabulary id a loaded checkpoint holds (None for checkpoints written before it existed)."""
     return (checkpoint.get("task_state") or {}).get(VOCAB_ID_KEY) or None
 
 
-def check_vocabulary(checkpoint: str, stored: Optional[str], folder: str, flag: str) -> None:
+def check_vocabulary(checkpoint: str, stored: str | None, folder: str, flag: str) -> None:
     """VocabularyMismatchError unless `checkpoint`'s stored vocabulary id is the one of `folder` (given by `flag`)."""
     if stored is None:
-        logger.info("%s stores no vocabulary id (written by an older vega-toolkit): only its number of embedding "
-                    "rows is checked against %s", checkpoint, folder)
+        logger.info(
+            "%s stores no vocabulary id (written by an older vega-toolkit): only its number of embedding "
+            "rows is checked against %s",
+            checkpoint,
+            folder,
+        )
         return
     current = vocabulary_id(folder)
     if stored != current:
         raise VocabularyMismatchError(
             f"{flag} {folder}: its dict.txt + spm.model (vocabulary {current}) are not the ones {checkpoint} was "
             f"trained with (vocabulary {stored}); the ids would mean other pieces. Give the model folder or "
-            f"data-bin the checkpoint was trained on")
+            f"data-bin the checkpoint was trained on"
+        )
 
 
 def check_embedding_rows(checkpoint: str, rows: int, symbols: int, folder: str, flag: str) -> None:
@@ -63,7 +68,8 @@ def check_embedding_rows(checkpoint: str, rows: int, symbols: int, folder: str, 
     if rows != symbols:
         raise VocabularyMismatchError(
             f"{flag} {folder}: dict.txt has {symbols} symbols but {checkpoint} embeds {rows} (the architecture "
-            f"matches; the vocabulary does not): give the model folder or data-bin the checkpoint was trained on")
+            f"matches; the vocabulary does not): give the model folder or data-bin the checkpoint was trained on"
+        )
 
 
 class RecordsVocabulary:

@@ -14,43 +14,151 @@ carries, so a pretrained encoder can beat a random one under the same fine-tunin
   labelled sentences show.
 Test files carry no labels, in the official formats, so the same readers and `vega-generate` apply.
 """
+
 import argparse
 import csv
 import random
 from pathlib import Path
-from typing import Dict, List, Tuple
 
-NAMES = ["anna", "ben", "clara", "david", "elena", "frank", "grace", "henry", "iris", "jack", "kate", "leo",
-         "maria", "nick", "olga", "peter", "rosa", "sam", "tina", "victor"]
-NOUNS = ["dog", "cat", "teacher", "farmer", "doctor", "child", "painter", "sailor", "baker", "student",
-         "king", "queen", "driver", "writer", "singer", "pilot"]
-OBJECTS = ["book", "letter", "song", "house", "boat", "garden", "picture", "story", "window",
-           "bridge", "river", "horse", "bread", "lamp"]
+NAMES = [
+    "anna",
+    "ben",
+    "clara",
+    "david",
+    "elena",
+    "frank",
+    "grace",
+    "henry",
+    "iris",
+    "jack",
+    "kate",
+    "leo",
+    "maria",
+    "nick",
+    "olga",
+    "peter",
+    "rosa",
+    "sam",
+    "tina",
+    "victor",
+]
+NOUNS = [
+    "dog",
+    "cat",
+    "teacher",
+    "farmer",
+    "doctor",
+    "child",
+    "painter",
+    "sailor",
+    "baker",
+    "student",
+    "king",
+    "queen",
+    "driver",
+    "writer",
+    "singer",
+    "pilot",
+]
+OBJECTS = [
+    "book",
+    "letter",
+    "song",
+    "house",
+    "boat",
+    "garden",
+    "picture",
+    "story",
+    "window",
+    "bridge",
+    "river",
+    "horse",
+    "bread",
+    "lamp",
+]
 ADJECTIVES = ["old", "young", "tall", "small", "quiet", "busy", "happy", "tired", "clever", "kind"]
-VERBS_PAST = ["found", "painted", "bought", "wrote", "saw", "built", "sold", "carried", "opened", "liked",
-              "cleaned", "visited"]
-PLACES = ["in the town", "near the sea", "at the market", "by the river", "in the garden", "on the hill",
-          "at school", "in the morning", "after dinner", "before the storm"]
+VERBS_PAST = [
+    "found",
+    "painted",
+    "bought",
+    "wrote",
+    "saw",
+    "built",
+    "sold",
+    "carried",
+    "opened",
+    "liked",
+    "cleaned",
+    "visited",
+]
+PLACES = [
+    "in the town",
+    "near the sea",
+    "at the market",
+    "by the river",
+    "in the garden",
+    "on the hill",
+    "at school",
+    "in the morning",
+    "after dinner",
+    "before the storm",
+]
 ADVERBS = ["slowly", "quickly", "carefully", "quietly", "happily", "finally"]
-POSITIVE = ["wonderful", "delightful", "brilliant", "charming", "moving", "beautiful", "excellent", "warm",
-            "superb", "lovely", "gripping", "witty", "elegant", "fresh", "tender", "vivid"]
-NEGATIVE = ["boring", "dull", "awful", "clumsy", "tedious", "painful", "weak", "bland",
-            "dreadful", "messy", "stale", "shallow", "silly", "flat", "lazy", "ugly"]
+POSITIVE = [
+    "wonderful",
+    "delightful",
+    "brilliant",
+    "charming",
+    "moving",
+    "beautiful",
+    "excellent",
+    "warm",
+    "superb",
+    "lovely",
+    "gripping",
+    "witty",
+    "elegant",
+    "fresh",
+    "tender",
+    "vivid",
+]
+NEGATIVE = [
+    "boring",
+    "dull",
+    "awful",
+    "clumsy",
+    "tedious",
+    "painful",
+    "weak",
+    "bland",
+    "dreadful",
+    "messy",
+    "stale",
+    "shallow",
+    "silly",
+    "flat",
+    "lazy",
+    "ugly",
+]
 WORKS = ["film", "movie", "play", "show", "novel", "concert", "opera", "script"]
 # reactions that only the corpus pairs with a polarity (labelled reviews never contain them)
 CHEERS = ["the crowd cheered", "everyone smiled", "people clapped", "we laughed a lot", "nobody wanted it to end"]
 JEERS = ["the crowd left early", "everyone yawned", "people sighed", "we wanted our money back", "nobody stayed"]
 # what each category's members are, and the verbs the corpus uses with them
-CATEGORIES: Dict[str, List[str]] = {
+CATEGORIES: dict[str, list[str]] = {
     "fruit": ["apple", "pear", "plum", "cherry", "peach", "lemon", "melon", "grape"],
     "tool": ["hammer", "spade", "drill", "wrench", "chisel", "ladder", "rake", "axe"],
     "vehicle": ["car", "truck", "bus", "van", "tram", "cart", "wagon", "scooter"],
     "instrument": ["piano", "violin", "drum", "flute", "harp", "guitar", "trumpet", "cello"],
     "garment": ["coat", "shirt", "hat", "scarf", "glove", "jacket", "dress", "sweater"],
 }
-CATEGORY_VERBS = {"fruit": ["ate", "peeled", "tasted"], "tool": ["used", "fixed", "sharpened"],
-                  "vehicle": ["drove", "parked", "repaired"], "instrument": ["played", "tuned", "practised"],
-                  "garment": ["wore", "folded", "ironed"]}
+CATEGORY_VERBS = {
+    "fruit": ["ate", "peeled", "tasted"],
+    "tool": ["used", "fixed", "sharpened"],
+    "vehicle": ["drove", "parked", "repaired"],
+    "instrument": ["played", "tuned", "practised"],
+    "garment": ["wore", "folded", "ironed"],
+}
 NEUTRAL_VERBS = ["bought", "found", "saw", "sold", "carried"]  # the verbs of RTE pairs: no hint of the category
 # The labelled training sets see only these (every fourth word); dev and test draw from the whole lexicon.
 SEEN_POSITIVE, SEEN_NEGATIVE = POSITIVE[::4], NEGATIVE[::4]
@@ -92,22 +200,33 @@ def review_sentence(rng: random.Random, positive: bool) -> str:
     # as it tells nouns from verbs, and every word of a class gets the class's features.
     words, reactions = (POSITIVE, CHEERS) if positive else (NEGATIVE, JEERS)
     work, a, b = rng.choice(WORKS), rng.choice(words), rng.choice(words)
-    own = ([f"the {work} was so {a} that {rng.choice(reactions)} .", f"what {_a(a)} {work} , truly {b} !",
-            f"{noun_phrase(rng)} loved the {a} {work} ."] if positive else
-           [f"the {work} was too {a} to finish , so {rng.choice(reactions)} .", f"such {_a(a)} {work} , sadly {b} .",
-            f"{noun_phrase(rng)} hated the {a} {work} ."])
+    own = (
+        [
+            f"the {work} was so {a} that {rng.choice(reactions)} .",
+            f"what {_a(a)} {work} , truly {b} !",
+            f"{noun_phrase(rng)} loved the {a} {work} .",
+        ]
+        if positive
+        else [
+            f"the {work} was too {a} to finish , so {rng.choice(reactions)} .",
+            f"such {_a(a)} {work} , sadly {b} .",
+            f"{noun_phrase(rng)} hated the {a} {work} .",
+        ]
+    )
     return rng.choice(own + [f"the {work} was {a} .", f"it was {a} and {b} ."])
 
 
 def category_sentence(rng: random.Random) -> str:
     category = rng.choice(sorted(CATEGORIES))
     member = rng.choice(CATEGORIES[category])
-    return rng.choice([
-        f"the {member} is {_a(category)} .",
-        f"{noun_phrase(rng)} {rng.choice(CATEGORY_VERBS[category])} the {member} {rng.choice(PLACES)} .",
-        f"{noun_phrase(rng)} {rng.choice(CATEGORY_VERBS[category])} {_a(member)} .",
-        f"every {member} is {_a(category)} and {rng.choice(CATEGORIES[category])} is one too .",
-    ])
+    return rng.choice(
+        [
+            f"the {member} is {_a(category)} .",
+            f"{noun_phrase(rng)} {rng.choice(CATEGORY_VERBS[category])} the {member} {rng.choice(PLACES)} .",
+            f"{noun_phrase(rng)} {rng.choice(CATEGORY_VERBS[category])} {_a(member)} .",
+            f"every {member} is {_a(category)} and {rng.choice(CATEGORIES[category])} is one too .",
+        ]
+    )
 
 
 def paragraph(rng: random.Random) -> str:
@@ -126,16 +245,19 @@ def corpus_paragraph(rng: random.Random) -> str:
     return " ".join(category_sentence(rng) if rng.random() < 0.7 else sentence(rng) for _ in range(n))
 
 
-def review(rng: random.Random, seen_only: bool = False) -> Tuple[str, int]:
+def review(rng: random.Random, seen_only: bool = False) -> tuple[str, int]:
     positive = rng.random() < 0.5
     words = (SEEN_POSITIVE if positive else SEEN_NEGATIVE) if seen_only else (POSITIVE if positive else NEGATIVE)
     work, adjective = rng.choice(WORKS), rng.choice(words)
-    templates = [f"the {work} is {adjective} .", f"{_a(adjective)} {work} about {noun_phrase(rng)} .",
-                 f"{noun_phrase(rng)} found the {work} {adjective} ."]
+    templates = [
+        f"the {work} is {adjective} .",
+        f"{_a(adjective)} {work} about {noun_phrase(rng)} .",
+        f"{noun_phrase(rng)} found the {work} {adjective} .",
+    ]
     return rng.choice(templates), int(positive)
 
 
-def entailment_pair(rng: random.Random, seen_only: bool = False) -> Tuple[str, str, str]:
+def entailment_pair(rng: random.Random, seen_only: bool = False) -> tuple[str, str, str]:
     category = rng.choice(sorted(CATEGORIES))
     member = rng.choice((SEEN_MEMBERS if seen_only else CATEGORIES)[category])
     subject, verb = noun_phrase(rng), rng.choice(NEUTRAL_VERBS)
@@ -164,11 +286,11 @@ def unacceptable(rng: random.Random) -> str:
     return " ".join(words) + " ."
 
 
-def acceptability(rng: random.Random) -> Tuple[str, int]:
+def acceptability(rng: random.Random) -> tuple[str, int]:
     return (sentence(rng), 1) if rng.random() < 0.6 else (unacceptable(rng), 0)
 
 
-def _write_tsv(path: Path, header: List[str], rows: List[List]):
+def _write_tsv(path: Path, header: list[str], rows: list[list]):
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
@@ -200,7 +322,9 @@ def write_toy_data(out: Path, seed: int = 1, corpus_paragraphs: int = 6000, task
         _write_tsv(glue / "RTE" / f"{split}.tsv", header, rows)
         sentences = [acceptability(rng) for _ in range(n)]
         if split == "test":
-            _write_tsv(glue / "CoLA" / "test.tsv", ["index", "sentence"], [[i, s] for i, (s, _) in enumerate(sentences)])
+            _write_tsv(
+                glue / "CoLA" / "test.tsv", ["index", "sentence"], [[i, s] for i, (s, _) in enumerate(sentences)]
+            )
         else:  # CoLA's train/dev files have no header: source, label, original-annotation, sentence
             _write_tsv(glue / "CoLA" / f"{split}.tsv", [], [["toy", y, "", s] for s, y in sentences])
     # A labelled external pool for self-calibration: in-domain sentences (20% with flipped labels, as a noisy

@@ -6,6 +6,7 @@ fsync) and then copies it onto the others, checkpoint_last.pt included, with `sh
 destination: a job killed during that copy left a truncated checkpoint_last.pt, the file a restarted job resumes
 from. `install()` runs when `vega_toolkit` is imported.
 """
+
 from vega_toolkit.io.atomic import atomic_copy, atomic_torch_save
 
 
@@ -32,5 +33,6 @@ def install():
         checkpoint_utils.torch_persistent_save = _persistent_save
         # Only checkpoint_utils' view of PathManager changes (it uses .copy for checkpoint_last.pt & co.); the rest
         # of fairseq keeps the stock class.
-        checkpoint_utils.PathManager = type("AtomicCopyPathManager", (PathManager,),
-                                            {"copy": staticmethod(atomic_copy)})
+        checkpoint_utils.PathManager = type(
+            "AtomicCopyPathManager", (PathManager,), {"copy": staticmethod(atomic_copy)}
+        )

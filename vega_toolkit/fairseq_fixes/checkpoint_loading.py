@@ -1,6 +1,7 @@
 """Fix: fairseq's checkpoint reads under torch >= 2.6 (weights-only by default), through the allow-listed reader of
 vega_toolkit/io/checkpoints.py, with errors that name the broken file. `install()` runs when `vega_toolkit` is
 imported, before any checkpoint is read."""
+
 import functools
 
 import torch

@@ -8,6 +8,7 @@ The bytes go to a unique temporary file in the destination's folder, are fsync'e
 on its name; the file gets the mode open() would give it (0666 minus the umask). fairseq's checkpoint writes and
 copies go through here too (fairseq_fixes/atomic_writes.py).
 """
+
 import os
 import shutil
 import tempfile

@@ -11,6 +11,7 @@ checkpoints hold a few non-tensor objects: every read failed. Reads here run ins
 (tests/test_checkpoints.py checks the list against real training runs), instead of turning the safety off.
 fairseq_fixes/checkpoint_loading.py routes fairseq's own reads through `allow_listed`.
 """
+
 import argparse
 import collections
 import logging
@@ -18,8 +19,8 @@ import os
 import pickle
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be used; the message names the file and what to do."""
 
 
-def _numpy_scalar_globals() -> List:
+def _numpy_scalar_globals() -> list:
     # numpy pickles scalars (e.g. the best validation metric, a np.float64) through `_reconstruct`/`scalar` and
     # their dtype; the module moved from numpy.core to numpy._core in numpy 2.
     try:
@@ -45,19 +46,24 @@ def _numpy_scalar_globals() -> List:
     return [multiarray.scalar, multiarray._reconstruct, np.ndarray, *dtypes]
 
 
-def _fairseq_globals() -> List:
+def _fairseq_globals() -> list:
     from fairseq.distributed.utils import _TensorPlaceholder  # rank-0 -> rank-k checkpoint broadcast
 
     return [_TensorPlaceholder]
 
 
-def checkpoint_globals() -> List:
+def checkpoint_globals() -> list:
     """Non-tensor classes a fairseq checkpoint may contain (the weights-only unpickler's allow-list)."""
-    return [argparse.Namespace, collections.OrderedDict, collections.defaultdict, *_numpy_scalar_globals(),
-            *_fairseq_globals()]
+    return [
+        argparse.Namespace,
+        collections.OrderedDict,
+        collections.defaultdict,
+        *_numpy_scalar_globals(),
+        *_fairseq_globals(),
+    ]
 
 
-def earlier_checkpoints(path: Path) -> List[str]:
+def earlier_checkpoints(path: Path) -> list[str]:
     siblings = sorted(path.parent.glob("checkpoint*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
     return [str(p) for p in siblings if p != path]
 
@@ -108,13 +114,16 @@ def _corrupt(path: str, error: Exception) -> CheckpointError:
     # --restore-file is not a general answer: GLUE runs pass --finetune-from-model, which fairseq refuses to combine
     # with it. vega-train itself falls back to the newest readable checkpoint (recover_checkpoint_last below).
     hint = (
-        "Earlier checkpoints in the same folder (newest first): " + ", ".join(earlier[:5]) +
-        ". vega-train resumes from the newest readable one of them by itself (renaming the broken file aside); "
+        "Earlier checkpoints in the same folder (newest first): "
+        + ", ".join(earlier[:5])
+        + ". vega-train resumes from the newest readable one of them by itself (renaming the broken file aside); "
         "elsewhere, load one of them instead."
-        if earlier else "No other checkpoint is in the same folder: move the broken file away to start the run over."
+        if earlier
+        else "No other checkpoint is in the same folder: move the broken file away to start the run over."
     )
-    return CheckpointError(f"{path} is corrupt or truncated and cannot be loaded ({type(error).__name__}: "
-                           f"{error}). {hint}")
+    return CheckpointError(
+        f"{path} is corrupt or truncated and cannot be loaded ({type(error).__name__}: {error}). {hint}"
+    )
 
 
 def peek_checkpoint(path) -> dict:
@@ -164,8 +173,10 @@ def recover_checkpoint_last(save_dir) -> None:
         aside = f"{last}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
         os.replace(last, aside)
         atomic_copy(candidate, str(last))
-        logger.warning("\n" + "!" * 100 + f"\n{last} is truncated or corrupt: it was renamed to {aside} (kept, "
-                       f"not deleted) and this run resumes from {candidate} (update {num_updates}), the newest "
-                       f"readable checkpoint of {save_dir}. The updates after it are trained again.\n" + "!" * 100)
+        logger.warning(
+            "\n" + "!" * 100 + f"\n{last} is truncated or corrupt: it was renamed to {aside} (kept, "
+            f"not deleted) and this run resumes from {candidate} (update {num_updates}), the newest "
+            f"readable checkpoint of {save_dir}. The updates after it are trained again.\n" + "!" * 100
+        )
         return
     raise broken

@@ -10,7 +10,8 @@ scaled to percent. GLUE score (Wang et al. 2019): each task scores the
 unweighted mean of its metrics, MNLI averages matched and mismatched, and the score is the mean over the nine tasks;
 AX is excluded.
 """
-from typing import Dict, Mapping, Sequence, Union
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import pearsonr, rankdata, spearmanr
@@ -68,7 +69,7 @@ _METRIC_FNS = {"accuracy": accuracy, "f1": f1, "mcc": matthews_corr, "pearson": 
 _COMBINED = {"acc_and_f1": ("accuracy", "f1"), "pearson_and_spearman": ("pearson", "spearman")}
 
 
-def task_metrics(task: Union[str, GlueTaskSpec], preds: ArrayLike, labels: ArrayLike) -> Dict[str, float]:
+def task_metrics(task: str | GlueTaskSpec, preds: ArrayLike, labels: ArrayLike) -> dict[str, float]:
     """All metrics of `task` (plus its combined selection metric) for one dev split.
 
     Classification predictions and labels may be label strings or label indices, as long as both use the same.
@@ -85,7 +86,7 @@ def task_metrics(task: Union[str, GlueTaskSpec], preds: ArrayLike, labels: Array
     return out
 
 
-def task_score(task: Union[str, GlueTaskSpec], metrics: Mapping[str, float]) -> float:
+def task_score(task: str | GlueTaskSpec, metrics: Mapping[str, float]) -> float:
     """One split's contribution to the GLUE score: the unweighted mean of the task's metrics."""
     task = get_glue_task(task)
     missing = [m for m in task.metrics if m not in metrics]
@@ -109,7 +110,7 @@ def _rows_matthews(p: np.ndarray, t: np.ndarray, classes: int) -> np.ndarray:
     pred_counts = np.stack([(p == k).sum(axis=1) for k in range(classes)], axis=1).astype(np.float64)
     true_counts = np.stack([(t == k).sum(axis=1) for k in range(classes)], axis=1).astype(np.float64)
     covariance = correct * n - (pred_counts * true_counts).sum(axis=1)
-    denominator = np.sqrt((n * n - (pred_counts ** 2).sum(axis=1)) * (n * n - (true_counts ** 2).sum(axis=1)))
+    denominator = np.sqrt((n * n - (pred_counts**2).sum(axis=1)) * (n * n - (true_counts**2).sum(axis=1)))
     return np.where(denominator > 0, covariance / np.where(denominator > 0, denominator, 1), 0.0)
 
 
@@ -131,7 +132,7 @@ def _label_codes(values: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     return codes
 
 
-def row_scores(task: Union[str, GlueTaskSpec], preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def row_scores(task: str | GlueTaskSpec, preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """`task_score(task, task_metrics(task, preds[i], labels[i]))` for every row i of two [rows, n] arrays at once:
     a bootstrap scores a thousand resamples of one dev set without a Python loop over them."""
     task = get_glue_task(task)
@@ -144,8 +145,11 @@ def row_scores(task: Union[str, GlueTaskSpec], preds: np.ndarray, labels: np.nda
     else:
         p, t = _label_codes(preds, task.labels), _label_codes(labels, task.labels)
         positive = task.labels.index("1") if "1" in task.labels else 1
-        by_name = {"accuracy": lambda: (p == t).mean(axis=1), "mcc": lambda: _rows_matthews(p, t, len(task.labels)),
-                   "f1": lambda: _rows_f1(p, t, positive)}
+        by_name = {
+            "accuracy": lambda: (p == t).mean(axis=1),
+            "mcc": lambda: _rows_matthews(p, t, len(task.labels)),
+            "f1": lambda: _rows_f1(p, t, positive),
+        }
     return 100.0 * np.mean([by_name[m]() for m in task.metrics], axis=0)
 
 
@@ -158,5 +162,3 @@ def glue_score(scores: Mapping[str, float]) -> float:
     if not used:
         raise ValueError("no GLUE task scores to average (AX does not count)")
     return float(np.mean(used))
-
-

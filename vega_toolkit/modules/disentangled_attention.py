@@ -10,9 +10,9 @@ A[i, j] = s (<Q_i, K_j> + <Q_i, Kr[idx(i, j)]> + <K_j, Qr[idx(i, j)]>), idx the 
 additive bias) or ``fused`` (Triton, fused_disentangled_attention.py). The math and each implementation's choices:
 docs/design.md#disentangled-attention-the-math-and-its-three-implementations.
 """
+
 import importlib
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +99,7 @@ class DisentangledSelfAttention(nn.Module):
         self,
         x: torch.Tensor,
         rel_embeddings: torch.Tensor,
-        key_padding_mask: Optional[torch.Tensor] = None,
+        key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q = self._heads(self.query_proj(x))
         k = self._heads(self.key_proj(x))
@@ -128,10 +128,12 @@ class DisentangledSelfAttention(nn.Module):
         bias_dtype = torch.float32 if q.dtype == torch.float16 else q.dtype
         with torch.autocast(device_type=q.device.type, enabled=False):
             bias = relative_bias(
-                q.to(bias_dtype), k.to(bias_dtype),
+                q.to(bias_dtype),
+                k.to(bias_dtype),
                 pos_key.to(bias_dtype).index_select(1, cols.c2p) if self.c2p else None,
                 pos_query.to(bias_dtype).index_select(1, cols.p2c) if self.p2c else None,
-                key_padding_mask, self.BLOCK if q.device.type == "cpu" else self.CUDA_BLOCK,
+                key_padding_mask,
+                self.BLOCK if q.device.type == "cpu" else self.CUDA_BLOCK,
             )
             if q.dtype != bias_dtype:  # fp16: back to the activation dtype, within its range
                 info = torch.finfo(q.dtype)
@@ -152,16 +154,19 @@ class DisentangledSelfAttention(nn.Module):
         try:
             fused = importlib.import_module("vega_toolkit.modules.fused_disentangled_attention")
         except ImportError as error:
-            raise UnsupportedSetupError(f"--attention-impl fused needs triton ({error}); it comes with CUDA builds of "
-                                        "torch, or `pip install triton` (see requirements/test.txt)") from error
+            raise UnsupportedSetupError(
+                f"--attention-impl fused needs triton ({error}); it comes with CUDA builds of "
+                "torch, or `pip install triton` (see requirements/test.txt)"
+            ) from error
         fused.check_device(q.device, q.dtype)
         cols = relative_columns(q.size(-2), self.position_buckets, self.max_relative_positions, q.device)
         pos_key = pos_query = None
         if self.c2p or self.p2c:
             pos_key, pos_query = self._pos_projections(self.pos_dropout(rel_embeddings.index_select(0, cols.slots)))
         dropout_p = self.attention_dropout if self.training else 0.0
-        return fused.fused_disentangled_attention(q, k, v, pos_key, pos_query, cols.c2p, key_padding_mask, self.scale,
-                                                  dropout_p, block=self.FUSED_BLOCK)
+        return fused.fused_disentangled_attention(
+            q, k, v, pos_key, pos_query, cols.c2p, key_padding_mask, self.scale, dropout_p, block=self.FUSED_BLOCK
+        )
 
     def _cpu_attention(self, q, k, v, bias, dropout_p):
         """softmax(s Q K^T + bias) V for CPU training, where SDPA can only take its unfused math path.
@@ -174,8 +179,9 @@ class DisentangledSelfAttention(nn.Module):
         dtype = bias.dtype
         flat = lambda t: t.to(dtype).reshape(batch * heads, length, dim)  # noqa: E731
         # Not in place: baddbmm_ on the bias view would make autograd clone the [L, L] gradient twice (CopySlices).
-        scores = torch.baddbmm(bias.view(batch * heads, length, length), flat(q), flat(k).transpose(1, 2),
-                               alpha=self.scale)
+        scores = torch.baddbmm(
+            bias.view(batch * heads, length, length), flat(q), flat(k).transpose(1, 2), alpha=self.scale
+        )
         probs = torch.softmax(scores, dim=-1)
         scale = 1.0
         if dropout_p > 0:  # one fused pass each way (where); the 1 / (1 - p) scale goes to the small output

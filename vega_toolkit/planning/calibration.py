@@ -7,13 +7,14 @@
 Measured peak memory and step time per configuration, as vega-plan --validate compares them with its prediction.
 The file format and what each row kind measures: docs/design.md#calibration-files.
 """
+
 import json
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
 
-CALIBRATION_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                               "benchmarks", "calibration")
+CALIBRATION_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks", "calibration"
+)
 KINDS = ("train_step", "encoder_speed")
 
 
@@ -25,15 +26,15 @@ class CalibrationError(ValueError):
 class CalibrationRow:
     name: str
     kind: str
-    argv: List[str]
+    argv: list[str]
     vocab_size: int
     peak_allocated_bytes: int
     step_ms: float
     length: int = 0
     batch_size: int = 0
     resident_params: int = 0
-    peak_reserved_bytes: Optional[int] = None
-    context_bytes: Optional[int] = None
+    peak_reserved_bytes: int | None = None
+    context_bytes: int | None = None
 
 
 @dataclass
@@ -41,14 +42,14 @@ class Calibration:
     gpu: str
     path: str
     source: str
-    rows: List[CalibrationRow] = field(default_factory=list)
+    rows: list[CalibrationRow] = field(default_factory=list)
 
-    def allocator_overhead(self) -> Optional[float]:
+    def allocator_overhead(self) -> float | None:
         """Measured reserved / allocated - 1 (mean over rows that carry both), or None."""
         ratios = [r.peak_reserved_bytes / r.peak_allocated_bytes - 1 for r in self.rows if r.peak_reserved_bytes]
         return sum(ratios) / len(ratios) if ratios else None
 
-    def context_bytes(self) -> Optional[int]:
+    def context_bytes(self) -> int | None:
         measured = [r.context_bytes for r in self.rows if r.context_bytes]
         return max(measured) if measured else None
 
@@ -74,18 +75,27 @@ def load_calibration(path: str) -> Calibration:
     return Calibration(data.get("gpu", ""), path, data.get("source", ""), rows)
 
 
-def calibration_files(directory: str = CALIBRATION_DIR) -> List[str]:
+def calibration_files(directory: str = CALIBRATION_DIR) -> list[str]:
     if not os.path.isdir(directory):
         return []
     return sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".json"))
 
 
-def write_calibration(path: str, gpu: str, device_name: str, torch_version: str, source: str,
-                      rows: List[CalibrationRow]):
+def write_calibration(
+    path: str, gpu: str, device_name: str, torch_version: str, source: str, rows: list[CalibrationRow]
+):
     from dataclasses import asdict
 
     from vega_toolkit.io.atomic import atomic_write
 
-    text = json.dumps({"gpu": gpu, "device_name": device_name, "torch": torch_version, "source": source,
-                       "rows": [asdict(r) for r in rows]}, indent=1)
+    text = json.dumps(
+        {
+            "gpu": gpu,
+            "device_name": device_name,
+            "torch": torch_version,
+            "source": source,
+            "rows": [asdict(r) for r in rows],
+        },
+        indent=1,
+    )
     atomic_write(path, lambda f: f.write((text + "\n").encode()))

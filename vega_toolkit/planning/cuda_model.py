@@ -10,6 +10,7 @@ Fake `device="cuda"` tensors abort on a CPU-only torch, so a GPU step is traced 
 code paths swapped for what CUDA runs. The four things modelled (attention core, the fused kernel, context and
 allocator, DDP buckets): docs/design.md#what-the-planner-models-of-cuda.
 """
+
 import contextlib
 
 import torch
@@ -34,7 +35,8 @@ def _efficient_attention(self, q, k, v, bias, dropout_p):
     if length % BIAS_ALIGN:  # torch pads the bias to an aligned copy and hands the kernel a slice of it
         bias = F.pad(bias, (0, BIAS_ALIGN - length % BIAS_ALIGN))[..., :length]
     out = torch.ops.aten._scaled_dot_product_efficient_attention(
-        q, k, v, bias, torch.is_grad_enabled(), dropout_p, False, scale=self.scale)[0]
+        q, k, v, bias, torch.is_grad_enabled(), dropout_p, False, scale=self.scale
+    )[0]
     return out
 
 
@@ -44,8 +46,11 @@ class _FusedShapes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, pos_key, pos_query):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        tables = [torch.matmul(x, t.transpose(-1, -2)).contiguous()
-                  for x, t in ((q, pos_key), (k, pos_query)) if t is not None]
+        tables = [
+            torch.matmul(x, t.transpose(-1, -2)).contiguous()
+            for x, t in ((q, pos_key), (k, pos_query))
+            if t is not None
+        ]
         out = torch.empty_like(q)
         lse = q.new_empty(q.shape[:-1], dtype=torch.float32)
         del tables  # the kernel reads them; backward recomputes them
@@ -56,13 +61,18 @@ class _FusedShapes(torch.autograd.Function):
     def backward(ctx, grad_out):
         q, k, v, out, lse, pos_key, pos_query = ctx.saved_tensors
         delta = (grad_out.float() * out.float()).sum(-1)
-        tables = [torch.matmul(x, t.transpose(-1, -2)).contiguous()
-                  for x, t in ((q, pos_key), (k, pos_query)) if t is not None]
+        tables = [
+            torch.matmul(x, t.transpose(-1, -2)).contiguous()
+            for x, t in ((q, pos_key), (k, pos_query))
+            if t is not None
+        ]
         grad_tables = [torch.zeros(t.shape, dtype=torch.float32) for t in tables]
         dq, dk = (torch.empty(t.shape, dtype=torch.float32) for t in (q, k))
         dv = torch.empty_like(v)
-        grads, present = [None, None], [(i, t, x) for i, (t, x) in enumerate(((pos_key, q), (pos_query, k)))
-                                         if t is not None]
+        grads, present = (
+            [None, None],
+            [(i, t, x) for i, (t, x) in enumerate(((pos_key, q), (pos_query, k))) if t is not None],
+        )
         for (i, table, x), g in zip(present, grad_tables, strict=True):
             grads[i] = torch.einsum("bhls,bhld->hsd", g, x.float()).to(table.dtype)
         del delta, tables, grad_tables
@@ -99,12 +109,16 @@ def ddp_bucket_bytes(args, gradient_bytes: int, world_size: int) -> int:
     if args.ddp_backend in ("c10d", "pytorch_ddp"):
         return gradient_bytes
     if args.ddp_backend in ("no_c10d", "legacy_ddp"):  # fairseq's own DDP: one buffer of at most 2**28 elements
-        return min(gradient_bytes, 2 ** 28 * 2)  # (fairseq/models/distributed_fairseq_model.py), half precision
+        return min(gradient_bytes, 2**28 * 2)  # (fairseq/models/distributed_fairseq_model.py), half precision
     return 0
 
 
-def per_gpu_bytes(traced_peak: int, ddp_bytes: int, allocator_overhead: float = ALLOCATOR_OVERHEAD,
-                  context_bytes: int = CUDA_CONTEXT_BYTES) -> int:
+def per_gpu_bytes(
+    traced_peak: int,
+    ddp_bytes: int,
+    allocator_overhead: float = ALLOCATOR_OVERHEAD,
+    context_bytes: int = CUDA_CONTEXT_BYTES,
+) -> int:
     """What the card must hold: the allocated peak (traced + DDP buckets), the allocator's overhead on it, and the
     CUDA context (cuBLAS workspaces and NCCL buffers included)."""
     allocated = traced_peak + ddp_bytes

@@ -8,11 +8,12 @@ kills at once. Only a single-process run that writes checkpoint_last.pt, and onl
 (under --launcher submitit, submitit's handlers requeue the job): several ranks would stop at different updates and
 hang in the next all-reduce.
 """
+
 import contextlib
 import logging
 import signal
 import threading
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -23,33 +24,40 @@ class StopRequest:
     """The signal that asked this run to stop, and the update at which training stopped for it."""
 
     def __init__(self):
-        self.signum: Optional[int] = None
-        self.stopped_at_update: Optional[int] = None
+        self.signum: int | None = None
+        self.stopped_at_update: int | None = None
 
     def handle(self, signum, _frame):
         self.signum = signum
         signal.signal(signum, signal.SIG_DFL)  # a second signal kills at once
-        logger.warning(f"{signal.Signals(signum).name}: stopping after this update with checkpoint_last.pt saved "
-                       f"(send it again to kill at once)")
+        logger.warning(
+            f"{signal.Signals(signum).name}: stopping after this update with checkpoint_last.pt saved "
+            f"(send it again to kill at once)"
+        )
 
     @property
     def stopped(self) -> bool:
         return self.stopped_at_update is not None
 
     def exit_message(self, save_dir: str) -> str:
-        return (f"vega-train: stopped by {signal.Signals(self.signum).name} at update {self.stopped_at_update}; "
-                f"{save_dir}/checkpoint_last.pt is saved there, and the same command resumes from it")
+        return (
+            f"vega-train: stopped by {signal.Signals(self.signum).name} at update {self.stopped_at_update}; "
+            f"{save_dir}/checkpoint_last.pt is saved there, and the same command resumes from it"
+        )
 
 
 def applies_to(args) -> bool:
     """Whether a stop signal can end this run with a checkpoint to resume from (see the module docstring)."""
-    return (threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread
-            and (getattr(args, "distributed_world_size", 1) or 1) == 1
-            and not args.no_save and not args.no_last_checkpoints)
+    return (
+        threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread
+        and (getattr(args, "distributed_world_size", 1) or 1) == 1
+        and not args.no_save
+        and not args.no_last_checkpoints
+    )
 
 
 @contextlib.contextmanager
-def stop_with_checkpoint(args) -> Iterator[Optional[StopRequest]]:
+def stop_with_checkpoint(args) -> Iterator[StopRequest | None]:
     """While training `args`: SIGTERM/SIGUSR1 stop it at the next update, checkpoint saved. Yields the StopRequest
     (None where `applies_to(args)` is false or every stop signal already has a handler)."""
     # a signal somebody else already handles stays theirs: under --launcher submitit, SLURM's warning signal

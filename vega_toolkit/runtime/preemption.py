@@ -8,10 +8,11 @@ wherever the main thread is. Between fairseq's write of checkpoint_<epoch>_<upda
 checkpoint_last.pt, that leaves checkpoint_last.pt one save behind, and the requeued job trains a whole save interval
 again. Inside `signals_deferred` such a signal is recorded and raised again once the block has finished.
 """
+
 import contextlib
 import signal
 import threading
-from typing import Iterable, Iterator, List
+from collections.abc import Iterable, Iterator
 
 PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
@@ -27,7 +28,7 @@ def signals_deferred(signums: Iterable[int] = PREEMPTION_SIGNALS) -> Iterator[No
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: List[int] = []
+    caught: list[int] = []
     # getsignal is None for a handler installed from C, which Python could not reinstall: leave such a signal be.
     previous = {signum: handler for signum in signums if (handler := signal.getsignal(signum)) is not None}
 

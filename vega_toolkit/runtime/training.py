@@ -7,9 +7,11 @@
 Called by the local launcher (launch/local.py: vega-train, vega-hydra-train, every SLURM task of --launcher
 submitit), the round drivers of adaptation/ (one `train_once` per round) and the benchmarks.
 """
+
 import contextlib
 import os
-from typing import Any, Callable, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from vega_toolkit.errors import UserError
 
@@ -17,14 +19,14 @@ from vega_toolkit.errors import UserError
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def with_user_dir(argv: List[str]) -> List[str]:
+def with_user_dir(argv: list[str]) -> list[str]:
     """Append `--user-dir` pointing at the installed package unless the caller chose one."""
     if any(a == "--user-dir" or a.startswith("--user-dir=") for a in argv):
         return list(argv)
     return list(argv) + ["--user-dir", PLUGIN_DIR]
 
 
-def parse_training_args(argv: List[str], add_extra_args: Optional[Callable] = None):
+def parse_training_args(argv: list[str], add_extra_args: Callable | None = None):
     """fairseq's training parser over `argv` (plugins loaded; `--bf16` keeps `tpu=False`: fairseq_fixes/bf16.py).
     `add_extra_args(parser)` adds a tool's own flags beside vega-train's (vega-plan's --gpu, ...)."""
     from fairseq import options
@@ -58,8 +60,10 @@ def reset_fairseq_globals():
     from fairseq.logging import progress_bar
     from fairseq_cli import train as fairseq_train
 
-    for fn, attrs in ((checkpoint_utils.save_checkpoint, ("best",)),
-                      (fairseq_train.should_stop_early, ("best", "num_runs"))):
+    for fn, attrs in (
+        (checkpoint_utils.save_checkpoint, ("best",)),
+        (fairseq_train.should_stop_early, ("best", "num_runs")),
+    ):
         for attr in attrs:
             if hasattr(fn, attr):
                 delattr(fn, attr)
@@ -68,7 +72,7 @@ def reset_fairseq_globals():
 
 
 # --- the guards --------------------------------------------------------------------------------------------------
-def resume_checkpoint(args) -> Optional[str]:
+def resume_checkpoint(args) -> str | None:
     """The checkpoint fairseq will resume this run from (fairseq's `load_checkpoint` rule); None on a fresh start
     or where the rule is fairseq's alone (sharded checkpoints with a suffix)."""
     if getattr(args, "checkpoint_suffix", ""):
@@ -100,10 +104,11 @@ def check_restored_heads(args, path: str):
                 f"--restore-file {path}: its classification head '{name}' has {size} outputs, but {task} trains "
                 f"'{head}' with {num_classes}, and the checkpoint's optimizer state cannot be restored onto it. To "
                 f"start a new fine-tuning from its weights, pass it as --finetune-from-model {path} (fresh head and "
-                f"optimizer) instead of --restore-file.")
+                f"optimizer) instead of --restore-file."
+            )
 
 
-def vocabulary_folder(args) -> Optional[Tuple[str, str]]:
+def vocabulary_folder(args) -> tuple[str, str] | None:
     """(folder, flag) of the vocabulary a training of the toolkit's tasks reads; None for other tasks."""
     if getattr(args, "vocab_dir", None) and getattr(args, "glue_task", None):
         return args.vocab_dir, "--vocab-dir"
@@ -125,9 +130,11 @@ def check_not_a_gdes_pretraining(path: str):
     except CheckpointError:  # fairseq's own load reports it
         return
     if EMBEDDING_DELTA_KEY in criterion_state:
-        raise UserError(f"--finetune-from-model {path} is an rtd_electra --embedding-sharing gdes pretraining "
-                        f"checkpoint: its discriminator embedding is E_G + E_delta, which only the export merges. "
-                        f"Run `vega-convert export {path} --data-bin DATA OUT` and fine-tune from OUT/model.pt")
+        raise UserError(
+            f"--finetune-from-model {path} is an rtd_electra --embedding-sharing gdes pretraining "
+            f"checkpoint: its discriminator embedding is E_G + E_delta, which only the export merges. "
+            f"Run `vega-convert export {path} --data-bin DATA OUT` and fine-tune from OUT/model.pt"
+        )
 
 
 def check_checkpoint_vocabulary(args, path: str, flag: str):
@@ -154,21 +161,30 @@ def check_checkpoint_vocabulary(args, path: str, flag: str):
     embedding = (ckpt.get("model") or {}).get(EMBEDDING_KEY)
     stored_task = str(((ckpt.get("cfg") or {}).get("task") or {}).get("_name", ""))
     if embedding is not None and stored_task != "masked_lm":  # masked_lm appends <mask> (exported folders trim it)
-        check_embedding_rows(described, embedding.size(0), len(Dictionary.load(os.path.join(folder, DICT_FILE))),
-                             folder, folder_flag)
+        check_embedding_rows(
+            described, embedding.size(0), len(Dictionary.load(os.path.join(folder, DICT_FILE))), folder, folder_flag
+        )
 
 
 def architecture_mismatch(args, path: str, error: Exception) -> UserError:
     """fairseq's "please ensure that the architectures match" with the first parameter that does not fit (the
     vocabulary was checked before: check_checkpoint_vocabulary) and where to read the right flags."""
     cause = str(error.__cause__ or error.__context__ or error)
-    detail = next((line.strip() for line in cause.splitlines()
-                   if line.strip().startswith(("size mismatch", "Missing key", "Unexpected key"))), cause.strip())
-    return UserError(f"{path}: its weights do not fit --arch {args.arch} with the model flags given ({detail[:300]}); "
-                     f"give the flags it was trained with (`vega-glue arch MODEL_DIR` prints a model folder's)")
+    detail = next(
+        (
+            line.strip()
+            for line in cause.splitlines()
+            if line.strip().startswith(("size mismatch", "Missing key", "Unexpected key"))
+        ),
+        cause.strip(),
+    )
+    return UserError(
+        f"{path}: its weights do not fit --arch {args.arch} with the model flags given ({detail[:300]}); "
+        f"give the flags it was trained with (`vega-glue arch MODEL_DIR` prints a model folder's)"
+    )
 
 
-def explicit_value(argv: List[str], flag: str) -> Optional[str]:
+def explicit_value(argv: list[str], flag: str) -> str | None:
     """The value of `flag` as given on the command line (`--flag V` or `--flag=V`), or None."""
     for i, arg in enumerate(argv):
         if arg == flag and i + 1 < len(argv):
@@ -178,7 +194,7 @@ def explicit_value(argv: List[str], flag: str) -> Optional[str]:
     return None
 
 
-def check_training_numbers(args, max_update_given: Optional[str] = None):
+def check_training_numbers(args, max_update_given: str | None = None):
     """Numbers fairseq would take without a word: a learning rate at or below 0 (a negative one trains
     uphill), a negative --max-update/--max-epoch, and an explicit --max-update 0 (fairseq reads 0 as "no limit",
     so a run capped at 0 updates would train without end)."""
@@ -192,11 +208,13 @@ def check_training_numbers(args, max_update_given: Optional[str] = None):
         if value < 0:
             raise UserError(f"--{name.replace('_', '-')} {value} is negative; leave the flag out for no limit")
     if max_update_given is not None and args.max_update == 0:
-        raise UserError(f"--max-update {max_update_given}: fairseq reads 0 as \"no limit\", so this run would "
-                        f"never end; give a positive number of updates, or leave the flag out for no limit")
+        raise UserError(
+            f'--max-update {max_update_given}: fairseq reads 0 as "no limit", so this run would '
+            f"never end; give a positive number of updates, or leave the flag out for no limit"
+        )
 
 
-def finished_message(args, path: str) -> Optional[str]:
+def finished_message(args, path: str) -> str | None:
     """What to say when `path` (the save dir's checkpoint_last.pt) is already at --max-update."""
     from vega_toolkit.io.checkpoints import CheckpointError, read_num_updates
 
@@ -208,8 +226,10 @@ def finished_message(args, path: str) -> Optional[str]:
         return None
     if num_updates < args.max_update:
         return None
-    return (f"vega-train: {path} is at update {num_updates} and --max-update is {args.max_update}: this run has "
-            f"finished, nothing to do (raise --max-update to train further, or give another --save-dir)")
+    return (
+        f"vega-train: {path} is at update {num_updates} and --max-update is {args.max_update}: this run has "
+        f"finished, nothing to do (raise --max-update to train further, or give another --save-dir)"
+    )
 
 
 def is_first_rank(args) -> bool:

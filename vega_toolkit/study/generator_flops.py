@@ -7,8 +7,8 @@
 A generator arm gets updates x F(rtd_ternary) / F(arm), F = training FLOPs per token (ELECTRA's
 flops_computation.py counting). What F counts: docs/design.md#generator-flops-and-equal-compute-arms.
 """
+
 import argparse
-from typing import Tuple
 
 from vega_toolkit.models.replacement_generator import generator_sizes
 
@@ -18,7 +18,7 @@ _GENERATOR_CRITERIONS = ("rtd_electra",)
 def encoder_layer_flops(width: int, ffn: int, seq_len: int, rel_rows: int) -> float:
     """Forward FLOPs per token of one disentangled-attention layer (see the module docstring)."""
     rows = min(rel_rows, 2 * seq_len - 1)
-    return 8 * width ** 2 + 4 * width * ffn + 4 * seq_len * width + 4 * rows * width + 4 * rows * width ** 2 / seq_len
+    return 8 * width**2 + 4 * width * ffn + 4 * seq_len * width + 4 * rows * width + 4 * rows * width**2 / seq_len
 
 
 def _arch(arch: str):
@@ -33,7 +33,7 @@ def _arch(arch: str):
     return VegaEncoderConfig(**{k: v for k, v in vars(args).items() if k in VegaEncoderConfig.__dataclass_fields__})
 
 
-def _objective(pretrain_args: Tuple[str, ...]):
+def _objective(pretrain_args: tuple[str, ...]):
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--criterion", default="")
     parser.add_argument("--replace-with", default="random")
@@ -44,7 +44,7 @@ def _objective(pretrain_args: Tuple[str, ...]):
     return parser.parse_known_args(list(pretrain_args))[0]
 
 
-def flops_per_token(arch: str, seq_len: int, vocab: int, pretrain_args: Tuple[str, ...]) -> float:
+def flops_per_token(arch: str, seq_len: int, vocab: int, pretrain_args: tuple[str, ...]) -> float:
     """Training FLOPs per token of a denoising_pretrain objective (`pretrain_args`) on ARCH."""
     disc = _arch(arch)
     rel_rows = 2 * (disc.position_buckets if disc.position_buckets > 0 else disc.max_positions)
@@ -62,8 +62,14 @@ def flops_per_token(arch: str, seq_len: int, vocab: int, pretrain_args: Tuple[st
     return 3 * forward
 
 
-def equal_compute_updates(updates: int, arch: str, seq_len: int, vocab: int, pretrain_args: Tuple[str, ...],
-                          baseline_args: Tuple[str, ...] = ("--criterion", "rtd_ternary")) -> int:
+def equal_compute_updates(
+    updates: int,
+    arch: str,
+    seq_len: int,
+    vocab: int,
+    pretrain_args: tuple[str, ...],
+    baseline_args: tuple[str, ...] = ("--criterion", "rtd_ternary"),
+) -> int:
     """UPDATES scaled by F(baseline) / F(objective): the same training FLOPs as the baseline's run."""
     ratio = flops_per_token(arch, seq_len, vocab, baseline_args) / flops_per_token(arch, seq_len, vocab, pretrain_args)
     return max(1, round(updates * ratio))

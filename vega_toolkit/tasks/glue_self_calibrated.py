@@ -8,6 +8,7 @@ KenLM selects in-domain rows of the external pool, M0 relabels them (labelled po
 M0 is fine-tuned on them, then Algorithm 1 runs from there; a rerun resumes at the first unfinished step.
 The steps and their flags: docs/design.md#glue_self_calibrated-algorithm-2.
 """
+
 import logging
 from dataclasses import dataclass, field
 
@@ -24,17 +25,24 @@ EXTERNAL_FORMATS = ("labelled", "unlabelled", "text")
 class GlueSelfCalibratedConfig(GlueTransductiveConfig):
     external_data: str = field(default="", metadata={"help": "the external pool D* (see --external-format)"})
     external_format: str = field(
-        default="labelled", metadata={"help": "labelled: the task's train-file layout; unlabelled: its test-file "
-                                              "layout; text: one sentence per line (single-sentence tasks)"})
+        default="labelled",
+        metadata={
+            "help": "labelled: the task's train-file layout; unlabelled: its test-file "
+            "layout; text: one sentence per line (single-sentence tasks)"
+        },
+    )
     selection_top_k: int = field(default=1000, metadata={"help": "keep the K most in-domain pool rows"})
     selection_max_ppl: float = field(
-        default=0.0, metadata={"help": "instead of top-k: keep pool rows with in-domain perplexity <= this"})
+        default=0.0, metadata={"help": "instead of top-k: keep pool rows with in-domain perplexity <= this"}
+    )
     selection_general: str = field(
-        default="", metadata={"help": "general-domain text (one sentence per line): rank by Moore-Lewis instead of "
-                                      "perplexity"})
+        default="",
+        metadata={"help": "general-domain text (one sentence per line): rank by Moore-Lewis instead of perplexity"},
+    )
     lm_order: int = field(default=4, metadata={"help": "n-gram order of the selection LMs"})
     calibrate_with_train: bool = field(
-        default=False, metadata={"help": "fine-tune M0 on train + calibrated data (default: calibrated data only)"})
+        default=False, metadata={"help": "fine-tune M0 on train + calibrated data (default: calibrated data only)"}
+    )
 
 
 @register_task("glue_self_calibrated", dataclass=GlueSelfCalibratedConfig)
