@@ -6,22 +6,7 @@
 `AdversarialCEConfig`'s defaults are the one statement of SiFT's hyperparameters: the GLUE recipes, conf/glue and
 vega-study read them (tests/test_hydra_configs.py checks it).
 
-One training step (microsoft/DeBERTa DeBERTa/sift/sift.py + DeBERTa/apps/run.py `adv_loss_fn`):
-1. clean pass: the model's `embedding_hook` replaces the word embeddings e by z = LN0(e), a non-affine LayerNorm
-   (eps 1e-7), right before the model's own embedding LayerNorm; z is stored;
-2. delta0 ~ N(0, sigma^2) clipped to +-2 sigma (sigma = --adv-init-perturbation), fp32 even under fp16/bf16;
-   perturbed pass with z.detach() + delta0 (dropout active); L0 = --adv-loss(adv logits, clean logits.detach());
-3. one ascent step with the gradient w.r.t. delta only (torch.autograd.grad: no parameter gradients):
-   delta1 = delta0 + eta * g / (1e-6 + max_hidden |g|) (per-token L-inf normalisation, eta = --adv-learning-rate);
-   skipped (delta0 kept) when g is not finite;
-4. final perturbed pass with z.detach() + delta1; L_adv = symmetric KL(adv logits, clean logits) per example
-   (MSE for regression), the clean logits NOT detached;
-5. loss = task loss + --adv-lambda * L_adv. The adversarial passes run in training only.
-
-The symmetric KL uses DeBERTa's surrogate gradients (the probabilities that weight each log-softmax are constants),
-with the constant entropy terms added back so the logged value is the true KL(p||q) + KL(q||p) (0 for equal logits).
-Cost: 3 forwards + 2 backwards per step. DDP: the three forwards share one backward of the summed loss; use
-`--ddp-backend legacy_ddp` (or no_c10d) if the c10d reducer objects to the multiple forward passes.
+One training step, its DeBERTa sources and its cost: docs/design.md#sift-adversarial_ce.
 """
 
 from dataclasses import dataclass, field, fields

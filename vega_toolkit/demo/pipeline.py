@@ -4,17 +4,9 @@
     python -m vega_toolkit.demo --out demo_out --glue-dir glue_data --corpus corpus/   # the same on real data
     python -m vega_toolkit.demo --out /tmp/smoke --size smoke          # the CI setting: same stages, seconds each
 
-Stages (each one a real CLI call, printed before it runs, so every step can be re-run by hand):
- 1. data             toy corpus + three GLUE-format tasks (vega_toolkit/demo/toy_data.py), or your folders
- 2. preprocess       vega-preprocess: sentencepiece -> dict.txt -> fairseq data-bin
- 3. phase 1          vega-train --task denoising_pretrain --criterion rtd_ternary (shuffle 10% / replace 5%)
- 4. phase 2          vega-train --criterion rtd_contrastive, from phase 1's weights with a fresh optimizer
- 5. SST-2            vega-train --task glue --criterion adversarial_ce (SiFT), once per fine-tuning seed
- 6. RTE              vega-train --task glue_transductive (pseudo-labelled test set, rounds until stable), per seed
- 7. CoLA             vega-train --task glue_self_calibrated (real KenLM selects from an external pool), per seed
- 8. random init      vega-convert export --random-init (one encoder per seed), then stages 5-7 again from it
- 9. generate         vega-generate: GLUE submission TSVs + zip, dev scores
-10. report           report.md (pretrained vs random init: mean, std and range over the seeds) + curves.png
+Ten stages, each one a real CLI call printed before it runs (so every step can be re-run by hand): data,
+preprocess, pretraining phases 1 and 2, SST-2 / RTE / CoLA fine-tuning per seed, the same from random init,
+vega-generate and the report; the README's "What `make demo` does" lists them with their commands.
 """
 
 import json

@@ -3,17 +3,8 @@
     with SaveDirLock("runs/rte"):        # runs/rte/vega-train.lock: {"host", "pid", "started", "slurm_job_id", ...}
         train(...)
 
-Without it, two runs given the same --save-dir both train to the end and the later one silently overwrites the
-other's checkpoints (checkpoint_last.pt, checkpoint_best.pt, the interval checkpoints).
-
-- The lock is created with O_EXCL, so of two runs starting together exactly one gets it.
-- A lock left by a dead process (SIGKILL, OOM kill) on this host is detected (its pid is gone, or now belongs to a
-  process started later) and taken over with a warning.
-- A SLURM job requeued after preemption or a node failure keeps its job id: a lock holding the same SLURM_JOB_ID is
-  the job's own, taken over whatever the host. (Only rank 0 of a multi-process job takes the lock: vega-train's
-  `is_first_rank`.)
-- A lock held by a live run, or by a run on another host (whose liveness cannot be checked from here), is an error
-  naming the holder; the message says how to remove a lock whose run is known to be dead.
+Without it, two runs given the same --save-dir overwrite each other's checkpoints. Stale locks, requeued
+SLURM jobs and live holders: docs/design.md#save-dir-lock.
 """
 
 import json
