@@ -2,7 +2,7 @@
 
 import json
 import os
-import random
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +10,7 @@ import pytest
 # here, from the fixture it really uses, keeps `make test-fast` (Makefile FAST_MARKERS) from starting SLURM or
 # needing KenLM whatever module the test lives in. tests/test_lanes.py checks the fast lane against this table.
 FIXTURE_LANES = {"local_slurm": "slurm", "kenlm_programs": "kenlm"}
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.hookimpl(tryfirst=True)  # before the -m selection, which reads the marks
@@ -58,15 +59,15 @@ def slurm_unavailable(reason: str):
 @pytest.fixture(scope="session")
 def tiny_data_bin(tmp_path_factory):
     """A real `vega-preprocess` data-bin (sentencepiece model, dict.txt, mmap train/valid) built once per session
-    from ~600 grammar-generated paragraphs (vega_toolkit.demo.toy_data): word order and vocabulary are learnable,
-    so short trainings show signal. Returns the data-bin directory (Path); treat it as read-only."""
+    from tests/fixtures/tiny_corpus/stories.txt: 600 grammar-generated paragraphs whose word order and vocabulary
+    are learnable, so short trainings show signal. The text is a frozen file, not regenerated, because the recorded
+    losses of test_expected_loss.py are measured on it: a change to the demo's grammar (vega_toolkit.demo.toy_data,
+    whose `paragraph` wrote it with random.Random(0)) must not move them. Returns the data-bin directory (Path);
+    treat it as read-only."""
     from vega_toolkit.cli.preprocess import main as preprocess
-    from vega_toolkit.demo.toy_data import paragraph
 
     root = tmp_path_factory.mktemp("tiny_corpus")
-    rng = random.Random(0)
-    text = root / "toy.txt"
-    text.write_text("".join(paragraph(rng) + "\n" for _ in range(600)))
+    text = FIXTURES / "tiny_corpus" / "stories.txt"
     return preprocess(
         [
             str(text),
@@ -104,7 +105,6 @@ def local_slurm():
     the end of the session."""
     import re
     import subprocess
-    from pathlib import Path
 
     script = os.environ.get("VEGA_SLURM_LOCAL") or str(
         Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh"
