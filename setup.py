@@ -3,11 +3,22 @@
 Install (see README): torch==2.13.0 first, then fairseq-fixed with --no-build-isolation --no-deps,
 then `pip install -e .` (or simply `make test` / `make demo`, which do all of it in .venv).
 """
+
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
+
+
+def version():
+    # the one version source is vega_toolkit/__init__.py; read, not imported (that would need torch and fairseq)
+    text = (here / "vega_toolkit" / "__init__.py").read_text()
+    found = re.findall(r'^__version__ = "([^"]+)"$', text, re.M)
+    if len(found) != 1:
+        raise RuntimeError(f'vega_toolkit/__init__.py: expected one `__version__ = "..."` line, found {len(found)}')
+    return found[0]
 
 
 def requirements(name):
@@ -17,11 +28,12 @@ def requirements(name):
 
 setup(
     name="vega-toolkit",
-    version="0.1.0",
+    version=version(),
     description="Vega v1 recipe (disentangled-attention encoder, ternary RTD, SiFT, transductive and "
     "self-calibrated fine-tuning) as fairseq plugins",
     long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
     long_description_content_type="text/markdown",
+    license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["vega_toolkit", "vega_toolkit.*"]),
     include_package_data=True,

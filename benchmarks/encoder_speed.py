@@ -9,18 +9,10 @@
     python benchmarks/encoder_speed.py --device cuda --dtype bf16 --layers 12 --dim 768 --heads 12 \
         --models vega,plain --vega-impls fused,sdpa --lengths 512,128          # no HF (83.7 GiB at L = 512)
 
-One training step = forward + backward of a squared-output loss (train mode, dropout on). vega and HF share the same
-weights (the HF model is converted with vega_toolkit.models.hf_conversion); the plain encoder has the same width and
-depth. Repetitions are interleaved (vega, hf, plain, vega, ...) so that machine noise hits all three alike; the
-median (or min) is reported, and ratios are only taken within one run. --models chooses the rows (vega, hf, plain);
---vega-impls measures several attention implementations of the same vega model (``fused``: the Triton kernel, CUDA
-only), in the order given; --max-positions raises the maximum length with the same log buckets (256 buckets over 512
-relative positions). A model that runs out of GPU memory at a length is reported as OOM there; any other error (a
-Triton compile or resource error, say) as ``ERR: <type>`` with its traceback on stderr, and the other rows go on.
-On a machine shared with other jobs, wall time mostly measures the scheduler: use one thread with --clock process
-(this process's CPU time). Memory: peak allocated on CUDA; on CPU the bytes of the tensors autograd saves for
-backward (the activation memory, which is what differs between the implementations).
+What a step is, how repetitions are interleaved, OOM/error rows and what "memory" means on CPU and CUDA:
+docs/design.md#benchmark-encoder-training-step.
 """
+
 import argparse
 import logging
 import statistics
@@ -42,8 +34,16 @@ class PlainSDPAEncoder(nn.Module):
         self.embed = nn.Embedding(vocab, dim)
         self.ln = nn.LayerNorm(dim, eps=1e-7)
         self.layers = nn.ModuleList(
-            nn.ModuleDict(dict(qkv=nn.Linear(dim, 3 * dim), out=nn.Linear(dim, dim), ln1=nn.LayerNorm(dim, eps=1e-7),
-                               fc1=nn.Linear(dim, ffn), fc2=nn.Linear(ffn, dim), ln2=nn.LayerNorm(dim, eps=1e-7)))
+            nn.ModuleDict(
+                dict(
+                    qkv=nn.Linear(dim, 3 * dim),
+                    out=nn.Linear(dim, dim),
+                    ln1=nn.LayerNorm(dim, eps=1e-7),
+                    fc1=nn.Linear(dim, ffn),
+                    fc2=nn.Linear(ffn, dim),
+                    ln2=nn.LayerNorm(dim, eps=1e-7),
+                )
+            )
             for _ in range(layers)
         )
 
@@ -75,11 +75,22 @@ def build_models(args):
 
     models = args.models.split(",")
     hf_config = transformers.DebertaV2Config(
-        vocab_size=args.vocab, hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        intermediate_size=4 * args.dim, max_position_embeddings=args.max_positions, max_relative_positions=512,
-        relative_attention=True, position_buckets=256,
-        norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"], position_biased_input=False,
-        type_vocab_size=0, layer_norm_eps=1e-7, hidden_act="gelu",
+        vocab_size=args.vocab,
+        hidden_size=args.dim,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=4 * args.dim,
+        max_position_embeddings=args.max_positions,
+        max_relative_positions=512,
+        relative_attention=True,
+        position_buckets=256,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        type_vocab_size=0,
+        layer_norm_eps=1e-7,
+        hidden_act="gelu",
     )
     torch.manual_seed(0)
     hf = transformers.DebertaV2Model(hf_config)  # built even when not timed: vega takes its weights
@@ -109,9 +120,11 @@ def build_models(args):
 
 def vega_with(vega, impl):
     """The vega model's forward with every layer switched to attention implementation ``impl`` (same weights)."""
+
     def forward(tokens):
         vega.encoder.set_attention_impl(impl)
         return vega(tokens, features_only=True)[0]
+
     return forward
 
 
@@ -192,19 +205,36 @@ def main():
     p.add_argument("--tokens", type=int, default=2048, help="tokens per batch: batch = tokens / L")
     p.add_argument("--lengths", default="128,512")
     p.add_argument("--max-positions", type=int, default=512, help="longest length the models accept")
-    p.add_argument("--models", default="vega,hf,plain",
-                   help="comma-separated rows in the order to run them: vega (once per --vega-impls), vega:<impl>, "
-                        "hf, plain")
-    p.add_argument("--vega-impls", default="sdpa",
-                   help="comma-separated --attention-impl values to measure for vega (sdpa, reference, fused)")
-    p.add_argument("--bias-block", type=int, default=0,
-                   help="query rows per GEMM of vega's relative bias (0: DisentangledSelfAttention's BLOCK / CUDA_BLOCK)")
+    p.add_argument(
+        "--models",
+        default="vega,hf,plain",
+        help="comma-separated rows in the order to run them: vega (once per --vega-impls), vega:<impl>, hf, plain",
+    )
+    p.add_argument(
+        "--vega-impls",
+        default="sdpa",
+        help="comma-separated --attention-impl values to measure for vega (sdpa, reference, fused)",
+    )
+    p.add_argument(
+        "--bias-block",
+        type=int,
+        default=0,
+        help="query rows per GEMM of vega's relative bias (0: DisentangledSelfAttention's BLOCK / CUDA_BLOCK)",
+    )
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--stat", choices=["median", "min"], default="median",
-                   help="statistic over the repetitions (min: on a loaded machine noise only ever adds time)")
-    p.add_argument("--clock", choices=["wall", "process"], default="wall",
-                   help="process: CPU time of this process (time.process_time), robust on a shared, loaded machine "
-                        "when run with one thread; with N threads it sums their CPU time, so use wall there")
+    p.add_argument(
+        "--stat",
+        choices=["median", "min"],
+        default="median",
+        help="statistic over the repetitions (min: on a loaded machine noise only ever adds time)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=["wall", "process"],
+        default="wall",
+        help="process: CPU time of this process (time.process_time), robust on a shared, loaded machine "
+        "when run with one thread; with N threads it sums their CPU time, so use wall there",
+    )
     args = p.parse_args()
     from vega_toolkit.modules.disentangled_attention import ATTENTION_IMPLS
 
@@ -226,9 +256,11 @@ def main():
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
     # Rows are printed as each length finishes: a run stopped by a timeout keeps the lengths it measured.
-    print(f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
-          f"{args.stat} of {args.reps} interleaved reps, vega bias block {args.bias_block or 'default'}\n")
+    print(
+        f"\n{args.layers} layers x {args.dim} hidden, {args.heads} heads, {args.device} {args.dtype}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
+        f"{args.stat} of {args.reps} interleaved reps, vega bias block {args.bias_block or 'default'}\n"
+    )
     print(f"| L | batch | model | fwd+bwd ms | {mem_label} | speed vs HF | time vs plain SDPA |")
     print("|---|---|---|---|---|---|---|", flush=True)
     for length in map(int, args.lengths.split(",")):
@@ -241,8 +273,9 @@ def main():
         times = {name: [] for name in fns if name not in failed}
         for _ in range(args.reps):  # interleaved repetitions
             for name in [n for n in times if n not in failed]:
-                failure = guarded(name, length, lambda: times[name].append(timed_step(fns[name], tokens, args,
-                                                                                       modules, clock, sync)))
+                failure = guarded(
+                    name, length, lambda: times[name].append(timed_step(fns[name], tokens, args, modules, clock, sync))
+                )
                 if failure:
                     failed[name] = failure
         stat = statistics.median if args.stat == "median" else min
@@ -257,8 +290,12 @@ def main():
             hf_failure = failed.get("HF DebertaV2Model")
             vs_hf = f"{hf / sec:.2f}x" if hf else f"HF {hf_failure}" if hf_failure else "-"
             vs_plain = f"{sec / plain:.2f}x" if plain else "-"
-            print(f"| {length} | {batch} | {name} | {sec * 1e3:.1f} | {memory[name] / 2**20:.1f} | {vs_hf} | "
-                  f"{vs_plain} |", flush=True)
+            print(
+                f"| {length} | {batch} | {name} | {sec * 1e3:.1f} | {memory[name] / 2**20:.1f} | {vs_hf} | "
+                f"{vs_plain} |",
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     main()

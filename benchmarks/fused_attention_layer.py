@@ -12,6 +12,7 @@ CUDA (on CPU the bytes autograd saves for backward). The fused kernel logs the r
 of each kernel it compiles (stderr). On CPU the fused rows need TRITON_INTERPRET=1 (the interpreter: slow, a
 rehearsal only); without it they read ERR: RuntimeError and the sdpa rows still run.
 """
+
 import argparse
 import logging
 import statistics
@@ -19,8 +20,8 @@ import sys
 import time
 
 import torch
-
 from encoder_speed import guarded, timed_step, warm_up
+
 from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttention
 
 SETTINGS = [((), 0.0), ((), 0.1), (("c2p", "p2c"), 0.0), (("c2p", "p2c"), 0.1)]  # (relative terms, dropout)
@@ -52,8 +53,10 @@ def main():
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     mem_label = "peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
     # Rows are printed as each setting finishes: a run stopped by a timeout keeps what it measured.
-    print(f"\none attention layer, {args.dim} wide, {args.heads} heads, {args.device} {args.dtype}, "
-          f"torch {torch.__version__}, median of {args.reps} interleaved reps, wall clock\n")
+    print(
+        f"\none attention layer, {args.dim} wide, {args.heads} heads, {args.device} {args.dtype}, "
+        f"torch {torch.__version__}, median of {args.reps} interleaved reps, wall clock\n"
+    )
     print(f"| L | batch | relative terms | dropout | impl | fwd+bwd ms | {mem_label} | fused / sdpa |")
     print("|---|---|---|---|---|---|---|---|", flush=True)
     for length in lengths:
@@ -65,8 +68,9 @@ def main():
             layers = {}
             for impl in IMPLS:
                 torch.manual_seed(0)  # the same weights for both
-                layers[impl] = DisentangledSelfAttention(args.dim, args.heads, attention_dropout=dropout,
-                                                         pos_att_type=terms, attention_impl=impl).to(args.device)
+                layers[impl] = DisentangledSelfAttention(
+                    args.dim, args.heads, attention_dropout=dropout, pos_att_type=terms, attention_impl=impl
+                ).to(args.device)
             fns = {impl: (lambda layer: lambda t: layer(t, rel))(layer.train()) for impl, layer in layers.items()}
             modules = list(layers.values())
             memory, failed, times = {}, {}, {impl: [] for impl in IMPLS}
@@ -76,8 +80,11 @@ def main():
                     failed[impl] = failure
             for _ in range(args.reps):
                 for impl in [i for i in IMPLS if i not in failed]:
-                    failure = guarded(impl, length, lambda: times[impl].append(
-                        timed_step(fns[impl], x, args, modules, time.perf_counter, sync)))
+                    failure = guarded(
+                        impl,
+                        length,
+                        lambda: times[impl].append(timed_step(fns[impl], x, args, modules, time.perf_counter, sync)),
+                    )
                     if failure:
                         failed[impl] = failure
             median = {impl: statistics.median(t) for impl, t in times.items() if impl not in failed}
@@ -88,8 +95,10 @@ def main():
                     continue
                 sdpa = median.get("sdpa")
                 ratio = f"{median[impl] / sdpa:.2f}x" if impl == "fused" and sdpa else "-"
-                print(f"{setting} {impl} | {median[impl] * 1e3:.2f} | {memory[impl] / 2**20:.1f} | {ratio} |",
-                      flush=True)
+                print(
+                    f"{setting} {impl} | {median[impl] * 1e3:.2f} | {memory[impl] / 2**20:.1f} | {ratio} |", flush=True
+                )
+
 
 if __name__ == "__main__":
     main()

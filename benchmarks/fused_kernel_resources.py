@@ -10,6 +10,7 @@ The kernels as vega_base runs them: both relative terms, key padding, dropout on
 ``kernel_configs("cuda")`` with the VEGA_FUSED_* knobs. On a GPU the module logs the same three numbers per kernel
 when it first compiles it (from the loaded binary).
 """
+
 import argparse
 import os
 import re
@@ -36,8 +37,12 @@ SCALARS = {"H": "i32", "L": "i32", "S": "i32", "scale": "fp32", "dropout_p": "fp
 def signature(kernel, dtype: str, constexprs: dict) -> dict:
     """Triton type of every argument: constexpr, scalar, or a pointer (activations in ``dtype``)."""
     pointers = {"SLOT": "*i32", "PAD": "*i8"}
-    return {name: "constexpr" if name in constexprs else SCALARS.get(name) or pointers.get(name)
-            or ("*fp32" if name in FP32 else f"*{dtype}") for name in kernel.arg_names}
+    return {
+        name: "constexpr"
+        if name in constexprs
+        else SCALARS.get(name) or pointers.get(name) or ("*fp32" if name in FP32 else f"*{dtype}")
+        for name in kernel.arg_names
+    }
 
 
 def cubin_resources(cubin: bytes) -> tuple:
@@ -63,21 +68,36 @@ def main():
     if args.arch < 80:
         p.error(f"--arch {args.arch}: the kernels target sm_80 and newer")
     configs = fused.kernel_configs("cuda")
-    constants = dict(HEAD_DIM=args.head_dim, BLOCK_D=max(16, triton.next_power_of_2(args.head_dim)), HAS_C2P=True,
-                     HAS_P2C=True, HAS_PAD=True, DROPOUT=True, PRECISION="ieee" if args.dtype == "fp32" else "tf32")
-    print(f"\nfused attention kernels, sm_{args.arch}, {args.dtype}, head dim {args.head_dim}, c2p + p2c + padding + "
-          f"dropout, triton {triton.__version__} (cuobjdump -res-usage)\n")
+    constants = dict(
+        HEAD_DIM=args.head_dim,
+        BLOCK_D=max(16, triton.next_power_of_2(args.head_dim)),
+        HAS_C2P=True,
+        HAS_P2C=True,
+        HAS_PAD=True,
+        DROPOUT=True,
+        PRECISION="ieee" if args.dtype == "fp32" else "tf32",
+    )
+    print(
+        f"\nfused attention kernels, sm_{args.arch}, {args.dtype}, head dim {args.head_dim}, c2p + p2c + padding + "
+        f"dropout, triton {triton.__version__} (cuobjdump -res-usage)\n"
+    )
     print("| kernel | BLOCK_M | BLOCK_N | warps | stages | registers / thread | stack (spill) B / thread | shared B |")
     print("|---|---|---|---|---|---|---|---|")
     for name, kernel in KERNELS.items():
         config = configs[name]
         values = dict(constants, BLOCK_M=config.block_m, BLOCK_N=config.block_n)
         source = ASTSource(kernel, signature(kernel, args.dtype, values), constexprs=values)
-        compiled = triton.compile(source, target=GPUTarget("cuda", args.arch, 32),
-                                  options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+        compiled = triton.compile(
+            source,
+            target=GPUTarget("cuda", args.arch, 32),
+            options={"num_warps": config.num_warps, "num_stages": config.num_stages},
+        )
         registers, stack = cubin_resources(compiled.asm["cubin"])
-        print(f"| {name} | {config.block_m} | {config.block_n} | {config.num_warps} | {config.num_stages} | "
-              f"{registers} | {stack} | {compiled.metadata.shared} |", flush=True)
+        print(
+            f"| {name} | {config.block_m} | {config.block_n} | {config.num_warps} | {config.num_stages} | "
+            f"{registers} | {stack} | {compiled.metadata.shared} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ twice: the usual fixed-size batches in file order, and with the same length-sort
 Parity (max |logit difference|) is checked before timing. Without --checkpoint a randomly initialised SST-2 model of
 --arch is built with the dictionary and sentencepiece model of --vocab-dir (speed does not depend on the weights).
 """
+
 import argparse
 import os
 import sys
@@ -27,19 +28,47 @@ def build_checkpoint(args, workdir):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from omegaconf import OmegaConf
 
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
-    argv = [os.path.join(args.glue_dir, "SST-2"), "--task", "glue", "--glue-task", "SST-2", "--vocab-dir",
-            args.vocab_dir, "--arch", args.arch, "--criterion", "glue_prediction", "--max-positions", "512",
-            "--max-seq-len", str(args.max_seq_len), "--cpu"]
+    argv = [
+        os.path.join(args.glue_dir, "SST-2"),
+        "--task",
+        "glue",
+        "--glue-task",
+        "SST-2",
+        "--vocab-dir",
+        args.vocab_dir,
+        "--arch",
+        args.arch,
+        "--criterion",
+        "glue_prediction",
+        "--max-positions",
+        "512",
+        "--max-seq-len",
+        str(args.max_seq_len),
+        "--cpu",
+    ]
     cfg = convert_namespace_to_omegaconf(parse_training_args(with_user_dir(argv)))
     torch.manual_seed(0)
     model = tasks.setup_task(cfg.task).build_model(cfg.model)
     path = os.path.join(workdir, "sst2.pt")
-    torch.save({"cfg": OmegaConf.to_container(cfg, resolve=True), "model": model.state_dict(), "args": None,
-                "extra_state": {"epoch": 1}, "optimizer_history": [
-                    {"criterion_name": "GluePredictionCriterion", "optimizer_name": "Adam",
-                     "lr_scheduler_state": {}, "num_updates": 0}]}, path)
+    torch.save(
+        {
+            "cfg": OmegaConf.to_container(cfg, resolve=True),
+            "model": model.state_dict(),
+            "args": None,
+            "extra_state": {"epoch": 1},
+            "optimizer_history": [
+                {
+                    "criterion_name": "GluePredictionCriterion",
+                    "optimizer_name": "Adam",
+                    "lr_scheduler_state": {},
+                    "num_updates": 0,
+                }
+            ],
+        },
+        path,
+    )
     return path
 
 
@@ -53,10 +82,23 @@ def hf_model_from(predictor, workdir):
 
     folder = os.path.join(workdir, "vega")
     os.makedirs(folder, exist_ok=True)
-    torch.save({"cfg": predictor.task_cfg_container, "model": predictor.model.state_dict(), "args": None,
-                "extra_state": {"epoch": 1}, "optimizer_history": [
-                    {"criterion_name": "GluePredictionCriterion", "optimizer_name": "Adam",
-                     "lr_scheduler_state": {}, "num_updates": 0}]}, os.path.join(folder, "model.pt"))
+    torch.save(
+        {
+            "cfg": predictor.task_cfg_container,
+            "model": predictor.model.state_dict(),
+            "args": None,
+            "extra_state": {"epoch": 1},
+            "optimizer_history": [
+                {
+                    "criterion_name": "GluePredictionCriterion",
+                    "optimizer_name": "Adam",
+                    "lr_scheduler_state": {},
+                    "num_updates": 0,
+                }
+            ],
+        },
+        os.path.join(folder, "model.pt"),
+    )
     vocab_dir = predictor.task.cfg.vocab_dir
     for name in ("dict.txt", "spm.model"):
         shutil.copyfile(os.path.join(vocab_dir, name), os.path.join(folder, name))
@@ -143,23 +185,25 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    import vega_toolkit  # noqa: F401
     from omegaconf import OmegaConf
 
-    from vega_toolkit.models.glue_predictor import GluePredictor
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    import vega_toolkit  # noqa: F401
     from vega_toolkit.data.glue_binarize import EncodedSplit
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
+    from vega_toolkit.models.glue_predictor import GluePredictor
 
     with tempfile.TemporaryDirectory() as workdir:
         path = args.checkpoint or build_checkpoint(args, workdir)
-        predictor = GluePredictor.from_checkpoint(path, glue_dir=args.glue_dir, device="cpu",
-                                                  cache_dir=os.path.join(workdir, "cache"))
+        predictor = GluePredictor.from_checkpoint(
+            path, glue_dir=args.glue_dir, device="cpu", cache_dir=os.path.join(workdir, "cache")
+        )
         cfg = load_checkpoint_to_cpu(path)["cfg"]
         predictor.task_cfg_container = OmegaConf.to_container(cfg, resolve=True)
         encoded = predictor.task.encoded_split("valid")
         if args.limit:
-            encoded = EncodedSplit(encoded.a[:args.limit], None, encoded.labels[:args.limit],
-                                   encoded.indices[:args.limit])
+            encoded = EncodedSplit(
+                encoded.a[: args.limit], None, encoded.labels[: args.limit], encoded.indices[: args.limit]
+            )
         enc = predictor.task.encoder
         tokens = [encoded.tokens(i, enc.bos, enc.eos, predictor.task.max_length) for i in range(len(encoded))]
         hf, fs_to_hf = hf_model_from(predictor, workdir)
@@ -175,13 +219,18 @@ def main(argv=None):
         t_hf, _ = timed(lambda: hf_logits(hf, hf_tokens, hf_pad, batch_size=args.hf_batch_size), args.repeats)
         t_hf_sorted, _ = timed(lambda: hf_logits(hf, hf_tokens, hf_pad, max_tokens=args.max_tokens), args.repeats)
         params = sum(p.numel() for p in predictor.model.parameters()) / 1e6
-        print(f"SST-2 dev: {n} sentences, arch {predictor.model.cfg.get('_name', '?') if hasattr(predictor.model.cfg, 'get') else '?'}"
-              f" ({params:.1f}M params), torch threads {torch.get_num_threads()}, max_seq_len {predictor.task.max_length}")
+        arch = predictor.model.cfg.get("_name", "?") if hasattr(predictor.model.cfg, "get") else "?"
+        print(
+            f"SST-2 dev: {n} sentences, arch {arch}"
+            f" ({params:.1f}M params), torch threads {torch.get_num_threads()}, max_seq_len {predictor.task.max_length}"
+        )
         print(f"parity: max |logit diff| {diff:.2e}, argmax agreement {100 * agree:.1f}%")
         print(f"{'system':<58} {'sent/s':>9} {'speedup':>8}")
-        for name, t in (("vega-generate path (length-sorted, max_tokens batches)", t_vega),
-                        (f"HF DebertaV2ForSequenceClassification (batch {args.hf_batch_size}, file order)", t_hf),
-                        ("HF DebertaV2ForSequenceClassification (same sorted batches)", t_hf_sorted)):
+        for name, t in (
+            ("vega-generate path (length-sorted, max_tokens batches)", t_vega),
+            (f"HF DebertaV2ForSequenceClassification (batch {args.hf_batch_size}, file order)", t_hf),
+            ("HF DebertaV2ForSequenceClassification (same sorted batches)", t_hf_sorted),
+        ):
             print(f"{name:<58} {n / t:>9.1f} {t_hf / t:>7.2f}x")
 
 

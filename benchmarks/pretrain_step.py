@@ -5,16 +5,10 @@ and the generator objectives: ELECTRA-style RTD (rtd_electra, GDES and ES) and R
     OMP_NUM_THREADS=2 python benchmarks/pretrain_step.py                     # CPU: 2 layers, B=4, L=512, V=128k
     python benchmarks/pretrain_step.py --device cuda --layers 12 --batch-size 32 --bf16
 
-Every objective runs in its own subprocess (so peak memory is per objective; the three step in turn, so machine
-load hits them alike) through the real training path: a
-vega_base-width vega_encoder (768 hidden, 12 heads, FFN 3072; `--layers` deep) on a dictionary of `--vocab`
-symbols, built by the task (`denoising_pretrain` / fairseq's `masked_lm`) and stepped by fairseq's Trainer
-(forward, backward, Adam update). The generator objectives use the criterion's default generator (DeBERTa-v3's: half
-the layers at full width), stepped jointly with the discriminator. Batches are random `<s> ... </s>` blocks; the RTD batch goes through the task's
-own corruption (`RTDNoisingDataset`: per item noise from `vega_toolkit.data.noising`, then collate) and its
-build time is reported as a share of the RTD step ("corruption %"); the one-call batched noiser is timed too.
-Median over `--steps` interleaved steps after `--warmup`. Peak memory: max allocated on CUDA, peak RSS on CPU.
+Each objective runs in its own subprocess through fairseq's Trainer on a vega_base-width encoder; median over
+interleaved steps. Method and the corruption share: docs/design.md#benchmark-pretraining-step-per-objective.
 """
+
 import argparse
 import json
 import os
@@ -73,8 +67,9 @@ def build_batch(task, criterion_name, blocks, seed, epoch):
         ds.set_epoch(epoch)
         sample = ds.collater([ds[i] for i in range(len(blocks))])
     else:
-        src, tgt = MaskTokensDataset.apply_mask(Blocks(), d, pad_idx=d.pad(), mask_idx=task.mask_idx, seed=seed,
-                                                mask_prob=0.15)
+        src, tgt = MaskTokensDataset.apply_mask(
+            Blocks(), d, pad_idx=d.pad(), mask_idx=task.mask_idx, seed=seed, mask_prob=0.15
+        )
         src.set_epoch(epoch)
         tgt.set_epoch(epoch)
         src_tokens = data_utils.collate_tokens([src[i] for i in range(len(blocks))], d.pad())
@@ -96,15 +91,34 @@ def serve(args):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.trainer import Trainer
 
-    from vega_toolkit.training import parse_training_args
     from vega_toolkit.data.noising import seeded_generator
+    from vega_toolkit.runtime.training import parse_training_args
 
     task_name, criterion_name, criterion_flags = OBJECTIVES[args.objective]
     with tempfile.TemporaryDirectory() as data:
         write_dictionary(data, args.vocab)
-        argv = [data, "--task", task_name, "--criterion", criterion_name, *criterion_flags, "--arch", "vega_base",
-                "--encoder-layers", str(args.layers), "--tokens-per-sample", str(args.length),
-                "--batch-size", str(args.batch_size), "--optimizer", "adam", "--lr", "1e-4", "--seed", "1"]
+        argv = [
+            data,
+            "--task",
+            task_name,
+            "--criterion",
+            criterion_name,
+            *criterion_flags,
+            "--arch",
+            "vega_base",
+            "--encoder-layers",
+            str(args.layers),
+            "--tokens-per-sample",
+            str(args.length),
+            "--batch-size",
+            str(args.batch_size),
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-4",
+            "--seed",
+            "1",
+        ]
         argv += ["--cpu"] if args.device == "cpu" else (["--bf16"] if args.bf16 else [])
         cfg = convert_namespace_to_omegaconf(parse_training_args(argv))
         task = tasks.setup_task(cfg.task)
@@ -153,8 +167,11 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="CUDA only")
-    parser.add_argument("--objectives", default=",".join(OBJECTIVES),
-                        help=f"comma-separated subset of: {', '.join(OBJECTIVES)} (MLM is the reference, always run)")
+    parser.add_argument(
+        "--objectives",
+        default=",".join(OBJECTIVES),
+        help=f"comma-separated subset of: {', '.join(OBJECTIVES)} (MLM is the reference, always run)",
+    )
     parser.add_argument("--objective", choices=list(OBJECTIVES), help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
     if args.objective:
@@ -208,21 +225,29 @@ def main():
         proc.wait()
 
     mlm = results["MLM"]["step_s"]
-    print(f"device {args.device}, vega_base width (768) x {args.layers} layers, B={args.batch_size}, "
-          f"L={args.length}, V={args.vocab}, median of {args.steps} steps\n")
+    print(
+        f"device {args.device}, vega_base width (768) x {args.layers} layers, B={args.batch_size}, "
+        f"L={args.length}, V={args.vocab}, median of {args.steps} steps\n"
+    )
     print("| objective | step (s) | vs MLM | peak memory (MB) | batch build (s) | build % of step |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['step_s']:.3f} | {r['step_s'] / mlm:.2f}x | {r['peak_mb']:.0f} | {r['build_s']:.4f} | "
-              f"{100 * r['build_s'] / r['step_s']:.2f}% |")
+        print(
+            f"| {name} | {r['step_s']:.3f} | {r['step_s'] / mlm:.2f}x | {r['peak_mb']:.0f} | {r['build_s']:.4f} | "
+            f"{100 * r['build_s'] / r['step_s']:.2f}% |"
+        )
     if "RTD" not in results:
         return
     rtd = results["RTD"]
-    print(f"\nRTD corruption (task path: per-item noise + collate): {1000 * rtd['build_s']:.1f} ms = "
-          f"{100 * rtd['build_s'] / rtd['step_s']:.2f}% of the RTD step; one batched noiser call: "
-          f"{1000 * rtd['batched_noise_s']:.1f} ms = {100 * rtd['batched_noise_s'] / rtd['step_s']:.2f}%")
-    print(f"targets: RTD step <= 0.8x MLM -> {rtd['step_s'] / mlm:.2f}x; corruption <= 3% -> "
-          f"{100 * rtd['build_s'] / rtd['step_s']:.2f}%")
+    print(
+        f"\nRTD corruption (task path: per-item noise + collate): {1000 * rtd['build_s']:.1f} ms = "
+        f"{100 * rtd['build_s'] / rtd['step_s']:.2f}% of the RTD step; one batched noiser call: "
+        f"{1000 * rtd['batched_noise_s']:.1f} ms = {100 * rtd['batched_noise_s'] / rtd['step_s']:.2f}%"
+    )
+    print(
+        f"targets: RTD step <= 0.8x MLM -> {rtd['step_s'] / mlm:.2f}x; corruption <= 3% -> "
+        f"{100 * rtd['build_s'] / rtd['step_s']:.2f}%"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ sentences, for perplexity alone and for Moore-Lewis (general LM from a pool samp
 text: SST-2 train sentences + other Gutenberg lines). Throughput: the full `vega-select` path (read, normalise,
 score under two LMs, heap top-k, write) on a pool of SST-2 train sentences and Gutenberg lines.
 """
+
 import argparse
 import glob
 import os
@@ -65,17 +66,20 @@ def main(argv=None):
     in_domain = set(cola_dev) - set(ood)
     pool = cola_dev + ood
     rng.shuffle(pool)
-    general_disjoint = sst_train[:20000] + guten[n_in:n_in + 20000]
+    general_disjoint = sst_train[:20000] + guten[n_in : n_in + 20000]
 
     with tempfile.TemporaryDirectory() as tmp:
         train_txt, pool_txt, gen_txt = (os.path.join(tmp, n) for n in ("train.txt", "pool.txt", "general.txt"))
         write(train_txt, cola_train)
         write(pool_txt, pool)
         write(gen_txt, general_disjoint)
-        print(f"pool: {len(pool)} rows = {n_in} CoLA dev + {len(sst_dev)} SST-2 dev + {n_in} Gutenberg lines; "
-              f"LM: {args.order}-gram on {len(cola_train)} CoLA train sentences; K = {n_in}")
-        pool_sample = [s[0] for s in reservoir_sample(
-            (seg for _, _, seg in read_rows(pool_txt, PoolFormat())), 20000, seed=1)]
+        print(
+            f"pool: {len(pool)} rows = {n_in} CoLA dev + {len(sst_dev)} SST-2 dev + {n_in} Gutenberg lines; "
+            f"LM: {args.order}-gram on {len(cola_train)} CoLA train sentences; K = {n_in}"
+        )
+        pool_sample = [
+            s[0] for s in reservoir_sample((seg for _, _, seg in read_rows(pool_txt, PoolFormat())), 20000, seed=1)
+        ]
         settings = [
             ("perplexity", None),
             ("moore-lewis, general = pool sample", pool_sample),
@@ -84,8 +88,9 @@ def main(argv=None):
         print(f"| ranking | precision@{n_in} |\n|---|---|")
         for name, general in settings:
             work = tempfile.mkdtemp(dir=tmp)
-            scorer = DomainScorer.train(work, iter(cola_train), None if general is None else iter(general),
-                                        args.order, discount_fallback=True)
+            scorer = DomainScorer.train(
+                work, iter(cola_train), None if general is None else iter(general), args.order, discount_fallback=True
+            )
             out = os.path.join(work, "selected.txt")
             select_file(pool_txt, out, scorer, top_k=n_in)
             print(f"| {name} | {precision_at_k(out, in_domain):.3f} |")
@@ -96,10 +101,24 @@ def main(argv=None):
         from vega_toolkit.cli.select import cli_main
 
         t0 = time.perf_counter()
-        cli_main(["--train", train_txt, "--pool", big_txt, "--general", gen_txt, "--top-k", "5000",
-                  "--discount-fallback", "--out", os.path.join(tmp, "big_selected.txt")])
-        print(f"vega-select end to end (2 LMs trained + {args.pool_size} rows scored): "
-              f"{time.perf_counter() - t0:.1f} s")
+        cli_main(
+            [
+                "--train",
+                train_txt,
+                "--pool",
+                big_txt,
+                "--general",
+                gen_txt,
+                "--top-k",
+                "5000",
+                "--discount-fallback",
+                "--out",
+                os.path.join(tmp, "big_selected.txt"),
+            ]
+        )
+        print(
+            f"vega-select end to end (2 LMs trained + {args.pool_size} rows scored): {time.perf_counter() - t0:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Runs the same study twice into fresh folders, `vega-study run --jobs 2 --threads
 interleaved REPEATS times (the machine is noisy), and prints each wall time and the ratio. Only the fine-tuning
 cells are timed: the shared preprocessing and pretraining run once first, and both modes start from copies of it.
 """
+
 import argparse
 import json
 import shutil
@@ -21,8 +22,11 @@ STUDY = [sys.executable, "-c", "import sys; from vega_toolkit.cli.study import c
 
 def run(out: Path, args, jobs: int, threads: int) -> float:
     t0 = time.time()
-    subprocess.run(STUDY + ["run", "--out", str(out), "--jobs", str(jobs), "--threads", str(threads), "--no-report",
-                            *args], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        STUDY + ["run", "--out", str(out), "--jobs", str(jobs), "--threads", str(threads), "--no-report", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.time() - t0
 
 

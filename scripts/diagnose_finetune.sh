@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fine-tuning checks of README "Why a pretrained model fine-tuned below random init" on the finished `cpu`
+# The fine-tuning checks of docs/results.md ("Why a pretrained model fine-tuned below random init") on the finished `cpu`
 # study's models (no pretraining; about an hour on 2 cores):
 #
 #   VEGA_GLUE_DIR=../shared/glue bash scripts/diagnose_finetune.sh results/study-cpu OUT_DIR

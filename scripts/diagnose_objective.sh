@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The objective checks of README "Why a pretrained model fine-tuned below random init" (point 7), on the `cpu`
+# The objective checks of docs/results.md ("Why a pretrained model fine-tuned below random init") (point 7), on the `cpu`
 # study's data-bin and models (about 25 minutes on one core):
 #
 #   VEGA_GLUE_DIR=../shared/glue bash scripts/diagnose_objective.sh results/study-cpu OUT_DIR

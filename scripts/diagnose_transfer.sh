@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The transfer diagnosis of README "Results on real data", run by run (about 90 CPU-minutes on 2 cores):
+# The transfer diagnosis of docs/results.md, run by run (about 90 CPU-minutes on 2 cores):
 #
 #   VEGA_GLUE_DIR=../shared/glue VEGA_CORPUS_DIR=../shared/corpus bash scripts/diagnose_transfer.sh OUT_DIR
 #
-# Pretrains vega_tiny with rtd_ternary (the setting: 1,500 updates, batch 32 x 128, lr 3e-3, dropout 0) and
-# with masked_lm on the Gutenberg books, continues rtd_ternary to 2,500 updates, pretrains rtd_ternary on the books
-# plus the GLUE training text, exports model folders (and random-init folders with the same tokenizers), probes
-# their frozen features on SST-2, and fine-tunes SST-2 (and CoLA) from each with [CLS] or mean pooling. Every
-# fine-tuning prints `TASK MODEL lr=.. seed=.. FLAGS : dev ...`; the README table is these lines.
+# Pretrains vega_tiny with rtd_ternary (the first cpu study grid's setting: 1,500 updates, batch 32 x 128, lr 3e-3,
+# dropout 0) and with masked_lm on the Gutenberg books, continues rtd_ternary to 2,500 updates, pretrains rtd_ternary
+# on the books plus the GLUE training text, exports model folders (and random-init folders with the same tokenizers),
+# probes their frozen features on SST-2, and fine-tunes SST-2 (and CoLA) from each with [CLS] or mean pooling. Every
+# fine-tuning prints `TASK MODEL lr=.. seed=.. FLAGS : dev ...`; the results page's table is these lines.
 set -euo pipefail
 OUT=${1:?usage: diagnose_transfer.sh OUT_DIR}
 GLUE=${VEGA_GLUE_DIR:?set VEGA_GLUE_DIR}

@@ -7,6 +7,7 @@ and run forward and backward (the kernels log their registers, spills and shared
 Exit status 1 (after printing everything it could) when torch sees no CUDA device, an import fails, TRITON_INTERPRET
 is set, or the fused call fails or differs from the reference; version differences are reported, not fatal.
 """
+
 import importlib
 import logging
 import os
@@ -67,8 +68,9 @@ def fused_smoke_test(torch) -> str:
         want = ref(x, rel, pad)
     error = (out.float() - want)[~pad].abs().max().item()
     if not (torch.isfinite(x.grad).all() and error < 0.05):  # tests/test_cuda.py's bf16 bound
-        raise RuntimeError(f"bf16 output differs from the fp32 reference by {error:.3g} (bound 0.05) or grads are "
-                           "not finite")
+        raise RuntimeError(
+            f"bf16 output differs from the fp32 reference by {error:.3g} (bound 0.05) or grads are not finite"
+        )
     return f"fused attention bf16 fwd+bwd (first call, compiling included): {seconds:.1f} s, max |error| {error:.2g}"
 
 
@@ -88,8 +90,12 @@ def main() -> int:
 
     print(f"torch CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         print(f"nvidia-smi: {smi.stdout.strip() or smi.stderr.strip()}")
     except (OSError, subprocess.TimeoutExpired) as error:
         print(f"nvidia-smi: {type(error).__name__}: {error}")
@@ -97,9 +103,11 @@ def main() -> int:
         print("gpu_probe: torch sees no CUDA device")
         return 1
     props = torch.cuda.get_device_properties(0)
-    print(f"device {props.name}: capability {props.major}.{props.minor}, {props.total_memory / 2**30:.1f} GiB, "
-          f"{props.multi_processor_count} SMs, bf16 {torch.cuda.is_bf16_supported()}, "
-          f"{torch.cuda.device_count()} device(s)")
+    print(
+        f"device {props.name}: capability {props.major}.{props.minor}, {props.total_memory / 2**30:.1f} GiB, "
+        f"{props.multi_processor_count} SMs, bf16 {torch.cuda.is_bf16_supported()}, "
+        f"{torch.cuda.device_count()} device(s)"
+    )
     try:
         fused = importlib.import_module("vega_toolkit.modules.fused_disentangled_attention")
         print(f"fused kernel configs on CUDA: {fused.kernel_configs('cuda')}")

@@ -4,7 +4,7 @@
 #   bash scripts/setup_env.sh            # runtime packages (what `make demo` needs)
 #   bash scripts/setup_env.sh --test     # plus the test extras (what `make test` needs)
 #
-# Order matters (see README "Install"): the pinned CPU torch goes in first, so that neither
+# Order matters (see README "The two commands"): the pinned CPU torch goes in first, so that neither
 # fairseq's build nor any later requirement drags a multi-GB CUDA torch in; fairseq-fixed is
 # then compiled against that torch with --no-build-isolation and --no-deps, because its
 # declared torchaudio requirement has no release for torch 2.13 and text code never imports it.

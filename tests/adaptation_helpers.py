@@ -1,6 +1,7 @@
 """Helpers for the transductive / self-calibrated tests: a learnable synthetic task in SST-2's official layout
 (the label is decided by the verb), written from the words of the GLUE fixtures so the fixture sentencepiece
 model (glue_helpers.make_vocab_dir) covers it, and the vega-train command lines of the loops."""
+
 import os
 import random
 
@@ -23,7 +24,7 @@ def write_synthetic_sst2(root: str, seed: int = 0, n_train: int = 160, n_dev: in
     """SST-2 folder (train/dev with labels, test without). Returns (folder, hidden test labels, all rows used)."""
     rng = random.Random(seed)
     rows = sentences(rng, n_train + n_dev + n_test)
-    train, dev, test = rows[:n_train], rows[n_train:n_train + n_dev], rows[n_train + n_dev:]
+    train, dev, test = rows[:n_train], rows[n_train : n_train + n_dev], rows[n_train + n_dev :]
     folder = os.path.join(root, "SST-2")
     os.makedirs(folder, exist_ok=True)
     for name, part in (("train", train), ("dev", dev)):
@@ -34,8 +35,15 @@ def write_synthetic_sst2(root: str, seed: int = 0, n_train: int = 160, n_dev: in
     return folder, [y for _, y in test], rows
 
 
-TRAIN_FLAGS = ["--criterion", "glue_prediction", "--best-checkpoint-metric", "accuracy",
-               "--maximize-best-checkpoint-metric", "--required-batch-size-multiple", "1"]
+TRAIN_FLAGS = [
+    "--criterion",
+    "glue_prediction",
+    "--best-checkpoint-metric",
+    "accuracy",
+    "--maximize-best-checkpoint-metric",
+    "--required-batch-size-multiple",
+    "1",
+]
 
 
 def loop_args(task_name, glue_task, data, vocab_dir, save_dir, cache_dir, extra=()):
@@ -46,7 +54,10 @@ def loop_args(task_name, glue_task, data, vocab_dir, save_dir, cache_dir, extra=
 
 def train_m0(data, vocab_dir, save_dir, cache_dir, epochs=8):
     """Fine-tune the tiny model on the synthetic task (M0); returns its checkpoint_best.pt."""
-    r = vega_train(loop_args("glue", "SST-2", data, vocab_dir, save_dir, cache_dir,
-                             ["--max-epoch", str(epochs), "--batch-size", "16"]))
+    r = vega_train(
+        loop_args(
+            "glue", "SST-2", data, vocab_dir, save_dir, cache_dir, ["--max-epoch", str(epochs), "--batch-size", "16"]
+        )
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return os.path.join(save_dir, "checkpoint_best.pt")

@@ -1,5 +1,6 @@
 """Running a console script the way a user does, in a forked child of the test process (the packages are imported
 once, so a case costs milliseconds rather than the seconds of a fresh interpreter), and reading its error."""
+
 import importlib
 import os
 import re

@@ -1,13 +1,55 @@
-"""Shared pytest fixtures (keep each one small, generic and fast)."""
+"""Shared pytest fixtures (keep each one small, generic and fast) and the fixture -> lane marks of the test lanes."""
+
+import json
 import os
 import random
 
 import pytest
 
+# A test that requests one of these fixtures belongs to the lane of the same row (pytest.ini's markers): marking it
+# here, from the fixture it really uses, keeps `make test-fast` (Makefile FAST_MARKERS) from starting SLURM or
+# needing KenLM whatever module the test lives in. tests/test_lanes.py checks the fast lane against this table.
+FIXTURE_LANES = {"local_slurm": "slurm", "kenlm_programs": "kenlm"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before the -m selection, which reads the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, lane in FIXTURE_LANES.items():
+            if fixture in item.fixturenames:
+                item.add_marker(lane)
+
+
+_deselected = []
+
+
+def pytest_deselected(items):
+    _deselected.extend(items)
+
+
+def pytest_collection_finish(session):
+    """With VEGA_LANE_REPORT=path, write the tests a `-m` expression selected and those it left out (node id,
+    fixtures, marks) there as JSON: how tests/test_lanes.py sees what a lane runs."""
+    path = os.environ.get("VEGA_LANE_REPORT")
+    if path:
+
+        def rows(items):
+            return [
+                {
+                    "id": item.nodeid,
+                    "fixtures": sorted(item.fixturenames),
+                    "marks": sorted({mark.name for mark in item.iter_markers()}),
+                }
+                for item in items
+            ]
+
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"selected": rows(session.items), "deselected": rows(_deselected)}, f)
+
 
 def slurm_unavailable(reason: str):
     """Skip a test that needs the local SLURM; under CI=true fail it instead, so a broken SLURM setup cannot land
-    green (issue 13, item 12)."""
+    green."""
     if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
         pytest.fail("CI=true and " + reason, pytrace=False)
     pytest.skip(reason)
@@ -25,8 +67,21 @@ def tiny_data_bin(tmp_path_factory):
     rng = random.Random(0)
     text = root / "toy.txt"
     text.write_text("".join(paragraph(rng) + "\n" for _ in range(600)))
-    return preprocess([str(text), "--destdir", str(root / "data-bin"), "--vocab-size", "256", "--workers", "1",
-                       "--valid-fraction", "0.05", "--seed", "0"])
+    return preprocess(
+        [
+            str(text),
+            "--destdir",
+            str(root / "data-bin"),
+            "--vocab-size",
+            "256",
+            "--workers",
+            "1",
+            "--valid-fraction",
+            "0.05",
+            "--seed",
+            "0",
+        ]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +100,15 @@ def local_slurm():
 
     VEGA_SLURM_LOCAL names another start/stop/status script (the CI test uses one that always fails).
     Sets SLURM_CONF for this process and its children. Skips, with the script's reason, where the daemons cannot
-    start (not root, no apt, no munge ...); under CI=true it fails instead. Daemons this fixture started are stopped at the end of the session."""
+    start (not root, no apt, no munge ...); under CI=true it fails instead. Daemons this fixture started are stopped at
+    the end of the session."""
     import re
     import subprocess
     from pathlib import Path
 
-    script = os.environ.get("VEGA_SLURM_LOCAL") or str(Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh")
+    script = os.environ.get("VEGA_SLURM_LOCAL") or str(
+        Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh"
+    )
     was_running = subprocess.run(["bash", script, "status"], capture_output=True).returncode == 0
     try:
         proc = subprocess.run(["bash", script, "start"], capture_output=True, text=True, timeout=900)
@@ -68,3 +126,12 @@ def local_slurm():
         os.environ["SLURM_CONF"] = previous
     if not was_running:
         subprocess.run(["bash", script, "stop"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def kenlm_programs():
+    """{name: path} of KenLM's lmplz and build_binary (scripts/build_kenlm.sh compiles them into .venv/bin; `make
+    test` does it once). A test that runs them requests this fixture, which puts it in the `kenlm` lane."""
+    from vega_toolkit.selection.lm import find_kenlm_program
+
+    return {name: find_kenlm_program(name) for name in ("lmplz", "build_binary")}

@@ -1,5 +1,6 @@
 """Helpers shared by the GLUE tests: a tiny model folder (spm.model + dict.txt, optionally model.pt) built from
 the synthetic fixtures in tests/fixtures/glue."""
+
 import collections
 import glob
 import os
@@ -9,8 +10,22 @@ import sys
 from pathlib import Path
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "glue")
-TINY_ARCH = ["--arch", "vega_tiny", "--encoder-layers", "1", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim",
-             "64", "--encoder-attention-heads", "2", "--position-buckets", "16", "--max-positions", "64"]
+TINY_ARCH = [
+    "--arch",
+    "vega_tiny",
+    "--encoder-layers",
+    "1",
+    "--encoder-embed-dim",
+    "32",
+    "--encoder-ffn-embed-dim",
+    "64",
+    "--encoder-attention-heads",
+    "2",
+    "--position-buckets",
+    "16",
+    "--max-positions",
+    "64",
+]
 
 
 def make_vocab_dir(out_dir: str, vocab_size: int = 120) -> str:
@@ -30,8 +45,14 @@ def make_vocab_dir(out_dir: str, vocab_size: int = 120) -> str:
     corpus = os.path.join(out_dir, "corpus.txt")
     with open(corpus, "w", encoding="utf-8") as f:
         f.write("\n".join(texts) + "\n")
-    spm.SentencePieceTrainer.train(input=corpus, model_prefix=os.path.join(out_dir, "spm"), vocab_size=vocab_size,
-                                   hard_vocab_limit=False, minloglevel=2, num_threads=1)
+    spm.SentencePieceTrainer.train(
+        input=corpus,
+        model_prefix=os.path.join(out_dir, "spm"),
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        minloglevel=2,
+        num_threads=1,
+    )
     sp = spm.SentencePieceProcessor(model_file=os.path.join(out_dir, "spm.model"))
     counts = collections.Counter(p for t in texts for p in sp.encode(t, out_type=str))
     write_dictionary(Path(out_dir) / "spm.model", counts, Path(out_dir) / "dict.txt")
@@ -51,10 +72,37 @@ def vega_train(args, env=None, cwd=None):
 
 
 def glue_train_args(task, data, vocab_dir, save_dir, cache_dir, extra=()):
-    return [data, "--task", "glue", "--glue-task", task, "--vocab-dir", vocab_dir, "--glue-cache-dir", cache_dir,
-            "--save-dir", save_dir, *TINY_ARCH, "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "8",
-            "--max-epoch", "1", "--cpu", "--num-workers", "0", "--no-progress-bar", "--log-format", "simple",
-            "--seed", "1", *extra]
+    return [
+        data,
+        "--task",
+        "glue",
+        "--glue-task",
+        task,
+        "--vocab-dir",
+        vocab_dir,
+        "--glue-cache-dir",
+        cache_dir,
+        "--save-dir",
+        save_dir,
+        *TINY_ARCH,
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "8",
+        "--max-epoch",
+        "1",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--no-progress-bar",
+        "--log-format",
+        "simple",
+        "--seed",
+        "1",
+        *extra,
+    ]
 
 
 def checkpoints(save_dir):
@@ -66,7 +114,7 @@ def build_glue(task, vocab_dir, cache_dir, extra=(), data=None):
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     argv = glue_train_args(task, data or os.path.join(FIXTURES, task), vocab_dir, "/nonexistent", cache_dir, extra)
     cfg = convert_namespace_to_omegaconf(parse_training_args(with_user_dir(argv)))
@@ -82,9 +130,22 @@ def make_model_dir(out_dir: str, cache_dir: str) -> str:
 
     make_vocab_dir(out_dir)
     save = os.path.join(out_dir, "train")
-    r = vega_train(glue_train_args("SST-2", os.path.join(FIXTURES, "SST-2"), out_dir, save, cache_dir,
-                                   ["--criterion", "glue_prediction", "--no-epoch-checkpoints",
-                                    "--classification-head-name", "pretrain_probe_head"]))
+    r = vega_train(
+        glue_train_args(
+            "SST-2",
+            os.path.join(FIXTURES, "SST-2"),
+            out_dir,
+            save,
+            cache_dir,
+            [
+                "--criterion",
+                "glue_prediction",
+                "--no-epoch-checkpoints",
+                "--classification-head-name",
+                "pretrain_probe_head",
+            ],
+        )
+    )
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-3000:])
     shutil.copyfile(os.path.join(save, "checkpoint_last.pt"), os.path.join(out_dir, "model.pt"))
@@ -95,9 +156,18 @@ def make_model_dir(out_dir: str, cache_dir: str) -> str:
 def recipe_env(glue_dir, model_dir, out, cache_dir, **extra):
     bin_dir = os.path.dirname(sys.executable)  # the venv's vega-train / vega-generate / vega-glue
     # GENERATE_ARGS: fixtures have 12 test rows, not the official counts vega-generate otherwise insists on
-    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), GLUE_DIR=glue_dir,
-               PRETRAINED=model_dir, OUT=out, SCALE="tiny", VEGA_CACHE_DIR=cache_dir, OMP_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", GENERATE_ARGS="--allow-partial")
+    env = dict(
+        os.environ,
+        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        GLUE_DIR=glue_dir,
+        PRETRAINED=model_dir,
+        OUT=out,
+        SCALE="tiny",
+        VEGA_CACHE_DIR=cache_dir,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        GENERATE_ARGS="--allow-partial",
+    )
     env.update(extra)
     return env
 
@@ -108,10 +178,23 @@ def save_glue_checkpoint(path, cfg, model):
     import torch
     from omegaconf import OmegaConf
 
-    torch.save({"cfg": OmegaConf.to_container(cfg, resolve=True), "model": model.state_dict(), "args": None,
-                "extra_state": {"epoch": 1}, "optimizer_history": [
-                    {"criterion_name": "GluePredictionCriterion", "optimizer_name": "Adam", "lr_scheduler_state": {},
-                     "num_updates": 0}]}, path)
+    torch.save(
+        {
+            "cfg": OmegaConf.to_container(cfg, resolve=True),
+            "model": model.state_dict(),
+            "args": None,
+            "extra_state": {"epoch": 1},
+            "optimizer_history": [
+                {
+                    "criterion_name": "GluePredictionCriterion",
+                    "optimizer_name": "Adam",
+                    "lr_scheduler_state": {},
+                    "num_updates": 0,
+                }
+            ],
+        },
+        path,
+    )
     return path
 
 

@@ -1,9 +1,10 @@
 """SiFT (`adversarial_ce`): perturbation after normalisation, one ascent step on delta, losses and gradients."""
+
 import pytest
 import torch
 import torch.nn.functional as F
-
 from glue_helpers import build_glue, make_vocab_dir
+
 from vega_toolkit.criterions.adversarial_ce import SiftPerturbation, sift_adversarial_loss, symmetric_kl
 
 
@@ -19,9 +20,22 @@ def _batch(task, split="valid", n=8):
 
 def _build(vocab_dir, tmp_path, task="RTE", extra=()):
     torch.manual_seed(0)
-    return build_glue(task, vocab_dir, str(tmp_path / "cache"), ["--criterion", "glue_prediction", "--dropout", "0",
-                                                                "--attention-dropout", "0",
-                                                                "--pooler-dropout", "0", *extra])
+    return build_glue(
+        task,
+        vocab_dir,
+        str(tmp_path / "cache"),
+        [
+            "--criterion",
+            "glue_prediction",
+            "--dropout",
+            "0",
+            "--attention-dropout",
+            "0",
+            "--pooler-dropout",
+            "0",
+            *extra,
+        ],
+    )
 
 
 def test_hook_normalises_each_token_then_adds_delta_to_the_detached_normalised_embeddings():
@@ -46,12 +60,20 @@ def test_perturbation_is_scale_invariant_because_it_is_applied_after_normalisati
         with torch.no_grad():
             model.encoder.embed_tokens.weight.mul_(scale)
         hook = SiftPerturbation()
-        model(**sample["net_input"], features_only=True, classification_head_name="sentence_classification_head",
-              embedding_hook=hook)
+        model(
+            **sample["net_input"],
+            features_only=True,
+            classification_head_name="sentence_classification_head",
+            embedding_hook=hook,
+        )
         hook.delta = torch.full_like(hook.z, 1e-2)
         recorder = lambda e: seen.append(hook(e)) or seen[-1]  # noqa: E731
-        model(**sample["net_input"], features_only=True, classification_head_name="sentence_classification_head",
-              embedding_hook=recorder)
+        model(
+            **sample["net_input"],
+            features_only=True,
+            classification_head_name="sentence_classification_head",
+            embedding_hook=recorder,
+        )
 
     run(1.0)
     run(10.0)  # 10x larger word embeddings: the normalised + perturbed input to the encoder is unchanged
@@ -116,6 +138,7 @@ def test_symmetric_kl_is_zero_for_equal_logits_and_has_debertas_gradients():
     assert torch.allclose(t.grad, p_t - p_a, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_weight_zero_equals_plain_cross_entropy(vocab_dir, tmp_path):
     cfg, task, model, adv = _build(vocab_dir, tmp_path, extra=["--criterion", "adversarial_ce", "--adv-lambda", "0"])
     _, _, _, plain = _build(vocab_dir, tmp_path, extra=["--criterion", "sentence_prediction"])
@@ -123,15 +146,18 @@ def test_weight_zero_equals_plain_cross_entropy(vocab_dir, tmp_path):
     sample = _batch(task, "train")
     loss_adv, n_adv, _ = adv(model, sample)
     loss_plain, n_plain, _ = plain(model, sample)
-    logits, _ = model(**sample["net_input"], features_only=True, classification_head_name="sentence_classification_head")
+    logits, _ = model(
+        **sample["net_input"], features_only=True, classification_head_name="sentence_classification_head"
+    )
     expected = F.cross_entropy(logits.float(), sample["target"], reduction="sum")
     assert n_adv == n_plain
     assert torch.equal(loss_adv, loss_plain) and torch.allclose(loss_adv, expected, atol=1e-5)
 
 
 def test_regression_uses_mse_and_works_for_stsb(vocab_dir, tmp_path):
-    _, task, model, criterion = _build(vocab_dir, tmp_path, task="STS-B",
-                                       extra=["--criterion", "adversarial_ce", "--regression-target"])
+    _, task, model, criterion = _build(
+        vocab_dir, tmp_path, task="STS-B", extra=["--criterion", "adversarial_ce", "--regression-target"]
+    )
     model.train()
     loss, _, log = criterion(model, _batch(task, "train"))
     assert torch.isfinite(loss) and log["adv_loss"] >= 0

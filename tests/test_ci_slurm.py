@@ -1,4 +1,5 @@
 """Under CI=true a local SLURM that cannot start fails the run instead of skipping the launcher and DDP tests."""
+
 import os
 import subprocess
 import sys
@@ -18,10 +19,27 @@ def broken_slurm(tmp_path):
 
 def pytest_run(broken_slurm, ci: str):
     env = {**os.environ, "VEGA_SLURM_LOCAL": str(broken_slurm), "CI": ci}
-    return subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_ddp.py"), "-q", "-n", "0",
-                           "-p", "no:cacheprovider"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "tests" / "test_ddp.py"),
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
+@pytest.mark.slow
 def test_ddp_test_fails_under_ci_when_slurm_cannot_start(broken_slurm):
     proc = pytest_run(broken_slurm, "true")
     assert proc.returncode != 0, proc.stdout[-2000:]
@@ -29,6 +47,7 @@ def test_ddp_test_fails_under_ci_when_slurm_cannot_start(broken_slurm):
     assert "1 error" in proc.stdout and "skipped" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_ddp_test_skips_outside_ci_when_slurm_cannot_start(broken_slurm):
     proc = pytest_run(broken_slurm, "")
     assert proc.returncode == 0, proc.stdout[-2000:]
@@ -36,8 +55,14 @@ def test_ddp_test_skips_outside_ci_when_slurm_cannot_start(broken_slurm):
 
 
 def test_make_test_stops_under_ci_before_pytest_when_slurm_cannot_start(broken_slurm):
-    # -o venv-test: do not (re)build the test venv; the recipe must stop at the SLURM start, before pytest.
-    proc = subprocess.run(["make", "-o", "venv-test", "test", "CI=true", f"SLURM_LOCAL={broken_slurm}",
-                           "PY=false"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    # -o venv-test -o lint: neither (re)build the test venv nor lint; the recipe must stop at the SLURM start, before
+    # pytest.
+    proc = subprocess.run(
+        ["make", "-o", "venv-test", "-o", "lint", "test", "CI=true", f"SLURM_LOCAL={broken_slurm}", "PY=false"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert "CI=true: local SLURM could not start" in proc.stderr, proc.stdout + proc.stderr

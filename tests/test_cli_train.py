@@ -1,4 +1,5 @@
 """`vega-train` is fairseq-train with the plugins; stock `fairseq-train --user-dir user_dir` sees the same."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +27,14 @@ def test_importing_the_package_registers_every_component():
     assert {"rtd_ternary", "rtd_contrastive", "adversarial_ce"} <= set(CRITERION_REGISTRY)
 
 
-@pytest.mark.parametrize("command", [
-    [str(BIN / "vega-train"), "--help"],
-    [str(BIN / "fairseq-train"), "--user-dir", "user_dir", "--arch", "vega_base", "--help"],
-])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command",
+    [
+        [str(BIN / "vega-train"), "--help"],
+        [str(BIN / "fairseq-train"), "--user-dir", "user_dir", "--arch", "vega_base", "--help"],
+    ],
+)
 def test_help_lists_the_encoder_options(command):
     out = run(command)
     assert out.returncode == 0, out.stderr
@@ -37,6 +42,7 @@ def test_help_lists_the_encoder_options(command):
         assert flag in out.stdout, flag
 
 
+@pytest.mark.slow
 def test_help_lists_the_chosen_task_and_criterion_options():
     out = run([str(BIN / "vega-train"), "--task", "denoising_pretrain", "--criterion", "rtd_contrastive", "--help"])
     assert "--shuffle-prob" in out.stdout and "--temperature" in out.stdout
@@ -46,7 +52,7 @@ def test_bf16_does_not_select_fairseqs_tpu_code_path(tiny_data_bin):
     """vega-train's parser and fairseq's own (what `fairseq-train --user-dir user_dir` uses) alike."""
     from fairseq import options
 
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     argv = [str(tiny_data_bin), "--task", "masked_lm", "--arch", "vega_tiny", "--bf16", "--cpu"]
     args = parse_training_args(with_user_dir(argv))
@@ -56,6 +62,7 @@ def test_bf16_does_not_select_fairseqs_tpu_code_path(tiny_data_bin):
     assert options.parse_args_and_arch(options.get_training_parser(), input_args=argv + ["--tpu"]).tpu
 
 
+@pytest.mark.slow
 def test_unknown_architecture_is_reported_by_flag():
     out = run([str(BIN / "vega-train"), "/nonexistent", "--arch", "vega_huge"])
     assert out.returncode != 0 and "--arch" in out.stderr and "vega_huge" in out.stderr

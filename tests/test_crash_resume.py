@@ -2,6 +2,7 @@
 checkpoint_last.pt at the update it reached, exits 143 and resumes from there; checkpoint files are replaced
 atomically (a reader never sees a partial checkpoint_last.pt); a truncated one is put aside and the run resumes from
 the newest readable checkpoint; a finished run started again does nothing."""
+
 import os
 import re
 import signal
@@ -12,9 +13,9 @@ import time
 
 import pytest
 import torch
-
 from launch_helpers import ENV, TRAIN, assert_same_weights, load_last, pretrain_args, vega_train, wait_for_file
-from vega_toolkit.fairseq_fixes import atomic_writes
+
+from vega_toolkit.io import atomic
 
 MAX_UPDATE = 40
 
@@ -31,8 +32,9 @@ def killed_then_restarted(tiny_data_bin, tmp_path_factory):
     """The same command, SIGKILLed right after its update-10 checkpoint, then started again unchanged."""
     save_dir = tmp_path_factory.mktemp("killed")
     args = pretrain_args(tiny_data_bin, save_dir, MAX_UPDATE)
-    proc = subprocess.Popen(TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_file(save_dir / "checkpoint_1_10.pt", timeout_s=120, alive=lambda: proc.poll() is None)
         assert proc.poll() is None, "the run finished before it could be killed"
@@ -44,8 +46,10 @@ def killed_then_restarted(tiny_data_bin, tmp_path_factory):
     return save_dir, killed_at, log
 
 
+@pytest.mark.slow
 def test_sigkilled_run_restarted_with_the_same_command_ends_with_the_uninterrupted_weights(
-        killed_then_restarted, reference_run):
+    killed_then_restarted, reference_run
+):
     save_dir, killed_at, log = killed_then_restarted
     # the kill lands after checkpoint_1_10.pt; checkpoint_last.pt is then at update 10, or still at 5 when the kill
     # hit between writing checkpoint_1_10.pt and copying it onto checkpoint_last.pt
@@ -59,11 +63,14 @@ def test_sigkilled_run_restarted_with_the_same_command_ends_with_the_uninterrupt
     assert_same_weights(weights, reference, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_update_reached_exits_143_and_the_same_command_resumes_to_the_uninterrupted_weights(
-        reference_run, tiny_data_bin, tmp_path):
+    reference_run, tiny_data_bin, tmp_path
+):
     args = pretrain_args(tiny_data_bin, tmp_path, MAX_UPDATE)
-    proc = subprocess.Popen(TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        TRAIN + args, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         wait_for_file(tmp_path / "checkpoint_1_10.pt", timeout_s=120, alive=lambda: proc.poll() is None)
         proc.send_signal(signal.SIGTERM)
@@ -83,8 +90,10 @@ def test_sigterm_saves_the_update_reached_exits_143_and_the_same_command_resumes
     assert_same_weights(weights, load_last(reference_run)[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_last_falls_back_to_the_newest_readable_checkpoint_and_is_kept_aside(
-        killed_then_restarted, tiny_data_bin, tmp_path):
+    killed_then_restarted, tiny_data_bin, tmp_path
+):
     save_dir = killed_then_restarted[0]
     for name in ("checkpoint_1_5.pt", "checkpoint_1_10.pt", "checkpoint_last.pt"):
         (tmp_path / name).write_bytes((save_dir / name).read_bytes())
@@ -100,6 +109,7 @@ def test_truncated_checkpoint_last_falls_back_to_the_newest_readable_checkpoint_
     assert len(aside) == 1 and aside[0].read_bytes() == truncated  # renamed aside, never deleted
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_command_is_a_no_op_that_says_so(reference_run, tiny_data_bin):
     last = reference_run / "checkpoint_last.pt"
     before = (last.read_bytes(), last.stat().st_mtime_ns)
@@ -125,11 +135,17 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_readers_never_see_a_partial_checkpoint_last_while_a_writer_is_sigkilled(tmp_path):
     # A 16 MB checkpoint rewritten in a loop. With fairseq's stock writes (shutil.copyfile straight onto
     # checkpoint_last.pt) most concurrent reads fail: measured 993 of 1052 reads in 3 s on this machine.
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], env={**os.environ, **ENV},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)],
+        env={**os.environ, **ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     last = tmp_path / "checkpoint_last.pt"
     try:
         wait_for_file(last, timeout_s=60, alive=lambda: proc.poll() is None)
@@ -149,7 +165,7 @@ def test_readers_never_see_a_partial_checkpoint_last_while_a_writer_is_sigkilled
 
 def test_a_failed_write_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
     target = tmp_path / "checkpoint_last.pt"
-    atomic_writes.atomic_torch_save({"v": torch.ones(3)}, str(target))
+    atomic.atomic_torch_save({"v": torch.ones(3)}, str(target))
 
     def failing_save(obj, f):
         f.write(b"partial bytes")
@@ -157,7 +173,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_and_no_temporary_file(tmp
 
     monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(OSError, match="disk full"):
-        atomic_writes.atomic_torch_save({"v": torch.zeros(3)}, str(target))
+        atomic.atomic_torch_save({"v": torch.zeros(3)}, str(target))
     monkeypatch.undo()
     assert torch.equal(torch.load(target)["v"], torch.ones(3))
     assert os.listdir(tmp_path) == ["checkpoint_last.pt"]

@@ -1,8 +1,10 @@
 """On a CUDA GPU: the SDPA fast path and the fused Triton kernel equal the reference math, mixed precision stays
-finite, vega-train trains in bf16/fp16 and its checkpoints reload. Skipped where torch sees no GPU (CI has none): `pytest tests/test_cuda.py`.
+finite, vega-train trains in bf16/fp16 and its checkpoints reload. Skipped where torch sees no GPU (CI has none):
+`pytest tests/test_cuda.py`.
 With a GPU, the fused tests fail rather than skip when the compiled kernels cannot run (a skip there reads as a pass).
 The fused parity helpers take any device: tests/test_fused_attention.py runs them on CPU in Triton's interpreter.
 """
+
 import copy
 import importlib
 import re
@@ -12,10 +14,10 @@ import sys
 import pytest
 import torch
 
-from vega_toolkit.fairseq_fixes import checkpoint_loading
+from vega_toolkit.io import checkpoints
 from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttention
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 TRAIN = [sys.executable, "-m", "vega_toolkit.cli.train"]
 
@@ -45,7 +47,7 @@ def cuda_inputs(batch=3, length=300, dim=64, rows=512, padded=True, seed=1, devi
     pad = None
     if padded:
         pad = torch.zeros(batch, length, dtype=torch.bool, device=device)
-        pad[1, length - 37:] = True
+        pad[1, length - 37 :] = True
         pad[2, 5:] = True
     return x, rel, pad
 
@@ -70,7 +72,7 @@ def test_fast_path_equals_reference_on_cuda_values_and_gradients(length, padded)
         results.append((out.detach(), x.grad.clone(), rel.grad.clone(), module.query_proj.weight.grad.clone()))
     (out_fast, *grads_fast), (out_ref, *grads_ref) = results
     assert (out_fast - out_ref)[keep].abs().max().item() <= 1e-5
-    for got, expected in zip(grads_fast, grads_ref):
+    for got, expected in zip(grads_fast, grads_ref, strict=True):
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), (got - expected).abs().max()
 
 
@@ -148,11 +150,11 @@ def assert_fused_close_to_fp32_reference(got, want, dtype=None):
     sdpa path's 0.05, gradients finite and within 5% of their largest entry."""
     if dtype is None:
         assert (got[0] - want[0]).abs().max().item() <= 1e-5, (got[0] - want[0]).abs().max()
-        for g, w in zip(got[1:], want[1:]):
+        for g, w in zip(got[1:], want[1:], strict=True):
             assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), (g - w).abs().max()
         return
     assert (got[0] - want[0]).abs().max().item() < 0.05, (got[0] - want[0]).abs().max()
-    for g, w in zip(got[1:], want[1:]):
+    for g, w in zip(got[1:], want[1:], strict=True):
         assert torch.isfinite(g).all() and (g - w).abs().max() <= 0.05 * w.abs().max(), (g - w).abs().max()
 
 
@@ -161,16 +163,18 @@ def assert_fused_close_to_fp32_reference(got, want, dtype=None):
 def test_fused_kernel_equals_reference_on_cuda_in_fp32(fused_kernel, length, padded):
     fast, ref = attention_pair(impl="fused")
     x, rel, pad = cuda_inputs(length=length, padded=padded)
-    assert_fused_close_to_fp32_reference(fused_outputs_and_grads(fast, x, rel, pad),
-                                         fused_outputs_and_grads(ref, x, rel, pad))
+    assert_fused_close_to_fp32_reference(
+        fused_outputs_and_grads(fast, x, rel, pad), fused_outputs_and_grads(ref, x, rel, pad)
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_kernel_under_autocast_is_close_to_fp32_reference(fused_kernel, dtype):
     fast, ref = attention_pair(impl="fused")
     x, rel, pad = cuda_inputs(length=300)
-    assert_fused_close_to_fp32_reference(fused_outputs_and_grads(fast, x, rel, pad, dtype),
-                                         fused_outputs_and_grads(ref, x, rel, pad), dtype)
+    assert_fused_close_to_fp32_reference(
+        fused_outputs_and_grads(fast, x, rel, pad, dtype), fused_outputs_and_grads(ref, x, rel, pad), dtype
+    )
 
 
 # The production head dim (64: width 128 over 2 heads, the compiled kernels' default tiles) at L = 128 and at
@@ -180,8 +184,9 @@ def test_fused_kernel_under_autocast_is_close_to_fp32_reference(fused_kernel, dt
 def test_fused_kernel_at_head_dim_64_equals_reference(fused_kernel, length, dtype):
     fast, ref = attention_pair(dim=128, heads=2, impl="fused")
     x, rel, pad = cuda_inputs(length=length, dim=128)
-    assert_fused_close_to_fp32_reference(fused_outputs_and_grads(fast, x, rel, pad, dtype),
-                                         fused_outputs_and_grads(ref, x, rel, pad), dtype)
+    assert_fused_close_to_fp32_reference(
+        fused_outputs_and_grads(fast, x, rel, pad, dtype), fused_outputs_and_grads(ref, x, rel, pad), dtype
+    )
 
 
 def test_fused_kernel_huge_scores_stay_finite_in_fp16(fused_kernel):
@@ -205,23 +210,48 @@ def test_fused_kernel_dropout_equals_reference_given_its_keep_mask(fused_kernel,
     monkeypatch.setattr(torch.nn.functional, "dropout", lambda probs, p, training: probs * keep / (1 - p))
     want = fused_outputs_and_grads(ref, x, rel, pad)
     assert abs(keep.float().mean().item() - 0.9) < 0.01
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), (g - w).abs().max()
 
 
 @pytest.mark.parametrize("precision", ["--bf16", "--fp16"])
 def test_vega_train_mixed_precision_on_gpu_then_checkpoint_reloads(precision, tiny_data_bin, tmp_path):
     save_dir = tmp_path / "ckpt"
-    args = [str(tiny_data_bin), "--task", "denoising_pretrain", "--criterion", "rtd_ternary", "--arch", "vega_tiny",
-            "--tokens-per-sample", "64", "--batch-size", "16", "--optimizer", "adam", "--lr", "1e-3",
-            "--max-update", "8", "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--log-format", "simple",
-            "--log-interval", "1", "--seed", "2", precision]
+    args = [
+        str(tiny_data_bin),
+        "--task",
+        "denoising_pretrain",
+        "--criterion",
+        "rtd_ternary",
+        "--arch",
+        "vega_tiny",
+        "--tokens-per-sample",
+        "64",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--max-update",
+        "8",
+        "--save-dir",
+        str(save_dir),
+        "--no-epoch-checkpoints",
+        "--log-format",
+        "simple",
+        "--log-interval",
+        "1",
+        "--seed",
+        "2",
+        precision,
+    ]
     run = subprocess.run(TRAIN + args, capture_output=True, text=True)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     losses = [float(v) for v in re.findall(r"train_inner.* loss=([-\d.e+naif]+)", log)]
     assert losses and all(v == v and abs(v) < 1e4 for v in losses), losses
-    state = checkpoint_loading.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
+    state = checkpoints.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
     assert state["optimizer_history"][-1]["num_updates"] == 8
     weights = state["model"]
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())

@@ -1,10 +1,12 @@
 """The denoising_pretrain task: block layout, batches, seeding, errors, and short real trainings (RTD, MLM)."""
+
 import re
 import subprocess
 import sys
 
 import pytest
 import torch
+
 from vega_toolkit.data.noising import IGNORE_INDEX
 from vega_toolkit.tasks.denoising_pretrain import DenoisingPretrainConfig, DenoisingPretrainTask
 
@@ -65,27 +67,53 @@ def test_missing_data_bin_is_reported_with_its_path(tmp_path):
 
 
 def run_train(args, timeout=300):
-    out = subprocess.run(TRAIN + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    out = subprocess.run(
+        TRAIN + [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout + out.stderr
 
 
-COMMON = ["--arch", "vega_tiny", "--tokens-per-sample", "64", "--batch-size", "16", "--optimizer", "adam",
-          "--lr", "1e-3", "--log-format", "simple", "--log-interval", "5", "--cpu", "--num-workers", "0",
-          "--seed", "1", "--no-save"]
+COMMON = [
+    "--arch",
+    "vega_tiny",
+    "--tokens-per-sample",
+    "64",
+    "--batch-size",
+    "16",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "1e-3",
+    "--log-format",
+    "simple",
+    "--log-interval",
+    "5",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--seed",
+    "1",
+    "--no-save",
+]
 
 
+@pytest.mark.slow
 def test_vega_train_rtd_ternary_logs_every_rtd_metric(tiny_data_bin):
-    log = run_train([tiny_data_bin, "--task", "denoising_pretrain", "--criterion", "rtd_ternary",
-                     "--max-update", "10", *COMMON])
+    log = run_train(
+        [tiny_data_bin, "--task", "denoising_pretrain", "--criterion", "rtd_ternary", "--max-update", "10", *COMMON]
+    )
     valid = [line for line in log.splitlines() if "valid on 'valid' subset" in line][-1]
     for key in ("loss", "rtd_acc", "orig_recall", "shuf_recall", "repl_recall", "shuf_frac", "repl_frac"):
         assert re.search(rf"\| {key} [0-9.]+", valid), (key, valid)
 
 
+@pytest.mark.slow
 def test_masked_lm_baseline_trains_vega_encoder_on_the_same_data_bin(tiny_data_bin):
-    log = run_train([tiny_data_bin, "--task", "masked_lm", "--criterion", "masked_lm", "--max-update", "30",
-                     *COMMON])
+    log = run_train([tiny_data_bin, "--task", "masked_lm", "--criterion", "masked_lm", "--max-update", "30", *COMMON])
     losses = [float(x) for x in re.findall(r"train_inner.*?loss=([0-9.]+)", log)]
     assert len(losses) >= 2 and losses[-1] < losses[0], losses

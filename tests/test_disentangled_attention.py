@@ -1,4 +1,5 @@
 """The SDPA fast path of disentangled attention equals the reference (HF-equivalent) math, values and gradients."""
+
 import copy
 
 import pytest
@@ -9,8 +10,15 @@ from vega_toolkit.modules.disentangled_attention import DisentangledSelfAttentio
 
 def make_pair(share_att_key=True, pos_att_type=("c2p", "p2c"), buckets=16, max_rel=32, seed=0):
     torch.manual_seed(seed)
-    fast = DisentangledSelfAttention(32, 4, pos_att_type=pos_att_type, share_att_key=share_att_key,
-                                     position_buckets=buckets, max_relative_positions=max_rel, attention_impl="sdpa")
+    fast = DisentangledSelfAttention(
+        32,
+        4,
+        pos_att_type=pos_att_type,
+        share_att_key=share_att_key,
+        position_buckets=buckets,
+        max_relative_positions=max_rel,
+        attention_impl="sdpa",
+    )
     ref = copy.deepcopy(fast)
     ref.attention_impl = "reference"
     return fast.eval(), ref.eval()
@@ -21,7 +29,7 @@ def inputs(batch=3, length=40, rows=32, padded=True):
     rel = torch.randn(rows, 32, requires_grad=True)
     pad = torch.zeros(batch, length, dtype=torch.bool)
     if padded:
-        pad[1, length - 7:] = True
+        pad[1, length - 7 :] = True
         pad[2, 4:] = True
     return x, rel, pad if padded else None
 
@@ -60,7 +68,7 @@ def test_fast_path_gradients_match_reference_for_inputs_and_parameters(length):
         module.zero_grad()
         (module(x, rel, pad) * keep).pow(2).sum().backward()  # loss on real positions only
         grads.append([x.grad.clone(), rel.grad.clone()] + [p.grad.clone() for p in module.parameters()])
-    for g_fast, g_ref in zip(*grads):
+    for g_fast, g_ref in zip(*grads, strict=True):
         assert torch.allclose(g_fast, g_ref, atol=1e-5, rtol=1e-4)
 
 
@@ -125,7 +133,7 @@ def test_fast_path_with_many_row_blocks_matches_reference_values_and_gradients(p
         outs.append(out.detach())
         grads.append([x.grad.clone(), rel.grad.clone()] + [p.grad.clone() for p in module.parameters()])
     assert (outs[0] - outs[1]).abs().max().item() <= 1e-5
-    for g_fast, g_ref in zip(*grads):
+    for g_fast, g_ref in zip(*grads, strict=True):
         assert torch.allclose(g_fast, g_ref, atol=1e-5, rtol=1e-4)
 
 

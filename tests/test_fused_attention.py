@@ -5,6 +5,7 @@ Here the kernels run on CPU tensors in Triton's interpreter (TRITON_INTERPRET=1,
 imported), so CI checks them without a GPU; tiles of 16 with lengths that are not multiples of 16. On a CUDA machine
 tests/test_cuda.py checks the compiled kernels instead, and these tests run only under an explicit TRITON_INTERPRET=1.
 """
+
 import copy
 import importlib
 import os
@@ -30,9 +31,16 @@ HEADS, HEAD_DIM, BLOCK = 2, 16, 16
 def make_pair(buckets=8, max_rel=24, share_att_key=True, pos_att_type=("c2p", "p2c"), dropout=0.0, seed=0):
     """Fused and reference modules with the same weights (2 heads of 16, tiles of 16)."""
     torch.manual_seed(seed)
-    ref = DisentangledSelfAttention(HEADS * HEAD_DIM, HEADS, attention_dropout=dropout, pos_att_type=pos_att_type,
-                                    share_att_key=share_att_key, position_buckets=buckets,
-                                    max_relative_positions=max_rel, attention_impl="reference")
+    ref = DisentangledSelfAttention(
+        HEADS * HEAD_DIM,
+        HEADS,
+        attention_dropout=dropout,
+        pos_att_type=pos_att_type,
+        share_att_key=share_att_key,
+        position_buckets=buckets,
+        max_relative_positions=max_rel,
+        attention_impl="reference",
+    )
     fast = copy.deepcopy(ref)
     fast.attention_impl, fast.FUSED_BLOCK = "fused", BLOCK
     return fast, ref
@@ -44,7 +52,7 @@ def inputs(length, rows, batch=2, padded=True, seed=1):
     rel = torch.randn(rows, HEADS * HEAD_DIM, generator=generator).requires_grad_()
     pad = torch.zeros(batch, length, dtype=torch.bool)
     if padded:
-        pad[1, length // 2 + 1:] = True
+        pad[1, length // 2 + 1 :] = True
     return x, rel, pad if padded else None
 
 
@@ -60,7 +68,7 @@ def outputs_and_grads(module, x, rel, pad):
 
 def max_error(fast, ref, x, rel, pad):
     """Largest difference over the output and all gradients (both None where a term is left out)."""
-    pairs = list(zip(outputs_and_grads(fast, x, rel, pad), outputs_and_grads(ref, x, rel, pad)))
+    pairs = list(zip(outputs_and_grads(fast, x, rel, pad), outputs_and_grads(ref, x, rel, pad), strict=True))
     assert all((a is None) == (b is None) for a, b in pairs)
     return max((a - b).abs().max().item() for a, b in pairs if a is not None)
 
@@ -71,7 +79,7 @@ BUCKETS = [(64, 128, 128), (8, 24, 16), (0, 20, 40)]
 
 
 @pytest.mark.parametrize("buckets,max_rel,rows", BUCKETS)
-@pytest.mark.parametrize("length", [9, 45])
+@pytest.mark.parametrize("length", [9, pytest.param(45, marks=pytest.mark.slow)])  # 45: 5-7 s each in the interpreter
 @pytest.mark.parametrize("padded", [False, True])
 def test_fused_values_and_gradients_equal_reference(buckets, max_rel, rows, length, padded):
     fast, ref = make_pair(buckets, max_rel)
@@ -98,7 +106,7 @@ def test_fused_kernel_gradients_of_q_k_v_equal_reference(padded):
         out = attention(q, k, v, rel, pad) * real[:, None, :, None]
         out.pow(2).sum().backward()
         results.append([out, q.grad, k.grad, v.grad])
-    assert max((a - b).abs().max().item() for a, b in zip(*results)) <= 1e-5
+    assert max((a - b).abs().max().item() for a, b in zip(*results, strict=True)) <= 1e-5
 
 
 @pytest.mark.parametrize("block", [(16, 32), (32, 16)])
@@ -119,9 +127,14 @@ def test_fused_tile_knobs_from_the_environment_reach_the_kernels(monkeypatch):
     assert max_error(fast, ref, *inputs(45, 16, padded=False)) <= 1e-5
 
 
-@pytest.mark.parametrize("knob,value,message", [("VEGA_FUSED_BLOCK_M", "24", "power of two >= 16"),
-                                                ("VEGA_FUSED_FWD_WARPS", "three", "num_warps"),
-                                                ("VEGA_FUSED_BWD_Q_STAGES", "0", "num_stages")])
+@pytest.mark.parametrize(
+    "knob,value,message",
+    [
+        ("VEGA_FUSED_BLOCK_M", "24", "power of two >= 16"),
+        ("VEGA_FUSED_FWD_WARPS", "three", "num_warps"),
+        ("VEGA_FUSED_BWD_Q_STAGES", "0", "num_stages"),
+    ],
+)
 def test_bad_kernel_knob_is_named_in_the_error(knob, value, message):
     with pytest.raises(ValueError, match=f"{knob}='{value}': .*{message}"):
         fused.kernel_configs("cuda", environ={knob: value})
@@ -134,8 +147,11 @@ def test_fused_tiles_whose_distances_share_one_slot_sum_their_table_gradients_ex
     # tiles near the diagonal do not.
     length, tile = 80, 16
     cols = disentangled_attention.relative_columns(length, 8, 24, "cpu")
-    slots_per_tile = {len(set(cols.c2p[n - m + length - 1 - (tile - 1):n - m + length - 1 + tile].tolist()))
-                      for m in range(0, length, tile) for n in range(0, length, tile)}
+    slots_per_tile = {
+        len(set(cols.c2p[n - m + length - 1 - (tile - 1) : n - m + length - 1 + tile].tolist()))
+        for m in range(0, length, tile)
+        for n in range(0, length, tile)
+    }
     assert 1 in slots_per_tile and max(slots_per_tile) > 1
     fast, ref = make_pair(8, 24)
     x, rel, pad = inputs(length, 16, batch=1, padded=False)  # one sequence: 25 tiles per head are enough
@@ -158,7 +174,7 @@ def test_fused_row_whose_keys_are_all_padded_is_uniform_with_no_score_gradient_a
         out = attention(q, k, v, rel, pad)
         out.pow(2).sum().backward()
         results.append([out, q.grad, k.grad, v.grad, rel.grad])
-    assert max((a - b).abs().max().item() for a, b in zip(*results)) <= 1e-5
+    assert max((a - b).abs().max().item() for a, b in zip(*results, strict=True)) <= 1e-5
     assert torch.equal(results[0][1][0], torch.zeros_like(q[0]))  # no score gradient reaches the padded sequence
 
 
@@ -191,6 +207,7 @@ def test_fused_fp16_scores_beyond_the_fp16_range_stay_finite_and_close_to_fp32()
     assert ((got.float() - want)[~pad].abs().max() / want.abs().max()).item() < 2e-3  # fp16 rounding, 6e-4 seen
 
 
+@pytest.mark.slow
 def test_fused_dropout_equals_reference_given_the_kernels_keep_mask(monkeypatch):
     p = 0.3
     fast, ref = make_pair(dropout=p)
@@ -202,7 +219,7 @@ def test_fused_dropout_equals_reference_given_the_kernels_keep_mask(monkeypatch)
     got = outputs_and_grads(fast, x, rel, pad)
     monkeypatch.setattr(disentangled_attention.F, "dropout", lambda probs, p, training: probs * keep / (1 - p))
     want = outputs_and_grads(ref, x, rel, pad)
-    assert max((a - b).abs().max().item() for a, b in zip(got, want)) <= 1e-5
+    assert max((a - b).abs().max().item() for a, b in zip(got, want, strict=True)) <= 1e-5
     assert not torch.equal(got[0], outputs_and_grads(fast.eval(), x, rel, pad)[0])  # dropout did act
 
 
@@ -268,5 +285,6 @@ def test_cuda_fused_parity_check_at_head_dim_64_holds_in_the_interpreter():
 
     fast, ref = test_cuda.attention_pair(dim=128, heads=2, impl="fused", device="cpu")
     x, rel, pad = test_cuda.cuda_inputs(length=40, dim=128, device="cpu")
-    test_cuda.assert_fused_close_to_fp32_reference(test_cuda.fused_outputs_and_grads(fast, x, rel, pad),
-                                                   test_cuda.fused_outputs_and_grads(ref, x, rel, pad))
+    test_cuda.assert_fused_close_to_fp32_reference(
+        test_cuda.fused_outputs_and_grads(fast, x, rel, pad), test_cuda.fused_outputs_and_grads(ref, x, rel, pad)
+    )

@@ -6,14 +6,14 @@ The error types allowed here are exactly those the CLIs turn into one-line messa
 vega-train catch GlueFormatError; vega-preprocess catches ValueError and FileNotFoundError), so "an allowed error
 naming the file" in-process means "a message naming the file, no traceback" at the CLI (the CLI tests of each item
 check that mapping with real subprocesses)."""
+
 import os
 import random
 
-import pytest
+from glue_helpers import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glue_helpers import FIXTURES
 from vega_toolkit.data.glue_readers import GlueFormatError, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASKS
 
@@ -44,9 +44,13 @@ def _is_prefix_parse(cut, whole):
     if not cut or len(cut) > len(whole):
         return False
     last, same = cut[-1], whole[len(cut) - 1]
-    fields = [(last.text_a, same.text_a), (last.text_b or "", same.text_b or ""), (last.label or "", same.label or ""),
-              (last.index, same.index)]
-    return cut[:-1] == whole[:len(cut) - 1] and all(b.startswith(a) for a, b in fields)
+    fields = [
+        (last.text_a, same.text_a),
+        (last.text_b or "", same.text_b or ""),
+        (last.label or "", same.label or ""),
+        (last.index, same.index),
+    ]
+    return cut[:-1] == whole[: len(cut) - 1] and all(b.startswith(a) for a, b in fields)
 
 
 @FUZZ
@@ -55,15 +59,20 @@ def test_a_glue_file_cut_anywhere_parses_as_a_prefix_or_fails_naming_the_file(tm
     task, split = which
     data = _fixture(task, split)
     whole = read_glue_file(os.path.join(FIXTURES, task.folder, task.splits[split].file), task, split)
-    cut, error = _parse(tmp_path, data[:int(len(data) * point)], task, split)
+    cut, error = _parse(tmp_path, data[: int(len(data) * point)], task, split)
     assert error is not None or _is_prefix_parse(cut, whole)
 
 
 @FUZZ
-@given(which=st.sampled_from(ALL_SPLITS), encoding=st.sampled_from(ENCODINGS), where=st.floats(0, 1),
-       char=st.sampled_from(["\u00e9", "\u201c", "\u00fc", "a"]))
-def test_a_glue_file_in_any_encoding_parses_as_its_utf8_text_or_fails_naming_the_file(tmp_path, which, encoding,
-                                                                                       where, char):
+@given(
+    which=st.sampled_from(ALL_SPLITS),
+    encoding=st.sampled_from(ENCODINGS),
+    where=st.floats(0, 1),
+    char=st.sampled_from(["\u00e9", "\u201c", "\u00fc", "a"]),
+)
+def test_a_glue_file_in_any_encoding_parses_as_its_utf8_text_or_fails_naming_the_file(
+    tmp_path, which, encoding, where, char
+):
     task, split = which
     text = _fixture(task, split).decode("utf-8-sig")
     at = int(len(text) * where)
@@ -89,23 +98,28 @@ def test_a_glue_file_with_binary_junk_parses_or_fails_naming_the_file(tmp_path, 
 def _corpus(rng: random.Random) -> str:
     words = "the cat dog sat ran on a mat rug old new red blue house tree".split()
     # numbered: every unit is unique, so a unit in both train and valid can only be a copy
-    return "".join(f"{i} " + " ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + " .\n"
-                   for i in range(60))
+    return "".join(f"{i} " + " ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + " .\n" for i in range(60))
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10_000), mutation=st.sampled_from(["cut", "encoding", "junk"]),
-       encoding=st.sampled_from(ENCODINGS), where=st.floats(0, 1), junk=st.binary(min_size=1, max_size=256),
-       paragraphs=st.booleans())
-def test_preprocess_input_gives_a_clean_data_bin_or_an_error_naming_the_file(tmp_path_factory, seed, mutation,
-                                                                             encoding, where, junk, paragraphs):
+@given(
+    seed=st.integers(0, 10_000),
+    mutation=st.sampled_from(["cut", "encoding", "junk"]),
+    encoding=st.sampled_from(ENCODINGS),
+    where=st.floats(0, 1),
+    junk=st.binary(min_size=1, max_size=256),
+    paragraphs=st.booleans(),
+)
+def test_preprocess_input_gives_a_clean_data_bin_or_an_error_naming_the_file(
+    tmp_path_factory, seed, mutation, encoding, where, junk, paragraphs
+):
     from vega_toolkit.cli.preprocess import main as preprocess
 
     tmp = tmp_path_factory.mktemp("pp")
     text = _corpus(random.Random(seed)).replace("cat", "caf\u00e9 \u201ccat\u201d", 3)
     data = text.encode("utf-8")
     if mutation == "cut":
-        data = data[:int(len(data) * where)]
+        data = data[: int(len(data) * where)]
     elif mutation == "encoding":
         data = text.encode(encoding, errors="replace")
     else:

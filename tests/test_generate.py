@@ -1,23 +1,32 @@
 """vega-generate: the 11 leaderboard files (row counts, label strings, STS-B clipping), the zip, dev scoring,
 and the Python predictor for fine-tuned checkpoints."""
+
 import os
 import zipfile
 
 import pytest
 import torch
-
 from glue_helpers import FIXTURES, build_glue, make_vocab_dir, save_glue_checkpoint, vega_cli
 from test_glue_readers import OFFICIAL_ROWS
+
 from vega_toolkit.cli.generate import generate, write_submission_file
+from vega_toolkit.data.glue_tasks import GLUE_TASKS
 from vega_toolkit.models.glue_predictor import GluePredictor
 from vega_toolkit.models.heads import HeadMismatchError
-from vega_toolkit.data.glue_tasks import GLUE_TASKS
 
 TRAINED = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"]
-VALID = {"CoLA.tsv": {"0", "1"}, "SST-2.tsv": {"0", "1"}, "MRPC.tsv": {"0", "1"}, "QQP.tsv": {"0", "1"},
-         "WNLI.tsv": {"0", "1"}, "QNLI.tsv": {"entailment", "not_entailment"},
-         "RTE.tsv": {"entailment", "not_entailment"}, "MNLI-m.tsv": {"entailment", "neutral", "contradiction"},
-         "MNLI-mm.tsv": {"entailment", "neutral", "contradiction"}, "AX.tsv": {"entailment", "neutral", "contradiction"}}
+VALID = {
+    "CoLA.tsv": {"0", "1"},
+    "SST-2.tsv": {"0", "1"},
+    "MRPC.tsv": {"0", "1"},
+    "QQP.tsv": {"0", "1"},
+    "WNLI.tsv": {"0", "1"},
+    "QNLI.tsv": {"entailment", "not_entailment"},
+    "RTE.tsv": {"entailment", "not_entailment"},
+    "MNLI-m.tsv": {"entailment", "neutral", "contradiction"},
+    "MNLI-mm.tsv": {"entailment", "neutral", "contradiction"},
+    "AX.tsv": {"entailment", "neutral", "contradiction"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +52,11 @@ def _glue_dir(tmp_path):
     merged = tmp_path / "glue"
     merged.mkdir()
     for task in GLUE_TASKS.values():
-        source = os.path.join(real, task.folder) if real and os.path.isdir(os.path.join(real, task.folder)) else \
-            os.path.join(FIXTURES, task.folder)
+        source = (
+            os.path.join(real, task.folder)
+            if real and os.path.isdir(os.path.join(real, task.folder))
+            else os.path.join(FIXTURES, task.folder)
+        )
         if not os.path.exists(merged / task.folder):
             os.symlink(source, merged / task.folder)
     return str(merged), real
@@ -62,8 +74,15 @@ def test_all_eleven_files_with_test_row_counts_valid_labels_and_a_flat_zip(check
     glue_dir, real = _glue_dir(tmp_path)
     out = tmp_path / "submission"
     # allow_partial: MNLI and QQP (not shared) come from the 12-row fixtures
-    result = generate([checkpoints[t] for t in TRAINED], glue_dir, str(out), cache_dir=str(tmp_path / "cache"),
-                      device="cpu", out=open(os.devnull, "w"), allow_partial=True)
+    result = generate(
+        [checkpoints[t] for t in TRAINED],
+        glue_dir,
+        str(out),
+        cache_dir=str(tmp_path / "cache"),
+        device="cpu",
+        out=open(os.devnull, "w"),
+        allow_partial=True,
+    )
     expected = {f for t in GLUE_TASKS.values() for f in t.submission.values()}
     assert set(result["written"]) == expected and result["missing"] == []
     for name in expected:
@@ -84,8 +103,16 @@ def test_all_eleven_files_with_test_row_counts_valid_labels_and_a_flat_zip(check
 def test_dev_scoring_prints_each_dev_set_and_ends_with_the_metric(checkpoints, tmp_path, capsys):
     import sys
 
-    result = generate([checkpoints["MNLI"]], FIXTURES, str(tmp_path / "out"), dev=True,
-                      cache_dir=str(tmp_path / "cache"), device="cpu", out=sys.stdout, allow_partial=True)
+    result = generate(
+        [checkpoints["MNLI"]],
+        FIXTURES,
+        str(tmp_path / "out"),
+        dev=True,
+        cache_dir=str(tmp_path / "cache"),
+        device="cpu",
+        out=sys.stdout,
+        allow_partial=True,
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("dev MNLI dev_matched accuracy=") for line in lines)
     assert any(line.startswith("dev MNLI dev_mismatched accuracy=") for line in lines)
@@ -118,8 +145,9 @@ def test_logits_decode_to_table_labels_and_clipped_stsb_scores_everywhere():
 
 
 def test_predictions_do_not_depend_on_batching_or_length_sorting(checkpoints, tmp_path):
-    clf = GluePredictor.from_checkpoint(checkpoints["MNLI"], glue_dir=FIXTURES, device="cpu",
-                                        cache_dir=str(tmp_path / "cache"))
+    clf = GluePredictor.from_checkpoint(
+        checkpoints["MNLI"], glue_dir=FIXTURES, device="cpu", cache_dir=str(tmp_path / "cache")
+    )
     encoded = clf.task.encoded_split("valid")
     big = clf.logits_for(encoded, max_tokens=100000)
     one_by_one = clf.logits_for(encoded, max_tokens=1)
@@ -130,8 +158,15 @@ def test_bad_inputs_give_clear_errors(checkpoints, tmp_path):
     with pytest.raises(ValueError, match="2 predictions for 3 test rows"):
         write_submission_file(str(tmp_path / "x.tsv"), ["0", "1", "2"], ["0", "1"])
     with pytest.raises(ValueError, match="two checkpoints for RTE"):
-        generate([checkpoints["RTE"], checkpoints["RTE"]], FIXTURES, str(tmp_path / "o"), device="cpu",
-                 cache_dir=str(tmp_path / "cache"), out=open(os.devnull, "w"), allow_partial=True)
+        generate(
+            [checkpoints["RTE"], checkpoints["RTE"]],
+            FIXTURES,
+            str(tmp_path / "o"),
+            device="cpu",
+            cache_dir=str(tmp_path / "cache"),
+            out=open(os.devnull, "w"),
+            allow_partial=True,
+        )
 
 
 def test_hub_interface_loads_a_fine_tuned_checkpoint_and_agrees_with_the_predictor(checkpoints, tmp_path):
@@ -144,13 +179,21 @@ def test_hub_interface_loads_a_fine_tuned_checkpoint_and_agrees_with_the_predict
     shutil.copyfile(checkpoints["RTE"], folder / "checkpoint_best.pt")
     clf = GluePredictor.from_checkpoint(checkpoints["RTE"], glue_dir=FIXTURES, device="cpu")
     # the glue task reads no data at load time; data_name_or_path points the hub at the model folder's spm.model
-    hub = VegaModel.from_pretrained(str(folder), checkpoint_file="checkpoint_best.pt",
-                                    data_name_or_path=clf.task.cfg.vocab_dir)
+    hub = VegaModel.from_pretrained(
+        str(folder), checkpoint_file="checkpoint_best.pt", data_name_or_path=clf.task.cfg.vocab_dir
+    )
     a, b = "the cat sees the house quickly .", "a dog likes music ."
     tokens = hub.encode(a, b)
     enc = clf.task.encoder
-    expected = torch.cat([torch.tensor([enc.bos]), torch.from_numpy(enc.encode([a])[0]), torch.tensor([enc.eos]),
-                          torch.from_numpy(enc.encode([b])[0]), torch.tensor([enc.eos])])
+    expected = torch.cat(
+        [
+            torch.tensor([enc.bos]),
+            torch.from_numpy(enc.encode([a])[0]),
+            torch.tensor([enc.eos]),
+            torch.from_numpy(enc.encode([b])[0]),
+            torch.tensor([enc.eos]),
+        ]
+    )
     assert torch.equal(tokens, expected)  # one token layout: <s> a </s> b </s>
     label = ["entailment", "not_entailment"][hub.predict("rte_head", tokens).argmax().item()]
     assert clf.predict([(a, b)]) == [label]
@@ -162,24 +205,40 @@ def _task_copy(tmp_path, task, real=True):
     import shutil
 
     glue_dir = os.environ.get("VEGA_GLUE_DIR")
-    source = os.path.join(glue_dir, task) if real and glue_dir and os.path.isdir(os.path.join(glue_dir, task)) \
+    source = (
+        os.path.join(glue_dir, task)
+        if real and glue_dir and os.path.isdir(os.path.join(glue_dir, task))
         else os.path.join(FIXTURES, task)
+    )
     root = tmp_path / "glue"
     shutil.copytree(source, root / task)
     return root, root / task
 
 
 def _generate_cli(checkpoint, glue_dir, tmp_path, *extra):
-    return vega_cli("generate", [checkpoint, "--glue-dir", str(glue_dir), "--out-dir", str(tmp_path / "out"), "--cpu",
-                                 "--glue-cache-dir", str(tmp_path / "cache"), *extra])
+    return vega_cli(
+        "generate",
+        [
+            checkpoint,
+            "--glue-dir",
+            str(glue_dir),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--cpu",
+            "--glue-cache-dir",
+            str(tmp_path / "cache"),
+            *extra,
+        ],
+    )
 
 
+@pytest.mark.slow
 def test_a_test_file_cut_mid_row_is_an_error_naming_it_unless_allow_partial(checkpoints, tmp_path):
     root, folder = _task_copy(tmp_path, "SST-2")
     test = folder / "test.tsv"
     data = test.read_bytes()
-    # the issue's cut: real SST-2 test.tsv at 60,013 bytes parses as 563 rows, the last one cut short
-    test.write_bytes(data[:60013] if len(data) > 60013 else data[:len(data) // 2])
+    # a download cut short: real SST-2 test.tsv at 60,013 bytes parses as 563 rows, the last one cut short
+    test.write_bytes(data[:60013] if len(data) > 60013 else data[: len(data) // 2])
     rows = len(test.read_text().splitlines()) - 1
     r = _generate_cli(checkpoints["SST-2"], root, tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
@@ -200,10 +259,12 @@ def _with_head(checkpoint, tmp_path, edit):
     return path
 
 
+@pytest.mark.slow
 def test_a_classification_head_of_the_wrong_size_is_an_error_naming_checkpoint_head_and_sizes(checkpoints, tmp_path):
     def three_outputs(model):  # RTE has 2 classes; a 3-output head (e.g. an MNLI head under RTE's name)
-        model["classification_heads.rte_head.out_proj.weight"] = torch.zeros(3, model[
-            "classification_heads.rte_head.out_proj.weight"].shape[1])
+        model["classification_heads.rte_head.out_proj.weight"] = torch.zeros(
+            3, model["classification_heads.rte_head.out_proj.weight"].shape[1]
+        )
         model["classification_heads.rte_head.out_proj.bias"] = torch.zeros(3)
 
     path = _with_head(checkpoints["RTE"], tmp_path, three_outputs)
@@ -215,8 +276,11 @@ def test_a_classification_head_of_the_wrong_size_is_an_error_naming_checkpoint_h
     folder = tmp_path / "hub"
     folder.mkdir()
     os.replace(path, folder / "checkpoint_best.pt")
-    hub = VegaModel.from_pretrained(str(folder), checkpoint_file="checkpoint_best.pt",
-                                    data_name_or_path=os.path.dirname(checkpoints["RTE"]) + "/vocab")
+    hub = VegaModel.from_pretrained(
+        str(folder),
+        checkpoint_file="checkpoint_best.pt",
+        data_name_or_path=os.path.dirname(checkpoints["RTE"]) + "/vocab",
+    )
     with pytest.raises(HeadMismatchError, match=r"checkpoint_best.pt: classification head 'rte_head' has 3 outputs"):
         hub.predict("rte_head", hub.encode("a b", "c d"))
 
@@ -227,11 +291,15 @@ def test_a_missing_classification_head_is_an_error_naming_the_head(checkpoints, 
             del model[key]
 
     path = _with_head(checkpoints["SST-2"], tmp_path, drop_head)
-    with pytest.raises(HeadMismatchError, match=r"no classification head 'sst-2_head', which --glue-task SST-2 needs "
-                                                r"with 2 outputs \(heads in the checkpoint: none\)"):
+    with pytest.raises(
+        HeadMismatchError,
+        match=r"no classification head 'sst-2_head', which --glue-task SST-2 needs "
+        r"with 2 outputs \(heads in the checkpoint: none\)",
+    ):
         GluePredictor.from_checkpoint(path, glue_dir=FIXTURES, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["root", "task_folder"])
 def test_a_missing_test_file_is_named_by_its_own_path(checkpoints, tmp_path, layout):
     root, folder = _task_copy(tmp_path, "SST-2", real=False)

@@ -1,11 +1,19 @@
 """GLUE metrics against scikit-learn/scipy on fixed predictions, and the GLUE score arithmetic."""
+
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from vega_toolkit.metrics.glue_metrics import (
-    accuracy, f1, glue_score, matthews_corr, pearson, spearman, task_metrics, task_score,
+    accuracy,
+    f1,
+    glue_score,
+    matthews_corr,
+    pearson,
+    spearman,
+    task_metrics,
+    task_score,
 )
 
 RNG = np.random.default_rng(1234)
@@ -59,7 +67,9 @@ def test_glue_score_reproduces_bert_large_leaderboard_average():
         "STS-B": task_score("STS-B", {"pearson": 87.6, "spearman": 86.5}),
         "QQP": task_score("QQP", {"f1": 72.1, "accuracy": 89.3}),
         "MNLI": (86.7 + 85.9) / 2,
-        "QNLI": 92.7, "RTE": 70.1, "WNLI": 65.1,
+        "QNLI": 92.7,
+        "RTE": 70.1,
+        "WNLI": 65.1,
         "AX": 0.0,  # excluded from the average
     }
     assert glue_score(s) == pytest.approx(80.52, abs=0.01)

@@ -1,4 +1,5 @@
 """GLUE readers: official layouts (fixtures and, with VEGA_GLUE_DIR, the real files) and file:line errors."""
+
 import os
 
 import pytest
@@ -14,16 +15,35 @@ ALL_SPLITS = [(t.name, s) for t in GLUE_TASKS.values() for s in t.splits]
 # Official data-row counts (huggingface/datasets glue card; ../shared/glue/SOURCES.md), written out here rather
 # than read from the task table so that a wrong table entry fails this test.
 OFFICIAL_ROWS = {
-    ("CoLA", "train"): 8551, ("CoLA", "dev"): 1043, ("CoLA", "test"): 1063,
-    ("SST-2", "train"): 67349, ("SST-2", "dev"): 872, ("SST-2", "test"): 1821,
-    ("MRPC", "train"): 3668, ("MRPC", "dev"): 408, ("MRPC", "test"): 1725,
-    ("STS-B", "train"): 5749, ("STS-B", "dev"): 1500, ("STS-B", "test"): 1379,
-    ("QQP", "train"): 363846, ("QQP", "dev"): 40430, ("QQP", "test"): 390965,
-    ("MNLI", "train"): 392702, ("MNLI", "dev_matched"): 9815, ("MNLI", "dev_mismatched"): 9832,
-    ("MNLI", "test_matched"): 9796, ("MNLI", "test_mismatched"): 9847,
-    ("QNLI", "train"): 104743, ("QNLI", "dev"): 5463, ("QNLI", "test"): 5463,
-    ("RTE", "train"): 2490, ("RTE", "dev"): 277, ("RTE", "test"): 3000,
-    ("WNLI", "train"): 635, ("WNLI", "dev"): 71, ("WNLI", "test"): 146,
+    ("CoLA", "train"): 8551,
+    ("CoLA", "dev"): 1043,
+    ("CoLA", "test"): 1063,
+    ("SST-2", "train"): 67349,
+    ("SST-2", "dev"): 872,
+    ("SST-2", "test"): 1821,
+    ("MRPC", "train"): 3668,
+    ("MRPC", "dev"): 408,
+    ("MRPC", "test"): 1725,
+    ("STS-B", "train"): 5749,
+    ("STS-B", "dev"): 1500,
+    ("STS-B", "test"): 1379,
+    ("QQP", "train"): 363846,
+    ("QQP", "dev"): 40430,
+    ("QQP", "test"): 390965,
+    ("MNLI", "train"): 392702,
+    ("MNLI", "dev_matched"): 9815,
+    ("MNLI", "dev_mismatched"): 9832,
+    ("MNLI", "test_matched"): 9796,
+    ("MNLI", "test_mismatched"): 9847,
+    ("QNLI", "train"): 104743,
+    ("QNLI", "dev"): 5463,
+    ("QNLI", "test"): 5463,
+    ("RTE", "train"): 2490,
+    ("RTE", "dev"): 277,
+    ("RTE", "test"): 3000,
+    ("WNLI", "train"): 635,
+    ("WNLI", "dev"): 71,
+    ("WNLI", "test"): 146,
     ("AX", "test"): 1104,
 }
 
@@ -144,9 +164,20 @@ _row = st.lists(_cell, min_size=0, max_size=6).map("\t".join)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(_row, min_size=0, max_size=5), header=st.booleans(),
-       task_split=st.sampled_from([("RTE", "dev"), ("STS-B", "train"), ("CoLA", "train"), ("MNLI", "test_matched"),
-                                   ("QQP", "dev"), ("MRPC", "test")]))
+@given(
+    rows=st.lists(_row, min_size=0, max_size=5),
+    header=st.booleans(),
+    task_split=st.sampled_from(
+        [
+            ("RTE", "dev"),
+            ("STS-B", "train"),
+            ("CoLA", "train"),
+            ("MNLI", "test_matched"),
+            ("QQP", "dev"),
+            ("MRPC", "test"),
+        ]
+    ),
+)
 def test_arbitrary_input_either_parses_to_valid_examples_or_raises_a_located_error(tmp_path, rows, header, task_split):
     task, split = task_split
     t = get_glue_task(task)

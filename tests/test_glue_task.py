@@ -1,13 +1,14 @@
 """The `glue` task: encoding ([CLS] a [SEP] b [SEP], truncation), the encode-once cache, labels from the task
 table, MNLI's two dev sets, flag errors, and the MNLI -> RTE intermediate-task start."""
+
 import glob
 import os
 import re
 
 import numpy as np
 import pytest
-
 from glue_helpers import FIXTURES, build_glue, checkpoints, glue_train_args, make_vocab_dir, vega_train
+
 from vega_toolkit.data.glue_binarize import TextEncoder, load_encoded_split, pair_tokens, truncate_pair
 from vega_toolkit.data.glue_readers import read_glue_split
 
@@ -38,7 +39,7 @@ def test_pair_layout_is_cls_a_sep_b_sep_and_fits_max_positions():
     t = pair_tokens(a, b, bos=0, eos=2, max_positions=16).tolist()
     assert len(t) == 16 and t[0] == 0 and t[-1] == 2
     sep = t.index(2)
-    assert t[1:sep] == list(range(10, 10 + sep - 1)) and t[sep + 1:-1] == list(range(40, 45))
+    assert t[1:sep] == list(range(10, 10 + sep - 1)) and t[sep + 1 : -1] == list(range(40, 45))
     assert pair_tokens(a, None, 0, 2, 8).tolist() == [0, 10, 11, 12, 13, 14, 15, 2]
 
 
@@ -60,7 +61,7 @@ def test_split_is_encoded_once_and_reencoded_when_the_file_changes(vocab_dir, tm
     assert len(files) == 1
     enc.encode = None  # a cache hit must not tokenise again
     second = load_encoded_split(str(src), "RTE", "dev", enc, str(cache))
-    assert all(np.array_equal(x, y) for x, y in zip(first.b, second.b)) and first.labels == second.labels
+    assert all(np.array_equal(x, y) for x, y in zip(first.b, second.b, strict=True)) and first.labels == second.labels
     src.write_text(src.read_text().replace("\tentailment\n", "\tnot_entailment\n", 1))
     with pytest.raises(TypeError):  # changed file -> cache miss -> tokenises (here: the disabled encoder)
         load_encoded_split(str(src), "RTE", "dev", enc, str(cache))
@@ -106,6 +107,7 @@ def test_flag_mistakes_are_reported_by_flag_name(vocab_dir, tmp_path):
         _build(str(tmp_path), tmp_path, "RTE")
 
 
+@pytest.mark.slow
 def test_criterion_reports_the_metric_of_the_task(vocab_dir, tmp_path):
     assert _build(vocab_dir, tmp_path, "CoLA")[3].report_mcc
     assert _build(vocab_dir, tmp_path, "QQP")[3].report_acc_and_f1
@@ -117,21 +119,41 @@ def test_criterion_reports_the_metric_of_the_task(vocab_dir, tmp_path):
 def mnli_run(vocab_dir, tmp_path_factory):
     """A real MNLI fine-tuning run (one epoch on the fixture, head `mnli_head` with 3 outputs): its save dir."""
     mnli = str(tmp_path_factory.mktemp("mnli"))
-    r = vega_train(glue_train_args("MNLI", os.path.join(FIXTURES, "MNLI"), vocab_dir, mnli,
-                                   str(tmp_path_factory.mktemp("cache")),
-                                   ["--criterion", "glue_prediction", "--classification-head-name", "mnli_head",
-                                    "--no-epoch-checkpoints"]))
+    r = vega_train(
+        glue_train_args(
+            "MNLI",
+            os.path.join(FIXTURES, "MNLI"),
+            vocab_dir,
+            mnli,
+            str(tmp_path_factory.mktemp("cache")),
+            ["--criterion", "glue_prediction", "--classification-head-name", "mnli_head", "--no-epoch-checkpoints"],
+        )
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return mnli
 
 
 def _rte_from_mnli(vocab_dir, mnli, save_dir, cache, *extra):
-    return glue_train_args("RTE", os.path.join(FIXTURES, "RTE"), vocab_dir, save_dir, cache,
-                           ["--criterion", "glue_prediction", "--classification-head-name", "rte_head",
-                            "--finetune-from-model", os.path.join(mnli, "checkpoint_best.pt"),
-                            "--no-epoch-checkpoints", *extra])
+    return glue_train_args(
+        "RTE",
+        os.path.join(FIXTURES, "RTE"),
+        vocab_dir,
+        save_dir,
+        cache,
+        [
+            "--criterion",
+            "glue_prediction",
+            "--classification-head-name",
+            "rte_head",
+            "--finetune-from-model",
+            os.path.join(mnli, "checkpoint_best.pt"),
+            "--no-epoch-checkpoints",
+            *extra,
+        ],
+    )
 
 
+@pytest.mark.slow
 def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(vocab_dir, mnli_run, tmp_path):
     cache = str(tmp_path / "cache")
     mnli = mnli_run
@@ -141,14 +163,14 @@ def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(voca
     assert r.returncode == 0, r.stderr[-3000:]
     assert re.search(r"dropping .*'mnli_head'", r.stderr)  # the model's upgrade dropped the MNLI head
     assert f"Loaded checkpoint {os.path.join(mnli, 'checkpoint_best.pt')}" in r.stderr
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
 
     mnli_state = load_checkpoint_to_cpu(os.path.join(mnli, "checkpoint_best.pt"))["model"]
     rte_state = load_checkpoint_to_cpu(os.path.join(rte, "checkpoint_last.pt"))["model"]
     assert not any(k.startswith("classification_heads.mnli_head") for k in rte_state)
     assert rte_state["classification_heads.rte_head.out_proj.weight"].shape[0] == 2
     # a second launch (SLURM requeue) resumes RTE's own checkpoint, not MNLI's
-    r = vega_train([*args[:args.index("--max-epoch")], "--max-epoch", "2", *args[args.index("--max-epoch") + 2:]])
+    r = vega_train([*args[: args.index("--max-epoch")], "--max-epoch", "2", *args[args.index("--max-epoch") + 2 :]])
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"Loaded checkpoint {os.path.join(rte, 'checkpoint_last.pt')}" in r.stderr
     encoder_keys = [k for k in mnli_state if k.startswith("encoder.")]
@@ -156,37 +178,45 @@ def test_rte_starts_from_mnli_encoder_with_a_fresh_head_and_requeue_resumes(voca
     assert checkpoints(rte)
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_last_of_a_fine_tuning_run_resumes_from_its_newest_readable_checkpoint(
-        vocab_dir, mnli_run, tmp_path):
+    vocab_dir, mnli_run, tmp_path
+):
     rte, cache = str(tmp_path / "rte"), str(tmp_path / "cache")
-    r = vega_train(_rte_from_mnli(vocab_dir, mnli_run, rte, cache, "--save-interval-updates", "2",
-                                  "--max-update", "4"))
+    r = vega_train(_rte_from_mnli(vocab_dir, mnli_run, rte, cache, "--save-interval-updates", "2", "--max-update", "4"))
     assert r.returncode == 0, r.stderr[-3000:]
     last = os.path.join(rte, "checkpoint_last.pt")
     with open(last, "r+b") as f:
         f.truncate(os.path.getsize(last) // 2)
     # the same command (--finetune-from-model included, which rules out the old --restore-file advice), one more update
-    r = vega_train(_rte_from_mnli(vocab_dir, mnli_run, rte, cache, "--save-interval-updates", "2",
-                                  "--max-update", "5"))
+    r = vega_train(_rte_from_mnli(vocab_dir, mnli_run, rte, cache, "--save-interval-updates", "2", "--max-update", "5"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{last} is truncated or corrupt" in r.stderr
     assert f"Loaded checkpoint {last} (epoch 1 @ 4 updates)" in r.stderr  # not restarted from MNLI at update 0
     assert glob.glob(last + ".broken-*")
 
 
-def test_restoring_a_checkpoint_whose_head_has_another_size_names_the_head_and_the_flag(vocab_dir, mnli_run,
-                                                                                         tmp_path):
+@pytest.mark.slow
+def test_restoring_a_checkpoint_whose_head_has_another_size_names_the_head_and_the_flag(vocab_dir, mnli_run, tmp_path):
     restore = os.path.join(mnli_run, "checkpoint_last.pt")
-    args = glue_train_args("RTE", os.path.join(FIXTURES, "RTE"), vocab_dir, str(tmp_path / "rte"),
-                           str(tmp_path / "cache"), ["--criterion", "glue_prediction", "--classification-head-name",
-                                                     "rte_head", "--restore-file", restore])
+    args = glue_train_args(
+        "RTE",
+        os.path.join(FIXTURES, "RTE"),
+        vocab_dir,
+        str(tmp_path / "rte"),
+        str(tmp_path / "cache"),
+        ["--criterion", "glue_prediction", "--classification-head-name", "rte_head", "--restore-file", restore],
+    )
     r = vega_train(args)
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert (f"--restore-file {restore}: its classification head 'mnli_head' has 3 outputs, but --glue-task RTE "
-            f"trains 'rte_head' with 2") in r.stderr
+    assert (
+        f"--restore-file {restore}: its classification head 'mnli_head' has 3 outputs, but --glue-task RTE "
+        f"trains 'rte_head' with 2"
+    ) in r.stderr
     assert f"--finetune-from-model {restore}" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_test_file_without_rows_stops_training_at_its_start(vocab_dir, tmp_path):
     import shutil
 
@@ -195,8 +225,11 @@ def test_a_test_file_without_rows_stops_training_at_its_start(vocab_dir, tmp_pat
     test = data / "test.tsv"
     test.write_text(test.read_text().splitlines()[0] + "\n")  # header only
     save = tmp_path / "save"
-    r = vega_train(glue_train_args("SST-2", str(data), vocab_dir, str(save), str(tmp_path / "cache"),
-                                   ["--criterion", "glue_prediction"]))
+    r = vega_train(
+        glue_train_args(
+            "SST-2", str(data), vocab_dir, str(save), str(tmp_path / "cache"), ["--criterion", "glue_prediction"]
+        )
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"{test}: no data rows for SST-2 test" in r.stderr
     assert not glob.glob(str(save / "*.pt"))  # stopped before any training, not after the whole run
@@ -212,7 +245,7 @@ def test_a_corrupt_cache_file_is_named_and_rebuilt(vocab_dir, tmp_path, caplog):
         f.truncate(100)
     again = load_encoded_split(src, "RTE", "dev", enc, str(cache))
     assert f"GLUE cache file {cache_file} is unreadable" in caplog.text
-    assert again.indices == first.indices and all(np.array_equal(x, y) for x, y in zip(again.a, first.a))
+    assert again.indices == first.indices and all(np.array_equal(x, y) for x, y in zip(again.a, first.a, strict=True))
     caplog.clear()
     load_encoded_split(src, "RTE", "dev", enc, str(cache))  # rewritten: a clean hit now
     assert "unreadable" not in caplog.text

@@ -1,18 +1,21 @@
 """`vega-glue validate`: exit status 1 on any malformed file, missing task folder or split, or unofficial row count
 (unless --allow-partial), one report line per split even when a file cannot be decoded."""
+
 import os
 import shutil
 
 import pytest
-
 from glue_helpers import FIXTURES, vega_cli
 
 REAL = os.environ.get("VEGA_GLUE_DIR")
 
 
 def _copy(tmp_path, task, real=True):
-    source = os.path.join(REAL, task) if real and REAL and os.path.isdir(os.path.join(REAL, task)) else \
-        os.path.join(FIXTURES, task)
+    source = (
+        os.path.join(REAL, task)
+        if real and REAL and os.path.isdir(os.path.join(REAL, task))
+        else os.path.join(FIXTURES, task)
+    )
     shutil.copytree(source, tmp_path / "glue" / task)
     return tmp_path / "glue", tmp_path / "glue" / task
 
@@ -23,23 +26,26 @@ def _validate(*args):
     return r
 
 
+@pytest.mark.slow
 def test_an_empty_folder_fails(tmp_path):
     r = _validate(tmp_path)
     assert r.returncode == 1 and "missing folder SST-2/" in r.stdout
 
 
+@pytest.mark.slow
 def test_a_task_folder_given_instead_of_the_glue_folder_fails_and_says_so(tmp_path):
     _, task_folder = _copy(tmp_path, "SST-2", real=False)
     r = _validate(task_folder)
     assert r.returncode == 1 and f"{task_folder} looks like the SST-2 task folder: pass the folder above it" in r.stdout
 
 
+@pytest.mark.slow
 def test_a_file_cut_inside_its_last_column_fails_on_its_row_count(tmp_path):
     root, folder = _copy(tmp_path, "STS-B")
     dev = folder / "dev.tsv"
     data = dev.read_bytes()
     row_end = data.index(b"\n", len(data) // 2)
-    cut = data[:data.rindex(b"\t", 0, row_end) + 3]  # the row's score "4.750" -> "4.": still a valid score
+    cut = data[: data.rindex(b"\t", 0, row_end) + 3]  # the row's score "4.750" -> "4.": still a valid score
     dev.write_bytes(cut)
     r = _validate(root, "--tasks", "STS-B")
     assert r.returncode == 1
@@ -47,6 +53,7 @@ def test_a_file_cut_inside_its_last_column_fails_on_its_row_count(tmp_path):
     assert line.endswith("differs (no final newline: cut short?)"), line
 
 
+@pytest.mark.slow
 def test_fixtures_pass_only_with_allow_partial(tmp_path):
     assert _validate(FIXTURES).returncode == 1  # 12-row fixtures are not the official files
     r = _validate(FIXTURES, "--allow-partial")
@@ -60,8 +67,10 @@ def test_the_official_files_pass():
     assert r.returncode == 0, r.stdout
 
 
-@pytest.mark.parametrize("encoding,expected", [("latin-1", r":3: not UTF-8 \(byte 0xe9"),
-                                               ("utf-16", r":1: the file is UTF-16")])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "encoding,expected", [("latin-1", r":3: not UTF-8 \(byte 0xe9"), ("utf-16", r":1: the file is UTF-16")]
+)
 def test_a_file_in_another_encoding_is_named_with_its_line_and_the_report_goes_on(tmp_path, encoding, expected):
     import re
 

@@ -2,6 +2,7 @@
 overrun, bad flags and an existing log folder are refused before anything runs; scripts/gpu_probe.py reports the
 versions and says when there is no GPU; the benchmarks it runs keep going when one model fails; and the fused kernels
 compile for an H100 / H200 (sm_90) without spilling registers, which needs no GPU."""
+
 import os
 import re
 import subprocess
@@ -56,10 +57,15 @@ def test_budget_skips_each_stage_that_could_overrun_and_keeps_later_ones_that_fi
     assert any(int(n) > first_skip for n, *_ in stages)  # a shorter later stage still runs
 
 
-@pytest.mark.parametrize("args,message", [(["--budget", "0"], "--budget needs a positive whole number"),
-                                          (["--budget", "ten"], "--budget needs a positive whole number"),
-                                          (["--budget"], "--budget needs a positive whole number"),
-                                          (["--fast"], "unknown argument '--fast'")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--budget", "0"], "--budget needs a positive whole number"),
+        (["--budget", "ten"], "--budget needs a positive whole number"),
+        (["--budget"], "--budget needs a positive whole number"),
+        (["--fast"], "unknown argument '--fast'"),
+    ],
+)
 def test_bad_flag_is_one_line_error(args, message):
     result = run(*args)
     assert result.returncode == 2 and result.stdout == ""
@@ -87,8 +93,9 @@ def test_run_with_a_budget_too_small_for_any_stage_writes_a_summary_of_skips(tmp
 def test_gpu_probe_reports_versions_against_the_pins_and_fails_without_a_gpu():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_probe.py")], capture_output=True, text=True)
     assert result.returncode == 1
-    assert re.search(rf"^torch {re.escape(torch.__version__)} \((= tested pin|tested pin [\d.]+)\)$", result.stdout,
-                     re.M), result.stdout
+    assert re.search(
+        rf"^torch {re.escape(torch.__version__)} \((= tested pin|tested pin [\d.]+)\)$", result.stdout, re.M
+    ), result.stdout
     assert result.stdout.rstrip().endswith("gpu_probe: torch sees no CUDA device")
 
 
@@ -98,16 +105,35 @@ def cpu_env():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script,args,rows", [
-    ("encoder_speed.py", ["--models", "vega,plain", "--vega-impls", "fused,sdpa", "--layers", "1", "--vocab", "100"],
-     ["vega_encoder fused", "vega_encoder sdpa", "plain SDPA encoder"]),
-    ("fused_attention_layer.py", [], ["fused", "sdpa"] * 4),
-])
+@pytest.mark.parametrize(
+    "script,args,rows",
+    [
+        (
+            "encoder_speed.py",
+            ["--models", "vega,plain", "--vega-impls", "fused,sdpa", "--layers", "1", "--vocab", "100"],
+            ["vega_encoder fused", "vega_encoder sdpa", "plain SDPA encoder"],
+        ),
+        ("fused_attention_layer.py", [], ["fused", "sdpa"] * 4),
+    ],
+)
 def test_benchmark_row_of_a_model_that_fails_says_err_and_the_other_rows_still_run(script, args, rows):
-    # On CPU without the interpreter the fused kernel refuses to run (UnsupportedSetupError, a RuntimeError): a compile or resource error on a
-    # GPU takes the same path.
-    command = [sys.executable, str(ROOT / "benchmarks" / script), "--dim", "32", "--heads", "2", "--lengths", "16",
-               "--tokens", "32", "--reps", "1", *args]
+    # On CPU without the interpreter the fused kernel refuses to run (UnsupportedSetupError, a RuntimeError): a compile
+    # or resource error on a GPU takes the same path.
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / script),
+        "--dim",
+        "32",
+        "--heads",
+        "2",
+        "--lengths",
+        "16",
+        "--tokens",
+        "32",
+        "--reps",
+        "1",
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env={**cpu_env(), "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-3000:]
     table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| 16 |")]
@@ -124,8 +150,12 @@ def test_fused_kernels_compile_for_sm90_at_the_cuda_defaults_without_spilling(tm
     # Triton compiles to a cubin without a GPU; a compile error here would otherwise surface only in a GPU window.
     env = {**cpu_env(), "PYTHONPATH": str(ROOT), "TRITON_CACHE_DIR": str(tmp_path), "TRITON_DEFAULT_FP_FUSION": "1"}
     env = {key: value for key, value in env.items() if not key.startswith("VEGA_FUSED_")}  # the defaults
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused_kernel_resources.py")],
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fused_kernel_resources.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.strip("| ").split(" | ") for line in result.stdout.splitlines() if re.match(r"\| (fwd|bwd)", line)]
     assert [row[0] for row in rows] == ["fwd", "bwd_kv", "bwd_q"]

@@ -1,12 +1,13 @@
-"""vega_toolkit/graceful_stop.py: where a stop signal is taken over, and where it is left alone. The end-to-end
+"""vega_toolkit/runtime/graceful_stop.py: where a stop signal is taken over, and where it is left alone. The end-to-end
 behaviour (SIGTERM saves the update reached, exits 143, the command resumes to the uninterrupted weights) is in
 test_crash_resume.py; the study runner's wait for it in test_study.py."""
+
 import signal
 from argparse import Namespace
 
 import pytest
 
-from vega_toolkit.graceful_stop import applies_to, stop_with_checkpoint
+from vega_toolkit.runtime.graceful_stop import applies_to, stop_with_checkpoint
 
 
 def run_args(**overrides):

@@ -1,5 +1,6 @@
 """Bad or unusual input a new user gives: refused before any work with one line naming the file or flag, nothing
 the user has overwritten, a vocabulary never silently exchanged, and 0 meaning 0."""
+
 import json
 import os
 import shutil
@@ -10,19 +11,45 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_helpers import assert_one_line_error, run_tool
 from glue_helpers import FIXTURES, glue_train_args, vega_train
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN = ["--task", "denoising_pretrain", "--criterion", "rtd_ternary", "--arch", "vega_tiny",
-            "--tokens-per-sample", "64", "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-3", "--cpu",
-            "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple", "--seed", "1"]
+PRETRAIN = [
+    "--task",
+    "denoising_pretrain",
+    "--criterion",
+    "rtd_ternary",
+    "--arch",
+    "vega_tiny",
+    "--tokens-per-sample",
+    "64",
+    "--batch-size",
+    "8",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "1e-3",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--no-epoch-checkpoints",
+    "--log-format",
+    "simple",
+    "--seed",
+    "1",
+]
 
 
 def fine_tune_args(vocab_dir, tmp_path, *extra, task="SST-2"):
-    return glue_train_args(task, os.path.join(FIXTURES, "SST-2"), str(vocab_dir), str(tmp_path / "save"),
-                           str(tmp_path / "cache"), ["--criterion", "glue_prediction", *map(str, extra)])
+    return glue_train_args(
+        task,
+        os.path.join(FIXTURES, "SST-2"),
+        str(vocab_dir),
+        str(tmp_path / "save"),
+        str(tmp_path / "cache"),
+        ["--criterion", "glue_prediction", *map(str, extra)],
+    )
 
 
 def swapped_vocabulary(src, dst):
@@ -50,6 +77,7 @@ def pretrained(tiny_data_bin, tmp_path_factory):
 
 
 # --- a vocabulary never silently changes -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fine_tuning_with_another_vocabulary_of_the_same_size_is_refused(model_dir, tmp_path):
     other = swapped_vocabulary(model_dir, tmp_path / "other")
     args = fine_tune_args(other, tmp_path, "--finetune-from-model", os.path.join(model_dir, "model.pt"))
@@ -58,22 +86,37 @@ def test_fine_tuning_with_another_vocabulary_of_the_same_size_is_refused(model_d
     assert not (tmp_path / "save" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.slow
 def test_generate_with_another_vocabulary_is_refused_before_writing(model_dir, tmp_path):
     other = swapped_vocabulary(model_dir, tmp_path / "other")
-    code, _, err = run_tool("vega-generate", [os.path.join(model_dir, "model.pt"), "--glue-dir", FIXTURES,
-                                              "--out-dir", tmp_path / "sub", "--vocab-dir", other,
-                                              "--allow-partial", "--cpu"], tmp_path)
+    code, _, err = run_tool(
+        "vega-generate",
+        [
+            os.path.join(model_dir, "model.pt"),
+            "--glue-dir",
+            FIXTURES,
+            "--out-dir",
+            tmp_path / "sub",
+            "--vocab-dir",
+            other,
+            "--allow-partial",
+            "--cpu",
+        ],
+        tmp_path,
+    )
     assert_one_line_error("vega-generate", code, err, f"--vocab-dir {other}", "are not the ones")
     assert not (tmp_path / "sub" / "SST-2.tsv").exists()
 
 
+@pytest.mark.slow
 def test_export_with_another_data_bin_of_the_same_size_is_refused(pretrained, tiny_data_bin, tmp_path):
     other = swapped_vocabulary(tiny_data_bin, tmp_path / "other")
     code, _, err = run_tool("vega-convert", ["export", pretrained, "--data-bin", other, tmp_path / "m"], tmp_path)
     assert_one_line_error("vega-convert", code, err, f"--data-bin {other}", "are not the ones")
     assert not (tmp_path / "m").exists()
-    code, _, err = run_tool("vega-convert", ["export", pretrained, "--data-bin", tiny_data_bin, tmp_path / "m"],
-                            tmp_path)
+    code, _, err = run_tool(
+        "vega-convert", ["export", pretrained, "--data-bin", tiny_data_bin, tmp_path / "m"], tmp_path
+    )
     assert code == 0, err[-2000:]
 
 
@@ -98,6 +141,7 @@ def without_vocabulary_id(folder, dst):
     return Path(dst)
 
 
+@pytest.mark.slow
 def test_a_dictionary_of_another_size_is_called_a_vocabulary_mismatch_not_an_architecture_one(model_dir, tmp_path):
     old = without_vocabulary_id(model_dir, tmp_path / "old")  # so that the row count is all there is to compare
     bigger = tmp_path / "bigger"
@@ -110,6 +154,7 @@ def test_a_dictionary_of_another_size_is_called_a_vocabulary_mismatch_not_an_arc
     assert "ensure that the architectures match" not in line
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_a_vocabulary_id_still_loads(model_dir, tmp_path):
     """Checkpoints written before the id existed: only their number of rows is compared."""
     from vega_toolkit import VegaModel
@@ -120,23 +165,32 @@ def test_a_checkpoint_without_a_vocabulary_id_still_loads(model_dir, tmp_path):
 
 # --- zero means zero, negative numbers are refused ---------------------------------------------------------------
 def test_max_update_zero_is_refused_instead_of_training_without_end(tiny_data_bin, tmp_path):
-    code, _, err = run_tool("vega-train", [tiny_data_bin, *PRETRAIN, "--max-update", "0", "--save-dir",
-                                           tmp_path / "s"], tmp_path)
+    code, _, err = run_tool(
+        "vega-train", [tiny_data_bin, *PRETRAIN, "--max-update", "0", "--save-dir", tmp_path / "s"], tmp_path
+    )
     assert_one_line_error("vega-train", code, err, "--max-update 0", "no limit")
     assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("recipe", ["glue/sst2.sh", "pretrain/phase1_rtd.sh"])
 def test_recipes_refuse_max_update_zero(recipe, tmp_path):
-    env = dict(os.environ, GLUE_DIR=str(tmp_path), PRETRAINED=str(tmp_path), OUT=str(tmp_path / "o"),
-               DATA_BIN=str(tmp_path), SAVE_DIR=str(tmp_path / "s"), MAX_UPDATE="0", DRY_RUN="1")
+    env = dict(
+        os.environ,
+        GLUE_DIR=str(tmp_path),
+        PRETRAINED=str(tmp_path),
+        OUT=str(tmp_path / "o"),
+        DATA_BIN=str(tmp_path),
+        SAVE_DIR=str(tmp_path / "s"),
+        MAX_UPDATE="0",
+        DRY_RUN="1",
+    )
     proc = subprocess.run(["bash", str(ROOT / "recipes" / recipe)], env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "MAX_UPDATE must be a positive whole number, not '0'" in proc.stderr
 
 
 def test_a_negative_learning_rate_is_refused(tiny_data_bin, tmp_path):
     argv = [tiny_data_bin, *PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "s", "--lr=-1e-3"]
-    del argv[argv.index("--lr"):argv.index("--lr") + 2]
+    del argv[argv.index("--lr") : argv.index("--lr") + 2]
     code, _, err = run_tool("vega-train", argv, tmp_path)
     assert_one_line_error("vega-train", code, err, "--lr -0.001: a learning rate must be positive")
 
@@ -144,31 +198,39 @@ def test_a_negative_learning_rate_is_refused(tiny_data_bin, tmp_path):
 @pytest.mark.parametrize("scale", ["bogus", "Tiny"])
 def test_glue_recipes_refuse_an_unknown_scale(scale, tmp_path):
     env = dict(os.environ, GLUE_DIR=str(tmp_path), PRETRAINED=str(tmp_path), OUT=str(tmp_path / "o"), SCALE=scale)
-    proc = subprocess.run(["bash", str(ROOT / "recipes" / "glue" / "sst2.sh")], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(["bash", str(ROOT / "recipes" / "glue" / "sst2.sh")], env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and f"SCALE must be tiny or paper (lower case), not '{scale}'" in proc.stderr
 
 
 def test_tokens_per_sample_beyond_max_positions_is_refused(tiny_data_bin, tmp_path):
-    code, _, err = run_tool("vega-train", [tiny_data_bin, *PRETRAIN, "--max-positions", "32", "--max-update", "1",
-                                           "--save-dir", tmp_path / "s"], tmp_path)
-    assert_one_line_error("vega-train", code, err, "--tokens-per-sample 64 is longer than the model's "
-                                                   "--max-positions 32")
+    code, _, err = run_tool(
+        "vega-train",
+        [tiny_data_bin, *PRETRAIN, "--max-positions", "32", "--max-update", "1", "--save-dir", tmp_path / "s"],
+        tmp_path,
+    )
+    assert_one_line_error(
+        "vega-train", code, err, "--tokens-per-sample 64 is longer than the model's --max-positions 32"
+    )
 
 
 def test_an_empty_validation_split_is_named_and_training_runs_without_validation(tiny_data_bin, tmp_path):
     data = tmp_path / "data-bin"
     shutil.copytree(tiny_data_bin, data)
     (data / "valid.bin").write_bytes(b"")  # what a data-bin made with --valid-fraction 0 holds
-    code, _, err = run_tool("vega-train", [data, *PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "s"],
-                            tmp_path)
+    code, _, err = run_tool(
+        "vega-train", [data, *PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "s"], tmp_path
+    )
     assert_one_line_error("vega-train", code, err, f"{data}/valid.bin is empty", "--disable-validation")
-    code, _, err = run_tool("vega-train", [data, *PRETRAIN, "--max-update", "1", "--disable-validation",
-                                           "--save-dir", tmp_path / "s"], tmp_path)
+    code, _, err = run_tool(
+        "vega-train",
+        [data, *PRETRAIN, "--max-update", "1", "--disable-validation", "--save-dir", tmp_path / "s"],
+        tmp_path,
+    )
     assert code == 0 and (tmp_path / "s" / "checkpoint_last.pt").is_file(), err[-2000:]
 
 
 # --- outputs -----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_conversions_into_their_own_input_folder_are_refused_and_write_nothing(model_dir, tiny_data_bin, tmp_path):
     before = sorted(os.listdir(model_dir))
     code, _, err = run_tool("vega-convert", ["to-hf", model_dir, model_dir], tmp_path)
@@ -176,8 +238,9 @@ def test_conversions_into_their_own_input_folder_are_refused_and_write_nothing(m
     assert sorted(os.listdir(model_dir)) == before
     data = tmp_path / "data-bin"
     shutil.copytree(tiny_data_bin, data)
-    code, _, err = run_tool("vega-convert", ["export", "--random-init", "--arch", "vega_tiny", "--data-bin", data,
-                                             data], tmp_path)
+    code, _, err = run_tool(
+        "vega-convert", ["export", "--random-init", "--arch", "vega_tiny", "--data-bin", data, data], tmp_path
+    )
     assert_one_line_error("vega-convert", code, err, "is also an input")
     assert not (data / "model.pt").exists()
 
@@ -192,8 +255,9 @@ def test_an_existing_model_folder_is_not_overwritten_without_force(tiny_data_bin
 
 def test_a_save_dir_that_is_a_file_is_refused(tiny_data_bin, tmp_path):
     (tmp_path / "taken").write_text("x")
-    code, _, err = run_tool("vega-train", [tiny_data_bin, *PRETRAIN, "--max-update", "1", "--save-dir",
-                                           tmp_path / "taken"], tmp_path)
+    code, _, err = run_tool(
+        "vega-train", [tiny_data_bin, *PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "taken"], tmp_path
+    )
     assert_one_line_error("vega-train", code, err, f"--save-dir {tmp_path / 'taken'} is an existing file")
 
 
@@ -205,32 +269,54 @@ def test_an_empty_or_truncated_safetensors_file_is_named(content, tmp_path):
     hf = tmp_path / "hf"
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"the cat {i} sat on the mat" for i in range(50)))
-    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "spm"), vocab_size=30,
-                                   hard_vocab_limit=False, pad_id=0, bos_id=1, eos_id=2, unk_id=3, minloglevel=2)
-    config = transformers.DebertaV2Config(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                          intermediate_size=32, relative_attention=True)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(tmp_path / "spm"),
+        vocab_size=30,
+        hard_vocab_limit=False,
+        pad_id=0,
+        bos_id=1,
+        eos_id=2,
+        unk_id=3,
+        minloglevel=2,
+    )
+    config = transformers.DebertaV2Config(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        relative_attention=True,
+    )
     transformers.DebertaV2Model(config).save_pretrained(hf)
     shutil.copyfile(tmp_path / "spm.model", hf / "spm.model")
     weights = (hf / "model.safetensors").read_bytes()
-    (hf / "model.safetensors").write_bytes(content or b"" if not content else weights[:len(weights) // 2])
+    (hf / "model.safetensors").write_bytes(content or b"" if not content else weights[: len(weights) // 2])
     code, _, err = run_tool("vega-convert", ["from-hf", hf, tmp_path / "out"], tmp_path)
     assert_one_line_error("vega-convert", code, err, f"{hf}/model.safetensors is not a readable safetensors file")
 
 
+@pytest.mark.slow
 def test_generate_refuses_two_checkpoints_of_one_task_before_writing_any_file(model_dir, tmp_path):
     ckpt = os.path.join(model_dir, "model.pt")
-    code, _, err = run_tool("vega-generate", [ckpt, ckpt, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub",
-                                              "--allow-partial", "--cpu"], tmp_path)
+    code, _, err = run_tool(
+        "vega-generate",
+        [ckpt, ckpt, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub", "--allow-partial", "--cpu"],
+        tmp_path,
+    )
     assert_one_line_error("vega-generate", code, err, "two checkpoints for SST-2")
     assert not (tmp_path / "sub").exists()
 
 
+@pytest.mark.slow
 def test_generate_refuses_a_pretraining_checkpoint(pretrained, tmp_path):
-    code, _, err = run_tool("vega-generate", [pretrained, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub"],
-                            tmp_path)
+    code, _, err = run_tool(
+        "vega-generate", [pretrained, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub"], tmp_path
+    )
     assert_one_line_error("vega-generate", code, err, "not a fine-tuned GLUE checkpoint", "denoising_pretrain")
 
 
+@pytest.mark.slow
 def test_generate_rewrites_its_own_submission_but_never_another_models(model_dir, tmp_path):
     ckpt = os.path.join(model_dir, "model.pt")
     argv = [ckpt, "--glue-dir", FIXTURES, "--out-dir", tmp_path / "sub", "--allow-partial", "--cpu"]
@@ -249,13 +335,26 @@ def test_select_refuses_an_existing_output_without_force(tmp_path):
     for name in ("train.txt", "pool.txt"):
         (tmp_path / name).write_text("a line of text\n")
     (tmp_path / "kept.txt").write_text("the user's earlier selection\n")
-    code, _, err = run_tool("vega-select", ["--train", tmp_path / "train.txt", "--pool", tmp_path / "pool.txt",
-                                            "--top-k", "1", "--out", tmp_path / "kept.txt"], tmp_path)
+    code, _, err = run_tool(
+        "vega-select",
+        [
+            "--train",
+            tmp_path / "train.txt",
+            "--pool",
+            tmp_path / "pool.txt",
+            "--top-k",
+            "1",
+            "--out",
+            tmp_path / "kept.txt",
+        ],
+        tmp_path,
+    )
     assert_one_line_error("vega-select", code, err, f"--out {tmp_path / 'kept.txt'} already exists", "--force")
     assert (tmp_path / "kept.txt").read_text() == "the user's earlier selection\n"
 
 
 # --- a flag that cannot work is one line -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_checkpoint_of_another_architecture_is_named_with_the_flags_to_give(model_dir, tmp_path):
     argv = fine_tune_args(model_dir, tmp_path, "--finetune-from-model", os.path.join(model_dir, "model.pt"))
     argv[argv.index("--encoder-ffn-embed-dim") + 1] = "48"  # the checkpoint has 64
@@ -263,25 +362,46 @@ def test_a_checkpoint_of_another_architecture_is_named_with_the_flags_to_give(mo
     assert_one_line_error("vega-train", code, err, "its weights do not fit --arch vega_tiny", "vega-glue arch")
 
 
+@pytest.mark.slow
 def test_a_missing_finetune_from_model_is_named(model_dir, tmp_path):
     argv = fine_tune_args(model_dir, tmp_path, "--finetune-from-model", tmp_path / "nope.pt")
     code, _, err = run_tool("vega-train", argv, tmp_path)
     assert_one_line_error("vega-train", code, err, f"--finetune-from-model {tmp_path / 'nope.pt'}: file not found")
 
 
+@pytest.mark.slow
 def test_an_unknown_glue_task_is_one_line(model_dir, tmp_path):
     argv = fine_tune_args(model_dir, tmp_path, task="SST-3")
     code, _, err = run_tool("vega-train", argv, tmp_path)
     assert_one_line_error("vega-train", code, err, "unknown GLUE task 'SST-3'")
 
 
+@pytest.mark.slow
 def test_fused_attention_where_it_cannot_run_is_one_line(tiny_data_bin, tmp_path):
     # a fresh interpreter: whether Triton interprets is fixed when the kernel module is first imported, and this
     # test process may have imported it under TRITON_INTERPRET=1 (a forked run_tool child would inherit that)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-m", "vega_toolkit.cli.train", str(tiny_data_bin), *PRETRAIN,
-                           "--attention-impl", "fused", "--max-update", "1", "--disable-validation", "--save-dir",
-                           str(tmp_path / "s")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vega_toolkit.cli.train",
+            str(tiny_data_bin),
+            *PRETRAIN,
+            "--attention-impl",
+            "fused",
+            "--max-update",
+            "1",
+            "--disable-validation",
+            "--save-dir",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     # fairseq's INFO log comes first in a fresh process; the error is its own last line, with no traceback
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
@@ -289,8 +409,12 @@ def test_fused_attention_where_it_cannot_run_is_one_line(tiny_data_bin, tmp_path
 
 
 def test_submitit_launcher_without_slurm_is_one_line(tiny_data_bin, tmp_path):
-    code, _, err = run_tool("vega-train", [tiny_data_bin, *PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "s",
-                                           "--launcher", "submitit"], tmp_path, env={"PATH": str(tmp_path)})
+    code, _, err = run_tool(
+        "vega-train",
+        [tiny_data_bin, *PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "s", "--launcher", "submitit"],
+        tmp_path,
+        env={"PATH": str(tmp_path)},
+    )
     assert_one_line_error("vega-train", code, err, "no sbatch on this machine's PATH", "--launcher local")
 
 
@@ -301,9 +425,16 @@ def test_transductive_training_without_its_test_file_stops_before_round_0(tmp_pa
     shutil.copytree(os.path.join(FIXTURES, "WNLI"), tmp_path / "WNLI")
     os.remove(tmp_path / "WNLI" / "test.tsv")
     (tmp_path / "m.pt").write_bytes(b"")
-    args = Namespace(task="glue_transductive", glue_task="WNLI", data=str(tmp_path / "WNLI"),
-                     finetune_from_model=str(tmp_path / "m.pt"), restore_file="checkpoint_last.pt", max_rounds=1,
-                     converge_eps=0.01, pseudo_label_split="test")
+    args = Namespace(
+        task="glue_transductive",
+        glue_task="WNLI",
+        data=str(tmp_path / "WNLI"),
+        finetune_from_model=str(tmp_path / "m.pt"),
+        restore_file="checkpoint_last.pt",
+        max_rounds=1,
+        converge_eps=0.01,
+        pseudo_label_split="test",
+    )
     with pytest.raises(UserError, match="WNLI/test.tsv: not found; --task glue_transductive pseudo-labels"):
         check_round_args(args)
 
@@ -316,9 +447,18 @@ def test_an_unknown_hydra_config_name_is_named(tmp_path):
 # --- Hydra: relative paths mean what they mean in the shell ------------------------------------------------------
 def test_hydra_relative_paths_are_the_shell_folders(tiny_data_bin, tmp_path):
     shutil.copytree(tiny_data_bin, tmp_path / "data")
-    code, out, err = run_tool("vega-hydra-train", ["--config-name", "phase1_tiny", "task.data=data",
-                                                   "checkpoint.save_dir=runs/x", "optimization.max_update=1",
-                                                   "dataset.disable_validation=true"], tmp_path)
+    code, out, err = run_tool(
+        "vega-hydra-train",
+        [
+            "--config-name",
+            "phase1_tiny",
+            "task.data=data",
+            "checkpoint.save_dir=runs/x",
+            "optimization.max_update=1",
+            "dataset.disable_validation=true",
+        ],
+        tmp_path,
+    )
     assert code == 0, (out + err)[-3000:]
     assert (tmp_path / "runs" / "x" / "checkpoint_last.pt").is_file()
     assert not list((tmp_path / "outputs").glob("*/*/runs"))  # not inside Hydra's run folder

@@ -2,6 +2,7 @@
 
 No network: the HF model is built from a v3-style config, its spm.model is trained here on generated sentences.
 """
+
 import json
 import random
 
@@ -15,23 +16,42 @@ from vega_toolkit import VegaModel  # noqa: E402
 from vega_toolkit.cli.convert import cli_main as vega_convert  # noqa: E402
 from vega_toolkit.models.hf_conversion import load_hf_weights  # noqa: E402
 
-WORDS = ("the a cat dog sat on mat ran fast slow big small red blue tree house river stone bird sang loud quiet "
-         "morning night under over near far walked jumped").split()
-SENTENCES = ["The cat sat on the mat.", "A big red dog ran fast under the blue tree!",
-             "Birds sang loud in the morning near the river.", "Small stone."]
+WORDS = (
+    "the a cat dog sat on mat ran fast slow big small red blue tree house river stone bird sang loud quiet "
+    "morning night under over near far walked jumped"
+).split()
+SENTENCES = [
+    "The cat sat on the mat.",
+    "A big red dog ran fast under the blue tree!",
+    "Birds sang loud in the morning near the river.",
+    "Small stone.",
+]
 
 
 def train_spm(folder):
     rng = random.Random(0)
     corpus = folder / "corpus.txt"
-    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))).capitalize() + rng.choice(".!?")
-             for _ in range(300)]
+    lines = [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))).capitalize() + rng.choice(".!?")
+        for _ in range(300)
+    ]
     corpus.write_text("\n".join(lines))
     # DeBERTa-v3's sentencepiece layout: [PAD]=0, [CLS]=1, [SEP]=2, [UNK]=3, then the pieces.
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(folder / "spm"), vocab_size=60, hard_vocab_limit=False, model_type="unigram",
-        pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
-        unk_piece="[UNK]", minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(folder / "spm"),
+        vocab_size=60,
+        hard_vocab_limit=False,
+        model_type="unigram",
+        pad_id=0,
+        bos_id=1,
+        eos_id=2,
+        unk_id=3,
+        pad_piece="[PAD]",
+        bos_piece="[CLS]",
+        eos_piece="[SEP]",
+        unk_piece="[UNK]",
+        minloglevel=2,
     )
     return folder / "spm.model"
 
@@ -39,10 +59,23 @@ def train_spm(folder):
 def random_hf_model(spm_size, **overrides):
     config = transformers.DebertaV2Config(
         vocab_size=spm_size + 8,  # [MASK] = spm_size, then unused rows, like the 128100-row v3 vocabulary
-        hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
-        max_position_embeddings=512, relative_attention=True, position_buckets=256, norm_rel_ebd="layer_norm",
-        share_att_key=True, pos_att_type=["p2c", "c2p"], position_biased_input=False, type_vocab_size=0,
-        layer_norm_eps=1e-7, max_relative_positions=-1, hidden_act="gelu", pad_token_id=0, **overrides,
+        hidden_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=512,
+        relative_attention=True,
+        position_buckets=256,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        type_vocab_size=0,
+        layer_norm_eps=1e-7,
+        max_relative_positions=-1,
+        hidden_act="gelu",
+        pad_token_id=0,
+        **overrides,
     )
     torch.manual_seed(0)
     model = transformers.DebertaV2Model(config).eval()
@@ -81,8 +114,13 @@ def converted_conv(tmp_path_factory):  # DeBERTa-v2-xlarge/xxlarge style: conv l
 def hf_ids(vega, hf_dir, tokens):
     """Map fairseq ids to HF ids through the vocabulary names (tokenizer pieces and specials)."""
     sp = spm.SentencePieceProcessor(model_file=str(hf_dir / "spm.model"))
-    specials = {"<s>": sp.bos_id(), "</s>": sp.eos_id(), "<pad>": sp.pad_id(), "<unk>": sp.unk_id(),
-                "<mask>": sp.get_piece_size()}
+    specials = {
+        "<s>": sp.bos_id(),
+        "</s>": sp.eos_id(),
+        "<pad>": sp.pad_id(),
+        "<unk>": sp.unk_id(),
+        "<mask>": sp.get_piece_size(),
+    }
     d = vega.dictionary
     return torch.tensor([[specials.get(d[t], sp.piece_to_id(d[t])) for t in row] for row in tokens.tolist()])
 
@@ -157,19 +195,44 @@ def test_to_hf_then_from_hf_round_trip_is_exact(converted, tmp_path):
     assert_same_states(reloaded, hf_dir, vega, tokens)
 
 
+@pytest.mark.slow
 def test_exported_rtd_electra_discriminator_converts_to_hf_with_the_same_states(tiny_data_bin, tmp_path):
     """A 3-update rtd_electra (GDES) pretraining, `vega-convert export` (the discriminator, E_G + E_delta merged),
     then `to-hf`: transformers loads it and gives the exported model's hidden states."""
     from glue_helpers import vega_train
 
     save = tmp_path / "electra"
-    proc = vega_train([str(tiny_data_bin), "--task", "denoising_pretrain", "--criterion", "rtd_electra",
-                       "--embedding-sharing", "gdes", "--arch", "vega_tiny", "--tokens-per-sample", "64",
-                       "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-2", "--max-update", "3", "--cpu",
-                       "--num-workers", "0", "--disable-validation", "--save-dir", str(save)])
+    proc = vega_train(
+        [
+            str(tiny_data_bin),
+            "--task",
+            "denoising_pretrain",
+            "--criterion",
+            "rtd_electra",
+            "--embedding-sharing",
+            "gdes",
+            "--arch",
+            "vega_tiny",
+            "--tokens-per-sample",
+            "64",
+            "--batch-size",
+            "8",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-2",
+            "--max-update",
+            "3",
+            "--cpu",
+            "--num-workers",
+            "0",
+            "--disable-validation",
+            "--save-dir",
+            str(save),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    vega_convert(["export", str(save / "checkpoint_last.pt"), "--data-bin", str(tiny_data_bin),
-                  str(tmp_path / "vega")])
+    vega_convert(["export", str(save / "checkpoint_last.pt"), "--data-bin", str(tiny_data_bin), str(tmp_path / "vega")])
     vega_convert(["to-hf", str(tmp_path / "vega"), str(tmp_path / "hf")])
     vega = VegaModel.from_pretrained(str(tmp_path / "vega"))
     delta = torch.load(save / "checkpoint_last.pt", weights_only=False)["criterion"]["generator.embedding_delta"]
@@ -190,18 +253,21 @@ def test_missing_spm_model_is_reported_with_the_folder(tmp_path):
         vega_convert(["from-hf", str(tmp_path), str(tmp_path / "out")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_spm", [False, True])
 def test_another_model_type_is_refused_first_naming_the_supported_one(tmp_path, with_spm):
+    from glue_helpers import vega_cli
     from transformers import BertConfig, BertModel
 
-    from glue_helpers import vega_cli
-
     hf_dir = tmp_path / "bert"
-    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(hf_dir)
+    BertModel(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(hf_dir)
     if with_spm:  # past the missing-file check, the old code died on a KeyError of the weight names
         (hf_dir / "spm.model").write_bytes(b"not read")
     r = vega_cli("convert", ["from-hf", str(hf_dir), str(tmp_path / "out")])
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert f"{hf_dir}/config.json: model_type 'bert' is not supported; vega-convert converts model_type " \
-           f"'deberta-v2' only" in r.stderr
+    assert (
+        f"{hf_dir}/config.json: model_type 'bert' is not supported; vega-convert converts model_type "
+        f"'deberta-v2' only" in r.stderr
+    )

@@ -7,6 +7,7 @@ The pretrained folder is `vega-convert export --random-init` on the session's ti
 pretrained export has (the weights' values do not matter for the conversion); its LayerNorms are perturbed so that
 a swapped parameter cannot hide behind ones and zeros.
 """
+
 import json
 import os
 
@@ -23,8 +24,7 @@ SENTENCES = ["The cat sat on the mat.", "A big red dog ran fast under the blue t
 
 @pytest.fixture(scope="module")
 def toolkit_model(tiny_data_bin, tmp_path_factory):
-    from vega_toolkit.models.model_folder import export_random_init
-    from vega_toolkit.models.model_folder import write_model_checkpoint
+    from vega_toolkit.models.model_folder import export_random_init, write_model_checkpoint
 
     root = tmp_path_factory.mktemp("toolkit_model")
     export_random_init("vega_tiny", str(tiny_data_bin), str(root / "model"), seed=3)
@@ -72,8 +72,9 @@ def test_to_hf_then_from_hf_gives_back_the_same_model(toolkit_model, tmp_path):
         tokens = first.encode(text)
         assert again.encode(text).tolist() == tokens.tolist()
         with torch.no_grad():
-            assert torch.allclose(first.extract_features(tokens.unsqueeze(0)),
-                                  again.extract_features(tokens.unsqueeze(0)), atol=1e-6)
+            assert torch.allclose(
+                first.extract_features(tokens.unsqueeze(0)), again.extract_features(tokens.unsqueeze(0)), atol=1e-6
+            )
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,7 @@ def fine_tuned(fine_tuned_model_dir):
     return fine_tuned_model_dir
 
 
+@pytest.mark.slow
 def test_fine_tuned_model_goes_to_hf_as_a_sequence_classifier_with_its_labels_and_logits(fine_tuned, tmp_path):
     vega_convert(["to-hf", fine_tuned, str(tmp_path / "hf")])
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -100,6 +102,7 @@ def test_fine_tuned_model_goes_to_hf_as_a_sequence_classifier_with_its_labels_an
         assert (ours - theirs).abs().max().item() <= 1e-4
 
 
+@pytest.mark.slow
 def test_a_head_hf_cannot_hold_is_refused_rather_than_dropped(fine_tuned, tmp_path):
     from vega_toolkit.errors import UserError
     from vega_toolkit.models.hf_conversion import convert_to_hf

@@ -1,4 +1,5 @@
 """VegaModel.from_pretrained on a model folder: encode/decode, extract_features, heads, device-free reload."""
+
 import random
 
 import pytest
@@ -17,8 +18,13 @@ def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("hub")
     rng = random.Random(1)
     (root / "corpus.txt").write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(8)) for _ in range(200)))
-    spm.SentencePieceTrainer.train(input=str(root / "corpus.txt"), model_prefix=str(root / "spm"), vocab_size=40,
-                                   hard_vocab_limit=False, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        input=str(root / "corpus.txt"),
+        model_prefix=str(root / "spm"),
+        vocab_size=40,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
     sp = spm.SentencePieceProcessor(model_file=str(root / "spm.model"))
     symbols = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_control(i) and not sp.is_unknown(i)]
     fields = {"encoder_layers": 2, "encoder_embed_dim": 32, "encoder_attention_heads": 2, "encoder_ffn_embed_dim": 64}

@@ -1,4 +1,5 @@
 """KenLM data selection with the real lmplz/build_binary (scripts/build_kenlm.sh) and the kenlm module."""
+
 import os
 import random
 import subprocess
@@ -16,11 +17,16 @@ from vega_toolkit.selection.lm import (
 )
 from vega_toolkit.selection.select import DomainScorer, reservoir_sample, select_stream
 
+# Most tests here train or score with the real KenLM programs; the few that do not are not worth a lane of their own.
+pytestmark = pytest.mark.kenlm
+
 IN_NOUNS = "cat dog bird horse cow sheep goat mouse".split()
 IN_VERBS = "sat slept stood ran lay waited".split()
 IN_PLACES = "mat rug bed chair sofa floor".split()
-OUT_WORDS = ("stock market shares fell sharply after the central bank raised interest rates again while "
-             "investors sold bonds and traders expected inflation data").split()
+OUT_WORDS = (
+    "stock market shares fell sharply after the central bank raised interest rates again while "
+    "investors sold bonds and traders expected inflation data"
+).split()
 
 
 def in_domain_sentence(rng):
@@ -47,15 +53,15 @@ def corpora(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def in_domain_lm(corpora, tmp_path_factory):
+def in_domain_lm(corpora, kenlm_programs, tmp_path_factory):
     root, _, _ = corpora
-    return train_ngram_lm(open(root / "train.txt"), str(tmp_path_factory.mktemp("lm") / "in"), order=3,
-                          discount_fallback=True)
+    return train_ngram_lm(
+        open(root / "train.txt"), str(tmp_path_factory.mktemp("lm") / "in"), order=3, discount_fallback=True
+    )
 
 
-def test_lmplz_and_build_binary_are_the_real_kenlm_programs():
-    for name in ("lmplz", "build_binary"):
-        path = find_kenlm_program(name)
+def test_lmplz_and_build_binary_are_the_real_kenlm_programs(kenlm_programs):
+    for name, path in kenlm_programs.items():
         out = subprocess.run([path, "--help"], capture_output=True, text=True)
         assert "order" in (out.stdout + out.stderr) or name == "build_binary"
         assert os.access(path, os.X_OK)
@@ -105,8 +111,19 @@ def test_tiny_corpus_without_discount_fallback_fails_with_a_hint(tmp_path):
 def test_vega_select_top_k_keeps_the_in_domain_rows_in_pool_order(corpora, tmp_path, general, capsys):
     root, in_rows, pool = corpora
     out = tmp_path / "selected.txt"
-    argv = ["--train", str(root / "train.txt"), "--pool", str(root / "pool.txt"), "--top-k", str(len(in_rows)),
-            "--order", "3", "--discount-fallback", "--out", str(out)]
+    argv = [
+        "--train",
+        str(root / "train.txt"),
+        "--pool",
+        str(root / "pool.txt"),
+        "--top-k",
+        str(len(in_rows)),
+        "--order",
+        "3",
+        "--discount-fallback",
+        "--out",
+        str(out),
+    ]
     if general:
         argv += ["--general", str(root / "general.txt")]
     assert cli_main(argv) == 0
@@ -134,17 +151,37 @@ def test_max_ppl_keeps_exactly_the_rows_at_or_under_the_threshold(corpora, in_do
     ppls = [scorer.score([row])[1] for row in pool]
     threshold = sorted(ppls)[len(ppls) // 2]
     kept, _ = select_stream(((row, [row]) for row in pool), scorer, max_ppl=threshold)
-    assert [payload for _, _, payload in kept] == [row for row, p in zip(pool, ppls) if p <= threshold]
+    assert [payload for _, _, payload in kept] == [row for row, p in zip(pool, ppls, strict=True) if p <= threshold]
 
 
 def test_tsv_pool_keeps_header_and_rows_unchanged_and_scores_pairs(corpora, tmp_path):
     root, in_rows, pool = corpora
     tsv = tmp_path / "pool.tsv"
-    tsv.write_text("index\tsentence1\tsentence2\tlabel\n"
-                   + "".join(f"{i}\t{row}\t{row}\tx\n" for i, row in enumerate(pool)))
+    tsv.write_text(
+        "index\tsentence1\tsentence2\tlabel\n" + "".join(f"{i}\t{row}\t{row}\tx\n" for i, row in enumerate(pool))
+    )
     out = tmp_path / "sel.tsv"
-    assert cli_main(["--train", str(root / "train.txt"), "--pool", str(tsv), "--columns", "1,2", "--header",
-                     "--top-k", str(len(in_rows)), "--order", "3", "--discount-fallback", "--out", str(out)]) == 0
+    assert (
+        cli_main(
+            [
+                "--train",
+                str(root / "train.txt"),
+                "--pool",
+                str(tsv),
+                "--columns",
+                "1,2",
+                "--header",
+                "--top-k",
+                str(len(in_rows)),
+                "--order",
+                "3",
+                "--discount-fallback",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     lines = out.read_text().splitlines()
     assert lines[0] == "index\tsentence1\tsentence2\tlabel"
     assert {line.split("\t")[1] for line in lines[1:]} == in_rows
@@ -155,8 +192,23 @@ def test_short_tsv_row_is_an_error_naming_file_and_line(corpora, tmp_path, capsy
     root, _, _ = corpora
     bad = tmp_path / "bad.tsv"
     bad.write_text("a\tThe cat sat .\nb\n")
-    rc = cli_main(["--train", str(root / "train.txt"), "--pool", str(bad), "--columns", "1", "--top-k", "1",
-                   "--order", "3", "--discount-fallback", "--out", str(tmp_path / "o.txt")])
+    rc = cli_main(
+        [
+            "--train",
+            str(root / "train.txt"),
+            "--pool",
+            str(bad),
+            "--columns",
+            "1",
+            "--top-k",
+            "1",
+            "--order",
+            "3",
+            "--discount-fallback",
+            "--out",
+            str(tmp_path / "o.txt"),
+        ]
+    )
     assert rc == 2
     assert f"{bad}:2: expected at least 2 tab-separated fields" in capsys.readouterr().err
 
@@ -164,8 +216,18 @@ def test_short_tsv_row_is_an_error_naming_file_and_line(corpora, tmp_path, capsy
 def test_missing_pool_file_is_a_clear_error(corpora, tmp_path):
     root, _, _ = corpora
     with pytest.raises(SystemExit, match="--pool .*file not found"):
-        cli_main(["--train", str(root / "train.txt"), "--pool", str(tmp_path / "nope.txt"), "--top-k", "1",
-                  "--out", str(tmp_path / "o.txt")])
+        cli_main(
+            [
+                "--train",
+                str(root / "train.txt"),
+                "--pool",
+                str(tmp_path / "nope.txt"),
+                "--top-k",
+                "1",
+                "--out",
+                str(tmp_path / "o.txt"),
+            ]
+        )
 
 
 def test_reservoir_sample_is_uniform_sized_and_in_stream_order():
@@ -180,9 +242,9 @@ def test_real_cola_lm_ranks_held_out_cola_above_out_of_domain_text(tmp_path):
     if not (glue and corpus):
         pytest.skip("needs VEGA_GLUE_DIR and VEGA_CORPUS_DIR")
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-    from vega_toolkit.data.glue_readers import read_glue_split
+    from selection import gutenberg_lines  # benchmarks/selection.py: the measurement docs/glue.md reports
 
-    from selection import gutenberg_lines  # benchmarks/selection.py: the measurement the README reports
+    from vega_toolkit.data.glue_readers import read_glue_split
 
     rng = random.Random(0)
     train = [ex.text_a for ex in read_glue_split(glue, "CoLA", "train")]
@@ -191,15 +253,16 @@ def test_real_cola_lm_ranks_held_out_cola_above_out_of_domain_text(tmp_path):
     rng.shuffle(guten)
     sst_dev = [ex.text_a for ex in read_glue_split(glue, "SST-2", "dev")]
     sst_train = [ex.text_a for ex in read_glue_split(glue, "SST-2", "train")]
-    ood = sst_dev + guten[:len(held_out)]
+    ood = sst_dev + guten[: len(held_out)]
     in_domain = set(held_out) - set(ood)
     pool = held_out + ood
-    general = sst_train[:20000] + guten[len(held_out):len(held_out) + 20000]
+    general = sst_train[:20000] + guten[len(held_out) : len(held_out) + 20000]
     k = len(held_out)
     precision = {}
     for name, gen in (("ppl", None), ("ml", general)):
-        scorer = DomainScorer.train(str(tmp_path / name), iter(train), None if gen is None else iter(gen),
-                                    order=4, discount_fallback=True)
+        scorer = DomainScorer.train(
+            str(tmp_path / name), iter(train), None if gen is None else iter(gen), order=4, discount_fallback=True
+        )
         kept, _ = select_stream(((row, [row]) for row in pool), scorer, top_k=k)
         precision[name] = sum(payload in in_domain for _, _, payload in kept) / len(in_domain)
     print(f"precision@{k}: perplexity {precision['ppl']:.3f}, Moore-Lewis {precision['ml']:.3f}")
@@ -212,8 +275,23 @@ def test_a_pool_in_another_encoding_is_named_with_its_line_before_any_lm_is_trai
     pool = tmp_path / "pool.txt"
     pool.write_bytes("The cat sat .\nThe caf\u00e9 dog ran .\n".encode("latin-1"))
     out = tmp_path / "o.txt"
-    rc = cli_main(["--train", str(root / "train.txt"), "--pool", str(pool), "--top-k", "1", "--order", "3",
-                   "--discount-fallback", "--out", str(out), "--work-dir", str(tmp_path / "work")])
+    rc = cli_main(
+        [
+            "--train",
+            str(root / "train.txt"),
+            "--pool",
+            str(pool),
+            "--top-k",
+            "1",
+            "--order",
+            "3",
+            "--discount-fallback",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
     assert rc == 2
     assert f"{pool}:2: not UTF-8 (byte 0xe9 at column 8)" in capsys.readouterr().err
     assert not (tmp_path / "work").exists() or not os.listdir(tmp_path / "work")  # no LM trained first

@@ -1,4 +1,6 @@
-"""The shuffle/replace corruption (vega_toolkit/data/noising.py) against the spec of issue 3."""
+"""The shuffle/replace corruption (vega_toolkit/data/noising.py) against its spec: exact per-sequence counts,
+disjoint shuffled and replaced sets, specials never corrupted, unchanged shuffled tokens labelled original."""
+
 import collections
 
 import pytest
@@ -71,7 +73,7 @@ def test_labels_follow_the_spec(dictionary):
     corrupted, labels = noiser(tokens, generator=seeded_generator(5, 1, 0))
     changed = corrupted != tokens
     assert torch.equal(changed, (labels == SHUFFLED) | (labels == REPLACED))  # label 0 <=> token unchanged
-    for row_tokens, row_corrupted, row_labels in zip(tokens, corrupted, labels):
+    for row_tokens, row_corrupted, row_labels in zip(tokens, corrupted, labels, strict=True):
         # a shuffled row keeps its multiset of tokens over the non-replaced positions: shuffling moves tokens
         # only within the same sequence
         keep = row_labels != REPLACED

@@ -1,5 +1,6 @@
 """A preemption signal that arrives while fairseq writes a checkpoint is handled once the save is complete
-(vega_toolkit/launch/preemption.py), so a requeued SLURM job resumes from the checkpoint that was being written."""
+(vega_toolkit/runtime/preemption.py), so a requeued SLURM job resumes from the checkpoint that was being written."""
+
 import os
 import signal
 import subprocess
@@ -7,9 +8,9 @@ import sys
 import time
 
 import pytest
-
 from launch_helpers import ENV, load_last, pretrain_args
-from vega_toolkit.launch.preemption import signals_deferred
+
+from vega_toolkit.runtime.preemption import signals_deferred
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def requeue_and_exit(signum, frame):  # submitit's handler, once `scontrol reque
     sys.exit(3)
 
 signal.signal(signal.SIGUSR1, requeue_and_exit)
-copy = checkpoint_utils.PathManager.copy  # the toolkit's atomic copy (vega_toolkit/fairseq_fixes/atomic_writes.py)
+copy = checkpoint_utils.PathManager.copy  # the toolkit's atomic copy (vega_toolkit/io/atomic.py)
 
 def copy_while_preempted(src, dst, overwrite=False):
     if src.endswith("checkpoint_1_10.pt") and dst.endswith("checkpoint_last.pt"):
@@ -66,12 +67,17 @@ with guarded_checkpoint_saves() if sys.argv[1] == "guarded" else contextlib.null
 
 
 def preempted_training(tiny_data_bin, save_dir, mode: str):
-    proc = subprocess.run([sys.executable, "-c", PREEMPTED_TRAINING, mode]
-                          + pretrain_args(tiny_data_bin, save_dir, 40), capture_output=True, text=True,
-                          timeout=240, env={**os.environ, **ENV})
+    proc = subprocess.run(
+        [sys.executable, "-c", PREEMPTED_TRAINING, mode] + pretrain_args(tiny_data_bin, save_dir, 40),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, **ENV},
+    )
     assert proc.returncode == 3 and "preempted" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_a_job_preempted_during_a_checkpoint_save_resumes_from_that_checkpoint(tiny_data_bin, tmp_path):
     preempted_training(tiny_data_bin, tmp_path / "guarded", "guarded")
     assert load_last(tmp_path / "guarded")[1] == 10  # the save finished, then the job exited

@@ -1,10 +1,12 @@
 """fairseq_fixes/prefetch_thread_exit.py: a process whose fairseq batch-prefetch thread is still producing batches
 exits 0, where without the fix CPython 3.11 ends that thread inside a torch operator and the process aborts."""
+
 import signal
 import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from fairseq.data.iterators import BufferedIterator
 
@@ -34,21 +36,27 @@ STOPPED_MID_EPOCH = textwrap.dedent("""
 
 
 def exit_code(variant: str, buffer_size: int) -> int:
-    proc = subprocess.run([sys.executable, "-c", STOPPED_MID_EPOCH, variant, str(buffer_size)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", STOPPED_MID_EPOCH, variant, str(buffer_size)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "training done" in proc.stdout, proc.stderr[-2000:]
     return proc.returncode
 
 
+@pytest.mark.slow
 def test_without_the_fix_the_process_aborts_at_exit():
     # the failure the fix is for, reproduced: if CPython or fairseq stop ending a busy daemon thread this way, this
     # test says the fix has become unnecessary
-    codes = [exit_code("stock", 10 ** 6) for _ in range(3)]
+    codes = [exit_code("stock", 10**6) for _ in range(3)]
     assert -signal.SIGABRT in codes, codes
 
 
+@pytest.mark.slow
 def test_with_the_fix_a_busy_or_blocked_prefetch_thread_exits_cleanly():
-    assert [exit_code("fixed", 10 ** 6) for _ in range(3)] == [0, 0, 0]  # thread busy producing
+    assert [exit_code("fixed", 10**6) for _ in range(3)] == [0, 0, 0]  # thread busy producing
     assert exit_code("fixed", 2) == 0  # thread blocked on a full buffer
 
 

@@ -1,14 +1,15 @@
 """`vega-preprocess --shards N --launcher submitit` on a real one-node SLURM (scripts/slurm_local.sh): one array task
 per shard gives the shards a local run gives, byte for byte; a re-run submits only the unfinished shards."""
+
 import os
 import re
 import subprocess
 import sys
 
 import pytest
-
 from launch_helpers import ENV
 from test_preprocess import folder_bytes
+
 from vega_toolkit.cli.preprocess import main as preprocess
 from vega_toolkit.demo.toy_data import paragraph
 
@@ -17,9 +18,15 @@ PREPROCESS = [sys.executable, "-m", "vega_toolkit.cli.preprocess"]
 
 def submit(args, name):
     try:
-        proc = subprocess.run(PREPROCESS + [str(a) for a in args] + ["--launcher", "submitit", "--wait",
-                                                                     "--slurm-job-name", name, "--slurm-time", "10"],
-                              capture_output=True, text=True, timeout=400, env={**os.environ, **ENV})
+        proc = subprocess.run(
+            PREPROCESS
+            + [str(a) for a in args]
+            + ["--launcher", "submitit", "--wait", "--slurm-job-name", name, "--slurm-time", "10"],
+            capture_output=True,
+            text=True,
+            timeout=400,
+            env={**os.environ, **ENV},
+        )
     finally:
         subprocess.run(["scancel", "--name", name], capture_output=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -38,7 +45,8 @@ def corpus(tmp_path):
 
 
 def test_one_array_task_per_shard_gives_the_local_shards_and_a_rerun_redoes_only_the_unfinished(
-        local_slurm, corpus, tmp_path):
+    local_slurm, corpus, tmp_path
+):
     flags = ["--vocab-size", "200", "--shards", "3", "--workers", "1", "--valid-fraction", "0.1"]
     local = preprocess([str(corpus), "--destdir", str(tmp_path / "local"), *flags])
     dest = tmp_path / "array"
@@ -60,6 +68,11 @@ def test_one_array_task_per_shard_gives_the_local_shards_and_a_rerun_redoes_only
     assert folder_bytes(dest) == folder_bytes(local)
     assert (dest / "shard0" / "train.bin").stat().st_mtime_ns == untouched
 
-    proc = subprocess.run(PREPROCESS + [str(corpus), "--destdir", str(dest), *flags, "--launcher", "submitit"],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, **ENV})
+    proc = subprocess.run(
+        PREPROCESS + [str(corpus), "--destdir", str(dest), *flags, "--launcher", "submitit"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **ENV},
+    )
     assert proc.returncode == 0 and "All 3 shards" in proc.stdout and "Submitted job" not in proc.stdout, proc.stdout

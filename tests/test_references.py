@@ -1,5 +1,6 @@
 """Docstrings and comments cite what a reader can open: the paper section or the upstream file, never a notes
-file outside the repository (issue 13, item 7)."""
+file outside the repository."""
+
 import re
 from pathlib import Path
 

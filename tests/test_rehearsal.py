@@ -2,6 +2,7 @@
 recipes with only the sizes shrunk, SLURM records the paper's afterok graph, and the submission check
 (`vega-glue validate-submission`) accepts vega-generate's zip and refuses broken ones. The whole rehearsal takes
 longer than CI affords on 2 cores: its last run is committed under results/rehearsal/."""
+
 import io
 import os
 import shlex
@@ -10,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from glue_helpers import FIXTURES
+
 from vega_toolkit.cli.glue import validate_submission
 from vega_toolkit.data.glue_readers import read_glue_split
 from vega_toolkit.data.glue_tasks import GLUE_TASKS
@@ -21,8 +22,13 @@ from vega_toolkit.study.rehearsal import GRAPH, Job, Rehearsal, RehearsalError, 
 
 def dry_run(job: Job, *extra: str):
     """The vega-train command a recipe job would run, printed by the recipe itself (DRY_RUN=1)."""
-    proc = subprocess.run([*job.command, *extra], env={**os.environ, **job.env, "DRY_RUN": "1"}, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [*job.command, *extra],
+        env={**os.environ, **job.env, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return shlex.split(proc.stdout.strip().splitlines()[-1])
 
@@ -36,8 +42,8 @@ def test_pretraining_jobs_are_the_paper_recipes_at_tiny_size_plus_launcher_flags
         own = dry_run(recipe)
         submitted = dry_run(job, "--slurm-dependency", "afterok:7")
         # the recipe's command, unchanged, then only the launcher flags
-        assert submitted[:len(own)] == own
-        added = submitted[len(own):]
+        assert submitted[: len(own)] == own
+        added = submitted[len(own) :]
         assert added[:4] == ["--save-interval-updates", "10", "--launcher", "submitit"], added
         assert added[-2:] == ["--slurm-dependency", "afterok:7"]
         assert own[own.index("--criterion") + 1] == criterion and own[own.index("--arch") + 1] == "vega_tiny"
@@ -80,8 +86,11 @@ def test_a_graph_that_is_not_the_papers_is_refused_before_anything_runs(rehearsa
     first = Job("preprocess", ["true"], via="sbatch")
     rehearsal.submit(first, ())
     rehearsal.submit(Job("model", ["true"], via="sbatch"), ["preprocess"])  # the paper's model waits for phase 2
-    with pytest.raises(RehearsalError, match=r"model: SLURM waits for \['preprocess'\], the paper's graph for "
-                                             r"\['phase2'\]"):
+    with pytest.raises(
+        RehearsalError,
+        match=r"model: SLURM waits for \['preprocess'\], the paper's graph for "
+        r"\['phase2'\]",
+    ):
         rehearsal.check_and_release(["preprocess", "model"])
     assert slurm.show_job(first.job_id)["JobState"] == "PENDING"  # nothing was released
 
@@ -140,8 +149,10 @@ def submission(tmp_path, edit=lambda name, rows: rows, skip=()):
             for split, name in task.submission.items():
                 if name in skip:
                     continue
-                rows = [f"{ex.index}\t{task.labels[0] if task.labels else '2.500'}"
-                        for ex in read_glue_split(FIXTURES, task, split)]
+                rows = [
+                    f"{ex.index}\t{task.labels[0] if task.labels else '2.500'}"
+                    for ex in read_glue_split(FIXTURES, task, split)
+                ]
                 zf.writestr(name, "\n".join(["index\tprediction", *edit(name, rows)]) + "\n")
     return str(path)
 
@@ -160,14 +171,21 @@ def test_a_complete_submission_of_the_fixtures_passes_and_is_not_official(tmp_pa
     assert problems == 11 and "is not the official test set" in report
 
 
-@pytest.mark.parametrize("edit,expected", [
-    (lambda name, rows: rows[:-1] if name == "RTE.tsv" else rows, "RTE.tsv .* indices differ from"),
-    (lambda name, rows: rows[::-1] if name == "QNLI.tsv" else rows, "QNLI.tsv .* indices differ from"),
-    (lambda name, rows: [r.replace("\t0", "\tyes") for r in rows] if name == "CoLA.tsv" else rows,
-     r"CoLA.tsv:2: CoLA label 'yes' is not one of"),
-    (lambda name, rows: [r.replace("2.500", "5.5") for r in rows] if name == "STS-B.tsv" else rows,
-     r"STS-B.tsv:2: STS-B score '5.5' is outside \[0, 5\]"),
-])
+@pytest.mark.parametrize(
+    "edit,expected",
+    [
+        (lambda name, rows: rows[:-1] if name == "RTE.tsv" else rows, "RTE.tsv .* indices differ from"),
+        (lambda name, rows: rows[::-1] if name == "QNLI.tsv" else rows, "QNLI.tsv .* indices differ from"),
+        (
+            lambda name, rows: [r.replace("\t0", "\tyes") for r in rows] if name == "CoLA.tsv" else rows,
+            r"CoLA.tsv:2: CoLA label 'yes' is not one of",
+        ),
+        (
+            lambda name, rows: [r.replace("2.500", "5.5") for r in rows] if name == "STS-B.tsv" else rows,
+            r"STS-B.tsv:2: STS-B score '5.5' is outside \[0, 5\]",
+        ),
+    ],
+)
 def test_a_broken_submission_file_is_named_with_what_is_wrong(tmp_path, edit, expected):
     import re
 

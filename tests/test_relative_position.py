@@ -1,4 +1,6 @@
-"""Log-bucket relative positions and the banded relative bias of the fast path (microsoft/DeBERTa deberta/da_utils.py)."""
+"""Log-bucket relative positions and the banded relative bias of the fast path (microsoft/DeBERTa
+deberta/da_utils.py)."""
+
 import pytest
 import torch
 
@@ -15,11 +17,25 @@ from vega_toolkit.modules.relative_position import (
 
 @pytest.mark.parametrize(
     "distance, bucket",
-    [(0, 0), (1, 1), (-1, -1), (128, 128), (129, 129), (140, 137), (200, 169), (256, 192), (400, 233), (511, 255),
-     (-511, -255), (1024, 319), (4096, 446)],
+    [
+        (0, 0),
+        (1, 1),
+        (-1, -1),
+        (128, 128),
+        (129, 129),
+        (140, 137),
+        (200, 169),
+        (256, 192),
+        (400, 233),
+        (511, 255),
+        (-511, -255),
+        (1024, 319),
+        (4096, 446),
+    ],
 )
 def test_log_bucket_matches_the_deberta_table(distance, bucket):
-    # Values of microsoft/DeBERTa make_log_bucket_position (b = 256, m = 512); |r| > 511 follows HF (no clamp before bucketing).
+    # Values of microsoft/DeBERTa make_log_bucket_position (b = 256, m = 512); |r| > 511 follows HF (no clamp before
+    # bucketing).
     assert log_bucket_position(torch.tensor([float(distance)]), 256, 512).long().item() == bucket
 
 
@@ -87,8 +103,12 @@ def test_relative_bias_equals_its_definition_for_any_block_size(length, block):
     pad[1, -1] = True
     got = relative_bias(q, k, pos_key, pos_query, pad, block)
     assert torch.allclose(got, dense_relative_bias(q, k, pos_key, pos_query, pad), atol=1e-5, rtol=0)
-    assert torch.allclose(relative_bias(q, k, pos_key, None, None, block),
-                          dense_relative_bias(q, k, pos_key, torch.zeros_like(pos_query), None), atol=1e-5, rtol=0)
+    assert torch.allclose(
+        relative_bias(q, k, pos_key, None, None, block),
+        dense_relative_bias(q, k, pos_key, torch.zeros_like(pos_query), None),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_relative_bias_backward_passes_gradcheck_across_blocks():

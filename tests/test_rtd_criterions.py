@@ -1,4 +1,5 @@
 """rtd_ternary and rtd_contrastive: losses against oracles, exact metric aggregation, gradients, rates."""
+
 import math
 
 import numpy as np
@@ -17,13 +18,31 @@ def build(data_bin, criterion, *extra):
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from vega_toolkit.training import parse_training_args
+    from vega_toolkit.runtime.training import parse_training_args
 
-    args = parse_training_args([
-        str(data_bin), "--task", "denoising_pretrain", "--criterion", criterion, "--arch", "vega_tiny",
-        "--tokens-per-sample", "64", "--batch-size", "8", "--cpu", "--seed", "3", "--dropout", "0",
-        "--attention-dropout", "0", *extra,
-    ])
+    args = parse_training_args(
+        [
+            str(data_bin),
+            "--task",
+            "denoising_pretrain",
+            "--criterion",
+            criterion,
+            "--arch",
+            "vega_tiny",
+            "--tokens-per-sample",
+            "64",
+            "--batch-size",
+            "8",
+            "--cpu",
+            "--seed",
+            "3",
+            "--dropout",
+            "0",
+            "--attention-dropout",
+            "0",
+            *extra,
+        ]
+    )
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
     torch.manual_seed(0)
@@ -86,13 +105,14 @@ def test_metrics_aggregate_exactly_over_batches(ternary):
     values = reduced(type(criterion), logs)
     recalls = recall_score(labels, preds, labels=[0, 1, 2], average=None, zero_division=0)
     assert values["rtd_acc"] == pytest.approx((preds == labels).mean())
-    for name, recall in zip(("orig", "shuf", "repl"), recalls):
+    for name, recall in zip(("orig", "shuf", "repl"), recalls, strict=True):
         assert values[f"{name}_recall"] == pytest.approx(recall)
     assert values["shuf_frac"] == pytest.approx((labels == 1).mean())
     assert values["repl_frac"] == pytest.approx((labels == 2).mean())
     fractions = np.bincount(labels, minlength=3) / len(labels)
-    assert values["prior_loss"] == pytest.approx(-(fractions * np.log2(np.where(fractions > 0, fractions, 1))).sum(),
-                                                 abs=1e-3)
+    assert values["prior_loss"] == pytest.approx(
+        -(fractions * np.log2(np.where(fractions > 0, fractions, 1))).sum(), abs=1e-3
+    )
     total_loss = sum(float(log["loss"]) for log in logs)
     assert values["loss"] == pytest.approx(total_loss / len(labels) / math.log(2), abs=1e-3)
 
@@ -116,8 +136,15 @@ def test_logged_rates_over_2000_task_sequences_are_within_10_percent_of_the_flag
     logs = []
     for target in (t for chunk in labels for t in chunk.split(64)):
         n = {k: (target == v).sum() for k, v in (("orig", 0), ("shuf", 1), ("repl", 2))}
-        logs.append({"loss": 0.0, "rtd_n": (target != IGNORE_INDEX).sum(), "rtd_correct": 0,
-                     **{f"rtd_n_{k}": v for k, v in n.items()}, **{f"rtd_correct_{k}": 0 for k in n}})
+        logs.append(
+            {
+                "loss": 0.0,
+                "rtd_n": (target != IGNORE_INDEX).sum(),
+                "rtd_correct": 0,
+                **{f"rtd_n_{k}": v for k, v in n.items()},
+                **{f"rtd_correct_{k}": 0 for k in n},
+            }
+        )
     values = reduced(type(criterion), logs)
     assert sum(len(x) for x in labels) >= 2000
     assert abs(values["shuf_frac"] - 0.10) / 0.10 < 0.10
@@ -160,7 +187,7 @@ def test_contrastive_loss_matches_an_infonce_oracle(contrastive, pooling):
         feats = hidden[:, 0]
     else:  # mean over real tokens only, one sequence at a time
         pad = task.source_dictionary.pad()
-        feats = torch.stack([h[row != pad].mean(0) for h, row in zip(hidden, both)])
+        feats = torch.stack([h[row != pad].mean(0) for h, row in zip(hidden, both, strict=True)])
     z = F.normalize(feats, dim=-1)
     corrupted, original = z[:bsz], z[bsz:]
     sim = original @ corrupted.t() / 0.05
@@ -214,6 +241,7 @@ def _gather_worker(rank, world_size, init_file, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gather_across_two_ranks_keeps_order_and_only_the_local_gradient(tmp_path):
     import torch.multiprocessing as mp
 

@@ -1,20 +1,45 @@
 """rtd_electra and rtd_ternary --replace-with generator: GDES / ES / none gradients, labels of the generator's
 replacements, the checkpointed generator, the exported discriminator, and a tiny run that learns."""
+
 import os
 
 import pytest
 import torch
-
 from glue_helpers import FIXTURES, vega_train
 from test_expected_loss import logged, run
-from test_rtd_criterions import batches, build
 from test_model_folder import vega_convert
+from test_rtd_criterions import batches, build
+
 from vega_toolkit.data.noising import IGNORE_INDEX, ORIGINAL, REPLACED, RTD_HEAD_NAME, SHUFFLED
 
-TINY = ["--arch", "vega_tiny", "--encoder-layers", "1", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-        "--encoder-attention-heads", "2", "--tokens-per-sample", "64", "--batch-size", "8", "--optimizer", "adam",
-        "--lr", "1e-3", "--cpu", "--num-workers", "0", "--log-format", "simple", "--seed", "1",
-        "--no-epoch-checkpoints"]
+TINY = [
+    "--arch",
+    "vega_tiny",
+    "--encoder-layers",
+    "1",
+    "--encoder-embed-dim",
+    "32",
+    "--encoder-ffn-embed-dim",
+    "64",
+    "--encoder-attention-heads",
+    "2",
+    "--tokens-per-sample",
+    "64",
+    "--batch-size",
+    "8",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "1e-3",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--log-format",
+    "simple",
+    "--seed",
+    "1",
+    "--no-epoch-checkpoints",
+]
 
 
 def electra(data_bin, sharing, *extra):
@@ -33,7 +58,7 @@ def separate_losses(model, criterion, sample):
 
 def grads(loss, params):
     found = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found, strict=True)]
 
 
 def test_gdes_delta_starts_at_zero_and_each_loss_trains_only_its_embedding(tiny_data_bin):
@@ -83,8 +108,12 @@ def test_default_generator_is_half_deep_and_full_width_and_the_fraction_scales_w
     assert criterion.generator.encoder.cfg.encoder_embed_dim == 128
     _, _, criterion = electra(tiny_data_bin, "es", "--generator-layers", "2", "--generator-width-fraction", "0.5")
     cfg = criterion.generator.encoder.cfg
-    assert (len(criterion.generator.encoder.layers), cfg.encoder_embed_dim, cfg.encoder_attention_heads,
-            cfg.encoder_ffn_embed_dim) == (2, 64, 1, 256)
+    assert (
+        len(criterion.generator.encoder.layers),
+        cfg.encoder_embed_dim,
+        cfg.encoder_attention_heads,
+        cfg.encoder_ffn_embed_dim,
+    ) == (2, 64, 1, 256)
     assert cfg.embedding_dim == 128  # the shared embedding keeps the discriminator's width, projected to 64
 
 
@@ -140,12 +169,15 @@ def test_default_ternary_has_no_generator_and_no_criterion_parameters(tiny_data_
     assert criterion.generator is None and not list(criterion.parameters())
 
 
-@pytest.mark.parametrize("flags, says", [
-    (["--embedding-sharing", "gdes", "--embedding-dim", "64"], "--embedding-sharing gdes needs"),
-    (["--generator-width-fraction", "0"], "--generator-width-fraction must be in (0, 1]"),
-    (["--generator-layers", "-1"], "--generator-layers must be >= 0"),
-    (["--mask-prob", "0"], "--mask-prob must be in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--embedding-sharing", "gdes", "--embedding-dim", "64"], "--embedding-sharing gdes needs"),
+        (["--generator-width-fraction", "0"], "--generator-width-fraction must be in (0, 1]"),
+        (["--generator-layers", "-1"], "--generator-layers must be >= 0"),
+        (["--mask-prob", "0"], "--mask-prob must be in (0, 1]"),
+    ],
+)
 def test_bad_generator_flags_are_rejected_before_training_naming_the_flag(tiny_data_bin, flags, says):
     with pytest.raises(ValueError) as err:
         build(tiny_data_bin, "rtd_electra", *flags)
@@ -156,8 +188,17 @@ def test_bad_generator_flags_are_rejected_before_training_naming_the_flag(tiny_d
 def electra_runs(tiny_data_bin, tmp_path_factory):
     """rtd_electra (gdes): 4 updates straight, and 2 updates then resumed to 4."""
     root = tmp_path_factory.mktemp("electra")
-    base = [str(tiny_data_bin), "--task", "denoising_pretrain", "--criterion", "rtd_electra",
-            "--embedding-sharing", "gdes", *TINY, "--disable-validation"]
+    base = [
+        str(tiny_data_bin),
+        "--task",
+        "denoising_pretrain",
+        "--criterion",
+        "rtd_electra",
+        "--embedding-sharing",
+        "gdes",
+        *TINY,
+        "--disable-validation",
+    ]
     for name, updates in (("straight", [4]), ("resumed", [2, 4])):
         for n in updates:
             proc = vega_train(base + ["--max-update", str(n), "--save-dir", str(root / name)])
@@ -165,11 +206,14 @@ def electra_runs(tiny_data_bin, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_generator_is_saved_in_the_checkpoint_and_restored_on_resume(electra_runs):
     straight = torch.load(electra_runs / "straight" / "checkpoint_last.pt", weights_only=False)
     resumed = torch.load(electra_runs / "resumed" / "checkpoint_last.pt", weights_only=False)
     generator = straight["criterion"]
-    assert "generator.embedding_delta" in generator and any(k.startswith("generator.encoder.layers.") for k in generator)
+    assert "generator.embedding_delta" in generator and any(
+        k.startswith("generator.encoder.layers.") for k in generator
+    )
     assert torch.count_nonzero(generator["generator.embedding_delta"]) > 0  # trained away from its zero start
     # a run stopped after 2 updates and resumed ends where the uninterrupted run ends: the generator was reloaded
     for group in ("model", "criterion"):
@@ -177,8 +221,10 @@ def test_generator_is_saved_in_the_checkpoint_and_restored_on_resume(electra_run
             assert torch.allclose(value, resumed[group][key], atol=1e-6), (group, key)
 
 
-def test_export_writes_the_discriminator_with_the_merged_embedding_and_it_fine_tunes(electra_runs, tiny_data_bin,
-                                                                                     tmp_path):
+@pytest.mark.slow
+def test_export_writes_the_discriminator_with_the_merged_embedding_and_it_fine_tunes(
+    electra_runs, tiny_data_bin, tmp_path
+):
     ckpt = electra_runs / "straight" / "checkpoint_last.pt"
     proc = vega_convert("export", ckpt, "--data-bin", tiny_data_bin, tmp_path / "model")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -189,24 +235,84 @@ def test_export_writes_the_discriminator_with_the_merged_embedding_and_it_fine_t
     assert torch.equal(exported[key], merged) and torch.equal(exported["encoder.lm_head.weight"], merged)
     assert not any(k.startswith(("generator.", "token_heads.")) for k in exported)
     assert set(exported) == {k for k in source["model"] if not k.startswith("token_heads.")}
-    train = vega_train([os.path.join(FIXTURES, "RTE"), "--task", "glue", "--glue-task", "RTE", "--vocab-dir",
-                        str(tmp_path / "model"), *TINY[:8], "--finetune-from-model", str(tmp_path / "model" / "model.pt"),
-                        "--criterion", "glue_prediction", "--classification-head-name", "rte_head", "--optimizer",
-                        "adam", "--lr", "1e-3", "--batch-size", "8", "--max-update", "2", "--cpu", "--num-workers", "0",
-                        "--glue-cache-dir", str(tmp_path / "cache"), "--save-dir", str(tmp_path / "rte"),
-                        "--no-epoch-checkpoints", "--log-format", "simple"])
+    train = vega_train(
+        [
+            os.path.join(FIXTURES, "RTE"),
+            "--task",
+            "glue",
+            "--glue-task",
+            "RTE",
+            "--vocab-dir",
+            str(tmp_path / "model"),
+            *TINY[:8],
+            "--finetune-from-model",
+            str(tmp_path / "model" / "model.pt"),
+            "--criterion",
+            "glue_prediction",
+            "--classification-head-name",
+            "rte_head",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "8",
+            "--max-update",
+            "2",
+            "--cpu",
+            "--num-workers",
+            "0",
+            "--glue-cache-dir",
+            str(tmp_path / "cache"),
+            "--save-dir",
+            str(tmp_path / "rte"),
+            "--no-epoch-checkpoints",
+            "--log-format",
+            "simple",
+        ]
+    )
     assert train.returncode == 0, train.stderr[-3000:]
     assert (tmp_path / "rte" / "checkpoint_last.pt").exists()
 
 
-def test_fine_tuning_straight_from_a_gdes_pretraining_checkpoint_is_refused_naming_the_export(electra_runs,
-                                                                                             tiny_data_bin, tmp_path):
+@pytest.mark.slow
+def test_fine_tuning_straight_from_a_gdes_pretraining_checkpoint_is_refused_naming_the_export(
+    electra_runs, tiny_data_bin, tmp_path
+):
     ckpt = electra_runs / "straight" / "checkpoint_last.pt"
-    train = vega_train([os.path.join(FIXTURES, "RTE"), "--task", "glue", "--glue-task", "RTE", "--vocab-dir",
-                        str(tiny_data_bin), *TINY[:8], "--finetune-from-model", str(ckpt), "--criterion",
-                        "glue_prediction", "--classification-head-name", "rte_head", "--optimizer", "adam", "--lr",
-                        "1e-3", "--batch-size", "8", "--max-update", "2", "--cpu", "--num-workers", "0",
-                        "--glue-cache-dir", str(tmp_path / "cache"), "--save-dir", str(tmp_path / "rte")])
+    train = vega_train(
+        [
+            os.path.join(FIXTURES, "RTE"),
+            "--task",
+            "glue",
+            "--glue-task",
+            "RTE",
+            "--vocab-dir",
+            str(tiny_data_bin),
+            *TINY[:8],
+            "--finetune-from-model",
+            str(ckpt),
+            "--criterion",
+            "glue_prediction",
+            "--classification-head-name",
+            "rte_head",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "8",
+            "--max-update",
+            "2",
+            "--cpu",
+            "--num-workers",
+            "0",
+            "--glue-cache-dir",
+            str(tmp_path / "cache"),
+            "--save-dir",
+            str(tmp_path / "rte"),
+        ]
+    )
     assert train.returncode != 0
     lines = train.stderr.strip().splitlines()
     assert "is an rtd_electra --embedding-sharing gdes pretraining checkpoint" in lines[-1], train.stderr[-3000:]
@@ -214,15 +320,50 @@ def test_fine_tuning_straight_from_a_gdes_pretraining_checkpoint_is_refused_nami
     assert not (tmp_path / "rte" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.slow
 def test_tiny_run_beats_the_all_original_and_unigram_baselines_on_held_out_data(tiny_data_bin):
     """vega_tiny, 200 updates (about 40 s of one core): held-out discriminator accuracy above calling every token
     original, and the generator's masked-token accuracy above always predicting the most frequent piece (measured
     with the same flags at update 150: rtd_acc 0.897 against 0.886, gen_acc 0.437 against 0.074)."""
-    log = run([tiny_data_bin, "--task", "denoising_pretrain", "--criterion", "rtd_electra", "--embedding-sharing",
-               "gdes", "--arch", "vega_tiny", "--tokens-per-sample", "64", "--batch-size", "16", "--optimizer", "adam",
-               "--lr", "2e-3", "--dropout", "0", "--attention-dropout", "0", "--log-format", "simple",
-               "--log-interval", "50", "--cpu", "--num-workers", "0", "--seed", "1", "--no-save", "--max-update", "200",
-               "--validate-interval-updates", "200"])
+    log = run(
+        [
+            tiny_data_bin,
+            "--task",
+            "denoising_pretrain",
+            "--criterion",
+            "rtd_electra",
+            "--embedding-sharing",
+            "gdes",
+            "--arch",
+            "vega_tiny",
+            "--tokens-per-sample",
+            "64",
+            "--batch-size",
+            "16",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "2e-3",
+            "--dropout",
+            "0",
+            "--attention-dropout",
+            "0",
+            "--log-format",
+            "simple",
+            "--log-interval",
+            "50",
+            "--cpu",
+            "--num-workers",
+            "0",
+            "--seed",
+            "1",
+            "--no-save",
+            "--max-update",
+            "200",
+            "--validate-interval-updates",
+            "200",
+        ]
+    )
     last = {key: logged(log, "valid", key)[-1] for key in ("rtd_acc", "prior_acc", "gen_acc", "gen_unigram_acc")}
     assert all(step == 200 for step, _ in last.values()), last
     assert last["rtd_acc"][1] > last["prior_acc"][1], last
@@ -246,8 +387,9 @@ def test_generator_arms_pretrain_fewer_updates_for_the_training_flops_of_rtd_ter
         assert abs(updates * per_update - cpu.pretrain.updates * base) <= per_update, name
     assert pretrain_budget(cpu, ARMS["masked_lm"]) == cpu.pretrain  # other arms keep the scale's budget
     (tmp_path / "corpus").mkdir()
-    cells = build_cells(SCALES["smoke"], FIXTURES, str(tmp_path / "corpus"),
-                        arms=("rtd_ternary", "rtd_electra"), tasks=("RTE",))
+    cells = build_cells(
+        SCALES["smoke"], FIXTURES, str(tmp_path / "corpus"), arms=("rtd_ternary", "rtd_electra"), tasks=("RTE",)
+    )
     commands = {c.fields["arm"]: c.commands[0] for c in cells if c.kind == "pretrain"}
     updates = {arm: int(cmd[cmd.index("--max-update") + 1]) for arm, cmd in commands.items()}
     assert updates == {"rtd_ternary": 6, "rtd_electra": pretrain_budget(SCALES["smoke"], ARMS["rtd_electra"]).updates}

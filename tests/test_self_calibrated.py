@@ -1,24 +1,30 @@
 """`glue_self_calibrated` (Algorithm 2): KenLM selection from an external pool (real lmplz), relabelling by M0,
 the agreement filter against deliberately flipped labels, then the transductive loop."""
+
 import json
 import os
 import random
 from argparse import Namespace
 
 import pytest
-
 from adaptation_helpers import loop_args, sentences, train_m0, write_synthetic_sst2
 from glue_helpers import FIXTURES, make_vocab_dir, vega_train
+
 from vega_toolkit.adaptation.self_calibration import agrees, calibrate, read_external
 from vega_toolkit.data.glue_tasks import get_glue_task
 
-OUT_OF_DOMAIN = ["why do stock prices fall when interest rates rise ?", "parliament passed the budget late on friday .",
-                 "quarterly revenue grew nine percent year over year .", "the striker scored twice in extra time .",
-                 "heavy rain is expected across the northern coast .", "click here to reset your password now ."]
+OUT_OF_DOMAIN = [
+    "why do stock prices fall when interest rates rise ?",
+    "parliament passed the budget late on friday .",
+    "quarterly revenue grew nine percent year over year .",
+    "the striker scored twice in extra time .",
+    "heavy rain is expected across the northern coast .",
+    "click here to reset your password now .",
+]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(kenlm_programs, tmp_path_factory):
     root = tmp_path_factory.mktemp("sc")
     vocab = make_vocab_dir(str(root / "vocab"))
     data, _, used = write_synthetic_sst2(str(root))
@@ -35,15 +41,31 @@ def setup(tmp_path_factory):
     rng.shuffle(pool)
     external = root / "external.tsv"
     external.write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in pool))
-    return {"root": root, "vocab": vocab, "data": data, "m0": m0, "cache": str(root / "cache"),
-            "external": str(external), "flipped": {fresh[i][0] for i in flipped},
-            "clean": {fresh[i][0] for i in range(60) if i not in flipped}, "ood": {s for s, _ in ood}}
+    return {
+        "root": root,
+        "vocab": vocab,
+        "data": data,
+        "m0": m0,
+        "cache": str(root / "cache"),
+        "external": str(external),
+        "flipped": {fresh[i][0] for i in flipped},
+        "clean": {fresh[i][0] for i in range(60) if i not in flipped},
+        "ood": {s for s, _ in ood},
+    }
 
 
 def calib_args(setup, **kw):
-    base = dict(data=setup["data"], external_data=setup["external"], external_format="labelled",
-                selection_top_k=60, selection_max_ppl=0.0, selection_general="", lm_order=3,
-                confidence_threshold=0.0, regression_tolerance=0.5)
+    base = dict(
+        data=setup["data"],
+        external_data=setup["external"],
+        external_format="labelled",
+        selection_top_k=60,
+        selection_max_ppl=0.0,
+        selection_general="",
+        lm_order=3,
+        confidence_threshold=0.0,
+        regression_tolerance=0.5,
+    )
     return Namespace(**{**base, **kw})
 
 
@@ -60,8 +82,10 @@ def test_agreement_filter_removes_most_flipped_labels(setup, tmp_path):
     in_domain_selected = sum(s not in setup["ood"] for s in selected)
     flipped_kept = sum(s in setup["flipped"] for s in kept)
     clean_kept = sum(s in setup["clean"] for s in kept)
-    print(f"selection: {in_domain_selected}/{len(selected)} in-domain; agreement {record['agreement_rate']:.1%}; "
-          f"flipped kept {flipped_kept}/{len(setup['flipped'])}, clean kept {clean_kept}/{len(setup['clean'])}")
+    print(
+        f"selection: {in_domain_selected}/{len(selected)} in-domain; agreement {record['agreement_rate']:.1%}; "
+        f"flipped kept {flipped_kept}/{len(setup['flipped'])}, clean kept {clean_kept}/{len(setup['clean'])}"
+    )
     assert record["pool"] == 90 and record["selected"] == 60
     assert in_domain_selected >= 57  # the KenLM selection keeps the task-like rows
     assert flipped_kept <= 0.2 * len(setup["flipped"])  # most flipped labels are filtered out
@@ -73,8 +97,7 @@ def test_unlabelled_pool_keeps_every_selected_row_with_its_pseudo_label(setup, t
     text = tmp_path / "pool.txt"
     with open(setup["external"]) as f:
         text.write_text("".join(line.split("\t")[0] + "\n" for line in f.read().splitlines()[1:]))
-    record = calibrate(calib_args(setup, external_data=str(text), external_format="text"), setup["m0"],
-                       str(tmp_path))
+    record = calibrate(calib_args(setup, external_data=str(text), external_format="text"), setup["m0"], str(tmp_path))
     assert record["agreement_rate"] is None and record["calibrated"] == record["selected"] == 60
     from vega_toolkit.models.glue_predictor import GluePredictor
 
@@ -100,10 +123,29 @@ def test_regression_agreement_uses_the_tolerance():
 
 def test_vega_train_runs_selection_calibration_and_the_transductive_loop(setup, tmp_path):
     save = tmp_path / "run"
-    args = loop_args("glue_self_calibrated", "SST-2", setup["data"], setup["vocab"], str(save), setup["cache"],
-                     ["--finetune-from-model", setup["m0"], "--external-data", setup["external"],
-                      "--selection-top-k", "60", "--lm-order", "3", "--max-rounds", "1", "--converge-eps", "0",
-                      "--no-epoch-checkpoints"])
+    args = loop_args(
+        "glue_self_calibrated",
+        "SST-2",
+        setup["data"],
+        setup["vocab"],
+        str(save),
+        setup["cache"],
+        [
+            "--finetune-from-model",
+            setup["m0"],
+            "--external-data",
+            setup["external"],
+            "--selection-top-k",
+            "60",
+            "--lm-order",
+            "3",
+            "--max-rounds",
+            "1",
+            "--converge-eps",
+            "0",
+            "--no-epoch-checkpoints",
+        ],
+    )
     r = vega_train(args)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(save / "adaptation_state.json") as f:
@@ -127,16 +169,24 @@ def test_missing_external_pool_and_bad_format_are_clear_errors(tmp_path):
     drive = round_driver("glue_self_calibrated")
     (tmp_path / "m0.pt").write_bytes(b"")
     (tmp_path / "pool.tsv").write_text("sentence\tlabel\n")
-    args = dict(task="glue_self_calibrated", finetune_from_model=str(tmp_path / "m0.pt"), restore_file="checkpoint_last.pt",
-                max_rounds=1, converge_eps=0.01, external_data=str(tmp_path / "missing.tsv"),
-                external_format="labelled", selection_top_k=10, selection_max_ppl=0.0)
+    args = dict(
+        task="glue_self_calibrated",
+        finetune_from_model=str(tmp_path / "m0.pt"),
+        restore_file="checkpoint_last.pt",
+        max_rounds=1,
+        converge_eps=0.01,
+        external_data=str(tmp_path / "missing.tsv"),
+        external_format="labelled",
+        selection_top_k=10,
+        selection_max_ppl=0.0,
+    )
     with pytest.raises(FileNotFoundError, match="--external-data .*missing.tsv: file not found"):
         drive(Namespace(**args))
     with pytest.raises(ValueError, match="--external-format 'csv'"):
         drive(Namespace(**{**args, "external_data": str(tmp_path / "pool.tsv"), "external_format": "csv"}))
 
 
-def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(tmp_path):
+def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(kenlm_programs, tmp_path):
     """Contract of recipes/glue on real CoLA, external pool: SST-2 dev + CoLA test sentences as unlabelled text (the
     fixture run, with the recipe's default pool, is part of test_glue_recipes' all.sh test)."""
     import re
@@ -157,8 +207,13 @@ def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(tmp_path):
     model = make_model_dir(str(tmp_path / "model"), str(tmp_path / "cache"))
     out = tmp_path / "out"
     recipe = os.path.join(os.path.dirname(FIXTURES), "..", "..", "recipes", "glue", "cola_selfcal.sh")
-    r = subprocess.run(["bash", recipe], env=recipe_env(glue_dir, model, str(out), str(tmp_path / "cache"),
-                                                        **extra), capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        ["bash", recipe],
+        env=recipe_env(glue_dir, model, str(out), str(tmp_path / "cache"), **extra),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert re.match(r"^dev mcc=-?\d+\.\d+$", r.stdout.strip().splitlines()[-1])
     with open(out / "CoLA" / "adaptation_state.json") as f:

@@ -1,13 +1,14 @@
 """`vega-train --launcher submitit` on a real one-node SLURM (scripts/slurm_local.sh): completion, preemption with
 requeue and resume, job dependencies. Job states are read from SLURM (`scontrol show job`), never from a mock."""
+
 import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-
 from launch_helpers import ENV, TRAIN, assert_same_weights, load_last, pretrain_args, submit, wait_for_file
+
 from vega_toolkit.launch import slurm
 from vega_toolkit.launch.submitit_launcher import split_launcher_args
 
@@ -53,18 +54,21 @@ def test_submitted_pretraining_job_completes_on_slurm_and_its_checkpoint_reloads
 
 
 def test_usr1_makes_the_job_requeue_itself_and_resume_to_the_uninterrupted_result(
-        uninterrupted, tiny_data_bin, tmp_path, jobs):
+    uninterrupted, tiny_data_bin, tmp_path, jobs
+):
     save_dir = tmp_path / "preempted"
     job_id, _ = submit(pretrain_args(tiny_data_bin, save_dir, MAX_UPDATE) + ["--slurm-signal", "USR1"])
     jobs.append(job_id)
-    wait_for_file(save_dir / "checkpoint_1_10.pt", timeout_s=120,
-                  alive=lambda: slurm.job_state(job_id) in ("PENDING", "RUNNING"))
+    wait_for_file(
+        save_dir / "checkpoint_1_10.pt", timeout_s=120, alive=lambda: slurm.job_state(job_id) in ("PENDING", "RUNNING")
+    )
     subprocess.run(["scancel", "--signal=USR1", job_id], check=True)
     # submitit's handler calls `scontrol requeue`: the job is pending again. SLURM holds requeued jobs back for
     # two minutes (BeginTime); release it sooner, but not within the second of the requeue: slurmd refuses to launch
     # a job whose credential it revoked in that same second ("Job credential revoked"), and the job ends FAILED.
-    info = slurm.wait_for_state(job_id, lambda i: i["Restarts"] != "0" and i["JobState"] == "PENDING",
-                                timeout_s=60, what="requeue")
+    info = slurm.wait_for_state(
+        job_id, lambda i: i["Restarts"] != "0" and i["JobState"] == "PENDING", timeout_s=60, what="requeue"
+    )
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now+3"], check=True)
     info = slurm.wait_for_state(job_id, finished, timeout_s=150, what="terminal state")
     log = Path(info["StdOut"]).read_text() + Path(info["StdErr"]).read_text()
@@ -82,8 +86,9 @@ def test_usr1_makes_the_job_requeue_itself_and_resume_to_the_uninterrupted_resul
 
 def test_wait_exits_non_zero_naming_the_state_and_log_when_the_job_fails(local_slurm, tiny_data_bin, tmp_path):
     args = pretrain_args(tmp_path / "no-such-data-bin", tmp_path / "ckpt", 2) + ["--launcher", "submitit", "--wait"]
-    proc = subprocess.run(TRAIN + [str(a) for a in args], capture_output=True, text=True, timeout=150,
-                          env={**os.environ, **ENV})
+    proc = subprocess.run(
+        TRAIN + [str(a) for a in args], capture_output=True, text=True, timeout=150, env={**os.environ, **ENV}
+    )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     job_id = re.search(r"^Submitted job (\d+)$", proc.stdout, re.M).group(1)
     assert slurm.show_job(job_id)["JobState"] == "FAILED"
@@ -99,8 +104,9 @@ HELD = ["--slurm-hold"]  # SLURM forgets a dependency once it is satisfied: keep
 def test_dependency_flag_is_recorded_by_slurm(tiny_data_bin, tmp_path, jobs):
     first, _ = submit(pretrain_args(tiny_data_bin, tmp_path / "a", 2) + ["--slurm-job-name", "vega-first"] + HELD)
     jobs.append(first)
-    second, _ = submit(pretrain_args(tiny_data_bin, tmp_path / "b", 2) + ["--slurm-dependency", f"afterok:{first}"]
-                       + HELD)
+    second, _ = submit(
+        pretrain_args(tiny_data_bin, tmp_path / "b", 2) + ["--slurm-dependency", f"afterok:{first}"] + HELD
+    )
     jobs.append(second)
     assert slurm.show_job(first)["JobState"] == "PENDING"  # held, as --slurm-hold asked
     info = slurm.show_job(second)
@@ -117,8 +123,16 @@ def test_glue_all_sh_under_submitit_chains_rte_stsb_mrpc_after_mnli(local_slurm,
     cache = str(tmp_path / "cache")
     model_dir = make_model_dir(str(tmp_path / "model"), cache)
     # held: a 2-update MNLI job would finish (and SLURM forget the satisfied dependency) before the next recipe
-    env = recipe_env(FIXTURES, model_dir, str(tmp_path / "out"), cache, LAUNCHER="submitit",
-                     PLAN="mnli rte stsb mrpc", MAX_UPDATE="2", SLURM_ARGS="--slurm-hold")
+    env = recipe_env(
+        FIXTURES,
+        model_dir,
+        str(tmp_path / "out"),
+        cache,
+        LAUNCHER="submitit",
+        PLAN="mnli rte stsb mrpc",
+        MAX_UPDATE="2",
+        SLURM_ARGS="--slurm-hold",
+    )
     proc = subprocess.run(["bash", str(RECIPES / "all.sh")], capture_output=True, text=True, env=env, timeout=240)
     ids = re.findall(r"^Submitted job (\d+)$", proc.stdout, re.M)
     jobs.extend(ids)
@@ -139,11 +153,28 @@ def test_glue_all_sh_under_submitit_chains_rte_stsb_mrpc_after_mnli(local_slurm,
 def test_launcher_flags_are_split_from_fairseq_flags_and_yaml_defaults_apply(tmp_path):
     config = tmp_path / "cluster.yaml"
     config.write_text("partition: gpu\ngpus_per_node: 8\ntime: 4320\n")
-    args, rest = split_launcher_args(["DATA", "--lr", "1e-4", "--launcher", "submitit", "--slurm-config",
-                                      str(config), "--slurm-time", "30", "--wait"])
+    args, rest = split_launcher_args(
+        [
+            "DATA",
+            "--lr",
+            "1e-4",
+            "--launcher",
+            "submitit",
+            "--slurm-config",
+            str(config),
+            "--slurm-time",
+            "30",
+            "--wait",
+        ]
+    )
     assert rest == ["DATA", "--lr", "1e-4"]
     assert (args.launcher, args.slurm_partition, args.slurm_gpus_per_node, args.slurm_time, args.wait) == (
-        "submitit", "gpu", 8, 30, True)  # the command line wins over the yaml
+        "submitit",
+        "gpu",
+        8,
+        30,
+        True,
+    )  # the command line wins over the yaml
 
 
 def test_unknown_key_in_slurm_config_names_the_file_and_key(tmp_path):

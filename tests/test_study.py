@@ -1,5 +1,6 @@
 """`vega-study`: the declared grid runs as real cells, resumes after a kill without redoing finished cells, re-runs
 exactly the cells whose configuration changed, and reports medians, spreads and the transfer line."""
+
 import json
 import os
 import re
@@ -12,17 +13,25 @@ from pathlib import Path
 
 import pytest
 
+from vega_toolkit.cli.study import RESULTS_PAGE
 from vega_toolkit.study.cells import build_cells
 from vega_toolkit.study.plan import SCALES
-from vega_toolkit.study.report import best_point, compare, task_effect, write_report
+from vega_toolkit.study.report import compare, task_effect, write_report
+from vega_toolkit.study.selection import best_point
 
-TRANSFER_LINE = re.compile(r"^transfer rtd_ternary-vs-random avg_delta=[+-]\d+\.\d\d se=(\d+\.\d\d|nan) "
-                           r"tasks_better=\d+/\d+ p_holm=\S+$")
+TRANSFER_LINE = re.compile(
+    r"^transfer rtd_ternary-vs-random avg_delta=[+-]\d+\.\d\d se=(\d+\.\d\d|nan) "
+    r"tasks_better=\d+/\d+ p_holm=\S+$"
+)
 
 
 def study(*args, **popen):
-    cmd = [sys.executable, "-c", "import sys; from vega_toolkit.cli.study import cli_main; sys.exit(cli_main())",
-           *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from vega_toolkit.cli.study import cli_main; sys.exit(cli_main())",
+        *map(str, args),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if popen:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
@@ -34,6 +43,7 @@ def results(out: Path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+@pytest.mark.study
 def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_changed_ones(tmp_path):
     out = tmp_path / "study"
     runner = study("run", "--scale", "smoke", "--out", out, "--jobs", "2", start_new_session=True)
@@ -53,7 +63,7 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     after = results(out)
     keys = [r["key"] for r in after]
     assert len(keys) == len(set(keys)) == total  # every cell once: nothing finished was redone
-    assert after[:len(before)] == before
+    assert after[: len(before)] == before
     assert TRANSFER_LINE.match(resumed.stdout.strip().splitlines()[-1]), resumed.stdout[-500:]
     assert (out / "report.md").exists() and (out / "study.png").stat().st_size > 0
     finetune = [r for r in after if r["kind"] == "finetune"]
@@ -62,26 +72,43 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     # scored on the last checkpoint, the per-epoch best scored beside it, one prediction per dev example kept
     from vega_toolkit.data.glue_readers import read_glue_split
 
-    toy_dev = {task: len(read_glue_split(str(out / "toy_data" / "glue"), task, "dev"))
-               for task in ("SST-2", "RTE", "CoLA")}
-    assert all(r["checkpoint"] == "last" and "score_best" in r and not any("--no-last-checkpoints" in c
-                                                                          for c in r["commands"])
-               and len(r["dev_predictions"]["dev"]) == toy_dev[r["task"]] for r in finetune)
+    toy_dev = {
+        task: len(read_glue_split(str(out / "toy_data" / "glue"), task, "dev")) for task in ("SST-2", "RTE", "CoLA")
+    }
+    assert all(
+        r["checkpoint"] == "last"
+        and "score_best" in r
+        and not any("--no-last-checkpoints" in c for c in r["commands"])
+        and len(r["dev_predictions"]["dev"]) == toy_dev[r["task"]]
+        for r in finetune
+    )
 
     # a changed fine-tuning configuration re-runs those cells (new keys) and nothing upstream of them; a finished
     # pretraining whose model folder is gone (a fresh checkout of a committed study) is run again first
     import shutil
 
     shutil.rmtree(out / "models")
-    changed = study("run", "--scale", "smoke", "--out", out, "--jobs", "2", "--tasks", "RTE",
-                    "--extra-finetune-args", "--weight-decay 0.02")
+    changed = study(
+        "run",
+        "--scale",
+        "smoke",
+        "--out",
+        out,
+        "--jobs",
+        "2",
+        "--tasks",
+        "RTE",
+        "--extra-finetune-args",
+        "--weight-decay 0.02",
+    )
     assert changed.returncode == 0, changed.stdout[-3000:]
     rte_cells = len(SCALES["smoke"].arms) * len(SCALES["smoke"].seeds)
     assert "pretrain rtd_ternary finished before but" in changed.stdout
     assert f"{3 + rte_cells} cells, 2 already finished (skipped), {1 + rte_cells} to run" in changed.stdout
     rerun = [r for r in results(out)[total:] if r["kind"] == "finetune"]
-    assert len(rerun) == rte_cells and all(r["task"] == "RTE" and "--weight-decay 0.02" in r["commands"][-3]
-                                           for r in rerun)
+    assert len(rerun) == rte_cells and all(
+        r["task"] == "RTE" and "--weight-decay 0.02" in r["commands"][-3] for r in rerun
+    )
     assert [r["kind"] for r in results(out)].count("preprocess") == 1
     assert (out / "models").is_dir()
 
@@ -120,14 +147,28 @@ def test_the_first_rule_selects_each_arms_best_learning_rate_by_median_and_compu
 
     records = []
     scores = {  # (arm, task, lr) -> scores of seeds 1..3
-        ("random", "A", 1e-3): [50, 52, 54], ("random", "A", 1e-4): [40, 41, 90],
+        ("random", "A", 1e-3): [50, 52, 54],
+        ("random", "A", 1e-4): [40, 41, 90],
         ("random", "B", 1e-3): [60, 60, 60],
-        ("rtd_ternary", "A", 1e-3): [55, 57, 59], ("rtd_ternary", "B", 1e-3): [61, 59, 66],
+        ("rtd_ternary", "A", 1e-3): [55, 57, 59],
+        ("rtd_ternary", "B", 1e-3): [61, 59, 66],
     }
     for (arm, task, lr), values in scores.items():
         for seed, score in enumerate(values, 1):
-            records.append({"kind": "finetune", "key": f"{arm}{task}{lr}{seed}", "arm": arm, "task": task, "lr": lr,
-                            "seed": seed, "score": score, "commands": [], "commit": "x", "wall_s": 1.0})
+            records.append(
+                {
+                    "kind": "finetune",
+                    "key": f"{arm}{task}{lr}{seed}",
+                    "arm": arm,
+                    "task": task,
+                    "lr": lr,
+                    "seed": seed,
+                    "score": score,
+                    "commands": [],
+                    "commit": "x",
+                    "wall_s": 1.0,
+                }
+            )
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     from vega_toolkit.study.report import _grid
 
@@ -158,12 +199,36 @@ def test_a_task_an_arm_has_not_finished_enters_no_comparison_until_every_learnin
     scores = {("random", task, lr): values for (task, lr), values in grid.items()}
     scores.update({("rtd_ternary", task, lr): [v + 5 for v in values] for (task, lr), values in grid.items()})
     scores[("rtd_ternary", "B", 1e-4)] = [90]  # seeds 2 and 3 of the second learning rate still to run
-    records = [{"kind": "finetune", "key": f"{arm}{task}{lr}{seed}", "arm": arm, "task": task, "lr": lr, "seed": seed,
-                "score": score, "commands": [], "commit": "x", "wall_s": 1.0}
-               for (arm, task, lr), values in scores.items() for seed, score in enumerate(values, 1)]
+    records = [
+        {
+            "kind": "finetune",
+            "key": f"{arm}{task}{lr}{seed}",
+            "arm": arm,
+            "task": task,
+            "lr": lr,
+            "seed": seed,
+            "score": score,
+            "commands": [],
+            "commit": "x",
+            "wall_s": 1.0,
+        }
+        for (arm, task, lr), values in scores.items()
+        for seed, score in enumerate(values, 1)
+    ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (tmp_path / "study.json").write_text(json.dumps({"cells": 24, "scale": {
-        "name": "t", "learning_rates": [1e-4, 1e-3], "seeds": [1, 2, 3], "tasks": [{"name": "A"}, {"name": "B"}]}}))
+    (tmp_path / "study.json").write_text(
+        json.dumps(
+            {
+                "cells": 24,
+                "scale": {
+                    "name": "t",
+                    "learning_rates": [1e-4, 1e-3],
+                    "seeds": [1, 2, 3],
+                    "tasks": [{"name": "A"}, {"name": "B"}],
+                },
+            }
+        )
+    )
     last = write_report(tmp_path).splitlines()[-1]
     assert last.startswith("transfer rtd_ternary-vs-random avg_delta=+5.00 se=1.63 tasks_better=1/1 ")  # A alone
     report = (tmp_path / "report.md").read_text()
@@ -177,9 +242,21 @@ def test_fine_tunings_outside_the_declared_grid_enter_no_table():
     """A learning rate or seed dropped from the scale's grid (study.json) leaves its cells as history."""
     from vega_toolkit.study.report import current_records
 
-    records = [{"kind": "finetune", "name": f"random/A/lr{lr:g}/seed{seed}", "key": f"k{lr:g}-{seed}", "arm": "random",
-                "task": "A", "lr": lr, "seed": seed, "score": 1.0, "commands": []}
-               for lr in (3e-4, 2e-3) for seed in (1, 4)]
+    records = [
+        {
+            "kind": "finetune",
+            "name": f"random/A/lr{lr:g}/seed{seed}",
+            "key": f"k{lr:g}-{seed}",
+            "arm": "random",
+            "task": "A",
+            "lr": lr,
+            "seed": seed,
+            "score": 1.0,
+            "commands": [],
+        }
+        for lr in (3e-4, 2e-3)
+        for seed in (1, 4)
+    ]
     current, superseded = current_records(records, {"learning_rates": [1e-4, 3e-4], "seeds": [1, 2, 3]})
     assert [r["key"] for r in current] == ["k0.0003-1"]
     assert len(superseded) == 3
@@ -191,18 +268,40 @@ def test_records_of_a_superseded_pretraining_enter_no_table(tmp_path):
     from vega_toolkit.study.report import current_records
 
     def finetune(key, seed, model, score):
-        return {"kind": "finetune", "name": f"rtd_ternary/A/lr0.001/seed{seed}", "key": key, "arm": "rtd_ternary",
-                "task": "A", "lr": 1e-3, "seed": seed, "score": score, "wall_s": 1.0,
-                "commands": [f"vega-train {{glue}}/A --finetune-from-model {{out}}/models/rtd_ternary-{model}/model.pt"]}
+        return {
+            "kind": "finetune",
+            "name": f"rtd_ternary/A/lr0.001/seed{seed}",
+            "key": key,
+            "arm": "rtd_ternary",
+            "task": "A",
+            "lr": 1e-3,
+            "seed": seed,
+            "score": score,
+            "wall_s": 1.0,
+            "commands": [f"vega-train {{glue}}/A --finetune-from-model {{out}}/models/rtd_ternary-{model}/model.pt"],
+        }
 
     old, new = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
     pretrain = {"kind": "pretrain", "arm": "rtd_ternary", "commands": [], "wall_s": 1.0}
-    records = [dict(pretrain, name="pretrain rtd_ternary", key=old), finetune("k1", 1, old, 10.0),
-               finetune("k2", 2, old, 11.0), dict(pretrain, name="pretrain rtd_ternary", key=new),
-               finetune("k3", 1, new, 20.0),
-               {"kind": "finetune", "name": "random/A/lr0.001/seed1", "key": "k4", "arm": "random", "task": "A",
-                "lr": 1e-3, "seed": 1, "score": 5.0, "wall_s": 1.0,
-                "commands": ["vega-convert export --random-init {out}/finetune/random/A/lr0.001/seed1/init"]}]
+    records = [
+        dict(pretrain, name="pretrain rtd_ternary", key=old),
+        finetune("k1", 1, old, 10.0),
+        finetune("k2", 2, old, 11.0),
+        dict(pretrain, name="pretrain rtd_ternary", key=new),
+        finetune("k3", 1, new, 20.0),
+        {
+            "kind": "finetune",
+            "name": "random/A/lr0.001/seed1",
+            "key": "k4",
+            "arm": "random",
+            "task": "A",
+            "lr": 1e-3,
+            "seed": 1,
+            "score": 5.0,
+            "wall_s": 1.0,
+            "commands": ["vega-convert export --random-init {out}/finetune/random/A/lr0.001/seed1/init"],
+        },
+    ]
     current, superseded = current_records(records)
     assert sorted(r["key"] for r in current) == [new, "k3", "k4"]
     assert sorted(r["key"] for r in superseded) == [old, "k1", "k2"]
@@ -213,8 +312,9 @@ def test_records_of_a_superseded_pretraining_enter_no_table(tmp_path):
     assert "| A | `rtd_ternary` | 0.001 | s1: 20.00 | 20.00 |" in report and "s2: 11.00" not in report
 
 
-def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_path):
-    """README tables come from results/, never typed: the block is what `vega-study report --readme` writes."""
+def test_the_results_page_quotes_the_committed_study_as_its_report_generates_it(tmp_path):
+    """The results page's tables come from results/, never typed: the block is what `vega-study report --readme`
+    writes, and the page it writes by default is the one the README links."""
     import shutil
 
     from vega_toolkit.study.report import SUMMARY_FILE, readme_block
@@ -229,14 +329,60 @@ def test_the_readme_quotes_the_committed_study_as_its_report_generates_it(tmp_pa
         shutil.copy(committed / name, copy / name)
     write_report(copy)
     assert (copy / SUMMARY_FILE).read_text() == (committed / SUMMARY_FILE).read_text()
-    assert readme_block(copy) in (root / "README.md").read_text()
+    assert readme_block(copy) in (root / RESULTS_PAGE).read_text()
+    assert f"]({RESULTS_PAGE})" in (root / "README.md").read_text()
 
 
-@pytest.mark.parametrize("start, end", [
-    ("## Results on real data", "<!-- vega-study:study-cpu -->"),  # the grid, its rules and the claims' account
-    ("### Why a pretrained model fine-tuned below random init", "\n## Pretraining"),  # the diagnosis
-])
-def test_the_readmes_results_prose_quotes_only_numbers_the_committed_files_hold(start, end):
+def test_report_readme_without_a_page_rewrites_the_results_pages_block_and_refuses_a_missing_page(tmp_path):
+    from vega_toolkit.study.report import readme_block
+
+    folder = tmp_path / "study-x"
+    folder.mkdir()
+    records = [
+        {
+            "kind": "finetune",
+            "name": f"random/A/lr0.001/seed{seed}",
+            "key": f"k{seed}",
+            "arm": "random",
+            "task": "A",
+            "lr": 1e-3,
+            "seed": seed,
+            "score": 50.0 + seed,
+            "wall_s": 1.0,
+            "commands": [],
+        }
+        for seed in (1, 2)
+    ]
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def report(*flags):
+        proc = study("report", "study-x", *flags, cwd=tmp_path)
+        out, _ = proc.communicate(timeout=600)
+        return proc.returncode, out
+
+    code, out = report("--readme")  # no results page in this folder: refused before the report is written
+    assert code == 1 and out.strip().splitlines()[-1].startswith(f"vega-study report: --readme {RESULTS_PAGE}: "), out
+    assert not (folder / "report.md").exists()
+    page = tmp_path / RESULTS_PAGE
+    page.parent.mkdir()
+    page.write_text("intro\n<!-- vega-study:study-x -->\nstale\n<!-- /vega-study:study-x -->\nafter\n")
+    code, out = report("--readme")
+    assert code == 0, out
+    assert page.read_text() == f"intro\n{readme_block(folder)}\nafter\n"
+
+
+@pytest.mark.parametrize(
+    "page, start, end, at_least",
+    [
+        # the grid, its rules and the claims' account
+        (RESULTS_PAGE, "# Results on real data", "<!-- vega-study:study-cpu -->", 8),
+        # the diagnosis, to the end of the page
+        (RESULTS_PAGE, "## Why a pretrained model fine-tuned below random init", None, 8),
+        # the README's short account of the same study
+        ("README.md", "## Results", "\n## ", 4),
+    ],
+)
+def test_the_results_prose_quotes_only_numbers_the_committed_files_hold(page, start, end, at_least):
     """Every decimal number of the results prose is in a committed file of results/ (a report, an analysis, a
     diagnosis, the published anchors): when the study moves on and a regenerated file no longer holds one, or a
     number never had a committed output, the prose is stale."""
@@ -244,11 +390,12 @@ def test_the_readmes_results_prose_quotes_only_numbers_the_committed_files_hold(
     committed = root / "results" / "study-cpu"
     if not (committed / "results.jsonl").exists():
         pytest.skip("no committed cpu study")
-    readme = (root / "README.md").read_text()
-    prose = readme[readme.index(start):readme.index(end)]
+    text = (root / page).read_text()
+    begin = text.index(start)
+    prose = text[begin : text.index(end, begin + len(start)) if end else len(text)]
     sources = "".join(path.read_text() for path in sorted((root / "results").glob("**/*.md")))
     quoted = re.findall(r"(?<![\w.])[+-]?\d+\.\d+", prose)
-    assert len(quoted) >= 8, quoted
+    assert len(quoted) >= at_least, quoted
     assert [q for q in quoted if q not in sources] == []
 
 
@@ -269,6 +416,7 @@ def _committed_cpu_study():
     return root / "results" / "study-cpu"
 
 
+@pytest.mark.slow
 def test_declaring_the_ablation_keeps_every_key_of_the_committed_cpu_study():
     """The running cpu study is keyed by its cells' commands: adding arms must not change one of its keys."""
     committed = _committed_cpu_study()
@@ -290,8 +438,11 @@ def test_declaring_the_ablation_keeps_every_key_of_the_committed_cpu_study():
     for arms in (None, ("all",)):
         # the first study's cells were planned under its rules (per-epoch best checkpoint): kept as a scale of their
         # own to compare with; the cells of the rules that followed are the cpu scale's
-        cells = {c.key: c for scale in ("cpu", "cpu-dev-selected") for c in build_cells(SCALES[scale], glue, corpus,
-                                                                                         arms=arms)}
+        cells = {
+            c.key: c
+            for scale in ("cpu", "cpu-dev-selected")
+            for c in build_cells(SCALES[scale], glue, corpus, arms=arms)
+        }
         for r in finished:
             if arms is None and r["arm"] not in SCALES["cpu"].arms:
                 continue  # an ablation arm's cells are planned by --arms all only
@@ -326,8 +477,8 @@ def test_every_arm_is_declared_with_registry_names_and_equal_pretraining_compute
     def budget(arm):
         cmd = everything[f"pretrain {arm}"].commands[0]
         objective = ARMS[arm].pretrain_args
-        assert cmd[2:2 + len(objective)] == list(objective)
-        rest = cmd[:2] + cmd[2 + len(objective):]
+        assert cmd[2 : 2 + len(objective)] == list(objective)
+        rest = cmd[:2] + cmd[2 + len(objective) :]
         return [a for a in rest if not a.startswith(("{out}/pretrain", "{out}/tb"))]
 
     for arm in ("masked_lm", "rtd_replace_only", "rtd_shuffle_only"):
@@ -356,8 +507,9 @@ def test_every_arm_is_declared_with_registry_names_and_equal_pretraining_compute
         # an intermediate-task arm starts from its intermediate model (test_an_intermediate_task_arm_starts...)
         assert (_flag(train, "--finetune-from-model") == rtd.outputs[0]) != arm.intermediate, name
         # the arm's flags come last (before --cpu), so its --task / --criterion win over the plain ones
-        assert train[-1 - len(arm.finetune_args):-1] == [a.replace("{pool}", pool.outputs[0])
-                                                         for a in arm.finetune_args], name
+        assert train[-1 - len(arm.finetune_args) : -1] == [
+            a.replace("{pool}", pool.outputs[0]) for a in arm.finetune_args
+        ], name
     assert {c.fields["task"] for c in everything.values() if c.fields.get("arm") == "glue_transductive"} == {"RTE"}
 
     # the self-calibrated pool: other tasks' training text only, built by its own keyed cell
@@ -372,36 +524,61 @@ def test_every_arm_is_declared_with_registry_names_and_equal_pretraining_compute
 
 def test_report_compares_each_arm_with_its_declared_baseline_and_prints_the_transfer_line_last(tmp_path):
     scores = {  # (arm, task) -> scores of seeds 1..3, one learning rate
-        ("random", "A"): [50, 52, 54], ("random", "B"): [60, 60, 60],
-        ("rtd_ternary", "A"): [55, 57, 59], ("rtd_ternary", "B"): [61, 59, 66],
-        ("masked_lm", "A"): [53, 55, 57], ("masked_lm", "B"): [58, 59, 60],
+        ("random", "A"): [50, 52, 54],
+        ("random", "B"): [60, 60, 60],
+        ("rtd_ternary", "A"): [55, 57, 59],
+        ("rtd_ternary", "B"): [61, 59, 66],
+        ("masked_lm", "A"): [53, 55, 57],
+        ("masked_lm", "B"): [58, 59, 60],
         ("glue_transductive", "B"): [62, 60, 67],
     }
-    records = [{"kind": "finetune", "key": f"{arm}{task}{seed}", "arm": arm, "task": task, "lr": 1e-3, "seed": seed,
-                "score": score, "commands": [], "commit": "x", "wall_s": 1.0}
-               for (arm, task), values in scores.items() for seed, score in enumerate(values, 1)]
+    records = [
+        {
+            "kind": "finetune",
+            "key": f"{arm}{task}{seed}",
+            "arm": arm,
+            "task": task,
+            "lr": 1e-3,
+            "seed": seed,
+            "score": score,
+            "commands": [],
+            "commit": "x",
+            "wall_s": 1.0,
+        }
+        for (arm, task), values in scores.items()
+        for seed, score in enumerate(values, 1)
+    ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     from vega_toolkit.study import report as report_module
     from vega_toolkit.study.plan import ARMS, Arm
 
     # glue_transductive on task B only (its declaration names GLUE tasks; these are stand-ins)
-    arms = dict(ARMS, glue_transductive=Arm("glue_transductive", starts_from="rtd_ternary", only_tasks=("B",),
-                                            compare_with="rtd_ternary"))
+    arms = dict(
+        ARMS,
+        glue_transductive=Arm(
+            "glue_transductive", starts_from="rtd_ternary", only_tasks=("B",), compare_with="rtd_ternary"
+        ),
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("vega_toolkit.study.plan.ARMS", arms)
         lines = report_module.write_report(tmp_path).splitlines()
     from scipy.stats import ttest_ind
 
-    rtd, mlm = (ttest_ind(a, b, equal_var=False).pvalue for a, b in (([58, 58, 62.5], [55, 56, 57]),
-                                                                      ([55.5, 57, 58.5], [58, 58, 62.5])))
+    rtd, mlm = (
+        ttest_ind(a, b, equal_var=False).pvalue
+        for a, b in (([58, 58, 62.5], [55, 56, 57]), ([55.5, 57, 58.5], [58, 58, 62.5]))
+    )
     holm = [2 * min(rtd, mlm), max(2 * min(rtd, mlm), max(rtd, mlm))]  # the two claims, Holm-adjusted
     assert lines[-1] == f"transfer rtd_ternary-vs-random avg_delta=+3.50 se=1.61 tasks_better=2/2 p_holm={holm[0]:.3f}"
     # masked_lm per-seed averages (55.5, 57, 58.5) vs rtd_ternary's (58, 58, 62.5): se = sqrt(2.25/3 + 6.75/3)
-    assert (f"effect masked_lm-vs-rtd_ternary avg_delta=-2.50 se=1.73 delta_over_se=-1.4 tasks_better=0/2 "
-            f"p_holm={holm[1]:.3f}") in lines
+    assert (
+        f"effect masked_lm-vs-rtd_ternary avg_delta=-2.50 se=1.73 delta_over_se=-1.4 tasks_better=0/2 "
+        f"p_holm={holm[1]:.3f}"
+    ) in lines
     # glue_transductive is measured on its own task only: (62, 60, 67) vs (61, 59, 66); it tests no claim
-    assert ("effect glue_transductive-vs-rtd_ternary avg_delta=+1.00 se=2.94 delta_over_se=+0.3 tasks_better=1/1 "
-            "p_holm=nan") in lines
+    assert (
+        "effect glue_transductive-vs-rtd_ternary avg_delta=+1.00 se=2.94 delta_over_se=+0.3 tasks_better=1/1 p_holm=nan"
+    ) in lines
     report = (tmp_path / "report.md").read_text()
     assert "- `glue_transductive` vs `rtd_ternary` on B: average +1.00 points" in report
     assert "| `masked_lm` | `rtd_ternary` |" in report and "MNLI is not in the GLUE data" in report
@@ -416,8 +593,9 @@ def test_report_compares_each_arm_with_its_declared_baseline_and_prints_the_tran
     assert "`glue_transductive` vs `rtd_ternary` on B |" not in claims
     test = {"t": 2.5, "p": 0.01}
     assert report_module.claim_verdict({"delta": 5.0, "se": 2.0, "test": test, "p_holm": 0.02}, -1) == "contradicted"
-    assert report_module.claim_verdict({"delta": 5.0, "se": float("nan"), "test": test, "p_holm": 0.02},
-                                       1).startswith("no verdict")
+    assert report_module.claim_verdict({"delta": 5.0, "se": float("nan"), "test": test, "p_holm": 0.02}, 1).startswith(
+        "no verdict"
+    )
 
 
 def test_report_shows_each_pretraining_phase_and_flags_an_objective_that_sat_at_its_label_prior(tmp_path):
@@ -427,14 +605,43 @@ def test_report_shows_each_pretraining_phase_and_flags_an_objective_that_sat_at_
         return {"num_updates": float(updates), "loss": loss, "shuf_frac": shuf, "repl_frac": repl, **extra}
 
     pretrain = [
-        {"kind": "pretrain", "key": "c", "arm": "rtd_ternary+rtd_contrastive", "commands": [], "wall_s": 60.0,
-         "valid_curve": [point(900, 0.5, 0.1, 0.05), point(9000, 0.37, 0.1, 0.05),
-                         point(100, 0.99, 0.1, 0.05, rtd_loss=0.57), point(1000, 0.42, 0.1, 0.05, rtd_loss=0.41)]},
-        {"kind": "pretrain", "key": "s", "arm": "rtd_shuffle_only", "commands": [], "wall_s": 60.0,
-         "valid_curve": [point(5000, 0.606, 0.1486, 0.0), point(10000, 0.606, 0.1486, 0.0)]},
+        {
+            "kind": "pretrain",
+            "key": "c",
+            "arm": "rtd_ternary+rtd_contrastive",
+            "commands": [],
+            "wall_s": 60.0,
+            "valid_curve": [
+                point(900, 0.5, 0.1, 0.05),
+                point(9000, 0.37, 0.1, 0.05),
+                point(100, 0.99, 0.1, 0.05, rtd_loss=0.57),
+                point(1000, 0.42, 0.1, 0.05, rtd_loss=0.41),
+            ],
+        },
+        {
+            "kind": "pretrain",
+            "key": "s",
+            "arm": "rtd_shuffle_only",
+            "commands": [],
+            "wall_s": 60.0,
+            "valid_curve": [point(5000, 0.606, 0.1486, 0.0), point(10000, 0.606, 0.1486, 0.0)],
+        },
     ]
-    finetune = [{"kind": "finetune", "key": f"f{seed}", "arm": "random", "task": "A", "lr": 1e-3, "seed": seed,
-                 "score": 50.0 + seed, "commands": [], "commit": "x", "wall_s": 1.0} for seed in (1, 2, 3)]
+    finetune = [
+        {
+            "kind": "finetune",
+            "key": f"f{seed}",
+            "arm": "random",
+            "task": "A",
+            "lr": 1e-3,
+            "seed": seed,
+            "score": 50.0 + seed,
+            "commands": [],
+            "commit": "x",
+            "wall_s": 1.0,
+        }
+        for seed in (1, 2, 3)
+    ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pretrain + finetune))
     write_report(tmp_path)
     report = (tmp_path / "report.md").read_text()
@@ -446,18 +653,33 @@ def test_report_shows_each_pretraining_phase_and_flags_an_objective_that_sat_at_
     assert "- `rtd_ternary+rtd_contrastive`: 900: 0.500, 9000: 0.370, phase 2: 100: 0.570, 1000: 0.410" in report
 
 
+@pytest.mark.slow
 def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
     from vega_toolkit.demo.toy_data import write_toy_data
 
     toy = write_toy_data(tmp_path / "toy", corpus_paragraphs=20, task_sizes=(16, 8, 8))
     # the intermediate task of the paper scale (STS-B), which the toy data lacks
     shutil.copytree(Path(__file__).parent / "fixtures" / "glue" / "STS-B", toy / "glue" / "STS-B")
-    refused = study("run", "--scale", "paper", "--out", tmp_path / "paper", "--glue-dir", toy / "glue",
-                    "--corpus", toy / "corpus")
+    refused = study(
+        "run", "--scale", "paper", "--out", tmp_path / "paper", "--glue-dir", toy / "glue", "--corpus", toy / "corpus"
+    )
     assert refused.returncode != 0 and "vega-study plan --scale paper" in refused.stderr
     assert not (tmp_path / "paper").exists()
-    plan = study("plan", "--scale", "paper", "--arms", "all", "--tasks", "RTE,CoLA", "--out", tmp_path / "paper",
-                 "--glue-dir", toy / "glue", "--corpus", toy / "corpus")
+    plan = study(
+        "plan",
+        "--scale",
+        "paper",
+        "--arms",
+        "all",
+        "--tasks",
+        "RTE,CoLA",
+        "--out",
+        tmp_path / "paper",
+        "--glue-dir",
+        toy / "glue",
+        "--corpus",
+        toy / "corpus",
+    )
     assert plan.returncode == 0, plan.stderr[-3000:]
     trainings = [line for line in plan.stdout.splitlines() if line.startswith("vega-train ")]
     assert trainings and all("--launcher submitit --wait" in line and "--cpu" not in line for line in trainings)
@@ -473,22 +695,29 @@ def test_the_paper_scale_prints_slurm_jobs_and_never_runs_here(tmp_path):
         assert f"# finetune {arm}/" in plan.stdout, arm
     assert not (tmp_path / "paper").exists()  # printed, not run
     # a local scale's plan is the commands `vega-study run` executes, not SLURM jobs with the paper's 40 nodes
-    local = study("plan", "--scale", "smoke", "--out", tmp_path / "smoke", "--glue-dir", toy / "glue",
-                  "--corpus", toy / "corpus")
+    local = study(
+        "plan", "--scale", "smoke", "--out", tmp_path / "smoke", "--glue-dir", toy / "glue", "--corpus", toy / "corpus"
+    )
     assert local.returncode == 0, local.stderr[-3000:]
     trainings = [line for line in local.stdout.splitlines() if line.startswith("vega-train ")]
     assert trainings and not [line for line in trainings if "--launcher" in line or "--slurm" in line]
 
 
+@pytest.mark.study
 def test_a_stopped_study_waits_for_its_pretraining_to_save_the_update_it_reached(tiny_data_bin, tmp_path):
     from launch_helpers import ENV, TRAIN, load_last, pretrain_args, wait_for_file
+
     from vega_toolkit.study.runner import StudyRunner
 
     glue = Path(__file__).parent / "fixtures" / "glue"
     runner = StudyRunner(SCALES["smoke"], tmp_path / "study", str(glue), str(tmp_path))
     save_dir = tmp_path / "pretrain"
-    proc = subprocess.Popen(TRAIN + pretrain_args(tiny_data_bin, save_dir, 100_000), env={**os.environ, **ENV},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        TRAIN + pretrain_args(tiny_data_bin, save_dir, 100_000),
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     runner._children[proc.pid] = proc  # a running pretraining cell, as _run_cell registers it
     try:
         wait_for_file(save_dir / "checkpoint_1_10.pt", timeout_s=120, alive=lambda: proc.poll() is None)
@@ -517,8 +746,11 @@ def test_an_intermediate_task_arm_starts_each_seed_from_its_own_intermediate_mod
         train = cell.commands[0]
         assert train[train.index("--finetune-from-model") + 1] == start.outputs[0]
     # a study of other tasks needs no intermediate model
-    assert not [c for c in build_cells(cpu, glue, glue, arms=("intermediate_task",), tasks=("CoLA",))
-                if c.kind == "intermediate"]
+    assert not [
+        c
+        for c in build_cells(cpu, glue, glue, arms=("intermediate_task",), tasks=("CoLA",))
+        if c.kind == "intermediate"
+    ]
 
 
 def test_an_unknown_task_name_is_an_error_before_any_cell_runs():
@@ -530,18 +762,24 @@ def test_an_unknown_task_name_is_an_error_before_any_cell_runs():
 def test_a_resumed_pretraining_log_gives_one_curve_in_update_order_and_the_time_of_every_attempt():
     from vega_toolkit.study.runner import logged_run_s, parse_validation_curve
 
-    first = ("# vega-study: pretrain rtd_ternary started 2026-11-29T15:00:00\n$ vega-train ...\n"
-             "INFO:valid:epoch 001 | valid on 'valid' subset | loss 0.6 | num_updates 1000 | wall 400\n"
-             "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.55 | num_updates 1500 | wall 600\n"
-             "# vega-study: `vega-train` ran 700.0 s\n")  # stopped with SIGTERM, checkpoint at update 1600
+    first = (
+        "# vega-study: pretrain rtd_ternary started 2026-11-29T15:00:00\n$ vega-train ...\n"
+        "INFO:valid:epoch 001 | valid on 'valid' subset | loss 0.6 | num_updates 1000 | wall 400\n"
+        "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.55 | num_updates 1500 | wall 600\n"
+        "# vega-study: `vega-train` ran 700.0 s\n"
+    )  # stopped with SIGTERM, checkpoint at update 1600
     # killed with its runner after validating update 2000, before saving it: no `ran` line, and the next attempt
     # repeats update 2000 from update 1600
-    killed = ("# vega-study: pretrain rtd_ternary started 2026-11-29T16:00:00\n$ vega-train ...\n"
-              "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.52 | num_updates 2000 | wall 300\n")
-    resumed = ("# vega-study: pretrain rtd_ternary started 2026-11-29T17:00:00\n$ vega-train ...\n"
-               "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.51 | num_updates 2000 | wall 250\n"
-               "# vega-study: `vega-train` ran 900.5 s\n"
-               "$ vega-convert export ...\n# vega-study: `vega-convert` ran 4.5 s\n")
+    killed = (
+        "# vega-study: pretrain rtd_ternary started 2026-11-29T16:00:00\n$ vega-train ...\n"
+        "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.52 | num_updates 2000 | wall 300\n"
+    )
+    resumed = (
+        "# vega-study: pretrain rtd_ternary started 2026-11-29T17:00:00\n$ vega-train ...\n"
+        "INFO:valid:epoch 002 | valid on 'valid' subset | loss 0.51 | num_updates 2000 | wall 250\n"
+        "# vega-study: `vega-train` ran 900.5 s\n"
+        "$ vega-convert export ...\n# vega-study: `vega-convert` ran 4.5 s\n"
+    )
     curve = parse_validation_curve(first + killed + resumed)
     assert [(p["num_updates"], p["loss"]) for p in curve] == [(1000, 0.6), (1500, 0.55), (2000, 0.51)]
     assert logged_run_s(first + killed + resumed) == 1605.0
@@ -552,15 +790,22 @@ def test_a_two_phase_pretraining_log_keeps_each_phases_curve_and_ends_with_the_s
 
     # phase 2 (rtd_contrastive) counts its updates from 0 again; its validations at 100 and 1000 must not replace
     # phase 1's at the same update numbers, and the curve ends where the cell ended: phase 2's last validation
-    log = ("$ vega-train DATA --criterion rtd_ternary ...\n"
-           "INFO:valid | valid on 'valid' subset | loss 0.6 | num_updates 100\n"
-           "INFO:valid | valid on 'valid' subset | loss 0.42 | num_updates 1000\n"
-           "INFO:valid | valid on 'valid' subset | loss 0.37 | num_updates 9000\n"
-           "$ vega-train DATA --criterion rtd_contrastive ...\n"
-           "INFO:valid | valid on 'valid' subset | loss 0.99 | rtd_loss 0.57 | num_updates 100\n"
-           "INFO:valid | valid on 'valid' subset | loss 0.42 | rtd_loss 0.41 | num_updates 1000\n")
+    log = (
+        "$ vega-train DATA --criterion rtd_ternary ...\n"
+        "INFO:valid | valid on 'valid' subset | loss 0.6 | num_updates 100\n"
+        "INFO:valid | valid on 'valid' subset | loss 0.42 | num_updates 1000\n"
+        "INFO:valid | valid on 'valid' subset | loss 0.37 | num_updates 9000\n"
+        "$ vega-train DATA --criterion rtd_contrastive ...\n"
+        "INFO:valid | valid on 'valid' subset | loss 0.99 | rtd_loss 0.57 | num_updates 100\n"
+        "INFO:valid | valid on 'valid' subset | loss 0.42 | rtd_loss 0.41 | num_updates 1000\n"
+    )
     assert [(p["num_updates"], p["loss"]) for p in parse_validation_curve(log)] == [
-        (100, 0.6), (1000, 0.42), (9000, 0.37), (100, 0.99), (1000, 0.42)]
+        (100, 0.6),
+        (1000, 0.42),
+        (9000, 0.37),
+        (100, 0.99),
+        (1000, 0.42),
+    ]
 
 
 @pytest.mark.parametrize("flag, value", [("--jobs", "0"), ("--jobs", "-2"), ("--threads", "two")])
@@ -601,6 +846,7 @@ def test_a_run_of_some_arms_or_tasks_adds_to_the_folders_study_and_never_shrinks
     assert json.loads((tmp_path / STUDY_FILE).read_text())["arms"] == ["random"]
 
 
+@pytest.mark.slow
 def test_a_cell_claimed_by_one_process_cannot_be_claimed_by_another_until_it_releases_or_dies(tmp_path):
     from vega_toolkit.study.cell_claims import CellClaims
 
@@ -611,10 +857,17 @@ def test_a_cell_claimed_by_one_process_cannot_be_claimed_by_another_until_it_rel
     assert other.try_claim("abc")
     other.release("abc")
     # a runner killed with SIGKILL holds nothing: the kernel drops its lock with the process
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from vega_toolkit.study.cell_claims import CellClaims; "
-                               f"assert CellClaims({str(tmp_path)!r}).try_claim('abc'); print('held', flush=True); "
-                               "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from vega_toolkit.study.cell_claims import CellClaims; "
+            f"assert CellClaims({str(tmp_path)!r}).try_claim('abc'); print('held', flush=True); "
+            "time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     assert not mine.try_claim("abc")
     holder.kill()
@@ -622,13 +875,28 @@ def test_a_cell_claimed_by_one_process_cannot_be_claimed_by_another_until_it_rel
     assert mine.try_claim("abc")
 
 
+@pytest.mark.study
 def test_two_runners_on_one_folder_run_every_cell_once_between_them(tmp_path):
     from vega_toolkit.demo.toy_data import write_toy_data
 
     toy = write_toy_data(tmp_path / "toy", seed=1, corpus_paragraphs=300, task_sizes=(64, 32, 32))
     out = tmp_path / "study"
-    args = ("run", "--scale", "smoke", "--out", out, "--glue-dir", toy / "glue", "--corpus", toy / "corpus",
-            "--tasks", "SST-2", "--jobs", "1", "--no-report")
+    args = (
+        "run",
+        "--scale",
+        "smoke",
+        "--out",
+        out,
+        "--glue-dir",
+        toy / "glue",
+        "--corpus",
+        toy / "corpus",
+        "--tasks",
+        "SST-2",
+        "--jobs",
+        "1",
+        "--no-report",
+    )
     runners = [study(*args, start_new_session=True) for _ in range(2)]
     outputs = [runner.communicate(timeout=900)[0] for runner in runners]
     assert [runner.returncode for runner in runners] == [0, 0], "\n".join(o[-3000:] for o in outputs)
@@ -647,16 +915,18 @@ def test_a_result_is_stamped_dirty_by_uncommitted_code_not_by_a_running_studys_r
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
-    for name in ("vega_toolkit/model.py", "results/study-cpu/results.jsonl", "README.md"):
+    for name in ("vega_toolkit/model.py", "results/study-cpu/results.jsonl", "README.md", "docs/results.md"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("v1\n")
     git("init", "-q")
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files")
     sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    # another runner appending to the committed study, and an edited README: the code that runs is the commit's
+    # another runner appending to the committed study, an edited README and a regenerated results page: the code
+    # that runs is the commit's
     (tmp_path / "results/study-cpu/results.jsonl").write_text("v1\n{}\n")
     (tmp_path / "README.md").write_text("v2\n")
+    (tmp_path / "docs/results.md").write_text("v2\n")
     assert code_version(tmp_path) == sha.strip()
     (tmp_path / "vega_toolkit/model.py").write_text("v2\n")
     assert code_version(tmp_path) == sha.strip() + "-dirty"

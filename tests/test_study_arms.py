@@ -1,12 +1,16 @@
 """`vega-study --arms all` on the smoke scale: every ablation arm's real commands end to end (a file of its own, so that
 `make test`'s xdist workers run it beside tests/test_study.py's kill-and-resume smoke study, not after it)."""
+
 import re
 
+import pytest
 from test_study import TRANSFER_LINE, results
+
 from vega_toolkit.study.plan import SCALES
 from vega_toolkit.study.report import write_report
 
 
+@pytest.mark.study
 def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_path):
     """CI's ablation smoke test: every arm's real commands on toy data, a few updates each. To stay short it runs one
     seed, every arm but the CoLA-only ones on RTE, then those with their baseline on CoLA, into the same study."""
@@ -23,8 +27,9 @@ def test_smoke_scale_runs_every_arm_end_to_end_and_reports_each_comparison(tmp_p
     out = tmp_path / "study"
     cola_only = tuple(a for a in ARMS if ARMS[a].only_tasks == ("CoLA",))
     for arms, task in ((tuple(a for a in ARMS if a not in cola_only), "RTE"), (("rtd_ternary",) + cola_only, "CoLA")):
-        runner = StudyRunner(scale, out, str(toy / "glue"), str(toy / "corpus"), jobs=2, arms=arms, tasks=(task,),
-                             log=print)
+        runner = StudyRunner(
+            scale, out, str(toy / "glue"), str(toy / "corpus"), jobs=2, arms=arms, tasks=(task,), log=print
+        )
         assert runner.run() == 0
     finetune = [r for r in results(out) if r["kind"] == "finetune"]
     assert {r["arm"] for r in finetune} == set(ARMS) and all("score" in r and r["dev"] for r in finetune)

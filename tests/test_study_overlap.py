@@ -1,10 +1,11 @@
 """`vega-study overlap`: STS-B test predictions correlated with the pairs' word overlap, per arm and learning rate."""
+
 import json
 
 import numpy as np
 import pytest
-
 from glue_helpers import FIXTURES
+
 from vega_toolkit.cli.study import cli_main
 from vega_toolkit.data.glue_readers import read_glue_split
 from vega_toolkit.study.overlap import dev_baseline, pearson, split_overlap, word_jaccard
@@ -21,22 +22,43 @@ def test_word_jaccard_counts_lower_cased_words_and_ignores_punctuation():
 def _cell(out, arm, lr, seed, predictions):
     folder = out / "finetune" / arm / "STS-B" / f"lr{lr}" / f"seed{seed}" / "predictions"
     folder.mkdir(parents=True)
-    (folder / "STS-B.tsv").write_text("index\tprediction\n" + "".join(f"{i}\t{p:.3f}\n" for i, p in
-                                                                       enumerate(predictions)))
-    generate = f"vega-generate ckpt.pt --glue-dir {{glue}} --out-dir {{out}}/finetune/{arm}/STS-B/lr{lr}/seed{seed}/predictions"
-    return {"kind": "finetune", "task": "STS-B", "arm": arm, "lr": lr, "seed": seed, "key": f"{arm}{lr}{seed}",
-            "name": f"{arm}/STS-B/lr{lr}/seed{seed}", "score": 0.0, "commands": ["vega-train ...", generate]}
+    (folder / "STS-B.tsv").write_text(
+        "index\tprediction\n" + "".join(f"{i}\t{p:.3f}\n" for i, p in enumerate(predictions))
+    )
+    generate = (
+        f"vega-generate ckpt.pt --glue-dir {{glue}} "
+        f"--out-dir {{out}}/finetune/{arm}/STS-B/lr{lr}/seed{seed}/predictions"
+    )
+    return {
+        "kind": "finetune",
+        "task": "STS-B",
+        "arm": arm,
+        "lr": lr,
+        "seed": seed,
+        "key": f"{arm}{lr}{seed}",
+        "name": f"{arm}/STS-B/lr{lr}/seed{seed}",
+        "score": 0.0,
+        "commands": ["vega-train ...", generate],
+    }
 
 
 def test_overlap_report_correlates_each_cells_test_predictions_with_word_overlap(tmp_path, capsys):
     overlap = split_overlap(FIXTURES, "test")
     assert len(overlap) == len(read_glue_split(FIXTURES, "STS-B", "test")) and overlap.std() > 0
     records = [
-        _cell(tmp_path, "rtd_ternary", 0.001, 1, 5 * overlap),              # predicts the overlap itself: 100
-        _cell(tmp_path, "rtd_ternary", 0.001, 2, 5 - 5 * overlap),          # its opposite: -100
+        _cell(tmp_path, "rtd_ternary", 0.001, 1, 5 * overlap),  # predicts the overlap itself: 100
+        _cell(tmp_path, "rtd_ternary", 0.001, 2, 5 - 5 * overlap),  # its opposite: -100
         _cell(tmp_path, "random", 0.001, 1, np.full(len(overlap), 2.755)),  # collapsed to one score: undefined
-        {"kind": "finetune", "task": "RTE", "arm": "random", "lr": 0.001, "seed": 1, "key": "rte", "name": "rte",
-         "commands": []},
+        {
+            "kind": "finetune",
+            "task": "RTE",
+            "arm": "random",
+            "lr": 0.001,
+            "seed": 1,
+            "key": "rte",
+            "name": "rte",
+            "commands": [],
+        },
     ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 

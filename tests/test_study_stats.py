@@ -1,6 +1,7 @@
 """A study's verdicts as a referee reads them: Welch's t-test (scipy as the oracle), Holm's correction over the claims
 of a report, learning rates chosen apart from the reported runs, the edge rule, several pretraining runs in the
 standard error, the paired bootstrap over dev examples, and the dev-set floors beside the scores."""
+
 import json
 import math
 import statistics
@@ -14,8 +15,10 @@ from vega_toolkit.study.selection import edge_extensions, select
 from vega_toolkit.study.stats import holm, paired_bootstrap, verdict, welch
 
 
-@pytest.mark.parametrize("a, b", [([58, 58, 62.5], [55, 56, 57]), ([1.0, 2.0, 4.0, 8.0], [3.0, 3.5]),
-                                  ([10.3, 11.5, 10.6], [45.9, 40.1, 52.6])])
+@pytest.mark.parametrize(
+    "a, b",
+    [([58, 58, 62.5], [55, 56, 57]), ([1.0, 2.0, 4.0, 8.0], [3.0, 3.5]), ([10.3, 11.5, 10.6], [45.9, 40.1, 52.6])],
+)
 def test_welch_t_degrees_of_freedom_and_p_value_are_scipys(a, b):
     oracle = ttest_ind(a, b, equal_var=False)
     got = welch(a, b)
@@ -76,48 +79,82 @@ def test_each_run_is_reported_at_the_learning_rate_its_other_runs_choose():
 
 
 def test_the_edge_rule_extends_the_grid_one_step_beyond_the_edge_a_run_chose():
-    grid = {("STS-B", "random"): {3e-4: {(1, s): 13.0 for s in (1, 2, 3)}, 1e-3: {(1, s): 9.0 for s in (1, 2, 3)},
-                                  2e-3: {(1, s): 5.0 for s in (1, 2, 3)}},
-            ("SST-2", "random"): {3e-4: {(1, s): 70.0 for s in (1, 2, 3)}, 1e-3: {(1, s): 80.0 for s in (1, 2, 3)},
-                                  2e-3: {(1, s): 75.0 for s in (1, 2, 3)}},
-            ("CoLA", "random"): {3e-4: {(1, 1): 1.0}, 1e-3: {}, 2e-3: {}}}  # not finished: no rule yet
+    grid = {
+        ("STS-B", "random"): {
+            3e-4: {(1, s): 13.0 for s in (1, 2, 3)},
+            1e-3: {(1, s): 9.0 for s in (1, 2, 3)},
+            2e-3: {(1, s): 5.0 for s in (1, 2, 3)},
+        },
+        ("SST-2", "random"): {
+            3e-4: {(1, s): 70.0 for s in (1, 2, 3)},
+            1e-3: {(1, s): 80.0 for s in (1, 2, 3)},
+            2e-3: {(1, s): 75.0 for s in (1, 2, 3)},
+        },
+        ("CoLA", "random"): {3e-4: {(1, 1): 1.0}, 1e-3: {}, 2e-3: {}},
+    }  # not finished: no rule yet
     assert edge_extensions(grid, (3e-4, 1e-3, 2e-3), (1e-4, 4e-3)) == {("random", "STS-B"): (1e-4,)}
     grid[("STS-B", "random")][1e-4] = {(1, s): 14.0 for s in (1, 2, 3)}  # the step, once run, asks for nothing more
     assert edge_extensions(grid, (3e-4, 1e-3, 2e-3), (1e-4, 4e-3)) == {("random", "STS-B"): (1e-4,)}
 
 
 def _records(scores, lr=1e-3, **extra):
-    return [{"kind": "finetune", "key": f"{arm}{task}{p}{seed}{lr}", "name": f"{arm}/{task}/lr{lr:g}/seed{seed}/p{p}",
-             "arm": arm, "task": task, "lr": lr, "seed": seed, "pretrain_seed": p, "score": score, "commands": [],
-             "commit": "x", "wall_s": 1.0, "checkpoint": "last", **extra}
-            for (arm, task, p), values in scores.items() for seed, score in enumerate(values, 1)]
+    return [
+        {
+            "kind": "finetune",
+            "key": f"{arm}{task}{p}{seed}{lr}",
+            "name": f"{arm}/{task}/lr{lr:g}/seed{seed}/p{p}",
+            "arm": arm,
+            "task": task,
+            "lr": lr,
+            "seed": seed,
+            "pretrain_seed": p,
+            "score": score,
+            "commands": [],
+            "commit": "x",
+            "wall_s": 1.0,
+            "checkpoint": "last",
+            **extra,
+        }
+        for (arm, task, p), values in scores.items()
+        for seed, score in enumerate(values, 1)
+    ]
 
 
 def test_report_prints_every_claims_statistics_with_holm_over_the_claims_and_the_transfer_line_last(tmp_path):
     from vega_toolkit.study.plan import ARMS
     from vega_toolkit.study.report import write_report
 
-    scores = {("random", "A", 1): [50, 52, 54], ("rtd_ternary", "A", 1): [58, 59, 61],
-              ("masked_lm", "A", 1): [57, 58, 60]}
+    scores = {
+        ("random", "A", 1): [50, 52, 54],
+        ("rtd_ternary", "A", 1): [58, 59, 61],
+        ("masked_lm", "A", 1): [57, 58, 60],
+    }
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records(scores)))
     lines = write_report(tmp_path).splitlines()
     transfer = ttest_ind([58, 59, 61], [50, 52, 54], equal_var=False)
     mlm = ttest_ind([57, 58, 60], [58, 59, 61], equal_var=False)
-    p_holm = [min(1, 2 * min(transfer.pvalue, mlm.pvalue)), max(min(1, 2 * min(transfer.pvalue, mlm.pvalue)),
-                                                                   max(transfer.pvalue, mlm.pvalue))]
+    p_holm = [
+        min(1, 2 * min(transfer.pvalue, mlm.pvalue)),
+        max(min(1, 2 * min(transfer.pvalue, mlm.pvalue)), max(transfer.pvalue, mlm.pvalue)),
+    ]
     claim = next(line for line in lines if line.startswith("claim rtd_ternary-vs-random "))
-    assert claim == (f"claim rtd_ternary-vs-random difference=+7.33 se={7.3333 / transfer.statistic:.2f} "
-                     f"t={transfer.statistic:+.2f} df={transfer.df:.1f} p={transfer.pvalue:.3f} "
-                     f"p_holm={p_holm[0]:.3f} verdict=reproduced")
-    assert f"claim masked_lm-vs-rtd_ternary difference=-1.00 " in "\n".join(lines)
+    assert claim == (
+        f"claim rtd_ternary-vs-random difference=+7.33 se={7.3333 / transfer.statistic:.2f} "
+        f"t={transfer.statistic:+.2f} df={transfer.df:.1f} p={transfer.pvalue:.3f} "
+        f"p_holm={p_holm[0]:.3f} verdict=reproduced"
+    )
+    assert "claim masked_lm-vs-rtd_ternary difference=-1.00 " in "\n".join(lines)
     assert f"p_holm={p_holm[1]:.3f} verdict=not_resolved" in "\n".join(lines)
-    assert lines[-1] == ("transfer rtd_ternary-vs-random avg_delta=+7.33 se=1.45 tasks_better=1/1 "
-                         f"p_holm={p_holm[0]:.3f}")
+    assert lines[-1] == (
+        f"transfer rtd_ternary-vs-random avg_delta=+7.33 se=1.45 tasks_better=1/1 p_holm={p_holm[0]:.3f}"
+    )
     report = (tmp_path / "report.md").read_text()
     assert "The family is the 2 claims of this table" in report
-    assert (f"| {ARMS['rtd_ternary'].claim} | `rtd_ternary` vs `random` | +7.33 | 1.45 | {transfer.statistic:+.2f} | "
-            f"{transfer.df:.1f} | {transfer.pvalue:.3f} | {p_holm[0]:.3f} | reproduced | "
-            f"lacking (no dev predictions) |") in report
+    assert (
+        f"| {ARMS['rtd_ternary'].claim} | `rtd_ternary` vs `random` | +7.33 | 1.45 | {transfer.statistic:+.2f} | "
+        f"{transfer.df:.1f} | {transfer.pvalue:.3f} | {p_holm[0]:.3f} | reproduced | "
+        f"lacking (no dev predictions) |"
+    ) in report
 
 
 def test_an_arm_with_two_pretraining_runs_enters_the_test_with_one_value_per_run(tmp_path):
@@ -125,8 +162,11 @@ def test_an_arm_with_two_pretraining_runs_enters_the_test_with_one_value_per_run
     pretraining runs is the arm's standard error."""
     from vega_toolkit.study.report import _grid, compare
 
-    scores = {("random", "A", 1): [50, 52, 54], ("rtd_ternary", "A", 1): [58, 59, 60],
-              ("rtd_ternary", "A", 2): [52, 53, 54]}
+    scores = {
+        ("random", "A", 1): [50, 52, 54],
+        ("rtd_ternary", "A", 1): [58, 59, 60],
+        ("rtd_ternary", "A", 2): [52, 53, 54],
+    }
     c = compare(_grid(_records(scores)), ["A"], "rtd_ternary", "random")
     oracle = ttest_ind([59, 53], [50, 52, 54], equal_var=False)
     assert c["delta"] == pytest.approx(4.0) and c["test"]["p"] == pytest.approx(oracle.pvalue)
@@ -139,12 +179,34 @@ def test_identical_predictions_give_a_zero_interval_and_a_better_arm_a_positive_
     right = labels["T"].copy()
     half = np.where(rng.random(200) < 0.5, labels["T"], rng.integers(2, size=200).astype(str))
 
-    def accuracy(task, preds, gold):
-        return 100 * float(np.mean(preds == gold))
+    def accuracy(task, preds, gold):  # one score per resample row
+        return 100 * np.mean(preds == gold, axis=1)
 
     assert paired_bootstrap([{"T": half}] * 3, [{"T": half}] * 3, labels, accuracy, 200) == [0.0, 0.0]
     low, high = paired_bootstrap([{"T": right}] * 3, [{"T": half}] * 3, labels, accuracy, 200)
     assert 0 < low < 100 - 100 * np.mean(half == labels["T"]) < high
+
+
+@pytest.mark.parametrize("task", ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"])
+def test_row_scores_equal_the_glue_metrics_of_each_row(task):
+    from vega_toolkit.data.glue_tasks import get_glue_task
+    from vega_toolkit.metrics.glue_metrics import row_scores, task_metrics, task_score
+
+    glue, rng = get_glue_task(task), np.random.default_rng(3)
+    if glue.is_regression:
+        labels = rng.uniform(0, 5, size=(6, 40)).round(1)  # rounded: ties exercise spearman's average ranks
+        preds = (labels + rng.normal(0, 1 + np.arange(6)[:, None], size=labels.shape)).round(1)
+        preds[0] = 2.5  # a constant row: nan, as task_metrics gives
+    else:
+        labels = np.asarray(glue.labels)[rng.integers(len(glue.labels), size=(6, 40))]
+        preds = np.where(
+            rng.random(labels.shape) < np.linspace(0.2, 0.9, 6)[:, None],
+            labels,
+            np.asarray(glue.labels)[rng.integers(len(glue.labels), size=labels.shape)],
+        )
+        preds[0] = glue.labels[0]  # a constant predictor: MCC 0, F1 0 when the positive class is not predicted
+    expected = [task_score(task, task_metrics(task, p, t)) for p, t in zip(preds, labels, strict=True)]
+    np.testing.assert_allclose(row_scores(task, preds, labels), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_the_dev_table_shows_the_majority_class_and_word_overlap_floors_and_keeps_them(tmp_path):
@@ -156,8 +218,16 @@ def test_the_dev_table_shows_the_majority_class_and_word_overlap_floors_and_keep
     glue_fixture_dir = Path(__file__).parent / "fixtures" / "glue"
     scores = {("random", task, 1): [50, 52, 54] for task in ("RTE", "STS-B")}
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records(scores)))
-    (tmp_path / "study.json").write_text(json.dumps({"scale": {"name": "t", "tasks": [
-        {"name": "RTE", "in_average": False, "floor": "declared"}, {"name": "STS-B"}]}}))
+    (tmp_path / "study.json").write_text(
+        json.dumps(
+            {
+                "scale": {
+                    "name": "t",
+                    "tasks": [{"name": "RTE", "in_average": False, "floor": "declared"}, {"name": "STS-B"}],
+                }
+            }
+        )
+    )
     write_report(tmp_path, glue_dir=str(glue_fixture_dir))
     majority = task_score("RTE", majority_baseline(glue_fixture_dir, "RTE"))
     row = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| RTE"))
@@ -188,18 +258,28 @@ def _toy_scale_cells(tmp_path, **rules):
 def test_a_scale_plans_second_pretraining_runs_the_pretraining_lr_grid_and_the_compute_axis(tmp_path):
     from vega_toolkit.study.plan import SCALES
 
-    scale, _, cells = _toy_scale_cells(tmp_path, pretrain_seeds=(("rtd_ternary", (1, 2)),),
-                                       pretrain_lr_grid=(3e-4, 1e-3), compute_updates=(3,),
-                                       compute_arms=("rtd_ternary",), compute_tasks=("RTE",))
+    scale, _, cells = _toy_scale_cells(
+        tmp_path,
+        pretrain_seeds=(("rtd_ternary", (1, 2)),),
+        pretrain_lr_grid=(3e-4, 1e-3),
+        compute_updates=(3,),
+        compute_arms=("rtd_ternary",),
+        compute_tasks=("RTE",),
+    )
     pretrain = {c.name: c for c in cells if c.kind == "pretrain"}
-    assert list(pretrain) == ["pretrain rtd_ternary", "pretrain rtd_ternary seed2", "pretrain rtd_ternary lr0.0003",
-                              "pretrain rtd_ternary@3"]
+    assert list(pretrain) == [
+        "pretrain rtd_ternary",
+        "pretrain rtd_ternary seed2",
+        "pretrain rtd_ternary lr0.0003",
+        "pretrain rtd_ternary@3",
+    ]
     assert "--seed 2" in " ".join(pretrain["pretrain rtd_ternary seed2"].commands[0])
     assert "--lr 0.0003" in " ".join(pretrain["pretrain rtd_ternary lr0.0003"].commands[0])
     assert "--max-update 3" in " ".join(pretrain["pretrain rtd_ternary@3"].commands[0])
     # the scale's own run keeps the key it has without the new runs: its finished cells are not redone
-    assert pretrain["pretrain rtd_ternary"].key == next(c.key for c in _toy_scale_cells(tmp_path)[2]
-                                                        if c.name == "pretrain rtd_ternary")
+    assert pretrain["pretrain rtd_ternary"].key == next(
+        c.key for c in _toy_scale_cells(tmp_path)[2] if c.name == "pretrain rtd_ternary"
+    )
     finetune = [c for c in cells if c.kind == "finetune"]
     second = [c for c in finetune if c.fields.get("pretrain_seed") == 2]
     assert len(second) == len(scale.tasks) * len(scale.learning_rates) * len(scale.seeds)
@@ -211,10 +291,13 @@ def test_a_scale_plans_second_pretraining_runs_the_pretraining_lr_grid_and_the_c
     train = next(cmd for cmd in finetune[0].commands if cmd[0] == "vega-train")
     generate = [cmd for cmd in finetune[0].commands if cmd[0] == "vega-generate"]
     assert "--no-last-checkpoints" not in train and [g[1].rsplit("/", 1)[1] for g in generate] == [
-        "checkpoint_last.pt", "checkpoint_best.pt"]
+        "checkpoint_last.pt",
+        "checkpoint_best.pt",
+    ]
     _, _, first_rule = _toy_scale_cells(tmp_path, checkpoint="best")
-    assert [[c for c in cmd if c.endswith(".pt")] for cmd in first_rule[-1].commands if cmd[0] == "vega-generate"] \
-        == [[first_rule[-1].workdir + "/ckpt/checkpoint_best.pt"]]
+    assert [[c for c in cmd if c.endswith(".pt")] for cmd in first_rule[-1].commands if cmd[0] == "vega-generate"] == [
+        [first_rule[-1].workdir + "/ckpt/checkpoint_best.pt"]
+    ]
     assert SCALES["cpu-dev-selected"].checkpoint == "best" and SCALES["cpu"].checkpoint == "last"
 
 
@@ -224,12 +307,23 @@ def test_the_runner_adds_the_edge_rules_grid_point_once_the_entry_has_finished(t
     scale, toy, cells = _toy_scale_cells(tmp_path, learning_rates=(1e-3, 2e-3), lr_edge_steps=(3e-4, 4e-3))
     out = tmp_path / "study"
     out.mkdir()
-    records = [{"kind": "finetune", "name": c.name, "key": c.key, **c.fields, "score": 10.0 - 1000 * c.fields["lr"],
-                "commands": [], "wall_s": 1.0} for c in cells if c.kind == "finetune" and c.fields["task"] == "RTE"
-               and c.fields["arm"] == "random"]
+    records = [
+        {
+            "kind": "finetune",
+            "name": c.name,
+            "key": c.key,
+            **c.fields,
+            "score": 10.0 - 1000 * c.fields["lr"],
+            "commands": [],
+            "wall_s": 1.0,
+        }
+        for c in cells
+        if c.kind == "finetune" and c.fields["task"] == "RTE" and c.fields["arm"] == "random"
+    ]
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    runner = StudyRunner(scale, out, str(toy / "glue"), str(toy / "corpus"), arms=("random", "rtd_ternary"),
-                         log=lambda _: None)
+    runner = StudyRunner(
+        scale, out, str(toy / "glue"), str(toy / "corpus"), arms=("random", "rtd_ternary"), log=lambda _: None
+    )
     assert runner.extensions == {("random", "RTE"): (3e-4,)}  # every run chose the grid's lowest rate
     added = [c for c in runner.cells if c.kind == "finetune" and c.fields["lr"] == 3e-4]
     assert {(c.fields["arm"], c.fields["task"]) for c in added} == {("random", "RTE")}
@@ -240,15 +334,28 @@ def test_a_planned_cell_that_finished_under_another_name_is_recorded_under_its_o
     """The compute axis' shortest pretraining is the first study's pretraining, same commands and key."""
     from vega_toolkit.study.runner import StudyRunner, read_results
 
-    scale, toy, cells = _toy_scale_cells(tmp_path, compute_updates=(6,), compute_arms=("rtd_ternary",),
-                                         compute_tasks=("RTE",))
+    scale, toy, cells = _toy_scale_cells(
+        tmp_path, compute_updates=(6,), compute_arms=("rtd_ternary",), compute_tasks=("RTE",)
+    )
     axis = next(c for c in cells if c.name == "pretrain rtd_ternary@6")
     out = tmp_path / "study"
     out.mkdir()
-    (out / "results.jsonl").write_text(json.dumps({"kind": "pretrain", "name": "pretrain rtd_ternary", "key": axis.key,
-                                                   "arm": "rtd_ternary", "commands": [], "wall_s": 5.0}) + "\n")
-    runner = StudyRunner(scale, out, str(toy / "glue"), str(toy / "corpus"), arms=("random", "rtd_ternary"),
-                         log=lambda _: None)
+    (out / "results.jsonl").write_text(
+        json.dumps(
+            {
+                "kind": "pretrain",
+                "name": "pretrain rtd_ternary",
+                "key": axis.key,
+                "arm": "rtd_ternary",
+                "commands": [],
+                "wall_s": 5.0,
+            }
+        )
+        + "\n"
+    )
+    runner = StudyRunner(
+        scale, out, str(toy / "glue"), str(toy / "corpus"), arms=("random", "rtd_ternary"), log=lambda _: None
+    )
     runner._alias_reused_cells()
     alias = [r for r in read_results(out) if r["name"] == "pretrain rtd_ternary@6"]
     assert len(alias) == 1 and alias[0]["alias_of"] == "pretrain rtd_ternary" and alias[0]["pretrain_updates"] == 6
@@ -270,7 +377,7 @@ def test_the_claims_table_shows_the_dev_sampling_interval_where_every_selected_c
     for arm, p_right in (("random", 0.55), ("rtd_ternary", 0.9)):
         for seed in (1, 2, 3):
             preds = noisy(p_right)
-            score = 100 * np.mean([a == b for a, b in zip(preds, gold)])
+            score = 100 * np.mean([a == b for a, b in zip(preds, gold, strict=True)])
             records += _records({(arm, "RTE", 1): [score]}, dev_predictions={"dev": preds})
             records[-1].update(seed=seed, key=f"{arm}{seed}", name=f"{arm}/RTE/lr0.001/seed{seed}")
     records += _records({("masked_lm", "RTE", 1): [60, 61, 62]})  # no predictions: its claim lacks the interval

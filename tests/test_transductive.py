@@ -1,13 +1,14 @@
 """`glue_transductive` (Algorithm 1): rounds of predict-test -> pseudo-label -> fine-tune, with real fairseq
 trainings of a tiny model on a synthetic task in SST-2's layout (and the STS-B fixture for regression)."""
+
 import json
 import os
 import shutil
 
 import pytest
-
 from adaptation_helpers import loop_args, train_m0, write_synthetic_sst2
 from glue_helpers import FIXTURES, make_vocab_dir, vega_train
+
 from vega_toolkit.adaptation.rounds import RoundPredictions, count_changed, label_distribution
 from vega_toolkit.data.glue_tasks import get_glue_task
 
@@ -24,8 +25,15 @@ def setup(tmp_path_factory):
 
 
 def run_loop(setup, save_dir, *extra, task="glue_transductive", glue_task="SST-2", data=None, m0=None):
-    args = loop_args(task, glue_task, data or setup["data"], setup["vocab"], str(save_dir), setup["cache"],
-                     ["--finetune-from-model", m0 or setup["m0"], "--no-epoch-checkpoints", *extra])
+    args = loop_args(
+        task,
+        glue_task,
+        data or setup["data"],
+        setup["vocab"],
+        str(save_dir),
+        setup["cache"],
+        ["--finetune-from-model", m0 or setup["m0"], "--no-epoch-checkpoints", *extra],
+    )
     return vega_train(args)
 
 
@@ -43,6 +51,7 @@ def full_run(setup):
     return save, r
 
 
+@pytest.mark.slow
 def test_loop_runs_max_rounds_keeps_every_round_and_ends_with_the_dev_line(full_run):
     save, r = full_run
     state = state_of(save)
@@ -58,6 +67,7 @@ def test_loop_runs_max_rounds_keeps_every_round_and_ends_with_the_dev_line(full_
     assert r.stdout.strip().splitlines()[-1].startswith("dev accuracy=")
 
 
+@pytest.mark.slow
 def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(setup, full_run):
     from vega_toolkit.models.glue_predictor import GluePredictor
 
@@ -70,9 +80,9 @@ def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(se
     assert round0.labels == expected
     with open(save / "round_0" / "pseudo_train.tsv") as f:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]
-    assert rows == [[s, y] for s, y in zip(test_sentences, expected)]
+    assert rows == [[s, y] for s, y in zip(test_sentences, expected, strict=True)]
     # accuracy against the hidden labels, only after the fact: M0 is weak, so they differ from the pseudo-labels
-    wrong = sum(p != g for p, g in zip(expected, setup["gold"]))
+    wrong = sum(p != g for p, g in zip(expected, setup["gold"], strict=True))
     print(f"M0 pseudo-label accuracy on the hidden test labels: {1 - wrong / len(expected):.2%}")
     assert wrong > 0
     # the test split reaches the model through the unlabelled test-file reader only
@@ -80,6 +90,7 @@ def test_pseudo_labels_are_the_model_predictions_never_the_hidden_test_labels(se
     assert encoded.labels is None
 
 
+@pytest.mark.slow
 def test_pseudo_labelling_a_labelled_split_is_refused(setup):
     from vega_toolkit.adaptation.rounds import unlabelled_examples
     from vega_toolkit.models.glue_predictor import GluePredictor
@@ -90,6 +101,7 @@ def test_pseudo_labelling_a_labelled_split_is_refused(setup):
     assert all(ex.label is None for ex in unlabelled_examples(task, "test"))
 
 
+@pytest.mark.slow
 def test_loop_stops_when_few_pseudo_labels_change(setup, tmp_path):
     r = run_loop(setup, tmp_path / "conv", "--max-rounds", "3", "--converge-eps", "1.0")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -99,6 +111,7 @@ def test_loop_stops_when_few_pseudo_labels_change(setup, tmp_path):
     assert not os.path.exists(tmp_path / "conv" / "round_2")
 
 
+@pytest.mark.slow
 def test_interrupted_loop_resumes_at_the_first_unfinished_step(setup, full_run, tmp_path):
     save, _ = full_run
     copy = tmp_path / "resume"
@@ -106,8 +119,17 @@ def test_interrupted_loop_resumes_at_the_first_unfinished_step(setup, full_run, 
     state = state_of(save)
     # as if the job died right after round 1's training: round 1 not yet predicted, round 2 never started
     kept = [dict(x) for x in state["rounds"][:2]]
-    for key in ("predictions", "pseudo_train", "dev", "dev_metric", "changed", "changed_fraction", "used", "n",
-                "distribution"):
+    for key in (
+        "predictions",
+        "pseudo_train",
+        "dev",
+        "dev_metric",
+        "changed",
+        "changed_fraction",
+        "used",
+        "n",
+        "distribution",
+    ):
         kept[1].pop(key)
     for r_ in kept:
         r_["model"] = r_["model"].replace(str(save), str(copy))
@@ -143,18 +165,36 @@ def test_confidence_threshold_decides_which_rows_join(tmp_path):
 def test_regression_change_counts_only_moves_beyond_the_tolerance():
     stsb = get_glue_task("STS-B")
     assert count_changed(stsb, ["1.0", "2.0", "3.0"], ["1.4", "2.6", "3.0"], tolerance=0.5) == 1
-    assert count_changed(get_glue_task("RTE"), ["entailment", "not_entailment"],
-                         ["entailment", "entailment"], tolerance=0.5) == 1
+    assert (
+        count_changed(
+            get_glue_task("RTE"), ["entailment", "not_entailment"], ["entailment", "entailment"], tolerance=0.5
+        )
+        == 1
+    )
     assert label_distribution(stsb, ["1.0", "3.0"]) == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0}
 
 
+@pytest.mark.slow
 def test_stsb_regression_loop_from_a_pretrained_model_with_train_initial_model(setup, tmp_path):
     # M0 is obtained inside the loop (round 0 = vanilla fine-tune) from another task's checkpoint, whose
     # classification head is dropped for a fresh regression head
     save = tmp_path / "stsb"
-    r = run_loop(setup, save, "--max-rounds", "1", "--converge-eps", "0", "--train-initial-model",
-                 "--regression-target", "--classification-head-name", "stsb_head",
-                 "--best-checkpoint-metric", "pearson", glue_task="STS-B", data=os.path.join(FIXTURES, "STS-B"))
+    r = run_loop(
+        setup,
+        save,
+        "--max-rounds",
+        "1",
+        "--converge-eps",
+        "0",
+        "--train-initial-model",
+        "--regression-target",
+        "--classification-head-name",
+        "stsb_head",
+        "--best-checkpoint-metric",
+        "pearson",
+        glue_task="STS-B",
+        data=os.path.join(FIXTURES, "STS-B"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     state = state_of(save)
     assert state["rounds"][0]["model"] == str(save / "round_0" / "checkpoint_best.pt")
@@ -164,14 +204,22 @@ def test_stsb_regression_loop_from_a_pretrained_model_with_train_initial_model(s
     assert r.stdout.strip().splitlines()[-1].startswith("dev pearson")
 
 
+@pytest.mark.slow
 def test_loop_flag_mistakes_are_clear_errors(setup):
     from argparse import Namespace
 
     from vega_toolkit.adaptation.rounds import check_round_args
 
-    ok = dict(task="glue_transductive", finetune_from_model=setup["m0"], restore_file="checkpoint_last.pt",
-              max_rounds=2, converge_eps=0.01, glue_task="WNLI", data=os.path.join(FIXTURES, "WNLI"),
-              pseudo_label_split="test")
+    ok = dict(
+        task="glue_transductive",
+        finetune_from_model=setup["m0"],
+        restore_file="checkpoint_last.pt",
+        max_rounds=2,
+        converge_eps=0.01,
+        glue_task="WNLI",
+        data=os.path.join(FIXTURES, "WNLI"),
+        pseudo_label_split="test",
+    )
     with pytest.raises(ValueError, match="needs --finetune-from-model"):
         check_round_args(Namespace(**{**ok, "finetune_from_model": None}))
     with pytest.raises(ValueError, match="--restore-file is not supported"):
@@ -183,6 +231,7 @@ def test_loop_flag_mistakes_are_clear_errors(setup):
     check_round_args(Namespace(**ok))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["glue_transductive", "glue_self_calibrated"])
 def test_plain_fairseq_train_of_a_loop_task_stops_and_names_vega_train(setup, tmp_path, task):
     """fairseq-train would train one round and exit 0, as if it were the algorithm; the task stops at setup
@@ -193,16 +242,29 @@ def test_plain_fairseq_train_of_a_loop_task_stops_and_names_vega_train(setup, tm
 
     repo = Path(__file__).resolve().parents[1]
     save = tmp_path / "plain"
-    args = loop_args(task, "SST-2", setup["data"], setup["vocab"], str(save), setup["cache"],
-                     ["--finetune-from-model", setup["m0"], "--max-rounds", "1"])
-    r = subprocess.run([str(Path(sys.executable).parent / "fairseq-train"), "--user-dir", "user_dir", *args],
-                       cwd=repo, capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    args = loop_args(
+        task,
+        "SST-2",
+        setup["data"],
+        setup["vocab"],
+        str(save),
+        setup["cache"],
+        ["--finetune-from-model", setup["m0"], "--max-rounds", "1"],
+    )
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "fairseq-train"), "--user-dir", "user_dir", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert r.returncode != 0
     assert f"--task {task} is a loop of several trainings" in r.stderr and "vega-train <same arguments>" in r.stderr
     assert not (save / "checkpoint_last.pt").exists() and not (save / "checkpoint_best.pt").exists()
 
 
+@pytest.mark.slow
 def test_a_loop_task_loads_from_its_checkpoint_for_prediction(full_run):
     """The refusal is for trainings only: a round's checkpoint (task glue_transductive) still loads to predict."""
     from vega_toolkit.models.glue_predictor import GluePredictor
@@ -213,6 +275,7 @@ def test_a_loop_task_loads_from_its_checkpoint_for_prediction(full_run):
     assert len(predictor.predict(["the cat likes music ."])) == 1
 
 
+@pytest.mark.slow
 def test_wnli_transductive_recipe_runs_at_tiny_scale_on_real_wnli(tmp_path):
     """Contract of recipes/glue on the real WNLI files (the fixture run is part of test_glue_recipes' all.sh)."""
     import re
@@ -226,8 +289,13 @@ def test_wnli_transductive_recipe_runs_at_tiny_scale_on_real_wnli(tmp_path):
     model = make_model_dir(str(tmp_path / "model"), str(tmp_path / "cache"))
     out = tmp_path / "out"
     recipe = os.path.join(os.path.dirname(FIXTURES), "..", "..", "recipes", "glue", "wnli_transductive.sh")
-    r = subprocess.run(["bash", recipe], env=recipe_env(glue_dir, model, str(out), str(tmp_path / "cache")),
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        ["bash", recipe],
+        env=recipe_env(glue_dir, model, str(out), str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert re.match(r"^dev accuracy=\d+\.\d+$", r.stdout.strip().splitlines()[-1])
     state = state_of(out / "WNLI")

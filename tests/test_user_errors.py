@@ -5,8 +5,8 @@ traceback; `--debug` (or VEGA_DEBUG=1) shows the traceback instead, and a bug ke
 Each command runs in a forked child of this process (the packages are imported once, so a case costs
 milliseconds, not the seconds of a fresh interpreter), with its stderr written to a file as a terminal would show it.
 """
-import pytest
 
+import pytest
 from cli_helpers import assert_one_line_error, console_scripts, run_console_script
 
 
@@ -15,8 +15,12 @@ def places(tmp_path):
     """{missing}: a path that does not exist; {file}: an existing file; {dir}: an existing empty folder."""
     (tmp_path / "file.txt").write_text("some text\n")
     (tmp_path / "dir").mkdir()
-    return {"missing": str(tmp_path / "missing"), "file": str(tmp_path / "file.txt"), "dir": str(tmp_path / "dir"),
-            "tmp": str(tmp_path)}
+    return {
+        "missing": str(tmp_path / "missing"),
+        "file": str(tmp_path / "file.txt"),
+        "dir": str(tmp_path / "dir"),
+        "tmp": str(tmp_path),
+    }
 
 
 TRAIN = ["--task", "denoising_pretrain", "--arch", "vega_tiny", "--cpu", "--optimizer", "adam", "--batch-size", "8"]

@@ -1,4 +1,5 @@
 """The vega_encoder fairseq model: registration, architectures and the forward contract of docs/ARCHITECTURE.md."""
+
 import pytest
 import torch
 from fairseq import options, tasks
@@ -28,8 +29,13 @@ TOKENS = torch.tensor([[0, 5, 6, 7, 8, 9, 2], [0, 10, 11, 2, 1, 1, 1]])
 
 @pytest.mark.parametrize(
     "arch, sizes",
-    [("vega_tiny", (2, 128, 2, 512)), ("vega_small", (4, 256, 4, 1024)), ("vega_base", (12, 768, 12, 3072)),
-     ("vega_large", (24, 1024, 16, 4096)), ("vega_v1_1_3b", (48, 1536, 24, 6144))],
+    [
+        ("vega_tiny", (2, 128, 2, 512)),
+        ("vega_small", (4, 256, 4, 1024)),
+        ("vega_base", (12, 768, 12, 3072)),
+        ("vega_large", (24, 1024, 16, 4096)),
+        ("vega_v1_1_3b", (48, 1536, 24, 6144)),
+    ],
 )
 def test_architectures_set_the_documented_sizes(tmp_path, arch, sizes):
     (tmp_path / "dict.txt").write_text("a 1\n")
@@ -64,8 +70,15 @@ def test_one_shared_relative_table_with_layer_norm(tmp_path):
     assert model.encoder.rel_embeddings.weight.shape == (512, 128)  # 2 x 256 buckets
 
 
-@pytest.mark.parametrize("extra", [(), ("--conv-kernel-size", "3", "--conv-act", "gelu"), ("--separate-pos-proj",),
-                                   ("--embedding-dim", "64", "--position-biased-input", "--type-vocab-size", "2")])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),
+        ("--conv-kernel-size", "3", "--conv-act", "gelu"),
+        ("--separate-pos-proj",),
+        ("--embedding-dim", "64", "--position-biased-input", "--type-vocab-size", "2"),
+    ],
+)
 def test_sdpa_and_reference_models_agree_on_real_tokens(tmp_path, extra):
     model, _ = build(tmp_path, *extra)
     fast = model(TOKENS, features_only=True)[0]
@@ -93,8 +106,11 @@ def test_embedding_hook_sees_the_embeddings_before_the_layer_norm(tmp_path):
     model(TOKENS[:1], features_only=True, embedding_hook=hook)
     assert torch.equal(seen[0], model.encoder.embed_tokens(TOKENS[:1]))
     other_words = TOKENS[:1].clone().fill_(5)
-    assert torch.allclose(model(TOKENS[:1], features_only=True, embedding_hook=hook)[0],
-                          model(other_words, features_only=True, embedding_hook=hook)[0], atol=1e-6)
+    assert torch.allclose(
+        model(TOKENS[:1], features_only=True, embedding_hook=hook)[0],
+        model(other_words, features_only=True, embedding_hook=hook)[0],
+        atol=1e-6,
+    )
 
 
 def test_checkpoint_activations_give_the_same_gradients(tmp_path):

@@ -4,4 +4,5 @@ fairseq imports this directory as the top-level module `user_dir`; importing the
 vega component exactly once (the plugin modules themselves live only under the name `vega_toolkit`, so nothing is
 registered twice).
 """
+
 import vega_toolkit  # noqa: F401

@@ -6,11 +6,12 @@ criterion into fairseq's registries:
     import vega_toolkit                       # then fairseq sees --arch vega_base, --task denoising_pretrain, ...
     from vega_toolkit import VegaModel        # hub interface: VegaModel.from_pretrained(DIR)
 """
+
 from vega_toolkit import fairseq_fixes
 
 fairseq_fixes.install()  # before any checkpoint is read or any parser built
 
-from vega_toolkit import models, tasks, criterions  # noqa: E402,F401  (registration side effects)
+from vega_toolkit import criterions, models, tasks  # noqa: E402,F401  (registration side effects)
 
 __version__ = "0.1.0"
 

@@ -14,10 +14,11 @@ arguments) or `VEGA_DEBUG=1` in the environment shows the traceback instead. Any
 its traceback. The toolkit's specific errors (CheckpointError, HeadMismatchError, GlueFormatError,
 SaveDirLockedError, VocabularyMismatchError, ...) are subclasses of UserError.
 """
+
 import functools
 import os
 import sys
-from typing import Callable, Iterable, List, Optional
+from collections.abc import Callable, Iterable
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "VEGA_DEBUG"
@@ -44,7 +45,7 @@ def user_message(tool: str, error: BaseException) -> str:
     return message if message.startswith((tool + ":", tool + " ")) else f"{tool}: {message}"
 
 
-def debug_requested(argv: List[str]) -> bool:
+def debug_requested(argv: list[str]) -> bool:
     return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
@@ -53,7 +54,7 @@ def console_script(tool: str):
 
     def wrap(main: Callable):
         @functools.wraps(main)
-        def cli_main(argv: Optional[Iterable[str]] = None):
+        def cli_main(argv: Iterable[str] | None = None):
             given = list(sys.argv[1:] if argv is None else argv)
             debug = debug_requested(given)
             args = [a for a in given if a != DEBUG_FLAG]
@@ -98,5 +99,6 @@ def check_not_overwriting(folder: str, names: Iterable[str], force: bool) -> Non
     """Files a command would write into `folder` must not exist already, unless `force` (the --force flag)."""
     existing = [n for n in names if os.path.exists(os.path.join(folder, n))]
     if existing and not force:
-        raise UserError(f"{folder} already holds {', '.join(existing)}: give another output folder, or --force to "
-                        f"overwrite")
+        raise UserError(
+            f"{folder} already holds {', '.join(existing)}: give another output folder, or --force to overwrite"
+        )

@@ -65,9 +65,10 @@ glue_hparams() {
 # linear warmup then linear decay to 0 (polynomial_decay, power 1). fairseq's Adam bias-corrects, XAdam does not.
 GLUE_OPT_ARGS=(--optimizer adam --adam-betas '(0.9,0.999)' --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
                --lr-scheduler polynomial_decay --end-learning-rate 0)
-# SiFT as DeBERTa's *-sift scripts: lambda 5, ascent step 1e-4, initial perturbation 1e-2, symmetric KL
-SIFT_ARGS=(--criterion adversarial_ce --adv-lambda 5 --adv-learning-rate 1e-4 --adv-init-perturbation 1e-2
-           --adv-loss symmetric-kl)
+# SiFT at adversarial_ce's defaults, DeBERTa's *-sift values (AdversarialCEConfig in
+# vega_toolkit/criterions/adversarial_ce.py, the one place they are written; `vega-train --criterion adversarial_ce
+# --help` lists them); an --adv-* flag given to a recipe overrides one
+SIFT_ARGS=(--criterion adversarial_ce)
 PLAIN_ARGS=(--criterion glue_prediction)
 
 run_cmd() {

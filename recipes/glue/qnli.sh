@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# QNLI: SiFT adversarial fine-tuning (adversarial_ce, lambda 5).
+# QNLI: SiFT adversarial fine-tuning (adversarial_ce at its defaults, DeBERTa's values).
 #
 #   GLUE_DIR=glue_data PRETRAINED=vega-model OUT=runs/glue SCALE=tiny bash recipes/glue/qnli.sh
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# QQP: SiFT adversarial fine-tuning (adversarial_ce, lambda 5).
+# QQP: SiFT adversarial fine-tuning (adversarial_ce at its defaults, DeBERTa's values).
 #
 #   GLUE_DIR=glue_data PRETRAINED=vega-model OUT=runs/glue SCALE=tiny bash recipes/glue/qqp.sh
 #

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Vega v1 phase 1: ternary replaced-token detection (shuffle 10% / replace 5%, labels original/shuffled/replaced).
+# Vega v1 phase 1: ternary replaced-token detection (shuffle 10% / replace 5%, labels original/shuffled/replaced;
+# the rates are denoising_pretrain's defaults, DenoisingPretrainConfig in vega_toolkit/tasks/denoising_pretrain.py).
 #
 #   DATA_BIN=data-bin/gutenberg SAVE_DIR=ckpt/phase1 bash recipes/pretrain/phase1_rtd.sh            # SCALE=tiny
 #   DATA_BIN=... SAVE_DIR=... SCALE=paper DRY_RUN=1 bash recipes/pretrain/phase1_rtd.sh              # print only
 #
 # SCALE=tiny (CPU, minutes) runs exactly:
-#   vega-train $DATA_BIN --task denoising_pretrain --criterion rtd_ternary --shuffle-prob 0.10 --replace-prob 0.05
+#   vega-train $DATA_BIN --task denoising_pretrain --criterion rtd_ternary
 #     --save-dir $SAVE_DIR --optimizer adam --adam-betas '(0.9,0.98)' --adam-eps 1e-6 --weight-decay 0.01
 #     --clip-norm 1.0 --lr-scheduler polynomial_decay --log-format simple --no-epoch-checkpoints
 #     --arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr 2e-3 --warmup-updates 30
@@ -31,5 +32,5 @@ source "$here/common.sh"
 set_scale_args phase1_rtd.sh 300 2e-3 30 1000000 1e-4 10000
 
 cmd=("${VEGA_TRAIN:-vega-train}" "$DATA_BIN" --task denoising_pretrain --criterion rtd_ternary
-     --shuffle-prob 0.10 --replace-prob 0.05 --save-dir "$SAVE_DIR" "${COMMON_ARGS[@]}" "${scale_args[@]}" "$@")
+     --save-dir "$SAVE_DIR" "${COMMON_ARGS[@]}" "${scale_args[@]}" "$@")
 run_or_print "${cmd[@]}"

@@ -6,14 +6,15 @@
 #   vega-convert export $SAVE_DIR/checkpoint_last.pt --data-bin $DATA_BIN models/electra   # discriminator alone
 #
 # SCALE=tiny (CPU, minutes) runs exactly:
-#   vega-train $DATA_BIN --task denoising_pretrain --criterion rtd_electra --embedding-sharing gdes --mask-prob 0.15
-#     --generator-layers 0 --generator-width-fraction 1.0 --rtd-lambda 50 --save-dir $SAVE_DIR --optimizer adam
+#   vega-train $DATA_BIN --task denoising_pretrain --criterion rtd_electra --embedding-sharing gdes
+#     --rtd-lambda 50 --save-dir $SAVE_DIR --optimizer adam
 #     --adam-betas '(0.9,0.98)' --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 --lr-scheduler polynomial_decay
 #     --log-format simple --no-epoch-checkpoints --arch vega_tiny --tokens-per-sample 128 --batch-size 32 --lr 2e-3
 #     --warmup-updates 30 --max-update 300 --total-num-update 300 --log-interval 25 --validate-interval-updates 100
 #     --cpu --num-workers 0
-# Both scales: 15% of the tokens masked, the generator half as deep as the discriminator at its full width
-# (--generator-layers 0), GDES. These are DeBERTa-v3's settings (He et al. 2021; microsoft/DeBERTa
+# Both scales: rtd_electra's defaults (RTDElectraConfig, with ReplacementGeneratorConfig, the one place they are
+# written): 15% of the tokens masked, the generator half as deep as the discriminator at its full width, GDES.
+# These are DeBERTa-v3's settings (He et al. 2021; microsoft/DeBERTa
 # experiments/language_model/rtd.sh and rtd_large.json: 12-layer generator of width 1024 for the 24-layer
 # v3-large). The tiny scale steps generator and discriminator jointly with
 # ELECTRA's lambda 50 (google-research/electra configure_pretraining.py disc_weight); SCALE=paper sets DeBERTa-v3's
@@ -37,6 +38,5 @@ set_scale_args rtd_electra.sh 300 2e-3 30 1000000 1e-4 10000
 if [[ $SCALE == paper ]]; then RTD_LAMBDA=${RTD_LAMBDA:-10}; else RTD_LAMBDA=${RTD_LAMBDA:-50}; fi
 
 cmd=("${VEGA_TRAIN:-vega-train}" "$DATA_BIN" --task denoising_pretrain --criterion rtd_electra
-     --embedding-sharing "${SHARING:-gdes}" --mask-prob 0.15 --generator-layers 0 --generator-width-fraction 1.0
-     --rtd-lambda "$RTD_LAMBDA" --save-dir "$SAVE_DIR" "${COMMON_ARGS[@]}" "${scale_args[@]}" "$@")
+     --embedding-sharing "${SHARING:-gdes}" --rtd-lambda "$RTD_LAMBDA" --save-dir "$SAVE_DIR" "${COMMON_ARGS[@]}" "${scale_args[@]}" "$@")
 run_or_print "${cmd[@]}"

@@ -3,34 +3,26 @@
     vega-train GLUE/RTE --task glue_transductive --glue-task RTE --finetune-from-model m0/checkpoint_best.pt \
         --max-rounds 3 --converge-eps 0.01 --save-dir out/rte-td ...   # every other flag as for `--task glue`
 
-vega-train's local launcher (vega_toolkit/launch/local.py) looks the task up in the table of round drivers
-(vega_toolkit/adaptation/__init__.py) and hands `drive_transductive` the parsed command line instead of training
-once. A round is one ordinary fairseq training (vega_toolkit/training.py `train_once`) on a derived config:
-`--finetune-from-model` = the previous round's model, `--save-dir` = SAVE_DIR/round_K, the task's
-`--extra-train-data` = that round's pseudo-labelled rows, and `--adaptation-round` (without which the task refuses
-a plain fairseq-train). Predictions go through vega_toolkit/models/glue_predictor.py (`GluePredictor`, the label
-decoding and the dev scores).
-
-Everything a round produces stays on disk, and SAVE_DIR/adaptation_state.json (rewritten atomically after every
-step) records which steps are finished, so a killed job rerun with the same command continues at the first
-unfinished step; a round whose training was interrupted resumes from its own checkpoint_last.pt (fairseq ignores
---finetune-from-model when one exists).
+Each round is one ordinary fairseq training (`train_once`) on a derived config; SAVE_DIR/adaptation_state.json
+records the finished steps, so the same command rerun continues at the first unfinished one.
+How a round is derived and resumed: docs/design.md#adaptation-rounds.
 """
+
 import copy
 import json
 import logging
 import math
 import os
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from vega_toolkit.errors import UserError
-from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy, atomic_write
+from vega_toolkit.io.atomic import atomic_copy, atomic_write
 from vega_toolkit.models.glue_predictor import decode_labels
-from vega_toolkit.training import reset_fairseq_globals, train_once
+from vega_toolkit.runtime.training import reset_fairseq_globals, train_once
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +47,13 @@ class AdaptationState:
                 try:
                     self.data = json.load(f)
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{self.path}: unreadable adaptation state ({err}); delete it to restart "
-                                     f"the loop from scratch") from None
+                    raise ValueError(
+                        f"{self.path}: unreadable adaptation state ({err}); delete it to restart the loop from scratch"
+                    ) from None
             logger.info(f"resuming from {self.path}: {len(self.rounds)} round(s) recorded")
 
     @property
-    def rounds(self) -> List[dict]:
+    def rounds(self) -> list[dict]:
         return self.data["rounds"]
 
     def save(self):
@@ -74,12 +67,14 @@ def round_model(save_dir: str) -> str:
         path = os.path.join(save_dir, name)
         if os.path.isfile(path):
             return path
-    raise FileNotFoundError(f"{save_dir}: the round's training wrote no checkpoint_best.pt/checkpoint_last.pt "
-                            f"(was --no-save given?)")
+    raise FileNotFoundError(
+        f"{save_dir}: the round's training wrote no checkpoint_best.pt/checkpoint_last.pt (was --no-save given?)"
+    )
 
 
-def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence[str] = (),
-                extra_only: bool = False) -> str:
+def train_round(
+    args, init_checkpoint: str, save_dir: str, extra_train: Sequence[str] = (), extra_only: bool = False
+) -> str:
     """Fine-tune `init_checkpoint` with the user's flags, into `save_dir`, on train (+ `extra_train` TSVs in the
     task's train layout; only those with `extra_only`). Returns the round's model (see `round_model`)."""
     a = copy.deepcopy(args)
@@ -91,8 +86,10 @@ def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence
     if getattr(a, "tensorboard_logdir", None):
         a.tensorboard_logdir = os.path.join(a.tensorboard_logdir, os.path.basename(save_dir))
     os.makedirs(save_dir, exist_ok=True)
-    logger.info(f"training {save_dir} from {init_checkpoint}"
-                + (f" with extra data {a.extra_train_data}" if extra_train else ""))
+    logger.info(
+        f"training {save_dir} from {init_checkpoint}"
+        + (f" with extra data {a.extra_train_data}" if extra_train else "")
+    )
     reset_fairseq_globals()
     train_once(a)
     return round_model(save_dir)
@@ -101,17 +98,23 @@ def train_round(args, init_checkpoint: str, save_dir: str, extra_train: Sequence
 def check_round_args(args):
     """Flags that cannot work with a loop of trainings, as clear errors."""
     if not getattr(args, "finetune_from_model", None):
-        raise UserError(f"--task {args.task} needs --finetune-from-model: the fine-tuned model M0 (or, with "
-                        f"--train-initial-model, the pretrained model to fine-tune into M0)")
+        raise UserError(
+            f"--task {args.task} needs --finetune-from-model: the fine-tuned model M0 (or, with "
+            f"--train-initial-model, the pretrained model to fine-tune into M0)"
+        )
     if not os.path.isfile(args.finetune_from_model):
         raise FileNotFoundError(f"--finetune-from-model {args.finetune_from_model}: file not found")
     if getattr(args, "restore_file", "checkpoint_last.pt") != "checkpoint_last.pt":
-        raise UserError(f"--task {args.task} chains rounds with --finetune-from-model; --restore-file is not "
-                        f"supported (rerun the same command to resume)")
+        raise UserError(
+            f"--task {args.task} chains rounds with --finetune-from-model; --restore-file is not "
+            f"supported (rerun the same command to resume)"
+        )
     for flag in ("reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader"):
         if getattr(args, flag, False):
-            raise UserError(f"--{flag.replace('_', '-')} cannot be combined with --task {args.task} (each round "
-                            f"starts from the previous round's model with fresh optimizer state already)")
+            raise UserError(
+                f"--{flag.replace('_', '-')} cannot be combined with --task {args.task} (each round "
+                f"starts from the previous round's model with fresh optimizer state already)"
+            )
     if args.max_rounds < 0:
         raise UserError(f"--max-rounds must be >= 0, got {args.max_rounds}")
     if not 0.0 <= args.converge_eps <= 1.0:
@@ -124,15 +127,17 @@ def check_round_args(args):
         name = glue.split_name(args.pseudo_label_split)
         path = glue_split_path(args.data, glue, name)
         if not os.path.isfile(path):
-            raise UserError(f"{path}: not found; --task glue_transductive pseudo-labels the unlabelled {glue.name} "
-                            f"{name} rows (--pseudo-label-split {args.pseudo_label_split})")
+            raise UserError(
+                f"{path}: not found; --task glue_transductive pseudo-labels the unlabelled {glue.name} "
+                f"{name} rows (--pseudo-label-split {args.pseudo_label_split})"
+            )
 
 
 # --- predictions and pseudo-labels -------------------------------------------------------------------------------
 class RoundPredictions:
     """A model's predictions over the unlabelled rows: label strings (STS-B: clipped scores) and confidences."""
 
-    def __init__(self, labels: List[str], confidence: List[float]):
+    def __init__(self, labels: list[str], confidence: list[float]):
         self.labels, self.confidence = labels, confidence
 
     @classmethod
@@ -142,12 +147,12 @@ class RoundPredictions:
             return cls(labels, [math.nan] * len(labels))
         return cls(labels, logits.float().softmax(-1).max(-1).values.tolist())
 
-    def used(self, threshold: float) -> List[bool]:
+    def used(self, threshold: float) -> list[bool]:
         return [not (c < threshold) for c in self.confidence]  # NaN (regression) is always used
 
     def write(self, path: str, indices: Sequence[str], threshold: float):
         lines = ["index\tprediction\tconfidence\tused"]
-        for index, label, conf, used in zip(indices, self.labels, self.confidence, self.used(threshold)):
+        for index, label, conf, used in zip(indices, self.labels, self.confidence, self.used(threshold), strict=True):
             lines.append(f"{index}\t{label}\t{conf:.6f}\t{int(used)}")
         atomic_write_text(path, "\n".join(lines) + "\n")
 
@@ -165,20 +170,24 @@ class RoundPredictions:
         return cls(labels, conf)
 
 
-def count_changed(glue, old: List[str], new: List[str], tolerance: float) -> int:
+def count_changed(glue, old: list[str], new: list[str], tolerance: float) -> int:
     """Number of rows whose pseudo-label changed (regression: |delta| > tolerance)."""
     if len(old) != len(new):
         raise ValueError(f"cannot compare {len(old)} and {len(new)} pseudo-labels")
     if glue.is_regression:
         return int(np.sum(np.abs(np.asarray(old, float) - np.asarray(new, float)) > tolerance))
-    return sum(a != b for a, b in zip(old, new))
+    return sum(a != b for a, b in zip(old, new, strict=True))
 
 
-def label_distribution(glue, labels: List[str]) -> Dict[str, float]:
+def label_distribution(glue, labels: list[str]) -> dict[str, float]:
     if glue.is_regression:
         x = np.asarray(labels, dtype=float)
-        return {"mean": round(float(x.mean()), 3), "std": round(float(x.std()), 3),
-                "min": round(float(x.min()), 3), "max": round(float(x.max()), 3)}
+        return {
+            "mean": round(float(x.mean()), 3),
+            "std": round(float(x.std()), 3),
+            "min": round(float(x.min()), 3),
+            "max": round(float(x.max()), 3),
+        }
     counts = Counter(labels)
     return {label: counts.get(label, 0) for label in glue.labels}
 
@@ -191,7 +200,7 @@ def write_train_layout(path: str, glue, rows: Sequence[tuple]):
     for text_a, text_b, label in rows:
         fields = [""] * spec.num_fields
         texts = (text_a,) if text_b is None else (text_a, text_b)
-        for col, text in zip(spec.text_columns, texts):
+        for col, text in zip(spec.text_columns, texts, strict=False):
             fields[col] = " ".join(text.split())  # tabs/newlines inside a sentence would break the layout
         fields[spec.label_column] = label
         lines.append("\t".join(fields))
@@ -206,14 +215,16 @@ def unlabelled_examples(task, split: str):
     name = task.glue.split_name(split)
     spec = task.glue.splits[name]
     if spec.label_column is not None:
-        raise ValueError(f"--pseudo-label-split {split} ({task.glue.name} {name}) is a labelled split; "
-                         f"transductive pseudo-labels are for unlabelled test splits")
+        raise ValueError(
+            f"--pseudo-label-split {split} ({task.glue.name} {name}) is a labelled split; "
+            f"transductive pseudo-labels are for unlabelled test splits"
+        )
     examples = read_glue_file(glue_split_path(task.cfg.data, task.glue, name), task.glue, name)
     assert all(ex.label is None for ex in examples)
     return examples
 
 
-def dev_metric(glue, dev: Dict[str, Dict[str, float]]) -> tuple:
+def dev_metric(glue, dev: dict[str, dict[str, float]]) -> tuple:
     """(metric name, value) reported for a model: the task's selection metric on its first dev split."""
     first = next(iter(dev.values()))
     name = glue.best_metric if glue.best_metric in first else glue.metrics[0]
@@ -227,7 +238,7 @@ def drive_transductive(args) -> dict:
     return run_transductive(args)
 
 
-def run_transductive(args, state: Optional[AdaptationState] = None, m0: Optional[str] = None) -> dict:
+def run_transductive(args, state: AdaptationState | None = None, m0: str | None = None) -> dict:
     """Algorithm 1 from the model `m0` (default: --finetune-from-model, or a fine-tune of it on train with
     --train-initial-model). Returns the state dict; the last printed line is `dev <metric>=<value>`.
 
@@ -273,8 +284,10 @@ def score_round(args, rounds: list):
     predictor = GluePredictor.from_checkpoint(cur["model"])
     glue = predictor.glue
     if args.confidence_threshold and glue.is_regression:
-        raise ValueError(f"--confidence-threshold applies to classification; {glue.name} is regression "
-                         f"(use --regression-tolerance for its convergence test)")
+        raise ValueError(
+            f"--confidence-threshold applies to classification; {glue.name} is regression "
+            f"(use --regression-tolerance for its convergence test)"
+        )
     examples = unlabelled_examples(predictor.task, args.pseudo_label_split)
     preds = RoundPredictions.from_logits(glue, predictor.logits(args.pseudo_label_split))
     if len(preds.labels) != len(examples):
@@ -284,8 +297,11 @@ def score_round(args, rounds: list):
     preds.write(pred_path, [ex.index for ex in examples], args.confidence_threshold)
     used = preds.used(args.confidence_threshold)
     pseudo_path = os.path.join(round_dir, "pseudo_train.tsv")
-    write_train_layout(pseudo_path, glue, [(ex.text_a, ex.text_b, label) for ex, label, u
-                                           in zip(examples, preds.labels, used) if u])
+    write_train_layout(
+        pseudo_path,
+        glue,
+        [(ex.text_a, ex.text_b, label) for ex, label, u in zip(examples, preds.labels, used, strict=True) if u],
+    )
     dev = score_dev(predictor)
     del predictor
     changed = None
@@ -293,14 +309,24 @@ def score_round(args, rounds: list):
         prev = RoundPredictions.read(rounds[-2]["predictions"])
         changed = count_changed(glue, prev.labels, preds.labels, args.regression_tolerance)
     metric, value = dev_metric(glue, dev)
-    cur.update({
-        "predictions": pred_path, "pseudo_train": pseudo_path, "n": len(examples), "used": int(sum(used)),
-        "changed": changed, "changed_fraction": None if changed is None else changed / len(examples),
-        "distribution": label_distribution(glue, preds.labels), "dev": dev, "dev_metric": [metric, value],
-    })
-    logger.info(f"round {k}: {metric}={value:.2f} on dev; pseudo-labels {cur['distribution']}, "
-                f"{cur['used']}/{cur['n']} used"
-                + ("" if changed is None else f", {changed} changed ({cur['changed_fraction']:.2%})"))
+    cur.update(
+        {
+            "predictions": pred_path,
+            "pseudo_train": pseudo_path,
+            "n": len(examples),
+            "used": int(sum(used)),
+            "changed": changed,
+            "changed_fraction": None if changed is None else changed / len(examples),
+            "distribution": label_distribution(glue, preds.labels),
+            "dev": dev,
+            "dev_metric": [metric, value],
+        }
+    )
+    logger.info(
+        f"round {k}: {metric}={value:.2f} on dev; pseudo-labels {cur['distribution']}, "
+        f"{cur['used']}/{cur['n']} used"
+        + ("" if changed is None else f", {changed} changed ({cur['changed_fraction']:.2%})")
+    )
 
 
 def publish_final_model(model: str, target: str):
@@ -318,8 +344,10 @@ def print_summary(state: AdaptationState):
             continue
         changed = "-" if r["changed"] is None else f"{r['changed']} ({r['changed_fraction']:.1%})"
         metric, value = r["dev_metric"]
-        print(f"| {r['round']} | {r['model']} | {r['used']}/{r['n']} | {changed} | "
-              f"{json.dumps(r['distribution'])} | {metric}={value:.2f} |")
+        print(
+            f"| {r['round']} | {r['model']} | {r['used']}/{r['n']} | {changed} | "
+            f"{json.dumps(r['distribution'])} | {metric}={value:.2f} |"
+        )
     print(f"stopped: {state.data.get('stopped')}")
     metric, value = state.rounds[-1]["dev_metric"]
     print(f"dev {metric}={value:.2f}")

@@ -2,9 +2,9 @@
 agreement filter, fine-tuning M0 on the calibrated data, then Algorithm 1. `drive_self_calibrated` is the round
 driver of `--task glue_self_calibrated` (vega_toolkit/tasks/glue_self_calibrated.py, whose docstring gives the
 command line and whose config holds the flags)."""
+
 import logging
 import os
-from typing import List, Optional
 
 from vega_toolkit.adaptation.rounds import (
     AdaptationState,
@@ -20,15 +20,17 @@ from vega_toolkit.tasks.glue_self_calibrated import EXTERNAL_FORMATS
 logger = logging.getLogger(__name__)
 
 
-def read_external(path: str, glue, fmt: str) -> List[tuple]:
+def read_external(path: str, glue, fmt: str) -> list[tuple]:
     """(text_a, text_b, given label or None) rows of the external pool, read by the GLUE readers for the task's
     layouts (so a malformed row is an error naming file and line)."""
     from vega_toolkit.data.glue_readers import read_glue_file
 
     if fmt == "text":
         if glue.is_pair:
-            raise ValueError(f"--external-format text is one sentence per line; {glue.name} is a sentence-pair task "
-                             f"(use its train or test layout)")
+            raise ValueError(
+                f"--external-format text is one sentence per line; {glue.name} is a sentence-pair task "
+                f"(use its train or test layout)"
+            )
         with open(path, encoding="utf-8") as f:
             return [(line.strip(), None, None) for line in f if line.strip()]
     split = "train" if fmt == "labelled" else next(s for s in glue.splits if s.startswith("test"))
@@ -41,7 +43,7 @@ def agrees(glue, pseudo: str, given: str, tolerance: float) -> bool:
     return pseudo == given
 
 
-def select_in_domain(args, glue, pool: List[tuple], work_dir: str) -> List[tuple]:
+def select_in_domain(args, glue, pool: list[tuple], work_dir: str) -> list[tuple]:
     """Step 1: KenLM on the task's training text, top-k / perplexity threshold over the pool."""
     from vega_toolkit.data.glue_readers import read_glue_split
     from vega_toolkit.selection.select import DomainScorer, select_stream
@@ -53,8 +55,7 @@ def select_in_domain(args, glue, pool: List[tuple], work_dir: str) -> List[tuple
         with open(args.selection_general, encoding="utf-8") as f:
             general = [line for line in f if line.strip()]
     # GLUE training sets are small and deduplicated: lmplz's closed-form discounts fail without the fallback
-    scorer = DomainScorer.train(os.path.join(work_dir, "lm"), in_domain, general, args.lm_order,
-                                discount_fallback=True)
+    scorer = DomainScorer.train(os.path.join(work_dir, "lm"), in_domain, general, args.lm_order, discount_fallback=True)
     rows = ((row, [t for t in row[:2] if t]) for row in pool)
     if args.selection_max_ppl:
         kept, stats = select_stream(rows, scorer, max_ppl=args.selection_max_ppl)
@@ -74,13 +75,15 @@ def calibrate(args, m0: str, out_dir: str) -> dict:
     selected = select_in_domain(args, glue, pool, out_dir)
     labelled = args.external_format == "labelled"
     # D*_s for inspection: sentence(s) and the pool's label ("-" for an unlabelled pool)
-    atomic_write_text(os.path.join(out_dir, "selected.tsv"), "".join(
-        "\t".join([a] + ([b] if glue.is_pair else []) + [label or "-"]) + "\n" for a, b, label in selected))
+    atomic_write_text(
+        os.path.join(out_dir, "selected.tsv"),
+        "".join("\t".join([a] + ([b] if glue.is_pair else []) + [label or "-"]) + "\n" for a, b, label in selected),
+    )
     encoded = predictor.encode([(a, b) if glue.is_pair else a for a, b, _ in selected])
     preds = RoundPredictions.from_logits(glue, predictor.logits_for(encoded))
     confident = preds.used(args.confidence_threshold)
     calibrated, agreed = [], 0
-    for (a, b, given), pseudo, ok in zip(selected, preds.labels, confident):
+    for (a, b, given), pseudo, ok in zip(selected, preds.labels, confident, strict=True):
         if labelled:
             if not agrees(glue, pseudo, given, args.regression_tolerance):
                 continue
@@ -90,15 +93,27 @@ def calibrate(args, m0: str, out_dir: str) -> dict:
             calibrated.append((a, b, given if labelled else pseudo))
     path = os.path.join(out_dir, "calibrated.tsv")
     if not calibrated:
-        raise RuntimeError(f"self-calibration kept no example of the {len(selected)} selected (agreement "
-                           f"{agreed}); widen the selection or lower --confidence-threshold")
+        raise RuntimeError(
+            f"self-calibration kept no example of the {len(selected)} selected (agreement "
+            f"{agreed}); widen the selection or lower --confidence-threshold"
+        )
     write_train_layout(path, glue, calibrated)
-    record = {"pool": len(pool), "selected": len(selected), "agreed": agreed if labelled else None,
-              "agreement_rate": agreed / max(len(selected), 1) if labelled else None,
-              "calibrated": len(calibrated), "calibrated_path": path}
-    logger.info("self-calibration: pool {pool}, selected {selected}, agreement {rate}, calibrated {calibrated}".format(
-        rate="n/a (unlabelled pool)" if not labelled else f"{agreed}/{len(selected)} = {record['agreement_rate']:.1%}",
-        **record))
+    record = {
+        "pool": len(pool),
+        "selected": len(selected),
+        "agreed": agreed if labelled else None,
+        "agreement_rate": agreed / max(len(selected), 1) if labelled else None,
+        "calibrated": len(calibrated),
+        "calibrated_path": path,
+    }
+    logger.info(
+        "self-calibration: pool {pool}, selected {selected}, agreement {rate}, calibrated {calibrated}".format(
+            rate="n/a (unlabelled pool)"
+            if not labelled
+            else f"{agreed}/{len(selected)} = {record['agreement_rate']:.1%}",
+            **record,
+        )
+    )
     return record
 
 
@@ -117,22 +132,32 @@ def drive_self_calibrated(args) -> dict:
     return run_self_calibrated(args)
 
 
-def run_self_calibrated(args, state: Optional[AdaptationState] = None) -> dict:
+def run_self_calibrated(args, state: AdaptationState | None = None) -> dict:
     state = state or AdaptationState(args.save_dir)
     sc = state.data.setdefault("self_calibration", {})
     out_dir = os.path.join(args.save_dir, "self_calibration")
     if "m0" not in sc:
-        sc["m0"] = (train_round(args, args.finetune_from_model, os.path.join(args.save_dir, "initial"))
-                    if args.train_initial_model else args.finetune_from_model)
+        sc["m0"] = (
+            train_round(args, args.finetune_from_model, os.path.join(args.save_dir, "initial"))
+            if args.train_initial_model
+            else args.finetune_from_model
+        )
         state.save()
     if "calibrated_path" not in sc:
         sc.update(calibrate(args, sc["m0"], out_dir))
         state.save()
     if "model" not in sc:
-        sc["model"] = train_round(args, sc["m0"], os.path.join(out_dir, "train"), [sc["calibrated_path"]],
-                                  extra_only=not args.calibrate_with_train)
+        sc["model"] = train_round(
+            args,
+            sc["m0"],
+            os.path.join(out_dir, "train"),
+            [sc["calibrated_path"]],
+            extra_only=not args.calibrate_with_train,
+        )
         state.save()
-    print(f"self-calibration: pool {sc['pool']}, selected {sc['selected']}, agreement "
-          + ("n/a" if sc["agreement_rate"] is None else f"{sc['agreed']}/{sc['selected']} = {sc['agreement_rate']:.1%}")
-          + f", calibrated {sc['calibrated']} -> M0' = {sc['model']}")
+    print(
+        f"self-calibration: pool {sc['pool']}, selected {sc['selected']}, agreement "
+        + ("n/a" if sc["agreement_rate"] is None else f"{sc['agreed']}/{sc['selected']} = {sc['agreement_rate']:.1%}")
+        + f", calibrated {sc['calibrated']} -> M0' = {sc['model']}"
+    )
     return run_transductive(args, state, m0=sc["model"])

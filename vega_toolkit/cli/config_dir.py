@@ -4,6 +4,7 @@ finds them without a search through site-packages:
     fairseq-hydra-train --config-dir "$(vega-config-dir)/glue" --config-name sst2 \
         common.user_dir="$(dirname "$(vega-config-dir)")" task.data=glue_data/SST-2 ...
 """
+
 import argparse
 
 from vega_toolkit.cli.hydra_train import CONF_DIR

@@ -9,6 +9,7 @@
 count-params builds the model on the meta device (no memory, no init time) and prints the total, the embedding
 part, the encoder body (layers + relative table: the "backbone" DeBERTa's README quotes) and the LM head.
 """
+
 import argparse
 import logging
 import os
@@ -56,8 +57,11 @@ def cli_main(argv=None):
     p.add_argument("hf_dir")
     p.add_argument("out_dir")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
-    p = sub.add_parser("to-hf", help="vega model folder -> HF DebertaV2ForMaskedLM folder (a fine-tuned model: "
-                                     "DebertaV2ForSequenceClassification)")
+    p = sub.add_parser(
+        "to-hf",
+        help="vega model folder -> HF DebertaV2ForMaskedLM folder (a fine-tuned model: "
+        "DebertaV2ForSequenceClassification)",
+    )
     p.add_argument("model_dir")
     p.add_argument("out_dir")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
@@ -66,11 +70,18 @@ def cli_main(argv=None):
     p.add_argument("--arch", required=True)
     p.add_argument("--vocab-size", type=int, default=128100, help="vocabulary rows (DeBERTa-v3 spm: 128100)")
     p = sub.add_parser("export", help="pretraining checkpoint (or --random-init) -> model folder for the GLUE recipes")
-    p.add_argument("paths", nargs="+", metavar="[CHECKPOINT] OUT_DIR",
-                   help="vega-train checkpoint (denoising_pretrain or masked_lm; omitted with --random-init), then "
-                        "the model folder to write")
-    p.add_argument("--data-bin", required=True, help="the data-bin the model was (or would be) pretrained on: "
-                                                     "its dict.txt and spm.model go into the folder")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="[CHECKPOINT] OUT_DIR",
+        help="vega-train checkpoint (denoising_pretrain or masked_lm; omitted with --random-init), then "
+        "the model folder to write",
+    )
+    p.add_argument(
+        "--data-bin",
+        required=True,
+        help="the data-bin the model was (or would be) pretrained on: its dict.txt and spm.model go into the folder",
+    )
     p.add_argument("--random-init", action="store_true", help="no checkpoint: a freshly initialised --arch")
     p.add_argument("--arch", help="architecture of --random-init (e.g. vega_tiny)")
     p.add_argument("--seed", type=int, default=1, help="initialisation seed of --random-init")
@@ -122,9 +133,11 @@ def cli_main(argv=None):
             raise UserError(f"vega-convert export: {e}") from e
     else:
         total, embedding, lm_head, body = count_parameters(args.arch, args.vocab_size)
-        print(f"{args.arch}: {total:,} parameters ({total / 1e9:.3f}B) = word embedding {embedding:,} "
-              f"+ encoder body {body:,} ({body / 1e9:.3f}B) + LM head {lm_head:,} "
-              f"(vocab {args.vocab_size}, output embedding tied, no task heads)")
+        print(
+            f"{args.arch}: {total:,} parameters ({total / 1e9:.3f}B) = word embedding {embedding:,} "
+            f"+ encoder body {body:,} ({body / 1e9:.3f}B) + LM head {lm_head:,} "
+            f"(vocab {args.vocab_size}, output embedding tied, no task heads)"
+        )
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ OUT_DIR/dev/<task>.<split>.txt. Prediction is batched by padded tokens
 
 In Python, a fine-tuned checkpoint as a classifier: vega_toolkit/models/glue_predictor.py `GluePredictor`.
 """
+
 import argparse
 import json
 import logging
 import os
 import sys
 import zipfile
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def write_submission_file(path: str, indices: Sequence[str], predictions: Sequen
         raise ValueError(f"{path}: {len(predictions)} predictions for {len(indices)} test rows")
     with open(path, "w", encoding="utf-8") as f:
         f.write("index\tprediction\n")
-        for index, pred in zip(indices, predictions):
+        for index, pred in zip(indices, predictions, strict=True):
             f.write(f"{index}\t{pred}\n")
 
 
@@ -57,11 +58,15 @@ def check_test_rows(path: str, task_row, split: str, rows: int, allow_partial: b
     official = task_row.splits[split].rows
     if rows == official:
         return
-    message = (f"{path}: {rows} rows, but the official {task_row.name} {split} set has {official} (a truncated or "
-               f"edited file?)")
+    message = (
+        f"{path}: {rows} rows, but the official {task_row.name} {split} set has {official} (a truncated or "
+        f"edited file?)"
+    )
     if not allow_partial:
-        raise PartialTestSetError(message + ": the leaderboard rejects such a submission. Download the file again, "
-                                            "or pass --allow-partial to write it anyway (e.g. for a subset)")
+        raise PartialTestSetError(
+            message + ": the leaderboard rejects such a submission. Download the file again, "
+            "or pass --allow-partial to write it anyway (e.g. for a subset)"
+        )
     logger.warning(message + "; written anyway (--allow-partial)")
 
 
@@ -82,21 +87,30 @@ def _test_outputs(predictor: GluePredictor, glue_dir: str):
                 if not os.path.isfile(path):
                     logger.warning(f"{other.name}: {path} not found, {file_name} not written")
                     continue
-                yield file_name, other, split, path, load_encoded_split(path, other, split, predictor.task.encoder,
-                                                                        predictor.task.cfg.glue_cache_dir or None)
+                yield (
+                    file_name,
+                    other,
+                    split,
+                    path,
+                    load_encoded_split(
+                        path, other, split, predictor.task.encoder, predictor.task.cfg.glue_cache_dir or None
+                    ),
+                )
 
 
-def check_checkpoint_tasks(checkpoints: List[str]) -> None:
+def check_checkpoint_tasks(checkpoints: list[str]) -> None:
     """Every checkpoint is a fine-tuned `glue` one, one per task: checked before any file is written."""
     from vega_toolkit.data.glue_tasks import get_glue_task
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import peek_checkpoint
+    from vega_toolkit.io.checkpoints import peek_checkpoint
 
     seen = {}
     for path in checkpoints:
-        task = ((peek_checkpoint(path).get("cfg") or {}).get("task") or {})
+        task = (peek_checkpoint(path).get("cfg") or {}).get("task") or {}
         if not task.get("glue_task"):
-            raise UserError(f"{path}: not a fine-tuned GLUE checkpoint (its task is {task.get('_name')!r}); "
-                            f"vega-generate predicts with checkpoints of `vega-train --task glue`")
+            raise UserError(
+                f"{path}: not a fine-tuned GLUE checkpoint (its task is {task.get('_name')!r}); "
+                f"vega-generate predicts with checkpoints of `vega-train --task glue`"
+            )
         name = get_glue_task(task["glue_task"]).name
         if name in seen:
             raise UserError(f"two checkpoints for {name}: {seen[name]} and {path}; give one per task")
@@ -107,7 +121,7 @@ def check_checkpoint_tasks(checkpoints: List[str]) -> None:
 OUTPUT_RECORD = ".vega-generate.json"
 
 
-def check_previous_output(out_dir: str, checkpoints: List[str], zip_name: str, force: bool) -> None:
+def check_previous_output(out_dir: str, checkpoints: list[str], zip_name: str, force: bool) -> None:
     """Submission files already in `out_dir` are rewritten only by the command that wrote them (the same checkpoint
     paths: a recipe re-run after retraining) or with `force`; a submission of other models is never replaced."""
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
@@ -122,19 +136,31 @@ def check_previous_output(out_dir: str, checkpoints: List[str], zip_name: str, f
     except (OSError, ValueError):
         previous = None
     if previous != [os.path.abspath(c) for c in checkpoints]:
-        raise UserError(f"--out-dir {out_dir} already holds {', '.join(existing)} written from other checkpoints "
-                        f"({previous or 'unknown'}): give another folder, or --force to overwrite them")
+        raise UserError(
+            f"--out-dir {out_dir} already holds {', '.join(existing)} written from other checkpoints "
+            f"({previous or 'unknown'}): give another folder, or --force to overwrite them"
+        )
 
 
-def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = False, zip_name: str = "submission.zip",
-             max_tokens: int = 8192, vocab_dir: Optional[str] = None, device: Optional[str] = None,
-             cache_dir: Optional[str] = None, out=sys.stdout, allow_partial: bool = False,
-             force: bool = False) -> Dict[str, object]:
+def generate(
+    checkpoints: list[str],
+    glue_dir: str,
+    out_dir: str,
+    dev: bool = False,
+    zip_name: str = "submission.zip",
+    max_tokens: int = 8192,
+    vocab_dir: str | None = None,
+    device: str | None = None,
+    cache_dir: str | None = None,
+    out=sys.stdout,
+    allow_partial: bool = False,
+    force: bool = False,
+) -> dict[str, object]:
     """Write the submission files of all `checkpoints` (one per task) and the zip; returns what was done.
     A test file without the official row count is an error (PartialTestSetError) unless `allow_partial`; files of
     other checkpoints already in `out_dir` are an error unless `force`."""
     from vega_toolkit.data.glue_tasks import GLUE_TASKS
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
     from vega_toolkit.metrics.glue_metrics import glue_score, task_score
 
     check_checkpoint_tasks(checkpoints)
@@ -156,15 +182,17 @@ def generate(checkpoints: List[str], glue_dir: str, out_dir: str, dev: bool = Fa
         if dev:
             predictions = dev_predictions(predictor, max_tokens)
             for split, (preds, _) in predictions.items():
-                write_dev_predictions(os.path.join(out_dir, DEV_PREDICTIONS, f"{predictor.glue.name}.{split}.txt"),
-                                      preds)
+                write_dev_predictions(
+                    os.path.join(out_dir, DEV_PREDICTIONS, f"{predictor.glue.name}.{split}.txt"), preds
+                )
             per_split = score_dev(predictor, max_tokens, predictions)
             first_dev[predictor.glue.name] = next(iter(per_split.values()))
             for split, metrics in per_split.items():
                 shown = " ".join(f"{k}={v:.2f}" for k, v in metrics.items())
                 print(f"dev {predictor.glue.name} {split} {shown}", file=out)
-            dev_scores[predictor.glue.name] = float(np.mean([task_score(predictor.glue, m)
-                                                             for m in per_split.values()]))
+            dev_scores[predictor.glue.name] = float(
+                np.mean([task_score(predictor.glue, m) for m in per_split.values()])
+            )
     expected = [f for t in GLUE_TASKS.values() for f in t.submission.values()]
     missing = [f for f in expected if f not in written]
     if missing and len(checkpoints) > 1:
@@ -199,16 +227,20 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vocab-dir", help="override the model folder (spm.model, dict.txt) stored in checkpoints")
     parser.add_argument("--glue-cache-dir", help="override where encoded splits are cached")
     parser.add_argument("--cpu", action="store_true", help="predict on CPU even when a GPU is present")
-    parser.add_argument("--allow-partial", action="store_true",
-                        help="write submission files for test files without the official row count (subsets); "
-                             "without it such a file is an error")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite submission files in --out-dir written from other checkpoints")
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="write submission files for test files without the official row count (subsets); "
+        "without it such a file is an error",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite submission files in --out-dir written from other checkpoints"
+    )
     return parser
 
 
 @console_script("vega-generate")
-def cli_main(argv: Optional[List[str]] = None):
+def cli_main(argv: list[str] | None = None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:%(name)s:%(message)s")
     args = get_parser().parse_args(argv)
     if args.max_tokens < 1:
@@ -218,9 +250,19 @@ def cli_main(argv: Optional[List[str]] = None):
             sys.exit(f"vega-generate: checkpoint {path} not found")
     if not os.path.isdir(args.glue_dir):
         raise UserError(f"--glue-dir {args.glue_dir}: no such folder (the glue_data/ folder holding the test files)")
-    generate(args.checkpoints, args.glue_dir, args.out_dir, args.dev, args.zip_name, args.max_tokens,
-             args.vocab_dir, "cpu" if args.cpu else None, args.glue_cache_dir, allow_partial=args.allow_partial,
-             force=args.force)
+    generate(
+        args.checkpoints,
+        args.glue_dir,
+        args.out_dir,
+        args.dev,
+        args.zip_name,
+        args.max_tokens,
+        args.vocab_dir,
+        "cpu" if args.cpu else None,
+        args.glue_cache_dir,
+        allow_partial=args.allow_partial,
+        force=args.force,
+    )
 
 
 if __name__ == "__main__":

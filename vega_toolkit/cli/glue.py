@@ -14,12 +14,12 @@ Exit status: 1 when a file is malformed, and (unless --allow-partial) when a tas
 row count differs from the official release. A file cut inside its last row may still parse (CoLA's "4.750" cut to
 "4." is a valid label): its row count, and a missing final newline, are what give it away.
 """
+
 import argparse
 import os
 import shlex
 import sys
 import zipfile
-from typing import List, Optional
 
 from vega_toolkit.data.glue_readers import GlueFormatError, _check_label, glue_split_path, read_glue_file
 from vega_toolkit.data.glue_tasks import GLUE_TASKS, get_glue_task
@@ -35,7 +35,7 @@ def _ends_without_newline(path: str) -> bool:
         return f.read(1) != b"\n"
 
 
-def validate(glue_dir: str, tasks: Optional[List[str]] = None, allow_partial: bool = False, out=sys.stdout) -> int:
+def validate(glue_dir: str, tasks: list[str] | None = None, allow_partial: bool = False, out=sys.stdout) -> int:
     """Print one line per split (task, split, rows, official rows, status); return the number of problems: malformed
     files, and unless `allow_partial` missing task folders and splits and unofficial row counts."""
     if not os.path.isdir(glue_dir):
@@ -62,16 +62,23 @@ def validate(glue_dir: str, tasks: Optional[List[str]] = None, allow_partial: bo
                 problems += 1
                 continue
             ok = rows == spec.rows
-            status = "ok" if ok else "differs" + (" (no final newline: cut short?)" if _ends_without_newline(path)
-                                                  else "")
+            status = (
+                "ok" if ok else "differs" + (" (no final newline: cut short?)" if _ends_without_newline(path) else "")
+            )
             print(f"{task.name:<6} {split:<16} {rows:>8} {spec.rows:>9}  {status}", file=out)
             problems += not (ok or allow_partial)
     if missing_folders == len(chosen):
         name = os.path.basename(os.path.normpath(glue_dir))
-        inside = f" ({glue_dir} looks like the {name} task folder: pass the folder above it)" if any(
-            t.folder == name for t in GLUE_TASKS.values()) else ""
-        print(f"no task folder found in {glue_dir}: expected the glue_data/ folder holding "
-              f"{', '.join(t.folder for t in chosen)}{inside}", file=out)
+        inside = (
+            f" ({glue_dir} looks like the {name} task folder: pass the folder above it)"
+            if any(t.folder == name for t in GLUE_TASKS.values())
+            else ""
+        )
+        print(
+            f"no task folder found in {glue_dir}: expected the glue_data/ folder holding "
+            f"{', '.join(t.folder for t in chosen)}{inside}",
+            file=out,
+        )
     return problems
 
 
@@ -120,18 +127,26 @@ def validate_submission(zip_path: str, glue_dir: str, allow_partial: bool = Fals
 
 
 # training-time knobs a fine-tuning recipe sets itself; everything else in the model config is structure
-_NOT_STRUCTURE = {"_name", "dropout", "attention_dropout", "activation_dropout", "pooler_dropout", "attention_impl",
-                  "classification_pooling",
-                  "checkpoint_activations", "load_checkpoint_heads"}
+_NOT_STRUCTURE = {
+    "_name",
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "pooler_dropout",
+    "attention_impl",
+    "classification_pooling",
+    "checkpoint_activations",
+    "load_checkpoint_heads",
+}
 
 
-def arch_flags(model_dir: str) -> List[str]:
+def arch_flags(model_dir: str) -> list[str]:
     """`--arch NAME --encoder-layers N ...` reproducing the encoder stored in MODEL_DIR/model.pt.
 
     `--max-relative-positions` is written out resolved, so a recipe may pass a shorter `--max-seq-len` without
     changing the relative-position bucketing the model was pretrained with.
     """
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
 
     path = os.path.join(model_dir, "model.pt")
     cfg = load_checkpoint_to_cpu(path)["cfg"]
@@ -152,12 +167,17 @@ def arch_flags(model_dir: str) -> List[str]:
     return flags
 
 
-def task_info(task_name: str, glue_dir: Optional[str] = None, model_dir: Optional[str] = None) -> dict:
+def task_info(task_name: str, glue_dir: str | None = None, model_dir: str | None = None) -> dict:
     """The task-table fields a recipe needs; with glue_dir the train row count, with model_dir the arch flags."""
     task = get_glue_task(task_name)
-    info = {"name": task.name, "folder": task.folder, "best_metric": task.best_metric,
-            "regression": str(int(task.is_regression)), "num_classes": str(task.num_classes),
-            "metrics": ",".join(task.metrics)}
+    info = {
+        "name": task.name,
+        "folder": task.folder,
+        "best_metric": task.best_metric,
+        "regression": str(int(task.is_regression)),
+        "num_classes": str(task.num_classes),
+        "metrics": ",".join(task.metrics),
+    }
     if glue_dir is not None and "train" in task.splits:
         info["train_rows"] = str(len(read_glue_file(glue_split_path(glue_dir, task, "train"), task, "train")))
     if model_dir is not None:
@@ -171,28 +191,46 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="read every GLUE file and print rows per split")
     val.add_argument("glue_dir", help="the glue_data/ folder (one sub-folder per task)")
     val.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
-    val.add_argument("--allow-partial", action="store_true",
-                     help="report missing task folders and splits and unofficial row counts without failing "
-                          "(for subsets); malformed files still fail")
+    val.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="report missing task folders and splits and unofficial row counts without failing "
+        "(for subsets); malformed files still fail",
+    )
     val.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the default now; old commands work
-    sub_val = sub.add_parser("validate-submission", help="check a submission zip against the GLUE folder's test "
-                                                         "files: every file, one row per test row, valid labels")
+    sub_val = sub.add_parser(
+        "validate-submission",
+        help="check a submission zip against the GLUE folder's test "
+        "files: every file, one row per test row, valid labels",
+    )
     sub_val.add_argument("zip", help="the zip vega-generate wrote (submission.zip)")
     sub_val.add_argument("--glue-dir", required=True, help="the glue_data/ folder whose test sets were predicted")
-    sub_val.add_argument("--allow-partial", action="store_true",
-                         help="accept missing task files and test files without the official row count (subsets, "
-                              "fixtures); rows, order and labels are still checked")
-    info = sub.add_parser("info", help="print fields of the GLUE task table (all of them as shell assignments "
-                                       "glue_<field>=..., or one value)")
+    sub_val.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="accept missing task files and test files without the official row count (subsets, "
+        "fixtures); rows, order and labels are still checked",
+    )
+    info = sub.add_parser(
+        "info",
+        help="print fields of the GLUE task table (all of them as shell assignments glue_<field>=..., or one value)",
+    )
     info.add_argument("task", help="GLUE task name")
-    info.add_argument("field", nargs="?", help="name, folder, best_metric, regression, num_classes, metrics, "
-                                               "train_rows (needs --glue-dir), arch_flags (needs --model-dir)")
+    info.add_argument(
+        "field",
+        nargs="?",
+        help="name, folder, best_metric, regression, num_classes, metrics, "
+        "train_rows (needs --glue-dir), arch_flags (needs --model-dir)",
+    )
     info.add_argument("--glue-dir", help="GLUE folder: adds train_rows")
     info.add_argument("--model-dir", help="model folder: adds arch_flags")
     arch = sub.add_parser("arch", help="print the vega-train model flags of a model folder")
     arch.add_argument("model_dir", help="model folder (model.pt, dict.txt, spm.model)")
-    text = sub.add_parser("text", help="write the unlabelled sentences of training splits, one paragraph each, "
-                                       "for task-adaptive pretraining (dev and test text is never read)")
+    text = sub.add_parser(
+        "text",
+        help="write the unlabelled sentences of training splits, one paragraph each, "
+        "for task-adaptive pretraining (dev and test text is never read)",
+    )
     text.add_argument("glue_dir", help="the glue_data/ folder")
     text.add_argument("--tasks", required=True, help="comma-separated task names")
     text.add_argument("--out", required=True, help="text file to write")
@@ -200,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @console_script("vega-glue")
-def cli_main(argv: Optional[List[str]] = None) -> None:
+def cli_main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
         tasks = [t for t in args.tasks.split(",") if t] or None

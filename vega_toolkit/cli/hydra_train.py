@@ -9,43 +9,32 @@
 The same configs run with stock fairseq (the plugins found through `common.user_dir`):
 
     fairseq-hydra-train --config-dir "$(vega-config-dir)/glue" --config-name sst2 \
-        common.user_dir="$(dirname "$(vega-config-dir)")" task.data=... 
+        common.user_dir="$(dirname "$(vega-config-dir)")" task.data=...
 
-Differences from stock `fairseq-hydra-train`, each so that a config behaves as its shell recipe does:
-- the plugins are imported before Hydra composes the config (so `criterion=...`-style group selection finds ours),
-  and `common.user_dir` points at the installed package (so DDP workers and SLURM jobs register them too);
-- `--config-dir` defaults to the shipped folder that holds `--config-name` (vega_toolkit/conf/{pretrain,glue});
-- a GLUE config run without `checkpoint.finetune_from_model` stops with a message instead of fine-tuning a random
-  encoder;
-- each job of a local sweep starts from fairseq's clean state (fairseq remembers the best validation score in a
-  function attribute, so later jobs of a stock sweep may never write their checkpoint_best.pt);
-- vega-train's guards apply: the save dir is locked, a truncated checkpoint_last.pt is repaired, a finished run is a
-  no-op that says so, a restored head of the wrong size is a clear error;
-- tasks that run several trainings in rounds (glue_transductive, glue_self_calibrated) run their whole loop, as
-  under vega-train, instead of one training.
-Never give Hydra a version_base >= 1.2 in this process: fairseq's own config code breaks (its
-convert_namespace_to_omegaconf, fairseq/dataclass/utils.py, calls hydra.experimental.initialize/compose, which
-hydra 1.3 refuses under a version_base >= 1.2).
+Differences from stock `fairseq-hydra-train` (config dir found by name, a GLUE config without a pretrained model
+is an error, each job of a local sweep starts clean, rounds run their whole loop, Hydra's version_base):
+docs/design.md#vega-hydra-train. The training guards (docs/design.md#training-guards) apply.
 """
+
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 from vega_toolkit.errors import UserError, console_script
-from vega_toolkit.training import PLUGIN_DIR
+from vega_toolkit.runtime.training import PLUGIN_DIR
 
 CONF_DIR = Path(PLUGIN_DIR) / "conf"
 
 
-def shipped_config_dir(config_name: str) -> Optional[Path]:
+def shipped_config_dir(config_name: str) -> Path | None:
     """The shipped folder holding `<config_name>.yaml` (names are unique across the folders), or None."""
     found = sorted(CONF_DIR.glob(f"*/{config_name}.yaml"))
     return found[0].parent if found else None
 
 
-def _option(argv: List[str], *names: str) -> Optional[str]:
+def _option(argv: list[str], *names: str) -> str | None:
     """The value of a Hydra command-line option (`--config-name X`, `--config-name=X`, `-cn X`)."""
     for i, arg in enumerate(argv):
         for name in names:
@@ -57,12 +46,23 @@ def _option(argv: List[str], *names: str) -> Optional[str]:
 
 
 # Hydra's options that take a value (`--info` takes one only from its list)
-_VALUE_OPTIONS = {"--config-name", "-cn", "--config-dir", "-cd", "--config-path", "-cp", "--cfg", "-c", "--package",
-                  "-p", "--experimental-rerun"}
+_VALUE_OPTIONS = {
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--config-path",
+    "-cp",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--experimental-rerun",
+}
 _INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
-def options_first(argv: List[str]) -> List[str]:
+def options_first(argv: list[str]) -> list[str]:
     """Hydra's options before its overrides: its parser rejects overrides followed by an option (`x=1 -m`).
     An argument that is no override (a bare path) is a UserError: Hydra's parser error never says what to write."""
     options, overrides, i = [], [], 0
@@ -70,7 +70,7 @@ def options_first(argv: List[str]) -> List[str]:
         arg = argv[i]
         takes_value = arg in _VALUE_OPTIONS or (arg == "--info" and i + 1 < len(argv) and argv[i + 1] in _INFO_VALUES)
         if arg.startswith("-") and not arg.startswith(("++", "+")):
-            options += argv[i:i + 2] if takes_value else [arg]
+            options += argv[i : i + 2] if takes_value else [arg]
             i += 2 if takes_value else 1
         else:
             if "=" not in arg and not arg.startswith("~"):
@@ -80,11 +80,11 @@ def options_first(argv: List[str]) -> List[str]:
     return options + overrides
 
 
-def _overridden(argv: List[str], key: str) -> bool:
+def _overridden(argv: list[str], key: str) -> bool:
     return any(a.lstrip("+~").startswith(key + "=") for a in argv)
 
 
-def hydra_argv(argv: List[str]) -> List[str]:
+def hydra_argv(argv: list[str]) -> list[str]:
     """`argv` plus what vega-hydra-train adds: the shipped config folder, `common.user_dir` and
     `hydra.job.chdir=False`, unless given; Hydra's options are moved before the overrides. A --config-name that
     names no config is a UserError here (Hydra's own error never names it)."""
@@ -94,8 +94,10 @@ def hydra_argv(argv: List[str]) -> List[str]:
     if name and folder is None:
         folder = shipped_config_dir(name)
         if folder is None:
-            raise UserError(f"--config-name {name}: no such config; the shipped ones are "
-                            f"{', '.join(shipped_config_names())} (or give --config-dir FOLDER holding {name}.yaml)")
+            raise UserError(
+                f"--config-name {name}: no such config; the shipped ones are "
+                f"{', '.join(shipped_config_names())} (or give --config-dir FOLDER holding {name}.yaml)"
+            )
         argv = ["--config-dir", str(folder)] + argv
     elif name and not any(os.path.isfile(os.path.join(folder, name + ext)) for ext in (".yaml", ".yml")):
         raise UserError(f"--config-name {name}: --config-dir {folder} has no {name}.yaml")
@@ -107,9 +109,19 @@ def hydra_argv(argv: List[str]) -> List[str]:
 # Overrides naming files or folders. Hydra (version_base 1.1, which fairseq needs) runs the job inside
 # outputs/<date>/<time>, so a relative path given on the command line would mean a folder there, not the one it
 # names in the user's shell (and the log would still print it as given).
-PATH_KEYS = {"task.data", "task.vocab_dir", "task.glue_cache_dir", "task.external_data", "task.selection_general",
-             "task.extra_train_data", "checkpoint.save_dir", "checkpoint.finetune_from_model",
-             "checkpoint.restore_file", "common.tensorboard_logdir", "common.user_dir"}
+PATH_KEYS = {
+    "task.data",
+    "task.vocab_dir",
+    "task.glue_cache_dir",
+    "task.external_data",
+    "task.selection_general",
+    "task.extra_train_data",
+    "checkpoint.save_dir",
+    "checkpoint.finetune_from_model",
+    "checkpoint.restore_file",
+    "common.tensorboard_logdir",
+    "common.user_dir",
+}
 
 
 def shell_relative(arg: str) -> str:
@@ -117,8 +129,13 @@ def shell_relative(arg: str) -> str:
     too). Sweeps (`a,b`), interpolations and `checkpoint.restore_file=checkpoint_last.pt` (fairseq reads it inside
     the save dir) stay as given; so does the default save dir, which stays inside Hydra's run folder."""
     key, sep, value = arg.partition("=")
-    if not sep or key.lstrip("+") not in PATH_KEYS or not value or any(c in value for c in ",[]{}$()'\"") \
-            or (key.lstrip("+") == "checkpoint.restore_file" and value == "checkpoint_last.pt"):
+    if (
+        not sep
+        or key.lstrip("+") not in PATH_KEYS
+        or not value
+        or any(c in value for c in ",[]{}$()'\"")
+        or (key.lstrip("+") == "checkpoint.restore_file" and value == "checkpoint_last.pt")
+    ):
         return arg
     return key + "=" + ":".join(p if os.path.isabs(p) or not p else os.path.abspath(p) for p in value.split(":"))
 
@@ -131,7 +148,7 @@ def config_to_namespace(cfg) -> argparse.Namespace:
 
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     flat = {}
-    for group, values in container.items():
+    for values in container.values():
         if isinstance(values, dict):
             flat.update({k: v for k, v in values.items() if k != "_name"})
     for group, values in container.items():
@@ -141,12 +158,12 @@ def config_to_namespace(cfg) -> argparse.Namespace:
     return argparse.Namespace(**flat)
 
 
-def shipped_config_names() -> List[str]:
+def shipped_config_names() -> list[str]:
     """Every config a user can run (files starting with `_` are the shared pieces they include)."""
     return sorted(p.stem for p in CONF_DIR.glob("*/*.yaml") if not p.name.startswith("_"))
 
 
-def compose_config(config_name: str, overrides: Sequence[str] = (), config_dir: Optional[str] = None):
+def compose_config(config_name: str, overrides: Sequence[str] = (), config_dir: str | None = None):
     """The config `fairseq-hydra-train --config-name NAME OVERRIDES` trains with, resolved: composed by Hydra with
     fairseq's schema, the plugins of `common.user_dir` imported, the components' dataclass defaults added
     (fairseq's add_defaults), interpolations resolved. Call it in a process that uses no other Hydra context."""
@@ -171,29 +188,37 @@ def compose_config(config_name: str, overrides: Sequence[str] = (), config_dir: 
 def check_init_model(cfg):
     """GLUE fine-tuning without `checkpoint.finetune_from_model` would silently start from a random encoder (a
     config cannot require it: fairseq's schema default, None, wins over a `???`)."""
-    if cfg.task.get("glue_task") and not cfg.checkpoint.finetune_from_model \
-            and cfg.checkpoint.restore_file == "checkpoint_last.pt":
-        sys.exit(f"vega-hydra-train: {cfg.task.glue_task} fine-tunes a pretrained model: give "
-                 f"checkpoint.finetune_from_model=<model folder>/model.pt (RTE, STS-B, MRPC: the MNLI model)")
+    if (
+        cfg.task.get("glue_task")
+        and not cfg.checkpoint.finetune_from_model
+        and cfg.checkpoint.restore_file == "checkpoint_last.pt"
+    ):
+        sys.exit(
+            f"vega-hydra-train: {cfg.task.glue_task} fine-tunes a pretrained model: give "
+            f"checkpoint.finetune_from_model=<model folder>/model.pt (RTE, STS-B, MRPC: the MNLI model)"
+        )
 
 
 def train_from_config(cfg):
-    """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards (save-dir lock,
-    checkpoint_last.pt repair, head check, finished-run no-op; vega_toolkit/training.py), or the whole loop of a
-    round-based task (vega_toolkit/launch/local.py `run_guarded`, as vega-train)."""
+    """Hydra's task function: fairseq-hydra-train's training inside vega-train's guards
+    (docs/design.md#training-guards), or the whole loop of a round-based task (vega_toolkit/launch/local.py
+    `run_guarded`, as vega-train)."""
     from fairseq.dataclass.initialize import add_defaults
     from fairseq_cli.hydra_train import _hydra_main
     from hydra.core.hydra_config import HydraConfig
 
     from vega_toolkit.errors import PATH_ERRORS, one_line
     from vega_toolkit.launch.local import run_guarded
-    from vega_toolkit.training import reset_fairseq_globals
+    from vega_toolkit.runtime.training import reset_fairseq_globals
 
     reset_fairseq_globals()  # a local sweep (-m, basic launcher) runs every job in this process
     check_init_model(cfg)
     add_defaults(cfg)
-    given = [a.split("=", 1)[1] for a in HydraConfig.get().overrides.task  # as written: 0 is refused
-             if a.lstrip("+").startswith("optimization.max_update=")]
+    given = [
+        a.split("=", 1)[1]
+        for a in HydraConfig.get().overrides.task  # as written: 0 is refused
+        if a.lstrip("+").startswith("optimization.max_update=")
+    ]
     try:
         return run_guarded(config_to_namespace(cfg), lambda: _hydra_main(cfg), given[-1] if given else None)
     except (UserError, *PATH_ERRORS) as err:  # Hydra would print a traceback; SystemExit passes through it
@@ -201,7 +226,7 @@ def train_from_config(cfg):
 
 
 @console_script("vega-hydra-train")
-def cli_main(argv: Optional[List[str]] = None):
+def cli_main(argv: list[str] | None = None):
     import hydra
     from fairseq.dataclass.initialize import hydra_init
 

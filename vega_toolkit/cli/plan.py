@@ -12,6 +12,7 @@ Takes vega-train's flags (DATA optional: without it the vocabulary is --vocab-si
 --gpu-memory, --gpu-flops, --gpus-per-node, --interconnect-gbps. Nothing is allocated: the real model, criterion and
 fairseq optimizer run one update under fake tensors (vega_toolkit/planning/).
 """
+
 import argparse
 import json
 import logging
@@ -32,8 +33,9 @@ def cli_main(argv=None):
         if "--validate" in argv:
             parser = argparse.ArgumentParser(prog="vega-plan --validate")
             parser.add_argument("--validate", action="store_true")
-            parser.add_argument("--calibration", default="", help="one calibration file (default: all of "
-                                                                  "benchmarks/calibration)")
+            parser.add_argument(
+                "--calibration", default="", help="one calibration file (default: all of benchmarks/calibration)"
+            )
             args = parser.parse_args(argv)
             paths = [args.calibration] if args.calibration else calibration_files()
             if not paths:
@@ -41,8 +43,10 @@ def cli_main(argv=None):
             rows = validate(paths)
             print(render_validation(rows))
             worst = max(abs(r.ratio - 1) for r in rows)
-            print(f"validate: {len(rows)} rows, worst |predicted / measured - 1| = {worst:.3f} "
-                  f"({'within' if worst <= TOLERANCE else 'NOT within'} {TOLERANCE:.0%})")
+            print(
+                f"validate: {len(rows)} rows, worst |predicted / measured - 1| = {worst:.3f} "
+                f"({'within' if worst <= TOLERANCE else 'NOT within'} {TOLERANCE:.0%})"
+            )
             return 0 if worst <= TOLERANCE else 1
         plan = make_plan(argv)
     except (PlanInputError, CalibrationError, ValueError, FileNotFoundError) as error:

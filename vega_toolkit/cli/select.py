@@ -12,12 +12,12 @@ split into words/punctuation for both training and scoring (vega_toolkit/selecti
 (zero-based, comma-separated; two columns = a sentence pair) or `--glue-task` (the task's own train-file layout
 for --train and --pool). Prints the selection summary and throughput (sentences/min) on stdout.
 """
+
 import argparse
 import logging
 import os
 import sys
 import tempfile
-from typing import List, Optional
 
 from vega_toolkit.data.text_files import require_utf8
 from vega_toolkit.errors import UserError, console_script
@@ -31,32 +31,45 @@ def _columns(text: str) -> tuple:
     try:
         cols = tuple(int(c) for c in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--columns expects zero-based integers like 3 or 1,2; got {text!r}")
+        raise argparse.ArgumentTypeError(f"--columns expects zero-based integers like 3 or 1,2; got {text!r}") from None
     if not cols or min(cols) < 0:
         raise argparse.ArgumentTypeError(f"--columns expects zero-based integers like 3 or 1,2; got {text!r}")
     return cols
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vega-select", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="vega-select", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--train", required=True, help="in-domain text D_s (one sentence per line, or a TSV)")
     p.add_argument("--pool", required=True, help="external pool D* to select from (plain text or TSV)")
     p.add_argument("--out", required=True, help="selected rows, written unchanged in pool order")
     crit = p.add_mutually_exclusive_group(required=True)
     crit.add_argument("--top-k", type=int, help="keep the K best-scoring rows")
     crit.add_argument("--max-ppl", type=float, help="keep rows whose in-domain perplexity is <= X")
-    crit.add_argument("--max-score", type=float,
-                      help="keep rows whose ranking score (log10 cross-entropy, or the Moore-Lewis difference) "
-                           "is <= X")
+    crit.add_argument(
+        "--max-score",
+        type=float,
+        help="keep rows whose ranking score (log10 cross-entropy, or the Moore-Lewis difference) is <= X",
+    )
     p.add_argument("--general", help="general-domain text for Moore-Lewis (implies --moore-lewis)")
-    p.add_argument("--moore-lewis", action="store_true",
-                   help="rank by H_in - H_general; without --general the general LM is trained on a pool sample")
-    p.add_argument("--general-sample", type=int, default=20000,
-                   help="pool lines sampled for the general LM when --general is not given (default 20000)")
+    p.add_argument(
+        "--moore-lewis",
+        action="store_true",
+        help="rank by H_in - H_general; without --general the general LM is trained on a pool sample",
+    )
+    p.add_argument(
+        "--general-sample",
+        type=int,
+        default=20000,
+        help="pool lines sampled for the general LM when --general is not given (default 20000)",
+    )
     p.add_argument("--order", type=int, default=4, help="n-gram order (default 4)")
-    p.add_argument("--discount-fallback", action="store_true",
-                   help="lmplz --discount_fallback: needed for small or deduplicated corpora (GLUE train sets)")
+    p.add_argument(
+        "--discount-fallback",
+        action="store_true",
+        help="lmplz --discount_fallback: needed for small or deduplicated corpora (GLUE train sets)",
+    )
     p.add_argument("--lm-memory", default="10%", help="lmplz -S sorting memory (default 10%% of RAM)")
     p.add_argument("--columns", type=_columns, help="zero-based TSV text columns of the pool, e.g. 3 or 1,2")
     p.add_argument("--train-columns", type=_columns, help="zero-based TSV text columns of --train")
@@ -121,22 +134,27 @@ def run(args) -> int:
             if len(sample) > 0.1 * n_rows:
                 # the general LM then memorises most candidates, which pushes their H_in - H_gen up
                 # exactly when they are in-domain-looking; a small pool wants a separate --general text
-                logger.warning(f"the general-LM sample covers {len(sample) / n_rows:.0%} of the pool: Moore-Lewis "
-                               f"is unreliable when the general LM has seen the candidates; pass --general")
+                logger.warning(
+                    f"the general-LM sample covers {len(sample) / n_rows:.0%} of the pool: Moore-Lewis "
+                    f"is unreliable when the general LM has seen the candidates; pass --general"
+                )
         else:
             general = None
-        scorer = DomainScorer.train(work, _text_lines(args.train, train_fmt), general, args.order,
-                                    args.discount_fallback, args.lm_memory)
-        stats = select_file(args.pool, args.out, scorer, pool_fmt, args.top_k, args.max_ppl, args.max_score,
-                            args.scores)
+        scorer = DomainScorer.train(
+            work, _text_lines(args.train, train_fmt), general, args.order, args.discount_fallback, args.lm_memory
+        )
+        stats = select_file(
+            args.pool, args.out, scorer, pool_fmt, args.top_k, args.max_ppl, args.max_score, args.scores
+        )
     print(f"[vega-select] {stats.summary()} -> {args.out}")
     return 0
 
 
 @console_script("vega-select")
-def cli_main(argv: Optional[List[str]] = None) -> int:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
-                        stream=sys.stderr)
+def cli_main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr
+    )
     args = get_parser().parse_args(argv)
     try:
         return run(args)

@@ -1,27 +1,15 @@
 """`adversarial_ce`: SiFT (scale-invariant fine-tuning, He et al. 2021), DeBERTa's adversarial fine-tuning.
 
-    vega-train glue_data/MNLI --task glue --glue-task MNLI --criterion adversarial_ce \
-        --adv-lambda 5 --adv-init-perturbation 1e-2 --adv-learning-rate 1e-4 --adv-loss symmetric-kl ...
+    vega-train glue_data/MNLI --task glue --glue-task MNLI --criterion adversarial_ce ...   # DeBERTa's SiFT values
+    vega-train ... --criterion adversarial_ce --adv-lambda 3 ...                             # one of them changed
 
-One training step (microsoft/DeBERTa DeBERTa/sift/sift.py + DeBERTa/apps/run.py `adv_loss_fn`):
-1. clean pass: the model's `embedding_hook` replaces the word embeddings e by z = LN0(e), a non-affine LayerNorm
-   (eps 1e-7), right before the model's own embedding LayerNorm; z is stored;
-2. delta0 ~ N(0, sigma^2) clipped to +-2 sigma (sigma = --adv-init-perturbation), fp32 even under fp16/bf16;
-   perturbed pass with z.detach() + delta0 (dropout active); L0 = --adv-loss(adv logits, clean logits.detach());
-3. one ascent step with the gradient w.r.t. delta only (torch.autograd.grad: no parameter gradients):
-   delta1 = delta0 + eta * g / (1e-6 + max_hidden |g|) (per-token L-inf normalisation, eta = --adv-learning-rate);
-   skipped (delta0 kept) when g is not finite;
-4. final perturbed pass with z.detach() + delta1; L_adv = symmetric KL(adv logits, clean logits) per example
-   (MSE for regression), the clean logits NOT detached;
-5. loss = task loss + --adv-lambda * L_adv. The adversarial passes run in training only.
+`AdversarialCEConfig`'s defaults are the one statement of SiFT's hyperparameters: the GLUE recipes, conf/glue and
+vega-study read them (tests/test_hydra_configs.py checks it).
 
-The symmetric KL uses DeBERTa's surrogate gradients (the probabilities that weight each log-softmax are constants),
-with the constant entropy terms added back so the logged value is the true KL(p||q) + KL(q||p) (0 for equal logits).
-Cost: 3 forwards + 2 backwards per step. DDP: the three forwards share one backward of the summed loss; use
-`--ddp-backend legacy_ddp` (or no_c10d) if the c10d reducer objects to the multiple forward passes.
+One training step, its DeBERTa sources and its cost: docs/design.md#sift-adversarial_ce.
 """
-from dataclasses import dataclass, field
-from typing import Optional
+
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -37,24 +25,52 @@ ADV_LOSSES = ChoiceEnum(["symmetric-kl", "kl", "mse"])
 class AdversarialCEConfig(GluePredictionConfig):
     adv_lambda: float = field(
         default=5.0,
-        metadata={"help": "weight of the adversarial loss; 0 = plain fine-tuning (DeBERTa's SiFT scripts use 5, "
-                          "3 for v3-xsmall; MS@experiments/glue/mnli.sh)"},
+        metadata={
+            "help": "weight of the adversarial loss; 0 = plain fine-tuning (DeBERTa's SiFT scripts use 5, "
+            "3 for v3-xsmall; MS@experiments/glue/mnli.sh)"
+        },
     )
     adv_init_perturbation: float = field(
-        default=1e-2, metadata={"help": "sigma of the initial perturbation N(0, sigma^2), clipped to +-2 sigma "
-                                        "(DeBERTa vat_init_perturbation)"}
+        default=1e-2,
+        metadata={
+            "help": "sigma of the initial perturbation N(0, sigma^2), clipped to +-2 sigma "
+            "(DeBERTa vat_init_perturbation)"
+        },
     )
     adv_learning_rate: float = field(
         default=1e-4, metadata={"help": "step size of the single ascent step (DeBERTa vat_learning_rate)"}
     )
     adv_loss: ADV_LOSSES = field(
         default="symmetric-kl",
-        metadata={"help": "divergence maximised by the ascent step (DeBERTa vat_loss_fn); the final adversarial "
-                          "loss is always symmetric KL (MSE for regression), as in DeBERTa"},
+        metadata={
+            "help": "divergence maximised by the ascent step (DeBERTa vat_loss_fn); the final adversarial "
+            "loss is always symmetric KL (MSE for regression), as in DeBERTa"
+        },
     )
     adv_layer_norm_eps: float = field(
         default=1e-7, metadata={"help": "epsilon of the non-affine LayerNorm that normalises the embeddings"}
     )
+
+
+def _flag_value(value) -> str:
+    """A default as a command-line value, the shorter of 0.01 and 1e-2 (1e-2 on a tie), 5.0 as 5."""
+    if isinstance(value, float):
+        plain = f"{value:g}"
+        mantissa, exponent = f"{value:e}".split("e")
+        scientific = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+        return scientific if len(scientific) <= len(plain) else plain
+    return str(value)
+
+
+def sift_args() -> tuple[str, ...]:
+    """vega-train's flags of SiFT at `AdversarialCEConfig`'s defaults, for commands that must show the values
+    (vega-study's keyed cells; its report reads --adv-lambda back). The recipes and conf/glue/_sift.yaml name the
+    criterion only, so these defaults are the one statement of SiFT's hyperparameters."""
+    defaults = {f.name: f.default for f in fields(AdversarialCEConfig)}
+    args = ["--criterion", "adversarial_ce"]
+    for name in ("adv_lambda", "adv_learning_rate", "adv_init_perturbation", "adv_loss"):
+        args += ["--" + name.replace("_", "-"), _flag_value(defaults[name])]
+    return tuple(args)
 
 
 class SiftPerturbation:
@@ -62,8 +78,8 @@ class SiftPerturbation:
 
     def __init__(self, eps: float = 1e-7):
         self.eps = eps
-        self.z: Optional[torch.Tensor] = None
-        self.delta: Optional[torch.Tensor] = None  # None = clean mode
+        self.z: torch.Tensor | None = None
+        self.delta: torch.Tensor | None = None  # None = clean mode
 
     def __call__(self, e: torch.Tensor) -> torch.Tensor:
         if self.delta is None:
@@ -94,8 +110,15 @@ def mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 DIVERGENCES = {"symmetric-kl": symmetric_kl, "kl": kl, "mse": mse}
 
 
-def sift_adversarial_loss(forward, hook: SiftPerturbation, clean_logits: torch.Tensor, regression: bool,
-                          init_perturbation: float, learning_rate: float, ascent_loss: str = "symmetric-kl"):
+def sift_adversarial_loss(
+    forward,
+    hook: SiftPerturbation,
+    clean_logits: torch.Tensor,
+    regression: bool,
+    init_perturbation: float,
+    learning_rate: float,
+    ascent_loss: str = "symmetric-kl",
+):
     """Steps 2-4 above; `forward()` reruns the model with `hook` as its embedding hook. Returns the summed L_adv."""
     if hook.z is None:
         raise RuntimeError("SiFT: run the clean pass with the hook first")
@@ -155,13 +178,24 @@ class AdversarialCECriterion(GluePredictionCriterion):
             net_input = sample["net_input"]
 
             def forward():
-                logits, _ = model(**net_input, features_only=True, classification_head_name=self.classification_head_name,
-                                  embedding_hook=hook)
+                logits, _ = model(
+                    **net_input,
+                    features_only=True,
+                    classification_head_name=self.classification_head_name,
+                    embedding_hook=hook,
+                )
                 return logits.view(-1, 1) if self.regression_target else logits
 
             clean = hooked.logits.view(-1, 1) if self.regression_target else hooked.logits
-            adv = sift_adversarial_loss(forward, hook, clean, self.regression_target, self.cfg.adv_init_perturbation,
-                                        self.cfg.adv_learning_rate, self.cfg.adv_loss)
+            adv = sift_adversarial_loss(
+                forward,
+                hook,
+                clean,
+                self.regression_target,
+                self.cfg.adv_init_perturbation,
+                self.cfg.adv_learning_rate,
+                self.cfg.adv_loss,
+            )
             loss = loss + self.cfg.adv_lambda * adv  # both sums over the batch: fairseq divides by sample_size
             logging_output["loss"] = loss.data
             logging_output["adv_loss"] = adv.data

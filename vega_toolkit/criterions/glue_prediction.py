@@ -7,14 +7,19 @@ Same loss (fp32 cross-entropy, MSE for STS-B) and the same logged meters as `sen
 is that the `--report-*` flags follow the `--glue-task` table (CoLA: mcc; MRPC/QQP: f1, acc_and_f1; STS-B: pearson,
 spearman, pearson_and_spearman), so the metric a recipe selects checkpoints on is always logged.
 """
+
 from dataclasses import dataclass
 
 from fairseq.criterions import register_criterion
 from fairseq.criterions.sentence_prediction import SentencePredictionConfig, SentencePredictionCriterion
 
 # metric name in the GLUE task table -> the sentence_prediction report flag that logs it
-_REPORT_FLAG = {"mcc": "report_mcc", "f1": "report_acc_and_f1", "pearson": "report_pearson_and_spearman",
-                "spearman": "report_pearson_and_spearman"}
+_REPORT_FLAG = {
+    "mcc": "report_mcc",
+    "f1": "report_acc_and_f1",
+    "pearson": "report_pearson_and_spearman",
+    "spearman": "report_pearson_and_spearman",
+}
 
 
 @dataclass

@@ -14,6 +14,7 @@ summed loss by sample_size (eligible tokens), so the per-sequence InfoNCE mean i
 sample_size before it is added. Logs loss, rtd_loss, contrastive_loss (base 2, like `loss`), contrastive_acc
 (the positive ranks first among the global batch; chance = 1 / global batch size) and all rtd_ternary metrics.
 """
+
 import math
 from dataclasses import dataclass, field
 
@@ -61,7 +62,7 @@ def gather_across_data_parallel(z: torch.Tensor):
     padded[: z.size(0)] = z.detach()
     shards = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(shards, padded, group=group)
-    shards = [s[:n] for s, n in zip(shards, sizes)]
+    shards = [s[:n] for s, n in zip(shards, sizes, strict=True)]
     shards[rank] = z
     return torch.cat(shards), sum(sizes[:rank])
 
@@ -121,14 +122,11 @@ class RTDContrastiveCriterion(RTDTernaryCriterion):
 
         n_tok, n_seq = total("rtd_n"), total("cl_n")
         metrics.log_scalar("loss", total("loss") / max(n_tok, 1) / math.log(2), n_tok, round=3)
-        metrics.log_scalar("contrastive_loss", total("contrastive_loss") / max(n_seq, 1) / math.log(2), n_seq,
-                           round=3)
+        metrics.log_scalar("contrastive_loss", total("contrastive_loss") / max(n_seq, 1) / math.log(2), n_seq, round=3)
         metrics.log_scalar_sum("_cl_n", n_seq)
         metrics.log_scalar_sum("_cl_correct", total("cl_correct"))
         metrics.log_scalar_sum("_cl_candidates", total("cl_candidates"))
-        metrics.log_derived(
-            "contrastive_acc", lambda m: float(m["_cl_correct"].sum) / max(float(m["_cl_n"].sum), 1.0)
-        )
+        metrics.log_derived("contrastive_acc", lambda m: float(m["_cl_correct"].sum) / max(float(m["_cl_n"].sum), 1.0))
         # chance level of contrastive_acc = 1 / (mean number of candidates per anchor)
         metrics.log_derived(
             "contrastive_chance", lambda m: float(m["_cl_n"].sum) / max(float(m["_cl_candidates"].sum), 1.0)

@@ -2,24 +2,12 @@
 
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_ternary --arch vega_tiny ...
 
-A per-token 3-class head (no vocabulary softmax; registered by the task as token head "rtd") and cross-entropy
-over every eligible token, originals included, as Yamaguchi et al. and ELECTRA average over all real tokens
-(gucci-j/light-transformer-emnlp2021 src/model/data_collator.py; google-research/electra run_pretraining.py).
-sample_size = number of eligible tokens, so fairseq's gradient normalisation gives the per-token mean.
-
-Logged (summed over workers and batches, ratios derived at the end, so they are exact over a log interval):
-loss (base 2, like fairseq's other criterions), rtd_acc, orig_recall / shuf_recall / repl_recall (recall of
-each label), shuf_frac / repl_frac (realised corruption rates among eligible tokens) and prior_loss, the loss of a
-model that knows those rates and nothing else: a run whose loss sits at prior_loss has learnt nothing (the
-shuffle-only objective at lr 3e-3 stays there for 10,000 updates, README "Results on real data").
-
-`--replace-with generator` keeps the task's shuffle and its choice of positions to replace, but the replacing tokens
-come from a generator (models/replacement_generator.py, the one `rtd_electra` uses: `--generator-layers`,
-`--generator-width-fraction`, `--embedding-sharing`) instead of the uniform random draw; a draw equal to the original
-is labelled original. The loss becomes MLM mean (over the replaced positions) + rtd_lambda * ternary mean, stepped
-jointly, and `loss` logs that sum (`rtd_loss` the ternary part, `mlm_loss`, `gen_acc`, `gen_unigram_acc` the
-generator's). `--replace-with random` (the default) is the objective above, unchanged.
+A per-token 3-class head and cross-entropy over every eligible token (per-token mean). `prior_loss` logs the loss
+of a model that knows only the corruption rates: a run whose loss stays there has learnt nothing.
+`--replace-with generator` draws the replacements from a generator (models/replacement_generator.py).
+Loss, logged metrics and the generator variant: docs/design.md#rtd_ternary-3-way-replaced-token-detection.
 """
+
 import math
 from dataclasses import dataclass, field
 
@@ -62,6 +50,7 @@ def _ratio(meters, num, den):
 
 def reduce_rtd_metrics(logging_outputs, loss_key="loss"):
     """The RTD part of reduce_metrics, shared with rtd_contrastive."""
+
     def total(key):
         return utils.item(sum(log.get(key, 0) for log in logging_outputs))
 
@@ -74,20 +63,26 @@ def reduce_rtd_metrics(logging_outputs, loss_key="loss"):
         metrics.log_derived(f"{name}_recall", lambda m, c=name: _ratio(m, f"_rtd_correct_{c}", f"_rtd_n_{c}"))
     metrics.log_derived("shuf_frac", lambda m: _ratio(m, "_rtd_n_shuf", "_rtd_n"))
     metrics.log_derived("repl_frac", lambda m: _ratio(m, "_rtd_n_repl", "_rtd_n"))
-    metrics.log_derived("prior_loss", lambda m: round(label_prior_bits(_ratio(m, "_rtd_n_shuf", "_rtd_n"),
-                                                                       _ratio(m, "_rtd_n_repl", "_rtd_n")), 3))
+    metrics.log_derived(
+        "prior_loss",
+        lambda m: round(label_prior_bits(_ratio(m, "_rtd_n_shuf", "_rtd_n"), _ratio(m, "_rtd_n_repl", "_rtd_n")), 3),
+    )
 
 
 def mlm_loss_and_counts(logits: torch.Tensor, targets: torch.Tensor, unigram_top: int):
     """The generator's summed CE over its N masked positions (logits [N, V], targets [N]) and its accuracy counts,
     beside those of always predicting `unigram_top` (the most frequent piece: the unigram baseline)."""
     loss = F.cross_entropy(logits, targets, reduction="sum")
-    return loss, {"mlm_n": targets.numel(), "gen_correct": (logits.argmax(-1) == targets).sum(),
-                  "gen_unigram_correct": (targets == unigram_top).sum()}
+    return loss, {
+        "mlm_n": targets.numel(),
+        "gen_correct": (logits.argmax(-1) == targets).sum(),
+        "gen_unigram_correct": (targets == unigram_top).sum(),
+    }
 
 
 def reduce_generator_metrics(logging_outputs) -> None:
     """mlm_loss (bits per masked token), gen_acc and gen_unigram_acc of the generator's logging outputs."""
+
     def total(key):
         return utils.item(sum(log.get(key, 0) for log in logging_outputs))
 
@@ -142,17 +137,28 @@ class GeneratorReplacing:
         rtd_loss, counts = rtd_loss_and_counts(logits, labels)
         sample_size = counts["rtd_n"]
         loss = mlm_loss * (sample_size / max(int(gen_counts["mlm_n"]), 1)) + self.rtd_lambda * rtd_loss
-        logging_output = {"loss": loss.data, "rtd_loss": rtd_loss.data, "ntokens": sample["ntokens"],
-                          "nsentences": sample["nsentences"], "sample_size": sample_size, **counts, **gen_counts}
+        logging_output = {
+            "loss": loss.data,
+            "rtd_loss": rtd_loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["nsentences"],
+            "sample_size": sample_size,
+            **counts,
+            **gen_counts,
+        }
         return loss, sample_size, logging_output
 
 
 @dataclass
 class RTDTernaryConfig(ReplacementGeneratorConfig):
     replace_with: ChoiceEnum(["random", "generator"]) = field(
-        default="random", metadata={"help": "what replaces the tokens the task chose to replace: uniform random "
-                                            "pieces (Vega v1), or samples of a generator MLM (the --generator-* and "
-                                            "--embedding-sharing flags)"})
+        default="random",
+        metadata={
+            "help": "what replaces the tokens the task chose to replace: uniform random "
+            "pieces (Vega v1), or samples of a generator MLM (the --generator-* and "
+            "--embedding-sharing flags)"
+        },
+    )
 
 
 @register_criterion("rtd_ternary", dataclass=RTDTernaryConfig)
@@ -189,7 +195,8 @@ class RTDTernaryCriterion(GeneratorReplacing, FairseqCriterion):
         target = sample["target"]
         positions = target == REPLACED  # the task's choice; its random pieces there are not used
         src, replaced, mlm_loss, gen_counts = self.generator_pass(
-            model, sample, sample["net_input"]["src_tokens"], positions, validation_rng(model, sample, self.seed))
+            model, sample, sample["net_input"]["src_tokens"], positions, validation_rng(model, sample, self.seed)
+        )
         return src, target.masked_fill(positions & ~replaced, ORIGINAL), mlm_loss, gen_counts
 
     def forward_with_generator(self, model, sample):

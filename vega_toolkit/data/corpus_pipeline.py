@@ -7,28 +7,12 @@
         encode_shard(plan.destdir, k)
     finalize(plan.destdir)            # dict.txt, counts from the encoded data, once every shard is finished
 
-Layout: with `--shards 1` the destination is one data-bin (train/valid .bin/.idx, dict.txt, spm.model); with N > 1
-it holds `shard0 .. shard{N-1}`, each a data-bin with the same dict.txt and spm.model (valid only in shard0), which
-`vega-train DIR/shard0:DIR/shard1:... --task denoising_pretrain` (or `vega-train DIR`) reads one per epoch, as
-fairseq reads sharded data. `DIR/preprocess.json` (the plan) says how the shards were made.
-
-How:
-- Units (lines, or paragraphs) come from byte ranges of the inputs (data/corpus_text.py): shard k is the k-th
-  N-th of the bytes, and within a shard the workers take fixed-size chunks, so the output does not depend on
-  `--workers` (nor on the chunk size).
-- A unit is held out for valid when a keyed hash of its text falls under `--valid-fraction`: every copy of a text
-  lands on the same side, so valid never shares a unit with train, without any set of hashes. Valid comes from
-  shard 0 only, at most `--max-valid-lines` units; held-out units elsewhere (and past the cap) are left out of train,
-  `--valid-fraction` of the text.
-- sentencepiece trains on `--spm-sample-lines` units read at seeded random places of the corpus (all of it when it
-  is smaller), never on held-out units.
-- Each unit is encoded once, straight to ids; `id_table` maps sentencepiece ids onto fairseq's dictionary (control
-  and unknown pieces onto fairseq's specials) in one place; ids go into fairseq's mmap dataset (mmap_writer.py).
-  dict.txt's counts are the counts of the encoded train data, summed over the shards.
-- A shard is written under temporary names, renamed into place, and marked finished last (`.vega-shard.json`); a
-  re-run skips finished shards and redoes any other one from scratch. Nothing that exists is replaced unless it is
-  this same plan's own output, or `--force` is given.
+`--shards 1` writes one data-bin; `--shards N` writes `shard0 .. shard{N-1}` (same dict.txt and spm.model, valid in
+shard0), read one per epoch by `vega-train DIR --task denoising_pretrain`. Output does not depend on `--workers`;
+a re-run skips finished shards. Layout, valid split, sampling and restarts:
+docs/design.md#corpus-pipeline-vega-preprocess.
 """
+
 import hashlib
 import itertools
 import json
@@ -38,9 +22,9 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,11 +47,12 @@ _OUTPUT_NAMES = ("dict.txt", "spm.model", "model.pt", "train.bin", "train.idx", 
 @dataclass
 class PreprocessConfig:
     """What `vega-preprocess` makes (the flags of vega_toolkit/cli/preprocess.py, which documents them)."""
-    inputs: List[str]
+
+    inputs: list[str]
     destdir: str
-    vocab_size: Optional[int] = None
-    spm_model: Optional[str] = None
-    srcdict: Optional[str] = None
+    vocab_size: int | None = None
+    spm_model: str | None = None
+    srcdict: str | None = None
     model_type: str = "unigram"
     character_coverage: float = 0.9999
     spm_sample_lines: int = 2_000_000
@@ -84,13 +69,14 @@ class PreprocessConfig:
 @dataclass
 class Plan:
     """What every shard job needs, saved as DIR/preprocess.json by `prepare`."""
+
     destdir: str
-    files: List[str]
-    sizes: List[int]
-    ranges: List[Tuple[int, int]]
-    settings: Dict  # the config fields that decide the output
+    files: list[str]
+    sizes: list[int]
+    ranges: list[tuple[int, int]]
+    settings: dict  # the config fields that decide the output
     spm_sha256: str
-    symbols: List[str] = field(default_factory=list)  # dictionary symbols after fairseq's specials, in id order
+    symbols: list[str] = field(default_factory=list)  # dictionary symbols after fairseq's specials, in id order
     srcdict: bool = False
 
     @property
@@ -98,8 +84,12 @@ class Plan:
         return len(self.ranges)
 
     def corpus(self) -> Corpus:
-        return Corpus(tuple(Path(f) for f in self.files), tuple(self.sizes), self.settings["paragraphs"],
-                      self.settings["encoding"])
+        return Corpus(
+            tuple(Path(f) for f in self.files),
+            tuple(self.sizes),
+            self.settings["paragraphs"],
+            self.settings["encoding"],
+        )
 
     def shard_dir(self, k: int) -> Path:
         return shard_dir(Path(self.destdir), k, self.shards)
@@ -115,7 +105,7 @@ def shard_dir(destdir: Path, k: int, shards: int) -> Path:
     return destdir if shards == 1 else destdir / f"shard{k}"
 
 
-def data_paths(data: str) -> List[str]:
+def data_paths(data: str) -> list[str]:
     """The data-bins of a `--data` value: its ':'-separated paths, where a folder of shards (no train.idx of its own,
     a shard0/) stands for its shards in order, shard0 first."""
     paths = []
@@ -134,7 +124,7 @@ def _err(message: str) -> UserError:
 
 
 def _atomic_text(path: Path, text: str):
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
 
     atomic_write(str(path), lambda f: f.write(text.encode("utf-8")))
 
@@ -159,7 +149,7 @@ def check_config(config: PreprocessConfig):
             raise FileNotFoundError(f"vega-preprocess: --{flag.replace('_', '-')}: {path} does not exist")
 
 
-def _check_destination_apart_from_inputs(inputs: List[str], files: List[Path], destdir: Path):
+def _check_destination_apart_from_inputs(inputs: list[str], files: list[Path], destdir: Path):
     """The output must never be (or hold) an input: a second run would read the first one's dict.txt as text."""
     dest = destdir.resolve()
     for name in inputs:
@@ -171,7 +161,7 @@ def _check_destination_apart_from_inputs(inputs: List[str], files: List[Path], d
             raise _err(f"--destdir {destdir} holds the input file {f}; write the data-bin elsewhere")
 
 
-def _existing_outputs(destdir: Path) -> List[str]:
+def _existing_outputs(destdir: Path) -> list[str]:
     if not destdir.is_dir():
         return []
     found = [n for n in _OUTPUT_NAMES if (destdir / n).exists()]
@@ -189,18 +179,28 @@ def _remove_outputs(destdir: Path):
             shutil.rmtree(p)
 
 
-def _settings(config: PreprocessConfig, files: List[Path], sizes: List[int]) -> Dict:
+def _settings(config: PreprocessConfig, files: list[Path], sizes: list[int]) -> dict:
     """Everything the output depends on (not --workers, which never changes it)."""
-    keys = ("vocab_size", "model_type", "character_coverage", "spm_sample_lines", "valid_fraction", "max_valid_lines",
-            "paragraphs", "seed", "encoding", "shards")
+    keys = (
+        "vocab_size",
+        "model_type",
+        "character_coverage",
+        "spm_sample_lines",
+        "valid_fraction",
+        "max_valid_lines",
+        "paragraphs",
+        "seed",
+        "encoding",
+        "shards",
+    )
     settings = {k: getattr(config, k) for k in keys}
-    settings["inputs"] = [[str(f.resolve()), s] for f, s in zip(files, sizes)]
+    settings["inputs"] = [[str(f.resolve()), s] for f, s in zip(files, sizes, strict=True)]
     settings["spm_model"] = file_sha256(Path(config.spm_model)) if config.spm_model else None
     settings["srcdict"] = file_sha256(Path(config.srcdict)) if config.srcdict else None
     return settings
 
 
-def _describe_difference(old: Dict, new: Dict) -> str:
+def _describe_difference(old: dict, new: dict) -> str:
     diffs = []
     for key in new:
         if old.get(key) != new[key]:
@@ -213,7 +213,7 @@ def _describe_difference(old: Dict, new: Dict) -> str:
     return ", ".join(diffs)
 
 
-def shard_ranges(corpus: Corpus, shards: int) -> List[Tuple[int, int]]:
+def shard_ranges(corpus: Corpus, shards: int) -> list[tuple[int, int]]:
     """Byte ranges of the shards: equal parts of the corpus, each starting at a unit. Error if one would be empty."""
     if corpus.unit_start(0) >= corpus.size:
         raise _err(f"no non-empty lines in {list(map(str, corpus.files))}")
@@ -222,9 +222,11 @@ def shard_ranges(corpus: Corpus, shards: int) -> List[Tuple[int, int]]:
     for k in range(shards):
         if starts[k] >= starts[k + 1] or (k == 0 and corpus.unit_start(0) >= starts[1]):
             unit = "paragraphs" if corpus.paragraphs else "non-empty lines"
-            raise _err(f"--shards {shards}: shard {k} would hold no text; the inputs have too few {unit} (or too "
-                       f"few bytes between them) for {shards} shards: use fewer")
-    return list(zip(starts[:-1], starts[1:]))
+            raise _err(
+                f"--shards {shards}: shard {k} would hold no text; the inputs have too few {unit} (or too "
+                f"few bytes between them) for {shards} shards: use fewer"
+            )
+    return list(zip(starts[:-1], starts[1:], strict=False))
 
 
 def prepare(config: PreprocessConfig) -> Plan:
@@ -240,14 +242,18 @@ def prepare(config: PreprocessConfig) -> Plan:
     existing = _existing_outputs(destdir)
     if existing and not config.force:
         if not plan_path.is_file():
-            raise _err(f"--destdir {destdir} already holds {', '.join(existing)} (a data-bin or model folder); "
-                       f"vega-preprocess never replaces one silently: pass --force to replace it, or choose another "
-                       f"--destdir")
+            raise _err(
+                f"--destdir {destdir} already holds {', '.join(existing)} (a data-bin or model folder); "
+                f"vega-preprocess never replaces one silently: pass --force to replace it, or choose another "
+                f"--destdir"
+            )
         old = Plan.load(destdir)
         if old.settings != settings:
-            raise _err(f"--destdir {destdir} holds the shards of another preprocessing (differs in: "
-                       f"{_describe_difference(old.settings, settings)}), e.g. another vocabulary; its finished "
-                       f"shards are kept: pass --force to replace them, or choose another --destdir")
+            raise _err(
+                f"--destdir {destdir} holds the shards of another preprocessing (differs in: "
+                f"{_describe_difference(old.settings, settings)}), e.g. another vocabulary; its finished "
+                f"shards are kept: pass --force to replace them, or choose another --destdir"
+            )
         if (destdir / "spm.model").is_file() and file_sha256(destdir / "spm.model") == old.spm_sha256:
             logger.info("%s: resuming the plan of %s (sentencepiece model kept)", destdir, plan_path)
             return old
@@ -260,7 +266,7 @@ def prepare(config: PreprocessConfig) -> Plan:
     destdir.mkdir(parents=True, exist_ok=True)
     spm_path = destdir / "spm.model"
     if config.spm_model:
-        from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy
+        from vega_toolkit.io.atomic import atomic_copy
 
         atomic_copy(config.spm_model, str(spm_path), overwrite=True)
     else:
@@ -269,8 +275,16 @@ def prepare(config: PreprocessConfig) -> Plan:
         symbols = check_srcdict(Path(config.srcdict), spm_path)
     else:
         symbols = dictionary_symbols(spm_path)
-    plan = Plan(str(destdir), [str(f) for f in files], sizes, ranges, settings, file_sha256(spm_path), symbols,
-                bool(config.srcdict))
+    plan = Plan(
+        str(destdir),
+        [str(f) for f in files],
+        sizes,
+        ranges,
+        settings,
+        file_sha256(spm_path),
+        symbols,
+        bool(config.srcdict),
+    )
     if config.srcdict:
         _atomic_text(destdir / ".srcdict.txt", Path(config.srcdict).read_text(encoding="utf-8"))
     _atomic_text(plan_path, json.dumps(asdict(plan), indent=1) + "\n")
@@ -344,16 +358,19 @@ def _train_sentencepiece(corpus: Corpus, config: PreprocessConfig, model_path: P
             minloglevel=2,
         )
     except RuntimeError as err:  # e.g. more distinct characters than --vocab-size: a flag to change
-        raise _err(f"sentencepiece cannot train on {list(map(str, corpus.files))} with --vocab-size "
-                   f"{config.vocab_size} --character-coverage {config.character_coverage}: {str(err).strip()}") from None
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+        raise _err(
+            f"sentencepiece cannot train on {list(map(str, corpus.files))} with --vocab-size "
+            f"{config.vocab_size} --character-coverage {config.character_coverage}: {str(err).strip()}"
+        ) from None
+    from vega_toolkit.io.atomic import atomic_write
 
     atomic_write(str(model_path), lambda f: f.write(model.getvalue()))
-    logger.info("sentencepiece (%s, %d pieces) trained on %d sampled units", config.model_type,
-                config.vocab_size, len(sample))
+    logger.info(
+        "sentencepiece (%s, %d pieces) trained on %d sampled units", config.model_type, config.vocab_size, len(sample)
+    )
 
 
-def dictionary_symbols(spm_path: Path) -> List[str]:
+def dictionary_symbols(spm_path: Path) -> list[str]:
     """dict.txt's symbols for a sentencepiece model: every normal piece in spm id order (so every piece has an id);
     control and unknown pieces are fairseq's own <s> <pad> </s> <unk>."""
     import sentencepiece as spm
@@ -377,7 +394,7 @@ def write_dictionary(model_path: Path, counts, dict_path: Path) -> int:
     return len(symbols)
 
 
-def _read_dict_symbols(dict_path: Path) -> List[str]:
+def _read_dict_symbols(dict_path: Path) -> list[str]:
     symbols = []
     for line in dict_path.read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -385,7 +402,7 @@ def _read_dict_symbols(dict_path: Path) -> List[str]:
     return symbols
 
 
-def check_srcdict(dict_path: Path, spm_path: Path) -> List[str]:
+def check_srcdict(dict_path: Path, spm_path: Path) -> list[str]:
     """The symbols of `--srcdict`, refused unless it was built from the `--spm-model` given: its symbols must be that
     model's pieces (plus fairseq's madeupword padding) and every normal piece of the model must be in it, so that
     encoding never falls back to <unk> for a piece the model produces."""
@@ -393,15 +410,26 @@ def check_srcdict(dict_path: Path, spm_path: Path) -> List[str]:
 
     sp = spm.SentencePieceProcessor(model_file=str(spm_path))
     symbols = [s for s in _read_dict_symbols(dict_path) if s not in FAIRSEQ_SPECIALS]
-    unknown = [s for s in symbols if sp.piece_to_id(s) == sp.unk_id() and s != sp.id_to_piece(sp.unk_id())
-               and not _MADEUP.match(s) and s != "<mask>"]
+    unknown = [
+        s
+        for s in symbols
+        if sp.piece_to_id(s) == sp.unk_id()
+        and s != sp.id_to_piece(sp.unk_id())
+        and not _MADEUP.match(s)
+        and s != "<mask>"
+    ]
     pieces = set(dictionary_symbols(spm_path))
     missing = pieces.difference(symbols)
     if unknown or missing:
-        what = (f"{len(unknown)} of its symbols are not pieces of the model (e.g. {unknown[0]!r})" if unknown
-                else f"{len(missing)} pieces of the model are missing from it (e.g. {sorted(missing)[0]!r})")
-        raise _err(f"--srcdict {dict_path} was not built from --spm-model {spm_path}: {what}; pass the dict.txt that "
-                   f"came with that model")
+        what = (
+            f"{len(unknown)} of its symbols are not pieces of the model (e.g. {unknown[0]!r})"
+            if unknown
+            else f"{len(missing)} pieces of the model are missing from it (e.g. {sorted(missing)[0]!r})"
+        )
+        raise _err(
+            f"--srcdict {dict_path} was not built from --spm-model {spm_path}: {what}; pass the dict.txt that "
+            f"came with that model"
+        )
     return symbols
 
 
@@ -433,11 +461,12 @@ _worker = {}
 def _init_worker(spm_path: str, table: np.ndarray, key: bytes, threshold: int, eos: int):
     import sentencepiece as spm
 
-    _worker.update(sp=spm.SentencePieceProcessor(model_file=spm_path), table=table, key=key, threshold=threshold,
-                   eos=eos)
+    _worker.update(
+        sp=spm.SentencePieceProcessor(model_file=spm_path), table=table, key=key, threshold=threshold, eos=eos
+    )
 
 
-def _encode(sp, units: List[str], table: np.ndarray, eos: int, dtype) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _encode(sp, units: list[str], table: np.ndarray, eos: int, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ids of the units, each followed by </s> (fairseq's binarizer appends it), concatenated; their sizes; and the
     sentencepiece ids alone (for the counts)."""
     if not units:
@@ -477,7 +506,7 @@ def _encode_chunk(task):
     return t_flat, t_sizes, v_flat, v_sizes, counts, smallest
 
 
-def _ordered_results(tasks: List, workers: int, init_args) -> Iterator:
+def _ordered_results(tasks: list, workers: int, init_args) -> Iterator:
     """Results of `_encode_chunk` over `tasks` in order, at most 2 x workers chunks in flight (bounded memory)."""
     if workers == 1:
         _init_worker(*init_args)
@@ -497,14 +526,18 @@ def _ordered_results(tasks: List, workers: int, init_args) -> Iterator:
 
 
 def _check_inputs_unchanged(plan: Plan):
-    for name, size in zip(plan.files, plan.sizes):
+    for name, size in zip(plan.files, plan.sizes, strict=True):
         path = Path(name)
         if not path.exists():
-            raise FileNotFoundError(f"vega-preprocess: input {name} has disappeared since {plan.destdir}/{PLAN_FILE} "
-                                    f"was made; restore it and re-run the same command (finished shards are kept)")
+            raise FileNotFoundError(
+                f"vega-preprocess: input {name} has disappeared since {plan.destdir}/{PLAN_FILE} "
+                f"was made; restore it and re-run the same command (finished shards are kept)"
+            )
         if path.stat().st_size != size:
-            raise _err(f"input {name} changed size since {plan.destdir}/{PLAN_FILE} was made ({size} -> "
-                       f"{path.stat().st_size} bytes); restore it, or start again with --force")
+            raise _err(
+                f"input {name} changed size since {plan.destdir}/{PLAN_FILE} was made ({size} -> "
+                f"{path.stat().st_size} bytes); restore it, or start again with --force"
+            )
 
 
 def shard_finished(plan: Plan, k: int) -> bool:
@@ -514,7 +547,7 @@ def shard_finished(plan: Plan, k: int) -> bool:
     return json.loads(marker.read_text()).get("spm_sha256") == plan.spm_sha256
 
 
-def encode_shard(destdir, k: int, workers: int = 1) -> Dict:
+def encode_shard(destdir, k: int, workers: int = 1) -> dict:
     """Encode shard `k` of the plan in `destdir` (skipped if finished; otherwise redone from scratch). Returns the
     shard's summary {shard, train_units, valid_units, skipped}."""
     from fairseq.data.indexed_dataset import best_fitting_int_dtype
@@ -536,20 +569,28 @@ def encode_shard(destdir, k: int, workers: int = 1) -> Dict:
     table = id_table(spm_path, plan.symbols)
     dtype = best_fitting_int_dtype(len(FAIRSEQ_SPECIALS) + len(plan.symbols))
     settings = plan.settings
-    init = (str(spm_path), table, _hash_key(settings["seed"]), _held_out_threshold(settings["valid_fraction"]),
-            FAIRSEQ_SPECIALS.index("</s>"))
+    init = (
+        str(spm_path),
+        table,
+        _hash_key(settings["seed"]),
+        _held_out_threshold(settings["valid_fraction"]),
+        FAIRSEQ_SPECIALS.index("</s>"),
+    )
     corpus = plan.corpus()
     start, end = plan.ranges[k]
 
-    def encode(forced: Optional[int]):
-        parts = {split: StreamingMMapBuilder(str(out / f".part-{split}.bin"), dtype=dtype)
-                 for split in (("train", "valid") if k == 0 else ("train",))}
+    def encode(forced: int | None):
+        parts = {
+            split: StreamingMMapBuilder(str(out / f".part-{split}.bin"), dtype=dtype)
+            for split in (("train", "valid") if k == 0 else ("train",))
+        }
         counts = np.zeros(len(table), dtype=np.int64)
         smallest, n_valid, n_units = None, 0, 0
         tasks = [(corpus, s, min(s + CHUNK_BYTES, end), dtype, k == 0, forced) for s in range(start, end, CHUNK_BYTES)]
         try:
-            for t_flat, t_sizes, v_flat, v_sizes, chunk_counts, chunk_smallest in _ordered_results(tasks, workers,
-                                                                                                    init):
+            for t_flat, t_sizes, v_flat, v_sizes, chunk_counts, chunk_smallest in _ordered_results(
+                tasks, workers, init
+            ):
                 parts["train"].add_items(t_flat, t_sizes)
                 counts += chunk_counts
                 n_units += len(t_sizes) + len(v_sizes)
@@ -557,7 +598,7 @@ def encode_shard(destdir, k: int, workers: int = 1) -> Dict:
                     smallest = chunk_smallest
                 if k == 0 and len(v_sizes) and n_valid < settings["max_valid_lines"]:
                     keep = min(len(v_sizes), settings["max_valid_lines"] - n_valid)
-                    parts["valid"].add_items(v_flat[:int(v_sizes[:keep].sum())], v_sizes[:keep])
+                    parts["valid"].add_items(v_flat[: int(v_sizes[:keep].sum())], v_sizes[:keep])
                     n_valid += keep
         except BaseException:
             for part in parts.values():
@@ -578,8 +619,10 @@ def encode_shard(destdir, k: int, workers: int = 1) -> Dict:
             unit = "paragraph" if settings["paragraphs"] else "non-empty line"
             if n_units == 1:
                 raise _err(f"1 {unit} in {plan.files}: too few to split into train and valid (at least 2 are needed)")
-            raise _err(f"every {unit} of {plan.files} is a copy of one text: too few distinct units to split into "
-                       f"train and valid; deduplicate the input")
+            raise _err(
+                f"every {unit} of {plan.files} is a copy of one text: too few distinct units to split into "
+                f"train and valid; deduplicate the input"
+            )
     if len(parts["train"]) == 0:
         for part in parts.values():
             part.discard()
@@ -592,14 +635,21 @@ def encode_shard(destdir, k: int, workers: int = 1) -> Dict:
         for ext in ("bin", "idx"):
             os.replace(out / f".part-{split}.{ext}", out / f"{split}.{ext}")
     if out != Path(plan.destdir):
-        from vega_toolkit.fairseq_fixes.atomic_writes import atomic_copy
+        from vega_toolkit.io.atomic import atomic_copy
 
         atomic_copy(str(spm_path), str(out / "spm.model"), overwrite=True)
     summary = {"shard": k, "train_units": len(parts["train"]), "valid_units": n_valid, "skipped": False}
-    _atomic_text(out / SHARD_MARKER, json.dumps({**summary, "spm_sha256": plan.spm_sha256,
-                                                 "counts": counts.tolist()}) + "\n")
-    logger.info("shard %d of %d: %d train units%s -> %s", k, plan.shards, summary["train_units"],
-                f", {n_valid} valid" if k == 0 else "", out)
+    _atomic_text(
+        out / SHARD_MARKER, json.dumps({**summary, "spm_sha256": plan.spm_sha256, "counts": counts.tolist()}) + "\n"
+    )
+    logger.info(
+        "shard %d of %d: %d train units%s -> %s",
+        k,
+        plan.shards,
+        summary["train_units"],
+        f", {n_valid} valid" if k == 0 else "",
+        out,
+    )
     return summary
 
 
@@ -632,6 +682,11 @@ def run(config: PreprocessConfig) -> Path:
     for k in range(plan.shards):
         encode_shard(plan.destdir, k, config.workers)
     finalize(plan.destdir)
-    logger.info("wrote %s (%s)", plan.destdir, "train/valid .bin/.idx, dict.txt, spm.model" if plan.shards == 1
-                else f"shard0..shard{plan.shards - 1}, dict.txt, spm.model")
+    logger.info(
+        "wrote %s (%s)",
+        plan.destdir,
+        "train/valid .bin/.idx, dict.txt, spm.model"
+        if plan.shards == 1
+        else f"shard0..shard{plan.shards - 1}, dict.txt, spm.model",
+    )
     return Path(plan.destdir)

@@ -12,14 +12,14 @@ chunks of shards for the workers) yields every unit exactly once, in order, what
 makes the output the same whatever `--shards` chunks and `--workers` are. Errors name `file:line`; the line number is
 counted only when an error is raised (a range starting in the middle of a 100 GB file does not count its lines).
 """
+
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
 
 from vega_toolkit.errors import UserError
-
 
 # sentencepiece's max_sentence_length: a longer unit is left out of its training, and an input made only of such
 # units (a 50 MB single line) leaves it nothing to train on
@@ -40,7 +40,7 @@ def _spaces(text: str) -> str:
     return text.translate(_ODD_SPACES)
 
 
-def list_input_files(inputs: List[str]) -> List[Path]:
+def list_input_files(inputs: list[str]) -> list[Path]:
     """Files named, plus the `*.txt` files of directories named (sorted); a broken `*.txt` link is an error, never
     skipped: it is text the user meant to include."""
     files = []
@@ -83,14 +83,17 @@ def decode_line(raw: bytes, encoding: str, path: Path, offset: int) -> str:
     """One raw line as text (odd whitespace made spaces); ValueError naming `path:line` for binary or mis-encoded
     input. `auto` reads UTF-8 and falls back to Windows-1252 (a superset of Latin-1's text) line by line."""
     if b"\0" in raw:
-        raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)} contains NUL bytes: a binary file? "
-                         f"The inputs must be text files")
+        raise UserError(
+            f"vega-preprocess: {path}:{line_number(path, offset)} contains NUL bytes: a binary file? "
+            f"The inputs must be text files"
+        )
     if encoding != "auto":
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError as e:
-            raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)} is not {encoding} ({e}); try "
-                             f"--encoding auto") from None
+            raise UserError(
+                f"vega-preprocess: {path}:{line_number(path, offset)} is not {encoding} ({e}); try --encoding auto"
+            ) from None
     else:
         try:
             return _spaces(raw.decode("utf-8"))
@@ -101,28 +104,33 @@ def decode_line(raw: bytes, encoding: str, path: Path, offset: int) -> str:
         try:
             text = raw.decode("cp1252")
         except UnicodeDecodeError as e:
-            raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)} is neither UTF-8 nor "
-                             f"Windows-1252 (byte 0x{raw[e.start]:02x}): a binary file, or pass the file's "
-                             f"--encoding") from None
+            raise UserError(
+                f"vega-preprocess: {path}:{line_number(path, offset)} is neither UTF-8 nor "
+                f"Windows-1252 (byte 0x{raw[e.start]:02x}): a binary file, or pass the file's "
+                f"--encoding"
+            ) from None
         encoding = "Windows-1252"
     control = next((c for c in text if c in _C1_CONTROLS), None)
     if control is not None and encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)} read as {encoding} gives the control "
-                         f"character U+{ord(control):04X}: not the file's encoding (Windows-1252 text read as "
-                         f"Latin-1?); pass --encoding cp1252 or the file's real encoding")
+        raise UserError(
+            f"vega-preprocess: {path}:{line_number(path, offset)} read as {encoding} gives the control "
+            f"character U+{ord(control):04X}: not the file's encoding (Windows-1252 text read as "
+            f"Latin-1?); pass --encoding cp1252 or the file's real encoding"
+        )
     return _spaces(text)
 
 
 @dataclass(frozen=True)
 class Corpus:
     """Input files read as one byte stream, cut into units (lines, or paragraphs)."""
-    files: Tuple[Path, ...]
-    sizes: Tuple[int, ...]
+
+    files: tuple[Path, ...]
+    sizes: tuple[int, ...]
     paragraphs: bool = False
     encoding: str = "auto"
 
     @classmethod
-    def of(cls, files: List[Path], paragraphs: bool = False, encoding: str = "auto") -> "Corpus":
+    def of(cls, files: list[Path], paragraphs: bool = False, encoding: str = "auto") -> "Corpus":
         return cls(tuple(files), tuple(os.path.getsize(f) for f in files), paragraphs, encoding)
 
     @property
@@ -134,15 +142,16 @@ class Corpus:
         for unit, _ in self.units_at(start, end):
             yield unit
 
-    def units_at(self, start: int, end: int, limit: Optional[int] = None) -> Iterator[Tuple[str, int]]:
+    def units_at(self, start: int, end: int, limit: int | None = None) -> Iterator[tuple[str, int]]:
         """(unit, stream offset just past it) for the units starting in [start, end), at most `limit` of them."""
         base = 0
-        for path, size in zip(self.files, self.sizes):
+        for path, size in zip(self.files, self.sizes, strict=True):
             if base >= end:
                 return
             if base + size > start:
-                for unit, stop in _file_units(path, max(0, start - base), min(size, end - base), self.paragraphs,
-                                              self.encoding):
+                for unit, stop in _file_units(
+                    path, max(0, start - base), min(size, end - base), self.paragraphs, self.encoding
+                ):
                     yield unit, base + stop
                     if limit is not None:
                         limit -= 1
@@ -154,7 +163,7 @@ class Corpus:
         """The stream offset of the first unit starting at or after `offset` (`size` when there is none): where a
         range beginning at `offset` really begins."""
         base = 0
-        for path, size in zip(self.files, self.sizes):
+        for path, size in zip(self.files, self.sizes, strict=True):
             if base + size > offset:
                 found = _first_unit_offset(path, max(0, offset - base), size, self.paragraphs, self.encoding)
                 if found is not None:
@@ -175,7 +184,7 @@ def _previous_line_blank(f, path: Path, pos: int, encoding: str) -> bool:
     cut = block.rfind(b"\n")
     if cut < 0 and window < pos:
         return False
-    return _is_blank(block[cut + 1:], encoding, path, pos - 1)
+    return _is_blank(block[cut + 1 :], encoding, path, pos - 1)
 
 
 def _seek_line_start(f, start: int) -> int:
@@ -190,7 +199,7 @@ def _seek_line_start(f, start: int) -> int:
     return f.tell()
 
 
-def _file_units(path: Path, start: int, end: int, paragraphs: bool, encoding: str) -> Iterator[Tuple[str, int]]:
+def _file_units(path: Path, start: int, end: int, paragraphs: bool, encoding: str) -> Iterator[tuple[str, int]]:
     """(unit, offset past it) for the units of one file whose first byte lies in [start, end)."""
     try:
         f = open(path, "rb")
@@ -200,7 +209,7 @@ def _file_units(path: Path, start: int, end: int, paragraphs: bool, encoding: st
         pos = _seek_line_start(f, start)
         in_paragraph = paragraphs and pos > 0 and not _previous_line_blank(f, path, pos, encoding)
         f.seek(pos)
-        parts: List[str] = []
+        parts: list[str] = []
         first = size = 0
         for raw in f:
             line_at = pos
@@ -233,7 +242,7 @@ def _file_units(path: Path, start: int, end: int, paragraphs: bool, encoding: st
             yield _checked(" ".join(parts), path, first, True), pos
 
 
-def _first_unit_offset(path: Path, start: int, size: int, paragraphs: bool, encoding: str) -> Optional[int]:
+def _first_unit_offset(path: Path, start: int, size: int, paragraphs: bool, encoding: str) -> int | None:
     with open(path, "rb") as f:
         pos = _seek_line_start(f, start)
         in_paragraph = paragraphs and pos > 0 and not _previous_line_blank(f, path, pos, encoding)
@@ -251,8 +260,13 @@ def _first_unit_offset(path: Path, start: int, size: int, paragraphs: bool, enco
 def _checked(unit: str, path: Path, offset: int, paragraphs: bool) -> str:
     n_bytes = len(unit.encode("utf-8"))
     if n_bytes > MAX_UNIT_BYTES:
-        what, hint = (("a paragraph", "drop --paragraphs if the file has no blank lines between paragraphs")
-                      if paragraphs else ("a line", "split the text into lines, one sentence or paragraph each"))
-        raise UserError(f"vega-preprocess: {path}:{line_number(path, offset)}: {what} of {n_bytes} or more bytes, "
-                         f"more than the {MAX_UNIT_BYTES} sentencepiece trains on: {hint}")
+        what, hint = (
+            ("a paragraph", "drop --paragraphs if the file has no blank lines between paragraphs")
+            if paragraphs
+            else ("a line", "split the text into lines, one sentence or paragraph each")
+        )
+        raise UserError(
+            f"vega-preprocess: {path}:{line_number(path, offset)}: {what} of {n_bytes} or more bytes, "
+            f"more than the {MAX_UNIT_BYTES} sentencepiece trains on: {hint}"
+        )
     return unit

@@ -10,18 +10,18 @@ changed file, tokenizer or vocabulary is re-encoded and MNLI/QQP (~400k pairs) a
 vocabulary, not once per run. It holds the untruncated ids, so one cache serves every --max-positions. Writes are
 atomic (tmp file + rename) so concurrent workers never read a partial cache.
 """
+
 import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Union
 
 import numpy as np
 import torch
 
-from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
 from vega_toolkit.data.glue_readers import read_glue_file, require_glue_file
 from vega_toolkit.data.glue_tasks import GlueTaskSpec, get_glue_task
+from vega_toolkit.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +78,11 @@ class TextEncoder:
         enc.fingerprint = file_sha256(enc.spm_model) + (file_sha256(dict_path) if os.path.isfile(dict_path) else "")
         return enc
 
-    def encode(self, texts: List[str]) -> List[np.ndarray]:
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
         """Dictionary ids of each text, without special tokens."""
-        out: List[np.ndarray] = []
+        out: list[np.ndarray] = []
         for start in range(0, len(texts), ENCODE_CHUNK):
-            for ids in self.sp.encode(texts[start:start + ENCODE_CHUNK], out_type=int):
+            for ids in self.sp.encode(texts[start : start + ENCODE_CHUNK], out_type=int):
                 out.append(self.spm_to_dict[np.asarray(ids, dtype=np.int64)])
         return out
 
@@ -97,7 +97,7 @@ def truncate_pair(len_a: int, len_b: int, budget: int):
     return (budget + 1) // 2, budget // 2
 
 
-def pair_tokens(a: np.ndarray, b: Optional[np.ndarray], bos: int, eos: int, max_positions: int) -> torch.Tensor:
+def pair_tokens(a: np.ndarray, b: np.ndarray | None, bos: int, eos: int, max_positions: int) -> torch.Tensor:
     """`<s> a </s>` or `<s> a </s> b </s>` ([CLS] a [SEP] b [SEP]), truncated longest-first to `max_positions`."""
     if b is None:
         keep = max(max_positions - 2, 0)
@@ -108,10 +108,10 @@ def pair_tokens(a: np.ndarray, b: Optional[np.ndarray], bos: int, eos: int, max_
 
 @dataclass
 class EncodedSplit:
-    a: List[np.ndarray]
-    b: Optional[List[np.ndarray]]
-    labels: Optional[List[str]]  # label strings (STS-B: score strings); None for test splits
-    indices: List[str]  # the ids written to submission files
+    a: list[np.ndarray]
+    b: list[np.ndarray] | None
+    labels: list[str] | None  # label strings (STS-B: score strings); None for test splits
+    indices: list[str]  # the ids written to submission files
 
     def __len__(self):
         return len(self.a)
@@ -120,18 +120,19 @@ class EncodedSplit:
         return pair_tokens(self.a[i], None if self.b is None else self.b[i], bos, eos, max_positions)
 
 
-def _pack(arrays: List[np.ndarray]):
+def _pack(arrays: list[np.ndarray]):
     lengths = np.asarray([len(x) for x in arrays], dtype=np.int64)
     flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
     return torch.from_numpy(flat.astype(np.int32)), torch.from_numpy(lengths)
 
 
-def _unpack(flat: torch.Tensor, lengths: torch.Tensor) -> List[np.ndarray]:
+def _unpack(flat: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
     return np.split(flat.numpy().astype(np.int64), np.cumsum(lengths.numpy())[:-1])
 
 
-def load_encoded_split(path: str, task: Union[str, GlueTaskSpec], split: str, encoder: TextEncoder,
-                       cache_dir: Optional[str] = None) -> EncodedSplit:
+def load_encoded_split(
+    path: str, task: str | GlueTaskSpec, split: str, encoder: TextEncoder, cache_dir: str | None = None
+) -> EncodedSplit:
     """Read + encode one GLUE file, through the cache (`cache_dir`, default `default_cache_dir()`)."""
     task = get_glue_task(task)
     require_glue_file(path, task, split)
@@ -145,8 +146,10 @@ def load_encoded_split(path: str, task: Union[str, GlueTaskSpec], split: str, en
             b = _unpack(blob["b"], blob["b_len"]) if "b" in blob else None
             return EncodedSplit(_unpack(blob["a"], blob["a_len"]), b, blob.get("labels"), blob["indices"])
         except Exception as err:  # any damage (cut, overwritten, foreign file): the cache is only a copy, rebuild it
-            logger.warning(f"GLUE cache file {cache_file} is unreadable ({type(err).__name__}: {str(err)[:200]}); "
-                           f"encoding {path} again and rewriting it")
+            logger.warning(
+                f"GLUE cache file {cache_file} is unreadable ({type(err).__name__}: {str(err)[:200]}); "
+                f"encoding {path} again and rewriting it"
+            )
 
     examples = read_glue_file(path, task, split)
     a = encoder.encode([ex.text_a for ex in examples])

@@ -9,10 +9,11 @@ merge across lines (the reason fairseq and HF read them with quoting disabled). 
 dropped. Nothing is skipped silently: a wrong field count, an unknown label, an empty line in the middle of a file
 or a wrong header raises `GlueFormatError("FILE:LINE: ...")`.
 """
+
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Union
 
 from vega_toolkit.data.glue_tasks import GlueSplit, GlueTaskSpec, get_glue_task
 from vega_toolkit.data.text_files import not_utf8_message
@@ -27,8 +28,8 @@ class GlueFormatError(UserError):
 class GlueExample:
     index: str  # the test file's index column, or the zero-based data-row number for train/dev files
     text_a: str
-    text_b: Optional[str]
-    label: Optional[str]  # the label string as written in the file (a float string for STS-B); None for test
+    text_b: str | None
+    label: str | None  # the label string as written in the file (a float string for STS-B); None for test
     line: int  # 1-based line number in the file, for error messages downstream
 
 
@@ -56,12 +57,12 @@ def _check_label(task: GlueTaskSpec, value: str, where: str) -> str:
     return value
 
 
-def read_glue_file(path: str, task: Union[str, GlueTaskSpec], split: str) -> List[GlueExample]:
+def read_glue_file(path: str, task: str | GlueTaskSpec, split: str) -> list[GlueExample]:
     """Read one GLUE TSV `path` laid out as `task`'s `split` (e.g. "train", "dev_matched", "test")."""
     task = get_glue_task(task)
     spec = split_spec(task, split)
     require_glue_file(path, task, split)
-    examples: List[GlueExample] = []
+    examples: list[GlueExample] = []
     pending_blank = None  # a blank line is only allowed as the very last line of a file
     for number, line in _lines(path):
         where = f"{path}:{number}"
@@ -82,8 +83,7 @@ def read_glue_file(path: str, task: Union[str, GlueTaskSpec], split: str) -> Lis
             continue
         if len(fields) != spec.num_fields:
             raise GlueFormatError(
-                f"{where}: expected {spec.num_fields} tab-separated fields for {task.name} {split}, "
-                f"found {len(fields)}"
+                f"{where}: expected {spec.num_fields} tab-separated fields for {task.name} {split}, found {len(fields)}"
             )
         texts = [fields[c] for c in spec.text_columns]
         if any(t.strip() == "" for t in texts):
@@ -107,7 +107,7 @@ def require_glue_file(path: str, task: GlueTaskSpec, split: str):
         raise FileNotFoundError(f"{path}: missing {task.name} {split} file (expected {task.splits[split].file})")
 
 
-def glue_split_path(glue_dir: str, task: Union[str, GlueTaskSpec], split: str) -> str:
+def glue_split_path(glue_dir: str, task: str | GlueTaskSpec, split: str) -> str:
     """Path of `split` of `task` under a GLUE root (glue_data/) or directly inside the task folder. When the file
     exists in neither, the path it should have (so that an error names the right place)."""
     task = get_glue_task(task)
@@ -121,6 +121,6 @@ def glue_split_path(glue_dir: str, task: Union[str, GlueTaskSpec], split: str) -
     return nested
 
 
-def read_glue_split(glue_dir: str, task: Union[str, GlueTaskSpec], split: str) -> List[GlueExample]:
+def read_glue_split(glue_dir: str, task: str | GlueTaskSpec, split: str) -> list[GlueExample]:
     """Read `split` of `task` from a GLUE root folder (or from the task's own folder)."""
     return read_glue_file(glue_split_path(glue_dir, task, split), task, split)

@@ -7,7 +7,8 @@ Only the *training* split is ever read (never dev or test: their text must stay 
 scored on them), labels are dropped, and each sentence (each side of a pair) becomes its own paragraph, a line
 followed by a blank line, so `vega-preprocess` keeps it one unit with or without `--paragraphs`.
 """
-from typing import Iterable
+
+from collections.abc import Iterable
 
 from vega_toolkit.data.glue_readers import read_glue_split
 
@@ -16,7 +17,7 @@ TAPT_SPLIT = "train"
 
 def write_training_text(glue_dir: str, tasks: Iterable[str], out_path: str) -> int:
     """Write the training sentences of TASKS to OUT_PATH; returns the number of sentences written."""
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
 
     sentences = []
     for task in tasks:

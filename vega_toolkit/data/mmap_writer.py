@@ -9,6 +9,7 @@ them against the stock builder): the stock one keeps a Python list of every item
 corpus: gigabytes for a large shard) and computes the index pointers in a Python loop at `finalize`. Here the sizes go
 to a side file as they come and the index is written from it in blocks.
 """
+
 import os
 import struct
 

@@ -7,31 +7,14 @@
 This is the ONE implementation of the corruption: the `denoising_pretrain` task (through `RTDNoisingDataset`),
 the tests and `benchmarks/pretrain_step.py` all call it.
 
-Decisions:
-- Eligible positions are the non-special, non-pad tokens of each sequence; `<s>`, `</s>`, `<pad>`, `<unk>`,
-  `<mask>` and the other dictionary specials are never corrupted and get label IGNORE_INDEX (-100).
-- Counts are exact per sequence, not Bernoulli: n_shuf = stochastic_round(shuffle_prob * n_eligible), likewise
-  n_repl. Stochastic rounding keeps the expected rate exactly at the flag even for short sequences, while the
-  spread across sequences is far tighter than independent coin flips (a 128-token block gets 12 or 13 shuffled
-  tokens, never 5 or 20). A shuffle count of one would be a 1-cycle, i.e. no change at all, so it is rounded
-  again to 0 or 2 with equal odds: the expected number of *moved* tokens stays shuffle_prob * n_eligible for
-  every n_eligible >= 2 (a 12-token row realises 10%, not the ~3% a lone 1-cycle gave). A row with a single
-  eligible token is never shuffled (nothing to swap with). The two sets are disjoint by construction (one random ranking of the eligible
-  positions: the first n_shuf ranks are shuffled, the next n_repl are replaced), so replace_prob is the real
-  replace rate, not replace_prob * (1 - shuffle_prob) as in Yamaguchi et al.'s collator.
-- Shuffling permutes the chosen positions of *each* sequence among themselves (not one column permutation shared
-  by the batch) as a single random cycle, so every chosen position receives a token from another chosen
-  position. A shuffled position whose token did not change (the same piece sat at the source position) is
-  labelled ORIGINAL: labels compare values, as in E2S2, so the head is never asked to detect the undetectable.
-- Replacement ids are drawn from the non-special vocabulary, never equal to the original token: uniformly
-  (exact: draw from the M - 1 other candidates) or proportional to dictionary counts ("frequency").
-- Everything is vectorised over [B, T] with random sort keys; no Python loop over tokens or sequences.
-- Randomness comes from a torch.Generator; `seeded_generator(seed, epoch, index)` gives every (seed, epoch,
-  example) triple its own stream, so runs are reproducible and every epoch sees new noise.
+Counts are exact per sequence (stochastic rounding), the shuffled and replaced sets are disjoint, and a shuffled
+token that did not change is labelled original. Every decision, with its reason:
+docs/design.md#rtd-corruption-shuffle-and-replace.
 """
+
 import hashlib
 import math
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from fairseq.data import BaseWrapperDataset, FairseqDataset, data_utils
@@ -61,7 +44,7 @@ def seeded_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
 
-def _stochastic_round(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+def _stochastic_round(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     noise = torch.rand(x.shape, generator=generator, device=x.device)
     return torch.floor(x + noise).long()
 
@@ -75,7 +58,7 @@ class TokenNoiser:
         vocab_size: int,
         shuffle_prob: float = 0.10,
         replace_prob: float = 0.05,
-        replace_weights: Optional[torch.Tensor] = None,
+        replace_weights: torch.Tensor | None = None,
     ):
         if not (0.0 <= shuffle_prob and 0.0 <= replace_prob and shuffle_prob + replace_prob <= 1.0):
             raise ValueError(
@@ -119,8 +102,8 @@ class TokenNoiser:
         return ~self.is_special.to(tokens.device)[tokens]
 
     def __call__(
-        self, tokens: torch.Tensor, generator: Optional[torch.Generator] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, tokens: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens: LongTensor [T] or [B, T] (padded with a special id). Returns (corrupted, labels), same shape;
         labels are ORIGINAL/SHUFFLED/REPLACED on eligible positions and IGNORE_INDEX elsewhere."""
         squeeze = tokens.dim() == 1
@@ -170,7 +153,7 @@ class TokenNoiser:
             return corrupted[0], labels[0]
         return corrupted, labels
 
-    def _draw_replacements(self, original: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    def _draw_replacements(self, original: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         candidates = self.candidates.to(original.device)
         if self.candidate_weights is None:
             # Uniform over the M - 1 candidates other than the original: draw j in [0, M-2] and skip the

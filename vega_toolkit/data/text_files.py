@@ -6,6 +6,7 @@
 Python's own UnicodeDecodeError names neither the file nor the line, and a reader that decodes lazily raises it
 only when it gets there (for vega-select: after both language models were trained).
 """
+
 from vega_toolkit.errors import UserError
 
 
@@ -18,15 +19,19 @@ def not_utf8_message(path: str) -> str:
     Windows tools write) is recognised by its byte-order mark."""
     with open(path, "rb") as f:
         if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
-            return (f"{path}:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8; convert "
-                    f"it, e.g. iconv -f UTF-16 -t UTF-8 {path} > converted")
+            return (
+                f"{path}:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8; convert "
+                f"it, e.g. iconv -f UTF-16 -t UTF-8 {path} > converted"
+            )
         f.seek(0)
         for number, raw in enumerate(f, start=1):
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                return (f"{path}:{number}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); convert "
-                        f"it, e.g. iconv -f WINDOWS-1252 -t UTF-8 {path} > converted")
+                return (
+                    f"{path}:{number}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); convert "
+                    f"it, e.g. iconv -f WINDOWS-1252 -t UTF-8 {path} > converted"
+                )
     return f"{path}: not UTF-8 text"
 
 

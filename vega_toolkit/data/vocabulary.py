@@ -3,21 +3,15 @@
     from vega_toolkit.data.vocabulary import vocabulary_id, check_vocabulary
     vocabulary_id("models/tiny")                        # 'a3f0c9...' (16 hex digits)
 
-Two vocabularies with the same number of rows can share almost no ids (two 297-piece vocabularies trained on
-different text agreed on 5 ids), so a model loaded with the wrong dict.txt/spm.model runs and is silently wrong.
-The tasks that read a vocabulary (denoising_pretrain from its data-bin, glue from --vocab-dir) keep its identity in
-their fairseq task state (`RecordsVocabulary`), which fairseq saves in every checkpoint (`task_state`) and hands
-back to the task when a checkpoint is loaded: a stored id that differs from the folder's is a
-VocabularyMismatchError (VegaModel.from_pretrained, vega-generate --vocab-dir, every load_model). Model folders
-(`vega-convert export/from-hf`) store it too. The other consumers compare the stored id before fairseq reads the
-weights: vega-train's guards (the checkpoint of --finetune-from-model or --restore-file against the task's
-vocabulary) and `vega-convert export` (the checkpoint against --data-bin). A checkpoint written before the id
-existed (no `task_state["vocab_id"]`) still loads and trains: only its number of embedding rows is compared.
+
+Tasks keep the id in their fairseq task state, so every checkpoint stores it; loading a checkpoint with another
+folder's dict.txt/spm.model is a VocabularyMismatchError instead of a silently wrong model.
+Why and where it is checked: docs/design.md#vocabulary-identity.
 """
+
 import hashlib
 import logging
 import os
-from typing import Optional
 
 from vega_toolkit.errors import UserError
 
@@ -45,23 +39,28 @@ def vocabulary_id(folder: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def stored_vocabulary_id(checkpoint: dict) -> Optional[str]:
+def stored_vocabulary_id(checkpoint: dict) -> str | None:
     """The vocabulary id a loaded checkpoint holds (None for checkpoints written before it existed)."""
     return (checkpoint.get("task_state") or {}).get(VOCAB_ID_KEY) or None
 
 
-def check_vocabulary(checkpoint: str, stored: Optional[str], folder: str, flag: str) -> None:
+def check_vocabulary(checkpoint: str, stored: str | None, folder: str, flag: str) -> None:
     """VocabularyMismatchError unless `checkpoint`'s stored vocabulary id is the one of `folder` (given by `flag`)."""
     if stored is None:
-        logger.info("%s stores no vocabulary id (written by an older vega-toolkit): only its number of embedding "
-                    "rows is checked against %s", checkpoint, folder)
+        logger.info(
+            "%s stores no vocabulary id (written by an older vega-toolkit): only its number of embedding "
+            "rows is checked against %s",
+            checkpoint,
+            folder,
+        )
         return
     current = vocabulary_id(folder)
     if stored != current:
         raise VocabularyMismatchError(
             f"{flag} {folder}: its dict.txt + spm.model (vocabulary {current}) are not the ones {checkpoint} was "
             f"trained with (vocabulary {stored}); the ids would mean other pieces. Give the model folder or "
-            f"data-bin the checkpoint was trained on")
+            f"data-bin the checkpoint was trained on"
+        )
 
 
 def check_embedding_rows(checkpoint: str, rows: int, symbols: int, folder: str, flag: str) -> None:
@@ -69,7 +68,8 @@ def check_embedding_rows(checkpoint: str, rows: int, symbols: int, folder: str, 
     if rows != symbols:
         raise VocabularyMismatchError(
             f"{flag} {folder}: dict.txt has {symbols} symbols but {checkpoint} embeds {rows} (the architecture "
-            f"matches; the vocabulary does not): give the model folder or data-bin the checkpoint was trained on")
+            f"matches; the vocabulary does not): give the model folder or data-bin the checkpoint was trained on"
+        )
 
 
 class RecordsVocabulary:

@@ -12,8 +12,15 @@
 - prefetch_thread_exit.py: a training stopped mid-epoch could abort at exit (SIGABRT) in fairseq's batch-prefetch
   thread; now that thread is stopped before the interpreter ends it.
 """
-from vega_toolkit.fairseq_fixes import (atomic_writes, batching, bf16, checkpoint_loading, full_help,
-                                        prefetch_thread_exit)
+
+from vega_toolkit.fairseq_fixes import (
+    atomic_writes,
+    batching,
+    bf16,
+    checkpoint_loading,
+    full_help,
+    prefetch_thread_exit,
+)
 
 FIXES = (checkpoint_loading, atomic_writes, batching, full_help, bf16, prefetch_thread_exit)
 

@@ -6,7 +6,6 @@ fewer than 8 examples yields no batch at all. Dev metrics, best-checkpoint selec
 computed on the wrong set. `install()` (run on `import vega_toolkit`) wraps `fairseq.data.data_utils.batch_by_size`
 so that any index the original left out is appended as extra batch(es) within the same size limits.
 """
-from typing import List
 
 import numpy as np
 from fairseq.data import data_utils
@@ -14,7 +13,7 @@ from fairseq.data import data_utils
 _original_batch_by_size = None
 
 
-def _leftover_batches(missing: np.ndarray, num_tokens_fn, num_tokens_vec, max_tokens, max_sentences) -> List:
+def _leftover_batches(missing: np.ndarray, num_tokens_fn, num_tokens_vec, max_tokens, max_sentences) -> list:
     batches, current, longest = [], [], 0
     for idx in missing:
         n = int(num_tokens_vec[idx]) if num_tokens_vec is not None else int(num_tokens_fn(idx))
@@ -31,12 +30,24 @@ def _leftover_batches(missing: np.ndarray, num_tokens_fn, num_tokens_vec, max_to
     return batches
 
 
-def batch_by_size(indices, num_tokens_fn, num_tokens_vec=None, max_tokens=None, max_sentences=None,
-                  required_batch_size_multiple=1, fixed_shapes=None):
-    batches = _original_batch_by_size(indices, num_tokens_fn, num_tokens_vec=num_tokens_vec, max_tokens=max_tokens,
-                                      max_sentences=max_sentences,
-                                      required_batch_size_multiple=required_batch_size_multiple,
-                                      fixed_shapes=fixed_shapes)
+def batch_by_size(
+    indices,
+    num_tokens_fn,
+    num_tokens_vec=None,
+    max_tokens=None,
+    max_sentences=None,
+    required_batch_size_multiple=1,
+    fixed_shapes=None,
+):
+    batches = _original_batch_by_size(
+        indices,
+        num_tokens_fn,
+        num_tokens_vec=num_tokens_vec,
+        max_tokens=max_tokens,
+        max_sentences=max_sentences,
+        required_batch_size_multiple=required_batch_size_multiple,
+        fixed_shapes=fixed_shapes,
+    )
     indices = np.asarray(indices, dtype=np.int64)
     if fixed_shapes is not None or sum(len(b) for b in batches) >= len(indices):
         return batches

@@ -5,6 +5,7 @@ fairseq-fixed 0.12.3.1's legacy parser (`fairseq.options.parse_args_and_arch`, "
 takes the XLA branches. `install()` (run on `import vega_toolkit`) wraps the parser so that `--bf16` keeps
 `tpu=False` unless `--tpu` itself is on the command line. The Hydra path never sets it (tests/test_hydra_configs.py).
 """
+
 import sys
 
 from fairseq import options

@@ -13,6 +13,7 @@ each live prefetch thread is told to stop after the batch it is producing (its `
 every batch) and its buffer is emptied until it has put its end marker and returned. Nothing is lost: the batches
 it drops were never going to be trained on.
 """
+
 import atexit
 import queue
 import threading

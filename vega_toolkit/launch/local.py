@@ -6,17 +6,26 @@ local GPU itself. The SLURM launcher (submitit_launcher.py) runs this same funct
 
 What runs is chosen here and only here: a task with a round driver in vega_toolkit/adaptation (`ROUND_DRIVERS`:
 transductive and self-calibrated fine-tuning) runs its whole loop of trainings; any other task trains once, inside
-vega-train's guards (vega_toolkit/training.py). Either way the save dir is locked for the life of the run.
+vega-train's guards (vega_toolkit/runtime/training.py). Either way the save dir is locked for the life of the run.
 """
-from typing import Any, Callable, List, Optional
+
+from collections.abc import Callable
+from typing import Any
 
 from vega_toolkit.adaptation import round_driver
 from vega_toolkit.errors import check_output_dir
-from vega_toolkit.training import (check_training_numbers, explicit_value, guarded_training, locked_save_dir,
-                                   parse_training_args, train_once, with_user_dir)
+from vega_toolkit.runtime.training import (
+    check_training_numbers,
+    explicit_value,
+    guarded_training,
+    locked_save_dir,
+    parse_training_args,
+    train_once,
+    with_user_dir,
+)
 
 
-def run_guarded(args, train: Callable[[], Any], max_update_given: Optional[str] = None):
+def run_guarded(args, train: Callable[[], Any], max_update_given: str | None = None):
     """Under the save-dir lock: the round driver of `args.task`, or `train()` (one training of `args`) inside the
     guards. vega-hydra-train passes its own `train` (fairseq-hydra-train's main on the composed config).
     `max_update_given`: --max-update as the user wrote it (0 is refused: fairseq would read it as no limit)."""
@@ -29,7 +38,7 @@ def run_guarded(args, train: Callable[[], Any], max_update_given: Optional[str] 
         return guarded_training(args, train)
 
 
-def run_local(argv: List[str]):
+def run_local(argv: list[str]):
     """Parse `argv` like fairseq-train (plugins passed on to workers with `--user-dir`) and run it here."""
     args = parse_training_args(with_user_dir(argv))
     return run_guarded(args, lambda: train_once(args), explicit_value(argv, "--max-update"))

@@ -11,9 +11,10 @@ cancellation sends the missing ones again (a half-written shard is redone from s
 writes dict.txt (counts summed over the shards); until then the data-bins are incomplete and vega-train refuses them.
 A preempted task requeues itself (submitit's checkpoint) and redoes its shard.
 """
+
 import argparse
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from vega_toolkit.data.corpus_pipeline import PreprocessConfig, encode_shard, finalize, prepare, shard_finished
 from vega_toolkit.launch.submitit_launcher import build_executor, wait_for_job
@@ -26,7 +27,7 @@ class PreprocessShardJob:
         self.destdir = destdir
         self.workers = workers
 
-    def __call__(self, shard: int) -> Dict[str, Any]:
+    def __call__(self, shard: int) -> dict[str, Any]:
         summary = encode_shard(self.destdir, shard, self.workers)
         summary["dict_written"] = finalize(self.destdir)
         return summary
@@ -37,7 +38,7 @@ class PreprocessShardJob:
         return submitit.helpers.DelayedSubmission(type(self)(self.destdir, self.workers), shard)
 
 
-def submit_shards(args: argparse.Namespace, config: PreprocessConfig) -> Optional[List]:
+def submit_shards(args: argparse.Namespace, config: PreprocessConfig) -> list | None:
     """Train sentencepiece here, then submit the unfinished shards as one job array; print `Submitted job <id>`
     (afterok on it waits for every shard). Returns the submitit jobs (None when every shard was already finished)."""
     plan = prepare(config)
@@ -46,14 +47,17 @@ def submit_shards(args: argparse.Namespace, config: PreprocessConfig) -> Optiona
         finalize(plan.destdir)
         print(f"All {plan.shards} shards of {plan.destdir} are finished; nothing submitted", flush=True)
         return None
-    executor = build_executor(args, [], default_job_dir=os.path.join(plan.destdir, "slurm", "%j"),
-                              job_name="vega-preprocess")
+    executor = build_executor(
+        args, [], default_job_dir=os.path.join(plan.destdir, "slurm", "%j"), job_name="vega-preprocess"
+    )
     jobs = executor.map_array(PreprocessShardJob(plan.destdir, config.workers), pending)
     array_id = str(jobs[0].job_id).split("_")[0]
     print(f"Submitted job {array_id}", flush=True)
-    print(f"  shards: {' '.join(map(str, pending))} of {plan.shards}"
-          + (f" ({plan.shards - len(pending)} finished earlier, skipped)" if len(pending) < plan.shards else ""),
-          flush=True)
+    print(
+        f"  shards: {' '.join(map(str, pending))} of {plan.shards}"
+        + (f" ({plan.shards - len(pending)} finished earlier, skipped)" if len(pending) < plan.shards else ""),
+        flush=True,
+    )
     print(f"  stdout: {jobs[0].paths.stdout}", flush=True)
     if args.wait:
         for job in jobs:

@@ -10,25 +10,37 @@ a plain command (`sbatch --wrap`) and requeueing a job, for the paper plan's reh
 submitit reads job states through `sacct`, which needs SLURM's accounting database; `scontrol show job` answers from
 the controller on every cluster (finished jobs stay visible for the cluster's MinJobAge, 300 s by default).
 """
+
 import re
 import shlex
 import subprocess
 import time
-from typing import Callable, Dict, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 # Job states after which a job never runs again (a requeued job goes back to PENDING instead).
-TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-                             "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT"})
+TERMINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "PREEMPTED",
+        "SPECIAL_EXIT",
+    }
+)
 
 
 _KEY = re.compile(r"^[A-Za-z][\w/:]*=")  # JobState=..., CPUs/Task=..., ReqB:S:C:T=...
 
 
-def show_job(job_id: str) -> Optional[Dict[str, str]]:
+def show_job(job_id: str) -> dict[str, str] | None:
     """`scontrol show job -o JOB_ID` as a dict (JobState, Restarts, Dependency, ...); None once SLURM forgot it. For a
     job array (one line per task), the first task's fields with the array's JobState (`array_state`)."""
-    proc = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
         if "Invalid job id" in proc.stderr:
             return None
@@ -39,8 +51,8 @@ def show_job(job_id: str) -> Optional[Dict[str, str]]:
     return records[0]
 
 
-def _fields(line: str) -> Dict[str, str]:
-    fields: Dict[str, str] = {}
+def _fields(line: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
     # One line of space-separated Key=Value pairs; a value may itself contain spaces only for the last keys
     # (Command=..., WorkDir=...), which are joined back onto the previous key.
     key = None
@@ -62,14 +74,19 @@ def array_state(states) -> str:
     return next((s for s in states if s != "COMPLETED"), "COMPLETED")
 
 
-def job_state(job_id: str) -> Optional[str]:
+def job_state(job_id: str) -> str | None:
     """The job's JobState (PENDING, RUNNING, COMPLETED, ...), or None once SLURM forgot the job."""
     info = show_job(job_id)
     return None if info is None else info["JobState"]
 
 
-def wait_for_state(job_id: str, accept: Callable[[Dict[str, str]], bool], timeout_s: float,
-                   poll_s: float = 0.5, what: str = "condition") -> Dict[str, str]:
+def wait_for_state(
+    job_id: str,
+    accept: Callable[[dict[str, str]], bool],
+    timeout_s: float,
+    poll_s: float = 0.5,
+    what: str = "condition",
+) -> dict[str, str]:
     """Poll `scontrol show job` until `accept(fields)`; raise TimeoutError naming the last state otherwise."""
     deadline = time.monotonic() + timeout_s
     info = None
@@ -82,7 +99,7 @@ def wait_for_state(job_id: str, accept: Callable[[Dict[str, str]], bool], timeou
     raise TimeoutError(f"job {job_id}: no {what} after {timeout_s:.0f}s (last seen: {state})")
 
 
-def wait_until_finished(job_id: str, poll_s: float = 2.0, timeout_s: Optional[float] = None) -> Optional[str]:
+def wait_until_finished(job_id: str, poll_s: float = 2.0, timeout_s: float | None = None) -> str | None:
     """Block until the job reaches a terminal state (a requeued job is PENDING again and keeps being waited for).
     Returns that JobState, or None when SLURM already forgot the job."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -109,17 +126,22 @@ def sbatch(argv: Sequence[str], name: str, log_dir: str, after: Sequence[str] = 
     return proc.stdout.strip().split(";")[0]  # --parsable: "<id>[;<cluster>]"
 
 
-def requeue(job_id: str, timeout_s: float = 60) -> Dict[str, str]:
+def requeue(job_id: str, timeout_s: float = 60) -> dict[str, str]:
     """`scontrol requeue JOB_ID`, as a preemption does: SLURM kills the running job and queues it again (same id,
     Restarts + 1). SLURM holds a requeued job back for two minutes (BeginTime); it is released 3 s later instead,
     and not within the second of the requeue: slurmd refuses to launch a job whose credential it revoked in that same
     second ("Job credential revoked") and the job would end FAILED. Returns the job's fields once it is pending."""
     restarts = int(show_job(job_id)["Restarts"])
     subprocess.run(["scontrol", "requeue", str(job_id)], check=True, capture_output=True, timeout=30)
-    info = wait_for_state(job_id, lambda i: int(i["Restarts"]) > restarts and i["JobState"] == "PENDING",
-                          timeout_s=timeout_s, what="requeue")
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now+3"], check=True, capture_output=True,
-                   timeout=30)
+    info = wait_for_state(
+        job_id,
+        lambda i: int(i["Restarts"]) > restarts and i["JobState"] == "PENDING",
+        timeout_s=timeout_s,
+        what="requeue",
+    )
+    subprocess.run(
+        ["scontrol", "update", f"JobId={job_id}", "StartTime=now+3"], check=True, capture_output=True, timeout=30
+    )
     return info
 
 

@@ -9,37 +9,11 @@
 Every `--slurm-*` flag can also come from a yaml file (`--slurm-config cluster.yaml`, keys are the flag names
 without the `slurm-` prefix, e.g. `partition: gpu`); flags on the command line win.
 
-How the job runs:
-- The submitted callable is `FairseqTrainingJob(argv)`, an importable class of this package (submitit pickles it by
-  reference, so it must not come from a `--user-dir`); each SLURM task unpickles it and calls the local launcher's
-  `run_local(argv)` (vega_toolkit/launch/local.py: one guarded training, or a task's whole loop of rounds).
-- fairseq infers rank and world size from the SLURM environment (fairseq/distributed/utils.py `_infer_slurm_init`):
-  with `--slurm-tasks-per-node` > 1 every task is one rank; with one task per node fairseq spawns one rank per
-  visible GPU. The job adds `--distributed-world-size` and an explicit `--distributed-port` (without it fairseq falls
-  back to `tcp://localhost`, single-node only) unless given. On CPU-only nodes it also adds `--distributed-backend
-  gloo`, `--ddp-backend legacy_ddp` and the rank/init method fairseq would infer (`distributed_argv` says why).
-- Each task returns {rank, num_updates, params_sha256}; `--wait` prints them (equal hashes: the ranks agree).
-- Preemption and time limits: SLURM sends `--slurm-signal` (default USR2, submitit's default, which warns that NCCL
-  may catch USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill; submitit calls `FairseqTrainingJob.checkpoint()`, which requeues
-  the same argv. fairseq resumes from `<save-dir>/checkpoint_last.pt` by itself (its default `--restore-file`), so
-  the job continues from the last periodic checkpoint: set `--save-interval-updates` to bound the lost work. A
-  signal that arrives while fairseq writes a checkpoint is handled once the save is complete (preemption.py), so the
-  requeued job resumes from the checkpoint that was being written, not from the one before it. For
-  fine-tuning use `--finetune-from-model` (only read while checkpoint_last.pt is absent), not `--restore-file`.
-
-Recipes chain jobs by parsing the `Submitted job <id>` line:
-
-    MNLI=$(vega-train ... --launcher submitit | sed -n 's/^Submitted job //p')
-    vega-train ... --launcher submitit --slurm-dependency afterok:$MNLI
-
-`--wait` follows the job through requeues with `scontrol` (submitit's own `job.result()` needs `sacct`, i.e. SLURM
-accounting). `vega-train` (vega_toolkit/cli/train.py `cli_main`) chooses between this launcher and the local one:
-
-    launcher, argv = split_launcher_args(argv)
-    if launcher.launcher == "submitit":
-        submit(launcher, argv)
-        return
+Each SLURM task runs the local launcher's `run_local(argv)`; a preempted job is requeued with the same argv and
+resumes from `<save-dir>/checkpoint_last.pt` (set `--save-interval-updates` to bound the lost work). Ranks, ports,
+CPU-only nodes, preemption signals and `--wait`: docs/design.md#slurm-launcher-submitit.
 """
+
 import argparse
 import contextlib
 import logging
@@ -48,34 +22,67 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from vega_toolkit.errors import UserError
 from vega_toolkit.launch import slurm
-from vega_toolkit.launch.preemption import signals_deferred
+from vega_toolkit.runtime.preemption import signals_deferred
 
 logger = logging.getLogger(__name__)
 
 # Flags whose names, minus the prefix, are also the keys of a --slurm-config yaml.
-_YAML_KEYS = ("partition", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "time",
-              "account", "qos", "constraint", "exclude", "job_name", "job_dir", "dependency", "hold", "signal",
-              "signal_delay_s", "max_num_timeout", "setup", "cluster")
+_YAML_KEYS = (
+    "partition",
+    "nodes",
+    "tasks_per_node",
+    "gpus_per_node",
+    "cpus_per_task",
+    "mem_gb",
+    "time",
+    "account",
+    "qos",
+    "constraint",
+    "exclude",
+    "job_name",
+    "job_dir",
+    "dependency",
+    "hold",
+    "signal",
+    "signal_delay_s",
+    "max_num_timeout",
+    "setup",
+    "cluster",
+)
 
 
 def add_launcher_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The `--launcher` and `--slurm-*` flags (never seen by fairseq: `split_launcher_args` removes them)."""
     group = parser.add_argument_group("launcher (vega-toolkit)")
-    group.add_argument("--launcher", choices=("local", "submitit"), default="local",
-                       help="local: train in this process (fairseq spawns local DDP workers); "
-                            "submitit: submit the training as a SLURM job and return")
-    group.add_argument("--wait", action="store_true",
-                       help="with --launcher submitit: block until the job ends; exit non-zero if it failed")
-    group.add_argument("--slurm-config", metavar="YAML",
-                       help="yaml with defaults for the --slurm-* flags (keys: " + ", ".join(_YAML_KEYS) + ")")
+    group.add_argument(
+        "--launcher",
+        choices=("local", "submitit"),
+        default="local",
+        help="local: train in this process (fairseq spawns local DDP workers); "
+        "submitit: submit the training as a SLURM job and return",
+    )
+    group.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --launcher submitit: block until the job ends; exit non-zero if it failed",
+    )
+    group.add_argument(
+        "--slurm-config",
+        metavar="YAML",
+        help="yaml with defaults for the --slurm-* flags (keys: " + ", ".join(_YAML_KEYS) + ")",
+    )
     group.add_argument("--slurm-partition", help="SLURM partition (default: the cluster's default partition)")
     group.add_argument("--slurm-nodes", type=int, default=1, help="number of nodes")
-    group.add_argument("--slurm-tasks-per-node", type=int, default=None,
-                       help="SLURM tasks (= fairseq ranks) per node; default: --slurm-gpus-per-node, or 1")
+    group.add_argument(
+        "--slurm-tasks-per-node",
+        type=int,
+        default=None,
+        help="SLURM tasks (= fairseq ranks) per node; default: --slurm-gpus-per-node, or 1",
+    )
     group.add_argument("--slurm-gpus-per-node", type=int, default=0, help="GPUs per node")
     group.add_argument("--slurm-cpus-per-task", type=int, default=None, help="CPUs per task")
     group.add_argument("--slurm-mem-gb", type=float, default=None, help="memory per node in GB")
@@ -85,23 +92,48 @@ def add_launcher_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     group.add_argument("--slurm-constraint", help="SLURM node constraint (features)")
     group.add_argument("--slurm-exclude", help="nodes to exclude")
     group.add_argument("--slurm-job-name", default="vega-train", help="SLURM job name")
-    group.add_argument("--slurm-job-dir", default=None,
-                       help="folder for submitit's pickles and the job logs (%%j = job id); "
-                            "default: <--save-dir>/slurm/%%j")
+    group.add_argument(
+        "--slurm-job-dir",
+        default=None,
+        help="folder for submitit's pickles and the job logs (%%j = job id); default: <--save-dir>/slurm/%%j",
+    )
     group.add_argument("--slurm-dependency", help="SLURM dependency, e.g. afterok:1234 (recipes chain jobs)")
-    group.add_argument("--slurm-hold", action="store_true",
-                       help="submit the job held (sbatch --hold): inspect a chain, then `scontrol release <id>`")
-    group.add_argument("--slurm-signal", default="USR2", choices=("USR1", "USR2"),
-                       help="signal SLURM sends before preemption/time limit; it makes the job requeue itself")
-    group.add_argument("--slurm-signal-delay-s", type=int, default=120,
-                       help="seconds between the signal and the kill at the time limit")
-    group.add_argument("--slurm-max-num-timeout", type=int, default=30,
-                       help="how many times a job that hit its time limit is requeued (preemptions: unlimited)")
-    group.add_argument("--slurm-setup", action="append", default=None, metavar="SHELL_LINE",
-                       help="shell line run in the sbatch script before training (repeatable), "
-                            "e.g. 'module load cuda'")
-    group.add_argument("--slurm-cluster", default="slurm", choices=("slurm", "local", "debug"),
-                       help="submitit executor: slurm, or submitit's local/debug executors (no SLURM needed)")
+    group.add_argument(
+        "--slurm-hold",
+        action="store_true",
+        help="submit the job held (sbatch --hold): inspect a chain, then `scontrol release <id>`",
+    )
+    group.add_argument(
+        "--slurm-signal",
+        default="USR2",
+        choices=("USR1", "USR2"),
+        help="signal SLURM sends before preemption/time limit; it makes the job requeue itself",
+    )
+    group.add_argument(
+        "--slurm-signal-delay-s",
+        type=int,
+        default=120,
+        help="seconds between the signal and the kill at the time limit",
+    )
+    group.add_argument(
+        "--slurm-max-num-timeout",
+        type=int,
+        default=30,
+        help="how many times a job that hit its time limit is requeued (preemptions: unlimited)",
+    )
+    group.add_argument(
+        "--slurm-setup",
+        action="append",
+        default=None,
+        metavar="SHELL_LINE",
+        help="shell line run in the sbatch script before training (repeatable), e.g. 'module load cuda'",
+    )
+    group.add_argument(
+        "--slurm-cluster",
+        default="slurm",
+        choices=("slurm", "local", "debug"),
+        help="submitit executor: slurm, or submitit's local/debug executors (no SLURM needed)",
+    )
     return parser
 
 
@@ -110,7 +142,7 @@ def _launcher_parser(prog: str = "vega-train") -> argparse.ArgumentParser:
     return add_launcher_args(argparse.ArgumentParser(add_help=False, allow_abbrev=False, prog=prog))
 
 
-def _load_yaml_defaults(path: str) -> Dict[str, Any]:
+def _load_yaml_defaults(path: str) -> dict[str, Any]:
     import yaml
 
     if not os.path.isfile(path):
@@ -123,14 +155,14 @@ def _load_yaml_defaults(path: str) -> Dict[str, Any]:
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name.startswith("slurm_"):
-            name = name[len("slurm_"):]
+            name = name[len("slurm_") :]
         if name not in _YAML_KEYS:
             raise ValueError(f"--slurm-config {path}: unknown key '{key}' (known: {', '.join(_YAML_KEYS)})")
         defaults["slurm_" + name] = value
     return defaults
 
 
-def split_launcher_args(argv: List[str], prog: str = "vega-train") -> Tuple[argparse.Namespace, List[str]]:
+def split_launcher_args(argv: list[str], prog: str = "vega-train") -> tuple[argparse.Namespace, list[str]]:
     """Separate the launcher flags from the tool's own (fairseq's for vega-train): `(launcher_args, rest)`."""
     parser = _launcher_parser(prog)
     if "-h" in argv or "--help" in argv:
@@ -144,7 +176,7 @@ def split_launcher_args(argv: List[str], prog: str = "vega-train") -> Tuple[argp
     return args, rest
 
 
-def _flag_value(argv: List[str], flag: str) -> Optional[str]:
+def _flag_value(argv: list[str], flag: str) -> str | None:
     value = None
     for i, arg in enumerate(argv):
         if arg == flag and i + 1 < len(argv):
@@ -154,25 +186,31 @@ def _flag_value(argv: List[str], flag: str) -> Optional[str]:
     return value
 
 
-def _has_flag(argv: List[str], flag: str) -> bool:
+def _has_flag(argv: list[str], flag: str) -> bool:
     return any(a == flag or a.startswith(flag + "=") for a in argv)
 
 
-def save_dir_of(argv: List[str]) -> str:
+def save_dir_of(argv: list[str]) -> str:
     """fairseq's --save-dir (default `checkpoints`), where the job finds checkpoint_last.pt after a requeue."""
     return _flag_value(argv, "--save-dir") or "checkpoints"
 
 
 class FairseqTrainingJob:
     """The callable submitit runs in every SLURM task: fairseq training of `argv` (vega-train's flags, no launcher
-    flags). Checkpointable: on preemption/time limit it is requeued with the same argv, and fairseq resumes from
-    `<save-dir>/checkpoint_last.pt`.
+    flags). An importable class of this package: submitit pickles it by reference, so it must not come from a
+    `--user-dir`.
+
+    Checkpointable: SLURM sends `--slurm-signal` (default USR2, submitit's default, which warns that NCCL may catch
+    USR1; `scancel --signal=USR2 JOB` fakes a preemption) `--slurm-signal-delay-s` seconds before the kill, and
+    submitit calls `checkpoint()`, which requeues the same argv; fairseq resumes from `<save-dir>/checkpoint_last.pt`
+    (its default `--restore-file`), so `--save-interval-updates` bounds the lost work. A signal that arrives while
+    fairseq writes a checkpoint is handled once the save is complete (`guarded_checkpoint_saves`).
     """
 
-    def __init__(self, argv: List[str]):
+    def __init__(self, argv: list[str]):
         self.argv = list(argv)
 
-    def __call__(self) -> Dict[str, Any]:
+    def __call__(self) -> dict[str, Any]:
         """Train; return this rank's summary: rank, num_updates and a sha256 of its final parameters (equal on
         every rank of a healthy DDP job; `--wait` prints them)."""
         import submitit
@@ -187,30 +225,39 @@ class FairseqTrainingJob:
         trainer = last.get("trainer")
         if trainer is None:  # e.g. --no-save or a task that trains in rounds
             return {"rank": env.global_rank}
-        return {"rank": env.global_rank, "num_updates": trainer.get_num_updates(),
-                "params_sha256": params_digest(trainer.model)}
+        return {
+            "rank": env.global_rank,
+            "num_updates": trainer.get_num_updates(),
+            "params_sha256": params_digest(trainer.model),
+        }
 
     def checkpoint(self, *args, **kwargs):
         import submitit
 
         last = os.path.join(save_dir_of(self.argv), "checkpoint_last.pt")
         if os.path.exists(last):
-            logger.warning("requeueing: the job resumes from %s (written %s)", last,
-                           time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(last))))
+            logger.warning(
+                "requeueing: the job resumes from %s (written %s)",
+                last,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(last))),
+            )
         else:
-            logger.warning("requeueing: no %s yet, the job restarts from the beginning "
-                           "(set --save-interval-updates to checkpoint more often)", last)
+            logger.warning(
+                "requeueing: no %s yet, the job restarts from the beginning "
+                "(set --save-interval-updates to checkpoint more often)",
+                last,
+            )
         return submitit.helpers.DelayedSubmission(type(self)(self.argv))
 
 
 @contextlib.contextmanager
 def guarded_checkpoint_saves():
     """Wrap fairseq's `checkpoint_utils.save_checkpoint`, which fairseq_cli.train calls on every rank (after the last
-    update too), so that each save finishes before a preemption signal is handled (preemption.py says why), and
-    record the Trainer passed to it, which `fairseq_cli.train.main` does not return."""
+    update too), so that each save finishes before a preemption signal is handled (runtime/preemption.py says why),
+    and record the Trainer passed to it, which `fairseq_cli.train.main` does not return."""
     from fairseq import checkpoint_utils
 
-    seen: Dict[str, Any] = {}
+    seen: dict[str, Any] = {}
     original = checkpoint_utils.save_checkpoint
 
     def guarded_save_checkpoint(cfg, trainer, *args, **kwargs):
@@ -243,9 +290,15 @@ def _torch_cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def distributed_argv(argv: List[str], env) -> List[str]:
+def distributed_argv(argv: list[str], env) -> list[str]:
     """`argv` plus the distributed flags fairseq needs in the SLURM task described by `env` (a submitit
-    JobEnvironment: num_nodes, num_tasks, job_id, global_rank, hostnames)."""
+    JobEnvironment: num_nodes, num_tasks, job_id, global_rank, hostnames).
+
+    fairseq infers rank and world size from the SLURM environment (fairseq/distributed/utils.py
+    `_infer_slurm_init`): with `--slurm-tasks-per-node` > 1 every task is one rank; with one task per node fairseq
+    spawns one rank per visible GPU. Added unless given: `--distributed-world-size` and an explicit
+    `--distributed-port` (without it fairseq falls back to `tcp://localhost`, single-node only); on CPU-only nodes
+    `--distributed-backend gloo`, `--ddp-backend legacy_ddp` and the rank/init method fairseq would infer."""
     argv = list(argv)
     gpus = _torch_cuda_count()
     tasks_per_node = max(1, env.num_tasks // max(1, env.num_nodes))
@@ -273,25 +326,34 @@ def distributed_argv(argv: List[str], env) -> List[str]:
             # fairseq's SLURM inference would compute exactly this, but then calls torch.cuda.set_device(
             # SLURM_LOCALID) unconditionally (fairseq/distributed/utils.py infer_init_method), which fails on
             # CPU-only nodes; so on CPU the rank and init method are passed explicitly.
-            argv += ["--distributed-init-method", f"tcp://{env.hostnames[0]}:{port}",
-                     "--distributed-rank", str(env.global_rank), "--distributed-no-spawn"]
+            argv += [
+                "--distributed-init-method",
+                f"tcp://{env.hostnames[0]}:{port}",
+                "--distributed-rank",
+                str(env.global_rank),
+                "--distributed-no-spawn",
+            ]
     return argv
 
 
-def build_executor(args: argparse.Namespace, fairseq_argv: List[str], default_job_dir: Optional[str] = None,
-                   job_name: Optional[str] = None):
+def build_executor(
+    args: argparse.Namespace, fairseq_argv: list[str], default_job_dir: str | None = None, job_name: str | None = None
+):
     """A submitit AutoExecutor configured from the launcher flags (`default_job_dir` and `job_name` for tools other
     than vega-train: where the job folder goes without --slurm-job-dir, the name without --slurm-job-name)."""
     import submitit
 
     if args.slurm_cluster == "slurm" and shutil.which("sbatch") is None:
-        raise UserError("--launcher submitit submits to SLURM, but there is no sbatch on this machine's PATH: run it "
-                        "on a SLURM login node, or train here with --launcher local (the default)")
+        raise UserError(
+            "--launcher submitit submits to SLURM, but there is no sbatch on this machine's PATH: run it "
+            "on a SLURM login node, or train here with --launcher local (the default)"
+        )
     job_dir = args.slurm_job_dir or default_job_dir or os.path.join(save_dir_of(fairseq_argv), "slurm", "%j")
-    executor = submitit.AutoExecutor(folder=job_dir, cluster=args.slurm_cluster,
-                                     slurm_max_num_timeout=args.slurm_max_num_timeout)
+    executor = submitit.AutoExecutor(
+        folder=job_dir, cluster=args.slurm_cluster, slurm_max_num_timeout=args.slurm_max_num_timeout
+    )
     tasks_per_node = args.slurm_tasks_per_node or max(1, args.slurm_gpus_per_node)
-    params: Dict[str, Any] = dict(
+    params: dict[str, Any] = dict(
         name=job_name if job_name and args.slurm_job_name == "vega-train" else args.slurm_job_name,
         timeout_min=args.slurm_time,
         nodes=args.slurm_nodes,
@@ -314,8 +376,12 @@ def build_executor(args: argparse.Namespace, fairseq_argv: List[str], default_jo
         setup = [f"export SUBMITIT_PREEMPT_SIGNAL={args.slurm_signal}", *(args.slurm_setup or [])]
         # --kill-on-bad-exit: a rank that crashes takes the others down instead of leaving them blocked in a
         # collective until the time limit.
-        params.update(slurm_additional_parameters=additional, slurm_setup=setup,
-                      slurm_signal_delay_s=args.slurm_signal_delay_s, slurm_srun_args=["--kill-on-bad-exit=1"])
+        params.update(
+            slurm_additional_parameters=additional,
+            slurm_setup=setup,
+            slurm_signal_delay_s=args.slurm_signal_delay_s,
+            slurm_srun_args=["--kill-on-bad-exit=1"],
+        )
         for name in ("partition", "account", "qos", "constraint", "exclude"):
             value = getattr(args, "slurm_" + name)
             if value:
@@ -326,18 +392,20 @@ def build_executor(args: argparse.Namespace, fairseq_argv: List[str], default_jo
     return executor
 
 
-def submit(args: argparse.Namespace, fairseq_argv: List[str]):
+def submit(args: argparse.Namespace, fairseq_argv: list[str]):
     """Submit `FairseqTrainingJob(fairseq_argv)`; print `Submitted job <id>` and the log paths; wait if asked.
 
     Returns the submitit Job (its `.job_id` is the SLURM job id).
     """
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     # Fail on bad fairseq flags here, not minutes later in the queue.
     parse_training_args(with_user_dir(fairseq_argv))
     if not _has_flag(fairseq_argv, "--save-interval-updates"):
-        logger.warning("--launcher submitit without --save-interval-updates: a preempted job loses the work done "
-                       "since the last end-of-epoch checkpoint")
+        logger.warning(
+            "--launcher submitit without --save-interval-updates: a preempted job loses the work done "
+            "since the last end-of-epoch checkpoint"
+        )
     executor = build_executor(args, fairseq_argv)
     job = executor.submit(FairseqTrainingJob(fairseq_argv))
     print(f"Submitted job {job.job_id}", flush=True)
@@ -369,15 +437,18 @@ def wait_for_job(job) -> str:
     outcome = pickle_load(result)[0] if result.exists() else "no result"
     if state != "COMPLETED" or outcome != "success":
         detail = pickle_load(result)[1] if outcome == "error" else ""
-        print(f"Job {job.job_id} failed (state {state}, outcome {outcome}); logs: {job.paths.stderr}\n{detail}",
-              file=sys.stderr, flush=True)
+        print(
+            f"Job {job.job_id} failed (state {state}, outcome {outcome}); logs: {job.paths.stderr}\n{detail}",
+            file=sys.stderr,
+            flush=True,
+        )
         raise SystemExit(1)
     for summary in rank_summaries(job.paths.folder, job.job_id):
         print("  " + " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
     return state
 
 
-def rank_summaries(job_folder, job_id: str) -> List[Dict[str, Any]]:
+def rank_summaries(job_folder, job_id: str) -> list[dict[str, Any]]:
     """The per-rank results (`FairseqTrainingJob.__call__`) a finished job left in its folder, by rank."""
     from submitit.core.utils import pickle_load
 

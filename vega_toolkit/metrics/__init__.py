@@ -1,1 +1,1 @@
-
+"""Metrics: the GLUE task metrics and the TensorBoard event reader."""

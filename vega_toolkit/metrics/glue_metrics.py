@@ -10,15 +10,16 @@ scaled to percent. GLUE score (Wang et al. 2019): each task scores the
 unweighted mean of its metrics, MNLI averages matched and mismatched, and the score is the mean over the nine tasks;
 AX is excluded.
 """
-from typing import Dict, Mapping, Sequence, Union
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
+from scipy.stats import pearsonr, rankdata, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from vega_toolkit.data.glue_tasks import GlueTaskSpec, get_glue_task
 
-ArrayLike = Union[Sequence, np.ndarray]
+ArrayLike = Sequence | np.ndarray
 
 
 def _pair(preds: ArrayLike, labels: ArrayLike, dtype=None):
@@ -68,7 +69,7 @@ _METRIC_FNS = {"accuracy": accuracy, "f1": f1, "mcc": matthews_corr, "pearson": 
 _COMBINED = {"acc_and_f1": ("accuracy", "f1"), "pearson_and_spearman": ("pearson", "spearman")}
 
 
-def task_metrics(task: Union[str, GlueTaskSpec], preds: ArrayLike, labels: ArrayLike) -> Dict[str, float]:
+def task_metrics(task: str | GlueTaskSpec, preds: ArrayLike, labels: ArrayLike) -> dict[str, float]:
     """All metrics of `task` (plus its combined selection metric) for one dev split.
 
     Classification predictions and labels may be label strings or label indices, as long as both use the same.
@@ -85,13 +86,71 @@ def task_metrics(task: Union[str, GlueTaskSpec], preds: ArrayLike, labels: Array
     return out
 
 
-def task_score(task: Union[str, GlueTaskSpec], metrics: Mapping[str, float]) -> float:
+def task_score(task: str | GlueTaskSpec, metrics: Mapping[str, float]) -> float:
     """One split's contribution to the GLUE score: the unweighted mean of the task's metrics."""
     task = get_glue_task(task)
     missing = [m for m in task.metrics if m not in metrics]
     if missing:
         raise KeyError(f"{task.name} needs metrics {list(task.metrics)}, missing {missing}")
     return float(np.mean([metrics[m] for m in task.metrics]))
+
+
+def _rows_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant row is nan, as _correlation says
+        return np.where(denominator > 0, (x * y).sum(axis=1) / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def _rows_matthews(p: np.ndarray, t: np.ndarray, classes: int) -> np.ndarray:
+    """Gorodkin's R_K per row from the class counts (sklearn's matthews_corrcoef; 0 when undefined)."""
+    n = p.shape[1]
+    correct = (p == t).sum(axis=1).astype(np.float64)
+    pred_counts = np.stack([(p == k).sum(axis=1) for k in range(classes)], axis=1).astype(np.float64)
+    true_counts = np.stack([(t == k).sum(axis=1) for k in range(classes)], axis=1).astype(np.float64)
+    covariance = correct * n - (pred_counts * true_counts).sum(axis=1)
+    denominator = np.sqrt((n * n - (pred_counts**2).sum(axis=1)) * (n * n - (true_counts**2).sum(axis=1)))
+    return np.where(denominator > 0, covariance / np.where(denominator > 0, denominator, 1), 0.0)
+
+
+def _rows_f1(p: np.ndarray, t: np.ndarray, positive: int) -> np.ndarray:
+    tp = ((p == positive) & (t == positive)).sum(axis=1)
+    wrong = (p != t).sum(axis=1)  # false positives + false negatives, for two classes
+    return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)
+
+
+def _label_codes(values: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Label strings (or label indices) as codes 0..K-1 of the task's label order."""
+    values = values.astype(str)
+    codes = np.full(values.shape, -1, dtype=np.int64)
+    for k, label in enumerate(labels):
+        codes[values == label] = k
+    indices = codes < 0
+    if indices.any():
+        codes[indices] = values[indices].astype(np.int64)
+    return codes
+
+
+def row_scores(task: str | GlueTaskSpec, preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """`task_score(task, task_metrics(task, preds[i], labels[i]))` for every row i of two [rows, n] arrays at once:
+    a bootstrap scores a thousand resamples of one dev set without a Python loop over them."""
+    task = get_glue_task(task)
+    if preds.shape != labels.shape or preds.ndim != 2:
+        raise ValueError(f"predictions {preds.shape} and labels {labels.shape} must be 2-D arrays of the same shape")
+    if task.is_regression:
+        x, y = preds.astype(np.float64), labels.astype(np.float64)
+        rank = lambda a: rankdata(a, axis=1)  # noqa: E731  (average ranks for ties, as spearmanr)
+        by_name = {"pearson": lambda: _rows_pearson(x, y), "spearman": lambda: _rows_pearson(rank(x), rank(y))}
+    else:
+        p, t = _label_codes(preds, task.labels), _label_codes(labels, task.labels)
+        positive = task.labels.index("1") if "1" in task.labels else 1
+        by_name = {
+            "accuracy": lambda: (p == t).mean(axis=1),
+            "mcc": lambda: _rows_matthews(p, t, len(task.labels)),
+            "f1": lambda: _rows_f1(p, t, positive),
+        }
+    return 100.0 * np.mean([by_name[m]() for m in task.metrics], axis=0)
 
 
 def glue_score(scores: Mapping[str, float]) -> float:
@@ -103,5 +162,3 @@ def glue_score(scores: Mapping[str, float]) -> float:
     if not used:
         raise ValueError("no GLUE task scores to average (AX does not count)")
     return float(np.mean(used))
-
-

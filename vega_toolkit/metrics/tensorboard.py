@@ -7,15 +7,15 @@ tensorboardX writes events but ships no reader, and the `tensorboard` package is
 an event file is a sequence of TFRecords (uint64 length, uint32 crc, payload, uint32 crc) whose payloads are
 `Event` protobufs, which tensorboardX does ship.
 """
+
 import struct
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
 
 from tensorboardX.proto import event_pb2
 
 
-def iter_events(path: Union[str, Path]):
+def iter_events(path: str | Path):
     """Every `Event` of one event file; a record cut short by a crash ends the iteration quietly."""
     with open(path, "rb") as f:
         while True:
@@ -31,7 +31,7 @@ def iter_events(path: Union[str, Path]):
             yield event
 
 
-def read_scalars(logdir: Union[str, Path]) -> Dict[str, List[Tuple[int, float]]]:
+def read_scalars(logdir: str | Path) -> dict[str, list[tuple[int, float]]]:
     """All scalar series under `logdir` (event files in it, not in sub-folders), sorted by step."""
     curves = defaultdict(list)
     for path in sorted(Path(logdir).glob("events.out.tfevents.*")):

@@ -11,8 +11,9 @@ demo report. Labels are the strings of the task table (vega_toolkit/data/glue_ta
 to [0, 5] with 3 decimals (`decode_labels`). Prediction is batched by padded tokens over length-sorted examples,
 under `torch.inference_mode()` (vega_toolkit/tasks/glue.py `predict_logits`).
 """
+
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from vega_toolkit.errors import UserError
 STSB_RANGE = (0.0, 5.0)
 
 
-def decode_labels(glue, logits: torch.Tensor) -> List[str]:
+def decode_labels(glue, logits: torch.Tensor) -> list[str]:
     """Label strings of `logits` [N, C] for task row `glue`: the arg-max class's label, or for regression the score
     clipped to the task's range, written with 3 decimals (the submission format)."""
     if glue.is_regression:
@@ -40,8 +41,14 @@ class GluePredictor:
         self.head = task.cfg.classification_head_name
 
     @classmethod
-    def from_checkpoint(cls, path: str, glue_dir: Optional[str] = None, vocab_dir: Optional[str] = None,
-                        device: Optional[str] = None, cache_dir: Optional[str] = None) -> "GluePredictor":
+    def from_checkpoint(
+        cls,
+        path: str,
+        glue_dir: str | None = None,
+        vocab_dir: str | None = None,
+        device: str | None = None,
+        cache_dir: str | None = None,
+    ) -> "GluePredictor":
         """`glue_dir`: the GLUE root or the task's own folder (default: the data folder the checkpoint was trained
         on); `vocab_dir`, `cache_dir`: override the checkpoint's --vocab-dir and --glue-cache-dir."""
         from fairseq import checkpoint_utils
@@ -56,8 +63,9 @@ class GluePredictor:
         if cfg is None or "glue_task" not in cfg.task:
             raise UserError(f"{path}: not a checkpoint of the `glue` task (task: {getattr(cfg.task, '_name', None)})")
         glue = get_glue_task(cfg.task.glue_task)
-        check_classification_head(path, state["model"], cfg.task.classification_head_name, glue.num_classes,
-                                  f"--glue-task {glue.name}")
+        check_classification_head(
+            path, state["model"], cfg.task.classification_head_name, glue.num_classes, f"--glue-task {glue.name}"
+        )
         overrides = {}
         if glue_dir is not None:  # the GLUE root or the task's own folder (glue_split_path names a missing file)
             task_folder = os.path.join(glue_dir, glue.folder)
@@ -84,10 +92,10 @@ class GluePredictor:
 
         return predict_logits(self.model, encoded, self.head, self.task.encoder, self.task.max_length, max_tokens)
 
-    def labels_from_logits(self, logits: torch.Tensor) -> List[str]:
+    def labels_from_logits(self, logits: torch.Tensor) -> list[str]:
         return decode_labels(self.glue, logits)
 
-    def encode(self, examples: Sequence[Union[str, Tuple[str, str]]]):
+    def encode(self, examples: Sequence[str | tuple[str, str]]):
         """Raw sentences or sentence pairs as an EncodedSplit (unlabelled, indexed 0..N-1)."""
         from vega_toolkit.data.glue_binarize import EncodedSplit
 
@@ -97,7 +105,7 @@ class GluePredictor:
         b = enc.encode([p[1] for p in pairs]) if self.glue.is_pair else None
         return EncodedSplit(a, b, None, [str(i) for i in range(len(pairs))])
 
-    def predict(self, examples: Sequence[Union[str, Tuple[str, str]]], max_tokens: int = 8192) -> List[str]:
+    def predict(self, examples: Sequence[str | tuple[str, str]], max_tokens: int = 8192) -> list[str]:
         """Label strings (STS-B: clipped scores) for raw sentences or sentence pairs."""
         return self.labels_from_logits(self.logits_for(self.encode(examples), max_tokens))
 
@@ -105,7 +113,7 @@ class GluePredictor:
 DEV_PREDICTIONS = "dev"  # vega-generate --dev: OUT_DIR/dev/<task>.<split>.txt, one prediction per dev example
 
 
-def dev_predictions(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[str, Tuple[np.ndarray, list]]:
+def dev_predictions(predictor: GluePredictor, max_tokens: int = 8192) -> dict[str, tuple[np.ndarray, list]]:
     """{dev split: (predictions, gold labels)}: label strings for classification, unclipped scores for STS-B."""
     glue, out = predictor.glue, {}
     for name, spec in glue.splits.items():
@@ -120,8 +128,9 @@ def dev_predictions(predictor: GluePredictor, max_tokens: int = 8192) -> Dict[st
     return out
 
 
-def score_dev(predictor: GluePredictor, max_tokens: int = 8192,
-              predictions: Optional[Dict[str, Tuple[np.ndarray, list]]] = None) -> Dict[str, Dict[str, float]]:
+def score_dev(
+    predictor: GluePredictor, max_tokens: int = 8192, predictions: dict[str, tuple[np.ndarray, list]] | None = None
+) -> dict[str, dict[str, float]]:
     """GLUE metrics of every dev split of the checkpoint's task: {split: {metric: value}} (STS-B: Pearson and
     Spearman of the unclipped scores). PREDICTIONS: dev_predictions' result, if already computed."""
     from vega_toolkit.metrics.glue_metrics import task_metrics

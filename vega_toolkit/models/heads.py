@@ -7,7 +7,6 @@
 Parameter names follow fairseq's RoBERTa heads (dense / out_proj / layer_norm / weight / bias) so that
 fairseq's sentence_prediction and masked_lm code paths and RoBERTa-style head upgrades work unchanged.
 """
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +28,14 @@ class VegaLMHead(nn.Module):
         self.weight = weight  # the embedding matrix [V, E], shared with embed_tokens
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
-    def forward(self, features: torch.Tensor, masked_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, masked_tokens: torch.Tensor | None = None) -> torch.Tensor:
         if masked_tokens is not None:  # project only the positions the loss needs ([N, V] instead of [B, T, V])
             features = features[masked_tokens, :]
         x = self.layer_norm(self.activation_fn(self.dense(features)))
         return F.linear(x, self.weight) + self.bias
 
 
-def pool(features: torch.Tensor, padding_mask: Optional[torch.Tensor], how: str) -> torch.Tensor:
+def pool(features: torch.Tensor, padding_mask: torch.Tensor | None, how: str) -> torch.Tensor:
     """One vector per sequence: the <s> ([CLS]) state, or the mean over non-pad positions."""
     if how == "cls":
         return features[:, 0]
@@ -53,7 +52,8 @@ class VegaClassificationHead(nn.Module):
     """DeBERTa's ContextPooler + classifier: pooled state -> dense -> activation -> dropout -> out_proj.
 
     DeBERTa's GLUE setup pools with dropout 0 before the dense layer and applies ``cls_drop_out`` (our
-    ``--pooler-dropout``) before the classifier (microsoft/DeBERTa DeBERTa/deberta/pooling.py). ``pooling`` is DeBERTa's [CLS]
+    ``--pooler-dropout``) before the classifier (microsoft/DeBERTa DeBERTa/deberta/pooling.py). ``pooling`` is
+    DeBERTa's [CLS]
     ("cls") or the mean over the sequence's tokens ("mean", see --classification-pooling).
     """
 
@@ -67,7 +67,7 @@ class VegaClassificationHead(nn.Module):
         self.dropout = nn.Dropout(p=pooler_dropout)
         self.out_proj = nn.Linear(inner_dim, num_classes)
 
-    def forward(self, features: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, padding_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         x = self.activation_fn(self.dense(pool(features, padding_mask, self.pooling)))
         return self.out_proj(self.dropout(x))
 
@@ -113,8 +113,11 @@ class HeadMismatchError(UserError):
 def classification_head_sizes(model_state) -> dict:
     """{head name: number of outputs} of the classification heads stored in a checkpoint's model state dict."""
     prefix, suffix = "classification_heads.", ".out_proj.weight"
-    return {k[len(prefix):-len(suffix)]: int(v.shape[0]) for k, v in model_state.items()
-            if k.startswith(prefix) and k.endswith(suffix)}
+    return {
+        k[len(prefix) : -len(suffix)]: int(v.shape[0])
+        for k, v in model_state.items()
+        if k.startswith(prefix) and k.endswith(suffix)
+    }
 
 
 def check_classification_head(checkpoint: str, model_state, head: str, num_classes: int, needed_by: str):
@@ -125,9 +128,13 @@ def check_classification_head(checkpoint: str, model_state, head: str, num_class
     stored = classification_head_sizes(model_state)
     if head not in stored:
         has = ", ".join(f"'{n}' ({s} outputs)" for n, s in sorted(stored.items())) or "none"
-        raise HeadMismatchError(f"{checkpoint}: no classification head '{head}', which {needed_by} needs with "
-                                f"{num_classes} outputs (heads in the checkpoint: {has}). Is this the checkpoint "
-                                f"fine-tuned for it?")
+        raise HeadMismatchError(
+            f"{checkpoint}: no classification head '{head}', which {needed_by} needs with "
+            f"{num_classes} outputs (heads in the checkpoint: {has}). Is this the checkpoint "
+            f"fine-tuned for it?"
+        )
     if stored[head] != num_classes:
-        raise HeadMismatchError(f"{checkpoint}: classification head '{head}' has {stored[head]} outputs, but "
-                                f"{needed_by} needs {num_classes}")
+        raise HeadMismatchError(
+            f"{checkpoint}: classification head '{head}' has {stored[head]} outputs, but "
+            f"{needed_by} needs {num_classes}"
+        )

@@ -13,13 +13,13 @@ are the sentencepiece pieces), rows without a piece become ``[unused<hf id>]``. 
 names in HF order, so the permutation between the two id spaces is explicit (``fairseq_to_hf``) and the
 embedding rows (and the LM bias) are permuted with it in both directions.
 """
+
 import json
 import logging
 import os
 import pickle
 import re
 import shutil
-from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -29,8 +29,16 @@ logger = logging.getLogger(__name__)
 
 FAIRSEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # fairseq Dictionary ids 0..3
 UNUSED = re.compile(r"^\[unused(\d+)\]$")
-HF_ACT_TO_FAIRSEQ = {"gelu": "gelu", "gelu_new": "gelu_accurate", "gelu_fast": "gelu_fast", "relu": "relu",
-                     "tanh": "tanh", "linear": "linear", "swish": "swish", "silu": "swish"}
+HF_ACT_TO_FAIRSEQ = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_accurate",
+    "gelu_fast": "gelu_fast",
+    "relu": "relu",
+    "tanh": "tanh",
+    "linear": "linear",
+    "swish": "swish",
+    "silu": "swish",
+}
 
 # HF DebertaV2 parameter names (without the "deberta." prefix) -> vega names; {i} is the layer index.
 PER_LAYER = {
@@ -65,13 +73,15 @@ VOCAB_ROWS = {"encoder.embeddings.embed_tokens.weight", "encoder.lm_head.bias"}
 
 
 # ---------------------------------------------------------------------------------------------- configuration
-def check_model_type(hf: Dict):
+def check_model_type(hf: dict):
     if hf.get("model_type", "deberta-v2") != "deberta-v2":
-        raise ValueError(f"config.json: model_type {hf.get('model_type')!r} is not supported; vega-convert converts "
-                         f"model_type 'deberta-v2' only (the DeBERTa-v2 and DeBERTa-v3 checkpoints)")
+        raise ValueError(
+            f"config.json: model_type {hf.get('model_type')!r} is not supported; vega-convert converts "
+            f"model_type 'deberta-v2' only (the DeBERTa-v2 and DeBERTa-v3 checkpoints)"
+        )
 
 
-def vega_config_from_hf(hf: Dict) -> Dict:
+def vega_config_from_hf(hf: dict) -> dict:
     """VegaEncoderConfig fields from a DeBERTa-v2/v3 config.json (absent keys take HF's code defaults)."""
     check_model_type(hf)
     if not hf.get("relative_attention", False):
@@ -108,7 +118,7 @@ def vega_config_from_hf(hf: Dict) -> Dict:
     }
 
 
-def hf_config_from_vega(m, vocab_size: int, pad_token_id: int) -> Dict:
+def hf_config_from_vega(m, vocab_size: int, pad_token_id: int) -> dict:
     """config.json of DebertaV2ForMaskedLM for a vega model config ``m``."""
     fairseq_to_hf_act = {v: k for k, v in HF_ACT_TO_FAIRSEQ.items() if k != "silu"}
     return {
@@ -144,15 +154,17 @@ def hf_config_from_vega(m, vocab_size: int, pad_token_id: int) -> Dict:
 
 
 # ---------------------------------------------------------------------------------------------- vocabulary
-def hf_vocabulary(spm_path: str, vocab_size: int, mask_id: int = None) -> List[str]:
+def hf_vocabulary(spm_path: str, vocab_size: int, mask_id: int = None) -> list[str]:
     """The name of every HF token id 0..vocab_size-1, in fairseq's terms (specials as <s>, <pad>, ...)."""
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=spm_path)
     roles = {sp.bos_id(): "<s>", sp.pad_id(): "<pad>", sp.eos_id(): "</s>", sp.unk_id(): "<unk>"}
     if any(i < 0 for i in (sp.bos_id(), sp.pad_id(), sp.eos_id(), sp.unk_id())):
-        raise ValueError(f"{spm_path}: the sentencepiece model must define pad, bos ([CLS]), eos ([SEP]) and unk "
-                         f"ids (DeBERTa-v3 style); got pad={sp.pad_id()} bos={sp.bos_id()} eos={sp.eos_id()}")
+        raise ValueError(
+            f"{spm_path}: the sentencepiece model must define pad, bos ([CLS]), eos ([SEP]) and unk "
+            f"ids (DeBERTa-v3 style); got pad={sp.pad_id()} bos={sp.bos_id()} eos={sp.eos_id()}"
+        )
     mask_id = sp.get_piece_size() if mask_id is None else mask_id  # DebertaV2Tokenizer appends [MASK]
     names = []
     for i in range(vocab_size):
@@ -184,14 +196,14 @@ def mask_id_from_tokenizer_files(hf_dir: str):
     return None
 
 
-def fairseq_to_hf(names: List[str]) -> List[int]:
-    """HF id of every fairseq id, for the dictionary specials + dict.txt (the non-special names in HF order) + <mask>."""
+def fairseq_to_hf(names: list[str]) -> list[int]:
+    """HF id of every fairseq id: the dictionary specials + dict.txt (non-special names in HF order) + <mask>."""
     index = {name: i for i, name in enumerate(names)}
     ordinary = [n for n in names if n not in FAIRSEQ_SPECIALS and n != "<mask>"]
     return [index[n] for n in FAIRSEQ_SPECIALS + ordinary + ["<mask>"]]
 
 
-def hf_names_from_dictionary(symbols: List[str], spm_path: str) -> List[str]:
+def hf_names_from_dictionary(symbols: list[str], spm_path: str) -> list[str]:
     """Inverse of the above for to-hf: the HF id of each fairseq symbol, following the same naming rules.
 
     Pieces keep their sentencepiece id, ``[unused<id>]`` its id, [MASK] goes right after the pieces; fairseq
@@ -201,8 +213,13 @@ def hf_names_from_dictionary(symbols: List[str], spm_path: str) -> List[str]:
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=spm_path)
-    roles = {"<s>": sp.bos_id(), "<pad>": sp.pad_id(), "</s>": sp.eos_id(), "<unk>": sp.unk_id(),
-             "<mask>": sp.get_piece_size()}
+    roles = {
+        "<s>": sp.bos_id(),
+        "<pad>": sp.pad_id(),
+        "</s>": sp.eos_id(),
+        "<unk>": sp.unk_id(),
+        "<mask>": sp.get_piece_size(),
+    }
     hf_id, extra = {}, []
     for s in symbols:
         unused = UNUSED.match(s)
@@ -235,7 +252,7 @@ def defines_deberta_specials(spm_path: str) -> bool:
     return min(sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id()) >= 0
 
 
-def write_dictionary_ordered_spm(spm_path: str, symbols: List[str], out_path: str) -> None:
+def write_dictionary_ordered_spm(spm_path: str, symbols: list[str], out_path: str) -> None:
     """A sentencepiece model for HF whose piece ids are the fairseq ids of `symbols` (the whole dictionary, its
     four specials first, as [CLS], [PAD], [SEP], [UNK]).
 
@@ -267,8 +284,10 @@ def write_dictionary_ordered_spm(spm_path: str, symbols: List[str], out_path: st
         pieces.append(piece)
     dropped = [t for t in by_text if t not in set(symbols)]
     if dropped:
-        logger.warning(f"{spm_path}: {len(dropped)} piece(s) not in dict.txt left out of the HF tokenizer "
-                       f"(VegaModel.encode maps them to <unk>): {dropped[:5]}")
+        logger.warning(
+            f"{spm_path}: {len(dropped)} piece(s) not in dict.txt left out of the HF tokenizer "
+            f"(VegaModel.encode maps them to <unk>): {dropped[:5]}"
+        )
     del model.pieces[:]
     model.pieces.extend(pieces)
     spec = model.trainer_spec
@@ -280,7 +299,7 @@ def write_dictionary_ordered_spm(spm_path: str, symbols: List[str], out_path: st
 
 # ---------------------------------------------------------------------------------------------- weights
 def _rename(hf_key: str) -> str:
-    key = hf_key[len("deberta."):] if hf_key.startswith("deberta.") else hf_key
+    key = hf_key[len("deberta.") :] if hf_key.startswith("deberta.") else hf_key
     layer = re.match(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$", key)
     if layer:
         i, module, param = layer.groups()
@@ -294,7 +313,7 @@ def _rename(hf_key: str) -> str:
     return None
 
 
-def vega_state_from_hf(hf_state: Dict[str, torch.Tensor], fs_to_hf: List[int]) -> Dict[str, torch.Tensor]:
+def vega_state_from_hf(hf_state: dict[str, torch.Tensor], fs_to_hf: list[int]) -> dict[str, torch.Tensor]:
     state, skipped = {}, []
     perm = torch.tensor(fs_to_hf)
     for k, v in hf_state.items():
@@ -303,8 +322,11 @@ def vega_state_from_hf(hf_state: Dict[str, torch.Tensor], fs_to_hf: List[int]) -
             skipped.append(k)
             continue
         state[name] = v.index_select(0, perm).clone() if name in VOCAB_ROWS else v.clone()
-    real_skips = [k for k in skipped if not k.endswith("decoder.weight") and not k.endswith("decoder.bias")
-                  and "position_ids" not in k]
+    real_skips = [
+        k
+        for k in skipped
+        if not k.endswith("decoder.weight") and not k.endswith("decoder.bias") and "position_ids" not in k
+    ]
     if real_skips:
         logger.warning(f"not converted (no vega equivalent): {real_skips}")
     embeddings = state["encoder.embeddings.embed_tokens.weight"]
@@ -320,7 +342,7 @@ def vega_state_from_hf(hf_state: Dict[str, torch.Tensor], fs_to_hf: List[int]) -
     return state
 
 
-def hf_state_from_vega(state: Dict[str, torch.Tensor], hf_to_fs: List[int]) -> Dict[str, torch.Tensor]:
+def hf_state_from_vega(state: dict[str, torch.Tensor], hf_to_fs: list[int]) -> dict[str, torch.Tensor]:
     # to-hf writes DebertaV2ForMaskedLM's legacy layout (cls.predictions.*), HF's default (config.legacy = True).
     inverse = {vega: hf for hf, vega in GLOBAL.items() if not hf.startswith("lm_predictions.")}
     out, perm = {}, torch.tensor(hf_to_fs)
@@ -344,7 +366,7 @@ def hf_state_from_vega(state: Dict[str, torch.Tensor], hf_to_fs: List[int]) -> D
     return out
 
 
-def load_hf_weights(hf_dir: str) -> Dict[str, torch.Tensor]:
+def load_hf_weights(hf_dir: str) -> dict[str, torch.Tensor]:
     st = os.path.join(hf_dir, "model.safetensors")
     if os.path.exists(st):
         from safetensors import SafetensorError
@@ -353,15 +375,17 @@ def load_hf_weights(hf_dir: str) -> Dict[str, torch.Tensor]:
         try:
             return load_file(st)
         except (SafetensorError, OSError, ValueError) as e:  # a 0-byte or cut download
-            raise UserError(f"{st} is not a readable safetensors file ({e}): an empty or truncated download? "
-                            f"Download it again") from e
+            raise UserError(
+                f"{st} is not a readable safetensors file ({e}): an empty or truncated download? Download it again"
+            ) from e
     binary = os.path.join(hf_dir, "pytorch_model.bin")
     if os.path.exists(binary):
         try:
             return torch.load(binary, map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
-            raise UserError(f"{binary} cannot be read ({type(e).__name__}: {e}): an empty or truncated download? "
-                            f"Download it again") from e
+            raise UserError(
+                f"{binary} cannot be read ({type(e).__name__}: {e}): an empty or truncated download? Download it again"
+            ) from e
     raise FileNotFoundError(f"{hf_dir}: neither model.safetensors nor pytorch_model.bin found")
 
 
@@ -372,8 +396,10 @@ def convert_from_hf(hf_dir: str, out_dir: str) -> str:
 
     def require(name):
         if not os.path.exists(os.path.join(hf_dir, name)):
-            raise FileNotFoundError(f"{hf_dir}: {name} is missing (a DeBERTa-v2/v3 folder needs config.json, "
-                                    f"model.safetensors or pytorch_model.bin, and spm.model)")
+            raise FileNotFoundError(
+                f"{hf_dir}: {name} is missing (a DeBERTa-v2/v3 folder needs config.json, "
+                f"model.safetensors or pytorch_model.bin, and spm.model)"
+            )
 
     require("config.json")
     with open(os.path.join(hf_dir, "config.json")) as f:
@@ -387,12 +413,12 @@ def convert_from_hf(hf_dir: str, out_dir: str) -> str:
     names = hf_vocabulary(spm_path, hf_cfg["vocab_size"], mask_id_from_tokenizer_files(hf_dir))
     fs_to_hf = fairseq_to_hf(names)
     state = vega_state_from_hf(load_hf_weights(hf_dir), fs_to_hf)
-    symbols = [names[i] for i in fs_to_hf[len(FAIRSEQ_SPECIALS):-1]]
+    symbols = [names[i] for i in fs_to_hf[len(FAIRSEQ_SPECIALS) : -1]]
     save_model_folder(out_dir, vega_config_from_hf(hf_cfg), state, symbols, spm_path)
     return out_dir
 
 
-def sequence_classification_head(hub) -> Optional[Tuple[str, Dict]]:
+def sequence_classification_head(hub) -> tuple[str, dict] | None:
     """(head name, HF config fields) of the one classification head of a fine-tuned model, or None without heads.
     A head HF's DebertaV2ForSequenceClassification cannot hold (several heads, mean pooling, a pooler of another
     width) is a UserError: dropping it silently would hand over an encoder where a classifier was asked for."""
@@ -401,14 +427,18 @@ def sequence_classification_head(hub) -> Optional[Tuple[str, Dict]]:
         return None
     where = hub.checkpoint_path
     if len(heads) > 1:
-        raise UserError(f"{where} has {len(heads)} classification heads ({', '.join(heads)}); an HF "
-                        f"DebertaV2ForSequenceClassification folder holds one")
+        raise UserError(
+            f"{where} has {len(heads)} classification heads ({', '.join(heads)}); an HF "
+            f"DebertaV2ForSequenceClassification folder holds one"
+        )
     name, head = next(iter(heads.items()))
     hidden = hub.model.cfg.encoder_embed_dim
     if head.pooling != "cls" or head.dense.out_features != hidden:
-        raise UserError(f"{where}: classification head '{name}' ({head.pooling} pooling, pooler width "
-                        f"{head.dense.out_features}) has no DebertaV2ForSequenceClassification equivalent ([CLS] "
-                        f"pooling, pooler width {hidden})")
+        raise UserError(
+            f"{where}: classification head '{name}' ({head.pooling} pooling, pooler width "
+            f"{head.dense.out_features}) has no DebertaV2ForSequenceClassification equivalent ([CLS] "
+            f"pooling, pooler width {hidden})"
+        )
     glue = getattr(hub.task, "glue", None)
     classes = head.out_proj.out_features
     if glue is not None and glue.is_regression:
@@ -419,8 +449,12 @@ def sequence_classification_head(hub) -> Optional[Tuple[str, Dict]]:
     fairseq_to_hf_act = {v: k for k, v in HF_ACT_TO_FAIRSEQ.items() if k != "silu"}
     return name, {
         "architectures": ["DebertaV2ForSequenceClassification"],
-        "num_labels": classes, "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)},
-        "problem_type": problem, "pooler_hidden_size": hidden, "pooler_dropout": 0.0,
+        "num_labels": classes,
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+        "problem_type": problem,
+        "pooler_hidden_size": hidden,
+        "pooler_dropout": 0.0,
         "pooler_hidden_act": fairseq_to_hf_act[str(hub.model.cfg.pooler_activation_fn)],
         "cls_dropout": hub.model.cfg.pooler_dropout,
     }
@@ -456,15 +490,33 @@ def convert_to_hf(model_dir: str, out_dir: str, checkpoint_file: str = "model.pt
         name, fields = classifier
         state = {k: v for k, v in state.items() if not k.startswith("cls.")}  # no LM head in a classifier
         head = hub.model.classification_heads[name]
-        state.update({"pooler.dense.weight": head.dense.weight, "pooler.dense.bias": head.dense.bias,
-                      "classifier.weight": head.out_proj.weight, "classifier.bias": head.out_proj.bias})
+        state.update(
+            {
+                "pooler.dense.weight": head.dense.weight,
+                "pooler.dense.bias": head.dense.bias,
+                "classifier.weight": head.out_proj.weight,
+                "classifier.bias": head.out_proj.bias,
+            }
+        )
         state = {k: v.detach().contiguous() for k, v in state.items()}
         config.update(fields)
     save_file(state, os.path.join(out_dir, "model.safetensors"))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
-        json.dump({"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "bos_token": "[CLS]",
-                   "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-                   "cls_token": "[CLS]", "mask_token": "[MASK]"}, f, indent=2)
+        json.dump(
+            {
+                "tokenizer_class": "DebertaV2Tokenizer",
+                "do_lower_case": False,
+                "bos_token": "[CLS]",
+                "eos_token": "[SEP]",
+                "unk_token": "[UNK]",
+                "sep_token": "[SEP]",
+                "pad_token": "[PAD]",
+                "cls_token": "[CLS]",
+                "mask_token": "[MASK]",
+            },
+            f,
+            indent=2,
+        )
     return out_dir

@@ -11,8 +11,8 @@ Loading goes through `load_model` (vega_toolkit/models/loading.py: fairseq's ``l
 path GLUE prediction takes too), so the model is rebuilt by its own task exactly as in training. A fine-tuned `glue`
 checkpoint as a GLUE classifier (label strings, dev scores): vega_toolkit/models/glue_predictor.py.
 """
+
 import os
-from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from vega_toolkit.models.model_folder import MODEL_FILE, SPM_FILE, write_model_c
 
 
 class VegaHubInterface(nn.Module):
-    def __init__(self, cfg, task, model, spm_path: Optional[str] = None, checkpoint_path: Optional[str] = None):
+    def __init__(self, cfg, task, model, spm_path: str | None = None, checkpoint_path: str | None = None):
         super().__init__()
         self.cfg, self.task, self.model = cfg, task, model
         self.spm_path = spm_path
@@ -62,8 +62,10 @@ class VegaHubInterface(nn.Module):
         """sentencepiece + dictionary lookup, the same encoder GLUE fine-tuning uses (control pieces -> <unk>)."""
         if self._text_encoder is None:
             if self.spm_path is None:
-                raise FileNotFoundError(f"no {SPM_FILE} next to the checkpoint or in data_name_or_path: "
-                                        f"encode/decode need the sentencepiece model")
+                raise FileNotFoundError(
+                    f"no {SPM_FILE} next to the checkpoint or in data_name_or_path: "
+                    f"encode/decode need the sentencepiece model"
+                )
             from vega_toolkit.data.glue_binarize import TextEncoder
 
             self._text_encoder = TextEncoder(self.spm_path, self.dictionary)
@@ -96,7 +98,7 @@ class VegaHubInterface(nn.Module):
         texts = [self.sp.decode_pieces(pieces) for pieces in sentences]
         return texts[0] if len(texts) == 1 else texts
 
-    def collate(self, token_lists: List[torch.LongTensor]) -> torch.LongTensor:
+    def collate(self, token_lists: list[torch.LongTensor]) -> torch.LongTensor:
         """Right-pad a list of encoded sentences into a [B, T] batch."""
         return data_utils.collate_tokens(token_lists, pad_idx=self.dictionary.pad())
 
@@ -118,22 +120,29 @@ class VegaHubInterface(nn.Module):
 
     def _check_head(self, head: str):
         """A head predict() uses must be the checkpoint's own (same size) or one the caller registered."""
-        from vega_toolkit.fairseq_fixes.checkpoint_loading import peek_checkpoint
+        from vega_toolkit.io.checkpoints import peek_checkpoint
         from vega_toolkit.models.heads import HeadMismatchError, check_classification_head
 
         if head in self._own_heads:
             return
         if head not in self.model.classification_heads:
-            raise HeadMismatchError(f"{self.checkpoint_path or 'model'}: no classification head '{head}' (it has: "
-                                    f"{', '.join(self.model.classification_heads) or 'none'}); register one first")
+            raise HeadMismatchError(
+                f"{self.checkpoint_path or 'model'}: no classification head '{head}' (it has: "
+                f"{', '.join(self.model.classification_heads) or 'none'}); register one first"
+            )
         if self.checkpoint_path is None:
             return
         if self._checkpoint_state is None:
             stored = peek_checkpoint(self.checkpoint_path).get("model") or {}
             self._checkpoint_state = {k: v for k, v in stored.items() if k.startswith("classification_heads.")}
         outputs = self.model.classification_heads[head].out_proj.out_features
-        check_classification_head(self.checkpoint_path, self._checkpoint_state, head, outputs,
-                                  f"the model built for its task ({self.task.__class__.__name__})")
+        check_classification_head(
+            self.checkpoint_path,
+            self._checkpoint_state,
+            head,
+            outputs,
+            f"the model built for its task ({self.task.__class__.__name__})",
+        )
 
     def predict(self, head: str, tokens: torch.LongTensor, return_logits: bool = False):
         self._check_head(head)
@@ -144,8 +153,14 @@ class VegaHubInterface(nn.Module):
 VegaModel = VegaHubInterface  # `from vega_toolkit import VegaModel; VegaModel.from_pretrained(DIR)`
 
 
-def save_model_folder(out_dir: str, model_fields: Dict, state: Dict[str, torch.Tensor], symbols: List[str],
-                      spm_path: Optional[str] = None, task: str = "masked_lm"):
+def save_model_folder(
+    out_dir: str,
+    model_fields: dict,
+    state: dict[str, torch.Tensor],
+    symbols: list[str],
+    spm_path: str | None = None,
+    task: str = "masked_lm",
+):
     """Write a model folder: model.pt (fairseq checkpoint of arch vega_encoder), dict.txt, spm.model.
 
     ``symbols`` are dict.txt's entries (the ids after fairseq's four specials); the task adds <mask> after them.
@@ -173,5 +188,10 @@ def save_model_folder(out_dir: str, model_fields: Dict, state: Dict[str, torch.T
             cfg.model[k] = v
     # fairseq's trainer stores the config as a plain container too (what its loader expects).
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    write_model_checkpoint(os.path.join(out_dir, MODEL_FILE), container, state, criterion_name="MaskedLmLoss",
-                           task_state={VOCAB_ID_KEY: vocabulary_id(out_dir)})
+    write_model_checkpoint(
+        os.path.join(out_dir, MODEL_FILE),
+        container,
+        state,
+        criterion_name="MaskedLmLoss",
+        task_state={VOCAB_ID_KEY: vocabulary_id(out_dir)},
+    )

@@ -13,10 +13,11 @@ An `rtd_electra` (or `rtd_ternary --replace-with generator`) checkpoint keeps it
 merged into one matrix (models/replacement_generator.py), so it loads, fine-tunes and converts like any other.
 `--random-init` gives the "no pretraining" baseline the same tokenizer and architecture as a pretrained arm.
 """
+
 import logging
 import os
 import shutil
-from typing import Dict, Iterable, Optional
+from collections.abc import Iterable
 
 import torch
 
@@ -30,17 +31,26 @@ VOCAB_KEYS = (EMBEDDING_KEY, "encoder.lm_head.weight", "encoder.lm_head.bias")  
 PRETRAINING_HEAD_PREFIXES = ("token_heads.", "classification_heads.")
 
 
-def write_model_checkpoint(path: str, cfg_container: Dict, state: Dict[str, torch.Tensor],
-                           criterion_name: str = "none", task_state: Optional[Dict] = None) -> None:
+def write_model_checkpoint(
+    path: str,
+    cfg_container: dict,
+    state: dict[str, torch.Tensor],
+    criterion_name: str = "none",
+    task_state: dict | None = None,
+) -> None:
     """A fairseq checkpoint holding weights and config only, with the bookkeeping fairseq's loader upgrades;
     `task_state`: what the task restores on load (the vocabulary id, vega_toolkit/data/vocabulary.py)."""
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_torch_save
+    from vega_toolkit.io.atomic import atomic_torch_save
 
-    history = [{"criterion_name": criterion_name, "optimizer_name": "none", "lr_scheduler_state": {},
-                "num_updates": 0}]
-    checkpoint = {"cfg": cfg_container, "model": state, "optimizer_history": history,
-                  "extra_state": {"train_iterator": {"epoch": 1}}, "last_optimizer_state": None,
-                  "task_state": dict(task_state or {})}
+    history = [{"criterion_name": criterion_name, "optimizer_name": "none", "lr_scheduler_state": {}, "num_updates": 0}]
+    checkpoint = {
+        "cfg": cfg_container,
+        "model": state,
+        "optimizer_history": history,
+        "extra_state": {"train_iterator": {"epoch": 1}},
+        "last_optimizer_state": None,
+        "task_state": dict(task_state or {}),
+    }
     atomic_torch_save(checkpoint, path)
 
 
@@ -54,7 +64,7 @@ def _pretraining_config(data_bin: str, arch_args: Iterable[str]):
     return convert_namespace_to_omegaconf(args)
 
 
-def _finish_folder(out_dir: str, data_bin: str, cfg, state: Dict[str, torch.Tensor]) -> str:
+def _finish_folder(out_dir: str, data_bin: str, cfg, state: dict[str, torch.Tensor]) -> str:
     from omegaconf import OmegaConf, open_dict
 
     from vega_toolkit.data.vocabulary import VOCAB_ID_KEY, vocabulary_id
@@ -62,8 +72,9 @@ def _finish_folder(out_dir: str, data_bin: str, cfg, state: Dict[str, torch.Tens
     for name in (DICT_FILE, SPM_FILE):
         src = os.path.join(data_bin, name)
         if not os.path.isfile(src):
-            raise FileNotFoundError(f"--data-bin {data_bin}: no {name} (a vega-preprocess data-bin has dict.txt and "
-                                    f"spm.model)")
+            raise FileNotFoundError(
+                f"--data-bin {data_bin}: no {name} (a vega-preprocess data-bin has dict.txt and spm.model)"
+            )
     os.makedirs(out_dir, exist_ok=True)
     for name in (DICT_FILE, SPM_FILE):
         shutil.copyfile(os.path.join(data_bin, name), os.path.join(out_dir, name))
@@ -81,18 +92,21 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
     from omegaconf import open_dict
 
     from vega_toolkit.data.vocabulary import check_vocabulary, stored_vocabulary_id
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import load_checkpoint_to_cpu
+    from vega_toolkit.io.checkpoints import load_checkpoint_to_cpu
     from vega_toolkit.models.replacement_generator import EMBEDDING_DELTA_KEY
 
     ckpt = load_checkpoint_to_cpu(checkpoint)
     cfg = ckpt.get("cfg")
     if cfg is None or cfg.get("model") is None or not str(cfg.model.get("_name", "")).startswith("vega"):
-        raise ValueError(f"{checkpoint}: not a vega_encoder checkpoint (model config: "
-                         f"{None if cfg is None else cfg.get('model', {}).get('_name')})")
+        raise ValueError(
+            f"{checkpoint}: not a vega_encoder checkpoint (model config: "
+            f"{None if cfg is None else cfg.get('model', {}).get('_name')})"
+        )
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith(PRETRAINING_HEAD_PREFIXES)}
     if not os.path.isfile(os.path.join(data_bin, DICT_FILE)):
-        raise FileNotFoundError(f"--data-bin {data_bin}: no {DICT_FILE} (a vega-preprocess data-bin has dict.txt "
-                                f"and spm.model)")
+        raise FileNotFoundError(
+            f"--data-bin {data_bin}: no {DICT_FILE} (a vega-preprocess data-bin has dict.txt and spm.model)"
+        )
     check_vocabulary(checkpoint, stored_vocabulary_id(ckpt), data_bin, "--data-bin")
     delta = (ckpt.get("criterion") or {}).get(EMBEDDING_DELTA_KEY)
     if delta is not None:  # GDES: the discriminator's embedding is E_G + E_delta (the generator is not exported)
@@ -111,16 +125,19 @@ def export_checkpoint(checkpoint: str, data_bin: str, out_dir: str) -> str:
                 state[key] = state[key][:vocab].clone()
         logger.info("%s: dropped the <mask> embedding row of the masked_lm dictionary", checkpoint)
     elif rows != vocab:
-        raise ValueError(f"{checkpoint}: {rows} embedding rows but {os.path.join(data_bin, DICT_FILE)} has {vocab} "
-                         f"symbols: was it trained on another data-bin?")
+        raise ValueError(
+            f"{checkpoint}: {rows} embedding rows but {os.path.join(data_bin, DICT_FILE)} has {vocab} "
+            f"symbols: was it trained on another data-bin?"
+        )
     fresh = _pretraining_config(data_bin, ["--arch", cfg.model["_name"]])
     with open_dict(fresh):
         fresh.model = cfg.model
     return _finish_folder(out_dir, data_bin, fresh, state)
 
 
-def export_random_init(arch: str, data_bin: str, out_dir: str, seed: int = 1,
-                       model_args: Optional[Iterable[str]] = None) -> str:
+def export_random_init(
+    arch: str, data_bin: str, out_dir: str, seed: int = 1, model_args: Iterable[str] | None = None
+) -> str:
     """Model folder of a freshly initialised ARCH with DATA_BIN's tokenizer (the "no pretraining" arm)."""
     from fairseq import tasks
 

@@ -3,33 +3,14 @@
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_electra --embedding-sharing gdes --arch vega_tiny ...
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_ternary --replace-with generator --arch vega_tiny ...
 
-A small `vega_encoder` masked language model proposes replacements for the positions an objective chose; the
-discriminator (the task's model) classifies every token. Both criterions hold one `ReplacementGenerator` as
-`self.generator`: its weights are criterion parameters, so fairseq's Trainer optimizes them with the model's, saves
-them in the same checkpoint (`checkpoint["criterion"]`) and restores them on resume.
-
-Sizes (`--generator-layers`, `--generator-width-fraction`) derive from the discriminator's config. Defaults are
-DeBERTa-v3's: half the discriminator's depth at its full width (v3-large: a 12-layer generator of width 1024 for a
-24-layer discriminator; microsoft/DeBERTa experiments/language_model/rtd_large.json;
-He et al. 2021, DeBERTaV3). ELECTRA instead keeps the depth and scales the width (hidden size, heads and FFN) by 1/4
-(google-research/electra configure_pretraining.py `generator_hidden_size` 0.25, `generator_layers` 1.0):
-`--generator-layers N --generator-width-fraction 0.25` with N the discriminator's depth.
-
-Embedding sharing (`--embedding-sharing`, DeBERTa-v3 He et al. 2021 §3; MS DeBERTa/apps/models/
-replaced_token_detection_model.py). The word embedding E of the discriminator model (`encoder.embed_tokens`) is the
-one the generator reads and predicts with under gdes and es:
-- gdes: the discriminator's embedding is sg(E) + E_delta. E (= E_G) is trained by the generator's MLM loss alone,
-  E_delta (`generator.embedding_delta`, initialised to zero) by the discriminator's loss alone. `vega-convert export`
-  writes E + E_delta as the discriminator's embedding.
-- es: one embedding E, trained by both losses.
-- none: the generator has its own embedding; the discriminator's is trained by the discriminator's loss alone.
-
-The generator never reads the original token at a masked position: its input embedding there is a learned mask
-vector (the data-bins of `vega-preprocess` have no <mask> symbol, and adding one would change every model's
-vocabulary). Its softmax covers the non-special vocabulary only, so a proposal is never <pad>, <s> or </s>.
+A small `vega_encoder` MLM proposes replacements; the criterion holds it as `self.generator`, so its weights are
+optimized, saved and restored with the model's. `--generator-layers`, `--generator-width-fraction` and
+`--embedding-sharing gdes|es|none` default to DeBERTa-v3's choices. Sizes, sharing modes and the mask input:
+docs/design.md#replacement-generator-and-embedding-sharing.
 """
+
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,17 +31,32 @@ _SHARED_NAMES = ("embeddings.embed_tokens.weight", "lm_head.weight")  # tied: th
 @dataclass
 class ReplacementGeneratorConfig(FairseqDataclass):
     generator_layers: int = field(
-        default=0, metadata={"help": "generator depth; 0 = half the discriminator's layers (DeBERTa-v3; ELECTRA "
-                                     "keeps the full depth)"})
+        default=0,
+        metadata={
+            "help": "generator depth; 0 = half the discriminator's layers (DeBERTa-v3; ELECTRA keeps the full depth)"
+        },
+    )
     generator_width_fraction: float = field(
-        default=1.0, metadata={"help": "generator hidden size, heads and FFN as a fraction of the discriminator's "
-                                       "(DeBERTa-v3: 1.0; ELECTRA: 0.25)"})
+        default=1.0,
+        metadata={
+            "help": "generator hidden size, heads and FFN as a fraction of the discriminator's "
+            "(DeBERTa-v3: 1.0; ELECTRA: 0.25)"
+        },
+    )
     embedding_sharing: ChoiceEnum(list(EMBEDDING_SHARING)) = field(
-        default="gdes", metadata={"help": "gdes: discriminator embedding = sg(E_G) + E_delta (DeBERTa-v3); es: one "
-                                          "embedding trained by both losses (ELECTRA); none: separate embeddings"})
+        default="gdes",
+        metadata={
+            "help": "gdes: discriminator embedding = sg(E_G) + E_delta (DeBERTa-v3); es: one "
+            "embedding trained by both losses (ELECTRA); none: separate embeddings"
+        },
+    )
     rtd_lambda: float = field(
-        default=50.0, metadata={"help": "loss = MLM + lambda * discriminator loss, both per-token means, one joint "
-                                        "step (ELECTRA's disc_weight 50; DeBERTa-v3 uses 10 with separate steps)"})
+        default=50.0,
+        metadata={
+            "help": "loss = MLM + lambda * discriminator loss, both per-token means, one joint "
+            "step (ELECTRA's disc_weight 50; DeBERTa-v3 uses 10 with separate steps)"
+        },
+    )
     # the discriminator's config (not a flag): the generator copies it (dropout, positions, attention) and changes
     # the sizes. Typed Any: a FairseqDataclass type would make fairseq add the model's flags a second time.
     discriminator: Any = II("model")
@@ -78,9 +74,11 @@ def generator_sizes(disc, layers: int, width_fraction: float):
     heads = max(1, round(width_fraction * disc.encoder_attention_heads))
     ffn = max(1, round(width_fraction * disc.encoder_ffn_embed_dim))
     if hidden < 1 or hidden % heads:
-        raise UserError(f"--generator-width-fraction {width_fraction}: a generator of hidden size {hidden} cannot "
-                         f"have {heads} heads of equal size (discriminator: {disc.encoder_embed_dim} / "
-                         f"{disc.encoder_attention_heads})")
+        raise UserError(
+            f"--generator-width-fraction {width_fraction}: a generator of hidden size {hidden} cannot "
+            f"have {heads} heads of equal size (discriminator: {disc.encoder_embed_dim} / "
+            f"{disc.encoder_attention_heads})"
+        )
     return layers, hidden, heads, ffn
 
 
@@ -106,8 +104,9 @@ class ReplacementGenerator(nn.Module):
     def __init__(self, cfg: ReplacementGeneratorConfig, dictionary, special_ids: torch.Tensor):
         super().__init__()
         if cfg.embedding_sharing not in EMBEDDING_SHARING:
-            raise UserError(f"--embedding-sharing must be one of {', '.join(EMBEDDING_SHARING)}, "
-                             f"got {cfg.embedding_sharing!r}")
+            raise UserError(
+                f"--embedding-sharing must be one of {', '.join(EMBEDDING_SHARING)}, got {cfg.embedding_sharing!r}"
+            )
         disc = cfg.discriminator
         self.sharing = str(cfg.embedding_sharing)
         self.padding_idx = dictionary.pad()
@@ -115,15 +114,23 @@ class ReplacementGenerator(nn.Module):
         if self.sharing == "gdes" and (disc_embed_dim != disc.encoder_embed_dim or disc.position_biased_input):
             # the GDES sum is taken on the looked-up word vectors right before the LayerNorm; a projection or
             # absolute positions added before that point would be cut off from the discriminator's gradient
-            raise UserError("--embedding-sharing gdes needs a discriminator without --embedding-dim and without "
-                             "--position-biased-input (DeBERTa-v2/v3 have neither); use es or none")
+            raise UserError(
+                "--embedding-sharing gdes needs a discriminator without --embedding-dim and without "
+                "--position-biased-input (DeBERTa-v2/v3 have neither); use es or none"
+            )
         layers, hidden, heads, ffn = generator_sizes(disc, cfg.generator_layers, cfg.generator_width_fraction)
         fields = OmegaConf.to_container(disc, resolve=True) if OmegaConf.is_config(disc) else dict(vars(disc))
         fields = {k: v for k, v in fields.items() if k in VegaEncoderConfig.__dataclass_fields__}
-        fields.update(encoder_layers=layers, encoder_embed_dim=hidden, encoder_attention_heads=heads,
-                      encoder_ffn_embed_dim=ffn, attention_head_dim=0, load_checkpoint_heads=False,
-                      # shared: the discriminator's embedding width, projected to the generator's hidden size
-                      embedding_dim=0 if self.sharing == "none" or disc_embed_dim == hidden else disc_embed_dim)
+        fields.update(
+            encoder_layers=layers,
+            encoder_embed_dim=hidden,
+            encoder_attention_heads=heads,
+            encoder_ffn_embed_dim=ffn,
+            attention_head_dim=0,
+            load_checkpoint_heads=False,
+            # shared: the discriminator's embedding width, projected to the generator's hidden size
+            embedding_dim=0 if self.sharing == "none" or disc_embed_dim == hidden else disc_embed_dim,
+        )
         self.encoder = VegaEncoder(VegaEncoderConfig(**fields), dictionary)
         if self.sharing != "none":  # E lives in the discriminator; it is passed in at every forward
             del self.encoder.embeddings.embed_tokens.weight
@@ -137,6 +144,7 @@ class ReplacementGenerator(nn.Module):
     def mlm_logits(self, discriminator, tokens: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """Logits [N, V] of the N masked positions (row-major order), the non-special vocabulary only (specials at
         -inf). The generator reads `tokens` with every masked position's embedding replaced by the mask vector."""
+
         def hide_masked(x):
             return torch.where(masked.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
 
@@ -149,7 +157,7 @@ class ReplacementGenerator(nn.Module):
         return logits.float().masked_fill(self.is_special, float("-inf"))
 
     @torch.no_grad()
-    def sample(self, logits: torch.Tensor, rng: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, logits: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """One token per row of `logits`, drawn from the generator's softmax (temperature 1, no gradient: ELECTRA and
         DeBERTa-v3 sample with multinomial / Gumbel draws that nothing differentiates through)."""
         if logits.size(0) == 0:
@@ -167,8 +175,14 @@ class ReplacementGenerator(nn.Module):
 
         return gdes
 
-    def replace(self, discriminator, tokens: torch.Tensor, original: torch.Tensor, positions: torch.Tensor,
-                rng: Optional[torch.Generator] = None):
+    def replace(
+        self,
+        discriminator,
+        tokens: torch.Tensor,
+        original: torch.Tensor,
+        positions: torch.Tensor,
+        rng: torch.Generator | None = None,
+    ):
         """Generator pass over `tokens` with `positions` masked: (MLM logits [N, V], the input with a sampled token at
         every masked position, replaced [B, T] = masked positions whose sample differs from `original`)."""
         logits = self.mlm_logits(discriminator, tokens, positions)
@@ -178,7 +192,7 @@ class ReplacementGenerator(nn.Module):
         return logits, corrupted, positions & (corrupted != original)
 
 
-def validation_rng(model, sample, seed: int) -> Optional[torch.Generator]:
+def validation_rng(model, sample, seed: int) -> torch.Generator | None:
     """None in training (fairseq seeds the global RNG per update); in evaluation a generator seeded by the batch's
     first example id, so every validation masks and samples a held-out batch the same way (as the task's noise)."""
     if model.training:

@@ -3,14 +3,16 @@
     vega-train DATA_BIN --task masked_lm --criterion masked_lm --arch vega_tiny --tokens-per-sample 128 ...
     vega-train DATA_BIN --arch vega_base --attention-impl reference ...     # the plain (HF-equivalent) math
 
-Architectures (microsoft/DeBERTa experiments/language_model/*.json): vega_tiny, vega_small, vega_base, vega_large, vega_v1_1_3b (48 x 1536,
-24 heads x 64, FFN 6144). Read top to bottom: config, embeddings, layer, encoder, model, architectures.
+Architectures (microsoft/DeBERTa experiments/language_model/*.json): vega_tiny, vega_small, vega_base, vega_large,
+vega_v1_1_3b (48 x 1536, 24 heads x 64, FFN 6144). Read top to bottom: config, embeddings, layer, encoder, model,
+architectures.
 
 The forward contract (docs/ARCHITECTURE.md):
     model(src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
           token_head_name=None, masked_tokens=None, embedding_hook=None) -> (x, extra)
 with extra = {"inner_states": [embeddings, layer_1, ..., layer_N] (each [B, T, H]), "padding_mask": [B, T]}.
 """
+
 import logging
 from dataclasses import dataclass, field
 
@@ -56,12 +58,16 @@ class VegaEncoderConfig(FairseqDataclass):
     dropout: float = field(default=0.1, metadata={"help": "hidden dropout (embeddings, residual branches, pos)"})
     attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention probabilities"})
     activation_dropout: float = field(default=0.0, metadata={"help": "dropout after the FFN activation"})
-    pooler_dropout: float = field(default=0.1, metadata={"help": "dropout before the classifier (DeBERTa cls_drop_out)"})
+    pooler_dropout: float = field(
+        default=0.1, metadata={"help": "dropout before the classifier (DeBERTa cls_drop_out)"}
+    )
     classification_pooling: ChoiceEnum(list(POOLINGS)) = field(
         default="cls",
-        metadata={"help": "what a classification head reads: the <s> ([CLS]) state as DeBERTa, or the mean of the "
-                          "sequence's states (mean: for encoders whose pretraining never trained [CLS], see README "
-                          "'Results on real data')"},
+        metadata={
+            "help": "what a classification head reads: the <s> ([CLS]) state as DeBERTa, or the mean of the "
+            "sequence's states (mean: for encoders whose pretraining never trained [CLS], see "
+            "docs/results.md)"
+        },
     )
     pooler_activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
         default="gelu", metadata={"help": "activation of the classification head's pooler (DeBERTa: gelu)"}
@@ -80,8 +86,10 @@ class VegaEncoderConfig(FairseqDataclass):
     pos_att_type: str = field(default="c2p|p2c", metadata={"help": "relative terms, '|'-separated subset of c2p, p2c"})
     separate_pos_proj: bool = field(
         default=False,
-        metadata={"help": "project relative positions with their own pos_key_proj/pos_query_proj instead of sharing "
-                  "the content key/query projections (DeBERTa share_att_key=false)"},
+        metadata={
+            "help": "project relative positions with their own pos_key_proj/pos_query_proj instead of sharing "
+            "the content key/query projections (DeBERTa share_att_key=false)"
+        },
     )
     position_biased_input: bool = field(
         default=False, metadata={"help": "add absolute position embeddings to the input (off in all v2/v3 models)"}
@@ -93,8 +101,11 @@ class VegaEncoderConfig(FairseqDataclass):
         default="tanh", metadata={"help": "activation of the conv layer (DeBERTa default tanh; v2-xlarge/xxlarge gelu)"}
     )
     attention_impl: ChoiceEnum(list(ATTENTION_IMPLS)) = field(
-        default="sdpa", metadata={"help": "sdpa: relative terms as an SDPA bias (fast); reference: explicit softmax; "
-                                    "fused: one Triton kernel without any L x L tensor (CUDA; experimental)"}
+        default="sdpa",
+        metadata={
+            "help": "sdpa: relative terms as an SDPA bias (fast); reference: explicit softmax; "
+            "fused: one Triton kernel without any L x L tensor (CUDA; experimental)"
+        },
     )
     checkpoint_activations: bool = field(
         default=False, metadata={"help": "recompute each layer's activations in backward to save memory"}
@@ -105,7 +116,8 @@ class VegaEncoderConfig(FairseqDataclass):
 
 
 class VegaEmbeddings(nn.Module):
-    """word (+ absolute position) (+ segment) -> [embed_proj] -> [embedding_hook] -> LayerNorm -> zero pads -> dropout."""
+    """word (+ absolute position) (+ segment) -> [embed_proj] -> [embedding_hook] -> LayerNorm -> zero pads ->
+    dropout."""
 
     def __init__(self, cfg, dictionary):
         super().__init__()
@@ -240,8 +252,16 @@ class VegaEncoder(FairseqEncoder):
             inner_states = [x]
         return x, {"inner_states": inner_states, "padding_mask": padding_mask}
 
-    def forward(self, src_tokens, src_lengths=None, features_only=False, return_all_hiddens=False,
-                masked_tokens=None, embedding_hook=None, **unused):
+    def forward(
+        self,
+        src_tokens,
+        src_lengths=None,
+        features_only=False,
+        return_all_hiddens=False,
+        masked_tokens=None,
+        embedding_hook=None,
+        **unused,
+    ):
         x, extra = self.extract_features(src_tokens, return_all_hiddens, embedding_hook)
         if not features_only:
             x = self.lm_head(x, masked_tokens)
@@ -263,8 +283,17 @@ class VegaEncoderModel(FairseqEncoderModel):
     def build_model(cls, cfg, task):
         return cls(cfg, VegaEncoder(cfg, task.source_dictionary))
 
-    def forward(self, src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
-                token_head_name=None, masked_tokens=None, embedding_hook=None, **kwargs):
+    def forward(
+        self,
+        src_tokens,
+        features_only=False,
+        return_all_hiddens=False,
+        classification_head_name=None,
+        token_head_name=None,
+        masked_tokens=None,
+        embedding_hook=None,
+        **kwargs,
+    ):
         head_wanted = classification_head_name is not None or token_head_name is not None
         x, extra = self.encoder(
             src_tokens,
@@ -290,14 +319,23 @@ class VegaEncoderModel(FairseqEncoderModel):
         """RoBERTa-compatible: (re-)create head ``name`` with ``num_classes`` outputs on the [CLS] state."""
         if name in self.classification_heads:
             prev = self.classification_heads[name]
-            if num_classes != prev.out_proj.out_features or (inner_dim or prev.dense.out_features) != prev.dense.out_features:
+            if (
+                num_classes != prev.out_proj.out_features
+                or (inner_dim or prev.dense.out_features) != prev.dense.out_features
+            ):
                 logger.warning(
                     f're-registering head "{name}" with num_classes {num_classes} (prev: {prev.out_proj.out_features}) '
                     f"and inner_dim {inner_dim} (prev: {prev.dense.out_features})"
                 )
         dim = self.cfg.encoder_embed_dim
-        head = VegaClassificationHead(dim, inner_dim or dim, num_classes, self.cfg.pooler_activation_fn,
-                                      self.cfg.pooler_dropout, getattr(self.cfg, "classification_pooling", "cls"))
+        head = VegaClassificationHead(
+            dim,
+            inner_dim or dim,
+            num_classes,
+            self.cfg.pooler_activation_fn,
+            self.cfg.pooler_dropout,
+            getattr(self.cfg, "classification_pooling", "cls"),
+        )
         head.apply(init_deberta_weights)
         self.classification_heads[name] = head
 
@@ -319,10 +357,10 @@ class VegaEncoderModel(FairseqEncoderModel):
         for group in ("classification_heads", "token_heads"):
             heads = getattr(self, group)
             group_prefix = f"{prefix}{group}."
-            stored = {k[len(group_prefix):].split(".")[0] for k in state_dict if k.startswith(group_prefix)}
+            stored = {k[len(group_prefix) :].split(".")[0] for k in state_dict if k.startswith(group_prefix)}
             for head_name in sorted(stored):
                 key = f"{group_prefix}{head_name}."
-                weights = {k[len(key):]: v for k, v in state_dict.items() if k.startswith(key)}
+                weights = {k[len(key) :]: v for k, v in state_dict.items() if k.startswith(key)}
                 if head_name not in heads and self.cfg.load_checkpoint_heads:
                     self._register_head_like(group, head_name, weights)
                 reason = None

@@ -1,1 +1,1 @@
-
+"""Attention building blocks: log-bucket relative positions and disentangled attention (reference, sdpa, fused)."""

@@ -3,34 +3,16 @@
     attn = DisentangledSelfAttention(768, 12, head_dim=64, attention_dropout=0.1, pos_dropout=0.1)
     y = attn(x, rel_embeddings, key_padding_mask)      # x [B, L, D], rel_embeddings [2k, D], mask [B, L] True = pad
 
-Scores, per head, with s = 1 / sqrt(d * (1 + |pos_att_type|)) (microsoft/DeBERTa deberta/disentangled_attention.py):
+    python -m pytest tests/test_disentangled_attention.py            # the sdpa fast path against the reference math
 
-    A[i, j] = s <Q_i, K_j>  +  s <Q_i, Kr[idx(i, j)]>  +  s <K_j, Qr[idx(i, j)]>
-                 c2c                  c2p                        p2c
-
-where Kr / Qr are the shared relative table projected by this layer's key / query Linear (``share_att_key``) or by
-separate ``pos_key_proj`` / ``pos_query_proj``, and idx is the log-bucket index of i - j.
-
-Three implementations of the same math:
-
-* ``reference`` -- HF's formulation: C2P = Q Kr^T over the 2k table rows, gathered with the dense [L, L] index,
-  pairwise padding mask filled with finfo.min, explicit softmax. The oracle in tests (and HF-equivalent).
-* ``sdpa`` (default) -- c2p + p2c become one additive [B, H, L, L] bias (``relative_bias``): the position
-  projections are computed once per layer for the active table rows only and never repeated over the batch, then
-  spread over the 2L - 1 distances; each term is a few GEMMs of query (key) row blocks against the distances they
-  see, turned into [L, L] by a strided view -- no gather and no scatter in the backward. On CUDA and in CPU
-  inference the bias goes to ``F.scaled_dot_product_attention`` (scale override s). CPU training would get SDPA's
-  unfused math path there, so it runs its own: the bias enters the score GEMM (baddbmm) and dropout draws 16-bit
-  random numbers instead of Bernoulli floats (p rounded to a multiple of 2^-16; ``dropout_keep_mask``).
-  The padding mask is key-only, so no row is fully masked and no NaN can appear. Under fp16 the bias is computed
-  in fp32 and clamped before the cast (bf16 has fp32's range).
-* ``fused`` (experimental, CUDA) -- one Triton kernel, flash-attention style, without any [L, L] tensor: compact
-  c2p / p2c tables [B, H, L, S] gathered per tile through the distance -> slot map (fused_disentangled_attention.py).
-  On CPU tensors only under TRITON_INTERPRET=1 (tests); not the default until measured on a GPU.
+A[i, j] = s (<Q_i, K_j> + <Q_i, Kr[idx(i, j)]> + <K_j, Qr[idx(i, j)]>), idx the log-bucket index of i - j.
+`--attention-impl` picks ``reference`` (HF's formulation, the test oracle), ``sdpa`` (default: c2p + p2c as one
+additive bias) or ``fused`` (Triton, fused_disentangled_attention.py). The math and each implementation's choices:
+docs/design.md#disentangled-attention-the-math-and-its-three-implementations.
 """
+
 import importlib
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -117,7 +99,7 @@ class DisentangledSelfAttention(nn.Module):
         self,
         x: torch.Tensor,
         rel_embeddings: torch.Tensor,
-        key_padding_mask: Optional[torch.Tensor] = None,
+        key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q = self._heads(self.query_proj(x))
         k = self._heads(self.key_proj(x))
@@ -146,10 +128,12 @@ class DisentangledSelfAttention(nn.Module):
         bias_dtype = torch.float32 if q.dtype == torch.float16 else q.dtype
         with torch.autocast(device_type=q.device.type, enabled=False):
             bias = relative_bias(
-                q.to(bias_dtype), k.to(bias_dtype),
+                q.to(bias_dtype),
+                k.to(bias_dtype),
                 pos_key.to(bias_dtype).index_select(1, cols.c2p) if self.c2p else None,
                 pos_query.to(bias_dtype).index_select(1, cols.p2c) if self.p2c else None,
-                key_padding_mask, self.BLOCK if q.device.type == "cpu" else self.CUDA_BLOCK,
+                key_padding_mask,
+                self.BLOCK if q.device.type == "cpu" else self.CUDA_BLOCK,
             )
             if q.dtype != bias_dtype:  # fp16: back to the activation dtype, within its range
                 info = torch.finfo(q.dtype)
@@ -170,16 +154,19 @@ class DisentangledSelfAttention(nn.Module):
         try:
             fused = importlib.import_module("vega_toolkit.modules.fused_disentangled_attention")
         except ImportError as error:
-            raise UnsupportedSetupError(f"--attention-impl fused needs triton ({error}); it comes with CUDA builds of "
-                                        "torch, or `pip install triton` (see requirements/test.txt)") from error
+            raise UnsupportedSetupError(
+                f"--attention-impl fused needs triton ({error}); it comes with CUDA builds of "
+                "torch, or `pip install triton` (see requirements/test.txt)"
+            ) from error
         fused.check_device(q.device, q.dtype)
         cols = relative_columns(q.size(-2), self.position_buckets, self.max_relative_positions, q.device)
         pos_key = pos_query = None
         if self.c2p or self.p2c:
             pos_key, pos_query = self._pos_projections(self.pos_dropout(rel_embeddings.index_select(0, cols.slots)))
         dropout_p = self.attention_dropout if self.training else 0.0
-        return fused.fused_disentangled_attention(q, k, v, pos_key, pos_query, cols.c2p, key_padding_mask, self.scale,
-                                                  dropout_p, block=self.FUSED_BLOCK)
+        return fused.fused_disentangled_attention(
+            q, k, v, pos_key, pos_query, cols.c2p, key_padding_mask, self.scale, dropout_p, block=self.FUSED_BLOCK
+        )
 
     def _cpu_attention(self, q, k, v, bias, dropout_p):
         """softmax(s Q K^T + bias) V for CPU training, where SDPA can only take its unfused math path.
@@ -192,8 +179,9 @@ class DisentangledSelfAttention(nn.Module):
         dtype = bias.dtype
         flat = lambda t: t.to(dtype).reshape(batch * heads, length, dim)  # noqa: E731
         # Not in place: baddbmm_ on the bias view would make autograd clone the [L, L] gradient twice (CopySlices).
-        scores = torch.baddbmm(bias.view(batch * heads, length, length), flat(q), flat(k).transpose(1, 2),
-                               alpha=self.scale)
+        scores = torch.baddbmm(
+            bias.view(batch * heads, length, length), flat(q), flat(k).transpose(1, 2), alpha=self.scale
+        )
         probs = torch.softmax(scores, dim=-1)
         scale = 1.0
         if dropout_p > 0:  # one fused pass each way (where); the 1 / (1 - p) scale goes to the small output

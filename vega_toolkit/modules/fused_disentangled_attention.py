@@ -5,30 +5,11 @@
     TRITON_INTERPRET=1 python -m pytest tests/test_fused_attention.py     # CPU: Triton's interpreter runs the kernels
     VEGA_FUSED_BWD_KV_WARPS=8 python benchmarks/fused_attention_layer.py  # tile/warp/stage knobs: kernel_configs
 
-Same scores as ``DisentangledSelfAttention._reference`` (see disentangled_attention.py for the math):
-
-    A[i, j] = s <Q_i, K_j> + C2P[i, slot(j - i)] + P2C[j, slot(j - i)],   C2P = Q Kr^T,  P2C = K Qr^T
-
-Kr / Qr are the active relative-table rows [H, S, d] (``relative_columns(L).slots``, S <= min(2L - 1, 2k)) projected
-and pre-scaled by s, and slot(j - i) = ``relative_columns(L).c2p[j - i + L - 1]`` is the O(L) distance -> slot map.
-The compact tables are two GEMMs in PyTorch: C2P as [B, H, L, S], P2C transposed as [B, H, S, L], so that along a
-tile's key axis both gathers read consecutive addresses wherever neighbouring distances share a slot (log buckets,
-beyond the bucket range), instead of addresses S + 1 apart. The kernel gathers their entries per tile, adds the
-key-padding mask, runs an online softmax with attention dropout drawn from Philox (``tl.rand``: the keep mask of
-element (b, h, i, j) depends only on the seed and its position, so the backward redraws it and ``keep_mask`` returns
-it for tests) and multiplies by V. Nothing of size L x L is written, and the tables are not saved either: the
-backward recomputes them (two GEMMs) and then the scores tile by tile -- dK/dV and dP2C per key block, dQ and dC2P
-per query block, so that each table row is written by one program only. Table gradients go through relaxed atomic
-adds in fp32 (several distances share a log bucket; one program per row, so no ordering is needed), and a tile
-whose distances all fall in one slot (most tiles at long lengths) is first summed to one add per row; dQ, dK, dKr,
-dQr get their table parts as GEMMs, in bf16 when the inputs are 16-bit.
-
-Padding is key-only (a padded query row attends to the real keys), as in the sdpa path; the reference masks padded
-rows too, so the two agree on real positions. A row whose keys are all padded is uniform over its L keys, as in the
-reference (every score there is finfo.min), and its scores get no gradient. Scores, softmax and table gradients are
-fp32 in the kernel; under fp16 the tables are computed in fp32 as well (fp16 cannot hold large scores), bf16 has
-fp32's range and stays as is.
+Same scores as ``DisentangledSelfAttention._reference`` (disentangled_attention.py), computed from compact c2p /
+p2c tables gathered per tile with an online softmax; the backward recomputes the tables and scores tile by tile.
+Tiling, dropout, atomics, padding and precision: docs/design.md#fused-disentangled-attention-triton.
 """
+
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -50,6 +31,7 @@ PAD_SCORE = tl.constexpr(-1.0e30)
 @dataclass(frozen=True)
 class KernelConfig:
     """Launch parameters of one kernel: its program's tile (query rows x key rows) and the compiler's knobs."""
+
     block_m: int
     block_n: int
     num_warps: int = 4
@@ -62,8 +44,11 @@ KERNELS = ("fwd", "bwd_kv", "bwd_q")
 # needed), the usual 64 x 64 tile at 4 warps uses all 255 registers and spills 448 / 936 / 840 B per thread
 # (forward / dK-dV / dQ); at 8 warps still 160 / 336 / 416. These tiles at 8 warps spill nothing (227 / 186 / 253
 # registers). Environment knobs override them (``kernel_configs``).
-CUDA_CONFIGS = {"fwd": KernelConfig(64, 32, 8, 2), "bwd_kv": KernelConfig(32, 64, 8, 2),
-                "bwd_q": KernelConfig(64, 32, 8, 2)}
+CUDA_CONFIGS = {
+    "fwd": KernelConfig(64, 32, 8, 2),
+    "bwd_kv": KernelConfig(32, 64, 8, 2),
+    "bwd_q": KernelConfig(64, 32, 8, 2),
+}
 # The interpreter runs fewer, larger numpy tiles faster; warps and stages mean nothing there.
 CPU_CONFIGS = {name: KernelConfig(32, 32) for name in KERNELS}
 _FIELDS = {"BLOCK_M": "block_m", "BLOCK_N": "block_n", "WARPS": "num_warps", "STAGES": "num_stages"}
@@ -128,8 +113,24 @@ def _padded_keys(pad_row, offs_n, L, HAS_PAD: tl.constexpr):
 
 
 @triton.jit
-def _tile_scores(q, k, offs_m, offs_n, slot, valid, padded, c2p_rows, p2c_cols, L, S, scale,
-                 HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_PAD: tl.constexpr, PRECISION: tl.constexpr):
+def _tile_scores(
+    q,
+    k,
+    offs_m,
+    offs_n,
+    slot,
+    valid,
+    padded,
+    c2p_rows,
+    p2c_cols,
+    L,
+    S,
+    scale,
+    HAS_C2P: tl.constexpr,
+    HAS_P2C: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Scores [BM, BN] of query rows offs_m against key rows offs_n; -inf beyond L, PAD_SCORE on padded keys."""
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
     if HAS_C2P:
@@ -164,11 +165,33 @@ def _keep(seed, bh, offs_m, offs_n, L, dropout_p):
 # The dropout seed changes at every call: as a specialised integer argument (divisible by 16 or not) it would
 # compile every kernel a second time for about one seed in 16.
 @triton.jit(do_not_specialize=["seed"])
-def _forward_kernel(Q, K, V, C2P, P2C, SLOT, PAD, O, ROW_MAX, ROW_SUM,
-                    H, L, S, scale, dropout_p, seed,
-                    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_PAD: tl.constexpr, DROPOUT: tl.constexpr,
-                    PRECISION: tl.constexpr):
+def _forward_kernel(
+    Q,
+    K,
+    V,
+    C2P,
+    P2C,
+    SLOT,
+    PAD,
+    OUT,
+    ROW_MAX,
+    ROW_SUM,
+    H,
+    L,
+    S,
+    scale,
+    dropout_p,
+    seed,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_C2P: tl.constexpr,
+    HAS_P2C: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    DROPOUT: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b = bh // H
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -185,8 +208,24 @@ def _forward_kernel(Q, K, V, C2P, P2C, SLOT, PAD, O, ROW_MAX, ROW_SUM,
         v = _load_rows(V + row, offs_n, offs_d, L, HEAD_DIM)
         slot, valid = _tile_slots(SLOT, offs_m, offs_n, L, HAS_C2P or HAS_P2C)
         padded = _padded_keys(PAD + b * L, offs_n, L, HAS_PAD)
-        s = _tile_scores(q, k, offs_m, offs_n, slot, valid, padded, C2P + table, P2C + table, L, S, scale,
-                         HAS_C2P, HAS_P2C, HAS_PAD, PRECISION)
+        s = _tile_scores(
+            q,
+            k,
+            offs_m,
+            offs_n,
+            slot,
+            valid,
+            padded,
+            C2P + table,
+            P2C + table,
+            L,
+            S,
+            scale,
+            HAS_C2P,
+            HAS_P2C,
+            HAS_PAD,
+            PRECISION,
+        )
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new[:, None])
@@ -198,7 +237,7 @@ def _forward_kernel(Q, K, V, C2P, P2C, SLOT, PAD, O, ROW_MAX, ROW_SUM,
     acc = acc / l_i[:, None]
     if DROPOUT:
         acc = acc / (1.0 - dropout_p)
-    _store_rows(O + row, offs_m, offs_d, L, acc, HEAD_DIM)
+    _store_rows(OUT + row, offs_m, offs_d, L, acc, HEAD_DIM)
     # Max and sum apart rather than their log-sum-exp: m + log(l) loses log(l) when m is PAD_SCORE (a row whose keys
     # are all padded), and the backward would then see p = 1 instead of 1 / l.
     tl.store(ROW_MAX + bh * L + offs_m, m_i, mask=offs_m < L)
@@ -206,16 +245,40 @@ def _forward_kernel(Q, K, V, C2P, P2C, SLOT, PAD, O, ROW_MAX, ROW_SUM,
 
 
 @triton.jit
-def _tile_grad(q, k, v, do, max_row, sum_row, delta_row, offs_m, offs_n, slot, valid, padded, c2p_rows, p2c_cols,
-               L, S, scale, dropout_p, seed, bh,
-               HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_PAD: tl.constexpr, DROPOUT: tl.constexpr,
-               PRECISION: tl.constexpr):
+def _tile_grad(
+    q,
+    k,
+    v,
+    do,
+    max_row,
+    sum_row,
+    delta_row,
+    offs_m,
+    offs_n,
+    slot,
+    valid,
+    padded,
+    c2p_rows,
+    p2c_cols,
+    L,
+    S,
+    scale,
+    dropout_p,
+    seed,
+    bh,
+    HAS_C2P: tl.constexpr,
+    HAS_P2C: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    DROPOUT: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """(dS, P after dropout and its 1/(1-p)) of one tile, recomputed from the saved row maxima and sums."""
     m = tl.load(max_row + offs_m, mask=offs_m < L, other=0.0)
     inv_l = 1.0 / tl.load(sum_row + offs_m, mask=offs_m < L, other=1.0)
     delta = tl.load(delta_row + offs_m, mask=offs_m < L, other=0.0)
-    s = _tile_scores(q, k, offs_m, offs_n, slot, valid, padded, c2p_rows, p2c_cols, L, S, scale,
-                     HAS_C2P, HAS_P2C, HAS_PAD, PRECISION)
+    s = _tile_scores(
+        q, k, offs_m, offs_n, slot, valid, padded, c2p_rows, p2c_cols, L, S, scale, HAS_C2P, HAS_P2C, HAS_PAD, PRECISION
+    )
     p = tl.exp(s - m[:, None]) * inv_l[:, None]
     p = tl.where(offs_m[:, None] < L, p, 0.0)
     dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
@@ -254,11 +317,37 @@ def _add_to_table(grad, ds, slot, valid, offs_m, offs_n, BY_KEY: tl.constexpr, L
 
 
 @triton.jit(do_not_specialize=["seed"])
-def _backward_kv_kernel(Q, K, V, DO, ROW_MAX, ROW_SUM, DELTA, C2P, P2C, SLOT, PAD, DK, DV, DP2C,
-                        H, L, S, scale, dropout_p, seed,
-                        HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
-                        BLOCK_N: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_PAD: tl.constexpr,
-                        DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+def _backward_kv_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    ROW_MAX,
+    ROW_SUM,
+    DELTA,
+    C2P,
+    P2C,
+    SLOT,
+    PAD,
+    DK,
+    DV,
+    DP2C,
+    H,
+    L,
+    S,
+    scale,
+    dropout_p,
+    seed,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_C2P: tl.constexpr,
+    HAS_P2C: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    DROPOUT: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """dK, dV and dP2C of one key block of BLOCK_N keys (its P2C columns are written by this program only)."""
     pid_n, bh = tl.program_id(0), tl.program_id(1)
     b = bh // H
@@ -276,9 +365,33 @@ def _backward_kv_kernel(Q, K, V, DO, ROW_MAX, ROW_SUM, DELTA, C2P, P2C, SLOT, PA
         q = _load_rows(Q + row, offs_m, offs_d, L, HEAD_DIM)
         do = _load_rows(DO + row, offs_m, offs_d, L, HEAD_DIM)
         slot, valid = _tile_slots(SLOT, offs_m, offs_n, L, HAS_C2P or HAS_P2C)
-        ds, p = _tile_grad(q, k, v, do, ROW_MAX + bh * L, ROW_SUM + bh * L, DELTA + bh * L, offs_m, offs_n, slot,
-                           valid, padded, C2P + table, P2C + table, L, S, scale, dropout_p, seed, bh,
-                           HAS_C2P, HAS_P2C, HAS_PAD, DROPOUT, PRECISION)
+        ds, p = _tile_grad(
+            q,
+            k,
+            v,
+            do,
+            ROW_MAX + bh * L,
+            ROW_SUM + bh * L,
+            DELTA + bh * L,
+            offs_m,
+            offs_n,
+            slot,
+            valid,
+            padded,
+            C2P + table,
+            P2C + table,
+            L,
+            S,
+            scale,
+            dropout_p,
+            seed,
+            bh,
+            HAS_C2P,
+            HAS_P2C,
+            HAS_PAD,
+            DROPOUT,
+            PRECISION,
+        )
         dv += tl.dot(tl.trans(p).to(do.dtype), do, input_precision=PRECISION)
         dk += tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PRECISION)
         if HAS_P2C:
@@ -288,11 +401,36 @@ def _backward_kv_kernel(Q, K, V, DO, ROW_MAX, ROW_SUM, DELTA, C2P, P2C, SLOT, PA
 
 
 @triton.jit(do_not_specialize=["seed"])
-def _backward_q_kernel(Q, K, V, DO, ROW_MAX, ROW_SUM, DELTA, C2P, P2C, SLOT, PAD, DQ, DC2P,
-                       H, L, S, scale, dropout_p, seed,
-                       HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
-                       BLOCK_N: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_PAD: tl.constexpr,
-                       DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+def _backward_q_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    ROW_MAX,
+    ROW_SUM,
+    DELTA,
+    C2P,
+    P2C,
+    SLOT,
+    PAD,
+    DQ,
+    DC2P,
+    H,
+    L,
+    S,
+    scale,
+    dropout_p,
+    seed,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_C2P: tl.constexpr,
+    HAS_P2C: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    DROPOUT: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """dQ and dC2P of one query block of BLOCK_M queries (its C2P rows are written by this program only)."""
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b = bh // H
@@ -309,9 +447,33 @@ def _backward_q_kernel(Q, K, V, DO, ROW_MAX, ROW_SUM, DELTA, C2P, P2C, SLOT, PAD
         v = _load_rows(V + row, offs_n, offs_d, L, HEAD_DIM)
         slot, valid = _tile_slots(SLOT, offs_m, offs_n, L, HAS_C2P or HAS_P2C)
         padded = _padded_keys(PAD + b * L, offs_n, L, HAS_PAD)
-        ds, p = _tile_grad(q, k, v, do, ROW_MAX + bh * L, ROW_SUM + bh * L, DELTA + bh * L, offs_m, offs_n, slot,
-                           valid, padded, C2P + table, P2C + table, L, S, scale, dropout_p, seed, bh,
-                           HAS_C2P, HAS_P2C, HAS_PAD, DROPOUT, PRECISION)
+        ds, p = _tile_grad(
+            q,
+            k,
+            v,
+            do,
+            ROW_MAX + bh * L,
+            ROW_SUM + bh * L,
+            DELTA + bh * L,
+            offs_m,
+            offs_n,
+            slot,
+            valid,
+            padded,
+            C2P + table,
+            P2C + table,
+            L,
+            S,
+            scale,
+            dropout_p,
+            seed,
+            bh,
+            HAS_C2P,
+            HAS_P2C,
+            HAS_PAD,
+            DROPOUT,
+            PRECISION,
+        )
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
         if HAS_C2P:
             _add_to_table(DC2P + table, ds, slot, valid, offs_m, offs_n, False, L, S)
@@ -324,47 +486,60 @@ def _keep_mask_kernel(KEEP, L, dropout_p, seed, BLOCK_M: tl.constexpr, BLOCK_N: 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     keep = _keep(seed, bh, offs_m, offs_n, L, dropout_p)
-    tl.store(KEEP + (bh.to(tl.int64) * L + offs_m[:, None]) * L + offs_n[None, :], keep.to(tl.int8),
-             mask=(offs_m[:, None] < L) & (offs_n[None, :] < L))
+    tl.store(
+        KEEP + (bh.to(tl.int64) * L + offs_m[:, None]) * L + offs_n[None, :],
+        keep.to(tl.int8),
+        mask=(offs_m[:, None] < L) & (offs_n[None, :] < L),
+    )
 
 
 def check_device(device: torch.device, dtype: torch.dtype = torch.float32):
     """Compiled kernels need CUDA; CPU tensors need the interpreter, chosen before triton is imported."""
     if device.type == "cpu" and dtype == torch.bfloat16:
         # Triton 3.9's interpreter multiplies bf16 tiles wrongly (tl.dot returns garbage; loads are right).
-        raise UnsupportedSetupError("--attention-impl fused: bf16 runs on CUDA only (Triton's interpreter has no bf16 "
-                                    "dot)")
+        raise UnsupportedSetupError(
+            "--attention-impl fused: bf16 runs on CUDA only (Triton's interpreter has no bf16 dot)"
+        )
     if device.type == "cpu" and not INTERPRETED:
         raise UnsupportedSetupError(
             "--attention-impl fused runs Triton kernels: on CPU tensors only in Triton's interpreter, which must be "
             "chosen before triton is imported: run the process with TRITON_INTERPRET=1 (slow, for tests), e.g. "
-            "`TRITON_INTERPRET=1 python -m pytest tests/test_fused_attention.py`; use --attention-impl sdpa on CPU")
+            "`TRITON_INTERPRET=1 python -m pytest tests/test_fused_attention.py`; use --attention-impl sdpa on CPU"
+        )
     if device.type not in ("cpu", "cuda"):
-        raise UnsupportedSetupError(f"--attention-impl fused supports CUDA (and CPU under TRITON_INTERPRET=1), not "
-                                    f"{device}")
+        raise UnsupportedSetupError(
+            f"--attention-impl fused supports CUDA (and CPU under TRITON_INTERPRET=1), not {device}"
+        )
 
 
 def check_shapes(q, k, v, pos_key, pos_query, slot_of, key_padding_mask):
     """Shapes the kernels rely on without bounds checks: a wrong one reads or writes past a tensor's end."""
     batch, heads, length, dim = q.shape
     if k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(f"fused attention: q, k, v must share one [B, H, L, d] shape, got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"fused attention: q, k, v must share one [B, H, L, d] shape, got {tuple(q.shape)}, "
+            f"{tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if slot_of.dim() != 1 or slot_of.numel() != 2 * length - 1:
-        raise ValueError(f"fused attention: slot_of must map the 2L - 1 = {2 * length - 1} distances of L = {length}"
-                         f" (relative_columns(L).c2p), got shape {tuple(slot_of.shape)}")
+        raise ValueError(
+            f"fused attention: slot_of must map the 2L - 1 = {2 * length - 1} distances of L = {length}"
+            f" (relative_columns(L).c2p), got shape {tuple(slot_of.shape)}"
+        )
     rows = [t.shape for t in (pos_key, pos_query) if t is not None]
     if any(len(s) != 3 or s[0] != heads or s[2] != dim for s in rows) or len({s[1] for s in rows}) > 1:
-        raise ValueError(f"fused attention: pos_key / pos_query must be [H={heads}, S, d={dim}] with one S, "
-                         f"got {[tuple(s) for s in rows]}")
+        raise ValueError(
+            f"fused attention: pos_key / pos_query must be [H={heads}, S, d={dim}] with one S, "
+            f"got {[tuple(s) for s in rows]}"
+        )
     if key_padding_mask is not None and tuple(key_padding_mask.shape) != (batch, length):
-        raise ValueError(f"fused attention: key_padding_mask must be [B={batch}, L={length}], "
-                         f"got {tuple(key_padding_mask.shape)}")
+        raise ValueError(
+            f"fused attention: key_padding_mask must be [B={batch}, L={length}], got {tuple(key_padding_mask.shape)}"
+        )
 
 
 def draw_seed() -> int:
     """The dropout seed of one call, from torch's CPU generator (reproducible under torch.manual_seed, no sync)."""
-    return int(torch.randint(0, 2 ** 31 - 1, (1,)).item())
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())
 
 
 def keep_mask(seed: int, batch: int, heads: int, length: int, dropout_p: float, device) -> torch.Tensor:
@@ -381,11 +556,21 @@ _REPORTED = set()
 
 def describe_resources(name: str, config: KernelConfig, constants: dict, n_regs, n_spills, shared) -> str:
     """One line per compiled kernel: what ran (tile, warps, stages, head dim, terms) and its per-SM resources."""
-    terms = "+".join(t for t, on in (("c2p", constants["HAS_C2P"]), ("p2c", constants["HAS_P2C"]),
-                                      ("pad", constants["HAS_PAD"]), ("dropout", constants["DROPOUT"])) if on)
-    return (f"fused attention {name}: BLOCK_M={config.block_m} BLOCK_N={config.block_n} warps={config.num_warps} "
-            f"stages={config.num_stages} head_dim={constants['HEAD_DIM']} {constants['PRECISION']} "
-            f"[{terms or 'c2c only'}]: {n_regs} registers/thread, {n_spills} spilled, {shared} B shared memory")
+    terms = "+".join(
+        t
+        for t, on in (
+            ("c2p", constants["HAS_C2P"]),
+            ("p2c", constants["HAS_P2C"]),
+            ("pad", constants["HAS_PAD"]),
+            ("dropout", constants["DROPOUT"]),
+        )
+        if on
+    )
+    return (
+        f"fused attention {name}: BLOCK_M={config.block_m} BLOCK_N={config.block_n} warps={config.num_warps} "
+        f"stages={config.num_stages} head_dim={constants['HEAD_DIM']} {constants['PRECISION']} "
+        f"[{terms or 'c2c only'}]: {n_regs} registers/thread, {n_spills} spilled, {shared} B shared memory"
+    )
 
 
 def _report_once(name, compiled, config, constants):
@@ -398,16 +583,24 @@ def _report_once(name, compiled, config, constants):
     _REPORTED.add(key)
     n_regs, n_spills = getattr(compiled, "n_regs", None), getattr(compiled, "n_spills", None)
     shared = getattr(getattr(compiled, "metadata", None), "shared", None)
-    logger.log(logging.WARNING if n_spills else logging.INFO,
-               describe_resources(name, config, constants, n_regs, n_spills, shared))
+    logger.log(
+        logging.WARNING if n_spills else logging.INFO,
+        describe_resources(name, config, constants, n_regs, n_spills, shared),
+    )
 
 
 def _launch(kernel, name, grid_rows, batch_heads, config, constants, *args):
     """Launch one kernel over cdiv(grid_rows, its own tile) x B*H programs with its own config."""
     block = config.block_n if name == "bwd_kv" else config.block_m
     grid = (triton.cdiv(grid_rows, block), batch_heads)
-    compiled = kernel[grid](*args, **constants, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                            num_warps=config.num_warps, num_stages=config.num_stages)
+    compiled = kernel[grid](
+        *args,
+        **constants,
+        BLOCK_M=config.block_m,
+        BLOCK_N=config.block_n,
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+    )
     _report_once(name, compiled, config, constants)
 
 
@@ -431,13 +624,35 @@ class _FusedDisentangledAttention(torch.autograd.Function):
         row_max, row_sum = (q.new_empty(batch, heads, length, dtype=torch.float32) for _ in range(2))
         slots = pos_key.size(1) if pos_key is not None else pos_query.size(1) if pos_query is not None else 1
         scalars = dict(H=heads, L=length, S=slots, scale=scale, dropout_p=dropout_p, seed=seed)
-        constants = dict(HEAD_DIM=dim, BLOCK_D=max(16, triton.next_power_of_2(dim)), HAS_C2P=c2p is not None,
-                         HAS_P2C=p2c is not None, HAS_PAD=key_padding_mask is not None, DROPOUT=dropout_p > 0,
-                         PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
+        constants = dict(
+            HEAD_DIM=dim,
+            BLOCK_D=max(16, triton.next_power_of_2(dim)),
+            HAS_C2P=c2p is not None,
+            HAS_P2C=p2c is not None,
+            HAS_PAD=key_padding_mask is not None,
+            DROPOUT=dropout_p > 0,
+            PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        )
         slot_of = slot_of.to(torch.int32).contiguous()
-        _launch(_forward_kernel, "fwd", length, batch * heads, configs["fwd"], constants,
-                q, k, v, c2p if c2p is not None else dummy, p2c if p2c is not None else dummy, slot_of, pad, out,
-                row_max, row_sum, *scalars.values())
+        _launch(
+            _forward_kernel,
+            "fwd",
+            length,
+            batch * heads,
+            configs["fwd"],
+            constants,
+            q,
+            k,
+            v,
+            c2p if c2p is not None else dummy,
+            p2c if p2c is not None else dummy,
+            slot_of,
+            pad,
+            out,
+            row_max,
+            row_sum,
+            *scalars.values(),
+        )
         ctx.save_for_backward(q, k, v, out, row_max, row_sum, pos_key, pos_query, slot_of, pad)
         ctx.scalars, ctx.constants, ctx.configs = scalars, constants, configs
         return out
@@ -456,14 +671,46 @@ class _FusedDisentangledAttention(torch.autograd.Function):
         # dQ / dK in fp32 while the tables' parts are still to be added: one rounding to the input dtype at the end.
         dq, dk = (torch.empty(t.shape, dtype=torch.float32, device=t.device) for t in (q, k))
         dv = torch.empty_like(v)
-        inputs = (q, k, v, grad_out, row_max, row_sum, delta, c2p if c2p is not None else dummy,
-                  p2c if p2c is not None else dummy, slot_of, pad)
+        inputs = (
+            q,
+            k,
+            v,
+            grad_out,
+            row_max,
+            row_sum,
+            delta,
+            c2p if c2p is not None else dummy,
+            p2c if p2c is not None else dummy,
+            slot_of,
+            pad,
+        )
         scalars = ctx.scalars.values()
         # Each kernel's grid runs over its own program tile: keys for dK/dV, queries for dQ.
-        _launch(_backward_kv_kernel, "bwd_kv", length, batch * heads, ctx.configs["bwd_kv"], ctx.constants,
-                *inputs, dk, dv, grad_p2c if grad_p2c is not None else dummy, *scalars)
-        _launch(_backward_q_kernel, "bwd_q", length, batch * heads, ctx.configs["bwd_q"], ctx.constants,
-                *inputs, dq, grad_c2p if grad_c2p is not None else dummy, *scalars)
+        _launch(
+            _backward_kv_kernel,
+            "bwd_kv",
+            length,
+            batch * heads,
+            ctx.configs["bwd_kv"],
+            ctx.constants,
+            *inputs,
+            dk,
+            dv,
+            grad_p2c if grad_p2c is not None else dummy,
+            *scalars,
+        )
+        _launch(
+            _backward_q_kernel,
+            "bwd_q",
+            length,
+            batch * heads,
+            ctx.configs["bwd_q"],
+            ctx.constants,
+            *inputs,
+            dq,
+            grad_c2p if grad_c2p is not None else dummy,
+            *scalars,
+        )
         grad_pos_key = grad_pos_query = None
         # The tables' own GEMMs: C2P = Q Kr^T gives dQ += dC2P Kr and dKr = sum_b dC2P^T Q (P2C^T = Qr K^T likewise:
         # dK += dP2C^T^T Qr, dQr = sum_b dP2C^T K). In bf16 when the inputs are 16-bit: in fp32 they are about
@@ -478,8 +725,9 @@ class _FusedDisentangledAttention(torch.autograd.Function):
         return dq.to(q.dtype), dk.to(k.dtype), dv, grad_pos_key, grad_pos_query, None, None, None, None, None, None
 
 
-def fused_disentangled_attention(q, k, v, pos_key, pos_query, slot_of, key_padding_mask=None, scale=1.0,
-                                 dropout_p=0.0, seed=None, block=None):
+def fused_disentangled_attention(
+    q, k, v, pos_key, pos_query, slot_of, key_padding_mask=None, scale=1.0, dropout_p=0.0, seed=None, block=None
+):
     """softmax(s Q K^T + c2p + p2c, padded keys masked) V with attention dropout, [B, H, L, d] -> [B, H, L, d].
 
     pos_key / pos_query [H, S, d]: projected active table rows pre-scaled by s, or None to leave the term out;
@@ -493,5 +741,16 @@ def fused_disentangled_attention(q, k, v, pos_key, pos_query, slot_of, key_paddi
         seed = draw_seed()
     configs = kernel_configs(q.device.type, block)
     with torch.autocast(device_type=q.device.type, enabled=False):  # the kernel chooses its own precisions
-        return _FusedDisentangledAttention.apply(q, k, v, pos_key, pos_query, slot_of, key_padding_mask,
-                                                 float(scale), float(dropout_p), int(seed or 0), configs)
+        return _FusedDisentangledAttention.apply(
+            q,
+            k,
+            v,
+            pos_key,
+            pos_query,
+            slot_of,
+            key_padding_mask,
+            float(scale),
+            float(dropout_p),
+            int(seed or 0),
+            configs,
+        )

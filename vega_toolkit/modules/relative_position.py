@@ -1,21 +1,16 @@
-"""Log-bucket relative positions for disentangled attention (DeBERTa-v2/v3: microsoft/DeBERTa deberta/da_utils.py `make_log_bucket_position`).
+"""Log-bucket relative positions for disentangled attention (DeBERTa-v2/v3: microsoft/DeBERTa deberta/da_utils.py
+`make_log_bucket_position`).
 
     from vega_toolkit.modules.relative_position import relative_index, relative_columns, relative_bias
     idx = relative_index(L, L, buckets=256, max_position=512, device=x.device)     # [L, L] rows of the table
     cols = relative_columns(L, buckets=256, max_position=512, device=x.device)    # O(L) fast-path tables
     bias = relative_bias(q, k, kr[:, cols.c2p], qr[:, cols.p2c], key_padding_mask)  # c2p + p2c, [B, H, L, L]
 
-Two views of the same gather index idx(i, j) = clamp(bucket(i - j) + k, 0, 2k - 1):
-
-* ``relative_index`` is the dense [Lq, Lk] table the reference math (and HF) gathers with.
-* ``relative_columns`` is what the fast path uses. idx depends only on the distance i - j, so a term like
-  c2p[i, j] = <Q_i, Kr[idx(i, j)]> can be computed against the distances (GEMMs with the table rows spread over
-  the 2L - 1 distances) and turned into the [L, L] matrix by a pure view (``band_view``): no gather, no [L, L]
-  index, and a backward without scatter (``relative_bias``).
-
-Every table depends only on (L, buckets, max_position, device), so it is cached and shared by all layers.
-Also here: the CPU attention-dropout helpers of the fast path (``dropout_keep_mask``, ``apply_keep_mask``).
+``relative_index`` is the dense [Lq, Lk] index of the reference math; ``relative_columns`` the O(L) tables of the
+fast path (a band view, no gather). Tables are cached per (L, buckets, max_position, device); the CPU dropout
+helpers live here too. Details: docs/design.md#log-bucket-relative-positions.
 """
+
 import functools
 import math
 from typing import NamedTuple
@@ -38,9 +33,7 @@ def log_bucket_position(rel: torch.Tensor, buckets: int, max_position: int) -> t
     mid = buckets // 2
     # |r| < mid is routed through a dummy value mid - 1 so that the log below stays finite (its result is unused).
     abs_pos = torch.where((rel < mid) & (rel > -mid), torch.full_like(rel, mid - 1), rel.abs())
-    log_pos = (
-        torch.ceil(torch.log(abs_pos / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
-    )
+    log_pos = torch.ceil(torch.log(abs_pos / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
     return torch.where(abs_pos <= mid, rel.to(log_pos.dtype), log_pos * sign)
 
 
@@ -101,8 +94,9 @@ class _RelativeBias(torch.autograd.Function):
     def forward(ctx, q, k, pos_key, pos_query, key_padding_mask, block):
         batch, heads, length, _ = q.shape
         pos_key, pos_query = _pad_rows(pos_key), _pad_rows(pos_query)
-        ctx.save_for_backward(q if pos_key is not None else None, k if pos_query is not None else None,
-                              pos_key, pos_query)
+        ctx.save_for_backward(
+            q if pos_key is not None else None, k if pos_query is not None else None, pos_key, pos_query
+        )
         ctx.block = block
         bias = q.new_empty(batch, heads, length, length)
         # p2c first: its [keys, queries] blocks land transposed (a strided pass), so write them without reading the
@@ -110,11 +104,11 @@ class _RelativeBias(torch.autograd.Function):
         if pos_query is not None:
             for start, rows, window in _row_blocks(length, block):
                 p2c = _band(_block_rows(k, start, rows), pos_query[:, window], batch, length)
-                bias[:, :, :, start:start + rows] = p2c.transpose(-1, -2)
+                bias[:, :, :, start : start + rows] = p2c.transpose(-1, -2)
         if pos_key is not None:
             for start, rows, window in _row_blocks(length, block):
                 c2p = _band(_block_rows(q, start, rows), pos_key[:, window], batch, length)
-                dst = bias[:, :, start:start + rows]
+                dst = bias[:, :, start : start + rows]
                 dst.add_(c2p) if pos_query is not None else dst.copy_(c2p)
         if key_padding_mask is not None:
             bias.masked_fill_(key_padding_mask[:, None, None, :], torch.finfo(bias.dtype).min)
@@ -170,7 +164,7 @@ def _row_blocks(length: int, block: int):
 
 def _block_rows(x: torch.Tensor, start: int, rows: int) -> torch.Tensor:
     """Rows start..start+T of x [B, H, L, d] as [H, B*T, d]: the batch folded into the GEMM's M (a small copy)."""
-    return x[:, :, start:start + rows].transpose(0, 1).reshape(x.size(1), -1, x.size(-1))
+    return x[:, :, start : start + rows].transpose(0, 1).reshape(x.size(1), -1, x.size(-1))
 
 
 def _band(rows: torch.Tensor, window: torch.Tensor, batch: int, length: int) -> torch.Tensor:
@@ -187,7 +181,9 @@ def band_view(x: torch.Tensor, length: int) -> torch.Tensor:
     L + T - 1 are never read.
     """
     rows, width = x.shape[-2:]
-    assert width >= length + rows - 1 and x.is_contiguous(), f"band view expects [..., T, >=L+T-1], got {tuple(x.shape)}"
+    assert width >= length + rows - 1 and x.is_contiguous(), (
+        f"band view expects [..., T, >=L+T-1], got {tuple(x.shape)}"
+    )
     return x.as_strided(x.shape[:-1] + (length,), x.stride()[:-2] + (width - 1, 1), x.storage_offset() + rows - 1)
 
 
@@ -202,9 +198,9 @@ def _band_backward(grad: torch.Tensor, x: torch.Tensor, table: torch.Tensor, blo
         # band copy never writes them, so one zeroed buffer serves every block of the same size.
         if band is None or band.size(2) != rows:
             band = grad.new_zeros(heads, batch, rows, window.stop - window.start)
-        band_view(band, length).copy_(grad[:, :, start:start + rows].transpose(0, 1))
+        band_view(band, length).copy_(grad[:, :, start : start + rows].transpose(0, 1))
         flat = band.view(heads, batch * rows, -1)
-        grad_x[:, :, start:start + rows] = torch.bmm(flat, table[:, window]).view(heads, batch, rows, dim)
+        grad_x[:, :, start : start + rows] = torch.bmm(flat, table[:, window]).view(heads, batch, rows, dim)
         grad_table[:, window].baddbmm_(flat.transpose(1, 2), _block_rows(x, start, rows))
     return grad_x.transpose(0, 1), grad_table
 
@@ -219,7 +215,7 @@ def dropout_keep_mask(shape, p: float, device=None):
     """
     drop = min(max(round(p * 65536), 0), 65535)
     numel = math.prod(shape)
-    bits = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_(-(2 ** 63), None)
+    bits = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
     keep = bits.view(torch.int16)[:numel].view(shape) >= drop - 32768
     return keep, 65536 / (65536 - drop)
 

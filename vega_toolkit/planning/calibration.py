@@ -2,31 +2,19 @@
 
     rows = load_calibration("benchmarks/calibration/h200.json")
 
-Written by `benchmarks/planner_calibration.py --out DIR` on a GPU (DIR/<gpu>.json) or, for measurements made before
-that script existed, by hand with their source in `"source"`. One file:
+    python -u benchmarks/planner_calibration.py --out benchmarks/calibration   # on a GPU: writes <gpu>.json
 
-    {"gpu": "h200",                      # a key of planning/gpus.py's table
-     "device_name": "NVIDIA H200", "torch": "...", "source": "where the numbers come from",
-     "rows": [{"name": "...", "kind": "train_step" | "encoder_speed",
-               "argv": [vega-train flags of the configuration],
-               "vocab_size": 8000,
-               "length": 512, "batch_size": 128,                       # encoder_speed: its --tokens / L
-               "resident_params": 0,                                    # other models' parameters on the card
-               "peak_allocated_bytes": ..., "step_ms": ...,             # torch.cuda.max_memory_allocated; wall
-               "peak_reserved_bytes": null, "context_bytes": null}]}    # optional: the allocator and the context
-
-`train_step` rows measure the very update vega-plan traces (vega_toolkit/planning/step.py: the Trainer's model,
-criterion and optimizer, `run_update`). `encoder_speed` rows are benchmarks/encoder_speed.py's step: the encoder's
-forward and backward of a squared-output loss under bf16 autocast, fp32 weights, no optimizer, gradients of the
-previous step resident, and the HF and plain encoders' weights on the card too (`resident_params`).
+Measured peak memory and step time per configuration, as vega-plan --validate compares them with its prediction.
+The file format and what each row kind measures: docs/design.md#calibration-files.
 """
+
 import json
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
 
-CALIBRATION_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                               "benchmarks", "calibration")
+CALIBRATION_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks", "calibration"
+)
 KINDS = ("train_step", "encoder_speed")
 
 
@@ -38,15 +26,15 @@ class CalibrationError(ValueError):
 class CalibrationRow:
     name: str
     kind: str
-    argv: List[str]
+    argv: list[str]
     vocab_size: int
     peak_allocated_bytes: int
     step_ms: float
     length: int = 0
     batch_size: int = 0
     resident_params: int = 0
-    peak_reserved_bytes: Optional[int] = None
-    context_bytes: Optional[int] = None
+    peak_reserved_bytes: int | None = None
+    context_bytes: int | None = None
 
 
 @dataclass
@@ -54,14 +42,14 @@ class Calibration:
     gpu: str
     path: str
     source: str
-    rows: List[CalibrationRow] = field(default_factory=list)
+    rows: list[CalibrationRow] = field(default_factory=list)
 
-    def allocator_overhead(self) -> Optional[float]:
+    def allocator_overhead(self) -> float | None:
         """Measured reserved / allocated - 1 (mean over rows that carry both), or None."""
         ratios = [r.peak_reserved_bytes / r.peak_allocated_bytes - 1 for r in self.rows if r.peak_reserved_bytes]
         return sum(ratios) / len(ratios) if ratios else None
 
-    def context_bytes(self) -> Optional[int]:
+    def context_bytes(self) -> int | None:
         measured = [r.context_bytes for r in self.rows if r.context_bytes]
         return max(measured) if measured else None
 
@@ -87,18 +75,27 @@ def load_calibration(path: str) -> Calibration:
     return Calibration(data.get("gpu", ""), path, data.get("source", ""), rows)
 
 
-def calibration_files(directory: str = CALIBRATION_DIR) -> List[str]:
+def calibration_files(directory: str = CALIBRATION_DIR) -> list[str]:
     if not os.path.isdir(directory):
         return []
     return sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".json"))
 
 
-def write_calibration(path: str, gpu: str, device_name: str, torch_version: str, source: str,
-                      rows: List[CalibrationRow]):
+def write_calibration(
+    path: str, gpu: str, device_name: str, torch_version: str, source: str, rows: list[CalibrationRow]
+):
     from dataclasses import asdict
 
-    from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+    from vega_toolkit.io.atomic import atomic_write
 
-    text = json.dumps({"gpu": gpu, "device_name": device_name, "torch": torch_version, "source": source,
-                       "rows": [asdict(r) for r in rows]}, indent=1)
+    text = json.dumps(
+        {
+            "gpu": gpu,
+            "device_name": device_name,
+            "torch": torch_version,
+            "source": source,
+            "rows": [asdict(r) for r in rows],
+        },
+        indent=1,
+    )
     atomic_write(path, lambda f: f.write((text + "\n").encode()))

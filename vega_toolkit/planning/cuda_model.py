@@ -4,29 +4,13 @@
         run_update(trainer, batch)
     gpu_bytes = per_gpu_bytes(traced_peak, ddp_bucket_bytes)
 
-fake `device="cuda"` tensors abort on a CPU-only build of torch (SDPA, dtype casts, LayerNorm), so a GPU step is
-traced on fake CPU tensors with the CPU-only code paths swapped for what CUDA runs:
+    vega-plan --task denoising_pretrain --arch vega_base ... --gpu h200 --gpus 8   # a GPU step traced on a CPU
 
-1. Attention core. On CPU, `DisentangledSelfAttention` trains with its own core, which keeps the [B, H, L, L]
-   probabilities, their dropout mask and the dropped probabilities for backward. On CUDA, SDPA with a bias runs the
-   memory-efficient kernel (the profile in README "Benchmarks"): it keeps q, k, v, the output, a float32 logsumexp
-   [B, H, L] and the bias, draws dropout from a Philox seed (no mask), and its backward writes a [B, H, L, L] bias
-   gradient. The trace calls that very operator, `aten._scaled_dot_product_efficient_attention`, through its meta
-   implementation, so autograd saves what CUDA's kernel saves. The bias itself (c2p + p2c, [B, H, L, L]) is built
-   by the same `relative_bias` as on CUDA, in blocks of `CUDA_BLOCK` query rows instead of CPU's `BLOCK`.
-2. `--attention-impl fused`: the Triton kernel cannot run on fake tensors; ``_FusedShapes`` allocates what its
-   autograd function allocates and saves (q, k, v, output, float32 logsumexp, the compact c2p/p2c tables while they
-   live, float32 table and dQ/dK gradients in backward), with no [L, L] tensor. Its FLOPs count the table GEMMs
-   but not the kernel's own QK^T / PV products (a Triton launch is no operator the trace sees): its time
-   projection is low.
-3. Outside the tensors: the CUDA context, cuBLAS workspaces and NCCL buffers (`CUDA_CONTEXT_BYTES`), and the caching
-   allocator's fragmentation (`ALLOCATOR_OVERHEAD`). `torch.cuda.max_memory_allocated` sees neither, so the
-   calibration rows (benchmarks/calibration/*.json) are compared with the traced peak alone, and the card's memory
-   with the traced peak plus these.
-4. DDP: fairseq's `--ddp-backend pytorch_ddp` (c10d) wraps the model in torch's DistributedDataParallel, which
-   copies every gradient into its communication buckets (one more gradient-sized buffer unless
-   `--gradient-as-bucket-view`); the single-process trace has no DDP, so ``ddp_bucket_bytes`` adds it.
+Fake `device="cuda"` tensors abort on a CPU-only torch, so a GPU step is traced on fake CPU tensors with the CPU-only
+code paths swapped for what CUDA runs. The four things modelled (attention core, the fused kernel, context and
+allocator, DDP buckets): docs/design.md#what-the-planner-models-of-cuda.
 """
+
 import contextlib
 
 import torch
@@ -51,7 +35,8 @@ def _efficient_attention(self, q, k, v, bias, dropout_p):
     if length % BIAS_ALIGN:  # torch pads the bias to an aligned copy and hands the kernel a slice of it
         bias = F.pad(bias, (0, BIAS_ALIGN - length % BIAS_ALIGN))[..., :length]
     out = torch.ops.aten._scaled_dot_product_efficient_attention(
-        q, k, v, bias, torch.is_grad_enabled(), dropout_p, False, scale=self.scale)[0]
+        q, k, v, bias, torch.is_grad_enabled(), dropout_p, False, scale=self.scale
+    )[0]
     return out
 
 
@@ -61,8 +46,11 @@ class _FusedShapes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, pos_key, pos_query):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        tables = [torch.matmul(x, t.transpose(-1, -2)).contiguous()
-                  for x, t in ((q, pos_key), (k, pos_query)) if t is not None]
+        tables = [
+            torch.matmul(x, t.transpose(-1, -2)).contiguous()
+            for x, t in ((q, pos_key), (k, pos_query))
+            if t is not None
+        ]
         out = torch.empty_like(q)
         lse = q.new_empty(q.shape[:-1], dtype=torch.float32)
         del tables  # the kernel reads them; backward recomputes them
@@ -73,14 +61,19 @@ class _FusedShapes(torch.autograd.Function):
     def backward(ctx, grad_out):
         q, k, v, out, lse, pos_key, pos_query = ctx.saved_tensors
         delta = (grad_out.float() * out.float()).sum(-1)
-        tables = [torch.matmul(x, t.transpose(-1, -2)).contiguous()
-                  for x, t in ((q, pos_key), (k, pos_query)) if t is not None]
+        tables = [
+            torch.matmul(x, t.transpose(-1, -2)).contiguous()
+            for x, t in ((q, pos_key), (k, pos_query))
+            if t is not None
+        ]
         grad_tables = [torch.zeros(t.shape, dtype=torch.float32) for t in tables]
         dq, dk = (torch.empty(t.shape, dtype=torch.float32) for t in (q, k))
         dv = torch.empty_like(v)
-        grads, present = [None, None], [(i, t, x) for i, (t, x) in enumerate(((pos_key, q), (pos_query, k)))
-                                         if t is not None]
-        for (i, table, x), g in zip(present, grad_tables):
+        grads, present = (
+            [None, None],
+            [(i, t, x) for i, (t, x) in enumerate(((pos_key, q), (pos_query, k))) if t is not None],
+        )
+        for (i, table, x), g in zip(present, grad_tables, strict=True):
             grads[i] = torch.einsum("bhls,bhld->hsd", g, x.float()).to(table.dtype)
         del delta, tables, grad_tables
         return dq.to(q.dtype), dk.to(k.dtype), dv, grads[0], grads[1]
@@ -99,7 +92,7 @@ def _fused_shapes(self, q, k, v, rel_embeddings, key_padding_mask):
 
 @contextlib.contextmanager
 def cuda_kernels():
-    """Trace the attention as CUDA runs it (items 1 and 2 of the module docstring)."""
+    """Trace the attention as CUDA runs it: SDPA's memory-efficient kernel, or the fused kernel's allocations."""
     cls = DisentangledSelfAttention
     saved = cls.BLOCK, cls._attend, cls._fused
     cls.BLOCK, cls._attend, cls._fused = cls.CUDA_BLOCK, _efficient_attention, _fused_shapes
@@ -110,19 +103,23 @@ def cuda_kernels():
 
 
 def ddp_bucket_bytes(args, gradient_bytes: int, world_size: int) -> int:
-    """DDP's gradient buckets (item 4): a second copy of the gradients under torch's DistributedDataParallel."""
+    """DDP's gradient buckets: a second copy of the gradients under torch's DistributedDataParallel."""
     if world_size <= 1 or getattr(args, "gradient_as_bucket_view", False):
         return 0
     if args.ddp_backend in ("c10d", "pytorch_ddp"):
         return gradient_bytes
     if args.ddp_backend in ("no_c10d", "legacy_ddp"):  # fairseq's own DDP: one buffer of at most 2**28 elements
-        return min(gradient_bytes, 2 ** 28 * 2)  # (fairseq/models/distributed_fairseq_model.py), half precision
+        return min(gradient_bytes, 2**28 * 2)  # (fairseq/models/distributed_fairseq_model.py), half precision
     return 0
 
 
-def per_gpu_bytes(traced_peak: int, ddp_bytes: int, allocator_overhead: float = ALLOCATOR_OVERHEAD,
-                  context_bytes: int = CUDA_CONTEXT_BYTES) -> int:
+def per_gpu_bytes(
+    traced_peak: int,
+    ddp_bytes: int,
+    allocator_overhead: float = ALLOCATOR_OVERHEAD,
+    context_bytes: int = CUDA_CONTEXT_BYTES,
+) -> int:
     """What the card must hold: the allocated peak (traced + DDP buckets), the allocator's overhead on it, and the
-    CUDA context (item 3)."""
+    CUDA context (cuBLAS workspaces and NCCL buffers included)."""
     allocated = traced_peak + ddp_bytes
     return int(allocated * (1 + allocator_overhead)) + context_bytes

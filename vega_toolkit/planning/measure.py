@@ -12,11 +12,11 @@ glibc's malloc is told to serve every allocation above 128 KiB with mmap (`MALLO
 tensors leave the resident set at once instead of staying in its heap; otherwise the high-water mark would hold
 the allocator's reuse pattern, not the live bytes.
 """
+
 import json
 import os
 import subprocess
 import sys
-from typing import List
 
 MMAP_THRESHOLD = 128 * 1024
 
@@ -29,23 +29,35 @@ def _status(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def measure_cpu_peak(argv: List[str], vocab_size: int, timeout: float = 900) -> int:
+def measure_cpu_peak(argv: list[str], vocab_size: int, timeout: float = 900) -> int:
     """VmHWM - baseline of two real CPU updates of ``argv`` in a fresh process (see the module docstring)."""
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
-    proc = subprocess.run([sys.executable, "-m", "vega_toolkit.planning.measure", str(vocab_size), *argv],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vega_toolkit.planning.measure", str(vocab_size), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"the measured CPU update failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["peak_bytes"]
 
 
-def main(argv: List[str]):
+def main(argv: list[str]):
     import gc
     import warnings
 
     warnings.simplefilter("ignore")
-    from vega_toolkit.planning.step import (build_task, build_trainer, make_batch, parse_plan_command, run_update,
-                                            training_config, with_overrides)
+    from vega_toolkit.planning.step import (
+        build_task,
+        build_trainer,
+        make_batch,
+        parse_plan_command,
+        run_update,
+        training_config,
+        with_overrides,
+    )
 
     vocab_size, flags = int(argv[0]), argv[1:]
     cfg = training_config(parse_plan_command(flags))

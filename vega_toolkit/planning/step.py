@@ -14,8 +14,9 @@ Used by vega-plan (under fake tensors, vega_toolkit/planning/plan.py) and by the
 (benchmarks/plan_validation_cpu.py on CPU, benchmarks/planner_calibration.py on a GPU): the planned step and the
 measured step are the same code.
 """
+
 import argparse
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -30,9 +31,9 @@ class PlanInputError(ValueError):
     """A configuration the planner (or the model) rejects; the message names the flag."""
 
 
-def parse_plan_command(argv: List[str], add_extra_args: Optional[Callable] = None) -> argparse.Namespace:
+def parse_plan_command(argv: list[str], add_extra_args: Callable | None = None) -> argparse.Namespace:
     """vega-train's parser over ``argv`` (DATA optional: see ``NO_DATA``), plus the caller's extra flags."""
-    from vega_toolkit.training import parse_training_args, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, with_user_dir
 
     argv = list(argv)
     if not argv or argv[0].startswith("-"):
@@ -48,8 +49,7 @@ def training_config(args):
     return convert_namespace_to_omegaconf(args)
 
 
-def with_overrides(cfg, batch_size: Optional[int] = None, checkpoint: Optional[bool] = None,
-                   **fields):
+def with_overrides(cfg, batch_size: int | None = None, checkpoint: bool | None = None, **fields):
     """A copy of ``cfg`` with another batch size / activation checkpointing / ``section__field=value`` settings."""
     import copy
 
@@ -79,15 +79,20 @@ def check_configuration(cfg):
         raise PlanInputError(f"--tokens-per-sample must be >= 3 (<s> token </s>), got {task.tokens_per_sample}")
     max_positions = model.get("max_positions")
     if max_positions and task.tokens_per_sample > max_positions:
-        raise PlanInputError(f"--tokens-per-sample {task.tokens_per_sample} is longer than the model's "
-                             f"--max-positions {max_positions}")
+        raise PlanInputError(
+            f"--tokens-per-sample {task.tokens_per_sample} is longer than the model's --max-positions {max_positions}"
+        )
     heads, dim = model.encoder_attention_heads, model.encoder_embed_dim
     if heads < 1 or dim < 1 or model.encoder_layers < 1:
-        raise PlanInputError(f"--encoder-layers, --encoder-embed-dim and --encoder-attention-heads must be positive, "
-                             f"got {model.encoder_layers}, {dim}, {heads}")
+        raise PlanInputError(
+            f"--encoder-layers, --encoder-embed-dim and --encoder-attention-heads must be positive, "
+            f"got {model.encoder_layers}, {dim}, {heads}"
+        )
     if not model.get("attention_head_dim", 0) and dim % heads:
-        raise PlanInputError(f"--encoder-attention-heads {heads} does not divide --encoder-embed-dim {dim} "
-                             "(or give --attention-head-dim)")
+        raise PlanInputError(
+            f"--encoder-attention-heads {heads} does not divide --encoder-embed-dim {dim} "
+            "(or give --attention-head-dim)"
+        )
     if min(cfg.optimization.update_freq) < 1:
         raise PlanInputError(f"--update-freq must be >= 1, got {cfg.optimization.update_freq[0]}")
 
@@ -115,8 +120,7 @@ def build_trainer(cfg, task):
     optimizer (fp16/bf16 wrapped as the flags say), in this process only (DDP's buffers are the plan's to add)."""
     from fairseq.trainer import Trainer
 
-    cfg = with_overrides(cfg, distributed_training__distributed_world_size=1,
-                         distributed_training__distributed_rank=0)
+    cfg = with_overrides(cfg, distributed_training__distributed_world_size=1, distributed_training__distributed_rank=0)
     model = task.build_model(cfg.model)
     criterion = task.build_criterion(cfg.criterion)
     trainer = Trainer(cfg, task, model, criterion)
@@ -131,9 +135,16 @@ def make_batch(task, batch_size: int, length: int, seed: int = 1):
 
     d = task.source_dictionary
     generator = torch.Generator().manual_seed(seed)
-    blocks = [torch.cat([torch.tensor([d.bos()]),
-                         torch.randint(d.nspecial, len(d), (length - 2,), generator=generator),
-                         torch.tensor([d.eos()])]) for _ in range(batch_size)]
+    blocks = [
+        torch.cat(
+            [
+                torch.tensor([d.bos()]),
+                torch.randint(d.nspecial, len(d), (length - 2,), generator=generator),
+                torch.tensor([d.eos()]),
+            ]
+        )
+        for _ in range(batch_size)
+    ]
     dataset = RTDNoisingDataset(blocks, task.noiser, d.pad(), seed=seed)
     return dataset.collater([dataset[i] for i in range(batch_size)])
 
@@ -143,8 +154,9 @@ def forward_backward(trainer, sample, update_num: int = 0):
     trainer.model.train()
     trainer.criterion.train()
     trainer.zero_grad()
-    loss, sample_size, _ = trainer.task.train_step(sample, trainer.model, trainer.criterion, trainer.optimizer,
-                                                   update_num)
+    loss, sample_size, _ = trainer.task.train_step(
+        sample, trainer.model, trainer.criterion, trainer.optimizer, update_num
+    )
     del loss
     return sample_size
 

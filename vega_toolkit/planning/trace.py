@@ -9,20 +9,32 @@ update repeats, and its peak is the one reported.
 `device="cuda"` traces the attention as CUDA runs it (cuda_model.py); `device="cpu"` traces the CPU code paths,
 which a real CPU step measures (benchmarks/plan_validation_cpu.py).
 """
-import argparse
+
 import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, List
 
 import torch
 
 from vega_toolkit.planning.cuda_model import cuda_kernels
-from vega_toolkit.planning.step import (build_task, build_trainer, encoder_step, forward_backward, make_batch,
-                                        optimizer_update, with_overrides)
+from vega_toolkit.planning.step import (
+    build_task,
+    build_trainer,
+    encoder_step,
+    forward_backward,
+    make_batch,
+    optimizer_update,
+    with_overrides,
+)
 from vega_toolkit.planning.tracing import FakeExecution, TensorAtPeak
 
-CATEGORIES = ("parameters", "gradients", "fp32 master weights, gradients and optimizer states",
-              "kept for backward (activations)", "temporaries", "other models' weights (resident)")
+CATEGORIES = (
+    "parameters",
+    "gradients",
+    "fp32 master weights, gradients and optimizer states",
+    "kept for backward (activations)",
+    "temporaries",
+    "other models' weights (resident)",
+)
 
 
 @dataclass
@@ -40,8 +52,8 @@ class Trace:
     tokens: int  # tokens of one update's batch
     parameters: int
     gradient_bytes: int
-    at_peak: Dict[str, int] = field(default_factory=dict)
-    largest: List[TensorAtPeak] = field(default_factory=list)
+    at_peak: dict[str, int] = field(default_factory=dict)
+    largest: list[TensorAtPeak] = field(default_factory=list)
 
 
 def prewarm_relative_tables(length: int, cfg):
@@ -86,8 +98,7 @@ def _classify(memory, t_peak, groups):
     largest = []
     for i in memory.live_at(t_peak):
         record = memory.records[i]
-        name = category_of.get(i) or ("kept for backward (activations)" if record.saved_for_backward
-                                      else "temporaries")
+        name = category_of.get(i) or ("kept for backward (activations)" if record.saved_for_backward else "temporaries")
         at_peak[name] += record.nbytes
         largest.append(TensorAtPeak(record.nbytes, name, record.op, record.shape, record.dtype))
     largest.sort(key=lambda t: -t.nbytes)
@@ -124,15 +135,30 @@ def trace_update(cfg, vocab_size: int, device: str, batch_size: int = None, chec
         peak, t_peak = ex.memory.peak(since=ex.marks["update"])
         fb_peak, t_fb = ex.memory.peak(since=ex.marks["update"], until=ex.marks["optimizer"])
         optimizer_peak, _ = ex.memory.peak(since=ex.marks["optimizer"])
-        groups = [("parameters", model_params), ("gradients", [p.grad for p in model_params if p.grad is not None]),
-                  ("fp32 master weights, gradients and optimizer states", optimizer_tensors(trainer.optimizer))]
+        groups = [
+            ("parameters", model_params),
+            ("gradients", [p.grad for p in model_params if p.grad is not None]),
+            ("fp32 master weights, gradients and optimizer states", optimizer_tensors(trainer.optimizer)),
+        ]
         at_peak, largest = _classify(ex.memory, t_peak, groups)
         at_fb, _ = _classify(ex.memory, t_fb, groups)
         batch_bytes = at_fb["kept for backward (activations)"] + at_fb["temporaries"]
         gradient_bytes = sum(p.numel() * p.element_size() for p in model_params if p.requires_grad)
         parameters = sum(p.numel() for p in model_params)
-    return Trace(batch_size, bool(cfg.model.checkpoint_activations), peak, fb_peak - batch_bytes, batch_bytes,
-                 optimizer_peak, flops, batch_size * length, parameters, gradient_bytes, at_peak, largest)
+    return Trace(
+        batch_size,
+        bool(cfg.model.checkpoint_activations),
+        peak,
+        fb_peak - batch_bytes,
+        batch_bytes,
+        optimizer_peak,
+        flops,
+        batch_size * length,
+        parameters,
+        gradient_bytes,
+        at_peak,
+        largest,
+    )
 
 
 def trace_encoder_step(cfg, vocab_size: int, batch_size: int, resident_params: int = 0) -> Trace:
@@ -156,11 +182,29 @@ def trace_encoder_step(cfg, vocab_size: int, batch_size: int, resident_params: i
         encoder_step(model, tokens, autocast_device="cpu")
         flops = ex.total_flops() - flops_before
         peak, t_peak = ex.memory.peak(since=ex.marks["update"])
-        at_peak, largest = _classify(ex.memory, t_peak, [
-            ("parameters", params), ("gradients", [p.grad for p in params if p.grad is not None]),
-            ("other models' weights (resident)", [others])])
+        at_peak, largest = _classify(
+            ex.memory,
+            t_peak,
+            [
+                ("parameters", params),
+                ("gradients", [p.grad for p in params if p.grad is not None]),
+                ("other models' weights (resident)", [others]),
+            ],
+        )
         gradient_bytes = sum(p.numel() * p.element_size() for p in params)
         batch_bytes = at_peak["kept for backward (activations)"] + at_peak["temporaries"]
         del others
-    return Trace(batch_size, False, peak, peak - batch_bytes, batch_bytes, 0, flops, batch_size * length, sum(p.numel() for p in params),
-                 gradient_bytes, at_peak, largest)
+    return Trace(
+        batch_size,
+        False,
+        peak,
+        peak - batch_bytes,
+        batch_bytes,
+        0,
+        flops,
+        batch_size * length,
+        sum(p.numel() for p in params),
+        gradient_bytes,
+        at_peak,
+        largest,
+    )

@@ -5,27 +5,14 @@
         ...build, step...
     ex.memory.peak(), ex.memory.live_at(t), ex.total_flops()
 
-Two dispatch modes stacked under one `torch._subclasses.fake_tensor.FakeTensorMode`:
-
-* ``LiveMemory`` registers the storage of every tensor an operator returns (views share it, in-place ops return it)
-  with its birth time, and a weakref callback stamps its death when autograd, the optimizer or Python drop the last
-  reference. Live bytes at time t are the storages born before t and not dead yet, so the peak and *which* tensors
-  make it are reconstructed afterwards from the event list (one pass, no snapshot per operator).
-* ``KnownSampleValues``: the batch is real data; every value computed from the batch alone (the padding mask, its
-  ``.any()``, a count of labelled tokens) is evaluated on the real [B, L] integer tensors as well, so code that reads
-  such a value on the host (``if padding_mask.any()``) runs exactly as in training. Anything that touches a
-  parameter stays fake.
-* FLOPs: ``LiveMemory`` also counts the FLOPs of every matrix product and attention kernel actually executed (the
-  relative-position GEMMs with their band padding, recomputation under activation checkpointing) with
-  ``torch.utils.flop_counter``'s per-operator formulas. (Not its FlopCounterMode: that mode's module tracker keeps
-  module outputs referenced into the backward, which would inflate the memory this trace measures.)
-
-What fake CPU tensors cannot show (CUDA kernels' own saved tensors, context, allocator) is modelled in cuda_model.py.
+Two dispatch modes under one FakeTensorMode: ``LiveMemory`` (storages' birth and death, the peak, FLOPs of every
+executed matrix product) and ``KnownSampleValues`` (values computed from the batch alone stay real). How and why:
+docs/design.md#tracing-a-step-on-fake-tensors; what fake CPU tensors cannot show: cuda_model.py.
 """
+
 import itertools
 import weakref
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -42,7 +29,7 @@ class StorageRecord:
     op: str
     shape: tuple
     dtype: torch.dtype
-    died: Optional[int] = None
+    died: int | None = None
     saved_for_backward: bool = False
 
 
@@ -62,12 +49,12 @@ class LiveMemory(TorchDispatchMode):
         super().__init__()
         self.clock = itertools.count(1)
         self.now = 0
-        self.records: List[StorageRecord] = []
+        self.records: list[StorageRecord] = []
         self._index = WeakIdKeyDictionary()  # storage -> index into records
         self._refs = []  # the weakrefs whose callbacks stamp deaths
         self.flops = 0
 
-    def track(self, tensor: torch.Tensor, op: str) -> Optional[int]:
+    def track(self, tensor: torch.Tensor, op: str) -> int | None:
         """Register ``tensor``'s storage (once); returns its record index."""
         storage = tensor.untyped_storage()
         index = self._index.get(storage)
@@ -92,7 +79,7 @@ class LiveMemory(TorchDispatchMode):
         index = self.track(tensor, "saved")
         self.records[index].saved_for_backward = True
 
-    def index_of(self, tensor: torch.Tensor) -> Optional[int]:
+    def index_of(self, tensor: torch.Tensor) -> int | None:
         return self._index.get(tensor.untyped_storage())
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -110,10 +97,10 @@ class LiveMemory(TorchDispatchMode):
         return out
 
     # --- after the execution --------------------------------------------------------------------------------------
-    def live_at(self, t: int) -> List[int]:
+    def live_at(self, t: int) -> list[int]:
         return [i for i, r in enumerate(self.records) if r.born <= t and (r.died is None or r.died > t)]
 
-    def peak(self, since: int = 0, until: Optional[int] = None):
+    def peak(self, since: int = 0, until: int | None = None):
         """(peak bytes, time of the peak) between times ``since`` and ``until`` (storages born earlier count from
         ``since``)."""
         until = self.now + 1 if until is None else until
@@ -134,8 +121,13 @@ class LiveMemory(TorchDispatchMode):
         return best, best_t
 
 
-_INDEX_OPS = {torch.ops.aten.index, torch.ops.aten.index_put, torch.ops.aten.index_put_,
-              torch.ops.aten._index_put_impl_, torch.ops.aten._unsafe_index_put}
+_INDEX_OPS = {
+    torch.ops.aten.index,
+    torch.ops.aten.index_put,
+    torch.ops.aten.index_put_,
+    torch.ops.aten._index_put_impl_,
+    torch.ops.aten._unsafe_index_put,
+}
 
 
 class KnownSampleValues(TorchDispatchMode):
@@ -182,7 +174,7 @@ class Execution:
     memory: LiveMemory
     fake_mode: FakeTensorMode
     sample_values: KnownSampleValues
-    marks: Dict[str, int] = field(default_factory=dict)
+    marks: dict[str, int] = field(default_factory=dict)
 
     def mark(self, name: str):
         """Remember the current time under ``name`` (e.g. where the measured step starts)."""

@@ -13,6 +13,7 @@ are multilingual; for English GLUE text words keep the n-gram order meaningful).
 
 Perplexity follows cc_net/perplexity.py: `10 ** (-sum(log10 p) / sum(tokens + 1))`, the +1 being `</s>`.
 """
+
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import unicodedata
-from typing import Iterable, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 from vega_toolkit.errors import UserError
 
@@ -106,14 +107,16 @@ def train_ngram_lm(
             hint = ""
             if any("discount" in t.lower() for t in tail) and not discount_fallback:
                 hint = "\n(the corpus is too small for lmplz's discount estimates: pass --discount-fallback)"
-            raise RuntimeError(f"lmplz failed (exit {rc}) on {n_lines} lines: {' '.join(cmd)}\n"
-                               + "\n".join(tail) + hint)
+            raise RuntimeError(
+                f"lmplz failed (exit {rc}) on {n_lines} lines: {' '.join(cmd)}\n" + "\n".join(tail) + hint
+            )
     if n_lines == 0:
         raise ValueError(f"no non-empty training lines for the n-gram LM {out_prefix}")
     res = subprocess.run([build_binary, arpa, binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if res.returncode != 0:
-        raise RuntimeError(f"build_binary failed (exit {res.returncode}) on {arpa}:\n"
-                           + res.stdout.decode("utf-8", "replace")[-2000:])
+        raise RuntimeError(
+            f"build_binary failed (exit {res.returncode}) on {arpa}:\n" + res.stdout.decode("utf-8", "replace")[-2000:]
+        )
     if not keep_arpa:
         os.remove(arpa)
     logger.info(f"trained a {order}-gram KenLM on {n_lines} lines -> {binary}")
@@ -131,7 +134,7 @@ class NgramScorer:
         self.path = path
         self.model = kenlm.Model(path)
 
-    def log10_prob(self, segments: Sequence[str], normalized: bool = False) -> Tuple[float, int]:
+    def log10_prob(self, segments: Sequence[str], normalized: bool = False) -> tuple[float, int]:
         """(sum of log10 p over the segments, number of predicted tokens incl. one </s> per segment).
         `normalized=True`: the segments already went through `normalize` (saves the work when scoring under
         two LMs, as Moore-Lewis does)."""

@@ -11,13 +11,14 @@ Scores (lower = more in-domain), per-token log10 cross-entropies H over normalis
   general LM removes the bias towards short, generically fluent sentences that plain perplexity prefers.
 A pair (two text columns) is scored as one sequence of two sentences: log-probs and token counts are summed.
 """
+
 import heapq
 import logging
 import os
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from vega_toolkit.selection.lm import NgramScorer, normalize, train_ngram_lm
 
@@ -28,20 +29,22 @@ logger = logging.getLogger(__name__)
 class PoolFormat:
     """How to read text out of a file: the whole line, or zero-based tab-separated `columns`."""
 
-    columns: Optional[Tuple[int, ...]] = None  # None: each line is one sentence
+    columns: tuple[int, ...] | None = None  # None: each line is one sentence
     header: bool = False  # the first line is a header (copied to the output, never scored)
 
-    def segments(self, line: str, where: str) -> List[str]:
+    def segments(self, line: str, where: str) -> list[str]:
         if self.columns is None:
             return [line]
         fields = line.split("\t")
         if len(fields) <= max(self.columns):
-            raise ValueError(f"{where}: expected at least {max(self.columns) + 1} tab-separated fields "
-                             f"(--columns {','.join(map(str, self.columns))}), found {len(fields)}")
+            raise ValueError(
+                f"{where}: expected at least {max(self.columns) + 1} tab-separated fields "
+                f"(--columns {','.join(map(str, self.columns))}), found {len(fields)}"
+            )
         return [fields[c] for c in self.columns]
 
 
-def read_rows(path: str, fmt: PoolFormat) -> Iterator[Tuple[int, str, List[str]]]:
+def read_rows(path: str, fmt: PoolFormat) -> Iterator[tuple[int, str, list[str]]]:
     """Stream (line number, raw line without newline, text segments) over the data rows of `path`."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: file not found")
@@ -55,7 +58,7 @@ def read_rows(path: str, fmt: PoolFormat) -> Iterator[Tuple[int, str, List[str]]
             yield number, line, fmt.segments(line, f"{path}:{number}")
 
 
-def read_header(path: str, fmt: PoolFormat) -> Optional[str]:
+def read_header(path: str, fmt: PoolFormat) -> str | None:
     if not fmt.header:
         return None
     with open(path, encoding="utf-8", newline="\n") as f:
@@ -65,7 +68,7 @@ def read_header(path: str, fmt: PoolFormat) -> Optional[str]:
 def reservoir_sample(items: Iterable, size: int, seed: int = 1) -> list:
     """A uniform sample of `size` items from a stream of unknown length (Algorithm R), in stream order."""
     rng = random.Random(seed)
-    sample: List[Tuple[int, object]] = []
+    sample: list[tuple[int, object]] = []
     for i, item in enumerate(items):
         if i < size:
             sample.append((i, item))
@@ -79,7 +82,7 @@ def reservoir_sample(items: Iterable, size: int, seed: int = 1) -> list:
 class DomainScorer:
     """In-domain (and optional general) KenLM; `score(segments)` -> (ranking score, in-domain perplexity)."""
 
-    def __init__(self, in_domain_lm: str, general_lm: Optional[str] = None):
+    def __init__(self, in_domain_lm: str, general_lm: str | None = None):
         self.in_domain = NgramScorer(in_domain_lm)
         self.general = NgramScorer(general_lm) if general_lm else None
 
@@ -88,8 +91,15 @@ class DomainScorer:
         return "moore-lewis" if self.general is not None else "perplexity"
 
     @classmethod
-    def train(cls, work_dir: str, in_domain: Iterable[str], general: Optional[Iterable[str]] = None,
-              order: int = 4, discount_fallback: bool = False, memory: str = "10%") -> "DomainScorer":
+    def train(
+        cls,
+        work_dir: str,
+        in_domain: Iterable[str],
+        general: Iterable[str] | None = None,
+        order: int = 4,
+        discount_fallback: bool = False,
+        memory: str = "10%",
+    ) -> "DomainScorer":
         """Train the in-domain LM (and the general one when `general` is given) into `work_dir`."""
         in_lm = train_ngram_lm(in_domain, os.path.join(work_dir, "in_domain"), order, discount_fallback, memory)
         gen_lm = None
@@ -97,14 +107,14 @@ class DomainScorer:
             gen_lm = train_ngram_lm(general, os.path.join(work_dir, "general"), order, discount_fallback, memory)
         return cls(in_lm, gen_lm)
 
-    def score(self, segments: Sequence[str]) -> Tuple[float, float]:
+    def score(self, segments: Sequence[str]) -> tuple[float, float]:
         texts = [normalize(s) for s in segments]
         log_in, n = self.in_domain.log10_prob(texts, normalized=True)
         h_in = -log_in / n
         if self.general is None:
-            return h_in, 10.0 ** h_in
+            return h_in, 10.0**h_in
         log_gen, _ = self.general.log10_prob(texts, normalized=True)
-        return h_in + log_gen / n, 10.0 ** h_in
+        return h_in + log_gen / n, 10.0**h_in
 
 
 @dataclass
@@ -119,14 +129,20 @@ class SelectionStats:
         return 60.0 * self.scored / max(self.seconds, 1e-9)
 
     def summary(self) -> str:
-        return (f"{self.method}: selected {self.selected} of {self.scored} in {self.seconds:.1f} s "
-                f"({self.per_minute:,.0f} sentences/min)")
+        return (
+            f"{self.method}: selected {self.selected} of {self.scored} in {self.seconds:.1f} s "
+            f"({self.per_minute:,.0f} sentences/min)"
+        )
 
 
-def select_stream(rows: Iterable[Tuple[object, Sequence[str]]], scorer: DomainScorer,
-                  top_k: Optional[int] = None, max_ppl: Optional[float] = None, max_score: Optional[float] = None,
-                  on_keep: Optional[Callable[[object, float, float], None]] = None
-                  ) -> Tuple[List[Tuple[float, float, object]], SelectionStats]:
+def select_stream(
+    rows: Iterable[tuple[object, Sequence[str]]],
+    scorer: DomainScorer,
+    top_k: int | None = None,
+    max_ppl: float | None = None,
+    max_score: float | None = None,
+    on_keep: Callable[[object, float, float], None] | None = None,
+) -> tuple[list[tuple[float, float, object]], SelectionStats]:
     """Score (payload, segments) rows; keep the `top_k` lowest scores, or every row with in-domain perplexity
     <= `max_ppl`, or score <= `max_score` (exactly one criterion). Threshold selections are handed to `on_keep`
     as they stream (nothing is held in memory); top-k holds at most k rows in a heap. Returns the kept
@@ -135,8 +151,8 @@ def select_stream(rows: Iterable[Tuple[object, Sequence[str]]], scorer: DomainSc
         raise ValueError("choose exactly one of top_k, max_ppl, max_score")
     if top_k is not None and top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
-    heap: List[Tuple[float, int, float, object]] = []  # (-score, -position, ppl, payload): root = worst kept
-    kept: List[Tuple[float, float, object]] = []
+    heap: list[tuple[float, int, float, object]] = []  # (-score, -position, ppl, payload): root = worst kept
+    kept: list[tuple[float, float, object]] = []
     n_kept = 0
     start = time.perf_counter()
     n = 0
@@ -164,9 +180,16 @@ def select_stream(rows: Iterable[Tuple[object, Sequence[str]]], scorer: DomainSc
     return kept, stats
 
 
-def select_file(pool: str, out: str, scorer: DomainScorer, fmt: PoolFormat = PoolFormat(),
-                top_k: Optional[int] = None, max_ppl: Optional[float] = None, max_score: Optional[float] = None,
-                scores_out: Optional[str] = None) -> SelectionStats:
+def select_file(
+    pool: str,
+    out: str,
+    scorer: DomainScorer,
+    fmt: PoolFormat = PoolFormat(),
+    top_k: int | None = None,
+    max_ppl: float | None = None,
+    max_score: float | None = None,
+    scores_out: str | None = None,
+) -> SelectionStats:
     """Write the selected rows of `pool` to `out` unchanged (a TSV pool stays in its own format; its header is
     copied), in pool order. `scores_out` additionally gets `score<TAB>ppl<TAB>line` for each kept row."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -174,8 +197,10 @@ def select_file(pool: str, out: str, scorer: DomainScorer, fmt: PoolFormat = Poo
     rows = ((line, segments) for _, line, segments in read_rows(pool, fmt))
     tmp = out + ".tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as f, \
-                (open(scores_out, "w", encoding="utf-8") if scores_out else open(os.devnull, "w")) as fs:
+        with (
+            open(tmp, "w", encoding="utf-8") as f,
+            open(scores_out, "w", encoding="utf-8") if scores_out else open(os.devnull, "w") as fs,
+        ):
             if header is not None:
                 f.write(header + "\n")
 

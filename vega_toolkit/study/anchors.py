@@ -1,14 +1,14 @@
 """The floors of a study's dev sets, without fine-tuning: the majority class of each task's training labels and, on
 STS-B, the word overlap of each pair; with the gold dev labels (for the paired bootstrap), kept in OUT/anchors.json.
 
-STS-B rewards word overlap (README, "Results on real data"): the word Jaccard of each pair (lower-cased `\\w+`
+STS-B rewards word overlap (docs/results.md): the word Jaccard of each pair (lower-cased `\\w+`
 tokens), with no training at all, correlates with the gold scores of the dev split. overlap.py correlates each
 cell's predictions with the same Jaccard.
 """
+
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def word_jaccard(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb) if wa | wb else 0.0
 
 
-def pearson(x: np.ndarray, y: np.ndarray) -> Optional[float]:
+def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
     """None when either side is constant (the coefficient is undefined). Checked on the values themselves: the
     mean of 1,379 copies of 2.755 is not exactly 2.755, and the rounding residue would read as a correlation."""
     if x.min() == x.max() or y.min() == y.max():
@@ -45,7 +45,7 @@ def dev_baseline(glue_dir: str) -> float:
     return 100 * pearson(split_overlap(glue_dir, "dev"), gold)
 
 
-def anchors(out: Path, glue_dir: Optional[str], tasks: List[str]) -> Dict:
+def anchors(out: Path, glue_dir: str | None, tasks: list[str]) -> dict:
     """The dev sets' floors (majority class of the training labels; STS-B: the word overlap of each pair, no
     training) and gold labels, from the GLUE files when GLUE_DIR has them (then kept in OUT/anchors.json, so
     that the report regenerates without the data), else from OUT/anchors.json ({} when neither)."""

@@ -7,10 +7,10 @@ before it starts it: an exclusive `flock` on OUT/locks/<key>.lock, held until th
 The kernel drops the lock when its process dies, even by SIGKILL, so a claim never outlives its runner and a
 killed runner's cell is simply claimed again by the next one.
 """
+
 import fcntl
 import os
 from pathlib import Path
-from typing import Dict
 
 LOCKS_DIR = "locks"
 
@@ -18,7 +18,7 @@ LOCKS_DIR = "locks"
 class CellClaims:
     def __init__(self, out: Path):
         self.dir = Path(out) / LOCKS_DIR
-        self._held: Dict[str, int] = {}  # key -> file descriptor holding its lock
+        self._held: dict[str, int] = {}  # key -> file descriptor holding its lock
 
     def _path(self, key: str) -> Path:
         return self.dir / f"{key}.lock"

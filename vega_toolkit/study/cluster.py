@@ -11,19 +11,27 @@ takes one GPU. A requeued or timed-out job resumes from its save dir's checkpoin
 argv), so rerunning the script after an interruption continues: a finished fine-tuning exits at once. Cells of one
 arm and task are independent and may be split over several copies of the script.
 """
+
 import shlex
-from typing import Dict, List
 
 from vega_toolkit.study.cells import Cell
 from vega_toolkit.study.plan import Scale
 
 # recipes/pretrain/common.sh paper_update_freq: 40 DGX nodes x 8 A100, as the paper pretrained Vega v1
-PRETRAIN_SLURM = ("--slurm-nodes", "40", "--slurm-gpus-per-node", "8", "--slurm-time", "4320",
-                  "--slurm-max-num-timeout", "20")
+PRETRAIN_SLURM = (
+    "--slurm-nodes",
+    "40",
+    "--slurm-gpus-per-node",
+    "8",
+    "--slurm-time",
+    "4320",
+    "--slurm-max-num-timeout",
+    "20",
+)
 FINETUNE_SLURM = ("--slurm-nodes", "1", "--slurm-gpus-per-node", "1", "--slurm-time", "720")
 
 
-def _submitted(cell: Cell, cmd: List[str], index: int) -> List[str]:
+def _submitted(cell: Cell, cmd: list[str], index: int) -> list[str]:
     if cmd[0] != "vega-train":
         return cmd
     job = f"vega-study-{cell.name}".replace("/", "-").replace(" ", "-").replace("+", "-")
@@ -31,9 +39,14 @@ def _submitted(cell: Cell, cmd: List[str], index: int) -> List[str]:
     return cmd + ["--launcher", "submitit", "--wait", "--slurm-job-name", f"{job}-{index}", *resources]
 
 
-def cluster_script(scale: Scale, cells: List[Cell], paths: Dict[str, str]) -> str:
-    lines = ["#!/usr/bin/env bash", f"# vega-study plan --scale {scale.name}: {len(cells)} cells. {scale.about}",
-             "set -euo pipefail", f"mkdir -p {shlex.quote(paths['out'])}", f"cd {shlex.quote(paths['out'])}"]
+def cluster_script(scale: Scale, cells: list[Cell], paths: dict[str, str]) -> str:
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# vega-study plan --scale {scale.name}: {len(cells)} cells. {scale.about}",
+        "set -euo pipefail",
+        f"mkdir -p {shlex.quote(paths['out'])}",
+        f"cd {shlex.quote(paths['out'])}",
+    ]
     for cell in cells:
         lines += ["", f"# {cell.kind} {cell.name} (key {cell.key})"]
         for i, cmd in enumerate(cell.resolve(paths)):

@@ -10,8 +10,8 @@ error (report.task_test). Pretraining FLOPs are the usual estimate 6 x N x D (Ka
 backward pass over D tokens of a model of N parameters), with N the exported encoder's parameters: the heads of
 the objectives (RTD's 3-way classifier, MLM's projection tied to the embeddings) are left out.
 """
+
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from vega_toolkit.study.report import load_study, task_test
 from vega_toolkit.study.runner import code_version
@@ -21,7 +21,7 @@ COMPUTE_FILE = "compute.md"
 COMPUTE_FIGURE = "compute.png"
 
 
-def _parameters(model_dir: Path) -> Optional[int]:
+def _parameters(model_dir: Path) -> int | None:
     """Parameters of an exported model folder's encoder (its model.pt), None when the folder is not here."""
     path = model_dir / "model.pt"
     if not path.exists():
@@ -33,7 +33,7 @@ def _parameters(model_dir: Path) -> Optional[int]:
     return int(sum(v.numel() for v in weights.values() if hasattr(v, "numel")))
 
 
-def compute_points(out: Path) -> List[Dict]:
+def compute_points(out: Path) -> list[dict]:
     """One row per (arm, task, pretraining updates): transfer over random init, its SE and the runs behind it."""
     study, records, _ = load_study(out)
     scale = study.get("scale", {})
@@ -45,16 +45,28 @@ def compute_points(out: Path) -> List[Dict]:
     main = score_grid(records)  # the scale's own budget and random init
     rows = []
     for arm in scale.get("compute_arms", []):
-        pretrainings = {int(r.get("pretrain_updates", budget["updates"])): r for r in records
-                        if r.get("kind") == "pretrain" and r["arm"] == arm and int(r.get("pretrain_seed", 1)) == 1
-                        and float(r.get("pretrain_lr", budget["lr"])) == float(budget["lr"])}
+        pretrainings = {
+            int(r.get("pretrain_updates", budget["updates"])): r
+            for r in records
+            if r.get("kind") == "pretrain"
+            and r["arm"] == arm
+            and int(r.get("pretrain_seed", 1)) == 1
+            and float(r.get("pretrain_lr", budget["lr"])) == float(budget["lr"])
+        }
         for updates in [*axis, int(budget["updates"])]:
             if updates == int(budget["updates"]):
                 grid = main
             else:
-                grid = score_grid([dict(r, pretrain_updates=None) for r in records
-                                   if r.get("kind") == "finetune" and r["arm"] == arm
-                                   and int(r.get("pretrain_updates") or 0) == updates and checkpoint_of(r) == "last"])
+                grid = score_grid(
+                    [
+                        dict(r, pretrain_updates=None)
+                        for r in records
+                        if r.get("kind") == "finetune"
+                        and r["arm"] == arm
+                        and int(r.get("pretrain_updates") or 0) == updates
+                        and checkpoint_of(r) == "last"
+                    ]
+                )
             pretraining = pretrainings.get(updates)
             n = _parameters(out / "models" / f"{arm}-{pretraining['key']}") if pretraining else None
             for task in scale.get("compute_tasks", []):
@@ -64,34 +76,53 @@ def compute_points(out: Path) -> List[Dict]:
                 both[(task, arm)] = grid[(task, arm)]
                 test = task_test(both, task, arm, "random")
                 runs = select(grid[(task, arm)])[1]
-                rows.append({"arm": arm, "task": task, "updates": updates, "tokens": updates * tokens_per_update,
-                             "flops": 6.0 * n * updates * tokens_per_update if n else None,
-                             "transfer": test["difference"], "se": test["se"], "runs": len(runs),
-                             "last_checkpoint": all(checkpoint_of(r) == "last" for r in records
-                                                    if r.get("kind") == "finetune" and r["arm"] == arm
-                                                    and r.get("task") == task and run_of(r) in runs
-                                                    and int(r.get("pretrain_updates") or budget["updates"])
-                                                    == updates)})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "task": task,
+                        "updates": updates,
+                        "tokens": updates * tokens_per_update,
+                        "flops": 6.0 * n * updates * tokens_per_update if n else None,
+                        "transfer": test["difference"],
+                        "se": test["se"],
+                        "runs": len(runs),
+                        "last_checkpoint": all(
+                            checkpoint_of(r) == "last"
+                            for r in records
+                            if r.get("kind") == "finetune"
+                            and r["arm"] == arm
+                            and r.get("task") == task
+                            and run_of(r) in runs
+                            and int(r.get("pretrain_updates") or budget["updates"]) == updates
+                        ),
+                    }
+                )
     return rows
 
 
 def write_compute(out: Path) -> str:
     out = Path(out)
     rows = compute_points(out)
-    lines = [f"# Compute axis (`vega-study compute {out}`, commit {code_version()})", "",
-             "Transfer = the arm's mean dev score minus random init's on the same task, each run at the learning "
-             "rate its other runs choose, ± the Welch standard error over runs (fine-tuning seeds; pretraining "
-             "runs where there are several). FLOPs ≈ 6 × encoder parameters × pretraining tokens. † = cells "
-             "scored on the per-epoch best checkpoint (the first cpu study's rule).", "",
-             "| arm | task | pretraining updates | tokens | FLOPs | transfer over random init | runs |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Compute axis (`vega-study compute {out}`, commit {code_version()})",
+        "",
+        "Transfer = the arm's mean dev score minus random init's on the same task, each run at the learning "
+        "rate its other runs choose, ± the Welch standard error over runs (fine-tuning seeds; pretraining "
+        "runs where there are several). FLOPs ≈ 6 × encoder parameters × pretraining tokens. † = cells "
+        "scored on the per-epoch best checkpoint (the first cpu study's rule).",
+        "",
+        "| arm | task | pretraining updates | tokens | FLOPs | transfer over random init | runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: (r["arm"], r["task"], r["updates"])):
         transfer = f"{r['transfer']:+.2f}" + (f" ± {r['se']:.2f}" if r["se"] == r["se"] else "")
-        lines.append(f"| `{r['arm']}` | {r['task']} | {r['updates']:,} | {r['tokens']:.3g} | "
-                     f"{r['flops']:.3g} | {transfer}{'' if r['last_checkpoint'] else '†'} | {r['runs']} |"
-                     if r["flops"] else
-                     f"| `{r['arm']}` | {r['task']} | {r['updates']:,} | {r['tokens']:.3g} | — | "
-                     f"{transfer}{'' if r['last_checkpoint'] else '†'} | {r['runs']} |")
+        lines.append(
+            f"| `{r['arm']}` | {r['task']} | {r['updates']:,} | {r['tokens']:.3g} | "
+            f"{r['flops']:.3g} | {transfer}{'' if r['last_checkpoint'] else '†'} | {r['runs']} |"
+            if r["flops"]
+            else f"| `{r['arm']}` | {r['task']} | {r['updates']:,} | {r['tokens']:.3g} | — | "
+            f"{transfer}{'' if r['last_checkpoint'] else '†'} | {r['runs']} |"
+        )
     figure = _figure(out, rows)
     if figure:
         lines += ["", f"![transfer against pretraining FLOPs]({COMPUTE_FIGURE})"]
@@ -99,7 +130,7 @@ def write_compute(out: Path) -> str:
     return f"wrote {out / COMPUTE_FILE}" + (f" and {figure}" if figure else "") + f" ({len(rows)} points)"
 
 
-def _figure(out: Path, rows: List[Dict]) -> Optional[Path]:
+def _figure(out: Path, rows: list[dict]) -> Path | None:
     """One panel per task: transfer against pretraining FLOPs (log scale), one line per objective, ± SE bars."""
     rows = [r for r in rows if r["flops"]]
     if not rows:
@@ -114,13 +145,18 @@ def _figure(out: Path, rows: List[Dict]) -> Optional[Path]:
 
     tasks = sorted({r["task"] for r in rows})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=True):
         for arm in sorted({r["arm"] for r in rows}):
             points = sorted((r for r in rows if r["task"] == task and r["arm"] == arm), key=lambda r: r["flops"])
             if points:
-                ax.errorbar([p["flops"] for p in points], [p["transfer"] for p in points],
-                            yerr=[p["se"] if p["se"] == p["se"] else 0 for p in points], marker="o", capsize=3,
-                            label=arm)
+                ax.errorbar(
+                    [p["flops"] for p in points],
+                    [p["transfer"] for p in points],
+                    yerr=[p["se"] if p["se"] == p["se"] else 0 for p in points],
+                    marker="o",
+                    capsize=3,
+                    label=arm,
+                )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("pretraining FLOPs")

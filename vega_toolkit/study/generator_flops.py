@@ -4,26 +4,11 @@
     equal_compute_updates(10000, "vega_tiny", 128, 8000, ("--criterion", "rtd_electra"))   # -> fewer updates
     # the study calls it through plan.pretrain_budget(scale, arm) for every arm declared with equal_compute=True
 
-A generator arm (`rtd_electra`, `rtd_ternary --replace-with generator`) runs a second encoder and an LM head every
-update, so it gets fewer updates: updates x F(rtd_ternary) / F(arm), F = training FLOPs per token.
-
-How F is counted (one multiply-add = 2 FLOPs; training = 3 x forward, the backward pass costing twice the forward,
-as google-research/electra flops_computation.py counts; embedding lookups, LayerNorms, softmaxes, activations and
-the generator's sampling are left out, as there):
-- an encoder layer of width D, FFN F, on sequences of L tokens with a relative table of 2k rows: projections 8 D^2,
-  FFN 4 D F, content attention (QK^T and AV) 4 L D, the c2p and p2c terms 2 x 2 R D against the R = min(2k, 2L - 1)
-  relative rows a sequence uses, and the two projections of those rows, 2 x 2 R D^2 per sequence = 4 R D^2 / L per
-  token;
-- the discriminator's token head: 2 D^2 + 2 D C (C = 3 outputs);
-- the generator (models/replacement_generator.py sizes) on every token, its LM head (2 H E + 2 E V, E the
-  embedding width, V the vocabulary) on the masked share of tokens only, and the bias-free embedding projection 2 E H
-  when its width H differs from E.
-
-This is a stand-in until the study's planner counts FLOPs per token for every arm: replace `flops_per_token` with
-the planner's, and keep `equal_compute_updates` as the one place that turns FLOPs into updates.
+A generator arm gets updates x F(rtd_ternary) / F(arm), F = training FLOPs per token (ELECTRA's
+flops_computation.py counting). What F counts: docs/design.md#generator-flops-and-equal-compute-arms.
 """
+
 import argparse
-from typing import Tuple
 
 from vega_toolkit.models.replacement_generator import generator_sizes
 
@@ -33,7 +18,7 @@ _GENERATOR_CRITERIONS = ("rtd_electra",)
 def encoder_layer_flops(width: int, ffn: int, seq_len: int, rel_rows: int) -> float:
     """Forward FLOPs per token of one disentangled-attention layer (see the module docstring)."""
     rows = min(rel_rows, 2 * seq_len - 1)
-    return 8 * width ** 2 + 4 * width * ffn + 4 * seq_len * width + 4 * rows * width + 4 * rows * width ** 2 / seq_len
+    return 8 * width**2 + 4 * width * ffn + 4 * seq_len * width + 4 * rows * width + 4 * rows * width**2 / seq_len
 
 
 def _arch(arch: str):
@@ -48,7 +33,7 @@ def _arch(arch: str):
     return VegaEncoderConfig(**{k: v for k, v in vars(args).items() if k in VegaEncoderConfig.__dataclass_fields__})
 
 
-def _objective(pretrain_args: Tuple[str, ...]):
+def _objective(pretrain_args: tuple[str, ...]):
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--criterion", default="")
     parser.add_argument("--replace-with", default="random")
@@ -59,7 +44,7 @@ def _objective(pretrain_args: Tuple[str, ...]):
     return parser.parse_known_args(list(pretrain_args))[0]
 
 
-def flops_per_token(arch: str, seq_len: int, vocab: int, pretrain_args: Tuple[str, ...]) -> float:
+def flops_per_token(arch: str, seq_len: int, vocab: int, pretrain_args: tuple[str, ...]) -> float:
     """Training FLOPs per token of a denoising_pretrain objective (`pretrain_args`) on ARCH."""
     disc = _arch(arch)
     rel_rows = 2 * (disc.position_buckets if disc.position_buckets > 0 else disc.max_positions)
@@ -77,8 +62,14 @@ def flops_per_token(arch: str, seq_len: int, vocab: int, pretrain_args: Tuple[st
     return 3 * forward
 
 
-def equal_compute_updates(updates: int, arch: str, seq_len: int, vocab: int, pretrain_args: Tuple[str, ...],
-                          baseline_args: Tuple[str, ...] = ("--criterion", "rtd_ternary")) -> int:
+def equal_compute_updates(
+    updates: int,
+    arch: str,
+    seq_len: int,
+    vocab: int,
+    pretrain_args: tuple[str, ...],
+    baseline_args: tuple[str, ...] = ("--criterion", "rtd_ternary"),
+) -> int:
     """UPDATES scaled by F(baseline) / F(objective): the same training FLOPs as the baseline's run."""
     ratio = flops_per_token(arch, seq_len, vocab, baseline_args) / flops_per_token(arch, seq_len, vocab, pretrain_args)
     return max(1, round(updates * ratio))

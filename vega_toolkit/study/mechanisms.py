@@ -14,26 +14,31 @@ cells' logs (OUT/logs/, which stay on the machine that ran them) tell the two ap
 - Self-calibration: the external pool, how many sentences KenLM selected, the agreement rate (n/a for an
   unlabelled pool, where every relabelled sentence is kept) and how many were kept.
 """
+
 import math
 import re
 import shlex
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from vega_toolkit.study.report import baseline_of, load_study
 from vega_toolkit.study.runner import cell_log_path, code_version
 
 _TRAIN_EPOCH = re.compile(r"INFO:train:epoch \d+ \| loss (?P<loss>[\d.]+) \|.*\| adv_loss (?P<adv>[\d.e-]+) \|")
 _ROUNDS_HEADER = "| round | model | pseudo-labels used | changed | distribution | dev |"
-_ROUND_ROW = re.compile(r"^\| (?P<round>\d+) \| \S+ \| (?P<used>\d+)/(?P<n>\d+) \| (?P<changed>-|\d+ \([\d.]+%\)) \| "
-                        r"(?P<distribution>[^|]+) \| (?P<metric>\w+)=(?P<dev>-?[\d.]+) \|$")
-_SELF_CALIBRATION = re.compile(r"^self-calibration: pool (?P<pool>\d+), selected (?P<selected>\d+), "
-                               r"agreement (?P<agreement>\S+), calibrated (?P<kept>\d+)", re.M)
+_ROUND_ROW = re.compile(
+    r"^\| (?P<round>\d+) \| \S+ \| (?P<used>\d+)/(?P<n>\d+) \| (?P<changed>-|\d+ \([\d.]+%\)) \| "
+    r"(?P<distribution>[^|]+) \| (?P<metric>\w+)=(?P<dev>-?[\d.]+) \|$"
+)
+_SELF_CALIBRATION = re.compile(
+    r"^self-calibration: pool (?P<pool>\d+), selected (?P<selected>\d+), "
+    r"agreement (?P<agreement>\S+), calibrated (?P<kept>\d+)",
+    re.M,
+)
 
 
-def flag_value(record: Dict, flag: str) -> Optional[str]:
+def flag_value(record: dict, flag: str) -> str | None:
     """The value of `flag` in the last of the record's commands that has it."""
     for command in reversed(record.get("commands", [])):
         words = shlex.split(command)
@@ -42,14 +47,17 @@ def flag_value(record: Dict, flag: str) -> Optional[str]:
     return None
 
 
-def adversarial_share(log_text: str, adv_lambda: float) -> Optional[float]:
+def adversarial_share(log_text: str, adv_lambda: float) -> float | None:
     """Mean over the training epochs of lambda * adv_loss / (loss * ln 2); None without SiFT lines."""
-    shares = [adv_lambda * float(m["adv"]) / (float(m["loss"]) * math.log(2))
-              for m in _TRAIN_EPOCH.finditer(log_text) if float(m["loss"]) > 0]
+    shares = [
+        adv_lambda * float(m["adv"]) / (float(m["loss"]) * math.log(2))
+        for m in _TRAIN_EPOCH.finditer(log_text)
+        if float(m["loss"]) > 0
+    ]
     return statistics.fmean(shares) if shares else None
 
 
-def adaptation_rounds(log_text: str) -> List[Dict]:
+def adaptation_rounds(log_text: str) -> list[dict]:
     """The rows of the last round summary in a log: [{round, dev, changed_fraction or None}] (a resumed cell's log
     holds every attempt; the last summary is the loop's final state)."""
     start = log_text.rfind(_ROUNDS_HEADER)
@@ -65,17 +73,17 @@ def adaptation_rounds(log_text: str) -> List[Dict]:
     return rows
 
 
-def self_calibration(log_text: str) -> Optional[Dict[str, str]]:
+def self_calibration(log_text: str) -> dict[str, str] | None:
     found = list(_SELF_CALIBRATION.finditer(log_text))
     return found[-1].groupdict() if found else None
 
 
-def _mean_std(values: List[float], signed: bool = False) -> str:
+def _mean_std(values: list[float], signed: bool = False) -> str:
     mean = f"{statistics.fmean(values):{'+' if signed else ''}.2f}"
     return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values):.2f}"
 
 
-def read_cells(out: Path, records: List[Dict]) -> List[Tuple[Dict, str]]:
+def read_cells(out: Path, records: list[dict]) -> list[tuple[dict, str]]:
     """(record, log text) of every finished fine-tuning cell of `records` whose log is on this machine."""
     cells = []
     for r in records:
@@ -86,14 +94,17 @@ def read_cells(out: Path, records: List[Dict]) -> List[Tuple[Dict, str]]:
     return cells
 
 
-def baseline_scores(records: List[Dict]) -> Dict[Tuple[str, str, float, int], float]:
+def baseline_scores(records: list[dict]) -> dict[tuple[str, str, float, int], float]:
     """(arm, task, lr, seed) -> dev score of every finished fine-tuning cell."""
-    return {(r["arm"], r["task"], float(r["lr"]), int(r["seed"])): float(r["score"])
-            for r in records if r.get("kind") == "finetune"}
+    return {
+        (r["arm"], r["task"], float(r["lr"]), int(r["seed"])): float(r["score"])
+        for r in records
+        if r.get("kind") == "finetune"
+    }
 
 
-def _sift_section(cells) -> List[str]:
-    by_task: Dict[str, List[float]] = defaultdict(list)
+def _sift_section(cells) -> list[str]:
+    by_task: dict[str, list[float]] = defaultdict(list)
     for r, text in cells:
         adv_lambda = flag_value(r, "--adv-lambda")
         share = adversarial_share(text, float(adv_lambda)) if adv_lambda else None
@@ -101,49 +112,68 @@ def _sift_section(cells) -> List[str]:
             by_task[r["task"]].append(share)
     if not by_task:
         return []
-    lines = ["## SiFT: the adversarial term's share of the training loss", "",
-             "Mean over each cell's training epochs of lambda * adv_loss / (loss * ln 2), then over its cells.",
-             "", "| task | cells | mean share | lowest cell | highest cell |", "|---|---|---|---|---|"]
+    lines = [
+        "## SiFT: the adversarial term's share of the training loss",
+        "",
+        "Mean over each cell's training epochs of lambda * adv_loss / (loss * ln 2), then over its cells.",
+        "",
+        "| task | cells | mean share | lowest cell | highest cell |",
+        "|---|---|---|---|---|",
+    ]
     for task, shares in by_task.items():
-        lines.append(f"| {task} | {len(shares)} | {100 * statistics.fmean(shares):.1f}% | {100 * min(shares):.1f}% | "
-                     f"{100 * max(shares):.1f}% |")
+        lines.append(
+            f"| {task} | {len(shares)} | {100 * statistics.fmean(shares):.1f}% | {100 * min(shares):.1f}% | "
+            f"{100 * max(shares):.1f}% |"
+        )
     return lines + [""]
 
 
-def _rounds_section(cells, scores) -> List[str]:
-    groups: Dict[Tuple[str, str, float], Dict[int, List[Dict]]] = defaultdict(dict)
+def _rounds_section(cells, scores) -> list[str]:
+    groups: dict[tuple[str, str, float], dict[int, list[dict]]] = defaultdict(dict)
     for r, text in cells:
         rows = adaptation_rounds(text)
         if rows:
             groups[(r["arm"], r["task"], float(r["lr"]))][int(r["seed"])] = rows
     if not groups:
         return []
-    lines = ["## Adaptation rounds: dev score by round, and test pseudo-labels changed from the round before", "",
-             "Mean ± std over seeds. `round 0 - baseline` compares each seed's round 0 with the same seed and "
-             "learning rate of the arm's baseline (plain fine-tuning): in the self-calibrated arms, what fine-tuning "
-             "on the calibrated external data did. `last - round 0` is what the pseudo-labelling rounds added to the "
-             "model they started from. Both are means of per-seed differences.", "",
-             "| arm | task | lr | seeds | dev by round | changed by round | round 0 - baseline | last - round 0 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Adaptation rounds: dev score by round, and test pseudo-labels changed from the round before",
+        "",
+        "Mean ± std over seeds. `round 0 - baseline` compares each seed's round 0 with the same seed and "
+        "learning rate of the arm's baseline (plain fine-tuning): in the self-calibrated arms, what fine-tuning "
+        "on the calibrated external data did. `last - round 0` is what the pseudo-labelling rounds added to the "
+        "model they started from. Both are means of per-seed differences.",
+        "",
+        "| arm | task | lr | seeds | dev by round | changed by round | round 0 - baseline | last - round 0 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for (arm, task, lr), by_seed in groups.items():
         rounds = max(len(rows) for rows in by_seed.values())
         dev = [_mean_std([rows[k]["dev"] for rows in by_seed.values() if len(rows) > k]) for k in range(rounds)]
         changed = []
         for k in range(1, rounds):
-            fractions = [rows[k]["changed_fraction"] for rows in by_seed.values()
-                         if len(rows) > k and rows[k]["changed_fraction"] is not None]
+            fractions = [
+                rows[k]["changed_fraction"]
+                for rows in by_seed.values()
+                if len(rows) > k and rows[k]["changed_fraction"] is not None
+            ]
             changed.append(f"{100 * statistics.fmean(fractions):.1f}%" if fractions else "-")
         gain = _mean_std([rows[-1]["dev"] - rows[0]["dev"] for rows in by_seed.values()], signed=True)
         baseline = baseline_of(arm)
-        start = [rows[0]["dev"] - scores[(baseline, task, lr, seed)] for seed, rows in by_seed.items()
-                 if (baseline, task, lr, seed) in scores]
+        start = [
+            rows[0]["dev"] - scores[(baseline, task, lr, seed)]
+            for seed, rows in by_seed.items()
+            if (baseline, task, lr, seed) in scores
+        ]
         start_text = f"{_mean_std(start, signed=True)} (`{baseline}`)" if start else "-"
-        lines.append(f"| `{arm}` | {task} | {lr:g} | {len(by_seed)} | {' → '.join(dev)} | "
-                     f"{' → '.join(changed) or '-'} | {start_text} | {gain} |")
+        lines.append(
+            f"| `{arm}` | {task} | {lr:g} | {len(by_seed)} | {' → '.join(dev)} | "
+            f"{' → '.join(changed) or '-'} | {start_text} | {gain} |"
+        )
     return lines + [""]
 
 
-def _self_calibration_section(cells) -> List[str]:
+def _self_calibration_section(cells) -> list[str]:
     rows = []
     for r, text in cells:
         found = self_calibration(text)
@@ -151,16 +181,24 @@ def _self_calibration_section(cells) -> List[str]:
             rows.append((r, found))
     if not rows:
         return []
-    lines = ["## Self-calibration: what the external pool gave", "",
-             "| arm | task | cells | pool | selected | agreement | kept |", "|---|---|---|---|---|---|---|"]
-    grouped: Dict[Tuple[str, str], List[Dict[str, str]]] = defaultdict(list)
+    lines = [
+        "## Self-calibration: what the external pool gave",
+        "",
+        "| arm | task | cells | pool | selected | agreement | kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    grouped: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for r, found in rows:
         grouped[(r["arm"], r["task"])].append(found)
+
+    def values(found, key):
+        return "/".join(sorted({f[key] for f in found}))
+
     for (arm, task), found in grouped.items():
-        def values(key):
-            return "/".join(sorted({f[key] for f in found}))
-        lines.append(f"| `{arm}` | {task} | {len(found)} | {values('pool')} | {values('selected')} | "
-                     f"{values('agreement')} | {values('kept')} |")
+        lines.append(
+            f"| `{arm}` | {task} | {len(found)} | {values(found, 'pool')} | {values(found, 'selected')} | "
+            f"{values(found, 'agreement')} | {values(found, 'kept')} |"
+        )
     return lines + [""]
 
 
@@ -168,9 +206,18 @@ def mechanisms_report(out: Path) -> str:
     out = Path(out)
     _, records, _ = load_study(out)
     cells = read_cells(out, records)
-    sections = (_sift_section(cells) + _rounds_section(cells, baseline_scores(records))
-                + _self_calibration_section(cells))
+    sections = (
+        _sift_section(cells) + _rounds_section(cells, baseline_scores(records)) + _self_calibration_section(cells)
+    )
     if not sections:
         raise FileNotFoundError(f"{out}: no finished SiFT or adaptation-round cell with its log in {out / 'logs'}")
-    return "\n".join([f"# What the adaptation tricks did: `vega-study mechanisms {out}` at commit {code_version()}",
-                      "", *sections]).rstrip() + "\n"
+    return (
+        "\n".join(
+            [
+                f"# What the adaptation tricks did: `vega-study mechanisms {out}` at commit {code_version()}",
+                "",
+                *sections,
+            ]
+        ).rstrip()
+        + "\n"
+    )

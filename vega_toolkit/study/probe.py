@@ -6,10 +6,10 @@ For every layer (0 = embeddings), the [CLS] state and the mean over the sentence
 regression (scikit-learn, standardised features) trained on `--train-examples` training sentences and scored on
 the whole dev split; `mean_cos` is the mean pairwise cosine of the mean-pooled states of 200 dev sentences (1 = all
 sentences map to one direction). A probe at the majority-class rate means the state carries nothing the task can use
-linearly: that is how the untrained [CLS] of a token-level-only objective shows up (README, "Results on real data").
+linearly: that is how the untrained [CLS] of a token-level-only objective shows up (docs/results.md).
 """
+
 import itertools
-from typing import Dict, List
 
 import numpy as np
 import torch
@@ -20,17 +20,19 @@ from vega_toolkit.models.heads import pool
 ANISOTROPY_SENTENCES = 200
 
 
-def _layer_features(hub, sentences: List[str], batch: int = 64, max_tokens: int = 128):
+def _layer_features(hub, sentences: list[str], batch: int = 64, max_tokens: int = 128):
     """{pooling: [layer][N, H]} for 'cls' and 'mean'."""
     out = {"cls": None, "mean": None}
     for start in range(0, len(sentences), batch):
-        tokens = [hub.encode(s)[:max_tokens] for s in sentences[start:start + batch]]
+        tokens = [hub.encode(s)[:max_tokens] for s in sentences[start : start + batch]]
         with torch.no_grad():
             states = hub.extract_features(hub.collate(tokens), return_all_hiddens=True)
         padding = hub.collate(tokens).eq(hub.dictionary.pad())
         for how in out:
             pooled = [pool(h, padding, how).float().numpy() for h in states]
-            out[how] = pooled if out[how] is None else [np.vstack([a, b]) for a, b in zip(out[how], pooled)]
+            if out[how] is not None:
+                pooled = [np.vstack([a, b]) for a, b in zip(out[how], pooled, strict=True)]
+            out[how] = pooled
     return out
 
 
@@ -41,8 +43,9 @@ def mean_pairwise_cosine(x: np.ndarray) -> float:
     return float((sims.sum() - n) / (n * (n - 1)))
 
 
-def probe_model(model_dir: str, glue_dir: str, task: str = "SST-2", train_examples: int = 4000,
-                seed: int = 0) -> List[Dict]:
+def probe_model(
+    model_dir: str, glue_dir: str, task: str = "SST-2", train_examples: int = 4000, seed: int = 0
+) -> list[dict]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 

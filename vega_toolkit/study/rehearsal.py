@@ -4,25 +4,11 @@
     vega-study rehearse --out /tmp/rehearsal --glue-dir tests/fixtures/glue
     # last line: rehearsal: <N> jobs, <R> requeued and resumed, submission.zip with <F> files
 
-The graph is the paper plan's; every box is a SLURM job, every arrow an `afterok` dependency:
-
-    preprocess (array: a task per shard) -> phase 1 (2 ranks, gloo) -> phase 2 -> model folder     queued at once
-    then: MNLI -> RTE, STS-B, MRPC; SST-2; QNLI; QQP; CoLA (self-calibrated); WNLI (transductive)
-          -> vega-generate (afterok on all nine: the GLUE TSVs and submission.zip)
-
-Each job runs what the paper run runs, with only its sizes shrunk: recipes/pretrain/phase1_rtd.sh and
-phase2_contrastive.sh with SCALE=tiny and MAX_UPDATE (plus the launcher flags their headers name), recipes/glue/all.sh
-with SCALE=tiny and LAUNCHER=submitit (it chains RTE, STS-B and MRPC after MNLI itself), and the vega-generate command
-all.sh prints. The GLUE recipes read the pretrained folder's architecture when they submit (`vega-glue info
---model-dir`), so the GLUE chain is submitted once the model-folder job has finished. Every job is submitted held
-and released once the dependencies SLURM recorded for it, and for the jobs waiting for it, are the paper's graph
-(`GRAPH`). The shrunk sizes are `Sizes`. A run's output and wall time on a shared 2-core machine: results/rehearsal/.
-
-While phase 2 trains, it is requeued (`scontrol requeue`, what a preemption does) as soon as it has written an interval
-checkpoint; it must resume from its checkpoint_last.pt (its log names the update it resumed at, between 0 and its last)
-and still end at its last update. The submission zip is checked with `vega-glue validate-submission` against the GLUE
-folder's test files (row count, index order, labels). A job that fails cancels the others and names its log.
+Every box of the paper plan is a SLURM job at tiny sizes, every arrow an `afterok` dependency; phase 2 is requeued
+mid-run and must resume; the submission zip is validated. The graph, sizes and checks:
+docs/design.md#rehearsal-of-the-papers-job-graph; a run's output and wall time: results/rehearsal/.
 """
+
 import os
 import re
 import shlex
@@ -30,9 +16,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
 
 from vega_toolkit.errors import UserError
 from vega_toolkit.launch import slurm
@@ -41,10 +27,20 @@ BIN = Path(sys.executable).parent  # the venv's console scripts (vega-train, veg
 REPO = Path(__file__).resolve().parents[2]
 
 # The paper plan: job -> the jobs it waits for (afterok). GLUE jobs are named as the recipes name them (vega-glue-TASK).
-GRAPH: Dict[str, tuple] = {
-    "preprocess": (), "phase1": ("preprocess",), "phase2": ("phase1",), "model": ("phase2",),
-    "MNLI": (), "RTE": ("MNLI",), "STS-B": ("MNLI",), "MRPC": ("MNLI",), "SST-2": (), "QNLI": (), "QQP": (),
-    "CoLA": (), "WNLI": (),
+GRAPH: dict[str, tuple] = {
+    "preprocess": (),
+    "phase1": ("preprocess",),
+    "phase2": ("phase1",),
+    "model": ("phase2",),
+    "MNLI": (),
+    "RTE": ("MNLI",),
+    "STS-B": ("MNLI",),
+    "MRPC": ("MNLI",),
+    "SST-2": (),
+    "QNLI": (),
+    "QQP": (),
+    "CoLA": (),
+    "WNLI": (),
     "generate": ("MNLI", "RTE", "STS-B", "MRPC", "SST-2", "QNLI", "QQP", "CoLA", "WNLI"),
 }
 
@@ -52,6 +48,7 @@ GRAPH: Dict[str, tuple] = {
 @dataclass
 class Sizes:
     """What is shrunk; everything else is the recipes' own (SCALE=tiny)."""
+
     corpus_paragraphs: int = 2000  # toy corpus (vega_toolkit/demo/toy_data.py) when no --corpus is given
     vocab_size: int = 400
     shards: int = 2  # preprocessing array tasks
@@ -64,12 +61,12 @@ class Sizes:
 @dataclass
 class Job:
     name: str  # a key of GRAPH
-    command: List[str]  # run to submit it: a recipe (prints `Submitted job <id>`) or, with via="sbatch", the job itself
+    command: list[str]  # run to submit it: a recipe (prints `Submitted job <id>`) or, with via="sbatch", the job itself
     via: str = "recipe"
-    env: Dict[str, str] = field(default_factory=dict)
-    save_dir: Optional[Path] = None
-    job_id: Optional[str] = None
-    info: Dict[str, str] = field(default_factory=dict)  # last `scontrol show job` fields
+    env: dict[str, str] = field(default_factory=dict)
+    save_dir: Path | None = None
+    job_id: str | None = None
+    info: dict[str, str] = field(default_factory=dict)  # last `scontrol show job` fields
     checked: bool = False  # its dependencies, as SLURM recorded them, are the paper's
     released: bool = False  # submitted held; released once checked
 
@@ -85,51 +82,118 @@ class RehearsalError(UserError, RuntimeError):
 class Rehearsal:
     """One rehearsal in the folder `out`: `run_all()` submits, follows and checks the whole graph; its last line."""
 
-    def __init__(self, out: Path, glue_dir: Path, corpus: Optional[Path] = None, sizes: Optional[Sizes] = None,
-                 requeue: str = "phase2", log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        out: Path,
+        glue_dir: Path,
+        corpus: Path | None = None,
+        sizes: Sizes | None = None,
+        requeue: str = "phase2",
+        log: Callable[[str], None] = print,
+    ):
         self.out, self.glue_dir, self.sizes, self.log = out.resolve(), glue_dir.resolve(), sizes or Sizes(), log
         self.corpus = corpus.resolve() if corpus else self.out / "data" / "corpus"
         self.requeue_target, self.requeued = requeue, False  # a job with a save_dir and MAX_UPDATE: phase1, phase2
         self.data_bin = self.out / "data-bin"
         self.slurm_logs = self.out / "slurm"
-        self.jobs: Dict[str, Job] = {}
-        self.env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1",
-                        MKL_NUM_THREADS="1", VEGA_CACHE_DIR=str(self.out / "cache"), PYTHONUNBUFFERED="1")
+        self.jobs: dict[str, Job] = {}
+        self.env = dict(
+            os.environ,
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            VEGA_CACHE_DIR=str(self.out / "cache"),
+            PYTHONUNBUFFERED="1",
+        )
 
     # ------------------------------------------------------------------ the graph
-    def pretraining_jobs(self) -> List[Job]:
+    def pretraining_jobs(self) -> list[Job]:
         """Preprocessing, the two pretraining phases and the model folder, in submission order."""
         s, recipes = self.sizes, REPO / "recipes" / "pretrain"
         phase1, phase2 = self.out / "pretrain" / "phase1", self.out / "pretrain" / "phase2"
         model = self.out / "model"
         # sentencepiece is trained while submitting (once), then one array task per shard; the data-bin folder
         # stands for its shards (one per epoch) in vega-train and for its dict.txt + spm.model in vega-convert
-        preprocess = [str(BIN / "vega-preprocess"), str(self.corpus), "--destdir", str(self.data_bin),
-                      "--vocab-size", str(s.vocab_size), "--shards", str(s.shards), "--workers", "1",
-                      "--valid-fraction", "0.05", "--seed", "1", "--launcher", "submitit", "--slurm-time", "30"]
+        preprocess = [
+            str(BIN / "vega-preprocess"),
+            str(self.corpus),
+            "--destdir",
+            str(self.data_bin),
+            "--vocab-size",
+            str(s.vocab_size),
+            "--shards",
+            str(s.shards),
+            "--workers",
+            "1",
+            "--valid-fraction",
+            "0.05",
+            "--seed",
+            "1",
+            "--launcher",
+            "submitit",
+            "--slurm-time",
+            "30",
+        ]
         launcher = ["--save-interval-updates", str(s.save_interval), "--launcher", "submitit", "--slurm-time", "30"]
         return [
             Job("preprocess", preprocess),
-            Job("phase1", ["bash", str(recipes / "phase1_rtd.sh"), *launcher, "--slurm-job-name", "vega-phase1",
-                           "--slurm-tasks-per-node", str(s.ranks), "--slurm-cpus-per-task", "1"],
-                env=dict(DATA_BIN=str(self.data_bin), SAVE_DIR=str(phase1), SCALE="tiny",
-                         MAX_UPDATE=str(s.phase1_updates)), save_dir=phase1),
-            Job("phase2", ["bash", str(recipes / "phase2_contrastive.sh"), *launcher, "--slurm-job-name",
-                           "vega-phase2"],
-                env=dict(DATA_BIN=str(self.data_bin), SAVE_DIR=str(phase2), SCALE="tiny",
-                         MAX_UPDATE=str(s.phase2_updates), PHASE1_CKPT=str(phase1 / "checkpoint_last.pt")),
-                save_dir=phase2),
-            Job("model", [str(BIN / "vega-convert"), "export", str(phase2 / "checkpoint_last.pt"), "--data-bin",
-                          str(self.data_bin), str(model)], via="sbatch"),
+            Job(
+                "phase1",
+                [
+                    "bash",
+                    str(recipes / "phase1_rtd.sh"),
+                    *launcher,
+                    "--slurm-job-name",
+                    "vega-phase1",
+                    "--slurm-tasks-per-node",
+                    str(s.ranks),
+                    "--slurm-cpus-per-task",
+                    "1",
+                ],
+                env=dict(
+                    DATA_BIN=str(self.data_bin), SAVE_DIR=str(phase1), SCALE="tiny", MAX_UPDATE=str(s.phase1_updates)
+                ),
+                save_dir=phase1,
+            ),
+            Job(
+                "phase2",
+                ["bash", str(recipes / "phase2_contrastive.sh"), *launcher, "--slurm-job-name", "vega-phase2"],
+                env=dict(
+                    DATA_BIN=str(self.data_bin),
+                    SAVE_DIR=str(phase2),
+                    SCALE="tiny",
+                    MAX_UPDATE=str(s.phase2_updates),
+                    PHASE1_CKPT=str(phase1 / "checkpoint_last.pt"),
+                ),
+                save_dir=phase2,
+            ),
+            Job(
+                "model",
+                [
+                    str(BIN / "vega-convert"),
+                    "export",
+                    str(phase2 / "checkpoint_last.pt"),
+                    "--data-bin",
+                    str(self.data_bin),
+                    str(model),
+                ],
+                via="sbatch",
+            ),
         ]
 
-    def glue_env(self) -> Dict[str, str]:
+    def glue_env(self) -> dict[str, str]:
         """recipes/glue/all.sh's environment: the whole plan, every training a SLURM job, submitted held."""
-        return dict(GLUE_DIR=str(self.glue_dir), PRETRAINED=str(self.out / "model"), OUT=str(self.out / "glue"),
-                    SCALE="tiny", LAUNCHER="submitit", SLURM_ARGS="--slurm-hold --slurm-time 30",
-                    # the fixtures' test files have 12 rows, not the official counts (validate-submission checks
-                    # the zip against the files themselves)
-                    GENERATE_ARGS="--allow-partial")
+        return dict(
+            GLUE_DIR=str(self.glue_dir),
+            PRETRAINED=str(self.out / "model"),
+            OUT=str(self.out / "glue"),
+            SCALE="tiny",
+            LAUNCHER="submitit",
+            SLURM_ARGS="--slurm-hold --slurm-time 30",
+            # the fixtures' test files have 12 rows, not the official counts (validate-submission checks
+            # the zip against the files themselves)
+            GENERATE_ARGS="--allow-partial",
+        )
 
     # ------------------------------------------------------------------ submission
     def submit(self, job: Job, after: Sequence[str]) -> str:
@@ -147,12 +211,13 @@ class Rehearsal:
         self.log(f"submitted {job.name}: job {job.job_id}" + (f" (afterok {', '.join(after)})" if after else ""))
         return job.job_id
 
-    def run(self, argv: List[str], env: Dict[str, str]) -> str:
+    def run(self, argv: list[str], env: dict[str, str]) -> str:
         """Run a submitting command here (a recipe); its stdout, or RehearsalError with its output."""
         proc = subprocess.run(argv, env={**self.env, **env}, capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
-            raise RehearsalError(f"{shlex.join(argv)} failed (exit {proc.returncode}):\n"
-                                 + proc.stdout[-2000:] + proc.stderr[-3000:])
+            raise RehearsalError(
+                f"{shlex.join(argv)} failed (exit {proc.returncode}):\n" + proc.stdout[-2000:] + proc.stderr[-3000:]
+            )
         return proc.stdout
 
     def submit_glue(self) -> None:
@@ -164,29 +229,35 @@ class Rehearsal:
         errors = self.slurm_logs / "glue-recipes.err"
         lines = []
         with open(errors, "w") as err:
-            proc = subprocess.Popen(["bash", str(REPO / "recipes" / "glue" / "all.sh")], stdout=subprocess.PIPE,
-                                    stderr=err, text=True, env={**self.env, **self.glue_env()})
+            proc = subprocess.Popen(
+                ["bash", str(REPO / "recipes" / "glue" / "all.sh")],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env={**self.env, **self.glue_env()},
+            )
             for line in proc.stdout:
                 lines.append(line)
                 for job_id in submitted_ids(line):
-                    task = slurm.show_job(job_id)["JobName"][len("vega-glue-"):]  # the recipes' job names
+                    task = slurm.show_job(job_id)["JobName"][len("vega-glue-") :]  # the recipes' job names
                     self.jobs[task] = Job(task, [], job_id=job_id, save_dir=self.out / "glue" / task)
                     self.log(f"submitted {task}: job {job_id} (recipes/glue/all.sh)")
                     self.check_and_release(chain)
         out = "".join(lines)
         if proc.wait() != 0:
-            raise RehearsalError(f"recipes/glue/all.sh failed (exit {proc.returncode}):\n{out[-2000:]}"
-                                 f"{_tail(str(errors))}")
+            raise RehearsalError(
+                f"recipes/glue/all.sh failed (exit {proc.returncode}):\n{out[-2000:]}{_tail(str(errors))}"
+            )
         missing = [task for task in chain if task not in self.jobs]
         if missing or "pack the submission with:" not in out:
             raise RehearsalError(f"recipes/glue/all.sh submitted no job for {missing or 'vega-generate'}:\n{out}")
-        generate = shlex.split(out[out.index("pack the submission with:"):].splitlines()[1])
+        generate = shlex.split(out[out.index("pack the submission with:") :].splitlines()[1])
         generate[0] = str(BIN / generate[0])
         self.submission = Path(generate[generate.index("--out-dir") + 1]) / "submission.zip"
         self.submit(Job("generate", generate, via="sbatch"), after=GRAPH["generate"])
         self.check_and_release(["generate"])
 
-    def recorded_graph(self, names: Sequence[str]) -> Dict[str, List[str]]:
+    def recorded_graph(self, names: Sequence[str]) -> dict[str, list[str]]:
         """job -> the jobs SLURM waits for (afterok), as SLURM recorded them."""
         by_id = {job.job_id: job.name for job in self.jobs.values()}
         graph = {}
@@ -205,8 +276,10 @@ class Rehearsal:
         waits_for = self.recorded_graph([name])[name]
         done = [n for n in GRAPH[name] if n not in waits_for and n in self.jobs and self.jobs[n].state == "COMPLETED"]
         if sorted(waits_for + done) != sorted(GRAPH[name]):
-            raise RehearsalError(f"{name}: SLURM waits for {waits_for or 'nothing'}, the paper's graph for "
-                                 f"{sorted(GRAPH[name]) or 'nothing'}")
+            raise RehearsalError(
+                f"{name}: SLURM waits for {waits_for or 'nothing'}, the paper's graph for "
+                f"{sorted(GRAPH[name]) or 'nothing'}"
+            )
         self.jobs[name].info["after"] = ",".join(GRAPH[name]) or "-"
         self.jobs[name].checked = True
 
@@ -217,8 +290,9 @@ class Rehearsal:
         for job in held:
             if not job.checked:
                 self.check(job.name)
-        ready = [job for job in held
-                 if all(n in self.jobs and self.jobs[n].checked for n in names if job.name in GRAPH[n])]
+        ready = [
+            job for job in held if all(n in self.jobs and self.jobs[n].checked for n in names if job.name in GRAPH[n])
+        ]
         slurm.release([job.job_id for job in ready])
         for job in ready:
             job.released = True
@@ -233,19 +307,26 @@ class Rehearsal:
                 raise RehearsalError(f"{job.name}: SLURM no longer knows job {job.job_id}")
             job.info.update(info)
             if job.state in slurm.TERMINAL_STATES and job.state != "COMPLETED":
-                raise RehearsalError(f"{job.name} (job {job.job_id}) ended {job.state}; log: {job.info.get('StdErr')}"
-                                     f"\n{_tail(job.info.get('StdErr'))}")
+                raise RehearsalError(
+                    f"{job.name} (job {job.job_id}) ended {job.state}; log: {job.info.get('StdErr')}"
+                    f"\n{_tail(job.info.get('StdErr'))}"
+                )
 
     def maybe_requeue(self) -> None:
         """Requeue the target once it runs and has written an interval checkpoint (what a preemption would lose)."""
         job = self.jobs.get(self.requeue_target)
         if self.requeued or job is None or job.state != "RUNNING":
             return
-        saved = [int(m.group(1)) for p in job.save_dir.glob("checkpoint_*_*.pt")
-                 if (m := re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", p.name))]
+        saved = [
+            int(m.group(1))
+            for p in job.save_dir.glob("checkpoint_*_*.pt")
+            if (m := re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", p.name))
+        ]
         if saved:
-            self.log(f"requeueing {job.name} (job {job.job_id}) after its checkpoint at update {max(saved)} "
-                     f"(scontrol requeue)")
+            self.log(
+                f"requeueing {job.name} (job {job.job_id}) after its checkpoint at update {max(saved)} "
+                f"(scontrol requeue)"
+            )
             slurm.requeue(job.job_id)
             self.requeued = True
 
@@ -260,12 +341,14 @@ class Rehearsal:
 
     def check_resumed(self) -> int:
         """1 if the requeued job resumed from its checkpoint_last.pt mid-way and still reached its last update."""
-        from vega_toolkit.checkpoints import read_num_updates
+        from vega_toolkit.io.checkpoints import read_num_updates
 
         job = self.jobs[self.requeue_target]
         if not self.requeued:
-            raise RehearsalError(f"{job.name} finished before it wrote an interval checkpoint: nothing was requeued "
-                                 f"(give it more updates)")
+            raise RehearsalError(
+                f"{job.name} finished before it wrote an interval checkpoint: nothing was requeued "
+                f"(give it more updates)"
+            )
         last = int(job.env["MAX_UPDATE"])
         log = "".join(_read(job.info.get(k)) for k in ("StdOut", "StdErr"))
         # fairseq's line for its own checkpoint_last.pt (phase 2 also logs loading phase 1's, at 0 updates)
@@ -273,15 +356,28 @@ class Rehearsal:
         resumed = [int(u) for u in re.findall(rf"Loaded checkpoint {own} \(epoch \d+ @ (\d+) updates\)", log)]
         reached = read_num_updates(job.save_dir / "checkpoint_last.pt")
         if int(job.info.get("Restarts", 0)) < 1 or not resumed or not 0 < resumed[-1] < last or reached != last:
-            raise RehearsalError(f"{job.name} (job {job.job_id}) did not resume from its checkpoint: restarts "
-                                 f"{job.info.get('Restarts')}, resumed at {resumed or 'no checkpoint'}, ended at "
-                                 f"update {reached} of {last}; log: {job.info.get('StdErr')}")
+            raise RehearsalError(
+                f"{job.name} (job {job.job_id}) did not resume from its checkpoint: restarts "
+                f"{job.info.get('Restarts')}, resumed at {resumed or 'no checkpoint'}, ended at "
+                f"update {reached} of {last}; log: {job.info.get('StdErr')}"
+            )
         self.log(f"{job.name} resumed from checkpoint_last.pt at update {resumed[-1]} and ended at update {reached}")
         return 1
 
     def check_submission(self) -> int:
-        out = self.run([sys.executable, "-m", "vega_toolkit.cli.glue", "validate-submission", str(self.submission),
-                        "--glue-dir", str(self.glue_dir), "--allow-partial"], {})
+        out = self.run(
+            [
+                sys.executable,
+                "-m",
+                "vega_toolkit.cli.glue",
+                "validate-submission",
+                str(self.submission),
+                "--glue-dir",
+                str(self.glue_dir),
+                "--allow-partial",
+            ],
+            {},
+        )
         self.log(out.rstrip())
         import zipfile
 
@@ -294,17 +390,22 @@ class Rehearsal:
             raise RehearsalError(f"--out {self.out} is not empty: give a new folder (nothing is overwritten)")
         for name in ("MNLI", "diagnostic"):
             if not (self.glue_dir / name).is_dir():
-                raise RehearsalError(f"--glue-dir {self.glue_dir} has no {name}/ folder: the paper plan needs every "
-                                     f"GLUE task (tests/fixtures/glue has them all)")
+                raise RehearsalError(
+                    f"--glue-dir {self.glue_dir} has no {name}/ folder: the paper plan needs every "
+                    f"GLUE task (tests/fixtures/glue has them all)"
+                )
         if shutil.which("sbatch") is None or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
-            raise RehearsalError("no SLURM answers here (sbatch/sinfo): start one with `bash scripts/slurm_local.sh "
-                                 "start` and export the SLURM_CONF it prints")
+            raise RehearsalError(
+                "no SLURM answers here (sbatch/sinfo): start one with `bash scripts/slurm_local.sh "
+                "start` and export the SLURM_CONF it prints"
+            )
         self.slurm_logs.mkdir(parents=True)
         if not self.corpus.exists():
             from vega_toolkit.demo.toy_data import write_toy_data
 
-            write_toy_data(self.out / "data", seed=1, corpus_paragraphs=self.sizes.corpus_paragraphs,
-                           task_sizes=(8, 8, 8))
+            write_toy_data(
+                self.out / "data", seed=1, corpus_paragraphs=self.sizes.corpus_paragraphs, task_sizes=(8, 8, 8)
+            )
 
     def run_all(self, time_limit_s: float = 3600) -> str:
         start = time.monotonic()
@@ -319,8 +420,9 @@ class Rehearsal:
             self.submit_glue()
             self.wait(list(self.jobs), deadline)
         except BaseException:
-            slurm.cancel([job.job_id for job in self.jobs.values()
-                          if job.job_id and job.state not in slurm.TERMINAL_STATES])
+            slurm.cancel(
+                [job.job_id for job in self.jobs.values() if job.job_id and job.state not in slurm.TERMINAL_STATES]
+            )
             raise
         resumed = self.check_resumed()
         files = self.check_submission()
@@ -329,28 +431,36 @@ class Rehearsal:
         self.log("\n".join(line for line in generated if line.startswith("dev ") or "submission.zip" in line))
         self.log(self.table())
         self.log(f"wall time {time.monotonic() - start:.0f} s")
-        return (f"rehearsal: {len(self.jobs)} jobs, {resumed} requeued and resumed, submission.zip with {files} "
-                f"files")
+        return f"rehearsal: {len(self.jobs)} jobs, {resumed} requeued and resumed, submission.zip with {files} files"
 
     def table(self) -> str:
         rows = [("job", "slurm id", "state", "restarts", "run time", "afterok")]
-        rows += [(j.name, j.job_id, j.state, j.info.get("Restarts", "?"), j.info.get("RunTime", "?"),
-                  j.info.get("after", "-")) for j in self.jobs.values()]
+        rows += [
+            (
+                j.name,
+                j.job_id,
+                j.state,
+                j.info.get("Restarts", "?"),
+                j.info.get("RunTime", "?"),
+                j.info.get("after", "-"),
+            )
+            for j in self.jobs.values()
+        ]
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def submitted_ids(output: str) -> List[str]:
+def submitted_ids(output: str) -> list[str]:
     """The ids of `Submitted job <id>` lines (vega-train --launcher submitit, the GLUE recipes)."""
     return re.findall(r"^Submitted job (\d+)$", output, re.M)
 
 
-def _read(path: Optional[str]) -> str:
+def _read(path: str | None) -> str:
     try:
         return Path(path).read_text(errors="replace") if path else ""
     except OSError:
         return ""
 
 
-def _tail(path: Optional[str], lines: int = 30) -> str:
+def _tail(path: str | None, lines: int = 30) -> str:
     return "\n".join(_read(path).splitlines()[-lines:])

@@ -1,5 +1,7 @@
 """A study folder's results.jsonl -> report.md, study.png and the transfer line.
 
+    vega-study report results/study-cpu          # prints the effect, claim and transfer lines
+
 Selection (selection.py): each run (pretraining seed, fine-tuning seed) of an arm is reported at the learning rate
 chosen by the *other* runs of that arm and task (leave-one-run-out), on its last checkpoint; `--selection dev`
 gives the first cpu study's rule (best median over the reported seeds, per-epoch best checkpoint) to compare. The
@@ -12,43 +14,55 @@ freedom and the two-sided p-value (stats.py); the claims of a report are one fam
 (stats.ALPHA), and the per-task verdicts of the claims another. One line per comparison, `effect ARM-vs-BASELINE
 ...`, one `claim ...` line per claim, the transfer line `transfer rtd_ternary-vs-random ... p_holm=<p>` last.
 """
+
 import json
 import math
 import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from vega_toolkit.data.noising import label_prior_bits
 from vega_toolkit.study.anchors import ANCHORS_FILE, anchors  # noqa: F401
 from vega_toolkit.study.runner import STUDY_FILE, expand_predictions, read_results
-from vega_toolkit.study.selection import (RULES, Run, best_point, chosen_rates, last_checkpoint_entries, run_label,
-                                          score_grid, select)
+from vega_toolkit.study.selection import (
+    RULES,
+    Run,
+    chosen_rates,
+    last_checkpoint_entries,
+    run_label,
+    score_grid,
+    select,
+)
 from vega_toolkit.study.stats import ALPHA, holm, paired_bootstrap, verdict, welch
 
 REPORT_FILE = "report.md"
-SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what the README quotes
+SUMMARY_FILE = "summary.md"  # the selected-points table and the transfer lines: what docs/results.md quotes
 FIGURE_FILE = "study.png"
-HEADLINE = ("rtd_ternary", "random")  # the transfer line the issue tracker and the README quote, printed last
-NOT_MEASURED = ("MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured as "
-                "such: MNLI is not in the GLUE data of this study. Arm `intermediate_task` measures the same mechanism "
-                "with a task that is present (the scale's `intermediate_task`).")
+HEADLINE = (
+    "rtd_ternary",
+    "random",
+)  # the transfer line README.md and docs/results.md quote (does pretraining help?), printed last
+NOT_MEASURED = (
+    "MNLI initialisation (the recipes start RTE, MRPC and STS-B from the MNLI model) is not measured as "
+    "such: MNLI is not in the GLUE data of this study. Arm `intermediate_task` measures the same mechanism "
+    "with a task that is present (the scale's `intermediate_task`)."
+)
 BOOTSTRAP_RESAMPLES = 1000
 
 
 _MODEL_FOLDER = re.compile(r"/models/(?P<arm>[^/\s]+)-(?P<key>[0-9a-f]{12})/")
 
 
-def current_records(records: List[Dict], scale: Optional[Dict] = None) -> Tuple[List[Dict], List[Dict]]:
+def current_records(records: list[dict], scale: dict | None = None) -> tuple[list[dict], list[dict]]:
     """(current, superseded): the newest record of each cell name, only fine-tunings of the model folders the
     newest pretraining records of their names produced and, given the declared SCALE (study.json), only
     fine-tunings at its learning rates (and the edge rule's steps) and seeds. A changed configuration (e.g. a longer
     pretraining budget, another learning-rate grid) leaves its predecessors in results.jsonl as history, but no
     report mixes them with the cells that replace them."""
-    newest: Dict[str, Dict] = {}
+    newest: dict[str, dict] = {}
     for r in records:
         newest[r.get("name", r["key"])] = r
     models = defaultdict(set)  # arm -> keys of its current pretraining runs (seeds, learning rates, budgets)
@@ -59,35 +73,44 @@ def current_records(records: List[Dict], scale: Optional[Dict] = None) -> Tuple[
     lrs = set(map(float, scale.get("learning_rates", []))) | set(map(float, scale.get("lr_edge_steps", [])))
     seeds = set(scale.get("seeds", []))
 
-    def declared(r: Dict) -> bool:
+    def declared(r: dict) -> bool:
         if r.get("kind") != "finetune":
             return True
         return (not lrs or float(r["lr"]) in lrs) and (not seeds or r["seed"] in seeds)
 
-    current = [r for r in newest.values()
-               if declared(r) and all(m["key"] in models.get(m["arm"], {m["key"]})
-                                      for m in _MODEL_FOLDER.finditer(" ".join(r.get("commands", []))))]
+    current = [
+        r
+        for r in newest.values()
+        if declared(r)
+        and all(
+            m["key"] in models.get(m["arm"], {m["key"]})
+            for m in _MODEL_FOLDER.finditer(" ".join(r.get("commands", [])))
+        )
+    ]
     kept = {id(r) for r in current}
     return current, [r for r in records if id(r) not in kept]
 
 
-def load_study(out: Path) -> Tuple[Dict, List[Dict], List[Dict]]:
+def load_study(out: Path) -> tuple[dict, list[dict], list[dict]]:
     """(study.json's content or {}, current records, superseded records) of a study folder."""
     study = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).exists() else {}
     return (study, *current_records(read_results(out), study.get("scale", {})))
 
 
-def _grid(records: List[Dict], rule: str = "held-out"):
+def _grid(records: list[dict], rule: str = "held-out"):
     """(task, arm) -> lr -> run -> score (selection.score_grid)."""
     return score_grid(records, rule)
 
 
-def _wanted_runs(scale: Dict, arm: str, last: bool) -> set:
+def _wanted_runs(scale: dict, arm: str, last: bool) -> set:
     """The runs a finished entry of ARM has: every seed, of every pretraining run the scale declares for the arm
     (for entries scored on their last checkpoint: the cells of the first cpu study had one pretraining run)."""
     declared = _declared(arm)
-    pretrain = dict((a, tuple(s)) for a, s in scale.get("pretrain_seeds", [])).get(arm, (1,)) \
-        if last and declared and declared.pretrained else (1,)
+    pretrain = (
+        dict((a, tuple(s)) for a, s in scale.get("pretrain_seeds", [])).get(arm, (1,))
+        if last and declared and declared.pretrained
+        else (1,)
+    )
     return {(int(p), int(s)) for p in pretrain for s in scale.get("seeds", [])}
 
 
@@ -100,16 +123,19 @@ def finished_entries(grid, learning_rates, seeds, wanted=None):
         return grid
     lrs = {float(lr) for lr in learning_rates}
     wanted = wanted or (lambda task, arm: {(1, int(s)) for s in seeds})
-    return {key: by_lr for key, by_lr in grid.items()
-            if lrs <= set(by_lr) and all(wanted(*key) <= set(by_lr[lr]) for lr in lrs)}
+    return {
+        key: by_lr
+        for key, by_lr in grid.items()
+        if lrs <= set(by_lr) and all(wanted(*key) <= set(by_lr[lr]) for lr in lrs)
+    }
 
 
-def selected(grid, task: str, arm: str, rule: str = "held-out") -> Dict[Run, float]:
+def selected(grid, task: str, arm: str, rule: str = "held-out") -> dict[Run, float]:
     """{run: score at its chosen learning rate} of one entry."""
     return select(grid[(task, arm)], rule)[1]
 
 
-def units(scores: Dict[Run, float]) -> List[float]:
+def units(scores: dict[Run, float]) -> list[float]:
     """The independent values of an arm: one per pretraining run (the mean over its fine-tuning seeds) when the
     arm has several, else one per fine-tuning seed."""
     by_pretraining = defaultdict(list)
@@ -120,22 +146,22 @@ def units(scores: Dict[Run, float]) -> List[float]:
     return [v for _, v in sorted(scores.items())]
 
 
-def _mean_std(values: List[float]) -> Tuple[float, float]:
+def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
-def run_averages(grid, tasks: List[str], arm: str, rule: str = "held-out") -> Dict[Run, float]:
+def run_averages(grid, tasks: list[str], arm: str, rule: str = "held-out") -> dict[Run, float]:
     """ARM's average over TASKS of each run's score at its chosen learning rate (runs every task has)."""
     points = {t: selected(grid, t, arm, rule) for t in tasks}
     runs = sorted(set.intersection(*(set(p) for p in points.values())))
     return {run: statistics.fmean(points[t][run] for t in tasks) for run in runs}
 
 
-def seed_averages(grid, tasks: List[str], arm: str, rule: str = "held-out") -> List[float]:
+def seed_averages(grid, tasks: list[str], arm: str, rule: str = "held-out") -> list[float]:
     return list(run_averages(grid, tasks, arm, rule).values())
 
 
-def compare(grid, tasks: List[str], arm: str, baseline: str, rule: str = "held-out") -> Optional[Dict]:
+def compare(grid, tasks: list[str], arm: str, baseline: str, rule: str = "held-out") -> dict | None:
     """Per-run task averages of ARM and BASELINE at their chosen points, their difference, its standard error and
     Welch's test (stats.welch) on the arms' independent values (units)."""
     tasks = [t for t in tasks if (t, arm) in grid and (t, baseline) in grid]
@@ -145,19 +171,33 @@ def compare(grid, tasks: List[str], arm: str, baseline: str, rule: str = "held-o
     if not a or not b:
         return None
     test = welch(units(a), units(b))
-    better = sum(statistics.median(selected(grid, t, arm, rule).values())
-                 > statistics.median(selected(grid, t, baseline, rule).values()) for t in tasks)
-    return {"arm": arm, "baseline": baseline, "delta": test["difference"], "se": test["se"], "test": test,
-            "better": better, "tasks": len(tasks), "task_names": tasks, "arm_avgs": list(a.values()),
-            "baseline_avgs": list(b.values()), "arm_runs": a, "baseline_runs": b}
+    better = sum(
+        statistics.median(selected(grid, t, arm, rule).values())
+        > statistics.median(selected(grid, t, baseline, rule).values())
+        for t in tasks
+    )
+    return {
+        "arm": arm,
+        "baseline": baseline,
+        "delta": test["difference"],
+        "se": test["se"],
+        "test": test,
+        "better": better,
+        "tasks": len(tasks),
+        "task_names": tasks,
+        "arm_avgs": list(a.values()),
+        "baseline_avgs": list(b.values()),
+        "arm_runs": a,
+        "baseline_runs": b,
+    }
 
 
-def task_test(grid, task: str, arm: str, baseline: str, rule: str = "held-out") -> Dict[str, float]:
+def task_test(grid, task: str, arm: str, baseline: str, rule: str = "held-out") -> dict[str, float]:
     """ARM minus BASELINE on one task at their chosen learning rates: stats.welch on the arms' units."""
     return welch(units(selected(grid, task, arm, rule)), units(selected(grid, task, baseline, rule)))
 
 
-def task_effect(grid, task: str, arm: str, baseline: str, rule: str = "held-out") -> Tuple[float, float]:
+def task_effect(grid, task: str, arm: str, baseline: str, rule: str = "held-out") -> tuple[float, float]:
     """The difference of the means and its Welch standard error (NaN with a single value on either side)."""
     test = task_test(grid, task, arm, baseline, rule)
     return test["difference"], test["se"]
@@ -167,7 +207,7 @@ def _fmt_p(p: float) -> str:
     return "nan" if p != p else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
-def _fmt_effect(test: Dict[str, float]) -> str:
+def _fmt_effect(test: dict[str, float]) -> str:
     delta, se = test["difference"], test["se"]
     if se != se:
         return f"{delta:+.2f} (one run)"
@@ -187,23 +227,27 @@ def baseline_of(arm: str) -> str:
     return declared.compare_with if declared else "random"
 
 
-def _stats_fields(c: Dict) -> str:
+def _stats_fields(c: dict) -> str:
     t = c["test"]
     return f"t={t['t']:+.2f} df={t['df']:.1f} p={_fmt_p(t['p'])}" if t["t"] == t["t"] else "t=nan df=nan p=nan"
 
 
-def effect_line(c: Dict) -> str:
+def effect_line(c: dict) -> str:
     ratio = f"{c['delta'] / c['se']:+.1f}" if c["se"] == c["se"] and c["se"] > 0 else "nan"  # nan: one seed
-    return (f"effect {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
-            f"delta_over_se={ratio} tasks_better={c['better']}/{c['tasks']} p_holm={_fmt_p(c.get('p_holm', math.nan))}")
+    return (
+        f"effect {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
+        f"delta_over_se={ratio} tasks_better={c['better']}/{c['tasks']} p_holm={_fmt_p(c.get('p_holm', math.nan))}"
+    )
 
 
-def claim_line(c: Dict) -> str:
-    return (f"claim {c['arm']}-vs-{c['baseline']} difference={c['delta']:+.2f} se={c['se']:.2f} {_stats_fields(c)} "
-            f"p_holm={_fmt_p(c['p_holm'])} verdict={c['verdict'].split(' (')[0].replace(' ', '_')}")
+def claim_line(c: dict) -> str:
+    return (
+        f"claim {c['arm']}-vs-{c['baseline']} difference={c['delta']:+.2f} se={c['se']:.2f} {_stats_fields(c)} "
+        f"p_holm={_fmt_p(c['p_holm'])} verdict={c['verdict'].split(' (')[0].replace(' ', '_')}"
+    )
 
 
-def claim_verdict(c: Dict, sign: int) -> str:
+def claim_verdict(c: dict, sign: int) -> str:
     """The verdict on a claim from its comparison C (task averages, with its Holm-adjusted p) in direction SIGN."""
     if c["se"] != c["se"]:
         return "no verdict (one run: no standard error)"
@@ -212,27 +256,32 @@ def claim_verdict(c: Dict, sign: int) -> str:
     return verdict(c["delta"], c["p_holm"], sign) or f"not resolved (p_holm {_fmt_p(c['p_holm'])} ≥ {ALPHA:g})"
 
 
-def transfer_line(c: Dict) -> str:
-    return (f"transfer {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
-            f"tasks_better={c['better']}/{c['tasks']} p_holm={_fmt_p(c.get('p_holm', math.nan))}")
+def transfer_line(c: dict) -> str:
+    return (
+        f"transfer {c['arm']}-vs-{c['baseline']} avg_delta={c['delta']:+.2f} se={c['se']:.2f} "
+        f"tasks_better={c['better']}/{c['tasks']} p_holm={_fmt_p(c.get('p_holm', math.nan))}"
+    )
 
 
-def _fmt(values: List[float]) -> str:
+def _fmt(values: list[float]) -> str:
     mean, std = _mean_std(values)
     return f"{statistics.median(values):.2f} ({mean:.2f} ± {std:.2f}, n={len(values)})"
 
 
-def _predictions_of(records: List[Dict]) -> Dict[Tuple[str, str, float, Run], object]:
-    return {(r["task"], r["arm"], float(r["lr"]), (int(r.get("pretrain_seed", 1)), int(r["seed"]))):
-            next(iter(r["dev_predictions"].values()))
-            for r in records if r.get("kind") == "finetune" and r.get("dev_predictions")
-            and not r.get("pretrain_updates")}
+def _predictions_of(records: list[dict]) -> dict[tuple[str, str, float, Run], object]:
+    return {
+        (r["task"], r["arm"], float(r["lr"]), (int(r.get("pretrain_seed", 1)), int(r["seed"]))): next(
+            iter(r["dev_predictions"].values())
+        )
+        for r in records
+        if r.get("kind") == "finetune" and r.get("dev_predictions") and not r.get("pretrain_updates")
+    }
 
 
-def _bootstrap(c: Dict, grid, predictions, found: Dict, rule: str) -> Optional[List[float]]:
+def _bootstrap(c: dict, grid, predictions, found: dict, rule: str) -> list[float] | None:
     """The paired bootstrap interval of comparison C, or None when a selected run lacks dev predictions."""
     from vega_toolkit.data.glue_tasks import get_glue_task
-    from vega_toolkit.metrics.glue_metrics import task_metrics, task_score
+    from vega_toolkit.metrics.glue_metrics import row_scores
 
     labels, sides = {}, []
     for arm, runs in ((c["arm"], c["arm_runs"]), (c["baseline"], c["baseline_runs"])):
@@ -252,16 +301,13 @@ def _bootstrap(c: Dict, grid, predictions, found: Dict, rule: str) -> Optional[L
             side.append(preds)
         sides.append(side)
 
-    def score(task, preds, gold):
-        return task_score(task, task_metrics(task, preds, gold))
-
-    return paired_bootstrap(sides[0], sides[1], labels, score, BOOTSTRAP_RESAMPLES)
+    return paired_bootstrap(sides[0], sides[1], labels, row_scores, BOOTSTRAP_RESAMPLES)
 
 
-def _phases(curve: List[Dict]) -> List[List[Dict]]:
+def _phases(curve: list[dict]) -> list[list[dict]]:
     """A pretraining's validations split where the update count starts again (rtd_ternary+rtd_contrastive's second
     phase counts from 0)."""
-    phases: List[List[Dict]] = []
+    phases: list[list[dict]] = []
     for point in curve:
         if not isinstance(point.get("num_updates"), float):
             continue
@@ -271,15 +317,27 @@ def _phases(curve: List[Dict]) -> List[List[Dict]]:
     return phases
 
 
-_SHOWN_PRETRAIN_METRICS = ("loss", "rtd_loss", "contrastive_acc", "rtd_acc", "orig_recall", "shuf_recall",
-                           "repl_recall", "ppl")
+_SHOWN_PRETRAIN_METRICS = (
+    "loss",
+    "rtd_loss",
+    "contrastive_acc",
+    "rtd_acc",
+    "orig_recall",
+    "shuf_recall",
+    "repl_recall",
+    "ppl",
+)
 
 
-def _pretraining_section(pretrain: List[Dict]) -> List[str]:
+def _pretraining_section(pretrain: list[dict]) -> list[str]:
     if not pretrain:
         return []
-    lines = ["## Pretraining (held-out metrics at the last validation)", "",
-             "| arm | updates | metrics | wall |", "|---|---|---|---|"]
+    lines = [
+        "## Pretraining (held-out metrics at the last validation)",
+        "",
+        "| arm | updates | metrics | wall |",
+        "|---|---|---|---|",
+    ]
     for r in pretrain:
         phases = _phases(r.get("valid_curve") or [])
         last = phases[-1][-1] if phases else {}
@@ -288,37 +346,51 @@ def _pretraining_section(pretrain: List[Dict]) -> List[str]:
             prior = label_prior_bits(last["shuf_frac"], last["repl_frac"])
             shown += f"; label prior {prior:.3f}" + (
                 " (**at the prior: the objective learnt nothing**)"
-                if last.get("rtd_loss", last.get("loss", 0)) >= prior - 0.01 else "")
+                if last.get("rtd_loss", last.get("loss", 0)) >= prior - 0.01
+                else ""
+            )
         updates = " + ".join(f"{phase[-1]['num_updates']:g}" for phase in phases) or "?"
         lines.append(f"| `{_run_name(r)}` | {updates} | {shown} | {r['wall_s'] / 60:.1f} min |")
-    lines += ["", "## Pretraining curves (held-out loss at each validation, update: loss; the RTD part of the loss in "
-                  "a contrastive phase)", ""]
+    lines += [
+        "",
+        "## Pretraining curves (held-out loss at each validation, update: loss; the RTD part of the loss in "
+        "a contrastive phase)",
+        "",
+    ]
     for r in pretrain:
         phases = _phases(r.get("valid_curve") or [])
-        shown = [("phase 2: " if i and not j else "") + f"{p['num_updates']:g}: {p.get('rtd_loss', p['loss']):.3f}"
-                 for i, phase in enumerate(phases) for j, p in enumerate(phase) if "loss" in p]
+        shown = [
+            ("phase 2: " if i and not j else "") + f"{p['num_updates']:g}: {p.get('rtd_loss', p['loss']):.3f}"
+            for i, phase in enumerate(phases)
+            for j, p in enumerate(phase)
+            if "loss" in p
+        ]
         lines.append(f"- `{_run_name(r)}`: " + (", ".join(shown) or "no validation"))
     return lines + [""]
 
 
-def _run_name(record: Dict) -> str:
+def _run_name(record: dict) -> str:
     """A pretraining run as the report names it: its arm, and the seed, learning rate or budget that differ."""
     return record.get("name", record["arm"]).replace("pretrain ", "", 1)
 
 
-def _last_loss(record: Dict) -> Tuple[Optional[float], bool]:
+def _last_loss(record: dict) -> tuple[float | None, bool]:
     """(held-out loss of the RTD part, or the loss, at the last validation; True when it sits at the label prior)."""
     phases = _phases(record.get("valid_curve") or [])
     if not phases:
         return None, False
     last = phases[-1][-1]
     loss = last.get("rtd_loss", last.get("loss"))
-    at_prior = "shuf_frac" in last and "repl_frac" in last and loss is not None and \
-        loss >= label_prior_bits(last["shuf_frac"], last["repl_frac"]) - 0.01
+    at_prior = (
+        "shuf_frac" in last
+        and "repl_frac" in last
+        and loss is not None
+        and loss >= label_prior_bits(last["shuf_frac"], last["repl_frac"]) - 0.01
+    )
     return loss, at_prior
 
 
-def _pretrain_lr_section(pretrain: List[Dict], scale: Dict) -> List[str]:
+def _pretrain_lr_section(pretrain: list[dict], scale: dict) -> list[str]:
     """Each objective's pretraining learning rates (seed 1, the scale's budget): the rule picks the lowest held-out
     loss among the runs not at their label prior; GLUE dev takes no part."""
     grid = [float(lr) for lr in scale.get("pretrain_lr_grid", [])]
@@ -327,30 +399,45 @@ def _pretrain_lr_section(pretrain: List[Dict], scale: Dict) -> List[str]:
         return []
     runs = defaultdict(dict)
     for r in pretrain:
-        if int(r.get("pretrain_seed", 1)) == 1 and int(r.get("pretrain_updates", budget["updates"])) \
-                in (budget["updates"],) and "@" not in r.get("name", ""):
+        if (
+            int(r.get("pretrain_seed", 1)) == 1
+            and int(r.get("pretrain_updates", budget["updates"])) in (budget["updates"],)
+            and "@" not in r.get("name", "")
+        ):
             runs[r["arm"]][float(r.get("pretrain_lr", budget["lr"]))] = r
-    lines = ["## Pretraining learning rate (held-out pretraining loss at the last validation, seed 1)", "",
-             f"Rule, declared before these runs: each objective pretrains at the rate of the grid "
-             f"({', '.join(f'{lr:g}' for lr in grid)}) with the lowest held-out loss, a run at its label prior "
-             f"excluded; the study's fine-tunings use {budget['lr']:g} until a row below says otherwise.", "",
-             "| arm | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | the rule picks |",
-             "|---|" + "---|" * (len(grid) + 1)]
+    lines = [
+        "## Pretraining learning rate (held-out pretraining loss at the last validation, seed 1)",
+        "",
+        f"Rule, declared before these runs: each objective pretrains at the rate of the grid "
+        f"({', '.join(f'{lr:g}' for lr in grid)}) with the lowest held-out loss, a run at its label prior "
+        f"excluded; the study's fine-tunings use {budget['lr']:g} until a row below says otherwise.",
+        "",
+        "| arm | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | the rule picks |",
+        "|---|" + "---|" * (len(grid) + 1),
+    ]
     for arm, by_lr in runs.items():
         losses = {lr: _last_loss(by_lr[lr]) for lr in grid if lr in by_lr}
-        cells = [("—" if lr not in losses else f"{losses[lr][0]:.3f}" + (" (at prior)" if losses[lr][1] else ""))
-                 if lr not in losses or losses[lr][0] is not None else "no validation" for lr in grid]
+        cells = [
+            ("—" if lr not in losses else f"{losses[lr][0]:.3f}" + (" (at prior)" if losses[lr][1] else ""))
+            if lr not in losses or losses[lr][0] is not None
+            else "no validation"
+            for lr in grid
+        ]
         eligible = {lr: loss for lr, (loss, prior) in losses.items() if loss is not None and not prior}
-        pick = "— (grid not finished)" if len(losses) < len(grid) else \
-            f"{min(eligible, key=eligible.get):g}" if eligible else "none (every rate at the prior)"
+        pick = (
+            "— (grid not finished)"
+            if len(losses) < len(grid)
+            else f"{min(eligible, key=eligible.get):g}"
+            if eligible
+            else "none (every rate at the prior)"
+        )
         if pick not in ("— (grid not finished)",) and eligible and min(eligible, key=eligible.get) != budget["lr"]:
             pick += " (**not the study's rate: its fine-tunings are to be re-run at it**)"
         lines.append(f"| `{arm}` | " + " | ".join(cells) + f" | {pick} |")
     return lines + [""]
 
 
-def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-out",
-                 glue_dir: Optional[str] = None) -> str:
+def write_report(out: Path, baseline: str | None = None, rule: str = "held-out", glue_dir: str | None = None) -> str:
     """BASELINE: compare every arm with this one instead of each arm's declared baseline. RULE: "held-out" (the
     learning rate chosen apart from the reported runs, last checkpoints) or "dev" (the first cpu study's rule, to
     compare). GLUE_DIR: the GLUE files of the anchors (default: study.json's, or OUT/anchors.json)."""
@@ -377,52 +464,78 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
     planned, finished = study.get("cells"), len({r["key"] for r in records})
     incomplete = []
     if planned and finished < planned:
-        incomplete = [f"**Incomplete: {finished} of {planned} cells finished.** Resume with the same `vega-study run` "
-                      f"command; averages and differences below cover only the tasks both arms have finished (every "
-                      f"learning rate and run).", ""]
+        incomplete = [
+            f"**Incomplete: {finished} of {planned} cells finished.** Resume with the same `vega-study run` "
+            f"command; averages and differences below cover only the tasks both arms have finished (every "
+            f"learning rate and run).",
+            "",
+        ]
     lines += incomplete
-    lines += [f"{len(records)} finished cells, "
-              f"{sum(r.get('wall_s', 0) for r in records if not r.get('alias_of')) / 3600:.2f} h of cell time; "
-              f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.", ""]
+    lines += [
+        f"{len(records)} finished cells, "
+        f"{sum(r.get('wall_s', 0) for r in records if not r.get('alias_of')) / 3600:.2f} h of cell time; "
+        f"commit(s): {', '.join(commits)}. Every cell's exact commands are in results.jsonl.",
+        "",
+    ]
     if superseded:
-        lines += [f"{len(superseded)} earlier records of a changed configuration (e.g. a shorter pretraining, "
-                  f"another learning-rate grid) are superseded: they stay in results.jsonl as history and enter no "
-                  f"table below.", ""]
+        lines += [
+            f"{len(superseded)} earlier records of a changed configuration (e.g. a shorter pretraining, "
+            f"another learning-rate grid) are superseded: they stay in results.jsonl as history and enter no "
+            f"table below.",
+            "",
+        ]
     if scale:
-        lines += [f"Scale: {scale.get('about', '')}. Architecture `{scale.get('arch')}`; fine-tuning batch "
-                  f"{scale.get('batch_size')}, learning rates {', '.join(map(str, scale.get('learning_rates', [])))}, "
-                  f"seeds {', '.join(map(str, scale.get('seeds', [])))}.", ""]
+        lines += [
+            f"Scale: {scale.get('about', '')}. Architecture `{scale.get('arch')}`; fine-tuning batch "
+            f"{scale.get('batch_size')}, learning rates {', '.join(map(str, scale.get('learning_rates', [])))}, "
+            f"seeds {', '.join(map(str, scale.get('seeds', [])))}.",
+            "",
+        ]
     pretrain = [r for r in records if r.get("kind") == "pretrain"]
     lines += _pretraining_section(pretrain)
     lines += _pretrain_lr_section(pretrain, scale)
     if any(_declared(a) and (_declared(a).starts_from or _declared(a).compare_with != "random") for a in arms):
-        lines += ["## Arms (registry names: vega_toolkit/study/plan.py ARMS)", "", "| arm | compared with | what it is |",
-                  "|---|---|---|"]
+        lines += [
+            "## Arms (registry names: vega_toolkit/study/plan.py ARMS)",
+            "",
+            "| arm | compared with | what it is |",
+            "|---|---|---|",
+        ]
         for arm in arms:
             declared = _declared(arm)
-            lines.append(f"| `{arm}` | {'—' if arm == baseline_of(arm) else f'`{baseline_of(arm)}`'} | "
-                         f"{declared.about if declared else ''} |")
+            lines.append(
+                f"| `{arm}` | {'—' if arm == baseline_of(arm) else f'`{baseline_of(arm)}`'} | "
+                f"{declared.about if declared else ''} |"
+            )
         lines += ["", NOT_MEASURED, ""]
     summary_start = len(lines)
     if rule == "held-out":
-        how = ("each run (pretraining seed, fine-tuning seed) at the learning rate the arm's *other* runs of the task "
-               "score best (median), on its last checkpoint; † marks an entry of the first cpu study's cells, scored "
-               "on the per-epoch best checkpoint on dev")
+        how = (
+            "each run (pretraining seed, fine-tuning seed) at the learning rate the arm's *other* runs of the task "
+            "score best (median), on its last checkpoint; † marks an entry of the first cpu study's cells, scored "
+            "on the per-epoch best checkpoint on dev"
+        )
     else:
         how = "the learning rate with the best median over the reported seeds, on the per-epoch best checkpoint on dev"
     floors = [t for t, plan in task_plans.items() if plan.get("floor")]
-    lines += [f"## Dev scores at the selected learning rates (median over runs; mean ± std, n)", "",
-              f"Selection: {how}. Floors, without fine-tuning: the majority class of the training labels, and on "
-              f"STS-B the word overlap (Jaccard) of each pair against the gold scores." +
-              (f" Reported, not averaged, as declared before these cells ran: {', '.join(floors)} "
-               f"({task_plans[floors[0]]['floor']}), and WNLI (its dev set is adversarial to its training set)."
-               if floors else ""), "",
-              "| task | " + " | ".join(f"`{a}`" for a in arms) + " | floor: majority class | floor: word overlap |",
-              "|---|" + "---|" * (len(arms) + 2)]
+    lines += [
+        "## Dev scores at the selected learning rates (median over runs; mean ± std, n)",
+        "",
+        f"Selection: {how}. Floors, without fine-tuning: the majority class of the training labels, and on "
+        f"STS-B the word overlap (Jaccard) of each pair against the gold scores."
+        + (
+            f" Reported, not averaged, as declared before these cells ran: {', '.join(floors)} "
+            f"({task_plans[floors[0]]['floor']}), and WNLI (its dev set is adversarial to its training set)."
+            if floors
+            else ""
+        ),
+        "",
+        "| task | " + " | ".join(f"`{a}`" for a in arms) + " | floor: majority class | floor: word overlap |",
+        "|---|" + "---|" * (len(arms) + 2),
+    ]
 
     def task_label(task):
-        return task + ("" if task in averaged else " (at floor, not averaged)" if task in floors else
-                       " (not averaged)")
+        return task + ("" if task in averaged else " (at floor, not averaged)" if task in floors else " (not averaged)")
 
     for task in task_order:
         cells = []
@@ -439,8 +552,9 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
         lines.append(f"| {task_label(task)} | " + " | ".join(cells) + " |")
     comparisons = []
     lrs, seeds = scale.get("learning_rates"), scale.get("seeds")
-    finished_grid = finished_entries(grid, lrs, seeds,
-                                     lambda task, arm: _wanted_runs(scale, arm, (task, arm) in last_entries))
+    finished_grid = finished_entries(
+        grid, lrs, seeds, lambda task, arm: _wanted_runs(scale, arm, (task, arm) in last_entries)
+    )
     for arm in arms:
         base = baseline or baseline_of(arm)
         if arm == base or base not in arms:
@@ -454,13 +568,17 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
     # the average row: each arm over the averaged tasks every pretraining arm has finished
     full = [a for a in arms if not (_declared(a) and (_declared(a).starts_from or _declared(a).only_tasks))] or arms
     used = [t for t in averaged if all((t, a) in finished_grid for a in full)]
-    avg_cells = [_fmt(seed_averages(finished_grid, used, arm, rule))
-                 if used and all((t, arm) in finished_grid for t in used) else "—" for arm in arms]
+    avg_cells = [
+        _fmt(seed_averages(finished_grid, used, arm, rule))
+        if used and all((t, arm) in finished_grid for t in used)
+        else "—"
+        for arm in arms
+    ]
     lines += [f"| **average** ({', '.join(used)}) | " + " | ".join(avg_cells) + " | | |", ""]
     claims = [(c, _declared(c["arm"])) for c in comparisons if not baseline]
     claims = [(c, declared) for c, declared in claims if declared and declared.claim]
     # the claims of the report are one family: Holm over their p-values; every other comparison gets none
-    for (c, _), p in zip(claims, holm([c["test"]["p"] for c, _ in claims])):
+    for (c, _), p in zip(claims, holm([c["test"]["p"] for c, _ in claims]), strict=True):
         c["p_holm"] = p
     for c, declared in claims:
         c["verdict"] = claim_verdict(c, declared.claim_sign)
@@ -470,68 +588,102 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
             on = f" on {', '.join(c['task_names'])}" if c["own_tasks"] else ""
             t = c["test"]
             if c["se"] == c["se"]:  # not NaN: at least two values on each side
-                shown = (f"t {t['t']:+.2f}, df {t['df']:.1f}, p {_fmt_p(t['p'])}" if t["p"] == t["p"]
-                         else "no spread: no test")
-                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points, standard "
-                             f"error {c['se']:.2f} ({shown}); better on {c['better']} of {c['tasks']} tasks.")
+                shown = (
+                    f"t {t['t']:+.2f}, df {t['df']:.1f}, p {_fmt_p(t['p'])}"
+                    if t["p"] == t["p"]
+                    else "no spread: no test"
+                )
+                lines.append(
+                    f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points, standard "
+                    f"error {c['se']:.2f} ({shown}); better on {c['better']} of {c['tasks']} tasks."
+                )
             else:
-                lines.append(f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points (one run: "
-                             f"no standard error); better on {c['better']} of {c['tasks']} tasks.")
-        lines += ["", "Per task (difference of the means at the selected learning rates ± its standard error; "
-                      "Welch's t, degrees of freedom, two-sided p, uncorrected):", "",
-                  "| task | " + " | ".join(f"`{c['arm']}` − `{c['baseline']}`" for c in comparisons) + " |",
-                  "|---|" + "---|" * len(comparisons)]
+                lines.append(
+                    f"- `{c['arm']}` vs `{c['baseline']}`{on}: average {c['delta']:+.2f} points (one run: "
+                    f"no standard error); better on {c['better']} of {c['tasks']} tasks."
+                )
+        lines += [
+            "",
+            "Per task (difference of the means at the selected learning rates ± its standard error; "
+            "Welch's t, degrees of freedom, two-sided p, uncorrected):",
+            "",
+            "| task | " + " | ".join(f"`{c['arm']}` − `{c['baseline']}`" for c in comparisons) + " |",
+            "|---|" + "---|" * len(comparisons),
+        ]
         for task in task_order:
-            cells = [_fmt_effect(task_test(finished_grid, task, c["arm"], c["baseline"], rule))
-                     if (task, c["arm"]) in finished_grid and (task, c["baseline"]) in finished_grid else "—"
-                     for c in comparisons]
+            cells = [
+                _fmt_effect(task_test(finished_grid, task, c["arm"], c["baseline"], rule))
+                if (task, c["arm"]) in finished_grid and (task, c["baseline"]) in finished_grid
+                else "—"
+                for c in comparisons
+            ]
             if any(cell != "—" for cell in cells):
                 lines.append(f"| {task_label(task)} | " + " | ".join(cells) + " |")
         lines.append("")
     if claims:
         predictions = _predictions_of(records)
         # the per-task verdicts of every claim are a second family: Holm over all (claim, task) p-values
-        per_task = [(c, task, task_test(finished_grid, task, c["arm"], c["baseline"], rule))
-                    for c, _ in claims for task in c["task_names"]]
-        for (c, task, test), p in zip(per_task, holm([test["p"] for _, _, test in per_task])):
+        per_task = [
+            (c, task, task_test(finished_grid, task, c["arm"], c["baseline"], rule))
+            for c, _ in claims
+            for task in c["task_names"]
+        ]
+        for (_, _, test), p in zip(per_task, holm([test["p"] for _, _, test in per_task]), strict=True):
             test["p_holm"] = p
-        lines += ["## The paper's claims at this scale", "",
-                  f"Each claim is tested by its arm against the arm it names, on the task average above, by Welch's "
-                  f"t-test on the arms' independent values (one per fine-tuning seed; one per pretraining run where "
-                  f"an arm has several). The family is the {len(claims)} claims of this table: a claim is reproduced "
-                  f"or contradicted when its Holm-corrected p-value is below {ALPHA:g} and the difference is in or "
-                  f"against the claimed direction, and not resolved otherwise. The per-task verdicts are a second "
-                  f"family, every claim × task of the table, by the same rule. The standard error counts seeds and "
-                  f"pretraining runs only; the dev-sampling interval (95%, paired bootstrap over dev examples and "
-                  f"runs, {BOOTSTRAP_RESAMPLES} resamples) also counts the dev set's own sampling, and needs every "
-                  f"selected cell's dev predictions (cells of the first cpu study have none).", "",
-                  "| claim | arms | difference | se | t | df | p | p_holm | verdict | dev-sampling interval | "
-                  "tasks where it holds / fails (Holm, per task) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## The paper's claims at this scale",
+            "",
+            f"Each claim is tested by its arm against the arm it names, on the task average above, by Welch's "
+            f"t-test on the arms' independent values (one per fine-tuning seed; one per pretraining run where "
+            f"an arm has several). The family is the {len(claims)} claims of this table: a claim is reproduced "
+            f"or contradicted when its Holm-corrected p-value is below {ALPHA:g} and the difference is in or "
+            f"against the claimed direction, and not resolved otherwise. The per-task verdicts are a second "
+            f"family, every claim × task of the table, by the same rule. The standard error counts seeds and "
+            f"pretraining runs only; the dev-sampling interval (95%, paired bootstrap over dev examples and "
+            f"runs, {BOOTSTRAP_RESAMPLES} resamples) also counts the dev set's own sampling, and needs every "
+            f"selected cell's dev predictions (cells of the first cpu study have none).",
+            "",
+            "| claim | arms | difference | se | t | df | p | p_holm | verdict | dev-sampling interval | "
+            "tasks where it holds / fails (Holm, per task) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for c, declared in claims:
             on = f" on {', '.join(c['task_names'])}" if c["own_tasks"] else ""
-            held = [task for cc, task, test in per_task if cc is c
-                    and verdict(test["difference"], test["p_holm"], declared.claim_sign) == "reproduced"]
-            failed = [task for cc, task, test in per_task if cc is c
-                      and verdict(test["difference"], test["p_holm"], declared.claim_sign) == "contradicted"]
+            held = [
+                task
+                for cc, task, test in per_task
+                if cc is c and verdict(test["difference"], test["p_holm"], declared.claim_sign) == "reproduced"
+            ]
+            failed = [
+                task
+                for cc, task, test in per_task
+                if cc is c and verdict(test["difference"], test["p_holm"], declared.claim_sign) == "contradicted"
+            ]
             interval = _bootstrap(c, finished_grid, predictions, found, rule)
             interval = f"[{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "lacking (no dev predictions)"
             t = c["test"]
-            lines.append(f"| {declared.claim} | `{c['arm']}` vs `{c['baseline']}`{on} | {c['delta']:+.2f} | "
-                         f"{c['se']:.2f} | {t['t']:+.2f} | {t['df']:.1f} | {_fmt_p(t['p'])} | {_fmt_p(c['p_holm'])} | "
-                         f"{c['verdict']} | "
-                         f"{interval} | "
-                         f"{', '.join(held) or 'none'} / {', '.join(failed) or 'none'} |")
+            lines.append(
+                f"| {declared.claim} | `{c['arm']}` vs `{c['baseline']}`{on} | {c['delta']:+.2f} | "
+                f"{c['se']:.2f} | {t['t']:+.2f} | {t['df']:.1f} | {_fmt_p(t['p'])} | {_fmt_p(c['p_holm'])} | "
+                f"{c['verdict']} | "
+                f"{interval} | "
+                f"{', '.join(held) or 'none'} / {', '.join(failed) or 'none'} |"
+            )
         lines += ["", f"Cannot be tested here: {NOT_MEASURED}", ""]
     summary = incomplete + lines[summary_start:]
-    lines += ["## Whole grid (dev score per run: sN = fine-tuning seed N of pretraining run 1, pPsN of run P)", "",
-              "| task | arm | lr | scores by run | median |", "|---|---|---|---|---|"]
+    lines += [
+        "## Whole grid (dev score per run: sN = fine-tuning seed N of pretraining run 1, pPsN of run P)",
+        "",
+        "| task | arm | lr | scores by run | median |",
+        "|---|---|---|---|---|",
+    ]
     for task in task_order:
         for arm in arms:
             for lr, runs in sorted(grid.get((task, arm), {}).items()):
                 shown = ", ".join(f"{run_label(run)}: {v:.2f}" for run, v in sorted(runs.items()))
                 lines.append(f"| {task} | `{arm}` | {lr:g} | {shown} | {statistics.median(runs.values()):.2f} |")
     lines.append("")
-    # the first rule's report, kept to compare, never overwrites the study's own (nor the README's source)
+    # the first rule's report, kept to compare, never overwrites the study's own (nor the results page's source)
     suffix = "" if rule == "held-out" else f"-{rule}-selected"
     report_file, summary_file = (f"{Path(name).stem}{suffix}.md" for name in (REPORT_FILE, SUMMARY_FILE))
     figure = _figure(out, grid, task_order, arms, rule, f"{Path(FIGURE_FILE).stem}{suffix}.png")
@@ -546,8 +698,9 @@ def write_report(out: Path, baseline: Optional[str] = None, rule: str = "held-ou
     return "\n".join(printed)
 
 
-def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "held-out",
-            name: str = FIGURE_FILE) -> Optional[Path]:
+def _figure(
+    out: Path, grid, tasks: list[str], arms: list[str], rule: str = "held-out", name: str = FIGURE_FILE
+) -> Path | None:
     """One panel per task: each arm's seed scores at its best learning rate as dots, the median as a bar."""
     import logging
 
@@ -561,7 +714,7 @@ def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "hel
     if not tasks:
         return None
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=True):
         for i, arm in enumerate(arms):
             if (task, arm) not in grid:
                 continue
@@ -580,14 +733,16 @@ def _figure(out: Path, grid, tasks: List[str], arms: List[str], rule: str = "hel
 
 
 def readme_block(out: Path) -> str:
-    """The README block of a study folder: between `<!-- vega-study:NAME -->` and `<!-- /vega-study:NAME -->`."""
+    """The generated block of a study folder, between `<!-- vega-study:NAME -->` and `<!-- /vega-study:NAME -->`
+    (docs/results.md holds the cpu study's)."""
     name = Path(out).name
     body = (Path(out) / SUMMARY_FILE).read_text(encoding="utf-8").strip()
     return f"<!-- vega-study:{name} -->\n{body}\n<!-- /vega-study:{name} -->"
 
 
 def update_readme(readme: Path, out: Path) -> bool:
-    """Replace the study's block in README (generated from its summary, never edited by hand); False if absent."""
+    """Replace the study's block in a page such as docs/results.md (generated from its summary, never edited by
+    hand); False if absent."""
     import re
 
     name = re.escape(Path(out).name)

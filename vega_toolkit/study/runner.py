@@ -1,5 +1,7 @@
 """Run a study's cells as real subprocesses, resumably.
 
+    vega-study run --scale smoke --out /tmp/study-smoke --jobs 2    # the same command again resumes it
+
 A finished cell is a JSON line in OUT/results.jsonl carrying its key; a re-run skips every cell whose key is there,
 so a killed study resumes at its first unfinished cell, and a cell whose configuration changed (new key) runs again.
 A pretraining cell that was killed resumes from its own checkpoint_last.pt (its folder carries its key); a
@@ -7,6 +9,7 @@ fine-tuning cell is short and starts over in a wiped folder. Independent cells r
 with `Cell.threads` BLAS threads; every cell's output goes to OUT/logs/<cell>.log. Several runners may share one
 folder: each claims a cell before starting it (cell_claims.py) and goes on without the cells others are running.
 """
+
 import fcntl
 import json
 import os
@@ -18,10 +21,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
 
 from vega_toolkit.study.cell_claims import CellClaims
 from vega_toolkit.study.cells import Cell, build_cells
@@ -48,7 +51,7 @@ class CellFailed(RuntimeError):
     pass
 
 
-def read_results(out: Path) -> List[Dict]:
+def read_results(out: Path) -> list[dict]:
     path = Path(out) / RESULTS_FILE
     if not path.exists():
         return []
@@ -64,7 +67,7 @@ def read_results(out: Path) -> List[Dict]:
     return records
 
 
-def append_result(out: Path, record: Dict):
+def append_result(out: Path, record: dict):
     """Append `record` to OUT/results.jsonl as one line, under a file lock (other runners on the folder append
     too). One write of one line: a kill leaves at most one torn last line, which read_results skips; the next
     append ends that line first, or its record would be glued onto it and lost as well."""
@@ -85,14 +88,19 @@ def append_result(out: Path, record: Dict):
 NOT_CODE = (":(exclude)results", ":(exclude)*.md")
 
 
-def code_version(root: Optional[Path] = None) -> str:
+def code_version(root: Path | None = None) -> str:
     """The toolkit's git commit (with -dirty when the checkout's code has uncommitted changes), or its version."""
     root = root or Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                *NOT_CODE], capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         from vega_toolkit import __version__
@@ -100,7 +108,7 @@ def code_version(root: Optional[Path] = None) -> str:
         return f"vega-toolkit {__version__}"
 
 
-def parse_dev_scores(log_text: str) -> Dict[str, Dict[str, float]]:
+def parse_dev_scores(log_text: str) -> dict[str, dict[str, float]]:
     """{split: {metric: value}} from vega-generate --dev's `dev TASK SPLIT metric=value ...` lines."""
     scores = {}
     for line in log_text.splitlines():
@@ -110,12 +118,12 @@ def parse_dev_scores(log_text: str) -> Dict[str, Dict[str, float]]:
     return scores
 
 
-def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
+def parse_validation_curve(log_text: str) -> list[dict[str, float]]:
     """Every `valid on 'valid' subset | k v | ...` line of a fairseq log as a dict of numbers, in update order. A
     pretraining's log holds all its attempts (a resumed run may validate an update twice): the last one counts. A
     cell of two phases (`$ vega-train` lines with different commands) counts its updates from 0 again in the second:
     each command's validations are kept apart, in the order the commands first ran."""
-    by_command: Dict[str, Dict[float, Dict[str, float]]] = {}
+    by_command: dict[str, dict[float, dict[str, float]]] = {}
     command = ""
     for line in log_text.splitlines():
         if line.startswith("$ "):
@@ -136,7 +144,7 @@ def parse_validation_curve(log_text: str) -> List[Dict[str, float]]:
     return [points[u] for points in by_command.values() for u in sorted(points)]
 
 
-def generate_dev_scores(log_text: str) -> List[Dict[str, Dict[str, float]]]:
+def generate_dev_scores(log_text: str) -> list[dict[str, dict[str, float]]]:
     """The dev scores of each `$ vega-generate` command of a cell's log, in the order they ran (the scored
     checkpoint's first, then the per-epoch best's where the cell scores both)."""
     scores, current = [], None
@@ -151,7 +159,7 @@ def generate_dev_scores(log_text: str) -> List[Dict[str, Dict[str, float]]]:
     return [s for s in scores if s]
 
 
-def compact_predictions(values: List[str], labels=()) -> object:
+def compact_predictions(values: list[str], labels=()) -> object:
     """Dev predictions (one string per example) as results.jsonl keeps them: with the task's LABELS (fewer than
     10), one digit per example, the label's index ("0110..."); else a list (STS-B's scores, 4 decimals)."""
     if labels and len(labels) < 10 and all(v in labels for v in values):
@@ -162,7 +170,7 @@ def compact_predictions(values: List[str], labels=()) -> object:
         return list(values)
 
 
-def expand_predictions(compact, labels=()) -> List[str]:
+def expand_predictions(compact, labels=()) -> list[str]:
     """compact_predictions' value back to one prediction (a label string, or a score) per dev example."""
     if isinstance(compact, str):
         return [labels[int(c)] if labels else c for c in compact]
@@ -185,15 +193,30 @@ def cell_log_path(out: Path, cell_name: str) -> Path:
 
 
 class StudyRunner:
-    def __init__(self, scale: Scale, out: Path, glue_dir: str, corpus_dir: str, jobs: int = 1,
-                 extra_finetune_args: Tuple[str, ...] = (), arms=None, tasks=None, threads: Optional[int] = None,
-                 log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        scale: Scale,
+        out: Path,
+        glue_dir: str,
+        corpus_dir: str,
+        jobs: int = 1,
+        extra_finetune_args: tuple[str, ...] = (),
+        arms=None,
+        tasks=None,
+        threads: int | None = None,
+        log: Callable[[str], None] = print,
+    ):
         self.scale, self.out, self.jobs, self.log = scale, Path(out).resolve(), max(1, jobs), log
-        self.paths = {"out": str(self.out), "glue": str(Path(glue_dir).resolve()),
-                      "corpus": str(Path(corpus_dir).resolve())}
+        self.paths = {
+            "out": str(self.out),
+            "glue": str(Path(glue_dir).resolve()),
+            "corpus": str(Path(corpus_dir).resolve()),
+        }
         if not scale.local:
-            raise ValueError(f"the {scale.name} scale has no local execution: `vega-study plan --scale {scale.name}` "
-                             f"prints its cluster commands")
+            raise ValueError(
+                f"the {scale.name} scale has no local execution: `vega-study plan --scale {scale.name}` "
+                f"prints its cluster commands"
+            )
         self.arms, self.extra_finetune_args = resolve_arms(scale, arms), tuple(extra_finetune_args)
         self.tasks, self.threads = tasks, threads
         self.extensions = self._edge_extensions()
@@ -201,17 +224,24 @@ class StudyRunner:
         self.commit = code_version()
         self._lock = threading.Lock()
         self.claims = CellClaims(self.out)
-        self._children: Dict[int, subprocess.Popen] = {}
+        self._children: dict[int, subprocess.Popen] = {}
 
-    def _build(self) -> List[Cell]:
-        cells = build_cells(self.scale, self.paths["glue"], self.paths["corpus"], self.extra_finetune_args,
-                            self.arms, self.tasks, self.extensions)
+    def _build(self) -> list[Cell]:
+        cells = build_cells(
+            self.scale,
+            self.paths["glue"],
+            self.paths["corpus"],
+            self.extra_finetune_args,
+            self.arms,
+            self.tasks,
+            self.extensions,
+        )
         if self.threads:  # BLAS threads per cell, whatever the scale declares (keys do not depend on it)
             for cell in cells:
                 cell.threads = self.threads
         return cells
 
-    def _edge_extensions(self) -> Dict[Tuple[str, str], Tuple[float, ...]]:
+    def _edge_extensions(self) -> dict[tuple[str, str], tuple[float, ...]]:
         """The grid points the edge rule adds, from the finished last-checkpoint cells in the folder."""
         newest = {r.get("name", r["key"]): r for r in read_results(self.out)}
         scored_last = [r for r in newest.values() if checkpoint_of(r) == "last"]
@@ -236,7 +266,7 @@ class StudyRunner:
                 self._append({**before, **cell.fields, "name": cell.name, "alias_of": before.get("name")})
 
     # ------------------------------------------------------------------ bookkeeping
-    def _append(self, record: Dict):
+    def _append(self, record: dict):
         with self._lock:
             append_result(self.out, record)
 
@@ -250,10 +280,15 @@ class StudyRunner:
             before = json.loads(path.read_text())
             if before.get("scale", {}).get("name") == self.scale.name:  # an arm withdrawn since is not planned
                 arms = [a for a in dict.fromkeys([*before.get("arms", []), *arms]) if a in ARMS]
-        planned = build_cells(self.scale, self.paths["glue"], self.paths["corpus"], self.extra_finetune_args,
-                              tuple(arms))
-        study = {"scale": asdict(self.scale), "arms": arms, "paths": self.paths,
-                 "cells": len({cell.key for cell in planned})}
+        planned = build_cells(
+            self.scale, self.paths["glue"], self.paths["corpus"], self.extra_finetune_args, tuple(arms)
+        )
+        study = {
+            "scale": asdict(self.scale),
+            "arms": arms,
+            "paths": self.paths,
+            "cells": len({cell.key for cell in planned}),
+        }
         tmp = path.with_name(f".{STUDY_FILE}.{os.getpid()}")  # another runner may be reading it
         tmp.write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, path)
@@ -262,14 +297,15 @@ class StudyRunner:
         return cell_log_path(self.out, cell.name)
 
     # ------------------------------------------------------------------ one cell
-    def _run_cell(self, cell: Cell) -> Dict:
+    def _run_cell(self, cell: Cell) -> dict:
         workdir = Path(cell.workdir.format(**self.paths))
         if cell.kind in FINE_TUNINGS and workdir.exists():
             shutil.rmtree(workdir)  # a killed fine-tuning restarts clean; pretraining resumes its checkpoint
         log_path = self._log_path(cell)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads),
-                   PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads), PYTHONUNBUFFERED="1"
+        )
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         t0 = time.time()
         commands = cell.resolve(self.paths)
@@ -290,9 +326,17 @@ class StudyRunner:
                 if rc != 0:
                     raise CellFailed(f"{cell.name}: `{cmd[0]}` exited with {rc}; see {log_path}")
         text = log_path.read_text(encoding="utf-8", errors="replace")
-        record = {"kind": cell.kind, "name": cell.name, "key": cell.key, "scale": self.scale.name, **cell.fields,
-                  "commands": [" ".join(c) for c in cell.commands], "commit": self.commit,
-                  "wall_s": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        record = {
+            "kind": cell.kind,
+            "name": cell.name,
+            "key": cell.key,
+            "scale": self.scale.name,
+            **cell.fields,
+            "commands": [" ".join(c) for c in cell.commands],
+            "commit": self.commit,
+            "wall_s": round(time.time() - t0, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         if cell.kind in FINE_TUNINGS:
             from vega_toolkit.metrics.glue_metrics import task_score
             from vega_toolkit.models.glue_predictor import DEV_PREDICTIONS
@@ -310,8 +354,10 @@ class StudyRunner:
                 from vega_toolkit.data.glue_tasks import get_glue_task
 
                 labels = get_glue_task(cell.fields["task"]).labels
-                record["dev_predictions"] = {p.stem.split(".", 1)[1]: compact_predictions(
-                    p.read_text(encoding="utf-8").split(), labels) for p in kept}
+                record["dev_predictions"] = {
+                    p.stem.split(".", 1)[1]: compact_predictions(p.read_text(encoding="utf-8").split(), labels)
+                    for p in kept
+                }
             ckpt = workdir / "ckpt"
             if cell.kind == "finetune" and ckpt.exists():
                 # the score and predictions are kept; 100 cells of optimizer state are not (an intermediate
@@ -335,8 +381,10 @@ class StudyRunner:
             extensions = self._edge_extensions()
             if extensions == self.extensions:
                 return rc
-            self.log(f"vega-study: the edge rule adds {sum(map(len, extensions.values()))} grid points "
-                     f"({', '.join(f'{a} {t} lr {lr:g}' for (a, t), lrs in sorted(extensions.items()) for lr in lrs)})")
+            self.log(
+                f"vega-study: the edge rule adds {sum(map(len, extensions.values()))} grid points "
+                f"({', '.join(f'{a} {t} lr {lr:g}' for (a, t), lrs in sorted(extensions.items()) for lr in lrs)})"
+            )
             self.extensions = extensions
             self.cells = self._build()
 
@@ -362,15 +410,18 @@ class StudyRunner:
                     rerun = True
         pending = [c for c in self.cells if c.key not in done]
         total, skipped = len(self.cells), len(self.cells) - len(pending)
-        self.log(f"vega-study: {self.scale.name} scale, {total} cells, {skipped} already finished "
-                 f"(skipped), {len(pending)} to run with --jobs {self.jobs}; results in {self.out / RESULTS_FILE}")
-        failed: List[str] = []
+        self.log(
+            f"vega-study: {self.scale.name} scale, {total} cells, {skipped} already finished "
+            f"(skipped), {len(pending)} to run with --jobs {self.jobs}; results in {self.out / RESULTS_FILE}"
+        )
+        failed: list[str] = []
         finished = set(done)
         running = {}
         started, ran_here, t_start = 0, 0, time.time()
         in_study = {c.key for c in self.cells}
-        elsewhere: Dict[str, str] = {}  # key -> pid of the other runner holding it, announced once
+        elsewhere: dict[str, str] = {}  # key -> pid of the other runner holding it, announced once
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+
             def slots_used():
                 return sum(min(c.threads, self.jobs) for c in running.values())
 
@@ -393,8 +444,10 @@ class StudyRunner:
                     if not self.claims.try_claim(cell.key):
                         if cell.key not in elsewhere:
                             elsewhere[cell.key] = self.claims.holder(cell.key)
-                            self.log(f"  {cell.name} is running in another vega-study run on this folder "
-                                     f"(pid {elsewhere[cell.key]}): going on without it")
+                            self.log(
+                                f"  {cell.name} is running in another vega-study run on this folder "
+                                f"(pid {elsewhere[cell.key]}): going on without it"
+                            )
                         continue
                     if cell.key in recorded_since():
                         finished.add(cell.key)  # finished by another runner since this one read the results
@@ -405,16 +458,20 @@ class StudyRunner:
                     self.log(f"[{skipped + started}/{total}] {cell.kind} {cell.name} ...")
                     running[pool.submit(self._run_cell, cell)] = cell
                 if not running:
-                    if pending and all(d in in_study for c in pending for d in c.deps) and (
-                            elsewhere or any(c.key in finished for c in pending)):
+                    if (
+                        pending
+                        and all(d in in_study for c in pending for d in c.deps)
+                        and (elsewhere or any(c.key in finished for c in pending))
+                    ):
                         time.sleep(CLAIM_POLL_S)  # the rest waits on cells another runner is running
                         continue
                     for cell in pending:
                         failed.append(cell.key)
                         self.log(f"  cannot run {cell.name}: its dependencies are not in this study")
                     break
-                done_now, _ = wait(list(running), timeout=CLAIM_POLL_S if elsewhere else None,
-                                   return_when=FIRST_COMPLETED)
+                done_now, _ = wait(
+                    list(running), timeout=CLAIM_POLL_S if elsewhere else None, return_when=FIRST_COMPLETED
+                )
                 for future in done_now:
                     cell = running.pop(future)
                     try:
@@ -431,13 +488,16 @@ class StudyRunner:
                     shown = f" score={record['score']:.2f}" if "score" in record else ""
                     self.log(f"  done {cell.name} in {record['wall_s']:.0f} s{shown}")
         by_others = len(finished) - len(done) - ran_here
-        self.log(f"vega-study: {ran_here} cells run" + (f", {by_others} by another runner" if by_others else "")
-                 + f", {len(failed)} failed, {time.time() - t_start:.0f} s")
+        self.log(
+            f"vega-study: {ran_here} cells run"
+            + (f", {by_others} by another runner" if by_others else "")
+            + f", {len(failed)} failed, {time.time() - t_start:.0f} s"
+        )
         return 1 if failed else 0
 
     def terminate_children(self, *_):
         """SIGTERM to the study: each running cell gets it too, and a pretraining saves checkpoint_last.pt at its
-        next update (vega_toolkit/graceful_stop.py). Wait for those saves, so the next `vega-study run` resumes
+        next update (vega_toolkit/runtime/graceful_stop.py). Wait for those saves, so the next `vega-study run` resumes
         from them rather than from the last --save-interval-updates checkpoint."""
         children = list(self._children.values())
         for proc in children:

@@ -11,15 +11,16 @@ The edge rule (declared in Scale.lr_edge_steps before any selection): when a run
 grid's lowest (highest), that arm and task also run one step below (above) it; the step is then a grid point like
 any other for that arm and task.
 """
+
 import statistics
 from collections import defaultdict
-from typing import Dict, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
 
-Run = Tuple[int, int]  # (pretraining seed, fine-tuning seed)
+Run = tuple[int, int]  # (pretraining seed, fine-tuning seed)
 RULES = ("held-out", "dev")
 
 
-def run_of(record: Dict) -> Run:
+def run_of(record: dict) -> Run:
     return int(record.get("pretrain_seed", 1)), int(record["seed"])
 
 
@@ -27,12 +28,12 @@ def run_label(run: Run) -> str:
     return f"s{run[1]}" if run[0] == 1 else f"p{run[0]}s{run[1]}"
 
 
-def checkpoint_of(record: Dict) -> str:
+def checkpoint_of(record: dict) -> str:
     """The checkpoint a fine-tuning's `score` is of: records before the rule was declared are the per-epoch best."""
     return record.get("checkpoint", "best")
 
 
-def score_grid(records: Iterable[Dict], rule: str = "held-out"):
+def score_grid(records: Iterable[dict], rule: str = "held-out"):
     """(task, arm) -> lr -> run -> score of the fine-tunings of the scale's own pretraining budget (the compute
     axis' shorter budgets are apart: compute.py). Under "held-out" an entry with last-checkpoint cells uses only
     those; under "dev" every cell's per-epoch best score (`score_best` where the cell also scored its last)."""
@@ -53,19 +54,22 @@ def score_grid(records: Iterable[Dict], rule: str = "held-out"):
     return grid
 
 
-def last_checkpoint_entries(records: Iterable[Dict]) -> set:
+def last_checkpoint_entries(records: Iterable[dict]) -> set:
     """The (task, arm) entries scored on their last checkpoint."""
-    return {(r["task"], r["arm"]) for r in records
-            if r.get("kind") == "finetune" and checkpoint_of(r) == "last" and not r.get("pretrain_updates")}
+    return {
+        (r["task"], r["arm"])
+        for r in records
+        if r.get("kind") == "finetune" and checkpoint_of(r) == "last" and not r.get("pretrain_updates")
+    }
 
 
-def complete_rates(by_lr: Dict[float, Dict[Run, float]]) -> List[float]:
+def complete_rates(by_lr: dict[float, dict[Run, float]]) -> list[float]:
     """The learning rates every run of the entry has (a running grid point is not a candidate yet)."""
     runs = set().union(*(set(v) for v in by_lr.values())) if by_lr else set()
     return sorted(lr for lr, scores in by_lr.items() if set(scores) == runs)
 
 
-def best_point(by_lr: Dict[float, Dict[Run, float]], runs: Optional[Iterable[Run]] = None) -> float:
+def best_point(by_lr: dict[float, dict[Run, float]], runs: Iterable[Run] | None = None) -> float:
     """The learning rate with the highest median over RUNS (default: all; ties: the smaller learning rate)."""
     rates = complete_rates(by_lr) or sorted(by_lr)
     keep = set(runs) if runs is not None else None
@@ -77,7 +81,7 @@ def best_point(by_lr: Dict[float, Dict[Run, float]], runs: Optional[Iterable[Run
     return max(rates, key=median)
 
 
-def select(by_lr: Dict[float, Dict[Run, float]], rule: str = "held-out") -> Tuple[Dict[Run, float], Dict[Run, float]]:
+def select(by_lr: dict[float, dict[Run, float]], rule: str = "held-out") -> tuple[dict[Run, float], dict[Run, float]]:
     """({run: chosen lr}, {run: its score there}) under RULE (see the module's docstring). A run alone in its
     entry has no other run to choose by: it gets the best median of its own (shown with n=1, compared nowhere)."""
     rates = complete_rates(by_lr)
@@ -92,13 +96,14 @@ def select(by_lr: Dict[float, Dict[Run, float]], rule: str = "held-out") -> Tupl
     return chosen, {run: by_lr[lr][run] for run, lr in chosen.items()}
 
 
-def chosen_rates(chosen: Dict[Run, float]) -> str:
+def chosen_rates(chosen: dict[Run, float]) -> str:
     rates = sorted(set(chosen.values()))
     return f"lr {rates[0]:g}" if len(rates) == 1 else "lr " + "/".join(f"{lr:g}" for lr in rates) + " (by run)"
 
 
-def edge_extensions(grid, learning_rates: Iterable[float], edge_steps: Iterable[float],
-                    wanted_runs=None) -> Dict[Tuple[str, str], Tuple[float, ...]]:
+def edge_extensions(
+    grid, learning_rates: Iterable[float], edge_steps: Iterable[float], wanted_runs=None
+) -> dict[tuple[str, str], tuple[float, ...]]:
     """{(arm, task): (extra learning rate,)} of the edge rule, from the entries whose declared grid is finished
     (WANTED_RUNS(task, arm): the runs a finished entry has; None: whatever it has). One step, once: a run chosen
     at the step itself asks for nothing more."""
@@ -113,8 +118,9 @@ def edge_extensions(grid, learning_rates: Iterable[float], edge_steps: Iterable[
         if wanted_runs is not None and not wanted_runs(task, arm) <= set(by_lr[declared[0]]):
             continue
         chosen, _ = select({lr: by_lr[lr] for lr in declared}, "held-out")
-        extra = tuple(step for edge, step in ((declared[0], steps[0]), (declared[-1], steps[1]))
-                      if edge in chosen.values())
+        extra = tuple(
+            step for edge, step in ((declared[0], steps[0]), (declared[-1], steps[1])) if edge in chosen.values()
+        )
         if extra:
             out[(arm, task)] = extra
     return out

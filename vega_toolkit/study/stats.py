@@ -5,16 +5,17 @@ With 3 seeds per arm a difference of 2 standard errors is a t-statistic of about
 freedom, two-sided p about 0.13 to 0.16: a verdict is therefore read from the exact p-value, corrected for the
 number of claims a report tests (Holm 1979), never from a fixed number of standard errors.
 """
+
 import math
 import statistics
-from typing import Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 ALPHA = 0.05  # the family-wise error rate of a report's verdicts
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
+def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     """mean(A) - mean(B), its standard error sqrt(s_a²/n_a + s_b²/n_b), Welch's t, the Welch-Satterthwaite degrees
     of freedom and the two-sided p-value. NaN where a side has one value (no variance) or both sides are constant."""
     from scipy.stats import t as student_t
@@ -26,12 +27,12 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
     se = math.sqrt(va + vb)
     if se == 0:  # e.g. both arms at a task's majority class for every seed: nothing to test
         return {"difference": diff, "se": 0.0, "t": float("nan"), "df": float("nan"), "p": float("nan")}
-    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0.0) + (vb ** 2 / (len(b) - 1) if vb else 0.0))
+    df = (va + vb) ** 2 / ((va**2 / (len(a) - 1) if va else 0.0) + (vb**2 / (len(b) - 1) if vb else 0.0))
     t = diff / se
     return {"difference": diff, "se": se, "t": t, "df": df, "p": float(2 * student_t.sf(abs(t), df))}
 
 
-def holm(p_values: Sequence[float]) -> List[float]:
+def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-adjusted p-values, in the order given: the i-th smallest of m is min(1, (m - i + 1) p), made monotone.
     A NaN (no test) stays NaN and does not count in m."""
     tested = sorted((p, i) for i, p in enumerate(p_values) if p == p)
@@ -42,37 +43,45 @@ def holm(p_values: Sequence[float]) -> List[float]:
     return adjusted
 
 
-def verdict(difference: float, p_holm: float, sign: int, alpha: float = ALPHA) -> Optional[str]:
-    """"reproduced" / "contradicted" when the Holm-adjusted p is below ALPHA and the difference is for / against
+def verdict(difference: float, p_holm: float, sign: int, alpha: float = ALPHA) -> str | None:
+    """ "reproduced" / "contradicted" when the Holm-adjusted p is below ALPHA and the difference is for / against
     the claimed direction SIGN; None when it is not (or there is no test)."""
     if p_holm != p_holm or p_holm >= alpha:
         return None
     return "reproduced" if sign * difference > 0 else "contradicted"
 
 
-def paired_bootstrap(arm: Sequence[Dict[str, np.ndarray]], baseline: Sequence[Dict[str, np.ndarray]],
-                     labels: Dict[str, np.ndarray], score: Callable[[str, np.ndarray, np.ndarray], float],
-                     resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Optional[List[float]]:
+def paired_bootstrap(
+    arm: Sequence[dict[str, np.ndarray]],
+    baseline: Sequence[dict[str, np.ndarray]],
+    labels: dict[str, np.ndarray],
+    score: Callable[[str, np.ndarray, np.ndarray], np.ndarray],
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> list[float] | None:
     """A LEVEL interval of the task-average difference ARM - BASELINE that includes dev-set sampling.
 
     ARM and BASELINE are lists of runs (one per seed, or per pretraining run and seed), each {task: dev predictions};
-    LABELS {task: gold dev labels}; SCORE(task, predictions, labels) the task's GLUE score. Each resample draws the
-    runs of each side with replacement and, per task, one set of dev example indices shared by both sides (paired:
-    the same examples score both arms); the difference of the task averages over the drawn runs is recorded."""
+    LABELS {task: gold dev labels}; SCORE(task, predictions, labels) the task's GLUE score of every row of two
+    [resamples, n] arrays (metrics.glue_metrics.row_scores). Each resample draws the runs of each side with
+    replacement and, per task, one set of dev example indices shared by both sides (paired: the same examples score
+    both arms); the difference of the task averages over the drawn runs is recorded."""
     if len(arm) < 1 or len(baseline) < 1:
         return None
     rng = np.random.default_rng(seed)
+    drawn_a = rng.integers(len(arm), size=(resamples, len(arm)))
+    drawn_b = rng.integers(len(baseline), size=(resamples, len(baseline)))
+    rows = np.arange(resamples)[:, None]
+    diffs = np.zeros(resamples)
     tasks = sorted(labels)
-    diffs = []
-    for _ in range(resamples):
-        runs_a = rng.integers(len(arm), size=len(arm))
-        runs_b = rng.integers(len(baseline), size=len(baseline))
-        total = 0.0
-        for task in tasks:
-            idx = rng.integers(len(labels[task]), size=len(labels[task]))
-            gold = labels[task][idx]
-            total += (np.mean([score(task, arm[r][task][idx], gold) for r in runs_a])
-                      - np.mean([score(task, baseline[r][task][idx], gold) for r in runs_b]))
-        diffs.append(total / len(tasks))
+    for task in tasks:
+        idx = rng.integers(len(labels[task]), size=(resamples, len(labels[task])))
+        gold = labels[task][idx]
+        # every run scored on every resample's examples; a resample then averages the runs it drew
+        scores_a = np.stack([score(task, run[task][idx], gold) for run in arm], axis=1)
+        scores_b = np.stack([score(task, run[task][idx], gold) for run in baseline], axis=1)
+        diffs += scores_a[rows, drawn_a].mean(axis=1) - scores_b[rows, drawn_b].mean(axis=1)
+    diffs /= len(tasks)
     tail = (1 - level) / 2 * 100
     return [float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))]

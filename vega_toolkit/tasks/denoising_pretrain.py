@@ -3,19 +3,12 @@
     vega-train DATA_BIN --task denoising_pretrain --criterion rtd_ternary --arch vega_tiny \
         --tokens-per-sample 128 --shuffle-prob 0.10 --replace-prob 0.05 --batch-size 16 --optimizer adam --lr 5e-4
 
-DATA_BIN comes from `vega-preprocess` (train/valid .bin/.idx + dict.txt). Sharded data (`DIR/shard0:DIR/shard1:...`,
-or the folder `DIR` of `vega-preprocess --shards N`) is read one shard per epoch, shard `(epoch - 1) % N` (fairseq's
-rule), valid always from the first. Each sample is a block of at most
-`--tokens-per-sample` tokens laid out as `<s> ... </s>` ([CLS] ... [SEP]; fairseq's `--sample-break-mode`
-decides where blocks break), corrupted on the fly by `vega_toolkit.data.noising` with noise seeded per
-(--seed, epoch, block index). A batch carries:
-    net_input.src_tokens   corrupted tokens [B, T]   (what the encoder sees)
-    original_tokens        clean tokens [B, T]       (the positive view of `rtd_contrastive`)
-    target                 labels [B, T]: 0 original, 1 shuffled, 2 replaced, -100 special/pad
-Validation noise is drawn with epoch 1 every time, so held-out metrics are comparable across epochs.
-The task owns the ternary RTD head: `build_model` registers it (before the optimizer exists, and before a
-checkpoint is loaded into it), whichever RTD criterion is used.
+DATA_BIN comes from `vega-preprocess` (sharded data: one shard per epoch). Each block is corrupted on the fly by
+`vega_toolkit.data.noising`; a batch carries `net_input.src_tokens` (corrupted), `original_tokens` (clean) and
+`target` (0 original, 1 shuffled, 2 replaced, -100 special/pad). The task registers the ternary RTD head.
+Blocks, seeding and validation noise: docs/design.md#denoising_pretrain-pretraining-data.
 """
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -47,16 +40,19 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DenoisingPretrainConfig(FairseqDataclass):
     data: str = field(
-        default=MISSING, metadata={"help": "data-bin from vega-preprocess; ':'-separated list (or a folder of "
-                                          "shard0, shard1, ...) = one per epoch"}
+        default=MISSING,
+        metadata={
+            "help": "data-bin from vega-preprocess; ':'-separated list (or a folder of "
+            "shard0, shard1, ...) = one per epoch"
+        },
     )
-    tokens_per_sample: int = field(
-        default=512, metadata={"help": "maximum block length, <s> and </s> included"}
-    )
+    tokens_per_sample: int = field(default=512, metadata={"help": "maximum block length, <s> and </s> included"})
     sample_break_mode: SAMPLE_BREAK_MODE_CHOICES = field(
         default="complete",
-        metadata={"help": "fairseq block breaking: none (fixed-size blocks), complete (whole lines up to the "
-                          "block size, RoBERTa's FULL-SENTENCES), complete_doc, eos (one line per block)"},
+        metadata={
+            "help": "fairseq block breaking: none (fixed-size blocks), complete (whole lines up to the "
+            "block size, RoBERTa's FULL-SENTENCES), complete_doc, eos (one line per block)"
+        },
     )
     shuffle_prob: float = field(
         default=0.10, metadata={"help": "fraction of eligible tokens permuted within their sequence (label 1)"}
@@ -65,8 +61,10 @@ class DenoisingPretrainConfig(FairseqDataclass):
         default=0.05, metadata={"help": "disjoint fraction of eligible tokens replaced by random pieces (label 2)"}
     )
     replace_weighting: ChoiceEnum(["uniform", "frequency"]) = field(
-        default="uniform", metadata={"help": "replacement distribution: uniform over non-special pieces, or "
-                                             "proportional to the dict.txt counts"}
+        default="uniform",
+        metadata={
+            "help": "replacement distribution: uniform over non-special pieces, or proportional to the dict.txt counts"
+        },
     )
     seed: int = II("common.seed")
 
@@ -103,9 +101,11 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
         split_path = os.path.join(paths[(epoch - 1) % len(paths)], split)
         if os.path.isfile(split_path + ".bin") and os.path.getsize(split_path + ".bin") == 0:
             # fairseq's mmap reader fails on it with "cannot mmap an empty file"
-            raise UserError(f"{split_path}.bin is empty (a data-bin written with --valid-fraction 0 has no {split} "
-                            f"text): pass --disable-validation to train without validation, or rebuild the "
-                            f"data-bin with --valid-fraction above 0")
+            raise UserError(
+                f"{split_path}.bin is empty (a data-bin written with --valid-fraction 0 has no {split} "
+                f"text): pass --disable-validation to train without validation, or rebuild the "
+                f"data-bin with --valid-fraction above 0"
+            )
         dataset = data_utils.load_indexed_dataset(split_path, self.dictionary, combine=combine)
         if dataset is None:
             raise FileNotFoundError(f"denoising_pretrain: dataset not found: {split} ({split_path}.bin/.idx)")
@@ -114,8 +114,9 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
         # Mode "eos" (one line per block) is the indexed dataset itself; fairseq's TokenBlockDataset would
         # take its np.compat path there, which numpy 2 removed.
         if self.cfg.sample_break_mode != "eos":
-            dataset = TokenBlockDataset(dataset, dataset.sizes, body, pad=self.dictionary.pad(), eos=eos,
-                                        break_mode=self.cfg.sample_break_mode)
+            dataset = TokenBlockDataset(
+                dataset, dataset.sizes, body, pad=self.dictionary.pad(), eos=eos, break_mode=self.cfg.sample_break_mode
+            )
         # Blocks may start or end on a line's </s> (break mode none) or hold one long line (complete/eos modes
         # let a line exceed the block size): strip the edges, cap the length, then frame as <s> ... </s>.
         # Inner </s> (line separators in complete mode) stay: they are [SEP]s, special, never corrupted.
@@ -126,8 +127,13 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         blocks = self.load_blocks(split, epoch, combine)
-        noised = RTDNoisingDataset(blocks, self.noiser, self.dictionary.pad(), seed=self.cfg.seed,
-                                   vary_with_epoch=not split.startswith(("valid", "test")))
+        noised = RTDNoisingDataset(
+            blocks,
+            self.noiser,
+            self.dictionary.pad(),
+            seed=self.cfg.seed,
+            vary_with_epoch=not split.startswith(("valid", "test")),
+        )
         with data_utils.numpy_seed(self.cfg.seed + epoch):
             order = np.random.permutation(len(noised))
         self.datasets[split] = SortDataset(noised, sort_order=[order, blocks.sizes])
@@ -140,14 +146,23 @@ class DenoisingPretrainTask(RecordsVocabulary, FairseqTask):
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         if not hasattr(model, "register_token_head"):
-            raise ValueError(f"--task denoising_pretrain needs a model with token heads (e.g. --arch vega_base); "
-                             f"{type(model).__name__} has no register_token_head")
+            raise ValueError(
+                f"--task denoising_pretrain needs a model with token heads (e.g. --arch vega_base); "
+                f"{type(model).__name__} has no register_token_head"
+            )
         if model.max_positions() < self.cfg.tokens_per_sample:
-            raise UserError(f"--tokens-per-sample {self.cfg.tokens_per_sample} is longer than the model's "
-                            f"--max-positions {model.max_positions()}: every block would be too long. Lower "
-                            f"--tokens-per-sample or raise --max-positions")
-        check_embedding_rows("the model", model.encoder.embed_tokens.num_embeddings, len(self.dictionary),
-                             data_paths(self.cfg.data)[0], "DATA")
+            raise UserError(
+                f"--tokens-per-sample {self.cfg.tokens_per_sample} is longer than the model's "
+                f"--max-positions {model.max_positions()}: every block would be too long. Lower "
+                f"--tokens-per-sample or raise --max-positions"
+            )
+        check_embedding_rows(
+            "the model",
+            model.encoder.embed_tokens.num_embeddings,
+            len(self.dictionary),
+            data_paths(self.cfg.data)[0],
+            "DATA",
+        )
         if RTD_HEAD_NAME not in model.token_heads:
             model.register_token_head(RTD_HEAD_NAME, NUM_RTD_CLASSES)
         return model

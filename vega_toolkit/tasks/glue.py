@@ -17,6 +17,7 @@ task-specific `--classification-head-name`; the model's state-dict upgrade drops
 the fresh one. fairseq only reads --finetune-from-model when SAVE_DIR has no checkpoint_last.pt, so a requeued job
 resumes its own checkpoint instead of restarting from MNLI.
 """
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -55,13 +56,18 @@ class GlueConfig(SentencePredictionConfig):
         default=MISSING, metadata={"help": "model folder holding spm.model and dict.txt (the pretrained model's)"}
     )
     max_seq_len: int = field(
-        default=0, metadata={"help": "truncate examples to this many tokens, specials included (DeBERTa's "
-                                     "max_seq_len); 0 = --max-positions. Keeps the model's --max-positions (and so "
-                                     "its relative-position bucketing) as pretrained"}
+        default=0,
+        metadata={
+            "help": "truncate examples to this many tokens, specials included (DeBERTa's "
+            "max_seq_len); 0 = --max-positions. Keeps the model's --max-positions (and so "
+            "its relative-position bucketing) as pretrained"
+        },
     )
     glue_cache_dir: str = field(
-        default="", metadata={"help": "where encoded splits are cached (default $VEGA_CACHE_DIR/glue or "
-                                      "~/.cache/vega_toolkit/glue)"}
+        default="",
+        metadata={
+            "help": "where encoded splits are cached (default $VEGA_CACHE_DIR/glue or ~/.cache/vega_toolkit/glue)"
+        },
     )
 
 
@@ -69,8 +75,9 @@ def load_vega_dictionary(vocab_dir: str) -> Dictionary:
     """The model folder's dictionary, loaded exactly as for pretraining (no <mask> symbol is appended)."""
     path = os.path.join(vocab_dir, "dict.txt")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--vocab-dir {vocab_dir}: no dict.txt (expected a model folder: model.pt, dict.txt, "
-                                f"spm.model)")
+        raise FileNotFoundError(
+            f"--vocab-dir {vocab_dir}: no dict.txt (expected a model folder: model.pt, dict.txt, spm.model)"
+        )
     return Dictionary.load(path)
 
 
@@ -94,15 +101,24 @@ class GlueTask(RecordsVocabulary, SentencePredictionTask):
     def setup_task(cls, cfg: GlueConfig, **kwargs):
         glue = get_glue_task(cfg.glue_task)
         if glue.predicted_by:
-            raise UserError(f"--glue-task {glue.name} has no training data; it is predicted by the "
-                            f"{glue.predicted_by} model (vega-generate)")
+            raise UserError(
+                f"--glue-task {glue.name} has no training data; it is predicted by the "
+                f"{glue.predicted_by} model (vega-generate)"
+            )
         if bool(cfg.regression_target) != glue.is_regression:
-            raise UserError(f"--glue-task {glue.name} is a "
-                            + ("regression task: pass --regression-target" if glue.is_regression
-                               else "classification task: drop --regression-target"))
+            raise UserError(
+                f"--glue-task {glue.name} is a "
+                + (
+                    "regression task: pass --regression-target"
+                    if glue.is_regression
+                    else "classification task: drop --regression-target"
+                )
+            )
         if cfg.num_classes not in (-1, glue.num_classes):
-            raise UserError(f"--num-classes {cfg.num_classes} contradicts --glue-task {glue.name} "
-                            f"({glue.num_classes}); leave it unset")
+            raise UserError(
+                f"--num-classes {cfg.num_classes} contradicts --glue-task {glue.name} "
+                f"({glue.num_classes}); leave it unset"
+            )
         with open_dict(cfg):
             cfg.num_classes = glue.num_classes
         dictionary = load_vega_dictionary(cfg.vocab_dir)
@@ -170,19 +186,27 @@ class GlueTask(RecordsVocabulary, SentencePredictionTask):
         model = super().build_model(cfg, from_checkpoint)
         emb = model.encoder.embed_tokens if hasattr(model.encoder, "embed_tokens") else None
         if emb is not None:
-            check_embedding_rows("the model", emb.num_embeddings, len(self.source_dictionary), self.cfg.vocab_dir,
-                                 "--vocab-dir")
+            check_embedding_rows(
+                "the model", emb.num_embeddings, len(self.source_dictionary), self.cfg.vocab_dir, "--vocab-dir"
+            )
         return model
 
     def predict_logits(self, model, split: str, max_tokens: int = 8192) -> torch.Tensor:
         """Logits [N, C] for every example of fairseq split `split`, in file order."""
-        return predict_logits(model, self.encoded_split(split), self.cfg.classification_head_name, self.encoder,
-                              self.max_length, max_tokens)
+        return predict_logits(
+            model,
+            self.encoded_split(split),
+            self.cfg.classification_head_name,
+            self.encoder,
+            self.max_length,
+            max_tokens,
+        )
 
 
 @torch.inference_mode()
-def predict_logits(model, encoded, head_name: str, encoder: TextEncoder, max_positions: int,
-                   max_tokens: int = 8192) -> torch.Tensor:
+def predict_logits(
+    model, encoded, head_name: str, encoder: TextEncoder, max_positions: int, max_tokens: int = 8192
+) -> torch.Tensor:
     """Batched prediction over an EncodedSplit: length-sorted batches of at most `max_tokens` padded tokens (so
     little compute is spent on padding), results returned in the split's original order."""
     tokens = [encoded.tokens(i, encoder.bos, encoder.eos, max_positions) for i in range(len(encoded))]

@@ -6,22 +6,11 @@
     # or start from the pretrained model, round 0 being the vanilla fine-tune:
     vega-train ... --finetune-from-model PRETRAINED/model.pt --train-initial-model
 
-The loop is vega-train's (vega_toolkit/adaptation/rounds.py, chosen by the table in vega_toolkit/adaptation): a
-plain `fairseq-train --task glue_transductive` would train one round and stop, so the task refuses to start a
-training unless `--adaptation-round` is set, which the loop sets on each of its rounds.
-
-Loop: M_i predicts the unlabelled test split -> pseudo-labels (only predictions with softmax confidence >=
---confidence-threshold join); M_i is fine-tuned on train + the pseudo-labelled test rows -> M_{i+1}; stop when
-the fraction of test pseudo-labels that changed since the previous round is below --converge-eps (STS-B: a change
-is |delta| > --regression-tolerance) or after --max-rounds trainings.
-SAVE_DIR/round_K/ holds each round's checkpoints, predictions.tsv and pseudo_train.tsv; SAVE_DIR/
-adaptation_state.json the per-round log (changed labels, label distribution, dev metrics). Rerunning the same
-command resumes at the first unfinished step. Test rows are read with the test-file layout, which has no label
-column: the hidden test labels can never become pseudo-labels.
-
-The task itself is `glue` plus `--extra-train-data`: train-layout TSV files (as written by the loop) appended to the
-train split (or replacing it with `--train-on-extra-only`), read by the GLUE readers and cached like any split.
+The loop is vega-train's (vega_toolkit/adaptation/rounds.py); the task itself is `glue` plus `--extra-train-data`
+and refuses a plain fairseq-train without `--adaptation-round`. Pseudo-labels, convergence, what each round writes:
+docs/design.md#glue_transductive-algorithm-1.
 """
+
 import logging
 from dataclasses import dataclass, field
 
@@ -37,36 +26,60 @@ logger = logging.getLogger(__name__)
 class GlueTransductiveConfig(GlueConfig):
     max_rounds: int = field(default=3, metadata={"help": "at most this many pseudo-label fine-tuning rounds"})
     converge_eps: float = field(
-        default=0.01, metadata={"help": "stop when the fraction of test pseudo-labels that changed since the previous "
-                                        "round is below this (0.5-1% is the usual range; 0 disables)"})
+        default=0.01,
+        metadata={
+            "help": "stop when the fraction of test pseudo-labels that changed since the previous "
+            "round is below this (0.5-1% is the usual range; 0 disables)"
+        },
+    )
     confidence_threshold: float = field(
-        default=0.0, metadata={"help": "only test predictions with max softmax probability >= this join the "
-                                       "training data (0 = all; classification only)"})
+        default=0.0,
+        metadata={
+            "help": "only test predictions with max softmax probability >= this join the "
+            "training data (0 = all; classification only)"
+        },
+    )
     regression_tolerance: float = field(
-        default=0.5, metadata={"help": "regression (STS-B): a pseudo-label counts as changed when it moved by more "
-                                       "than this"})
+        default=0.5,
+        metadata={"help": "regression (STS-B): a pseudo-label counts as changed when it moved by more than this"},
+    )
     pseudo_label_split: str = field(
-        default="test", metadata={"help": "fairseq split to pseudo-label (an unlabelled test split: test, test1)"})
+        default="test", metadata={"help": "fairseq split to pseudo-label (an unlabelled test split: test, test1)"}
+    )
     train_initial_model: bool = field(
-        default=False, metadata={"help": "--finetune-from-model is a pretrained model: fine-tune it on train first "
-                                         "(round 0) to obtain M0"})
+        default=False,
+        metadata={
+            "help": "--finetune-from-model is a pretrained model: fine-tune it on train first (round 0) to obtain M0"
+        },
+    )
     extra_train_data: str = field(
-        default="", metadata={"help": "comma-separated TSV files in the task's train layout appended to the train "
-                                      "split (the loop sets this per round)"})
+        default="",
+        metadata={
+            "help": "comma-separated TSV files in the task's train layout appended to the train "
+            "split (the loop sets this per round)"
+        },
+    )
     train_on_extra_only: bool = field(
-        default=False, metadata={"help": "train on --extra-train-data alone, without the task's train split"})
+        default=False, metadata={"help": "train on --extra-train-data alone, without the task's train split"}
+    )
     adaptation_round: bool = field(
-        default=False, metadata={"help": "this training is one round of vega-train's loop (the loop sets it); "
-                                         "without it a training of this task stops at setup: run the loop with "
-                                         "vega-train"})
+        default=False,
+        metadata={
+            "help": "this training is one round of vega-train's loop (the loop sets it); "
+            "without it a training of this task stops at setup: run the loop with "
+            "vega-train"
+        },
+    )
 
 
 def needs_vega_train(task_name: str) -> str:
     """Why a plain fairseq training of a round-based task stops (vega-train runs the loop)."""
-    return (f"--task {task_name} is a loop of several trainings (vega_toolkit/adaptation), which vega-train runs: "
-            f"`vega-train <same arguments>` instead of fairseq-train or fairseq-hydra-train (vega-hydra-train for a "
-            f"Hydra config). A plain fairseq training would silently train one round only. To train a single round "
-            f"on purpose, pass --adaptation-round.")
+    return (
+        f"--task {task_name} is a loop of several trainings (vega_toolkit/adaptation), which vega-train runs: "
+        f"`vega-train <same arguments>` instead of fairseq-train or fairseq-hydra-train (vega-hydra-train for a "
+        f"Hydra config). A plain fairseq training would silently train one round only. To train a single round "
+        f"on purpose, pass --adaptation-round."
+    )
 
 
 @register_task("glue_transductive", dataclass=GlueTransductiveConfig)
@@ -90,6 +103,8 @@ class GlueTransductiveTask(GlueTask):
             labels=[x for p in parts for x in p.labels],
             indices=[x for p in parts for x in p.indices],
         )
-        logger.info(f"train split: {' + '.join(str(len(p)) for p in parts)} = {len(merged)} examples "
-                    f"(extra: {self.cfg.extra_train_data})")
+        logger.info(
+            f"train split: {' + '.join(str(len(p)) for p in parts)} = {len(merged)} examples "
+            f"(extra: {self.cfg.extra_train_data})"
+        )
         return merged

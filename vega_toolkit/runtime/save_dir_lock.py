@@ -3,24 +3,15 @@
     with SaveDirLock("runs/rte"):        # runs/rte/vega-train.lock: {"host", "pid", "started", "slurm_job_id", ...}
         train(...)
 
-Without it, two runs given the same --save-dir both train to the end and the later one silently overwrites the
-other's checkpoints (checkpoint_last.pt, checkpoint_best.pt, the interval checkpoints).
-
-- The lock is created with O_EXCL, so of two runs starting together exactly one gets it.
-- A lock left by a dead process (SIGKILL, OOM kill) on this host is detected (its pid is gone, or now belongs to a
-  process started later) and taken over with a warning.
-- A SLURM job requeued after preemption or a node failure keeps its job id: a lock holding the same SLURM_JOB_ID is
-  the job's own, taken over whatever the host. (Only rank 0 of a multi-process job takes the lock: vega-train's
-  `is_first_rank`.)
-- A lock held by a live run, or by a run on another host (whose liveness cannot be checked from here), is an error
-  naming the holder; the message says how to remove a lock whose run is known to be dead.
+Without it, two runs given the same --save-dir overwrite each other's checkpoints. Stale locks, requeued
+SLURM jobs and live holders: docs/design.md#save-dir-lock.
 """
+
 import json
 import logging
 import os
 import socket
 import time
-from typing import Dict, Optional
 
 from vega_toolkit.errors import UserError
 
@@ -33,7 +24,7 @@ class SaveDirLockedError(UserError, RuntimeError):
     """Another live run holds the --save-dir; the message names it."""
 
 
-def _process_start_ticks(pid: int) -> Optional[str]:
+def _process_start_ticks(pid: int) -> str | None:
     """The start time of process `pid` (clock ticks since boot, /proc/PID/stat field 22); None where unknown.
     Together with the pid it identifies a process: a pid reused by a later process has another start time."""
     try:
@@ -44,7 +35,7 @@ def _process_start_ticks(pid: int) -> Optional[str]:
         return None
 
 
-def _process_alive(pid: int, start_ticks: Optional[str]) -> bool:
+def _process_alive(pid: int, start_ticks: str | None) -> bool:
     if pid <= 0:  # never signal 0 or -1 (process groups / every process)
         return False
     try:
@@ -56,13 +47,18 @@ def _process_alive(pid: int, start_ticks: Optional[str]) -> bool:
     return start_ticks is None or _process_start_ticks(pid) in (None, start_ticks)
 
 
-def _this_run() -> Dict[str, object]:
+def _this_run() -> dict[str, object]:
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "pid_start": _process_start_ticks(pid),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "pid_start": _process_start_ticks(pid),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
 
 
-def _describe(holder: Dict[str, object]) -> str:
+def _describe(holder: dict[str, object]) -> str:
     job = f", SLURM job {holder['slurm_job_id']}" if holder.get("slurm_job_id") else ""
     return f"host {holder.get('host')}, pid {holder.get('pid')}, started {holder.get('started')}{job}"
 
@@ -85,21 +81,26 @@ class SaveDirLock:
             if holder is None:
                 continue
             if self._is_own_job(holder):
-                logger.warning(f"{self.path}: held by this SLURM job ({_describe(holder)}); a requeued job resumes "
-                               f"its own run, taking the lock over")
+                logger.warning(
+                    f"{self.path}: held by this SLURM job ({_describe(holder)}); a requeued job resumes "
+                    f"its own run, taking the lock over"
+                )
                 self._write()
                 return self
-            if holder.get("host") == self.me["host"] and not _process_alive(int(holder.get("pid", -1)),
-                                                                            holder.get("pid_start")):
-                logger.warning(f"{self.path}: stale lock of a run that is no longer alive ({_describe(holder)}); "
-                               f"taking it over")
+            if holder.get("host") == self.me["host"] and not _process_alive(
+                int(holder.get("pid", -1)), holder.get("pid_start")
+            ):
+                logger.warning(
+                    f"{self.path}: stale lock of a run that is no longer alive ({_describe(holder)}); taking it over"
+                )
                 self._remove()
                 continue
             raise SaveDirLockedError(
                 f"--save-dir {self.save_dir} is in use by another vega-train run ({_describe(holder)}; lock file "
                 f"{self.path}). Two runs in one save dir overwrite each other's checkpoints: give this run another "
                 f"--save-dir, or wait for that run to end. If that run is dead (e.g. its node crashed), delete "
-                f"{self.path} and start again.")
+                f"{self.path} and start again."
+            )
         raise SaveDirLockedError(f"{self.path}: could not take the lock (it keeps changing hands)")
 
     def __exit__(self, *exc):
@@ -112,8 +113,9 @@ class SaveDirLock:
         return holder.get("host") == self.me["host"] and holder.get("pid") == self.me["pid"]
 
     def _is_own_job(self, holder) -> bool:
-        return self._is_me(holder) or (self.me["slurm_job_id"] is not None
-                                       and holder.get("slurm_job_id") == self.me["slurm_job_id"])
+        return self._is_me(holder) or (
+            self.me["slurm_job_id"] is not None and holder.get("slurm_job_id") == self.me["slurm_job_id"]
+        )
 
     def _create(self) -> bool:
         try:
@@ -126,12 +128,12 @@ class SaveDirLock:
         return True
 
     def _write(self):
-        from vega_toolkit.fairseq_fixes.atomic_writes import atomic_write
+        from vega_toolkit.io.atomic import atomic_write
 
         atomic_write(self.path, lambda f: f.write(json.dumps(self.me).encode("utf-8")))
         self.owned = True
 
-    def _read(self) -> Optional[Dict[str, object]]:
+    def _read(self) -> dict[str, object] | None:
         """The holder recorded in the lock file; None when it vanished. A lock that cannot be parsed (e.g. cut by a
         full disk) names nobody alive and is treated as stale."""
         try:

@@ -1,43 +1,32 @@
-"""The training core: one fairseq training of a parsed command line, inside vega-train's guards.
+"""One fairseq training of a parsed command line, inside vega-train's guards (see vega_toolkit/runtime/__init__.py).
 
-    from vega_toolkit.training import parse_training_args, train_once, with_user_dir
+    from vega_toolkit.runtime.training import parse_training_args, train_once, with_user_dir
     args = parse_training_args(with_user_dir(["DATA_BIN", "--task", "denoising_pretrain", "--arch", "vega_tiny", ...]))
     train_once(args)                      # fairseq_cli.train.main, spawning local DDP workers as fairseq does
 
-Who calls it: the local launcher (vega_toolkit/launch/local.py: `vega-train`, `vega-hydra-train` and every SLURM
-task of `--launcher submitit`), the round drivers of vega_toolkit/adaptation (one `train_once` per round) and the
-benchmarks. The guards (`guarded_training`), each a fix rather than a feature:
-- the save dir is locked for the life of the run (`locked_save_dir`, vega_toolkit/save_dir_lock.py), so a
-  second run with the same `--save-dir` stops instead of overwriting the first one's checkpoints;
-- a truncated `checkpoint_last.pt` is replaced by the newest readable checkpoint of the save dir (the broken file is
-  renamed aside), instead of stopping the run or restarting it from update 0;
-- re-running a finished command (checkpoint_last.pt at `--max-update`) is a no-op that says so, where fairseq would
-  train one more update and rewrite the checkpoints;
-- `--restore-file` with a classification head of another size than the task's is an error naming the head and
-  the flag to use, not a shape error deep inside the optimizer;
-- SIGTERM or SIGUSR1 (preemption, a stopped study) stop a single-process run at its next update with
-  checkpoint_last.pt saved, and the command exits with 128 + the signal (vega_toolkit/graceful_stop.py).
-The fixes of fairseq itself (checkpoint loading under torch>=2.6, atomic checkpoint writes, `--bf16` without the TPU
-path, full `--help`, batching) are installed on `import vega_toolkit` (vega_toolkit/fairseq_fixes).
+Called by the local launcher (launch/local.py: vega-train, vega-hydra-train, every SLURM task of --launcher
+submitit), the round drivers of adaptation/ (one `train_once` per round) and the benchmarks.
 """
+
 import contextlib
 import os
-from typing import Any, Callable, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from vega_toolkit.errors import UserError
 
 # `--user-dir` of spawned distributed workers and SLURM jobs: the installed package itself
-PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def with_user_dir(argv: List[str]) -> List[str]:
+def with_user_dir(argv: list[str]) -> list[str]:
     """Append `--user-dir` pointing at the installed package unless the caller chose one."""
     if any(a == "--user-dir" or a.startswith("--user-dir=") for a in argv):
         return list(argv)
     return list(argv) + ["--user-dir", PLUGIN_DIR]
 
 
-def parse_training_args(argv: List[str], add_extra_args: Optional[Callable] = None):
+def parse_training_args(argv: list[str], add_extra_args: Callable | None = None):
     """fairseq's training parser over `argv` (plugins loaded; `--bf16` keeps `tpu=False`: fairseq_fixes/bf16.py).
     `add_extra_args(parser)` adds a tool's own flags beside vega-train's (vega-plan's --gpu, ...)."""
     from fairseq import options
@@ -71,8 +60,10 @@ def reset_fairseq_globals():
     from fairseq.logging import progress_bar
     from fairseq_cli import train as fairseq_train
 
-    for fn, attrs in ((checkpoint_utils.save_checkpoint, ("best",)),
-                      (fairseq_train.should_stop_early, ("best", "num_runs"))):
+    for fn, attrs in (
+        (checkpoint_utils.save_checkpoint, ("best",)),
+        (fairseq_train.should_stop_early, ("best", "num_runs")),
+    ):
         for attr in attrs:
             if hasattr(fn, attr):
                 delattr(fn, attr)
@@ -81,7 +72,7 @@ def reset_fairseq_globals():
 
 
 # --- the guards --------------------------------------------------------------------------------------------------
-def resume_checkpoint(args) -> Optional[str]:
+def resume_checkpoint(args) -> str | None:
     """The checkpoint fairseq will resume this run from (fairseq's `load_checkpoint` rule); None on a fresh start
     or where the rule is fairseq's alone (sharded checkpoints with a suffix)."""
     if getattr(args, "checkpoint_suffix", ""):
@@ -95,7 +86,7 @@ def resume_checkpoint(args) -> Optional[str]:
 def check_restored_heads(args, path: str):
     """A restored classification head must have the task's size: its optimizer state cannot fit another one."""
     from vega_toolkit.data.glue_tasks import get_glue_task
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
+    from vega_toolkit.io.checkpoints import CheckpointError, peek_checkpoint
     from vega_toolkit.models.heads import HeadMismatchError, classification_head_sizes
 
     head, glue_task = getattr(args, "classification_head_name", None), getattr(args, "glue_task", None)
@@ -113,10 +104,11 @@ def check_restored_heads(args, path: str):
                 f"--restore-file {path}: its classification head '{name}' has {size} outputs, but {task} trains "
                 f"'{head}' with {num_classes}, and the checkpoint's optimizer state cannot be restored onto it. To "
                 f"start a new fine-tuning from its weights, pass it as --finetune-from-model {path} (fresh head and "
-                f"optimizer) instead of --restore-file.")
+                f"optimizer) instead of --restore-file."
+            )
 
 
-def vocabulary_folder(args) -> Optional[Tuple[str, str]]:
+def vocabulary_folder(args) -> tuple[str, str] | None:
     """(folder, flag) of the vocabulary a training of the toolkit's tasks reads; None for other tasks."""
     if getattr(args, "vocab_dir", None) and getattr(args, "glue_task", None):
         return args.vocab_dir, "--vocab-dir"
@@ -130,7 +122,7 @@ def vocabulary_folder(args) -> Optional[Tuple[str, str]]:
 def check_not_a_gdes_pretraining(path: str):
     """A GDES pretraining checkpoint keeps the discriminator's embedding delta in the criterion's state, which
     --finetune-from-model does not read: its weights alone are the generator's embedding, not the discriminator's."""
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
+    from vega_toolkit.io.checkpoints import CheckpointError, peek_checkpoint
     from vega_toolkit.models.replacement_generator import EMBEDDING_DELTA_KEY
 
     try:
@@ -138,9 +130,11 @@ def check_not_a_gdes_pretraining(path: str):
     except CheckpointError:  # fairseq's own load reports it
         return
     if EMBEDDING_DELTA_KEY in criterion_state:
-        raise UserError(f"--finetune-from-model {path} is an rtd_electra --embedding-sharing gdes pretraining "
-                        f"checkpoint: its discriminator embedding is E_G + E_delta, which only the export merges. "
-                        f"Run `vega-convert export {path} --data-bin DATA OUT` and fine-tune from OUT/model.pt")
+        raise UserError(
+            f"--finetune-from-model {path} is an rtd_electra --embedding-sharing gdes pretraining "
+            f"checkpoint: its discriminator embedding is E_G + E_delta, which only the export merges. "
+            f"Run `vega-convert export {path} --data-bin DATA OUT` and fine-tune from OUT/model.pt"
+        )
 
 
 def check_checkpoint_vocabulary(args, path: str, flag: str):
@@ -151,7 +145,7 @@ def check_checkpoint_vocabulary(args, path: str, flag: str):
     from fairseq.data import Dictionary
 
     from vega_toolkit.data.vocabulary import check_embedding_rows, check_vocabulary, stored_vocabulary_id
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError, peek_checkpoint
+    from vega_toolkit.io.checkpoints import CheckpointError, peek_checkpoint
     from vega_toolkit.models.model_folder import DICT_FILE, EMBEDDING_KEY
 
     found = vocabulary_folder(args)
@@ -167,21 +161,30 @@ def check_checkpoint_vocabulary(args, path: str, flag: str):
     embedding = (ckpt.get("model") or {}).get(EMBEDDING_KEY)
     stored_task = str(((ckpt.get("cfg") or {}).get("task") or {}).get("_name", ""))
     if embedding is not None and stored_task != "masked_lm":  # masked_lm appends <mask> (exported folders trim it)
-        check_embedding_rows(described, embedding.size(0), len(Dictionary.load(os.path.join(folder, DICT_FILE))),
-                             folder, folder_flag)
+        check_embedding_rows(
+            described, embedding.size(0), len(Dictionary.load(os.path.join(folder, DICT_FILE))), folder, folder_flag
+        )
 
 
 def architecture_mismatch(args, path: str, error: Exception) -> UserError:
     """fairseq's "please ensure that the architectures match" with the first parameter that does not fit (the
     vocabulary was checked before: check_checkpoint_vocabulary) and where to read the right flags."""
     cause = str(error.__cause__ or error.__context__ or error)
-    detail = next((line.strip() for line in cause.splitlines()
-                   if line.strip().startswith(("size mismatch", "Missing key", "Unexpected key"))), cause.strip())
-    return UserError(f"{path}: its weights do not fit --arch {args.arch} with the model flags given ({detail[:300]}); "
-                     f"give the flags it was trained with (`vega-glue arch MODEL_DIR` prints a model folder's)")
+    detail = next(
+        (
+            line.strip()
+            for line in cause.splitlines()
+            if line.strip().startswith(("size mismatch", "Missing key", "Unexpected key"))
+        ),
+        cause.strip(),
+    )
+    return UserError(
+        f"{path}: its weights do not fit --arch {args.arch} with the model flags given ({detail[:300]}); "
+        f"give the flags it was trained with (`vega-glue arch MODEL_DIR` prints a model folder's)"
+    )
 
 
-def explicit_value(argv: List[str], flag: str) -> Optional[str]:
+def explicit_value(argv: list[str], flag: str) -> str | None:
     """The value of `flag` as given on the command line (`--flag V` or `--flag=V`), or None."""
     for i, arg in enumerate(argv):
         if arg == flag and i + 1 < len(argv):
@@ -191,7 +194,7 @@ def explicit_value(argv: List[str], flag: str) -> Optional[str]:
     return None
 
 
-def check_training_numbers(args, max_update_given: Optional[str] = None):
+def check_training_numbers(args, max_update_given: str | None = None):
     """Numbers fairseq would take without a word: a learning rate at or below 0 (a negative one trains
     uphill), a negative --max-update/--max-epoch, and an explicit --max-update 0 (fairseq reads 0 as "no limit",
     so a run capped at 0 updates would train without end)."""
@@ -205,14 +208,15 @@ def check_training_numbers(args, max_update_given: Optional[str] = None):
         if value < 0:
             raise UserError(f"--{name.replace('_', '-')} {value} is negative; leave the flag out for no limit")
     if max_update_given is not None and args.max_update == 0:
-        raise UserError(f"--max-update {max_update_given}: fairseq reads 0 as \"no limit\", so this run would "
-                        f"never end; give a positive number of updates, or leave the flag out for no limit")
+        raise UserError(
+            f'--max-update {max_update_given}: fairseq reads 0 as "no limit", so this run would '
+            f"never end; give a positive number of updates, or leave the flag out for no limit"
+        )
 
 
-def finished_message(args, path: str) -> Optional[str]:
+def finished_message(args, path: str) -> str | None:
     """What to say when `path` (the save dir's checkpoint_last.pt) is already at --max-update."""
-    from vega_toolkit.checkpoints import read_num_updates
-    from vega_toolkit.fairseq_fixes.checkpoint_loading import CheckpointError
+    from vega_toolkit.io.checkpoints import CheckpointError, read_num_updates
 
     if args.restore_file != "checkpoint_last.pt" or not args.max_update:
         return None
@@ -222,8 +226,10 @@ def finished_message(args, path: str) -> Optional[str]:
         return None
     if num_updates < args.max_update:
         return None
-    return (f"vega-train: {path} is at update {num_updates} and --max-update is {args.max_update}: this run has "
-            f"finished, nothing to do (raise --max-update to train further, or give another --save-dir)")
+    return (
+        f"vega-train: {path} is at update {num_updates} and --max-update is {args.max_update}: this run has "
+        f"finished, nothing to do (raise --max-update to train further, or give another --save-dir)"
+    )
 
 
 def is_first_rank(args) -> bool:
@@ -235,7 +241,7 @@ def is_first_rank(args) -> bool:
 
 def locked_save_dir(args):
     """The save-dir lock of this run (rank 0 only; none with --no-save), as a context manager."""
-    from vega_toolkit.save_dir_lock import SaveDirLock
+    from vega_toolkit.runtime.save_dir_lock import SaveDirLock
 
     return SaveDirLock(args.save_dir) if is_first_rank(args) and not args.no_save else contextlib.nullcontext()
 
@@ -243,8 +249,8 @@ def locked_save_dir(args):
 def guarded_training(args, train: Callable[[], Any]):
     """`train()` (one fairseq training of `args`) after vega-train's checks: the checkpoint_last.pt repair, the
     restored-head check and the finished-run no-op. The caller holds the save-dir lock (`locked_save_dir`)."""
-    from vega_toolkit.checkpoints import recover_checkpoint_last
-    from vega_toolkit.graceful_stop import stop_with_checkpoint
+    from vega_toolkit.io.checkpoints import recover_checkpoint_last
+    from vega_toolkit.runtime.graceful_stop import stop_with_checkpoint
 
     if is_first_rank(args) and args.restore_file == "checkpoint_last.pt":
         recover_checkpoint_last(args.save_dir)

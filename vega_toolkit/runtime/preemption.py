@@ -1,17 +1,18 @@
 """Preemption signals held back while a checkpoint is written.
 
-submitit's handler for the preemption signal (`--slurm-signal`, USR1 or USR2) requeues the job and calls
-`sys.exit`, which raises SystemExit wherever the main thread happens to be. One fairseq save writes
-`checkpoint_<epoch>_<updates>.pt` and then copies it to `checkpoint_last.pt` (both atomically:
-fairseq_fixes/atomic_writes.py). A signal between the two ends the job with checkpoint_last.pt still at the save
-before, so the requeued job, which resumes from it, trains a whole save interval again. Inside `signals_deferred`
-such a signal is only recorded; it is raised again, for the handler that was installed before, once the block
-has finished.
+    with signals_deferred():          # submitit_launcher.py: around fairseq's save
+        save_checkpoint(...)
+
+submitit's handler for the preemption signal (--slurm-signal, USR1 or USR2) requeues the job and raises SystemExit
+wherever the main thread is. Between fairseq's write of checkpoint_<epoch>_<updates>.pt and its copy to
+checkpoint_last.pt, that leaves checkpoint_last.pt one save behind, and the requeued job trains a whole save interval
+again. Inside `signals_deferred` such a signal is recorded and raised again once the block has finished.
 """
+
 import contextlib
 import signal
 import threading
-from typing import Iterable, Iterator, List
+from collections.abc import Iterable, Iterator
 
 PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
@@ -27,7 +28,7 @@ def signals_deferred(signums: Iterable[int] = PREEMPTION_SIGNALS) -> Iterator[No
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: List[int] = []
+    caught: list[int] = []
     # getsignal is None for a handler installed from C, which Python could not reinstall: leave such a signal be.
     previous = {signum: handler for signum in signums if (handler := signal.getsignal(signum)) is not None}
 
