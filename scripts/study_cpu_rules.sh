@@ -4,9 +4,12 @@
 # compare, the pretraining learning-rate grid and the compute axis. Resumable: every stage is a `vega-study run` of
 # keyed cells, so the same command after a kill goes on where it stopped (results/study-cpu/RESUME.md).
 #
-#   nohup nice -n 19 bash scripts/study_cpu_rules.sh >> results/study-cpu/background.log 2>&1 &
+#   nohup nice -n 19 bash scripts/study_cpu_rules.sh [STAGE ...] >> results/study-cpu/background.log 2>&1 &
 #
-# One cell at a time (--jobs 1): the machine is shared. Stages, the most decisive first:
+# One cell at a time per runner (--jobs 1): the machine is shared. STAGE ... runs those stages in that order (default
+# 1 2 3 4). A second runner on the other core with another order (`... 2 1 3 4`) works on the same folder: each cell
+# is claimed before it starts (vega_toolkit/study/cell_claims.py), so the two never run one cell twice and the
+# second joins the first's stages once its own is done. Stages, the most decisive first:
 #   1. the claims' objectives (random init, rtd_ternary, masked_lm, rtd_replace_only) on the averaged tasks: the
 #      second pretraining runs, then every fine-tuning under the new rules, then the pretraining learning-rate grid
 #      and the compute axis (they are planned after the fine-tunings of the same run)
@@ -24,8 +27,16 @@ study() {
         --jobs 1 --no-report "$@"
 }
 CLAIMS=random,rtd_ternary,masked_lm,rtd_replace_only
-study --arms "$CLAIMS" --tasks CoLA,SST-2,STS-B
-study --arms rtd_electra,rtd_electra_es,rtd_ternary_generator --tasks CoLA,SST-2,STS-B
-study --arms "$CLAIMS" --tasks MRPC,RTE,WNLI
-study --arms all
+stage() {
+    case $1 in
+        1) study --arms "$CLAIMS" --tasks CoLA,SST-2,STS-B ;;
+        2) study --arms rtd_electra,rtd_electra_es,rtd_ternary_generator --tasks CoLA,SST-2,STS-B ;;
+        3) study --arms "$CLAIMS" --tasks MRPC,RTE,WNLI ;;
+        4) study --arms all ;;
+    esac
+}
+stages=("$@")
+[[ ${#stages[@]} -gt 0 ]] || stages=(1 2 3 4)
+for s in "${stages[@]}"; do [[ $s =~ ^[1-4]$ ]] || { echo "study_cpu_rules.sh: unknown stage '$s' (choose from 1 2 3 4)" >&2; exit 2; }; done
+for s in "${stages[@]}"; do stage "$s"; done
 echo "# $(date -u +%FT%TZ) done"
