@@ -9,7 +9,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 # Two workers, one test file each (session fixtures and SLURM jobs stay within a file); one BLAS thread per worker.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_ARGS ?= -n 2 --dist loadfile
 # The fast lane leaves out every marked lane (pytest.ini lists the markers; tests/conftest.py marks the users of the
 # local_slurm and kenlm_programs fixtures); tests/test_lanes.py checks this expression against the fixtures.
 FAST_MARKERS := not slow and not slurm and not kenlm and not study and not gpu

@@ -14,9 +14,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 # Modules holding these lanes' tests run first. `make test` hands whole files to its two workers in collection order
-# (--dist loadfile --no-loadscope-reorder; by default xdist would order files by their number of tests), so the
-# multi-minute study, demo and recipe files must not be the last ones handed out: one worker would finish them alone
-# while the other sits idle.
+# (--dist loadfile), so the multi-minute study, demo and recipe files must not be the last ones handed out: one
+# worker would finish them alone while the other sits idle.
 LONG_LANES = ("study", "slow", "slurm")
 
 
