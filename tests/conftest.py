@@ -13,24 +13,12 @@ FIXTURE_LANES = {"local_slurm": "slurm", "kenlm_programs": "kenlm"}
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-# Modules holding these lanes' tests run first. `make test` hands whole files to its two workers in collection order
-# (--dist loadfile), so the multi-minute study, demo and recipe files must not be the last ones handed out: one
-# worker would finish them alone while the other sits idle.
-LONG_LANES = ("study", "slow", "slurm")
-
-
 @pytest.hookimpl(tryfirst=True)  # before the -m selection, which reads the marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for fixture, lane in FIXTURE_LANES.items():
             if fixture in item.fixturenames:
                 item.add_marker(lane)
-    rank = {}  # module path -> the index in LONG_LANES of its first long lane, len(LONG_LANES) for none
-    for item in items:
-        lanes = [i for i, lane in enumerate(LONG_LANES) if item.get_closest_marker(lane)]
-        key = item.nodeid.split("::")[0]
-        rank[key] = min([rank.get(key, len(LONG_LANES)), *lanes])
-    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])  # stable: files stay whole and in their order
 
 
 _deselected = []
