@@ -86,7 +86,7 @@ def tiny_data_bin(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def fine_tuned_model_dir(tmp_path_factory):
+def model_dir(tmp_path_factory):
     """A model folder (model.pt + dict.txt + spm.model) whose model.pt is a vega_tiny briefly fine-tuned on the SST-2
     fixture (classification head included): glue_helpers.make_model_dir, built once per session. Read-only."""
     from glue_helpers import make_model_dir

@@ -6,16 +6,10 @@ import shlex
 import subprocess
 
 import pytest
-from glue_helpers import FIXTURES, make_model_dir, recipe_env
+from glue_helpers import FIXTURES, recipe_env
 
 RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "glue")
 LAST_LINE = re.compile(r"^dev [a-z0-9_]+=-?\d+\.\d+$")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pretrained")
-    return make_model_dir(str(root / "model"), str(root / "cache"))
 
 
 def _flags(line):

@@ -63,11 +63,6 @@ def swapped_vocabulary(src, dst):
 
 
 @pytest.fixture(scope="module")
-def model_dir(fine_tuned_model_dir):
-    return fine_tuned_model_dir
-
-
-@pytest.fixture(scope="module")
 def pretrained(tiny_data_bin, tmp_path_factory):
     """checkpoint_last.pt of a 1-update RTD pretraining on the tiny data-bin."""
     save = tmp_path_factory.mktemp("pretrained") / "save"

@@ -78,9 +78,9 @@ def test_to_hf_then_from_hf_gives_back_the_same_model(toolkit_model, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fine_tuned(fine_tuned_model_dir):
+def fine_tuned(model_dir):
     """A model folder whose model.pt is a fine-tuned SST-2 checkpoint (classification head included)."""
-    return fine_tuned_model_dir
+    return model_dir
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from glue_helpers import FIXTURES, make_model_dir, model_overrides, recipe_env
+from glue_helpers import FIXTURES, model_overrides, recipe_env
 from omegaconf import OmegaConf
 
 from vega_toolkit.cli.hydra_train import CONF_DIR, PLUGIN_DIR, compose_config, shipped_config_names
@@ -162,12 +162,6 @@ def test_pretrain_recipe_and_its_config_resolve_to_the_same_fairseq_config(recip
     if recipe.startswith("phase2"):
         overrides.append("checkpoint.finetune_from_model=INIT.pt")
     assert_same_config(compose_config(name, overrides), recipe_config(argv))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pretrained")
-    return make_model_dir(str(root / "model"), str(root / "cache"))
 
 
 @pytest.fixture(scope="module")

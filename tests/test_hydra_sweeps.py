@@ -7,18 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from glue_helpers import FIXTURES, make_model_dir, model_overrides
+from glue_helpers import FIXTURES, model_overrides
 
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 VEGA = [sys.executable, "-m", "vega_toolkit.cli.hydra_train"]
 REPORT = [sys.executable, "-m", "vega_toolkit.cli.sweep_report"]
 GRID = ["optimization.lr=[2e-4],[5e-3]", "common.seed=1,2"]  # 2 learning rates x 2 seeds
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pretrained")
-    return make_model_dir(str(root / "model"), str(root / "cache"))
 
 
 def sweep(model_dir, sweep_dir, *extra, timeout=300):

@@ -18,12 +18,12 @@ def hub_snippet() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_the_readmes_hub_snippet_runs_on_a_model_folder_and_a_glue_checkpoint(fine_tuned_model_dir):
+def test_the_readmes_hub_snippet_runs_on_a_model_folder_and_a_glue_checkpoint(model_dir):
     code = hub_snippet()
     assert '"vega-model"' in code and '"runs/glue/RTE/checkpoint_best.pt"' in code
     # the fixture's model.pt is a `vega-train --task glue` checkpoint (SST-2), so it serves as both
-    model_pt = os.path.join(fine_tuned_model_dir, "model.pt")
-    code = code.replace('"vega-model"', repr(str(fine_tuned_model_dir)))
+    model_pt = os.path.join(model_dir, "model.pt")
+    code = code.replace('"vega-model"', repr(str(model_dir)))
     code = code.replace('"runs/glue/RTE/checkpoint_best.pt"', repr(model_pt))
     lines = code.rstrip("\n").splitlines()
     # keep the values of the snippet's bare expression lines to check them

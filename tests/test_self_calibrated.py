@@ -186,13 +186,13 @@ def test_missing_external_pool_and_bad_format_are_clear_errors(tmp_path):
         drive(Namespace(**{**args, "external_data": str(tmp_path / "pool.tsv"), "external_format": "csv"}))
 
 
-def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(kenlm_programs, tmp_path):
+def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(kenlm_programs, model_dir, tmp_path):
     """Contract of recipes/glue on real CoLA, external pool: SST-2 dev + CoLA test sentences as unlabelled text (the
     fixture run, with the recipe's default pool, is part of test_glue_recipes' all.sh test)."""
     import re
     import subprocess
 
-    from glue_helpers import make_model_dir, recipe_env
+    from glue_helpers import recipe_env
 
     glue_dir = os.environ.get("VEGA_GLUE_DIR")
     if not glue_dir:
@@ -204,12 +204,11 @@ def test_cola_selfcal_recipe_runs_at_tiny_scale_on_real_cola(kenlm_programs, tmp
     texts += [ex.text_a for ex in read_glue_split(glue_dir, "CoLA", "test")]
     pool.write_text("".join(t + "\n" for t in texts))
     extra = {"EXTERNAL": str(pool), "EXTERNAL_FORMAT": "text", "TOP_K": "500", "MAX_UPDATE": "100"}
-    model = make_model_dir(str(tmp_path / "model"), str(tmp_path / "cache"))
     out = tmp_path / "out"
     recipe = os.path.join(os.path.dirname(FIXTURES), "..", "..", "recipes", "glue", "cola_selfcal.sh")
     r = subprocess.run(
         ["bash", recipe],
-        env=recipe_env(glue_dir, model, str(out), str(tmp_path / "cache"), **extra),
+        env=recipe_env(glue_dir, model_dir, str(out), str(tmp_path / "cache"), **extra),
         capture_output=True,
         text=True,
         timeout=900,

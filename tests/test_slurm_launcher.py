@@ -117,11 +117,10 @@ def test_dependency_flag_is_recorded_by_slurm(tiny_data_bin, tmp_path, jobs):
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "glue"
 
 
-def test_glue_all_sh_under_submitit_chains_rte_stsb_mrpc_after_mnli(local_slurm, tmp_path, jobs):
-    from glue_helpers import FIXTURES, make_model_dir, recipe_env
+def test_glue_all_sh_under_submitit_chains_rte_stsb_mrpc_after_mnli(local_slurm, model_dir, tmp_path, jobs):
+    from glue_helpers import FIXTURES, recipe_env
 
     cache = str(tmp_path / "cache")
-    model_dir = make_model_dir(str(tmp_path / "model"), cache)
     # held: a 2-update MNLI job would finish (and SLURM forget the satisfied dependency) before the next recipe
     env = recipe_env(
         FIXTURES,

@@ -276,22 +276,21 @@ def test_a_loop_task_loads_from_its_checkpoint_for_prediction(full_run):
 
 
 @pytest.mark.slow
-def test_wnli_transductive_recipe_runs_at_tiny_scale_on_real_wnli(tmp_path):
+def test_wnli_transductive_recipe_runs_at_tiny_scale_on_real_wnli(model_dir, tmp_path):
     """Contract of recipes/glue on the real WNLI files (the fixture run is part of test_glue_recipes' all.sh)."""
     import re
     import subprocess
 
-    from glue_helpers import make_model_dir, recipe_env
+    from glue_helpers import recipe_env
 
     glue_dir = os.environ.get("VEGA_GLUE_DIR")
     if not glue_dir:
         pytest.skip("needs VEGA_GLUE_DIR (on fixtures the recipe runs in test_glue_recipes' all.sh test)")
-    model = make_model_dir(str(tmp_path / "model"), str(tmp_path / "cache"))
     out = tmp_path / "out"
     recipe = os.path.join(os.path.dirname(FIXTURES), "..", "..", "recipes", "glue", "wnli_transductive.sh")
     r = subprocess.run(
         ["bash", recipe],
-        env=recipe_env(glue_dir, model, str(out), str(tmp_path / "cache")),
+        env=recipe_env(glue_dir, model_dir, str(out), str(tmp_path / "cache")),
         capture_output=True,
         text=True,
         timeout=900,
