@@ -77,19 +77,13 @@ def test_to_hf_then_from_hf_gives_back_the_same_model(toolkit_model, tmp_path):
             )
 
 
-@pytest.fixture(scope="module")
-def fine_tuned(model_dir):
-    """A model folder whose model.pt is a fine-tuned SST-2 checkpoint (classification head included)."""
-    return model_dir
-
-
 @pytest.mark.slow
-def test_fine_tuned_model_goes_to_hf_as_a_sequence_classifier_with_its_labels_and_logits(fine_tuned, tmp_path):
-    vega_convert(["to-hf", fine_tuned, str(tmp_path / "hf")])
+def test_fine_tuned_model_goes_to_hf_as_a_sequence_classifier_with_its_labels_and_logits(model_dir, tmp_path):
+    vega_convert(["to-hf", model_dir, str(tmp_path / "hf")])
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["architectures"] == ["DebertaV2ForSequenceClassification"]
     assert config["id2label"] == {"0": "0", "1": "1"}  # SST-2's label strings, in the task table's order
-    vega = VegaModel.from_pretrained(fine_tuned)
+    vega = VegaModel.from_pretrained(model_dir)
     head = next(iter(vega.model.classification_heads))
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "hf")).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
@@ -103,16 +97,16 @@ def test_fine_tuned_model_goes_to_hf_as_a_sequence_classifier_with_its_labels_an
 
 
 @pytest.mark.slow
-def test_a_head_hf_cannot_hold_is_refused_rather_than_dropped(fine_tuned, tmp_path):
+def test_a_head_hf_cannot_hold_is_refused_rather_than_dropped(model_dir, tmp_path):
     from vega_toolkit.errors import UserError
     from vega_toolkit.models.hf_conversion import convert_to_hf
     from vega_toolkit.models.model_folder import write_model_checkpoint
 
-    ckpt = torch.load(os.path.join(fine_tuned, "model.pt"), weights_only=False)
+    ckpt = torch.load(os.path.join(model_dir, "model.pt"), weights_only=False)
     folder = tmp_path / "two_heads"
     folder.mkdir()
     for name in ("dict.txt", "spm.model"):
-        (folder / name).write_bytes(open(os.path.join(fine_tuned, name), "rb").read())
+        (folder / name).write_bytes(open(os.path.join(model_dir, name), "rb").read())
     state = dict(ckpt["model"])
     for key in [k for k in state if k.startswith("classification_heads.")]:
         state[key.replace("classification_heads.", "classification_heads.second_")] = state[key].clone()
