@@ -10,6 +10,8 @@ import statistics
 import sys
 from collections import defaultdict
 
+FIELDS = ("argv", "cpu", "fairseq", "test", "ran_pytest")  # what sitecustomize.py writes and the report reads
+
 
 def read_census(path: str) -> list[dict]:
     lines = []
@@ -18,9 +20,13 @@ def read_census(path: str) -> list[dict]:
             if not text.strip():
                 continue
             try:
-                lines.append(json.loads(text))
+                line = json.loads(text)
             except json.JSONDecodeError as error:
                 raise SystemExit(f"process_census: {path}:{number}: not a JSON line ({error.msg})") from None
+            missing = [field for field in FIELDS if not isinstance(line, dict) or field not in line]
+            if missing:
+                raise SystemExit(f"process_census: {path}:{number}: not a census line (no {', '.join(missing)})")
+            lines.append(line)
     return lines
 
 
@@ -53,10 +59,12 @@ def main(argv=None) -> int:
     parser.add_argument("census", help="the JSON lines file PROCESS_CENSUS_LOG named")
     parser.add_argument("--top", type=int, default=15, help="how many tests to list (default 15)")
     args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error(f"--top {args.top}: give at least 1")
     try:
         lines = read_census(args.census)
-    except FileNotFoundError:
-        print(f"process_census: {args.census}: no such file", file=sys.stderr)
+    except OSError as error:  # missing, a folder, unreadable
+        print(f"process_census: {args.census}: {error.strerror.lower()}", file=sys.stderr)
         return 2
     print(census_report(lines, args.top))
     return 0
