@@ -11,8 +11,9 @@
 # is claimed before it starts (vega_toolkit/study/cell_claims.py), so the two never run one cell twice and the
 # second joins the first's stages once its own is done. Stages, the most decisive first:
 #   1. the claims' objectives (random init, rtd_ternary, masked_lm, rtd_replace_only) on the averaged tasks: the
-#      second pretraining runs, then every fine-tuning under the new rules, then the pretraining learning-rate grid
-#      and the compute axis (they are planned after the fine-tunings of the same run)
+#      pretraining learning-rate grid, the second pretraining runs at the rate its rule chooses
+#      (vega_toolkit/study/pretrain_lr.py), every fine-tuning under the new rules, then the compute axis; what starts
+#      from an objective waits until its grid has chosen, and random init's fine-tunings run meanwhile
 #   2. the generator objectives (rtd_electra with GDES and with ES sharing, rtd_ternary with generator
 #      replacements) on the same tasks, at their equal-compute update counts (study/generator_flops.py)
 #   3. the claims' arms on the tasks reported at their floor (MRPC, RTE, WNLI)

@@ -269,8 +269,8 @@ def test_a_scale_plans_second_pretraining_runs_the_pretraining_lr_grid_and_the_c
     pretrain = {c.name: c for c in cells if c.kind == "pretrain"}
     assert list(pretrain) == [
         "pretrain rtd_ternary",
+        "pretrain rtd_ternary lr0.0003",  # the grid first: the rule chooses the rate the other seeds run at
         "pretrain rtd_ternary seed2",
-        "pretrain rtd_ternary lr0.0003",
         "pretrain rtd_ternary@3",
     ]
     assert "--seed 2" in " ".join(pretrain["pretrain rtd_ternary seed2"].commands[0])

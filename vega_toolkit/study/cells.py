@@ -63,11 +63,15 @@ def build_cells(
     arms: tuple[str, ...] | None = None,
     tasks: tuple[str, ...] | None = None,
     extensions: dict[tuple[str, str], tuple[float, ...]] | None = None,
+    pretrain_lrs: dict[str, float] | None = None,
 ) -> list[Cell]:
     """Every cell of SCALE in run order: the task-adaptive text (if any), preprocess, the external pool of the
-    self-calibrated arms (if any), each pretraining run, fine-tuning task by task, then the pretraining
-    learning-rate grid and the compute axis. ARMS: names, ("all",) for the scale's ablation arms, None for its
-    default arms. EXTENSIONS: {(arm, task): learning rates} the edge rule adds (selection.edge_extensions)."""
+    self-calibrated arms (if any), each arm's first pretraining run, its runs at the pretraining learning-rate grid's
+    other rates, its other pretraining seeds, fine-tuning task by task, then the compute axis. ARMS: names, ("all",)
+    for the scale's ablation arms, None for its default arms. EXTENSIONS: {(arm, task): learning rates} the edge rule
+    adds (selection.edge_extensions). PRETRAIN_LRS: {arm: the pretraining rate the grid's rule chose}
+    (pretrain_lr.chosen_pretrain_lrs); an arm of a scale with a grid that it does not name has its grid planned and
+    nothing that starts from its pretraining. None: every arm at the scale's rate (what a study plans in all)."""
     unknown = [t for t in tasks or () if t not in {plan.name for plan in scale.tasks}]
     if unknown:  # an unknown name would otherwise run the pretrainings and then no fine-tuning at all
         raise ValueError(
@@ -123,21 +127,28 @@ def build_cells(
         )
         cells.append(pool)
 
-    # (pretrained arm, pretraining seed) -> (model folder template, deps); the seed runs of every arm first, so a
-    # resumed study reaches the second pretraining runs before the fine-tunings that read them
+    # (pretrained arm, pretraining seed) -> (model folder template, deps). Every arm's first run, then the grid's
+    # other rates (the rule needs them all before anything starts from the arm), then the other seeds at the chosen
+    # rate, so a resumed study reaches them before the fine-tunings that read them
     model_dirs: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {}
     pretrained = [a.name for a in selected if a.pretrained] + [a.starts_from for a in selected if a.starts_from]
     pretrained_arms = list(map(get_arm, dict.fromkeys(pretrained)))  # unique, in order
-    runs = sorted(
-        {(seed, arm.name) for arm in pretrained_arms for seed in scale.pretrain_seeds_of(arm.name)}, key=lambda x: x[0]
-    )
-    for seed, name in sorted(runs, key=lambda x: (x[0], pretrained.index(x[1]))):
-        pre = _pretrain_cell(scale, get_arm(name), data_bin, prep.key, seed)
-        cells.append(pre)
-        model_dirs[(name, seed)] = (f"{{out}}/models/{name}-{pre.key}", (pre.key,))
+    chosen = _chosen_rates(scale, pretrained_arms, pretrain_lrs)
+    for arm in pretrained_arms:
+        cells.append(_pretrain_cell(scale, arm, data_bin, prep.key, 1))
+    cells += _pretrain_lr_cells(scale, pretrained_arms, data_bin, prep.key)
+    by_run = {(c.fields["arm"], 1, c.fields["pretrain_lr"]): c for c in cells if c.kind == "pretrain"}
+    for seed in sorted({s for arm in pretrained_arms for s in scale.pretrain_seeds_of(arm.name)}):
+        for arm in (a for a in pretrained_arms if a.name in chosen and seed in scale.pretrain_seeds_of(a.name)):
+            lr = chosen[arm.name]
+            pre = by_run.get((arm.name, seed, lr))
+            if pre is None:
+                pre = _pretrain_cell(scale, arm, data_bin, prep.key, seed, None if lr == scale.pretrain.lr else lr)
+                cells.append(pre)
+            model_dirs[(arm.name, seed)] = (f"{{out}}/models/{arm.name}-{pre.key}", (pre.key,))
 
     intermediates: dict[tuple[str, int], Cell] = {}  # (arm, seed) -> its intermediate fine-tuning
-    for arm in (a for a in selected if a.intermediate):
+    for arm in (a for a in selected if a.intermediate and (a.starts_from, 1) in model_dirs):
         if not any(arm.runs_on(t.name) and (not tasks or t.name in tasks) for t in scale.tasks):
             continue  # none of its tasks is run: no intermediate model is needed
         task = find_task(scale, scale.intermediate_task)
@@ -187,6 +198,8 @@ def build_cells(
             pretrain_seeds = scale.pretrain_seeds_of(arm.name) if arm.pretrained else (1,)
             for pretrain_seed in pretrain_seeds:
                 model = model_dirs.get((arm.starts_from or arm.name, pretrain_seed))
+                if model is None and (arm.pretrained or arm.starts_from):
+                    continue  # its pretraining rate is not chosen yet
                 if arm.external_pool:
                     model = (model[0], model[1] + (pool.key,))
                 for lr in learning_rates:
@@ -211,14 +224,21 @@ def build_cells(
                             pretrain_seed,
                         )
                         cells.append(_keyed(cell, glue_id))
-    cells += _pretrain_lr_cells(scale, pretrained_arms, data_bin, prep.key)
-    cells += _compute_axis_cells(scale, selected, tasks, glue_dir, data_bin, prep.key, extra_finetune_args)
+    cells += _compute_axis_cells(scale, selected, chosen, tasks, glue_dir, data_bin, prep.key, extra_finetune_args)
     return cells
+
+
+def _chosen_rates(scale: Scale, arms: list[Arm], pretrain_lrs: dict[str, float] | None) -> dict[str, float]:
+    """{arm: the pretraining rate its seeds, fine-tunings and compute axis use} for the arms that have one: every arm
+    at the scale's rate without a grid or without PRETRAIN_LRS, else the arms PRETRAIN_LRS names."""
+    if pretrain_lrs is None or not scale.pretrain_lr_grid:
+        return {arm.name: scale.pretrain.lr for arm in arms}
+    return {arm.name: pretrain_lrs[arm.name] for arm in arms if arm.name in pretrain_lrs}
 
 
 def _pretrain_lr_cells(scale: Scale, arms: list[Arm], data_bin: str, prep_key: str) -> list[Cell]:
     """Seed 1 of each pretrained arm at the grid's other pretraining learning rates: read by held-out pretraining
-    loss (report: "Pretraining learning rate"), fine-tuned by nothing."""
+    loss (pretrain_lr.py), fine-tuned only if the rule chooses its rate."""
     return [
         _pretrain_cell(scale, arm, data_bin, prep_key, 1, lr)
         for arm in arms
@@ -228,15 +248,23 @@ def _pretrain_lr_cells(scale: Scale, arms: list[Arm], data_bin: str, prep_key: s
 
 
 def _compute_axis_cells(
-    scale: Scale, selected: list[Arm], tasks, glue_dir: str, data_bin: str, prep_key: str, extra: tuple[str, ...]
+    scale: Scale,
+    selected: list[Arm],
+    chosen: dict[str, float],
+    tasks,
+    glue_dir: str,
+    data_bin: str,
+    prep_key: str,
+    extra: tuple[str, ...],
 ) -> list[Cell]:
-    """The compute axis' shorter pretrainings of `compute_arms` and their fine-tunings on `compute_tasks` (the
-    scale's grid and seeds); the scale's own runs are the axis' last point."""
+    """The compute axis' shorter pretrainings of `compute_arms` (at each one's CHOSEN pretraining rate) and their
+    fine-tunings on `compute_tasks` (the scale's grid and seeds); the scale's own runs are the axis' last point."""
     cells: list[Cell] = []
-    arms = [a for a in selected if a.name in scale.compute_arms]
+    arms = [a for a in selected if a.name in scale.compute_arms and a.name in chosen]
     for updates in scale.compute_updates:
         for arm in arms:
-            pre = _pretrain_cell(scale, arm, data_bin, prep_key, updates=updates)
+            lr = None if chosen[arm.name] == scale.pretrain.lr else chosen[arm.name]
+            pre = _pretrain_cell(scale, arm, data_bin, prep_key, lr=lr, updates=updates)
             cells.append(pre)
             model = (f"{{out}}/models/{arm.name}-{pre.key}", (pre.key,))
             for task in scale.compute_tasks:

@@ -26,6 +26,14 @@ import numpy as np
 
 from vega_toolkit.data.noising import label_prior_bits
 from vega_toolkit.study.anchors import ANCHORS_FILE, anchors  # noqa: F401
+from vega_toolkit.study.pretrain_lr import (
+    at_label_prior,
+    choose,
+    chosen_pretrain_lrs,
+    grid_runs,
+    heldout_loss,
+    validation_phases,
+)
 from vega_toolkit.study.runner import STUDY_FILE, expand_predictions, read_results
 from vega_toolkit.study.selection import (
     RULES,
@@ -59,17 +67,27 @@ _MODEL_FOLDER = re.compile(r"/models/(?P<arm>[^/\s]+)-(?P<key>[0-9a-f]{12})/")
 def current_records(records: list[dict], scale: dict | None = None) -> tuple[list[dict], list[dict]]:
     """(current, superseded): the newest record of each cell name, only fine-tunings of the model folders the
     newest pretraining records of their names produced and, given the declared SCALE (study.json), only
-    fine-tunings at its learning rates (and the edge rule's steps) and seeds. A changed configuration (e.g. a longer
-    pretraining budget, another learning-rate grid) leaves its predecessors in results.jsonl as history, but no
-    report mixes them with the cells that replace them."""
+    fine-tunings at its learning rates (and the edge rule's steps) and seeds, from the pretraining learning rate the
+    rule of pretrain_lr.py chose for the arm. A changed configuration (e.g. a longer pretraining budget, another
+    learning-rate grid) leaves its predecessors in results.jsonl as history, but no report mixes them with the cells
+    that replace them."""
     newest: dict[str, dict] = {}
     for r in records:
         newest[r.get("name", r["key"])] = r
+    scale = scale or {}
+    default_lr = float(scale.get("pretrain", {}).get("lr", 0.0))
+    chosen = chosen_pretrain_lrs(list(newest.values()), tuple(scale.get("pretrain_lr_grid", ())), default_lr)
     models = defaultdict(set)  # arm -> keys of its current pretraining runs (seeds, learning rates, budgets)
     for r in newest.values():
         if r.get("kind") == "pretrain":
             models[r["arm"]].add(r["key"])
-    scale = scale or {}
+    not_chosen = {  # pretraining runs at a rate the rule did not choose: read by the rate table, fine-tuned by none
+        r["key"]
+        for r in newest.values()
+        if r.get("kind") == "pretrain"
+        and r["arm"] in chosen
+        and float(r.get("pretrain_lr", default_lr)) != chosen[r["arm"]]
+    }
     lrs = set(map(float, scale.get("learning_rates", []))) | set(map(float, scale.get("lr_edge_steps", [])))
     seeds = set(scale.get("seeds", []))
 
@@ -83,7 +101,7 @@ def current_records(records: list[dict], scale: dict | None = None) -> tuple[lis
         for r in newest.values()
         if declared(r)
         and all(
-            m["key"] in models.get(m["arm"], {m["key"]})
+            m["key"] in models.get(m["arm"], {m["key"]}) and (r.get("kind") == "pretrain" or m["key"] not in not_chosen)
             for m in _MODEL_FOLDER.finditer(" ".join(r.get("commands", [])))
         )
     ]
@@ -304,19 +322,6 @@ def _bootstrap(c: dict, grid, predictions, found: dict, rule: str) -> list[float
     return paired_bootstrap(sides[0], sides[1], labels, row_scores, BOOTSTRAP_RESAMPLES)
 
 
-def _phases(curve: list[dict]) -> list[list[dict]]:
-    """A pretraining's validations split where the update count starts again (rtd_ternary+rtd_contrastive's second
-    phase counts from 0)."""
-    phases: list[list[dict]] = []
-    for point in curve:
-        if not isinstance(point.get("num_updates"), float):
-            continue
-        if not phases or point["num_updates"] < phases[-1][-1]["num_updates"]:
-            phases.append([])
-        phases[-1].append(point)
-    return phases
-
-
 _SHOWN_PRETRAIN_METRICS = (
     "loss",
     "rtd_loss",
@@ -339,15 +344,13 @@ def _pretraining_section(pretrain: list[dict]) -> list[str]:
         "|---|---|---|---|",
     ]
     for r in pretrain:
-        phases = _phases(r.get("valid_curve") or [])
+        phases = validation_phases(r.get("valid_curve") or [])
         last = phases[-1][-1] if phases else {}
         shown = ", ".join(f"{k} {last[k]:g}" for k in _SHOWN_PRETRAIN_METRICS if k in last)
         if "shuf_frac" in last and "repl_frac" in last:  # an RTD arm: how far it got from learning nothing
             prior = label_prior_bits(last["shuf_frac"], last["repl_frac"])
             shown += f"; label prior {prior:.3f}" + (
-                " (**at the prior: the objective learnt nothing**)"
-                if last.get("rtd_loss", last.get("loss", 0)) >= prior - 0.01
-                else ""
+                " (**at the prior: the objective learnt nothing**)" if at_label_prior(last) else ""
             )
         updates = " + ".join(f"{phase[-1]['num_updates']:g}" for phase in phases) or "?"
         lines.append(f"| `{_run_name(r)}` | {updates} | {shown} | {r['wall_s'] / 60:.1f} min |")
@@ -358,7 +361,7 @@ def _pretraining_section(pretrain: list[dict]) -> list[str]:
         "",
     ]
     for r in pretrain:
-        phases = _phases(r.get("valid_curve") or [])
+        phases = validation_phases(r.get("valid_curve") or [])
         shown = [
             ("phase 2: " if i and not j else "") + f"{p['num_updates']:g}: {p.get('rtd_loss', p['loss']):.3f}"
             for i, phase in enumerate(phases)
@@ -374,66 +377,41 @@ def _run_name(record: dict) -> str:
     return record.get("name", record["arm"]).replace("pretrain ", "", 1)
 
 
-def _last_loss(record: dict) -> tuple[float | None, bool]:
-    """(held-out loss of the RTD part, or the loss, at the last validation; True when it sits at the label prior)."""
-    phases = _phases(record.get("valid_curve") or [])
-    if not phases:
-        return None, False
-    last = phases[-1][-1]
-    loss = last.get("rtd_loss", last.get("loss"))
-    at_prior = (
-        "shuf_frac" in last
-        and "repl_frac" in last
-        and loss is not None
-        and loss >= label_prior_bits(last["shuf_frac"], last["repl_frac"]) - 0.01
-    )
-    return loss, at_prior
-
-
 def _pretrain_lr_section(pretrain: list[dict], scale: dict) -> list[str]:
-    """Each objective's pretraining learning rates (seed 1, the scale's budget): the rule picks the lowest held-out
-    loss among the runs not at their label prior; GLUE dev takes no part."""
+    """Each objective's pretraining learning rates (seed 1, the scale's budget) and the rate the rule of
+    pretrain_lr.py chooses; GLUE dev takes no part."""
     grid = [float(lr) for lr in scale.get("pretrain_lr_grid", [])]
     budget = scale.get("pretrain", {})
     if len(grid) < 2 or not budget:
         return []
-    runs = defaultdict(dict)
-    for r in pretrain:
-        if (
-            int(r.get("pretrain_seed", 1)) == 1
-            and int(r.get("pretrain_updates", budget["updates"])) in (budget["updates"],)
-            and "@" not in r.get("name", "")
-        ):
-            runs[r["arm"]][float(r.get("pretrain_lr", budget["lr"]))] = r
+    default = float(budget["lr"])
     lines = [
         "## Pretraining learning rate (held-out pretraining loss at the last validation, seed 1)",
         "",
         f"Rule, declared before these runs: each objective pretrains at the rate of the grid "
         f"({', '.join(f'{lr:g}' for lr in grid)}) with the lowest held-out loss, a run at its label prior "
-        f"excluded; the study's fine-tunings use {budget['lr']:g} until a row below says otherwise.",
+        f"excluded (every rate at the prior: the scale's {default:g}). The arm's other pretraining seeds, its "
+        f"fine-tunings and its compute axis start from the chosen rate once its grid has finished; fine-tunings "
+        f"of a rate the rule did not choose are superseded.",
         "",
-        "| arm | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | the rule picks |",
+        "| arm | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | the rule chooses |",
         "|---|" + "---|" * (len(grid) + 1),
     ]
-    for arm, by_lr in runs.items():
-        losses = {lr: _last_loss(by_lr[lr]) for lr in grid if lr in by_lr}
+    for arm, by_lr in grid_runs(pretrain, default).items():
+        losses = {lr: heldout_loss(by_lr[lr]) for lr in grid if lr in by_lr}
         cells = [
             ("—" if lr not in losses else f"{losses[lr][0]:.3f}" + (" (at prior)" if losses[lr][1] else ""))
             if lr not in losses or losses[lr][0] is not None
             else "no validation"
             for lr in grid
         ]
-        eligible = {lr: loss for lr, (loss, prior) in losses.items() if loss is not None and not prior}
-        pick = (
-            "— (grid not finished)"
-            if len(losses) < len(grid)
-            else f"{min(eligible, key=eligible.get):g}"
-            if eligible
-            else "none (every rate at the prior)"
-        )
-        if pick not in ("— (grid not finished)",) and eligible and min(eligible, key=eligible.get) != budget["lr"]:
-            pick += " (**not the study's rate: its fine-tunings are to be re-run at it**)"
-        lines.append(f"| `{arm}` | " + " | ".join(cells) + f" | {pick} |")
+        if len(losses) < len(grid):
+            chosen = "— (grid not finished: its fine-tunings wait)"
+        elif all(prior or loss is None for loss, prior in losses.values()):
+            chosen = f"{default:g} (every rate at the prior)"
+        else:
+            chosen = f"{choose(losses, default):g}"
+        lines.append(f"| `{arm}` | " + " | ".join(cells) + f" | {chosen} |")
     return lines + [""]
 
 

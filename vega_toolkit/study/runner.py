@@ -29,6 +29,7 @@ from pathlib import Path
 from vega_toolkit.study.cell_claims import CellClaims
 from vega_toolkit.study.cells import Cell, build_cells
 from vega_toolkit.study.plan import ARMS, Scale, resolve_arms
+from vega_toolkit.study.pretrain_lr import chosen_pretrain_lrs
 from vega_toolkit.study.selection import checkpoint_of, edge_extensions, score_grid
 
 # cells that fine-tune on a GLUE task and are scored on its dev set; an "intermediate" one's model is the start
@@ -220,6 +221,7 @@ class StudyRunner:
         self.arms, self.extra_finetune_args = resolve_arms(scale, arms), tuple(extra_finetune_args)
         self.tasks, self.threads = tasks, threads
         self.extensions = self._edge_extensions()
+        self.pretrain_lrs = self._chosen_pretrain_lrs()
         self.cells = self._build()
         self.commit = code_version()
         self._lock = threading.Lock()
@@ -235,6 +237,7 @@ class StudyRunner:
             self.arms,
             self.tasks,
             self.extensions,
+            self.pretrain_lrs,
         )
         if self.threads:  # BLAS threads per cell, whatever the scale declares (keys do not depend on it)
             for cell in cells:
@@ -252,6 +255,14 @@ class StudyRunner:
             return {(p, s) for p in (self.scale.pretrain_seeds_of(arm) if pretrained else (1,)) for s in seeds}
 
         return edge_extensions(score_grid(scored_last), self.scale.learning_rates, self.scale.lr_edge_steps, wanted)
+
+    def _chosen_pretrain_lrs(self) -> dict[str, float] | None:
+        """{arm: pretraining rate} the grid's rule chose from the finished runs in the folder (pretrain_lr.py); None
+        for a scale without a grid (every arm at its rate, nothing waits)."""
+        if not self.scale.pretrain_lr_grid:
+            return None
+        newest = {r.get("name", r["key"]): r for r in read_results(self.out)}
+        return chosen_pretrain_lrs(list(newest.values()), self.scale.pretrain_lr_grid, self.scale.pretrain.lr)
 
     def _alias_reused_cells(self):
         """A planned cell whose key finished under another name (the compute axis' 1,500-update pretraining is the
@@ -370,22 +381,26 @@ class StudyRunner:
 
     # ------------------------------------------------------------------ the grid
     def run(self) -> int:
-        """Run every pending cell; then, while the edge rule asks for grid points the finished cells did not have,
-        run those too."""
+        """Run every pending cell; then, while the edge rule asks for grid points the finished cells did not have, or
+        the pretraining rate of an arm is newly chosen (its seeds and fine-tunings wait for it), run those too."""
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_study_file()
         rc = 0
         while True:
             self._alias_reused_cells()
             rc = max(rc, self._run_pass())
-            extensions = self._edge_extensions()
-            if extensions == self.extensions:
+            extensions, pretrain_lrs = self._edge_extensions(), self._chosen_pretrain_lrs()
+            if extensions == self.extensions and pretrain_lrs == self.pretrain_lrs:
                 return rc
-            self.log(
-                f"vega-study: the edge rule adds {sum(map(len, extensions.values()))} grid points "
-                f"({', '.join(f'{a} {t} lr {lr:g}' for (a, t), lrs in sorted(extensions.items()) for lr in lrs)})"
-            )
-            self.extensions = extensions
+            if extensions != self.extensions:
+                self.log(
+                    f"vega-study: the edge rule adds {sum(map(len, extensions.values()))} grid points "
+                    f"({', '.join(f'{a} {t} lr {lr:g}' for (a, t), lrs in sorted(extensions.items()) for lr in lrs)})"
+                )
+            for arm, lr in sorted((pretrain_lrs or {}).items()):
+                if (self.pretrain_lrs or {}).get(arm) != lr:
+                    self.log(f"vega-study: the pretraining learning-rate rule chose {lr:g} for {arm}")
+            self.extensions, self.pretrain_lrs = extensions, pretrain_lrs
             self.cells = self._build()
 
     def _run_pass(self) -> int:
