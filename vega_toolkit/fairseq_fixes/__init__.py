@@ -10,10 +10,16 @@
 - full_help.py: `--help` listed no option of the chosen --arch/--task/--criterion; now it does;
 - bf16.py: `--bf16` set `tpu=True` (fairseq's XLA code path); now `tpu` stays as given;
 - prefetch_thread_exit.py: a training stopped mid-epoch could abort at exit (SIGABRT) in fairseq's batch-prefetch
-  thread; now that thread is stopped before the interpreter ends it.
+  thread; now that thread is stopped before the interpreter ends it;
+- deferred_metric_imports.py: `import fairseq` imported scikit-learn and scipy.stats (about 1.9 s of every
+  command's start-up) for two modules that call them only at validation; now they are imported on first use.
 """
 
-from vega_toolkit.fairseq_fixes import (
+from vega_toolkit.fairseq_fixes import deferred_metric_imports
+
+deferred_metric_imports.install()  # first: the fixes below import fairseq, and fairseq imports the deferred modules
+
+from vega_toolkit.fairseq_fixes import (  # noqa: E402
     atomic_writes,
     batching,
     bf16,
@@ -22,7 +28,15 @@ from vega_toolkit.fairseq_fixes import (
     prefetch_thread_exit,
 )
 
-FIXES = (checkpoint_loading, atomic_writes, batching, full_help, bf16, prefetch_thread_exit)
+FIXES = (
+    deferred_metric_imports,
+    checkpoint_loading,
+    atomic_writes,
+    batching,
+    full_help,
+    bf16,
+    prefetch_thread_exit,
+)
 
 
 def install():

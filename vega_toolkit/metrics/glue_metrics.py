@@ -5,7 +5,8 @@
     glue_score({"CoLA": task_score("CoLA", m_cola), "MNLI": (s_m + s_mm) / 2, ...})
 
 The standard implementations, as HF evaluate's glue metric uses them: scikit-learn's matthews_corrcoef/f1_score
-and scipy's pearsonr/spearmanr (both are dependencies already: fairseq's sentence_prediction criterion imports them),
+and scipy's pearsonr/spearmanr (both are dependencies already: fairseq's sentence_prediction criterion calls them),
+imported on first use (vega_toolkit/fairseq_fixes/deferred_metric_imports.py says why),
 scaled to percent. GLUE score (Wang et al. 2019): each task scores the
 unweighted mean of its metrics, MNLI averages matched and mismatched, and the score is the mean over the nine tasks;
 AX is excluded.
@@ -14,8 +15,6 @@ AX is excluded.
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, rankdata, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 from vega_toolkit.data.glue_tasks import GlueTaskSpec, get_glue_task
 
@@ -38,6 +37,8 @@ def accuracy(preds: ArrayLike, labels: ArrayLike) -> float:
 
 def f1(preds: ArrayLike, labels: ArrayLike, positive=1) -> float:
     """Binary F1 of the positive class (MRPC: paraphrase, QQP: duplicate); 0 when there is no true positive."""
+    from sklearn.metrics import f1_score  # on first use: scikit-learn is about 1.9 s of every command's start-up
+
     p, t = _pair(preds, labels)
     return 100.0 * float(f1_score(t, p, pos_label=positive, average="binary", zero_division=0.0))
 
@@ -45,6 +46,8 @@ def f1(preds: ArrayLike, labels: ArrayLike, positive=1) -> float:
 def matthews_corr(preds: ArrayLike, labels: ArrayLike) -> float:
     """Multi-class Matthews correlation (Gorodkin's R_K, = the binary phi coefficient for two classes); 0 for a
     constant predictor."""
+    from sklearn.metrics import matthews_corrcoef
+
     p, t = _pair(preds, labels)
     return 100.0 * float(matthews_corrcoef(t, p))
 
@@ -57,10 +60,14 @@ def _correlation(fn, preds: ArrayLike, labels: ArrayLike) -> float:
 
 
 def pearson(preds: ArrayLike, labels: ArrayLike) -> float:
+    from scipy.stats import pearsonr
+
     return _correlation(pearsonr, preds, labels)
 
 
 def spearman(preds: ArrayLike, labels: ArrayLike) -> float:
+    from scipy.stats import spearmanr
+
     return _correlation(spearmanr, preds, labels)
 
 
@@ -139,6 +146,8 @@ def row_scores(task: str | GlueTaskSpec, preds: np.ndarray, labels: np.ndarray) 
     if preds.shape != labels.shape or preds.ndim != 2:
         raise ValueError(f"predictions {preds.shape} and labels {labels.shape} must be 2-D arrays of the same shape")
     if task.is_regression:
+        from scipy.stats import rankdata
+
         x, y = preds.astype(np.float64), labels.astype(np.float64)
         rank = lambda a: rankdata(a, axis=1)  # noqa: E731  (average ranks for ties, as spearmanr)
         by_name = {"pearson": lambda: _rows_pearson(x, y), "spearman": lambda: _rows_pearson(rank(x), rank(y))}
