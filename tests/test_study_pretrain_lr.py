@@ -17,29 +17,18 @@ def _point(updates: float, rtd_loss: float) -> dict:
     return {"num_updates": updates, "loss": rtd_loss, "rtd_loss": rtd_loss, "shuf_frac": 0.10, "repl_frac": 0.05}
 
 
+def _record(cell, **result) -> dict:
+    """The results.jsonl line of CELL finished with RESULT (the runner writes the same fields)."""
+    commands = [" ".join(cmd) for cmd in cell.commands]
+    return {"kind": cell.kind, "name": cell.name, "key": cell.key, **cell.fields, "commands": commands, **result}
+
+
 def _pretrain_record(cell, rtd_loss: float) -> dict:
-    return {
-        "kind": "pretrain",
-        "name": cell.name,
-        "key": cell.key,
-        **cell.fields,
-        "commands": [" ".join(cmd) for cmd in cell.commands],
-        "valid_curve": [_point(3.0, PRIOR), _point(6.0, rtd_loss)],
-        "wall_s": 1.0,
-    }
+    return _record(cell, valid_curve=[_point(3.0, PRIOR), _point(6.0, rtd_loss)], wall_s=1.0)
 
 
 def _finetune_record(cell, score: float) -> dict:
-    return {
-        "kind": "finetune",
-        "name": cell.name,
-        "key": cell.key,
-        **cell.fields,
-        "commands": [" ".join(cmd) for cmd in cell.commands],
-        "score": score,
-        "checkpoint": "last",
-        "wall_s": 1.0,
-    }
+    return _record(cell, score=score, checkpoint="last", wall_s=1.0)
 
 
 @pytest.fixture(scope="module")
