@@ -165,3 +165,28 @@ def test_the_report_supersedes_the_fine_tunings_of_a_rate_the_rule_did_not_choos
     assert [r["name"] for r in superseded] == [name]  # its pretraining stays: the rate table reads it
     current, superseded = current_records(chosen + [_finetune_record(at_other[name], 55.0)], asdict(scale))
     assert [r["score"] for r in current if r["kind"] == "finetune"] == [55.0] and len(superseded) == 1
+
+
+def test_a_pass_that_finishes_an_arms_grid_is_followed_by_a_pass_with_its_fine_tunings(toy, tmp_path, monkeypatch):
+    """StudyRunner.run: the rule's choice after a pass re-plans the study, as the edge rule's grid points do."""
+    from vega_toolkit.study.runner import StudyRunner
+
+    scale = _scale()
+    out = tmp_path / "study"
+    runner = StudyRunner(
+        scale, out, str(toy / "glue"), str(toy / "corpus"), arms=("random", "rtd_ternary"), log=lambda _: None
+    )
+    passes = []
+
+    def run_pass():  # what each pass would run, and the grid's runs finishing in the first
+        passes.append({c.name for c in runner.cells if c.kind == "finetune" and c.fields["arm"] == "rtd_ternary"})
+        if len(passes) == 1:
+            grid = [c for c in runner.cells if c.kind == "pretrain"]
+            lines = [_pretrain_record(c, 0.5 if c.fields["pretrain_lr"] == 3e-4 else 0.4) for c in grid]
+            (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        return 0
+
+    monkeypatch.setattr(runner, "_run_pass", run_pass)
+    assert runner.run() == 0
+    assert len(passes) == 2 and not passes[0] and passes[1]
+    assert runner.pretrain_lrs == {"rtd_ternary": 1e-3}  # the scale's own rate had the lower loss
