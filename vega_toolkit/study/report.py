@@ -34,7 +34,7 @@ from vega_toolkit.study.pretrain_lr import (
     heldout_loss,
     validation_phases,
 )
-from vega_toolkit.study.runner import STUDY_FILE, expand_predictions, read_results
+from vega_toolkit.study.runner import STUDY_FILE, expand_predictions, newest_records, read_results
 from vega_toolkit.study.selection import (
     RULES,
     Run,
@@ -71,9 +71,7 @@ def current_records(records: list[dict], scale: dict | None = None) -> tuple[lis
     rule of pretrain_lr.py chose for the arm. A changed configuration (e.g. a longer pretraining budget, another
     learning-rate grid) leaves its predecessors in results.jsonl as history, but no report mixes them with the cells
     that replace them."""
-    newest: dict[str, dict] = {}
-    for r in records:
-        newest[r.get("name", r["key"])] = r
+    newest = newest_records(records)
     scale = scale or {}
     default_lr = float(scale.get("pretrain", {}).get("lr", 0.0))
     chosen = chosen_pretrain_lrs(list(newest.values()), tuple(scale.get("pretrain_lr_grid", ())), default_lr)

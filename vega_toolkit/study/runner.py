@@ -68,6 +68,12 @@ def read_results(out: Path) -> list[dict]:
     return records
 
 
+def newest_records(records: list[dict]) -> dict[str, dict]:
+    """name -> the newest record of each cell name: a cell re-run under another configuration keeps its name, and
+    its later line supersedes the earlier ones."""
+    return {r.get("name", r["key"]): r for r in records}
+
+
 def append_result(out: Path, record: dict):
     """Append `record` to OUT/results.jsonl as one line, under a file lock (other runners on the folder append
     too). One write of one line: a kill leaves at most one torn last line, which read_results skips; the next
@@ -246,7 +252,7 @@ class StudyRunner:
 
     def _edge_extensions(self) -> dict[tuple[str, str], tuple[float, ...]]:
         """The grid points the edge rule adds, from the finished last-checkpoint cells in the folder."""
-        newest = {r.get("name", r["key"]): r for r in read_results(self.out)}
+        newest = newest_records(read_results(self.out))
         scored_last = [r for r in newest.values() if checkpoint_of(r) == "last"]
         seeds = {int(s) for s in self.scale.seeds}
 
@@ -261,7 +267,7 @@ class StudyRunner:
         for a scale without a grid (every arm at its rate, nothing waits)."""
         if not self.scale.pretrain_lr_grid:
             return None
-        newest = {r.get("name", r["key"]): r for r in read_results(self.out)}
+        newest = newest_records(read_results(self.out))
         return chosen_pretrain_lrs(list(newest.values()), self.scale.pretrain_lr_grid, self.scale.pretrain.lr)
 
     def _alias_reused_cells(self):
