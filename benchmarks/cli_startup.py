@@ -33,10 +33,16 @@ def child_cpu_seconds(code: str) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=9, help="repetitions of each variant, interleaved")
-    parser.add_argument("--json", type=Path, help="also write the timings to this file")
+    parser.add_argument(
+        "--json", type=Path, help="also write the timings to this new file (an existing one is refused)"
+    )
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error(f"--reps {args.reps}: must be at least 1")
+    if args.json and args.json.exists():  # checked before the minutes of measuring, never overwritten
+        parser.error(f"--json {args.json}: exists; move it away first (it is a measured record)")
+    if args.json and args.json.parent.exists() and not args.json.parent.is_dir():
+        parser.error(f"--json {args.json}: {args.json.parent} is a file, not a folder")
     child_cpu_seconds(VARIANTS["deferred (today)"])  # warm the page cache and write the .pyc files
     times = {name: [] for name in VARIANTS}
     for _ in range(args.reps):

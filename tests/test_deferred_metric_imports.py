@@ -69,3 +69,20 @@ def test_a_deferred_name_resolves_once_and_a_loaded_module_gives_the_real_object
     name = Deferred("json", "dumps")
     assert name({"a": 1}) == '{"a": 1}' and name._target is json.dumps
     assert Deferred("os", "path").join("a", "b") == "a/b"  # a module: its attributes pass through
+
+
+def test_the_start_up_benchmark_refuses_bad_flags_in_one_line_before_measuring(tmp_path):
+    """benchmarks/cli_startup.py: --reps below 1, an existing --json record and a file where its folder belongs."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cli_startup.py"
+    (tmp_path / "done.json").write_text("{}")
+    (tmp_path / "a_file").write_text("")
+    for flags, says in (
+        (["--reps", "0"], "--reps 0: must be at least 1"),
+        (["--json", str(tmp_path / "done.json")], "exists; move it away first"),
+        (["--json", str(tmp_path / "a_file" / "t.json")], "is a file, not a folder"),
+    ):
+        run = subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and says in run.stderr.strip().splitlines()[-1], (flags, run.stderr)
+    assert (tmp_path / "done.json").read_text() == "{}"

@@ -11,7 +11,7 @@
 - bf16.py: `--bf16` set `tpu=True` (fairseq's XLA code path); now `tpu` stays as given;
 - prefetch_thread_exit.py: a training stopped mid-epoch could abort at exit (SIGABRT) in fairseq's batch-prefetch
   thread; now that thread is stopped before the interpreter ends it;
-- deferred_metric_imports.py: `import fairseq` imported scikit-learn and scipy.stats (about 1.9 s of every
+- deferred_metric_imports.py: `import fairseq` imported scikit-learn and scipy.stats (1.0-1.6 CPU s of every
   command's start-up) for two modules that call them only at validation; now they are imported on first use.
 """
 

@@ -1,7 +1,7 @@
 """Fix: importing fairseq no longer imports scikit-learn and scipy.stats, which only two of its modules call.
 
 `import fairseq` imports all its tasks and criterions; `fairseq.criterions.sentence_prediction` and
-`fairseq.tasks.audio_classification` import scikit-learn's metrics and scipy.stats at module level, about 1.6 CPU s
+`fairseq.tasks.audio_classification` import scikit-learn's metrics and scipy.stats at module level, 1.0-1.6 CPU s
 of the start-up of every command and study cell (benchmarks/cli_startup.py). `install()`, run before any other fix
 imports fairseq, compiles those two modules with each top-level `from sklearn... / scipy... import NAME` replaced by
 `NAME = deferred(module, NAME)`, which imports on first call or attribute read. Nothing enters `sys.modules` (a
