@@ -388,6 +388,30 @@ def test_an_existing_data_bin_or_model_folder_is_refused_without_force(corpus, t
     assert len(decoded(out, "train")[1]) + len(decoded(out, "valid")[1]) == 150
 
 
+def test_a_folder_holding_only_its_tokenizer_is_completed_from_it_and_the_tokenizer_kept(corpus, tmp_path):
+    # a committed study keeps only dict.txt and spm.model; its fresh checkout re-makes the binarized text beside them
+    first = preprocess([str(corpus), "--destdir", str(tmp_path / "a"), "--vocab-size", "200", "--workers", "1"])
+    made = folder_bytes(first)
+    for p in first.iterdir():
+        if p.name not in ("dict.txt", "spm.model"):
+            p.unlink()
+    tokenizer = folder_bytes(first)
+    own = ["--spm-model", str(first / "spm.model"), "--srcdict", str(first / "dict.txt"), "--workers", "1"]
+    again = preprocess([str(corpus), "--destdir", str(first), *own])
+    after = folder_bytes(again)
+    assert {n: after[n] for n in tokenizer} == tokenizer  # the tokenizer's bytes are kept
+    assert {n: after[n] for n in ("train.bin", "train.idx", "valid.bin", "valid.idx")} == {
+        n: made[n] for n in ("train.bin", "train.idx", "valid.bin", "valid.idx")
+    }
+    # another tokenizer named for a folder holding one is still refused
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("dict.txt", "spm.model"):
+        (other / name).write_bytes((tmp_path / "a" / name).read_bytes())
+    with pytest.raises(ValueError, match=re.escape(f"--destdir {other} already holds dict.txt, spm.model")):
+        preprocess([str(corpus), "--destdir", str(other), *own])
+
+
 def test_a_srcdict_not_built_from_the_spm_model_is_refused(corpus, tmp_path):
     a = preprocess([str(corpus), "--destdir", str(tmp_path / "a"), "--vocab-size", "200", "--workers", "1"])
     b = preprocess(

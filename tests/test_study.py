@@ -88,10 +88,17 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     )
 
     # a changed fine-tuning configuration re-runs those cells (new keys) and nothing upstream of them; a finished
-    # pretraining whose model folder is gone (a fresh checkout of a committed study) is run again first
+    # pretraining whose model folder is gone (a fresh checkout of a committed study) is run again first, after the
+    # binarized text, re-made beside the committed tokenizer, which is kept as it is
     import shutil
 
     shutil.rmtree(out / "models")
+    (data_bin,) = out.glob("data-bin-*")
+    tokenizer = {name: (data_bin / name).read_bytes() for name in ("dict.txt", "spm.model")}
+    binarized = {p.name: p.read_bytes() for p in data_bin.glob("*.bin")}
+    for p in data_bin.iterdir():
+        if p.name not in tokenizer:
+            p.unlink()
     changed = study(
         "run",
         "--scale",
@@ -108,12 +115,16 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     assert changed.returncode == 0, changed.stdout[-3000:]
     rte_cells = len(SCALES["smoke"].arms) * len(SCALES["smoke"].seeds)
     assert "pretrain rtd_ternary finished before but" in changed.stdout
-    assert f"{3 + rte_cells} cells, 2 already finished (skipped), {1 + rte_cells} to run" in changed.stdout
+    assert "preprocess finished before but" in changed.stdout and "re-making it from the outputs" in changed.stdout
+    assert f"{3 + rte_cells} cells, 1 already finished (skipped), {2 + rte_cells} to run" in changed.stdout
+    assert {name: (data_bin / name).read_bytes() for name in tokenizer} == tokenizer
+    assert {p.name: p.read_bytes() for p in data_bin.glob("*.bin")} == binarized
     rerun = [r for r in results(out)[total:] if r["kind"] == "finetune"]
     assert len(rerun) == rte_cells and all(
         r["task"] == "RTE" and "--weight-decay 0.02" in r["commands"][-3] for r in rerun
     )
-    assert [r["kind"] for r in results(out)].count("preprocess") == 1
+    prep = [r for r in results(out) if r["kind"] == "preprocess"]
+    assert len(prep) == 2 and "--spm-model" not in prep[0]["commands"][0] and "--spm-model" in prep[1]["commands"][0]
     assert (out / "models").is_dir()
 
 

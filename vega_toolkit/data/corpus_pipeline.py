@@ -169,6 +169,15 @@ def _existing_outputs(destdir: Path) -> list[str]:
     return found
 
 
+def _completes_own_tokenizer(config: PreprocessConfig, destdir: Path, existing: list[str]) -> bool:
+    """--destdir holds only a tokenizer (spm.model, dict.txt) and --spm-model/--srcdict name those very files: the
+    binarized text is made beside them and they stay as they are (a committed study keeps only its tokenizer)."""
+    if sorted(existing) != ["dict.txt", "spm.model"] or not (config.spm_model and config.srcdict):
+        return False
+    given = (Path(config.spm_model).resolve(), Path(config.srcdict).resolve())
+    return given == ((destdir / "spm.model").resolve(), (destdir / "dict.txt").resolve())
+
+
 def _remove_outputs(destdir: Path):
     """--force: remove what a previous run of vega-preprocess (or another tool's data-bin) left here."""
     for name in _OUTPUT_NAMES + (SHARD_MARKER,):
@@ -240,7 +249,7 @@ def prepare(config: PreprocessConfig) -> Plan:
     settings = _settings(config, files, sizes)
     plan_path = destdir / PLAN_FILE
     existing = _existing_outputs(destdir)
-    if existing and not config.force:
+    if existing and not config.force and not _completes_own_tokenizer(config, destdir, existing):
         if not plan_path.is_file():
             raise _err(
                 f"--destdir {destdir} already holds {', '.join(existing)} (a data-bin or model folder); "
@@ -268,7 +277,8 @@ def prepare(config: PreprocessConfig) -> Plan:
     if config.spm_model:
         from vega_toolkit.io.atomic import atomic_copy
 
-        atomic_copy(config.spm_model, str(spm_path), overwrite=True)
+        if Path(config.spm_model).resolve() != spm_path.resolve():
+            atomic_copy(config.spm_model, str(spm_path), overwrite=True)
     else:
         _train_sentencepiece(corpus, config, spm_path)
     if config.srcdict:

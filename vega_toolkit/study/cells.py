@@ -29,9 +29,12 @@ class Cell:
     threads: int = 1
     outputs: tuple[str, ...] = ()  # templated files later cells read: a finished cell without them runs again
     key: str = ""
+    # commands that re-make a finished cell's missing outputs from those still there (not part of the key); empty:
+    # the cell's own commands run again
+    rebuild: list[list[str]] = field(default_factory=list)
 
-    def resolve(self, paths: dict[str, str]) -> list[list[str]]:
-        return [[arg.format(**paths) for arg in cmd] for cmd in self.commands]
+    def resolve(self, paths: dict[str, str], rebuild: bool = False) -> list[list[str]]:
+        return [[arg.format(**paths) for arg in cmd] for cmd in (self.rebuild if rebuild else self.commands)]
 
 
 def fingerprint(folder: str | None, pattern: str = "**/*") -> list[tuple[str, int]]:
@@ -49,6 +52,19 @@ def _key(payload) -> str:
 def _keyed(cell: Cell, data_identity) -> Cell:
     cell.key = _key({"kind": cell.kind, "commands": cell.commands, "deps": list(cell.deps), "data": data_identity})
     return cell
+
+
+def _with_tokenizer_of(command: list[str], data_bin: str) -> list[str]:
+    """A vega-preprocess command that encodes with the tokenizer `data_bin` already holds instead of training one."""
+    at = command.index("--vocab-size")
+    return [
+        *command[:at],
+        *command[at + 2 :],
+        "--spm-model",
+        f"{data_bin}/spm.model",
+        "--srcdict",
+        f"{data_bin}/dict.txt",
+    ]
 
 
 def _lr_name(lr: float) -> str:
@@ -114,6 +130,9 @@ def build_cells(
     # the binarized text too: a committed study keeps only the tokenizer, and a pretraining run it still has to do
     # (another seed) needs the text, so the preprocessing (seeded) runs again first
     prep.outputs = (f"{prep.workdir}/dict.txt", f"{prep.workdir}/spm.model", f"{prep.workdir}/train.idx")
+    # ... beside the committed tokenizer, which stays as it is (trained again, its bytes would differ: sentencepiece
+    # stores its training file's path)
+    prep.rebuild = [_with_tokenizer_of(prep.commands[0], prep.workdir)]
     cells.append(prep)
     data_bin = prep.workdir
 

@@ -233,6 +233,7 @@ class StudyRunner:
         self._lock = threading.Lock()
         self.claims = CellClaims(self.out)
         self._children: dict[int, subprocess.Popen] = {}
+        self._rebuilding: set[str] = set()  # keys of finished cells whose missing outputs Cell.rebuild re-makes
 
     def _build(self) -> list[Cell]:
         cells = build_cells(
@@ -325,7 +326,8 @@ class StudyRunner:
         )
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         t0 = time.time()
-        commands = cell.resolve(self.paths)
+        rebuild = cell.key in self._rebuilding
+        commands = cell.resolve(self.paths, rebuild)
         # a pretraining resumes its checkpoint, so its log keeps every attempt; a fine-tuning restarts clean
         with log_path.open("a" if cell.kind == "pretrain" else "w", encoding="utf-8") as log:
             log.write(f"# vega-study: {cell.name} started {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
@@ -349,7 +351,7 @@ class StudyRunner:
             "key": cell.key,
             "scale": self.scale.name,
             **cell.fields,
-            "commands": [" ".join(c) for c in cell.commands],
+            "commands": [" ".join(c) for c in (cell.rebuild if rebuild else cell.commands)],
             "commit": self.commit,
             "wall_s": round(time.time() - t0, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -426,7 +428,11 @@ class StudyRunner:
             for cell in self.cells:
                 missing = [p for p in cell.outputs if not Path(p.format(**self.paths)).exists()]
                 if cell.key in needed and cell.key in done and missing:
-                    self.log(f"vega-study: {cell.name} finished before but {missing[0]} is missing: running it again")
+                    rebuilt = cell.rebuild and len(missing) < len(cell.outputs)
+                    how = "re-making it from the outputs still there" if rebuilt else "running it again"
+                    self.log(f"vega-study: {cell.name} finished before but {missing[0]} is missing: {how}")
+                    if rebuilt:
+                        self._rebuilding.add(cell.key)
                     done.discard(cell.key)
                     rerun = True
         pending = [c for c in self.cells if c.key not in done]
