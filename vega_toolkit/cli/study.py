@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="flags appended to every fine-tuning command (their cells get new keys and run again)",
     )
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="start every command in a fresh interpreter instead of forking the toolkit's commands from one that "
+        "has imported fairseq once (about 4 CPU s more per command; vega_toolkit/launch/preloaded.py)",
+    )
     overlap = sub.add_parser(
         "overlap",
         help="how much of each STS-B cell's test predictions is the pair's word "
@@ -304,6 +310,7 @@ def cli_main(argv: list[str] | None = None) -> int:
             tasks=_split(args.tasks),
             threads=args.threads,
             log=lambda s: print(s, flush=True),
+            preload=not args.no_preload,
         )
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"vega-study: {e}")

@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 
+from vega_toolkit.launch.preloaded import ForkedCommand, PreloadedCommands
 from vega_toolkit.study.cell_claims import CellClaims
 from vega_toolkit.study.cells import Cell, build_cells
 from vega_toolkit.study.plan import ARMS, Scale, resolve_arms
@@ -212,6 +213,7 @@ class StudyRunner:
         tasks=None,
         threads: int | None = None,
         log: Callable[[str], None] = print,
+        preload: bool = True,
     ):
         self.scale, self.out, self.jobs, self.log = scale, Path(out).resolve(), max(1, jobs), log
         self.paths = {
@@ -232,7 +234,9 @@ class StudyRunner:
         self.commit = code_version()
         self._lock = threading.Lock()
         self.claims = CellClaims(self.out)
-        self._children: dict[int, subprocess.Popen] = {}
+        self._children: dict[int, subprocess.Popen | ForkedCommand] = {}
+        # the toolkit's own commands start forked from one server that has imported fairseq once (launch/preloaded.py)
+        self._preloaded = PreloadedCommands() if preload else None
         self._rebuilding: set[str] = set()  # keys of finished cells whose missing outputs Cell.rebuild re-makes
 
     def _build(self) -> list[Cell]:
@@ -328,13 +332,18 @@ class StudyRunner:
         t0 = time.time()
         rebuild = cell.key in self._rebuilding
         commands = cell.resolve(self.paths, rebuild)
-        # a pretraining resumes its checkpoint, so its log keeps every attempt; a fine-tuning restarts clean
-        with log_path.open("a" if cell.kind == "pretrain" else "w", encoding="utf-8") as log:
+        # a pretraining resumes its checkpoint, so its log keeps every attempt; a fine-tuning restarts clean. Appended
+        # to (O_APPEND) by this process and by its commands, forked ones included, in turn
+        if cell.kind != "pretrain":
+            log_path.write_text("", encoding="utf-8")
+        with log_path.open("a", encoding="utf-8") as log:
             log.write(f"# vega-study: {cell.name} started {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
             for cmd in commands:
                 log.write("$ " + " ".join(cmd) + "\n")
                 log.flush()
-                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.out)
+                proc = self._preloaded and self._preloaded.start(cmd, log_path, env, self.out)
+                if proc is None:
+                    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.out)
                 self._children[proc.pid] = proc
                 started = time.time()
                 try:
@@ -393,6 +402,13 @@ class StudyRunner:
         the pretraining rate of an arm is newly chosen (its seeds and fine-tunings wait for it), run those too."""
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_study_file()
+        try:
+            return self._run_passes()
+        finally:
+            if self._preloaded:
+                self._preloaded.close()
+
+    def _run_passes(self) -> int:
         rc = 0
         while True:
             self._alias_reused_cells()
