@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from study_parallel import shared_cells_only  # benchmarks/ is the script's folder, first on sys.path
+
 STUDY = [sys.executable, "-c", "import sys; from vega_toolkit.cli.study import cli_main; sys.exit(cli_main())"]
 MODES = {"preloaded (default)": [], "fresh interpreters (--no-preload)": ["--no-preload"]}
 
@@ -46,7 +48,7 @@ def main(argv=None):
     study = ["--scale", "smoke", "--jobs", "2", "--tasks", "RTE"]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
-        run(base, ["--scale", "smoke", "--jobs", "2", "--tasks", "none"])  # toy data, preprocessing, pretraining
+        shared_cells_only(base, study)  # toy data, preprocessing, pretraining
         times = {mode: {"wall_s": [], "cpu_s": []} for mode in MODES}
         for _ in range(args.repeats):
             for mode, flags in MODES.items():

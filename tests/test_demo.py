@@ -30,6 +30,13 @@ def test_demo_pipeline_writes_report_figure_and_submission(tmp_path):
         for line in proc.stdout.splitlines()
         if "{'_name'" in line or (len(line) > 1000 and not line.startswith("$ "))
     ]
+    # each command's whole output is in demo.log, under its command line (followed from a file the command,
+    # forked from the preloaded server, writes; the file is gone after)
+    commands = [line for line in proc.stdout.splitlines() if line.startswith("$ ")]
+    log = (out / "demo.log").read_text()
+    logged = [line for line in log.splitlines() if line.startswith("$ ")]
+    assert len(commands) >= 10 and sorted(logged) == sorted(commands)  # the two fine-tuning rows run at once
+    assert "wrote" in log and "INFO:fairseq_cli.train:done training" in log and not list(out.glob(".command-*"))
     tail = proc.stdout.strip().splitlines()[-3:]
     assert [line.split(":")[0].strip() for line in tail] == ["report", "figure", "submission"]
 

@@ -14,6 +14,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from vega_toolkit.demo import report
 from vega_toolkit.demo.toy_data import write_toy_data
+from vega_toolkit.launch.preloaded import PreloadedCommands
 
 BIN = Path(sys.executable).parent
 
@@ -89,6 +91,7 @@ class Pipeline:
         self.start = time.time()
         out.mkdir(parents=True, exist_ok=True)
         self.log = open(out / "demo.log", "a")
+        self._commands = PreloadedCommands()  # every stage runs one of the toolkit's commands
 
     # ---------------------------------------------------------------- plumbing
     def banner(self, name: str, number: int | None = None):
@@ -109,12 +112,17 @@ class Pipeline:
         cmd = [str(BIN / program)] + [str(a) for a in args]
         print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self._env)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         output = ["$ " + " ".join(shlex.quote(c) for c in cmd) + "\n"]
-        for line in proc.stdout:
-            output.append(line)
-            if _worth_showing(line):
-                print("  " + line.rstrip(), flush=True)
+        # forked from the preloaded server (vega_toolkit/launch/preloaded.py): its output goes to a file, followed here
+        with tempfile.NamedTemporaryFile("r", dir=self.out, prefix=".command-", suffix=".log") as followed:
+            proc = self._commands.start(cmd, followed.name, env, os.getcwd())
+            if proc is None:  # not installed as a console script (a bare source tree): a fresh interpreter
+                with open(followed.name, "a") as sink:
+                    proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env)
+            for line in _follow(followed, proc):
+                output.append(line)
+                if _worth_showing(line):
+                    print("  " + line.rstrip(), flush=True)
         with self._lock:  # one block per command in demo.log, even with two commands running
             self.log.write("".join(output))
             self.log.flush()
@@ -433,8 +441,11 @@ class Pipeline:
             self._env = {}
 
     def run_all(self):
-        for stage in (self.data, self.preprocess, self.phase1, self.phase2, self.finetune_both, self.generate):
-            stage()
+        try:
+            for stage in (self.data, self.preprocess, self.phase1, self.phase2, self.finetune_both, self.generate):
+                stage()
+        finally:
+            self._commands.close()
         paths = self.report()
         (self.out / "timings.json").write_text(json.dumps(self.timings, indent=1))
         return paths
@@ -443,6 +454,23 @@ class Pipeline:
 def _tb_name(save_dir: Path) -> str:
     """TensorBoard folder of a fine-tuning: `finetune_seed1_SST-2`, `finetune_random_seed2_RTE`, ..."""
     return f"{save_dir.parent.parent.name}_{save_dir.parent.name}_{save_dir.name}"
+
+
+def _follow(log, proc, poll_s: float = 0.05):
+    """The lines a running command writes to `log` (a file open for reading), as they come, until it has exited."""
+    partial = ""
+    while True:
+        exited = proc.poll() is not None  # before reading: what it wrote before exiting is then read below
+        chunk = log.read()
+        partial += chunk
+        *lines, partial = partial.split("\n")
+        yield from (line + "\n" for line in lines)
+        if exited and not chunk:
+            break
+        if not chunk:
+            time.sleep(poll_s)
+    if partial:
+        yield partial
 
 
 def _worth_showing(line: str) -> bool:
