@@ -66,10 +66,9 @@ def main(argv=None):
         f"preloaded / fresh: wall {pre_wall / fresh_wall:.2f}, CPU {pre_cpu / fresh_cpu:.2f} (best of {args.repeats})"
     )
     if args.json:
-        record = {
-            "command": " ".join(["python", "benchmarks/study_launch.py", *(argv or sys.argv[1:])]),
-            "cells": cells,
-        }
+        from vega_toolkit.study.runner import code_version
+
+        record = {"command": " ".join(["python", *sys.argv]), "commit": code_version(), "cells": cells}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**record, "times": times}, indent=1) + "\n")
 
