@@ -10,6 +10,7 @@
     vega-study mechanisms results/study-cpu                                     # what SiFT and the rounds did
     vega-study rehearse --out /tmp/rehearsal --glue-dir tests/fixtures/glue     # the paper's job graph on SLURM
     vega-study compute results/study-cpu                                        # transfer vs pretraining FLOPs
+    vega-study carry results/study-cpu          # unfinished pretrainings' checkpoints, to commit for the next machine
 
 Finished cells are JSON lines in OUT/results.jsonl (the same command after a kill resumes); arms and scales are
 declared in vega_toolkit/study/plan.py; the report's lines: docs/design.md#vega-study.
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the compute axis: transfer over random init against pretraining FLOPs (compute.md, compute.png)",
     )
     compute.add_argument("out", help="study folder")
+    carry = sub.add_parser(
+        "carry",
+        help="copy every unfinished pretraining's checkpoint_last.pt to OUT/carried/ (to be committed), so that the "
+        "next machine resumes it; stop the runners first (SIGTERM saves the update they reached)",
+    )
+    carry.add_argument("out", help="study folder")
     report.add_argument(
         "--readme",
         nargs="?",
@@ -241,6 +248,15 @@ def cli_main(argv: list[str] | None = None) -> int:
             print(write_compute(Path(args.out)))
         except (FileNotFoundError, ValueError) as e:
             sys.exit(f"vega-study compute: {e}")
+        return 0
+    if args.command == "carry":
+        from vega_toolkit.study.carried import carry
+        from vega_toolkit.study.runner import read_results
+
+        copied = carry(Path(args.out), {r["key"] for r in read_results(Path(args.out))})
+        for path, update in copied:
+            print(f"carried {path} (update {update})")
+        print(f"vega-study carry: {len(copied)} checkpoints under {Path(args.out) / 'carried'}; commit that folder")
         return 0
     if args.command == "report":
         if args.readme and not Path(args.readme).is_file():

@@ -27,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vega_toolkit.launch.preloaded import ForkedCommand, PreloadedCommands
+from vega_toolkit.study import carried
 from vega_toolkit.study.cell_claims import CellClaims
 from vega_toolkit.study.cells import Cell, build_cells
 from vega_toolkit.study.plan import ARMS, Scale, resolve_arms
@@ -325,6 +326,10 @@ class StudyRunner:
             shutil.rmtree(workdir)  # a killed fine-tuning restarts clean; pretraining resumes its checkpoint
         log_path = self._log_path(cell)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        if cell.kind == "pretrain":  # ... its own, or one carried from another machine (carried.py) when ahead
+            for path, update, replaced in carried.restore(self.out, workdir):
+                was = f"update {replaced}" if replaced is not None else "no checkpoint"
+                self.log(f"  {cell.name}: resuming from the carried checkpoint at update {update} ({path}: {was})")
         env = dict(
             os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads), PYTHONUNBUFFERED="1"
         )
@@ -353,6 +358,8 @@ class StudyRunner:
                     log.write(f"# vega-study: `{cmd[0]}` ran {time.time() - started:.1f} s\n")
                 if rc != 0:
                     raise CellFailed(f"{cell.name}: `{cmd[0]}` exited with {rc}; see {log_path}")
+        if cell.kind == "pretrain":
+            carried.drop(self.out, workdir)
         text = log_path.read_text(encoding="utf-8", errors="replace")
         record = {
             "kind": cell.kind,
