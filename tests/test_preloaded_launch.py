@@ -104,6 +104,7 @@ def test_a_signal_reaches_the_command_and_its_status_still_comes_after_close(com
     commands.close()  # no new commands; the running one is still waited for and reported
     with pytest.raises(subprocess.TimeoutExpired):
         proc.wait(0.5)
+    assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "probe"  # named after its command in ps and pgrep
     proc.terminate()
     assert proc.wait(30) == -signal.SIGTERM and proc.poll() == -signal.SIGTERM
 

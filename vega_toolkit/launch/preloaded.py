@@ -236,6 +236,11 @@ def _child(request: dict):
             torch.set_num_threads(int(threads))
         module, function = request["entry"].split(":")
         sys.argv = list(request["argv"])
+        try:  # its name in ps, top and pgrep (which match the kernel's 15-character name): the command's, not python's
+            with open(f"/proc/{os.getpid()}/comm", "w") as comm:
+                comm.write(os.path.basename(sys.argv[0])[:15])
+        except OSError:  # no procfs (not Linux): the name stays the server's
+            pass
         code = _exit_status(getattr(importlib.import_module(module), function))
         for thread in threading.enumerate():
             if thread is not threading.main_thread() and not thread.daemon:
@@ -270,4 +275,7 @@ def _exit_status(main) -> int:
 
 
 if __name__ == "__main__":
-    serve()
+    try:
+        serve()
+    except KeyboardInterrupt:  # ^C reaches the whole process group: the commands handle it themselves
+        pass
