@@ -6,13 +6,10 @@ as fairseq did before the fix. Interleaved repetitions, side by side in one run:
     OMP_NUM_THREADS=1 python benchmarks/cli_startup.py --reps 9 --json results/cli_startup/cpu.json
 """
 
-import argparse
-import json
-import resource
 import statistics
-import subprocess
 import sys
-from pathlib import Path
+
+from measured_record import parse_record_args, record_parser, timed_child, write_record  # benchmarks/, on sys.path
 
 VARIANTS = {
     "deferred (today)": "import vega_toolkit.cli.train",
@@ -24,25 +21,12 @@ VARIANTS = {
 
 def child_cpu_seconds(code: str) -> float:
     """User + system CPU seconds of one `python -c CODE` process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-c", code], check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return timed_child([sys.executable, "-c", code])[1]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=9, help="repetitions of each variant, interleaved")
-    parser.add_argument(
-        "--json", type=Path, help="also write the timings to this new file (an existing one is refused)"
-    )
-    args = parser.parse_args(argv)
-    if args.reps < 1:
-        parser.error(f"--reps {args.reps}: must be at least 1")
-    if args.json and args.json.exists():  # checked before the minutes of measuring, never overwritten
-        parser.error(f"--json {args.json}: exists; move it away first (it is a measured record)")
-    if args.json and args.json.parent.exists() and not args.json.parent.is_dir():
-        parser.error(f"--json {args.json}: {args.json.parent} is a file, not a folder")
+    parser = record_parser(__doc__, "--reps", 9)
+    args = parse_record_args(parser, argv, "reps")
     child_cpu_seconds(VARIANTS["deferred (today)"])  # warm the page cache and write the .pyc files
     times = {name: [] for name in VARIANTS}
     for _ in range(args.reps):
@@ -55,11 +39,7 @@ def main(argv=None):
         print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
     print(f"\nsaved per process: {eager - deferred:.2f} CPU s (median), deferred/eager = {deferred / eager:.2f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        from vega_toolkit.study.runner import code_version
-
-        record = {"command": " ".join(sys.argv), "commit": code_version(), "reps": args.reps, "cpu_s": times}
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+        write_record(args.json, {"reps": args.reps, "cpu_s": times})
 
 
 if __name__ == "__main__":

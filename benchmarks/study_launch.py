@@ -10,17 +10,15 @@ fine-tuning cells: two commands each (vega-train, vega-generate), the unit a stu
 CPU seconds are the study's and all its descendants' (user + system).
 """
 
-import argparse
-import json
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from study_parallel import shared_cells_only  # benchmarks/ is the script's folder, first on sys.path
+# benchmarks/ is the script's folder, first on sys.path
+from measured_record import parse_record_args, record_parser, timed_child, write_record
+from study_parallel import shared_cells_only
 
 STUDY = [sys.executable, "-c", "import sys; from vega_toolkit.cli.study import cli_main; sys.exit(cli_main())"]
 MODES = {"preloaded (default)": [], "fresh interpreters (--no-preload)": ["--no-preload"]}
@@ -28,23 +26,11 @@ MODES = {"preloaded (default)": [], "fresh interpreters (--no-preload)": ["--no-
 
 def run(out: Path, args: list[str]) -> tuple[float, float]:
     """(wall s, CPU s of the study and everything it started)."""
-    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
-    subprocess.run(STUDY + ["run", "--out", str(out), "--no-report", *args], check=True, stdout=subprocess.DEVNULL)
-    wall, after = time.time() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return timed_child(STUDY + ["run", "--out", str(out), "--no-report", *args], stdout=subprocess.DEVNULL)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each mode, interleaved")
-    parser.add_argument(
-        "--json", type=Path, help="also write the timings to this new file (an existing one is refused)"
-    )
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats {args.repeats}: must be at least 1")
-    if args.json and args.json.exists():  # checked before the minutes of measuring, never overwritten
-        parser.error(f"--json {args.json}: exists; move it away first (it is a measured record)")
+    args = parse_record_args(record_parser(__doc__, "--repeats", 2), argv, "repeats")
     study = ["--scale", "smoke", "--jobs", "2", "--tasks", "RTE"]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
@@ -66,11 +52,7 @@ def main(argv=None):
         f"preloaded / fresh: wall {pre_wall / fresh_wall:.2f}, CPU {pre_cpu / fresh_cpu:.2f} (best of {args.repeats})"
     )
     if args.json:
-        from vega_toolkit.study.runner import code_version
-
-        record = {"command": " ".join(["python", *sys.argv]), "commit": code_version(), "cells": cells}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**record, "times": times}, indent=1) + "\n")
+        write_record(args.json, {"cells": cells, "times": times})
 
 
 if __name__ == "__main__":

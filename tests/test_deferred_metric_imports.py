@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from vega_toolkit.fairseq_fixes.deferred_metric_imports import Deferred, defer_imports, deferred
 
 
@@ -71,18 +73,20 @@ def test_a_deferred_name_resolves_once_and_a_loaded_module_gives_the_real_object
     assert Deferred("os", "path").join("a", "b") == "a/b"  # a module: its attributes pass through
 
 
-def test_the_start_up_benchmark_refuses_bad_flags_in_one_line_before_measuring(tmp_path):
-    """benchmarks/cli_startup.py: --reps below 1, an existing --json record and a file where its folder belongs."""
+@pytest.mark.parametrize("script, repeats", [("cli_startup.py", "--reps"), ("study_launch.py", "--repeats")])
+def test_the_start_up_benchmarks_refuse_bad_flags_in_one_line_before_measuring(tmp_path, script, repeats):
+    """benchmarks/cli_startup.py and study_launch.py (benchmarks/measured_record.py): a repetition count below 1, an
+    existing --json record and a file where its folder belongs."""
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cli_startup.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
     (tmp_path / "done.json").write_text("{}")
     (tmp_path / "a_file").write_text("")
     for flags, says in (
-        (["--reps", "0"], "--reps 0: must be at least 1"),
+        ([repeats, "0"], f"{repeats} 0: must be at least 1"),
         (["--json", str(tmp_path / "done.json")], "exists; move it away first"),
         (["--json", str(tmp_path / "a_file" / "t.json")], "is a file, not a folder"),
     ):
-        run = subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, timeout=60)
+        run = subprocess.run([sys.executable, str(path), *flags], capture_output=True, text=True, timeout=60)
         assert run.returncode == 2 and says in run.stderr.strip().splitlines()[-1], (flags, run.stderr)
     assert (tmp_path / "done.json").read_text() == "{}"
