@@ -9,8 +9,7 @@
     vega-study overlap results/study-cpu --glue-dir glue_data                   # STS-B predictions vs word overlap
     vega-study mechanisms results/study-cpu                                     # what SiFT and the rounds did
     vega-study rehearse --out /tmp/rehearsal --glue-dir tests/fixtures/glue     # the paper's job graph on SLURM
-    vega-study compute results/study-cpu                                        # transfer vs pretraining FLOPs
-    vega-study carry results/study-cpu          # unfinished pretrainings' checkpoints, to commit for the next machine
+    vega-study compute results/study-cpu    # transfer vs FLOPs; `carry`: unfinished pretrainings' checkpoints
 
 Finished cells are JSON lines in OUT/results.jsonl (the same command after a kill resumes); arms and scales are
 declared in vega_toolkit/study/plan.py; the report's lines: docs/design.md#vega-study.

@@ -1,21 +1,14 @@
 """Run the toolkit's own commands (`vega-train`, `vega-generate`, ...) in processes forked from one server that has
-already imported fairseq and the plugins, instead of in a fresh interpreter each.
+already imported fairseq and the plugins, instead of in a fresh interpreter each (about 4 CPU s of imports less per
+command: benchmarks/README.md, "Preloaded commands").
 
     commands = PreloadedCommands()
     proc = commands.start(["vega-train", "data-bin", "--task", ...], log_path, env, cwd)   # None: not a toolkit command
     rc = proc.wait()
 
-Every command a study cell runs pays about 4 CPU s of imports before its first step (benchmarks/cli_startup.py); a
-study runs hundreds of short cells, and so does the test suite. The server (`python -m vega_toolkit.launch.preloaded`,
-started on the first command) imports the command modules once and then only forks: a command is still its own
-process (own pid, log, environment, working folder, exit status, signals), a copy of a server that has imported and
-never trained, so no state of one command reaches another and no thread or CUDA context is forked. What a fresh
-interpreter would read from the environment at start is set again in the child: `os.environ` itself, and the BLAS
-threads (torch read OMP_NUM_THREADS when the server started, so the child calls `torch.set_num_threads`). It exits as
-the interpreter would: non-daemon threads joined, atexit handlers run, streams flushed.
-
-Not multiprocessing's forkserver: that one imports the caller's `__main__` again in every child, which breaks (or
-re-runs) any script without a main guard that drives a study.
+The server (`python -m vega_toolkit.launch.preloaded`, started on the first command) imports the command modules once
+and then only forks; each command is its own process (pid, log, environment, working folder, exit status, signals),
+and exits as an interpreter would. Why, and what is set again in the child: docs/design.md#preloaded-commands.
 """
 
 import atexit
