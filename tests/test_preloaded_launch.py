@@ -123,3 +123,17 @@ def test_a_script_without_a_main_guard_can_start_commands(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env(), timeout=300)
     assert done.stdout.strip() == "status 0", done.stderr[-2000:]
     assert "usage: vega-glue" in (tmp_path / "g.log").read_text()
+
+
+def test_a_command_whose_server_died_ends_with_status_1_and_a_closed_launcher_starts_a_new_server(commands, tmp_path):
+    log = tmp_path / "orphan.log"
+    orphan = commands.start_entry("preload_probe:main", ["probe", "sleep"], log, env(), tmp_path)
+    commands._server.kill()  # e.g. the kernel's OOM killer
+    commands._server.wait()
+    with pytest.raises(subprocess.TimeoutExpired):
+        orphan.wait(1.0)  # still running, now an orphan
+    os.kill(orphan.pid, signal.SIGTERM)
+    assert orphan.wait(30) == 1  # its status went with the server
+    commands.close()
+    again = commands.start_entry("preload_probe:main", ["probe", "0"], tmp_path / "again.log", env(), tmp_path)
+    assert again.wait(120) == 0

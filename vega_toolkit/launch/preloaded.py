@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 import weakref
 from importlib.metadata import entry_points
@@ -40,6 +41,11 @@ def toolkit_entry_point(program: str) -> str | None:
         if ep.value.startswith("vega_toolkit."):
             return ep.value
     return None
+
+
+# how long a start waits for the server to fork its command; the first one includes the server's imports, minutes on
+# a loaded machine at nice 19
+SERVER_START_S = 900
 
 
 # ---------------------------------------------------------------------------------------------------- the caller's side
@@ -99,8 +105,9 @@ class PreloadedCommands:
         """Run the function `entry` ('module:function', importable by the server) as a console script with
         `sys.argv = argv`."""
         with self._lock:
-            if self._server is None or self._server.poll() is not None:
+            if self._server is None or self._server.poll() is not None or self._server.stdin.closed:
                 self._start_server()
+            server = self._server
             self._next_id += 1
             request = self._next_id
             started = self._started[request] = threading.Event()
@@ -108,13 +115,17 @@ class PreloadedCommands:
             message |= {"env": dict(env), "cwd": str(cwd)}
             self._server.stdin.write(json.dumps(message) + "\n")
             self._server.stdin.flush()
-        if not started.wait(120) or request not in self._pids:
+        # set once the server has forked it, or has died (its imports, under load, may take minutes)
+        if not started.wait(SERVER_START_S) or request not in self._pids:
             raise RuntimeError(f"the preloaded-command server did not start `{argv[0]}` (its errors: stderr)")
         pid = self._pids.pop(request)
         with self._lock:
             proc = self._commands[pid] = ForkedCommand(pid)
             if pid in self._early_exits:
                 proc._exit(self._early_exits.pop(pid))
+            elif getattr(server, "reports_ended", False):  # it died between forking this one and now
+                del self._commands[pid]
+                threading.Thread(target=_wait_for_orphan, args=(proc,), daemon=True).start()
         return proc
 
     def close(self):
@@ -155,6 +166,23 @@ class PreloadedCommands:
                     proc._exit(message["returncode"])
         for event in list(self._started.values()):  # the server died: no start waits for nothing
             event.set()
+        with self._lock:  # ... and the commands it was running report no status: each ends when its process has gone
+            server.reports_ended = True
+            lost, self._commands = list(self._commands.values()), {}
+        for proc in lost:
+            threading.Thread(target=_wait_for_orphan, args=(proc,), daemon=True).start()
+
+
+def _wait_for_orphan(proc: ForkedCommand, poll_s: float = 1.0):
+    """A command whose server died: its status is lost; 1 once the process is gone (init reaps it)."""
+    while True:
+        try:
+            os.kill(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(poll_s)
+    print(f"vega: the preloaded-command server died; the status of pid {proc.pid} is unknown", file=sys.stderr)
+    proc._exit(1)
 
 
 # ---------------------------------------------------------------------------------------------------- the server's side
