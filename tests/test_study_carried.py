@@ -15,6 +15,7 @@ from vega_toolkit.study.carried import carry, restore
 from vega_toolkit.study.plan import SCALES
 
 pytestmark = pytest.mark.slow  # real pretrainings
+STUDY = [sys.executable, "-m", "vega_toolkit.cli.study"]
 
 
 def train(args):
@@ -30,9 +31,19 @@ def test_carry_copies_unfinished_pretrainings_only_and_restore_puts_back_what_is
     stale.parent.mkdir(parents=True)
     shutil.copy(running / "checkpoint_last.pt", stale)
 
-    copied = carry(out, finished_keys={"bbbbbbbbbbbb"})
+    (out / "results.jsonl").write_text('{"kind": "pretrain", "name": "pretrain masked_lm", "key": "bbbbbbbbbbbb"}\n')
+    shown = subprocess.run(STUDY + ["carry", str(out)], capture_output=True, text=True, timeout=300)
     target = out / "carried" / "pretrain" / running.name / "checkpoint_last.pt"
-    assert copied == [(target, 10)] and target.read_bytes() == (running / "checkpoint_last.pt").read_bytes()
+    assert shown.returncode == 0 and shown.stdout.splitlines() == [
+        f"carried {target} (update 10)",
+        f"vega-study carry: 1 checkpoint under {out / 'carried'}; commit that folder",
+    ]
+    assert target.read_bytes() == (running / "checkpoint_last.pt").read_bytes()
+    refused = subprocess.run(STUDY + ["carry", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        f"vega-study carry: {tmp_path} is not a study folder (it has no results.jsonl)"
+    )
+    assert carry(out, finished_keys={"bbbbbbbbbbbb"}) == [(target, 10)]  # again: the same copy
     assert not stale.parent.exists()  # a finished pretraining's carried copy goes
 
     # another machine: the folder is gone, and the carried checkpoint is put back

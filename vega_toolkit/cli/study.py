@@ -252,10 +252,13 @@ def cli_main(argv: list[str] | None = None) -> int:
         from vega_toolkit.study.carried import carry
         from vega_toolkit.study.runner import read_results
 
+        if not (Path(args.out) / "results.jsonl").is_file():
+            sys.exit(f"vega-study carry: {args.out} is not a study folder (it has no results.jsonl)")
         copied = carry(Path(args.out), {r["key"] for r in read_results(Path(args.out))})
         for path, update in copied:
             print(f"carried {path} (update {update})")
-        print(f"vega-study carry: {len(copied)} checkpoints under {Path(args.out) / 'carried'}; commit that folder")
+        count = f"{len(copied)} checkpoint{'' if len(copied) == 1 else 's'}"
+        print(f"vega-study carry: {count} under {Path(args.out) / 'carried'}; commit that folder")
         return 0
     if args.command == "report":
         if args.readme and not Path(args.readme).is_file():
