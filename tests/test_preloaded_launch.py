@@ -89,6 +89,16 @@ def test_each_command_gets_its_own_environment_folder_argv_and_threads(commands,
             "fairseq_loaded": True,  # imported once by the server, before the fork
         }
     assert runs[0][1] != runs[1][1]
+    # given no thread count, a command gets a fresh interpreter's default, whatever its caller's environment held
+    default = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        env={k: v for k, v in env().items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+        capture_output=True,
+        text=True,
+    )
+    unset = {k: v for k, v in env().items() if k != "OMP_NUM_THREADS"}
+    proc = commands.start_entry("preload_probe:main", ["probe", "0"], tmp_path / "u.log", unset, tmp_path)
+    assert proc.wait(120) == 0 and json.loads((tmp_path / "u.log").read_text())["threads"] == int(default.stdout)
     # a message given to SystemExit (or returned) is printed and the status is 1, as in an interpreter
     proc = commands.start_entry("preload_probe:main", ["probe", "it failed"], tmp_path / "m.log", env(), tmp_path)
     assert proc.wait(120) == 1 and (tmp_path / "m.log").read_text().splitlines()[-1] == "it failed"

@@ -43,6 +43,8 @@ def toolkit_entry_point(program: str) -> str | None:
     return None
 
 
+# read once, when torch and the BLAS libraries load: the server starts without them, each command sets its own
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # how long a start waits for the server to fork its command; the first one includes the server's imports, minutes on
 # a loaded machine at nice 19
 SERVER_START_S = 900
@@ -141,12 +143,15 @@ class PreloadedCommands:
             self._server.wait(60)
 
     def _start_server(self):
+        # without the caller's thread counts, so that a command given none gets a fresh interpreter's default
+        env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
         self._server = subprocess.Popen(
             [sys.executable, "-m", "vega_toolkit.launch.preloaded"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
+            env=env,
         )
         weakref.finalize(self, self._server.stdin.close)  # a dropped launcher's server ends instead of lingering
         threading.Thread(target=self._read_server, args=(self._server,), daemon=True).start()
