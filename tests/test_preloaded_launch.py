@@ -14,6 +14,7 @@ import pytest
 
 from vega_toolkit.launch.preloaded import PreloadedCommands, toolkit_entry_point
 
+pytestmark = pytest.mark.slow  # each test starts a server that imports fairseq (and some, fresh interpreters too)
 BIN = Path(sys.executable).parent
 PROBE = textwrap.dedent(
     """
@@ -47,7 +48,6 @@ def env(**extra):
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1", **extra}
 
 
-@pytest.mark.slow  # three fresh interpreters that import fairseq
 def test_toolkit_commands_give_the_output_and_status_of_a_fresh_interpreter(commands, tmp_path):
     cases = (
         ["vega-glue", "--help"],  # 0
@@ -119,7 +119,6 @@ def test_a_signal_reaches_the_command_and_its_status_still_comes_after_close(com
     assert proc.wait(30) == -signal.SIGTERM and proc.poll() == -signal.SIGTERM
 
 
-@pytest.mark.slow  # a fresh interpreter and a server
 def test_a_script_without_a_main_guard_can_start_commands(tmp_path):
     # multiprocessing's forkserver imports the caller's __main__ again in each child, which breaks such a script
     script = tmp_path / "drive.py"
