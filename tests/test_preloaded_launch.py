@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vega_toolkit.launch.preloaded import PreloadedCommands, toolkit_entry_point
+from vega_toolkit.launch.preloaded import PreloadedCommands, ServerError, toolkit_entry_point
 
 pytestmark = pytest.mark.slow  # each test starts a server that imports fairseq (and some, fresh interpreters too)
 BIN = Path(sys.executable).parent
@@ -146,3 +146,18 @@ def test_a_command_whose_server_died_ends_with_status_1_and_a_closed_launcher_st
     commands.close()
     again = commands.start_entry("preload_probe:main", ["probe", "0"], tmp_path / "again.log", env(), tmp_path)
     assert again.wait(120) == 0
+
+
+def test_a_server_that_cannot_start_is_one_error_and_the_study_falls_back_to_fresh_interpreters(tmp_path):
+    broken = PreloadedCommands(preload=("vega_toolkit.no_such_module",))
+    with pytest.raises(ServerError, match="ended before starting `vega-glue`: .*No module named 'vega_toolkit.no_such"):
+        broken.start(["vega-glue", "--help"], tmp_path / "g.log", env(), tmp_path)
+    from vega_toolkit.study.plan import SCALES
+    from vega_toolkit.study.runner import StudyRunner
+
+    glue = Path(__file__).parent / "fixtures" / "glue"
+    logged = []
+    runner = StudyRunner(SCALES["smoke"], tmp_path / "study", str(glue), str(glue), log=logged.append)
+    runner._preloaded = PreloadedCommands(preload=("vega_toolkit.no_such_module",))
+    assert runner._start_preloaded(["vega-glue", "--help"], tmp_path / "h.log", env()) is None
+    assert runner._preloaded is None and "a fresh interpreter from now on" in logged[-1]

@@ -12,6 +12,7 @@ and exits as an interpreter would. Why, and what is set again in the child: docs
 """
 
 import atexit
+import collections
 import importlib
 import json
 import os
@@ -85,10 +86,17 @@ class ForkedCommand:
         self.send_signal(signal.SIGKILL)
 
 
-class PreloadedCommands:
-    """Starts toolkit commands as children of the server; the server starts (and imports PRELOAD) on first use."""
+class ServerError(RuntimeError):
+    """The server ended before it forked a command (e.g. one of its imports failed); the message ends with the last
+    line of its stderr."""
 
-    def __init__(self):
+
+class PreloadedCommands:
+    """Starts toolkit commands as children of the server; the server starts (and imports `preload`) on first use."""
+
+    def __init__(self, preload: tuple[str, ...] = PRELOAD):
+        self._preload = tuple(preload)
+        self._server_errors: collections.deque[str] = collections.deque(maxlen=20)
         self._server: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._started: dict[int, threading.Event] = {}  # request id -> set once its pid is known
@@ -119,7 +127,9 @@ class PreloadedCommands:
             self._server.stdin.flush()
         # set once the server has forked it, or has died (its imports, under load, may take minutes)
         if not started.wait(SERVER_START_S) or request not in self._pids:
-            raise RuntimeError(f"the preloaded-command server did not start `{argv[0]}` (its errors: stderr)")
+            # its last line (the exception, for a failed import); the whole of its stderr is on ours
+            said = next((line.strip() for line in reversed(self._server_errors) if line.strip()), "no error printed")
+            raise ServerError(f"the preloaded-command server ended before starting `{argv[0]}`: {said}")
         pid = self._pids.pop(request)
         with self._lock:
             proc = self._commands[pid] = ForkedCommand(pid)
@@ -146,15 +156,23 @@ class PreloadedCommands:
         # without the caller's thread counts, so that a command given none gets a fresh interpreter's default
         env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
         self._server = subprocess.Popen(
-            [sys.executable, "-m", "vega_toolkit.launch.preloaded"],
+            [sys.executable, "-m", "vega_toolkit.launch.preloaded", *self._preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
             env=env,
         )
         weakref.finalize(self, self._server.stdin.close)  # a dropped launcher's server ends instead of lingering
         threading.Thread(target=self._read_server, args=(self._server,), daemon=True).start()
+        threading.Thread(target=self._echo_server_errors, args=(self._server,), daemon=True).start()
+
+    def _echo_server_errors(self, server: subprocess.Popen):
+        """The server's stderr passes through to ours; its last lines are kept for a ServerError's message."""
+        for line in server.stderr:
+            self._server_errors.append(line)
+            sys.stderr.write(line)
 
     def _read_server(self, server: subprocess.Popen):
         for line in server.stdout:
@@ -302,6 +320,6 @@ def _exit_status(main) -> int:
 
 if __name__ == "__main__":
     try:
-        serve()
+        serve(tuple(sys.argv[1:]) or PRELOAD)
     except KeyboardInterrupt:  # ^C reaches the whole process group: the commands handle it themselves
         pass

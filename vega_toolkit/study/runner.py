@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 
-from vega_toolkit.launch.preloaded import ForkedCommand, PreloadedCommands
+from vega_toolkit.launch.preloaded import ForkedCommand, PreloadedCommands, ServerError
 from vega_toolkit.study import carried
 from vega_toolkit.study.cell_claims import CellClaims
 from vega_toolkit.study.cells import Cell, build_cells
@@ -320,6 +320,19 @@ class StudyRunner:
         return cell_log_path(self.out, cell.name)
 
     # ------------------------------------------------------------------ one cell
+    def _start_preloaded(self, cmd: list[str], log_path: Path, env: dict[str, str]) -> ForkedCommand | None:
+        """`cmd` forked from the preloaded server; None when it is not a toolkit command, or when the server could
+        not start (then every later command starts in a fresh interpreter, which logs the same error in its cell)."""
+        launcher = self._preloaded
+        if launcher is None:
+            return None
+        try:
+            return launcher.start(cmd, log_path, env, self.out)
+        except ServerError as e:
+            self.log(f"vega-study: {e}; every command starts in a fresh interpreter from now on")
+            self._preloaded = None
+            return None
+
     def _run_cell(self, cell: Cell) -> dict:
         workdir = Path(cell.workdir.format(**self.paths))
         if cell.kind in FINE_TUNINGS and workdir.exists():
@@ -346,7 +359,7 @@ class StudyRunner:
             for cmd in commands:
                 log.write("$ " + " ".join(cmd) + "\n")
                 log.flush()
-                proc = self._preloaded and self._preloaded.start(cmd, log_path, env, self.out)
+                proc = self._start_preloaded(cmd, log_path, env)
                 if proc is None:
                     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.out)
                 self._children[proc.pid] = proc
