@@ -125,6 +125,7 @@ def test_killed_smoke_study_resumes_without_redoing_cells_and_reruns_only_change
     )
     prep = [r for r in results(out) if r["kind"] == "preprocess"]
     assert len(prep) == 2 and "--spm-model" not in prep[0]["commands"][0] and "--spm-model" in prep[1]["commands"][0]
+    assert prep[0]["outputs_sha256"] == prep[1]["outputs_sha256"]  # checked by the runner: the same files again
     assert (out / "models").is_dir()
 
 
@@ -945,3 +946,56 @@ def test_a_result_is_stamped_dirty_by_uncommitted_code_not_by_a_running_studys_r
     assert code_version(tmp_path) == sha.strip()
     (tmp_path / "vega_toolkit/model.py").write_text("v2\n")
     assert code_version(tmp_path) == sha.strip() + "-dirty"
+
+
+@pytest.mark.study
+def test_re_made_outputs_must_be_the_files_the_finished_cell_made_or_the_cell_fails(tmp_path):
+    """Cell.rebuild: a re-made output that differs from the recorded checksum is removed and the cell fails, and a
+    record without checksums cannot be re-made (the cpu study's preprocessing code changed under the same key)."""
+    import json
+
+    from vega_toolkit.demo.toy_data import write_toy_data
+    from vega_toolkit.study.runner import CellFailed, StudyRunner
+
+    toy = write_toy_data(tmp_path / "toy", seed=1, corpus_paragraphs=300, task_sizes=(64, 32, 32))
+    out = tmp_path / "study"
+    runner = StudyRunner(SCALES["smoke"], out, str(toy / "glue"), str(toy / "corpus"), tasks=("RTE",), log=print)
+    out.mkdir()
+    try:
+        for cell in runner.cells:
+            if cell.kind == "corpus":
+                runner._run_cell(cell)
+        (prep,) = [c for c in runner.cells if c.kind == "preprocess"]
+        runner._append(runner._run_cell(prep))
+        train_bin = next(Path(p.format(**runner.paths)) for p in prep.outputs if p.endswith("train.bin"))
+        made = train_bin.read_bytes()
+
+        def remake():  # a fresh checkout of a committed study: only the tokenizer is left
+            for p in train_bin.parent.iterdir():
+                if p.name not in ("dict.txt", "spm.model"):
+                    p.unlink()
+            runner._rebuilding.add(prep.key)
+            return runner._run_cell(prep)
+
+        assert (
+            remake()["outputs_sha256"]
+            == json.loads((out / "results.jsonl").read_text().splitlines()[-1])["outputs_sha256"]
+            and train_bin.read_bytes() == made
+        )
+        # the record says another file was made: the re-made one is refused and removed
+        lines = (out / "results.jsonl").read_text().splitlines()
+        record = json.loads(lines[-1])
+        record["outputs_sha256"] = {name: "0" * 64 for name in record["outputs_sha256"]}
+        (out / "results.jsonl").write_text("\n".join([*lines[:-1], json.dumps(record)]) + "\n")
+        with pytest.raises(CellFailed, match=f"the re-made {re.escape(str(train_bin))} differs from the one it made"):
+            remake()
+        assert not train_bin.exists()
+        # a record from before the checksums: no re-making at all
+        del record["outputs_sha256"]
+        (out / "results.jsonl").write_text("\n".join([*lines[:-1], json.dumps(record)]) + "\n")
+        with pytest.raises(CellFailed, match="cannot re-make its missing outputs: its record has no checksums"):
+            runner._rebuilding.add(prep.key)
+            runner._run_cell(prep)
+    finally:
+        if runner._preloaded:
+            runner._preloaded.close()

@@ -129,7 +129,10 @@ def build_cells(
     prep.workdir = f"{{out}}/data-bin-{prep.key}"
     # the binarized text too: a committed study keeps only the tokenizer, and a pretraining run it still has to do
     # (another seed) needs the text, so the preprocessing (seeded) runs again first
-    prep.outputs = (f"{prep.workdir}/dict.txt", f"{prep.workdir}/spm.model", f"{prep.workdir}/train.idx")
+    prep.outputs = tuple(
+        f"{prep.workdir}/{name}"
+        for name in ("dict.txt", "spm.model", "train.bin", "train.idx", "valid.bin", "valid.idx")
+    )
     # ... beside the committed tokenizer, which stays as it is (trained again, its bytes would differ: sentencepiece
     # stores its training file's path)
     prep.rebuild = [_with_tokenizer_of(prep.commands[0], prep.workdir)]

@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 
+from vega_toolkit.data.glue_binarize import file_sha256
 from vega_toolkit.launch.preloaded import ForkedCommand, PreloadedCommands, ServerError
 from vega_toolkit.study import carried
 from vega_toolkit.study.cell_claims import CellClaims
@@ -333,6 +334,37 @@ class StudyRunner:
             self._preloaded = None
             return None
 
+    def _output_hashes(self, cell: Cell) -> dict[str, str]:
+        """sha256 of each of the cell's outputs (by templated name)."""
+        return {name: file_sha256(name.format(**self.paths)) for name in cell.outputs}
+
+    def _recorded_output_hashes(self, cell: Cell) -> dict[str, str]:
+        """The outputs' hashes the finished cell recorded; a re-making is refused without them, because the code that
+        makes them may have changed since (the cpu study's preprocessing did) and nothing else would tell."""
+        recorded = newest_records(r for r in read_results(self.out) if r["key"] == cell.key and "outputs_sha256" in r)
+        if not recorded:
+            raise CellFailed(
+                f"{cell.name}: cannot re-make its missing outputs: its record has no checksums of them (it finished "
+                f"before vega-study recorded them), so a re-made file could differ unnoticed; restore the missing "
+                f"files from where the study ran"
+            )
+        return next(iter(recorded.values()))["outputs_sha256"]
+
+    def _check_remade(self, cell: Cell, before: dict[str, str | None], now: dict[str, str]):
+        """Every re-made output (`before`: the ones that were missing, with their recorded hashes) must be the file
+        the finished cell made; a differing one is removed (nothing the study had is lost) and the cell fails."""
+        differ = [name for name in before if now.get(name) != before[name]]
+        if differ:
+            for name in differ:
+                Path(name.format(**self.paths)).unlink(missing_ok=True)
+            shown = differ[0].format(**self.paths)
+            raise CellFailed(
+                f"{cell.name}: the re-made {shown} differs from the one it made when it finished (sha256 "
+                f"{now.get(differ[0], '')[:12]} against {(before[differ[0]] or 'none recorded')[:12]}): the code that "
+                f"makes it has changed; "
+                f"restore the missing files from where the study ran"
+            )
+
     def _run_cell(self, cell: Cell) -> dict:
         workdir = Path(cell.workdir.format(**self.paths))
         if cell.kind in FINE_TUNINGS and workdir.exists():
@@ -350,6 +382,8 @@ class StudyRunner:
         t0 = time.time()
         rebuild = cell.key in self._rebuilding
         commands = cell.resolve(self.paths, rebuild)
+        made_before = self._recorded_output_hashes(cell) if rebuild else None
+        remade = [name for name in cell.outputs if not Path(name.format(**self.paths)).exists()]
         # a pretraining resumes its checkpoint, so its log keeps every attempt; a fine-tuning restarts clean. Appended
         # to (O_APPEND) by this process and by its commands, forked ones included, in turn
         if cell.kind != "pretrain":
@@ -373,6 +407,9 @@ class StudyRunner:
                     raise CellFailed(f"{cell.name}: `{cmd[0]}` exited with {rc}; see {log_path}")
         if cell.kind == "pretrain":
             carried.drop(self.out, workdir)
+        hashes = self._output_hashes(cell) if cell.rebuild else None
+        if made_before is not None:
+            self._check_remade(cell, {name: made_before.get(name) for name in remade}, hashes)
         text = log_path.read_text(encoding="utf-8", errors="replace")
         record = {
             "kind": cell.kind,
@@ -385,6 +422,8 @@ class StudyRunner:
             "wall_s": round(time.time() - t0, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
+        if hashes:  # what a later re-making of the outputs (Cell.rebuild) must give again
+            record["outputs_sha256"] = hashes
         if cell.kind in FINE_TUNINGS:
             from vega_toolkit.metrics.glue_metrics import task_score
             from vega_toolkit.models.glue_predictor import DEV_PREDICTIONS
