@@ -148,16 +148,16 @@ def test_a_command_whose_server_died_ends_with_status_1_and_a_closed_launcher_st
     assert again.wait(120) == 0
 
 
-def test_a_server_that_cannot_start_is_one_error_and_the_study_falls_back_to_fresh_interpreters(tmp_path):
+def test_a_server_that_cannot_start_is_one_error_and_the_study_falls_back_to_fresh_interpreters(tmp_path, capsys):
     broken = PreloadedCommands(preload=("vega_toolkit.no_such_module",))
     with pytest.raises(ServerError, match="ended before starting `vega-glue`: .*No module named 'vega_toolkit.no_such"):
-        broken.start(["vega-glue", "--help"], tmp_path / "g.log", env(), tmp_path)
-    from vega_toolkit.study.plan import SCALES
-    from vega_toolkit.study.runner import StudyRunner
-
-    glue = Path(__file__).parent / "fixtures" / "glue"
-    logged = []
-    runner = StudyRunner(SCALES["smoke"], tmp_path / "study", str(glue), str(glue), log=logged.append)
-    runner._preloaded = PreloadedCommands(preload=("vega_toolkit.no_such_module",))
-    assert runner._start_preloaded(["vega-glue", "--help"], tmp_path / "h.log", env()) is None
-    assert runner._preloaded is None and "a fresh interpreter from now on" in logged[-1]
+        broken.start_entry(
+            "vega_toolkit.cli.glue:cli_main", ["vega-glue", "--help"], tmp_path / "g.log", env(), tmp_path
+        )
+    capsys.readouterr()
+    # what the study runner and the demo call: None (they start a fresh interpreter), with one line said once
+    assert broken.start(["vega-glue", "--help"], tmp_path / "h.log", env(), tmp_path) is None
+    assert broken.start(["vega-train", "--help"], tmp_path / "i.log", env(), tmp_path) is None
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vega: ")]
+    assert len(said) == 1 and "No module named 'vega_toolkit.no_such_module'" in said[0]
+    assert said[0].endswith("every later command starts in a fresh interpreter")

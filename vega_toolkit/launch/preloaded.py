@@ -96,6 +96,7 @@ class PreloadedCommands:
 
     def __init__(self, preload: tuple[str, ...] = PRELOAD):
         self._preload = tuple(preload)
+        self._unavailable = False  # the server could not start: toolkit commands start fresh too
         self._server_errors: collections.deque[str] = collections.deque(maxlen=20)
         self._server: subprocess.Popen | None = None
         self._lock = threading.Lock()
@@ -106,10 +107,17 @@ class PreloadedCommands:
         self._next_id = 0
 
     def start(self, command: list[str], log_path, env: dict[str, str], cwd) -> ForkedCommand | None:
-        """`command` run with stdout and stderr appended to `log_path`; None if command[0] is not a toolkit command
-        (the caller starts it as a plain subprocess)."""
+        """`command` run with stdout and stderr appended to `log_path`; None if command[0] is not a toolkit command,
+        or if the server could not start (the caller starts it as a plain subprocess)."""
         entry = toolkit_entry_point(os.path.basename(command[0]))
-        return None if entry is None else self.start_entry(entry, command, log_path, env, cwd)
+        if entry is None or self._unavailable:
+            return None
+        try:
+            return self.start_entry(entry, command, log_path, env, cwd)
+        except ServerError as e:  # once: every later command starts fresh, and logs the same error in its own log
+            self._unavailable = True
+            print(f"vega: {e}; every later command starts in a fresh interpreter", file=sys.stderr, flush=True)
+            return None
 
     def start_entry(self, entry: str, argv: list[str], log_path, env: dict[str, str], cwd) -> ForkedCommand:
         """Run the function `entry` ('module:function', importable by the server) as a console script with

@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vega_toolkit.data.glue_binarize import file_sha256
-from vega_toolkit.launch.preloaded import ForkedCommand, PreloadedCommands, ServerError
+from vega_toolkit.launch.preloaded import ForkedCommand, PreloadedCommands
 from vega_toolkit.study import carried
 from vega_toolkit.study.cell_claims import CellClaims
 from vega_toolkit.study.cells import Cell, build_cells
@@ -321,19 +321,6 @@ class StudyRunner:
         return cell_log_path(self.out, cell.name)
 
     # ------------------------------------------------------------------ one cell
-    def _start_preloaded(self, cmd: list[str], log_path: Path, env: dict[str, str]) -> ForkedCommand | None:
-        """`cmd` forked from the preloaded server; None when it is not a toolkit command, or when the server could
-        not start (then every later command starts in a fresh interpreter, which logs the same error in its cell)."""
-        launcher = self._preloaded
-        if launcher is None:
-            return None
-        try:
-            return launcher.start(cmd, log_path, env, self.out)
-        except ServerError as e:
-            self.log(f"vega-study: {e}; every command starts in a fresh interpreter from now on")
-            self._preloaded = None
-            return None
-
     def _output_hashes(self, cell: Cell) -> dict[str, str]:
         """sha256 of each of the cell's outputs (by templated name)."""
         return {name: file_sha256(name.format(**self.paths)) for name in cell.outputs}
@@ -393,7 +380,7 @@ class StudyRunner:
             for cmd in commands:
                 log.write("$ " + " ".join(cmd) + "\n")
                 log.flush()
-                proc = self._start_preloaded(cmd, log_path, env)
+                proc = self._preloaded and self._preloaded.start(cmd, log_path, env, self.out)
                 if proc is None:
                     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.out)
                 self._children[proc.pid] = proc
